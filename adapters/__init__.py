@@ -1,0 +1,31 @@
+"""Platform adapters. Each module exposes ``create_adapter(settings, env) -> ChatAdapter``.
+
+Adapters are found by name: third-party packages register a factory under the entry-point group
+``paibot.adapters``; the built-in ones are listed below so a source checkout works without installing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+BUILTIN = {
+    "web": "adapters.web:create_adapter",
+    "telegram": "adapters.telegram:create_adapter",
+    "discord": "adapters.discord:create_adapter",
+    "matrix": "adapters.matrix:create_adapter",
+}
+
+
+def adapter_factory(name: str) -> Callable[..., Any]:
+    """The factory registered for ``name`` (entry points first, then the built-ins)."""
+    for ep in entry_points(group="paibot.adapters"):
+        if ep.name == name:
+            return ep.load()
+    target = BUILTIN.get(name)
+    if target is None:
+        raise KeyError(f"no adapter named {name!r}")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)

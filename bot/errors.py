@@ -1,0 +1,70 @@
+"""The one exception tree of paibot. SDK and provider errors are translated at the boundary.
+
+    PaibotError
+    ├── ConfigError            bad config.yaml (names the key path)
+    ├── AdapterConfigError     a platform refused us for an operator-fixable reason (token, intent, privacy)
+    ├── DeliveryError          a platform refused a send for good
+    ├── DataDirLocked          another process owns the data directory
+    ├── MemoryError_           the memory store failed
+    └── LLMError               a provider call failed
+        ├── LLMRetryable       worth retrying (rate limit, 5xx, timeout, connection)
+        │   ├── LLMRateLimited     (retry_after may be set)
+        │   └── LLMTimeout
+        ├── LLMContextTooLong  the prompt must be trimmed
+        └── LLMFatal           no point retrying this model (bad credentials, unknown model, bad request)
+"""
+
+from __future__ import annotations
+
+
+class PaibotError(Exception):
+    """Base of every error paibot raises on purpose."""
+
+
+class ConfigError(PaibotError):
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"config: {path}: {problem}" if path else f"config: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class AdapterConfigError(PaibotError):
+    """Raised by an adapter's ``start`` with an explanation the operator can act on."""
+
+
+class DeliveryError(PaibotError):
+    pass
+
+
+class DataDirLocked(PaibotError):
+    pass
+
+
+class MemoryError_(PaibotError):  # noqa: N801 - avoid shadowing the builtin MemoryError
+    pass
+
+
+class LLMError(PaibotError):
+    pass
+
+
+class LLMRetryable(LLMError):
+    pass
+
+
+class LLMRateLimited(LLMRetryable):
+    def __init__(self, message: str = "rate limited", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LLMTimeout(LLMRetryable):
+    pass
+
+
+class LLMContextTooLong(LLMError):
+    pass
+
+
+class LLMFatal(LLMError):
+    pass

@@ -1,0 +1,265 @@
+"""The core's ports: small Protocols that adapters, the memory and the LLM implement.
+
+The core imports none of the implementations; the composition root (``bot.app``) wires them together.
+Each docstring is the contract: what an implementation must do, must not do, and may raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
+
+
+# --------------------------------------------------------------------------- intake
+
+
+class IntakeSink(Protocol):
+    """Where an adapter delivers inbound events. Implemented by the core's durable inbox.
+
+    ``submit`` returns only once the events (and the optional cursor) are committed to disk in one
+    transaction; only then may the adapter acknowledge them to its platform (Telegram offset, Matrix
+    ``next_batch``, Discord "last processed message"). Events already seen (same ``event_id``) are ignored,
+    so replaying a batch after a crash is safe. Returns how many events were new.
+    """
+
+    async def submit(
+        self, events: Sequence[Message], *, cursor_key: str | None = None, cursor: str | None = None
+    ) -> int: ...
+
+    async def cursor(self, key: str) -> str | None:
+        """The last cursor committed under ``key`` (None if never)."""
+        ...
+
+    async def seen(self, event_id: str) -> bool:
+        """Whether an event with this id was already committed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    max_text_length: int = 4000
+    edit: bool = False
+    polls: bool = False
+    files: bool = False
+    threads: bool = False
+    reactions: bool = False
+    typing: bool = False
+    links: bool = False
+
+
+@runtime_checkable
+class ChatAdapter(Protocol):
+    """One platform connection.
+
+    ``start`` connects and begins delivering events to ``sink``; it returns once running (the adapter owns
+    its own named background tasks) and raises ``bot.errors.AdapterConfigError`` with an operator-facing
+    explanation when the platform refuses (bad token, missing intent). ``stop`` stops intake, lets in-flight
+    sends finish and closes connections; it must be idempotent. ``send`` delivers one ``Outgoing`` (splitting
+    it at the platform limit, sanitising mass pings and link previews) and returns the first part's ref; it
+    raises ``bot.errors.DeliveryError`` when the platform refuses for good. Adapters never call the LLM,
+    never touch memory, and never decide whether to speak.
+    """
+
+    name: str
+    capabilities: Capabilities
+
+    async def start(self, sink: IntakeSink) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, out: Outgoing) -> SentRef: ...
+
+    async def edit(self, ref: SentRef, text: str) -> None:
+        """Replace the text of a message the bot sent (only when ``capabilities.edit``)."""
+        ...
+
+    async def typing(self, chat: ChatRef) -> None:
+        """Show a typing indicator for a few seconds (best effort; never raises)."""
+        ...
+
+
+class AttachmentFetcher(Protocol):
+    """Optional adapter role: download an attachment's bytes, refusing (``DeliveryError``) past ``max_bytes``."""
+
+    async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes: ...
+
+
+class AdminChecker(Protocol):
+    """Optional adapter role: whether a user is an admin of a chat according to the platform's roles."""
+
+    async def is_chat_admin(self, chat: ChatRef, user: PersonRef) -> bool: ...
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """One remembered item of a pai: a chat message, a file chunk or an image caption."""
+
+    id: str  # platform message id (file chunks: "<message id>#<n>")
+    pai: str
+    chat_key: str
+    author_id: str
+    author_name: str
+    text: str
+    sent_at: datetime
+    kind: str = "message"  # "message" | "file" | "caption"
+    reply_to_id: str | None = None
+    url: str = ""
+    is_bot: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryHit:
+    record: MemoryRecord
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    author_ids: tuple[str, ...] = ()
+    author_names: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    kinds: tuple[str, ...] = ()
+
+
+class MemoryStore(Protocol):
+    """A pai's long-term memory. The ``pai`` always comes from the trusted event envelope.
+
+    ``record`` is durable when it returns (the transcript is the source of truth; indexes may lag) and is
+    idempotent on ``(pai, record.id)``. ``search`` never returns a record of another pai. Implementations
+    keep blocking work (SQLite, chromadb, embeddings) off the event loop.
+    """
+
+    async def record(self, rec: MemoryRecord) -> None: ...
+
+    async def search(
+        self, pai: str, query: str, k: int = 8, filters: SearchFilters | None = None
+    ) -> list[MemoryHit]: ...
+
+    async def recent(self, pai: str, n: int, before: datetime | None = None) -> list[MemoryRecord]:
+        """The last ``n`` records of the pai in time order (oldest first)."""
+        ...
+
+    async def forget(self, pai: str, *, author_id: str | None = None, ids: Sequence[str] = ()) -> int:
+        """Remove records (from the transcript and every index); returns how many were removed."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- LLM
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # raw JSON text as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = Usage()
+    model: str = ""
+
+
+class LanguageModel(Protocol):
+    """One provider call. ``messages`` are OpenAI-style chat dicts. Raises only ``bot.errors.LLMError``
+    subclasses (provider exceptions translated with ``raise ... from``); never retries by itself (the brain
+    owns retries and fallbacks)."""
+
+    async def complete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec] = (),
+        timeout_s: float = 60.0,
+    ) -> Completion: ...
+
+
+# --------------------------------------------------------------------------- time
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """An aware UTC datetime."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+# --------------------------------------------------------------------------- adapter wiring
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInfo:
+    """A command the core understands, for platforms that register them (Telegram, Discord slash commands)."""
+
+    name: str
+    description: str
+    usage: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterEnv:
+    """What the composition root hands an adapter factory besides the settings."""
+
+    bot_name: str
+    data_dir: Any  # pathlib.Path
+    commands: tuple[CommandInfo, ...] = ()
+    max_attachment_bytes: int = 20 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- tools (skills) and accounting
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """The trusted envelope a tool runs in. Taken from the inbound event, never from model output: a tool
+    acts on ``pai`` / ``message.chat`` only, whatever group its arguments name."""
+
+    message: Message
+    pai: str
+    caller_is_admin: bool = False
+
+
+class ToolHandler(Protocol):
+    async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    spec: ToolSpec
+    run: ToolHandler
+
+
+class UsageLedger(Protocol):
+    """Token and cost accounting per group (durable)."""
+
+    def add_usage(self, group_key: str, model: str, usage: Usage) -> None: ...
+
+    def tokens_today(self, group_key: str) -> int: ...

@@ -1,0 +1,155 @@
+"""Fakes at the seams: a scripted LLM, a fake adapter and a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bot.errors import LLMError
+from bot.events import ChatRef, Message, Outgoing, PersonRef, SentRef
+from bot.ports import Capabilities, Completion, IntakeSink, ToolCall, ToolSpec, Usage
+
+Script = Callable[[Sequence[dict[str, Any]], Sequence[ToolSpec]], "Completion | str | Exception"]
+
+
+class ScriptedLLM:
+    """A ``LanguageModel`` answering from a script: a list of replies (str, Completion or an exception to
+    raise) consumed in order, or a function of the messages. Every call is recorded in ``calls``."""
+
+    def __init__(self, script: Sequence[Completion | str | Exception] | Script = ("ok",)) -> None:
+        self._script = script
+        self._i = 0
+        self.calls: list[dict[str, Any]] = []
+
+    async def complete(
+        self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (), timeout_s: float = 60.0
+    ) -> Completion:
+        self.calls.append({"model": model, "messages": [dict(m) for m in messages], "tools": list(tools)})
+        if callable(self._script):
+            out = self._script(messages, tools)
+        else:
+            out = self._script[min(self._i, len(self._script) - 1)]
+            self._i += 1
+        if isinstance(out, Exception):
+            raise out
+        if isinstance(out, str):
+            return Completion(text=out, usage=Usage(len(str(messages)) // 4, len(out) // 4), model=model)
+        return out
+
+    @property
+    def prompts(self) -> list[str]:
+        """Every call's messages flattened to text, for assertions on what the model saw."""
+        return ["\n".join(str(m.get("content", "")) for m in c["messages"]) for c in self.calls]
+
+
+def tool_call(name: str, arguments: str, call_id: str = "call_1") -> Completion:
+    return Completion(text="", tool_calls=(ToolCall(call_id, name, arguments),))
+
+
+class FakeAdapter:
+    """An in-memory platform: ``inject`` delivers a message to the core like a platform would; ``sent``
+    holds everything the core sent."""
+
+    name = "fake"
+
+    def __init__(self, platform: str = "fake", capabilities: Capabilities | None = None) -> None:
+        self.platform = platform
+        self.capabilities = capabilities or Capabilities(max_text_length=4000, edit=True)
+        self.sink: IntakeSink | None = None
+        self.sent: list[Outgoing] = []
+        self.edits: list[tuple[SentRef, str]] = []
+        self.typings: list[ChatRef] = []
+        self._ids = itertools.count(1)
+        self.sent_event = asyncio.Event()
+        self.fail_sends: Exception | None = None
+
+    async def start(self, sink: IntakeSink) -> None:
+        self.sink = sink
+
+    async def stop(self) -> None:
+        self.sink = None
+
+    async def send(self, out: Outgoing) -> SentRef:
+        if self.fail_sends is not None:
+            raise self.fail_sends
+        self.sent.append(out)
+        self.sent_event.set()
+        return SentRef(out.chat, f"bot-{next(self._ids)}")
+
+    async def edit(self, ref: SentRef, text: str) -> None:
+        self.edits.append((ref, text))
+
+    async def typing(self, chat: ChatRef) -> None:
+        self.typings.append(chat)
+
+    async def inject(self, msg: Message) -> int:
+        assert self.sink is not None, "adapter not started"
+        return await self.sink.submit([msg])
+
+    async def wait_sent(self, n: int, timeout: float = 10.0) -> list[Outgoing]:
+        async def until() -> None:
+            while len(self.sent) < n:
+                self.sent_event.clear()
+                await self.sent_event.wait()
+
+        await asyncio.wait_for(until(), timeout)
+        return self.sent
+
+
+_counter = itertools.count(1)
+
+
+def make_message(
+    text: str,
+    *,
+    chat: str = "g1",
+    author: str = "alice",
+    name: str | None = None,
+    platform: str = "fake",
+    mentions_me: bool = False,
+    is_direct: bool = False,
+    is_bot: bool = False,
+    from_me: bool = False,
+    reply_to: Any = None,
+    sent_at: datetime | None = None,
+    msg_id: str | None = None,
+) -> Message:
+    n = next(_counter)
+    mid = msg_id or f"m{n}"
+    return Message(
+        event_id=f"{platform}:{chat}:{mid}",
+        id=mid,
+        chat=ChatRef(platform, chat, title=chat),
+        author=PersonRef(platform, author, name or author.capitalize(), is_bot=is_bot),
+        text=text,
+        sent_at=sent_at or datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc) + timedelta(minutes=n),
+        reply_to=reply_to,
+        mentions_me=mentions_me,
+        is_direct=is_direct,
+        from_me=from_me,
+    )
+
+
+class ManualClock:
+    """A clock that only moves when told; ``sleep`` advances it instantly."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+__all__ = ["ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]
