@@ -1,0 +1,266 @@
+"""The brain: one conversation in, one answer out, through a ``LanguageModel`` and the allowed tools.
+
+Platform-free and provider-free (no litellm here; the model arrives as a ``bot.ports.LanguageModel``).
+
+``Brain.respond`` runs a bounded tool-calling loop. Every model call goes through the resilience ladder:
+
+    for each model in (settings.model, *settings.fallbacks):
+        LLMRetryable       -> sleep (``retry_after`` if the provider gave one, else jittered exponential
+                              backoff) and retry, at most ``max_retries`` times, then the next model.
+                              A ``retry_after`` longer than ``retry_max_s`` is honoured by not waiting:
+                              the next model is tried at once.
+        LLMContextTooLong  -> drop the oldest half of the droppable history (never a system message, never
+                              the last user turn or what follows it) and retry, at most ``MAX_TRIMS`` times.
+        LLMFatal / other   -> the next model at once.
+    every model failed      -> ``BrainUnavailable`` (its text is generic; the causes are in the log).
+
+Sleeps go through the injected ``Clock``, so tests run the ladder in no real time. Tools never crash the
+loop: an unknown tool, arguments that are not a JSON object, a tool that raises or times out all become an
+error string fed back to the model as that call's result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import LLMSettings
+from bot.errors import LLMContextTooLong, LLMError, LLMRateLimited, LLMRetryable
+from bot.ports import Clock, Completion, LanguageModel, Tool, ToolCall, ToolContext, ToolSpec, Usage, UsageLedger
+
+log = logging.getLogger("paibot.brain")
+
+APOLOGY = "Sorry, I can't think right now (my language model is unavailable). Please try again in a minute."
+
+MAX_TRIMS = 4  # context-too-long retries per model; each drops half of what may be dropped
+MAX_CALLS_PER_ROUND = 8  # tool calls honoured from one model answer; the rest get an error result
+MAX_TOOL_RESULT_CHARS = 12_000  # a tool's result is cut here before it goes back into the prompt
+
+FINAL_ANSWER_NOTE = (
+    "You have used all your tool calls for this message. Answer now with what you already know; "
+    "do not ask for more tools."
+)
+
+
+class BrainUnavailable(LLMError):
+    """Every configured model failed. ``cause`` is the last provider error (also chained as
+    ``__cause__``). The message is deliberately generic: it may be shown, the cause must not be."""
+
+    def __init__(self, cause: BaseException | None = None) -> None:
+        super().__init__("the language model is unavailable")
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class BrainReply:
+    """The final answer. ``usage`` is summed over every model call of this reply; ``model`` is the model
+    that gave the final answer; ``tool_calls_made`` names the tools called, in order (also failed calls)."""
+
+    text: str
+    usage: Usage
+    model: str
+    tool_calls_made: tuple[str, ...] = ()
+
+
+class _SystemClock:
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def add_usage(a: Usage, b: Usage) -> Usage:
+    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens, a.cost_usd + b.cost_usd)
+
+
+class Brain:
+    """Answers a conversation with a language model and tools.
+
+    ``messages`` given to ``respond`` are OpenAI-style chat dicts and are not modified. Retries, fallbacks
+    and context trimming follow the module docstring. Usage of every successful call is recorded with
+    ``ledger.add_usage(group_key, model, usage)`` (a failing ledger is logged, never fatal).
+    """
+
+    def __init__(
+        self,
+        llm: LanguageModel,
+        settings: LLMSettings,
+        clock: Clock | None = None,
+        ledger: UsageLedger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._llm = llm
+        self._settings = settings
+        self._clock = clock or _SystemClock()
+        self._ledger = ledger
+        self._rng = rng or random.Random()
+        self._models: tuple[str, ...] = (settings.model, *settings.fallbacks)
+
+    async def respond(
+        self, messages: list[dict], tools: Sequence[Tool], ctx: ToolContext, group_key: str
+    ) -> BrainReply:
+        """Answer ``messages``, letting the model call ``tools`` for at most ``max_tool_rounds`` rounds, then
+        asking once more without tools. Raises only ``BrainUnavailable``."""
+        convo: list[dict[str, Any]] = [dict(m) for m in messages]
+        by_name = {t.spec.name: t for t in tools}
+        specs = tuple(t.spec for t in tools)
+        total, made, start = Usage(), [], 0
+        rounds = max(0, self._settings.max_tool_rounds)
+        for round_no in range(rounds + 1):
+            offer = specs if round_no < rounds else ()
+            if specs and not offer:
+                convo.append({"role": "system", "content": FINAL_ANSWER_NOTE})
+            comp, start = await self._complete(convo, offer, group_key, start)
+            total = add_usage(total, comp.usage)
+            if not comp.tool_calls or not offer:
+                return BrainReply(comp.text or "", total, self._models[start], tuple(made))
+            await self._run_round(comp, round_no, by_name, ctx, convo, made)
+        raise AssertionError("unreachable: the last round offers no tools")  # pragma: no cover
+
+    # ------------------------------------------------------------------ tools
+
+    async def _run_round(
+        self,
+        comp: Completion,
+        round_no: int,
+        by_name: dict[str, Tool],
+        ctx: ToolContext,
+        convo: list[dict[str, Any]],
+        made: list[str],
+    ) -> None:
+        """Append the assistant's tool-call message and one ``tool`` message per call."""
+        calls = [
+            ToolCall(c.id or f"call_{round_no}_{i}", c.name, c.arguments) for i, c in enumerate(comp.tool_calls)
+        ]
+        convo.append(
+            {
+                "role": "assistant",
+                "content": comp.text or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            }
+        )
+        for i, call in enumerate(calls):
+            made.append(call.name)
+            if i >= MAX_CALLS_PER_ROUND:
+                result = f"error: at most {MAX_CALLS_PER_ROUND} tool calls per turn; this one was not run"
+            else:
+                result = await self._run_tool(call, by_name, ctx)
+            convo.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
+
+    async def _run_tool(self, call: ToolCall, by_name: dict[str, Tool], ctx: ToolContext) -> str:
+        tool = by_name.get(call.name)
+        if tool is None:
+            known = ", ".join(sorted(by_name)) or "none"
+            return f"error: there is no tool named {call.name!r} (available: {known})"
+        try:
+            args = json.loads(call.arguments or "{}")
+        except ValueError as exc:
+            return f"error: the arguments are not valid JSON ({exc.msg}); call the tool again with a JSON object"
+        if not isinstance(args, dict):
+            return "error: the arguments must be a JSON object"
+        try:
+            result = await asyncio.wait_for(tool.run(args, ctx), self._settings.timeout_s)
+        except TimeoutError:
+            log.warning("tool %s timed out after %ss", call.name, self._settings.timeout_s)
+            return f"error: the tool {call.name} timed out"
+        except Exception as exc:  # a tool bug must not kill the answer; the model hears a generic error
+            log.exception("tool %s failed", call.name)
+            return f"error: the tool {call.name} failed ({type(exc).__name__})"
+        text = str(result)
+        if len(text) > MAX_TOOL_RESULT_CHARS:
+            text = text[:MAX_TOOL_RESULT_CHARS] + " [...truncated]"
+        return text
+
+    # ------------------------------------------------------------------ models
+
+    async def _complete(
+        self, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], group_key: str, start: int
+    ) -> tuple[Completion, int]:
+        """One answer from the first model (from index ``start`` on) that gives one. Later rounds of the
+        same reply start at the model that answered, so a dead primary is not retried every round."""
+        last: BaseException | None = None
+        for idx in range(start, len(self._models)):
+            model = self._models[idx]
+            try:
+                comp = await self._call_model(model, convo, specs)
+            except LLMError as exc:
+                log.warning("model %s failed, %s: %s", model or "<default>", type(exc).__name__, exc)
+                last = exc
+                continue
+            except Exception as exc:  # a LanguageModel breaking its contract; treat it like a fatal error
+                log.exception("model %s raised a non-LLMError", model or "<default>")
+                last = exc
+                continue
+            self._record(group_key, model, comp.usage)
+            return comp, idx
+        log.error("every model failed (%s); last cause: %r", ", ".join(self._models), last)
+        raise BrainUnavailable(last) from last
+
+    async def _call_model(self, model: str, convo: list[dict[str, Any]], specs: Sequence[ToolSpec]) -> Completion:
+        """Call one model with retries and trimming; raises the last ``LLMError`` when it gives up.
+        Trimming edits ``convo`` in place, so later rounds keep the shorter history."""
+        retries = trims = 0
+        while True:
+            try:
+                return await self._llm.complete(model, list(convo), specs, self._settings.timeout_s)
+            except LLMContextTooLong:
+                if trims >= MAX_TRIMS or not trim_history(convo):
+                    raise
+                trims += 1
+                log.info("context too long for %s; dropped older history (trim %d)", model, trims)
+            except LLMRetryable as exc:
+                delay = None if retries >= self._settings.max_retries else self._delay(exc, retries)
+                if delay is None:
+                    raise
+                retries += 1
+                log.info("model %s: %s; retry %d in %.1fs", model, type(exc).__name__, retries, delay)
+                await self._clock.sleep(delay)
+
+    def _delay(self, exc: LLMRetryable, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when the provider asks for more than we wait."""
+        s = self._settings
+        if isinstance(exc, LLMRateLimited) and exc.retry_after is not None:
+            return max(0.0, exc.retry_after) if exc.retry_after <= s.retry_max_s else None
+        ceiling = min(s.retry_max_s, s.retry_base_s * (2**attempt))
+        return ceiling * self._rng.uniform(0.5, 1.0)
+
+    def _record(self, group_key: str, model: str, usage: Usage) -> None:
+        if self._ledger is None:
+            return
+        try:
+            self._ledger.add_usage(group_key, model, usage)
+        except Exception:  # accounting must not cost the group its answer
+            log.exception("could not record usage for %s", group_key)
+
+
+def trim_history(convo: list[dict[str, Any]]) -> bool:
+    """Drop the oldest half (at least one) of the droppable messages of ``convo`` in place.
+
+    Droppable: non-system messages before the last user message. An assistant message with ``tool_calls``
+    and the ``tool`` messages answering it go together, so no orphan tool result is left behind. Returns
+    False when nothing can be dropped.
+    """
+    last_user = max((i for i, m in enumerate(convo) if m.get("role") == "user"), default=-1)
+    units: list[list[int]] = []
+    for i in range(last_user if last_user >= 0 else 0):
+        role = convo[i].get("role")
+        if role == "system":
+            continue
+        if role == "tool" and units and convo[units[-1][0]].get("tool_calls"):
+            units[-1].append(i)
+        else:
+            units.append([i])
+    if not units:
+        return False
+    drop = {i for unit in units[: max(1, len(units) // 2)] for i in unit}
+    convo[:] = [m for i, m in enumerate(convo) if i not in drop]
+    return True
+
+
+__all__ = ["APOLOGY", "Brain", "BrainReply", "BrainUnavailable", "trim_history"]
