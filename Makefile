@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up first and are
+# idempotent: a second run reinstalls nothing unless pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CONFIG ?= config.yaml
+SYNAPSE_VERSION := 1.163.2
+SYNAPSE_VENV := .synapse-venv
+
+.PHONY: run test check soak bench clean synapse
+
+run: $(VENV)/.stamp-install
+	$(VENV)/bin/paibot run --config $(CONFIG)
+
+check: $(VENV)/.stamp-install
+	$(VENV)/bin/paibot check --config $(CONFIG)
+
+test: $(VENV)/.stamp-test $(SYNAPSE_VENV)/.stamp-install
+	$(PY) -m pytest -q
+
+# The virtual environment with paibot installed (editable) and its runtime dependencies.
+$(VENV)/.stamp-install: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paibot needs Python 3.11 or newer")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+# Test extras on top (pytest, hypothesis, playwright's driver; Chromium itself comes from the OS).
+$(VENV)/.stamp-test: $(VENV)/.stamp-install
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+# A real Matrix homeserver for the Matrix adapter's end-to-end tests, in its own environment so its
+# pinned dependencies never mix with paibot's.
+$(SYNAPSE_VENV)/.stamp-install:
+	test -x $(SYNAPSE_VENV)/bin/python || $(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SYNAPSE_VENV)/bin/python -m pip install -q "matrix-synapse==$(SYNAPSE_VERSION)"
+	touch $@
+
+synapse: $(SYNAPSE_VENV)/.stamp-install
+
+clean:
+	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache

@@ -1,0 +1,194 @@
+"""The composition root: the one place that wires concrete parts (memory, LLM, adapters) into the core.
+
+    App(settings).start()
+      lock the data directory -> open state (inbox) and memory -> brain (if a model is configured)
+      -> command registry and skills -> member pipeline -> inbox worker -> adapters (intake last)
+    App.stop()
+      adapters (intake first) -> worker drains -> memory, state, lock
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.clock import SystemClock
+from bot.commands import CommandRegistry, Skill
+from bot.config import Settings
+from bot.core_commands import CoreSkill
+from bot.errors import AdapterConfigError
+from bot.limits import RateLimiter
+from bot.member import Member
+from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
+from bot.runtime import InboxWorker
+from bot.services import Services
+from bot.state import StateDB
+
+log = logging.getLogger("paibot.app")
+
+
+class App:
+    """One running paibot. ``llm``/``memory``/``adapters`` may be injected (tests); otherwise they are built
+    from the settings: litellm when ``llm.model`` is set (else the no-model mode), the configured memory
+    backend, and every enabled adapter."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        llm: LanguageModel | None = None,
+        adapters: Mapping[str, ChatAdapter] | None = None,
+        clock: Clock | None = None,
+        memory: MemoryStore | None = None,
+        skills: Sequence[Skill] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._llm = llm
+        self._adapters_in = dict(adapters) if adapters is not None else None
+        self._clock = clock or SystemClock()
+        self._memory_in = memory
+        self._skills_in = skills
+        self._rng = rng or random.Random()
+        self._lock: Any = None
+        self.services: Services | None = None
+        self.worker: InboxWorker | None = None
+        self.registry = CommandRegistry()
+        self._started: list[ChatAdapter] = []
+        self._background: list[Any] = []
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        settings = self.settings
+        data = settings.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        from memory import acquire_data_dir_lock, open_memory
+
+        self._lock = acquire_data_dir_lock(data)
+        try:
+            await self._start_core(open_memory)
+            await self._start_adapters()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_core(self, open_memory: Any) -> None:
+        settings = self.settings
+        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        memory = self._memory_in or await open_memory(settings)
+        llm = self._llm
+        if llm is None and settings.llm.model:
+            from bot.llm_litellm import build_language_model
+
+            llm = build_language_model(settings.llm)
+        brain = None
+        if llm is not None:
+            from bot.brain import Brain
+
+            brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
+        self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        limiter = RateLimiter(settings.limits, self._clock.now, state)
+        member = Member(self.services, self.registry, limiter)
+        self.member = member
+        self.registry.add_skill(CoreSkill(self.registry, member._answer))
+        for skill in self._skills_in if self._skills_in is not None else self._default_skills():
+            self.registry.add_skill(skill)
+        self.worker = InboxWorker(state, member.handle)
+        self.worker.start()
+        for svc in self._background:
+            await svc.start()
+
+    def _default_skills(self) -> list[Skill]:
+        try:
+            from bot.skills import default_skills
+        except ImportError:
+            return []
+        assert self.services is not None
+        skills, background = default_skills(self.services, self.registry)
+        self._background.extend(background)
+        return skills
+
+    async def _start_adapters(self) -> None:
+        assert self.services is not None
+        settings = self.settings
+        adapters = self._adapters_in
+        if adapters is None:
+            adapters = self._build_adapters()
+        env_sink = self.services.state
+        for name, adapter in adapters.items():
+            log.info("starting the %s adapter", name)
+            try:
+                await adapter.start(env_sink)
+            except AdapterConfigError:
+                raise
+            except Exception as exc:
+                raise AdapterConfigError(f"the {name} adapter could not start: {exc}") from exc
+            self._started.append(adapter)
+            self.services.adapters[getattr(adapter, "platform", None) or adapter.name] = adapter
+        if not adapters:
+            log.warning("no adapter is enabled in %s: nobody can talk to the bot", "config.yaml")
+        del settings
+
+    def _build_adapters(self) -> dict[str, ChatAdapter]:
+        from adapters import adapter_factory
+
+        env = AdapterEnv(
+            bot_name=self.settings.bot.name,
+            data_dir=self.settings.data_path,
+            commands=self.registry.infos(),
+            max_attachment_bytes=self.settings.limits.max_attachment_bytes,
+        )
+        out: dict[str, ChatAdapter] = {}
+        for name in ("web", "telegram", "discord", "matrix"):
+            if getattr(self.settings.adapters, name).enabled:
+                out[name] = adapter_factory(name)(self.settings, env)
+        return out
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop intake, let in-flight work finish (or return to the inbox), flush and release the lock."""
+        for adapter in reversed(self._started):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping the %s adapter failed", adapter.name)
+        self._started.clear()
+        for svc in reversed(self._background):
+            with contextlib.suppress(Exception):
+                await svc.stop()
+        if self.worker is not None:
+            await self.worker.stop(grace_s)
+            self.worker = None
+        if self.services is not None:
+            with contextlib.suppress(Exception):
+                await self.services.memory.close()
+            self.services.state.close()
+            self.services = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every event received so far has been handled (for tests)."""
+        assert self.worker is not None
+        await self.worker.drain(timeout)
+
+    async def run_forever(self) -> None:
+        """Start, then run until SIGTERM or SIGINT; then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        log.info("%s is running", self.settings.bot.name)
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping")
+            await self.stop()

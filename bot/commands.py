@@ -1,0 +1,101 @@
+"""Slash commands and LLM tools: the registry skills plug into.
+
+A ``Command`` works without an LLM (``/help``, ``/search``, ``/remind in 2h ...``); a ``Tool`` is what the
+LLM may call. Both receive the trusted envelope (the message, its pai, whether the caller is an admin) and
+check the caller's authority themselves. A skill is any object with ``commands()`` and ``tools()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from bot.events import Message
+from bot.ports import CommandInfo, Tool
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    message: Message
+    args: str
+    pai: str
+    is_admin: bool
+    services: Services
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a command answers: text, and optionally files or a poll (see ``bot.events.Outgoing``)."""
+
+    text: str
+    outgoing_extra: dict[str, object] | None = None
+
+
+CommandHandler = Callable[[CommandCall], Awaitable["str | Reply | None"]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    description: str
+    handler: CommandHandler
+    usage: str = ""
+    admin_only: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def info(self) -> CommandInfo:
+        return CommandInfo(self.name, self.description, self.usage)
+
+
+class Skill(Protocol):
+    """A bundle of commands and tools (reminders, polls, summaries...)."""
+
+    def commands(self) -> Iterable[Command]: ...
+
+    def tools(self) -> Iterable[Tool]: ...
+
+
+class CommandRegistry:
+    def __init__(self) -> None:
+        self._by_name: dict[str, Command] = {}
+        self._primary: list[Command] = []
+        self._tools: dict[str, Tool] = {}
+
+    def add(self, command: Command) -> None:
+        for name in (command.name, *command.aliases):
+            key = name.lower().replace("-", "_")
+            if key in self._by_name:
+                raise ValueError(f"command /{name} is registered twice")
+            self._by_name[key] = command
+        self._primary.append(command)
+
+    def add_tool(self, tool: Tool) -> None:
+        if tool.spec.name in self._tools:
+            raise ValueError(f"tool {tool.spec.name} is registered twice")
+        self._tools[tool.spec.name] = tool
+
+    def add_skill(self, skill: Skill) -> None:
+        for c in skill.commands():
+            self.add(c)
+        for t in skill.tools():
+            self.add_tool(t)
+
+    def get(self, name: str) -> Command | None:
+        return self._by_name.get(name.lower().replace("-", "_"))
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._by_name)
+
+    def commands(self) -> list[Command]:
+        return list(self._primary)
+
+    def tools(self) -> list[Tool]:
+        return list(self._tools.values())
+
+    def infos(self) -> tuple[CommandInfo, ...]:
+        return tuple(c.info for c in self._primary)

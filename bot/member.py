@@ -1,0 +1,178 @@
+"""The member pipeline: what the AI member does with every message of its groups.
+
+    handle(msg)
+      1 remember it (every message of an allowed group, whether or not it is addressed to the bot)
+      2 decide whether to speak (policy: mention, reply, command, DM, keyword; allowlists; bots)
+      3 limits: rate limits, daily budget, oversized input — before any LLM call
+      4 think: a command, or context + brain (LLM and tools), or, without a model, an answer from memory
+      5 reply: once (reply ledger), quoting the trigger, through the chat's adapter; remember the reply
+
+A provider failure ends as one fixed apology in the chat; details go to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bot.brain import APOLOGY, BrainUnavailable
+from bot.commands import CommandCall, CommandRegistry, Reply
+from bot.context import build_prompt, system_prompt
+from bot.events import Message, Outgoing
+from bot.limits import REFUSALS, RateLimiter
+from bot.policy import Decision, Facts, decide, may_record
+from bot.ports import AdminChecker, ToolContext
+from bot.recall import memory_answer, search_query
+from bot.services import Services, record_of
+
+log = logging.getLogger("paibot.member")
+
+WELCOME = (
+    "👋 I'm {name}, this group's AI member. I remember what is said here (this group only) so I can answer "
+    "with context. Mention me or reply to me to ask something; /help lists what I can do; "
+    "/forget-me removes your messages and /what-do-you-know-about-me shows what I keep about you."
+)
+
+
+class Member:
+    def __init__(self, services: Services, registry: CommandRegistry, limiter: RateLimiter) -> None:
+        self.s = services
+        self.registry = registry
+        self.limiter = limiter
+
+    async def handle(self, msg: Message) -> None:
+        settings = self.s.settings
+        if not may_record(msg, settings):
+            log.debug("ignoring %s from a group that is not served", msg.event_id)
+            return
+        pai = settings.pai_of(msg.chat.key)
+        if await self._recording_allowed(msg):
+            await self.s.memory.record(record_of(msg, pai))
+        if msg.from_me:
+            await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
+            return
+        reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
+        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names()))
+        if not decision.speak:
+            log.debug("not speaking on %s: %s", msg.event_id, decision.reason)
+            return
+        verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text)
+        if not verdict.allowed:
+            log.info("refused %s: %s", msg.event_id, verdict.reason)
+            if verdict.notify:
+                await self._reply(msg, REFUSALS[verdict.reason])
+            return
+        if await self.s.state.reply_state(msg.event_id) is not None:
+            log.info("already answered %s; not answering twice", msg.event_id)
+            return
+        text, extra = await self._think(msg, decision, pai)
+        if text:
+            await self._reply(msg, text, extra)
+
+    async def _recording_allowed(self, msg: Message) -> bool:
+        """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
+        flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
+        return flag is None
+
+    async def is_admin(self, msg: Message) -> bool:
+        """Admins by immutable id: configured operators, the group's configured admins, or platform admins."""
+        if msg.forwarded or msg.edited:
+            return False
+        key = msg.author.key
+        settings = self.s.settings
+        if key in settings.bot.admins or key in settings.group(msg.chat.key).admins:
+            return True
+        adapter = self.s.adapters.get(msg.chat.platform)
+        if adapter is not None and hasattr(adapter, "is_chat_admin") and not msg.is_direct:
+            try:
+                return await AdminChecker.is_chat_admin(adapter, msg.chat, msg.author)  # type: ignore[arg-type]
+            except Exception:  # an adapter failing to answer means "not proven admin"
+                log.warning("could not check admin rights of %s in %s", key, msg.chat.key, exc_info=True)
+        return False
+
+    async def _think(self, msg: Message, decision: Decision, pai: str) -> tuple[str, dict[str, object] | None]:
+        async with self._typing(msg):
+            if decision.command:
+                return await self._run_command(msg, decision, pai)
+            return await self._answer(msg, decision.prompt, pai), None
+
+    async def _run_command(
+        self, msg: Message, decision: Decision, pai: str
+    ) -> tuple[str, dict[str, object] | None]:
+        command = self.registry.get(decision.command or "")
+        assert command is not None
+        admin = await self.is_admin(msg)
+        if command.admin_only and not admin:
+            return f"Only admins of this group can use /{command.name}.", None
+        call = CommandCall(msg, decision.args, pai, admin, self.s)
+        result = await command.handler(call)
+        if isinstance(result, Reply):
+            return result.text, result.outgoing_extra
+        return result or "", None
+
+    async def _answer(self, msg: Message, question: str, pai: str) -> str:
+        s = self.s
+        settings = s.settings
+        tz = s.tz_for(msg.chat.key)
+        hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
+        if s.brain is None:
+            return memory_answer([h for h in hits if h.record.id != msg.id], tz, with_hint=True)
+        recent = await s.memory.recent(pai, settings.memory.recent_messages)
+        group = settings.group(msg.chat.key)
+        name = s.name_for(msg.chat.key)
+        system = system_prompt(
+            group.persona or settings.bot.persona, name, msg.chat.title, s.clock.now(), tz,
+            group.language or settings.bot.language,
+        )
+        parts = build_prompt(
+            system=system, trigger=msg, question=question, recent=recent, hits=hits, tz=tz,
+            budget_tokens=settings.llm.context_tokens,
+        )
+        ctx = ToolContext(message=msg, pai=pai, caller_is_admin=await self.is_admin(msg))
+        try:
+            reply = await s.brain.respond(parts.render(), self.registry.tools(), ctx, msg.chat.key)
+        except BrainUnavailable:
+            log.warning("no model answered for %s", msg.event_id)
+            return APOLOGY
+        return reply.text.strip() or "🤔"
+
+    async def _reply(self, msg: Message, text: str, extra: dict[str, object] | None = None) -> None:
+        s = self.s
+        if not await s.state.claim_reply(msg.event_id):
+            log.info("reply to %s was already claimed; not sending twice", msg.event_id)
+            return
+        if s.settings.bot.welcome and await s.state.group_set_once(msg.chat.key, "welcomed", "1"):
+            text = f"{text}\n\n{WELCOME.format(name=s.name_for(msg.chat.key))}"
+        out = Outgoing(
+            chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
+            mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id, **(extra or {}),
+        )
+        try:
+            ref = await s.send(out)
+        except BaseException:
+            # The platform refused or we were cancelled before it answered: let a retry send it again.
+            await asyncio.shield(s.state.release_reply(msg.event_id))
+            raise
+        await s.state.reply_sent(msg.event_id, ref.message_id)
+
+    @contextlib.asynccontextmanager
+    async def _typing(self, msg: Message):  # type: ignore[no-untyped-def]
+        adapter = self.s.adapters.get(msg.chat.platform)
+        if adapter is None or not adapter.capabilities.typing:
+            yield
+            return
+
+        async def keep_typing() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    await adapter.typing(msg.chat)
+                await asyncio.sleep(4.0)
+
+        task = asyncio.create_task(keep_typing(), name=f"typing:{msg.chat.key}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

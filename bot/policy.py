@@ -1,0 +1,128 @@
+"""Pure decisions about an inbound message: may we remember it, and should the member speak?
+
+No I/O here: the member pipeline gathers the facts (``Facts``) and these functions turn them into a
+``Decision``. Access rules are fail-closed and use immutable platform ids only, never display names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.events import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the pipeline knows beyond the message itself."""
+
+    reply_to_me: bool = False
+    known_commands: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    speak: bool
+    reason: str
+    command: str | None = None
+    args: str = ""
+    prompt: str = ""
+
+
+def may_record(msg: Message, settings: Settings) -> bool:
+    """Whether the message belongs to a group we serve at all (unlisted or disabled groups are not kept)."""
+    return group_allowed(msg, settings)
+
+
+def group_allowed(msg: Message, settings: Settings) -> bool:
+    if not settings.group(msg.chat.key).enabled:
+        return False
+    if msg.is_direct:
+        return settings.access.allow_direct_messages
+    allowed = settings.access.allowed_groups
+    return not allowed or msg.chat.key in allowed
+
+
+def user_allowed(msg: Message, settings: Settings) -> bool:
+    user = msg.author.key
+    if user in settings.access.blocked_users:
+        return False
+    allowed = settings.access.allowed_users
+    return not allowed or user in allowed or user in settings.bot.admins
+
+
+def name_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """Matches the bot's name or an alias: ``@name`` anywhere, or the bare name as a whole word."""
+    parts = []
+    for name in names:
+        if not name:
+            continue
+        esc = re.escape(name)
+        parts.append(f"@{esc}")
+        if name.isascii():
+            parts.append(rf"(?<![\w@]){esc}(?!\w)")
+        else:
+            parts.append(rf"(?<![@]){esc}")
+    return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+
+
+def parse_command(text: str, prefixes: tuple[str, ...]) -> tuple[str, str, str] | None:
+    """``"/remind@PaiBot in 2h stand up"`` -> ``("remind", "PaiBot", "in 2h stand up")``."""
+    stripped = text.lstrip()
+    for prefix in prefixes:
+        if prefix and stripped.startswith(prefix):
+            m = re.match(r"([A-Za-z0-9_\-]+)(?:@(\S+))?(?:\s+(.*))?$", stripped[len(prefix) :], re.DOTALL)
+            if m:
+                return m.group(1).lower().replace("-", "_"), m.group(2) or "", (m.group(3) or "").strip()
+    return None
+
+
+def decide(msg: Message, settings: Settings, facts: Facts) -> Decision:
+    """Should the member answer this message, and how?"""
+    if msg.from_me:
+        return Decision(False, "own message")
+    if not group_allowed(msg, settings):
+        return Decision(False, "group not allowed")
+    trig = settings.triggers
+    if msg.author.is_bot and not trig.respond_to_bots:
+        return Decision(False, "message from a bot")
+    if not user_allowed(msg, settings):
+        return Decision(False, "user not allowed")
+    if msg.edited or msg.forwarded:
+        return Decision(False, "edited or forwarded message")
+
+    group = settings.group(msg.chat.key)
+    bot_name = group.name or settings.bot.name
+    names = (bot_name, settings.bot.name, *settings.bot.aliases)
+    pattern = name_pattern(names)
+    named = bool(pattern.search(msg.text))
+    prompt = clean_prompt(pattern.sub("", msg.text)) if named else msg.text.strip()
+    addressed = msg.mentions_me or named
+
+    if trig.commands:
+        parsed = parse_command(msg.text, trig.command_prefixes)
+        if parsed is not None:
+            name, target, args = parsed
+            for_us = not target or target.lower() in {n.lower() for n in names if n} or msg.mentions_me
+            if name in facts.known_commands and for_us:
+                return Decision(True, "command", command=name, args=args, prompt=args)
+            if target and not for_us:
+                return Decision(False, "command for another bot")
+
+    if msg.is_direct and trig.direct:
+        return Decision(True, "direct message", prompt=prompt)
+    if addressed and trig.mention:
+        return Decision(True, "mention", prompt=prompt)
+    if facts.reply_to_me and trig.reply:
+        return Decision(True, "reply to me", prompt=prompt)
+    keywords = (*trig.keywords, *group.keywords)
+    low = msg.text.lower()
+    if any(k and k.lower() in low for k in keywords):
+        return Decision(True, "keyword", prompt=prompt)
+    return Decision(False, "not addressed")
+
+
+def clean_prompt(text: str) -> str:
+    text = re.sub(r"^[\s,，:：!！]+", "", text)
+    return re.sub(r"\s{2,}", " ", text).strip()

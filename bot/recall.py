@@ -1,0 +1,51 @@
+"""Answers straight from the group's memory, without a language model.
+
+Used by ``/search`` and by the *no model* mode: an open question gets the most relevant messages the group
+said about it, with who said them and when (and a link where the platform has one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from bot.context import fmt_time
+from bot.ports import MemoryHit
+
+NO_MODEL_HINT = (
+    "(No language model is configured, so I can only quote the group's memory. "
+    "Set llm.model in config.yaml to let me answer properly.)"
+)
+
+_FILLER = re.compile(
+    r"\b(what|who|when|where|which|how|did|does|do|is|are|was|were|the|a|an|about|we|you|say|said|"
+    r"tell|me|us|of|to|in|on|for|please|can|could|remind|anyone)\b|[?？!！。,，]",
+    re.IGNORECASE,
+)
+
+
+def search_query(question: str) -> str:
+    """The question without filler words, for lexical search (falls back to the question itself)."""
+    stripped = " ".join(_FILLER.sub(" ", question).split())
+    return stripped or question.strip()
+
+
+def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: int = 300) -> list[str]:
+    lines = []
+    for hit in hits[:limit]:
+        rec = hit.record
+        text = " ".join(rec.text.split())
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        link = f" ({rec.url})" if rec.url else ""
+        lines.append(f"• {rec.author_name}, {fmt_time(rec.sent_at, tz)}: {text}{link}")
+    return lines
+
+
+def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, *, with_hint: bool) -> str:
+    if hits:
+        body = "Here is what this group said about it:\n" + "\n".join(format_hits(hits, tz))
+    else:
+        body = "I can't find anything about that in this group's memory yet."
+    return f"{body}\n\n{NO_MODEL_HINT}" if with_hint else body

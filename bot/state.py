@@ -1,0 +1,280 @@
+"""The core's durable state in SQLite (WAL): the inbox, adapter cursors, the reply ledger, usage and
+per-group key/values.
+
+The inbox is the ``IntakeSink`` adapters deliver to: ``submit`` commits the events and the adapter's cursor in
+one transaction, so an acknowledged event is never lost and a replayed one is ignored (primary key on the
+event id). Workers take pending events in arrival order, mark them done, or after ``max_attempts`` failures
+move them to the dead-letter state so the stream behind them is not held up.
+
+The reply ledger makes replies at-most-once across crashes: a reply is marked *sending* before the platform
+call and *sent* after it; an event whose reply is already *sending* or *sent* is never answered again.
+All SQLite work runs on one connection guarded by a lock, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.events import Message
+from bot.ports import Usage
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    chat_key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending | done | dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    received_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox(status, seq);
+CREATE TABLE IF NOT EXISTS cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replies (
+    event_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,                      -- sending | sent
+    sent_id TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    group_key TEXT NOT NULL, day TEXT NOT NULL, model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (group_key, day, model)
+);
+CREATE TABLE IF NOT EXISTS group_kv (
+    group_key TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (group_key, key)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    seq: int
+    event: Message
+    attempts: int
+
+
+class StateDB:
+    """The core's SQLite state. Thread-safe; every public coroutine runs its SQL off the event loop."""
+
+    def __init__(self, path: Path | str, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._now = clock or (lambda: datetime.now(timezone.utc))
+        self.new_events = asyncio.Event()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return fn(self._conn)
+
+        return await asyncio.to_thread(locked)
+
+    def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return out
+
+    # ----------------------------------------------------------------- IntakeSink
+
+    async def submit(
+        self, events: Sequence[Message], *, cursor_key: str | None = None, cursor: str | None = None
+    ) -> int:
+        rows = [(e.event_id, e.chat.key, json.dumps(e.to_dict(), ensure_ascii=False)) for e in events]
+        now = self._now().isoformat()
+
+        def body(conn: sqlite3.Connection) -> int:
+            new = 0
+            for event_id, chat_key, payload in rows:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO inbox(event_id, chat_key, payload, received_at) VALUES (?,?,?,?)",
+                    (event_id, chat_key, payload, now),
+                )
+                new += cur.rowcount
+            if cursor_key is not None and cursor is not None:
+                conn.execute(
+                    "INSERT INTO cursors(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (cursor_key, cursor),
+                )
+            return new
+
+        new = await self._run(lambda c: self._tx(c, body))
+        if new:
+            self.new_events.set()
+        return new
+
+    async def cursor(self, key: str) -> str | None:
+        row = await self._run(lambda c: c.execute("SELECT value FROM cursors WHERE key=?", (key,)).fetchone())
+        return row[0] if row else None
+
+    async def seen(self, event_id: str) -> bool:
+        row = await self._run(lambda c: c.execute("SELECT 1 FROM inbox WHERE event_id=?", (event_id,)).fetchone())
+        return row is not None
+
+    async def set_cursor(self, key: str, value: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO cursors(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+        )
+
+    # ----------------------------------------------------------------- worker side
+
+    async def pending(self, limit: int = 200, after_seq: int = 0) -> list[InboxItem]:
+        def q(c: sqlite3.Connection) -> list[tuple[int, str, int]]:
+            return c.execute(
+                "SELECT seq, payload, attempts FROM inbox WHERE status='pending' AND seq>? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+
+        out: list[InboxItem] = []
+        for seq, payload, attempts in await self._run(q):
+            out.append(InboxItem(seq, Message.from_dict(json.loads(payload)), attempts))
+        return out
+
+    async def mark_done(self, seq: int) -> None:
+        await self._run(lambda c: c.execute("UPDATE inbox SET status='done' WHERE seq=?", (seq,)))
+
+    async def mark_failed(self, seq: int, error: str, max_attempts: int) -> bool:
+        """Count a failed attempt; returns True when the event was moved to the dead-letter state."""
+
+        def body(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "UPDATE inbox SET attempts=attempts+1, last_error=? WHERE seq=?", (error[:2000], seq)
+            )
+            (attempts,) = conn.execute("SELECT attempts FROM inbox WHERE seq=?", (seq,)).fetchone()
+            if attempts >= max_attempts:
+                conn.execute("UPDATE inbox SET status='dead' WHERE seq=?", (seq,))
+                return True
+            return False
+
+        return await self._run(lambda c: self._tx(c, body))
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._run(lambda c: c.execute("SELECT status, COUNT(*) FROM inbox GROUP BY status").fetchall())
+        return {status: n for status, n in rows}
+
+    async def dead_letters(self) -> list[tuple[str, str, int]]:
+        return await self._run(
+            lambda c: c.execute("SELECT event_id, last_error, attempts FROM inbox WHERE status='dead'").fetchall()
+        )
+
+    # ----------------------------------------------------------------- reply ledger
+
+    async def claim_reply(self, event_id: str) -> bool:
+        """Mark that a reply to ``event_id`` is about to be sent; False if one was already claimed."""
+        now = self._now().isoformat()
+        cur = await self._run(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO replies(event_id, state, at) VALUES (?, 'sending', ?)", (event_id, now)
+            )
+        )
+        return cur.rowcount == 1
+
+    async def reply_sent(self, event_id: str, sent_id: str) -> None:
+        now = self._now().isoformat()
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE replies SET state='sent', sent_id=?, at=? WHERE event_id=?", (sent_id, now, event_id)
+            )
+        )
+
+    async def release_reply(self, event_id: str) -> None:
+        """Forget a claim whose send failed before the platform took it, so a retry may send again."""
+        await self._run(lambda c: c.execute("DELETE FROM replies WHERE event_id=? AND state='sending'", (event_id,)))
+
+    async def reply_state(self, event_id: str) -> str | None:
+        row = await self._run(lambda c: c.execute("SELECT state FROM replies WHERE event_id=?", (event_id,)).fetchone())
+        return row[0] if row else None
+
+    # ----------------------------------------------------------------- usage (UsageLedger)
+
+    def _day(self) -> str:
+        return self._now().date().isoformat()
+
+    def add_usage(self, group_key: str, model: str, usage: Usage) -> None:
+        with self._lock:
+            self._conn.execute(
+                """INSERT INTO usage(group_key, day, model, prompt_tokens, completion_tokens, cost_usd, calls)
+                   VALUES (?,?,?,?,?,?,1)
+                   ON CONFLICT(group_key, day, model) DO UPDATE SET
+                     prompt_tokens=prompt_tokens+excluded.prompt_tokens,
+                     completion_tokens=completion_tokens+excluded.completion_tokens,
+                     cost_usd=cost_usd+excluded.cost_usd, calls=calls+1""",
+                (group_key, self._day(), model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd),
+            )
+
+    def tokens_today(self, group_key: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(prompt_tokens+completion_tokens),0) FROM usage WHERE group_key=? AND day=?",
+                (group_key, self._day()),
+            ).fetchone()
+        return int(row[0])
+
+    async def usage_report(self, group_key: str | None = None) -> list[dict[str, Any]]:
+        def q(c: sqlite3.Connection) -> list[Any]:
+            sql = "SELECT group_key, day, model, prompt_tokens, completion_tokens, cost_usd, calls FROM usage"
+            args: tuple[Any, ...] = ()
+            if group_key:
+                sql += " WHERE group_key=?"
+                args = (group_key,)
+            return c.execute(sql + " ORDER BY day, group_key", args).fetchall()
+
+        cols = ("group_key", "day", "model", "prompt_tokens", "completion_tokens", "cost_usd", "calls")
+        return [dict(zip(cols, r)) for r in await self._run(q)]
+
+    # ----------------------------------------------------------------- per-group key/values
+
+    async def group_get(self, group_key: str, key: str) -> str | None:
+        row = await self._run(
+            lambda c: c.execute("SELECT value FROM group_kv WHERE group_key=? AND key=?", (group_key, key)).fetchone()
+        )
+        return row[0] if row else None
+
+    async def group_set(self, group_key: str, key: str, value: str) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO group_kv(group_key, key, value) VALUES (?,?,?) "
+                "ON CONFLICT(group_key, key) DO UPDATE SET value=excluded.value",
+                (group_key, key, value),
+            )
+        )
+
+    async def group_set_once(self, group_key: str, key: str, value: str) -> bool:
+        """Set a key only if absent; True if this call set it (used for one-time notices)."""
+        cur = await self._run(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO group_kv(group_key, key, value) VALUES (?,?,?)", (group_key, key, value)
+            )
+        )
+        return cur.rowcount == 1
