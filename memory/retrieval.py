@@ -1,0 +1,156 @@
+"""Hybrid retrieval: BM25 (FTS5) + dense vectors, fused and re-ranked for conversations.
+
+The steps, each general (nothing here knows any benchmark):
+
+1. Query analysis: content terms (stop words dropped, CJK as bigrams), and members named in the query.
+2. Candidates: the pai's FTS5 BM25 top-N and the pai's chroma top-N. Dense hits are re-resolved through the
+   transcript by ``(pai, id)`` with the filters applied again, so nothing outside the pai survives.
+3. Fusion: weighted reciprocal-rank fusion plus a share of each list's normalised score (ranks are robust to
+   score scales; the score share keeps a confident lexical match ahead of a weak one).
+4. Conversation-aware re-ranking: a turn gains part of its neighbours' scores (an answer often sits next to
+   the turn that uses the query's words); turns written by a member the query names gain a boost; a small
+   recency prior breaks near-ties in favour of newer messages.
+
+All functions here block; the store runs them on a worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.ports import MemoryHit, SearchFilters
+from memory.textnorm import fts_match, normalise, query_terms
+from memory.transcript import Row, Transcript
+
+
+@dataclass(frozen=True)
+class RetrievalParams:
+    candidates: int = 100
+    rrf_k: float = 60.0
+    w_lexical: float = 1.0
+    w_dense: float = 0.7
+    score_share: float = 0.5  # weight of min-max normalised scores next to reciprocal ranks
+    neighbour_width: int = 1
+    neighbour_weight: float = 0.25
+    neighbour_pool: int = 40
+    author_boost: float = 0.25
+    recency_weight: float = 0.02
+    dense_floor: float | None = None  # None = the embedder's own floor (below it a dense hit is noise)
+
+
+DenseSearch = Callable[[str, str, int, SearchFilters | None], list[tuple[str, float]]]
+"""(pai, query, n, filters) -> [(record id, similarity)] best first, from the pai's own collection."""
+
+
+def named_authors(query: str, authors: dict[str, str]) -> set[str]:
+    """Author ids of members whose display name (or a word of it of 3+ letters) the query mentions."""
+    q = normalise(query)
+    qwords = set(re.findall(r"\w+", q))
+    found: set[str] = set()
+    for name, aid in authors.items():
+        parts = [p for p in re.findall(r"\w+", name) if len(p) >= 3]
+        if name and (name in q if len(name) >= 2 and not name.isascii() else name in qwords):
+            found.add(aid)
+        elif any(p in qwords for p in parts):
+            found.add(aid)
+    return found
+
+
+def rank_fuse(lists: Sequence[tuple[Sequence[tuple[int, float]], float]], k: float, share: float) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion with a share of each list's min-max normalised score."""
+    fused: dict[int, float] = {}
+    for hits, weight in lists:
+        if not hits or weight <= 0:
+            continue
+        top, low = hits[0][1], hits[-1][1]
+        span = (top - low) or 1.0
+        for rank, (key, score) in enumerate(hits):
+            norm = (score - low) / span if top != low else 1.0
+            fused[key] = fused.get(key, 0.0) + weight * (1.0 / (k + rank + 1) + share * norm / (k + 1))
+    return fused
+
+
+class HybridRetriever:
+    """Runs the retrieval steps over one transcript and one dense search function."""
+
+    def __init__(self, transcript: Transcript, dense: DenseSearch | None, params: RetrievalParams | None = None,
+                 authors: Callable[[str], dict[str, str]] | None = None) -> None:  # fmt: skip
+        self.transcript = transcript
+        self.dense = dense
+        self.params = params or RetrievalParams()
+        self._authors = authors or transcript.author_names
+        self.dense_floor = 0.0
+
+    def search(self, pai: str, query: str, k: int, filters: SearchFilters | None = None) -> list[MemoryHit]:
+        p = self.params
+        terms = query_terms(query)
+        if not terms:
+            return []
+        n = max(p.candidates, k)
+        lexical = self.transcript.lexical(pai, fts_match(terms), n, filters)
+        dense: list[tuple[int, float]] = []
+        if self.dense is not None and p.w_dense > 0:
+            found = self.dense(pai, query, n, filters)
+            rows = self.transcript.by_ids(pai, [i for i, _ in found], filters)
+            floor = p.dense_floor if p.dense_floor is not None else self.dense_floor
+            dense = [(rows[i].seq, s) for i, s in found if i in rows and s >= floor]
+        fused = rank_fuse([(lexical, p.w_lexical), (dense, p.w_dense)], p.rrf_k, p.score_share)
+        if not fused:
+            return []
+        rows_by_seq = self.transcript.by_seqs(pai, list(fused))
+        fused = {s: v for s, v in fused.items() if s in rows_by_seq}
+        scores = self._rerank(pai, query, fused, rows_by_seq, filters)
+        best = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        return [MemoryHit(rows_by_seq[s].record, round(v, 6)) for s, v in best]
+
+    def _rerank(self, pai: str, query: str, fused: dict[int, float], rows: dict[int, Row],
+                filters: SearchFilters | None) -> dict[int, float]:  # fmt: skip
+        p = self.params
+        scores = dict(fused)
+        if p.neighbour_weight > 0 and p.neighbour_width > 0:
+            pool = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[: p.neighbour_pool]
+            for seq, score in pool:
+                for nb in self.transcript.neighbours(pai, rows[seq], p.neighbour_width):
+                    if not _passes(nb, filters):
+                        continue
+                    rows.setdefault(nb.seq, nb)
+                    scores[nb.seq] = scores.get(nb.seq, 0.0) + p.neighbour_weight * score
+        named = named_authors(query, self._authors(pai)) if p.author_boost > 0 else set()
+        if named:
+            for seq in scores:
+                if rows[seq].record.author_id in named:
+                    scores[seq] *= 1.0 + p.author_boost
+        if p.recency_weight > 0 and scores:
+            times = [rows[s].record.sent_at.timestamp() for s in scores]
+            t0, t1 = min(times), max(times)
+            if t1 > t0:
+                for seq in scores:
+                    age = (t1 - rows[seq].record.sent_at.timestamp()) / (t1 - t0)
+                    scores[seq] *= 1.0 + p.recency_weight * math.exp(-3.0 * age)
+        return scores
+
+
+def _passes(row: Row, f: SearchFilters | None) -> bool:
+    """Whether a neighbour satisfies the search filters (neighbours come from outside the candidate query)."""
+    if f is None:
+        return True
+    r = row.record
+    if (f.author_ids or f.author_names) and not (
+        r.author_id in f.author_ids or r.author_name.casefold() in {n.casefold() for n in f.author_names}
+    ):
+        return False
+    if f.kinds and r.kind not in f.kinds:
+        return False
+    if f.since is not None and r.sent_at < _aware(f.since):
+        return False
+    return not (f.until is not None and r.sent_at >= _aware(f.until))
+
+
+def _aware(dt: datetime) -> datetime:
+    from datetime import timezone
+
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

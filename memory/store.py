@@ -1,0 +1,387 @@
+"""``HybridMemoryStore``: the per-pai memory the core talks to through ``bot.ports.MemoryStore``.
+
+Write path: ``record`` commits the record (and its FTS row, and its "not yet in the vector index" mark) to the
+SQLite transcript on the database thread and returns; it never waits for embeddings or chromadb. A named
+background task, ``paibot-memory-indexer``, embeds pending records in batches on the index thread and
+writes them to the pai's chroma collection; deletions travel the same way as durable tombstones. After a
+crash the marks are still there and the indexer finishes the job at the next start. A chroma directory that
+is missing or cannot be opened is rebuilt from the transcript.
+
+Read path: ``search`` runs the hybrid retriever (``memory.retrieval``) on a search thread. If the dense side
+fails (embedding server down, chroma unreachable) search degrades to lexical results and logs why.
+
+Thread layout: one database-writer thread, one index thread, a few search threads; SQLite readers use their
+own connections (WAL). Nothing blocking runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.config import Settings
+from bot.errors import MemoryError_
+from bot.ports import MemoryHit, MemoryRecord, SearchFilters
+from memory.embedding import Embedder, make_embedder
+from memory.retrieval import HybridRetriever, RetrievalParams
+from memory.textnorm import index_terms
+from memory.transcript import Transcript
+from memory.vector import ChromaIndex, connect_embedded, connect_http
+
+log = logging.getLogger("paibot.memory")
+T = TypeVar("T")
+
+INDEX_BATCH = 256
+RETENTION_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    seen: int
+    added: int
+
+
+def index_text(rec: MemoryRecord) -> tuple[str, str]:
+    """What the lexical index holds for a record: (author terms, body terms)."""
+    return index_terms(rec.author_name), index_terms(rec.text)
+
+
+def embed_text(rec: MemoryRecord) -> str:
+    return f"{rec.author_name}: {rec.text}" if rec.author_name else rec.text
+
+
+class HybridMemoryStore:
+    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) plus the operator
+    methods the CLI uses (import_records, export, stats, reindex, flush, purge_expired)."""
+
+    def __init__(self, transcript: Transcript, index: ChromaIndex, embedder: Embedder, *,
+                 params: RetrievalParams | None = None, retention: Callable[[str], int] | None = None,
+                 data_dir: Path | None = None) -> None:  # fmt: skip
+        self.transcript = transcript
+        self.index = index
+        self.embedder = embedder
+        self.data_dir = data_dir
+        self._retention = retention
+        self._db_exec = ThreadPoolExecutor(1, thread_name_prefix="paibot-memory-db")
+        self._idx_exec = ThreadPoolExecutor(1, thread_name_prefix="paibot-memory-index")
+        self._search_exec = ThreadPoolExecutor(4, thread_name_prefix="paibot-memory-search")
+        self._authors: dict[str, dict[str, str]] = {}
+        self.retriever = HybridRetriever(transcript, self._dense, params, authors=self._author_names)
+        self.retriever.dense_floor = getattr(embedder, "floor", 0.0)
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._closed = False
+        self._last_retention = 0.0
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise MemoryError_("the memory store is closed")
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def _kick(self) -> None:
+        """Start the indexer on first use (it needs a running loop) and wake it."""
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._indexer(), name="paibot-memory-indexer")
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _indexer(self) -> None:
+        failures = 0
+        while not self._closed:
+            assert self._wake is not None
+            delay = 30.0 if failures == 0 else min(60.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                while not self._closed and await self._run(self._idx_exec, self._index_batch):
+                    await asyncio.sleep(0)  # let a record() or search in between
+                if self._retention and time.monotonic() - self._last_retention > RETENTION_EVERY_S:
+                    self._last_retention = time.monotonic()
+                    await self.purge_expired()
+                failures = 0
+            except MemoryError_ as exc:
+                failures += 1
+                log.warning("memory indexing failed (attempt %d), will retry: %s", failures, exc)
+            except RuntimeError as exc:  # executor shut down during close
+                if not self._closed:
+                    raise
+                log.debug("indexer stopping: %s", exc)
+
+    def _index_batch(self) -> bool:
+        """One batch of index work (deletions first). Returns whether more may be waiting."""
+        stones = self.transcript.tombstones(INDEX_BATCH)
+        by_pai: dict[str, list[str]] = {}
+        for pai, rid in stones:
+            by_pai.setdefault(pai, []).append(rid)
+        for pai, ids in by_pai.items():
+            self.index.delete(pai, ids)
+        self.transcript.clear_tombstones(stones)
+        rows = self.transcript.pending(INDEX_BATCH)
+        if rows:
+            vectors = self.embedder.embed([embed_text(r.record) for r in rows])
+            groups: dict[str, list[int]] = {}
+            for i, r in enumerate(rows):
+                groups.setdefault(r.record.pai, []).append(i)
+            for pai, idx in groups.items():
+                self.index.upsert(
+                    pai, [rows[i].record.id for i in idx], [vectors[i] for i in idx],
+                    [_chroma_meta(rows[i].record) for i in idx],
+                )  # fmt: skip
+            self.transcript.mark_indexed([r.seq for r in rows], {r.seq: r.record.text for r in rows})
+        return len(stones) == INDEX_BATCH or len(rows) == INDEX_BATCH
+
+    def _dense(self, pai: str, query: str, n: int, filters: SearchFilters | None) -> list[tuple[str, float]]:
+        try:
+            vec = self.embedder.embed([query])[0]
+            return self.index.query(pai, vec, n, _chroma_where(filters))
+        except MemoryError_ as exc:
+            log.warning("dense search unavailable, answering from the lexical index: %s", exc)
+            return []
+
+    def _author_names(self, pai: str) -> dict[str, str]:
+        names = self._authors.get(pai)
+        if names is None:
+            names = self._authors[pai] = self.transcript.author_names(pai)
+        return names
+
+    def _remember_author(self, rec: MemoryRecord) -> None:
+        names = self._authors.get(rec.pai)
+        if names is not None and rec.author_name:
+            names.setdefault(rec.author_name.casefold(), rec.author_id)
+
+    # ------------------------------------------------------------------ MemoryStore
+
+    async def record(self, rec: MemoryRecord) -> None:
+        """Durable when it returns (transcript committed, FULL sync); indexing follows in the background."""
+        rec = _aware_record(rec)
+        await self._run(self._db_exec, self.transcript.insert, [rec], index_text)
+        self._remember_author(rec)
+        self._kick()
+
+    async def search(self, pai: str, query: str, k: int = 8, filters: SearchFilters | None = None) -> list[MemoryHit]:
+        if k <= 0 or not query.strip():
+            return []
+        self._kick()
+        return await self._run(self._search_exec, self.retriever.search, pai, query, k, filters)
+
+    async def recent(self, pai: str, n: int, before: datetime | None = None) -> list[MemoryRecord]:
+        return await self._run(self._search_exec, self.transcript.recent, pai, n, before)
+
+    async def forget(self, pai: str, *, author_id: str | None = None, ids: Sequence[str] = ()) -> int:
+        """Removes from the transcript and lexical index at once, then from the vector index (a tombstone
+        keeps retrying that part if chroma is unavailable). Search never returns a forgotten record."""
+        removed = await self._run(self._db_exec, self.transcript.forget, pai, author_id, tuple(ids))
+        self._authors.pop(pai, None)
+        try:
+            await self.flush()
+        except MemoryError_ as exc:
+            log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
+        return len(removed)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
+            except TimeoutError:
+                self._task.cancel()
+        for pool in (self._idx_exec, self._search_exec, self._db_exec):
+            await asyncio.to_thread(pool.shutdown, wait=True)
+        await asyncio.to_thread(self.transcript.close)
+
+    # ------------------------------------------------------------------ operator API
+
+    async def flush(self) -> None:
+        """Wait until every pending index write and deletion is done."""
+        while await self._run(self._idx_exec, self._index_batch):
+            pass
+
+    async def import_records(self, records: Iterable[MemoryRecord], batch: int = 500,
+                             progress: Callable[[int, int], None] | None = None) -> ImportResult:  # fmt: skip
+        """Import in committed batches; ``progress(seen, added)`` is called after each commit, so whatever it
+        reports has reached disk. Idempotent: a re-import adds nothing."""
+        seen = added = 0
+        chunk: list[MemoryRecord] = []
+
+        async def commit() -> None:
+            nonlocal added
+            rows = await self._run(self._db_exec, self.transcript.insert, chunk, index_text)
+            added += len(rows)
+            for r in chunk:
+                self._remember_author(r)
+            chunk.clear()
+            self._kick()
+            if progress:
+                progress(seen, added)
+
+        for rec in records:
+            chunk.append(_aware_record(rec))
+            seen += 1
+            if len(chunk) >= batch:
+                await commit()
+        if chunk:
+            await commit()
+        return ImportResult(seen, added)
+
+    async def export(self, pai: str) -> list[MemoryRecord]:
+        return await self._run(self._search_exec, lambda: list(self.transcript.export(pai)))
+
+    async def stats(self) -> dict[str, Any]:
+        def collect() -> dict[str, Any]:
+            pais = self.transcript.stats()
+            for p in pais:
+                p["vectors"] = self.index.count(str(p["pai"]))
+            size = _dir_size(self.data_dir) if self.data_dir else None
+            return {"pais": pais, "embedding": self.embedder.fingerprint, "data_dir_bytes": size}
+
+        return await self._run(self._idx_exec, collect)
+
+    async def reindex(self) -> int:
+        """Drop every pai's collection and rebuild all vectors from the transcript; returns records indexed."""
+
+        def reset() -> int:
+            for pai in self.transcript.pais():
+                self.index.drop(pai)
+            self.transcript.mark_all_pending()
+            return self.transcript.pending_count()
+
+        n = await self._run(self._idx_exec, reset)
+        await self.flush()
+        return n
+
+    async def purge_expired(self, now: datetime | None = None) -> int:
+        """Apply retention (``memory.retention_days`` and per-group ``retention_days``)."""
+        if self._retention is None:
+            return 0
+        now = now or datetime.now(timezone.utc)
+
+        def purge() -> int:
+            removed = 0
+            for chat in self.transcript.chat_keys():
+                days = self._retention(chat) if self._retention else 0
+                if days > 0:
+                    removed += len(self.transcript.purge_before(now - timedelta(days=days), chat_key=chat))
+            return removed
+
+        n = await self._run(self._db_exec, purge)
+        if n:
+            self._authors.clear()
+            self._kick()
+        return n
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _aware_record(rec: MemoryRecord) -> MemoryRecord:
+    if rec.sent_at.tzinfo is None:
+        return dataclasses.replace(rec, sent_at=rec.sent_at.replace(tzinfo=timezone.utc))
+    return rec
+
+
+def _chroma_meta(rec: MemoryRecord) -> dict[str, Any]:
+    return {"ts": rec.sent_at.timestamp(), "author_id": rec.author_id, "kind": rec.kind}
+
+
+def _chroma_where(f: SearchFilters | None) -> dict[str, Any] | None:
+    """The filters chroma can apply itself (the transcript re-checks all of them)."""
+    if f is None:
+        return None
+    conds: list[dict[str, Any]] = []
+    if f.author_ids and not f.author_names:
+        conds.append({"author_id": {"$in": list(f.author_ids)}})
+    if f.kinds:
+        conds.append({"kind": {"$in": list(f.kinds)}})
+    if f.since is not None:
+        conds.append({"ts": {"$gte": _aware(f.since).timestamp()}})
+    if f.until is not None:
+        conds.append({"ts": {"$lt": _aware(f.until).timestamp()}})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _open_embedded_index(path: Path) -> tuple[Any, bool]:
+    """Connect to the embedded chroma directory; if it cannot be opened, move it aside and start a fresh one
+    (the caller then rebuilds from the transcript). Returns ``(client, rebuilt)``."""
+    try:
+        client = connect_embedded(path)
+        client.list_collections()
+        return client, False
+    except Exception as exc:  # a damaged directory fails in sqlite, the Rust bindings, or chroma itself
+        broken = path.with_name(f"{path.name}.broken-{int(time.time())}")
+        log.error("the chroma index at %s cannot be opened (%s); moving it to %s and rebuilding", path, exc, broken)
+        if path.exists():
+            shutil.move(str(path), str(broken))
+        return connect_embedded(path), True
+
+
+def open_memory(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+    """Build the store the settings describe. Blocking (opens SQLite and chroma): call it off the event loop
+    (``await asyncio.to_thread(open_memory, settings)``). Does not take the data-directory lock; the caller
+    holds it (``memory.lock.acquire_data_dir_lock``). Records left unindexed by a crash, and vectors missing
+    from a lost or damaged chroma directory, are queued for indexing and done in the background."""
+    data_dir = settings.data_path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    transcript = Transcript(data_dir / "memory.sqlite3")
+    embedder = make_embedder(settings.memory)
+    rebuilt = False
+    if settings.memory.backend == "http":
+        client = connect_http(settings.memory.url)
+    else:
+        client, rebuilt = _open_embedded_index(data_dir / "chroma")
+    index = ChromaIndex(client, embedder.fingerprint)
+    if rebuilt:
+        transcript.mark_all_pending()
+    else:
+        _reconcile(transcript, index)
+
+    def retention(chat_key: str) -> int:
+        override = settings.group(chat_key).retention_days
+        return settings.memory.retention_days if override is None else override
+
+    has_retention = settings.memory.retention_days > 0 or any(g.retention_days for g in settings.groups.values())
+    return HybridMemoryStore(
+        transcript, index, embedder, params=params, retention=retention if has_retention else None,
+        data_dir=data_dir,
+    )  # fmt: skip
+
+
+def _reconcile(transcript: Transcript, index: ChromaIndex) -> None:
+    """Queue a pai for re-indexing when its collection holds fewer vectors than the transcript says were
+    indexed (the chroma directory was deleted, or another embedding model was configured)."""
+    for pai, indexed in transcript.indexed_counts().items():
+        have = index.count(pai)
+        if have < indexed:
+            log.warning("vector index of a pai is missing %d of %d records; re-indexing", indexed - have, indexed)
+            transcript.mark_pending(pai)

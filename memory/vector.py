@@ -1,0 +1,150 @@
+"""The dense index: one chromadb collection per pai, embedded (``PersistentClient``) or remote (``HttpClient``).
+
+A collection is named ``pai-<sha256(pai)[:32]>-<embedding fingerprint>``: only ``[a-z0-9-]``, at most 63
+characters, whatever the pai key holds, and a new embedding model gets a fresh collection instead of mixing
+incomparable vectors. There is never a shared collection filtered by ``where``: a forgotten filter cannot
+leak another group. The store re-resolves every hit through the transcript by ``(pai, id)`` as well.
+
+Every method blocks (chromadb is synchronous); callers run them on worker threads. chromadb exceptions are
+translated to ``bot.errors.MemoryError_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from bot.errors import MemoryError_
+from memory.transcript import pai_tag
+
+log = logging.getLogger("paibot.memory")
+
+_SAFE = re.compile(r"[^a-z0-9-]")
+
+
+def collection_name(pai: str, fingerprint: str) -> str:
+    """The chromadb collection of a pai: always a valid chromadb name (3-63 chars of ``[a-z0-9-]``)."""
+    fp = _SAFE.sub("-", fingerprint.lower())[:24].strip("-") or "x"
+    return f"pai-{pai_tag(pai)}-{fp}"
+
+
+def connect_embedded(path: Path) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+    except Exception as exc:  # chromadb raises many types for a broken directory
+        raise MemoryError_(f"cannot open the chroma index at {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def connect_http(url: str) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    u = urlparse(url if "://" in url else f"http://{url}")
+    ssl = u.scheme == "https"
+    try:
+        return chromadb.HttpClient(
+            host=u.hostname or "127.0.0.1", port=u.port or (443 if ssl else 8000), ssl=ssl,
+            settings=ChromaSettings(anonymized_telemetry=False),
+        )  # fmt: skip
+    except Exception as exc:
+        raise MemoryError_(f"cannot reach the chroma server at {url}: {type(exc).__name__}: {exc}") from exc
+
+
+class ChromaIndex:
+    """Per-pai chromadb collections holding one vector per transcript record (chroma id = record id)."""
+
+    def __init__(self, client: Any, fingerprint: str) -> None:
+        self._client = client
+        self.fingerprint = fingerprint
+        self._cols: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _col(self, pai: str, create: bool = True) -> Any:
+        with self._lock:
+            col = self._cols.get(pai)
+            if col is not None:
+                return col
+            name = collection_name(pai, self.fingerprint)
+            try:
+                if create:
+                    col = self._client.get_or_create_collection(
+                        name, metadata={"hnsw:space": "cosine"}, embedding_function=None
+                    )
+                else:
+                    col = self._client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                if not create:
+                    return None
+                raise MemoryError_(f"chroma collection {name}: {type(exc).__name__}: {exc}") from exc
+            self._cols[pai] = col
+            return col
+
+    def upsert(self, pai: str, ids: Sequence[str], vectors: Sequence[Sequence[float]],
+               metas: Sequence[dict[str, Any]]) -> None:  # fmt: skip
+        if not ids:
+            return
+        try:
+            self._col(pai).upsert(ids=list(ids), embeddings=[list(v) for v in vectors], metadatas=list(metas))
+        except MemoryError_:
+            raise
+        except Exception as exc:
+            self.forget_handle(pai)
+            raise MemoryError_(f"chroma upsert failed: {type(exc).__name__}: {exc}") from exc
+
+    def query(self, pai: str, vector: Sequence[float], n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+        """Nearest record ids with cosine *similarity* (higher = closer), best first."""
+        col = self._col(pai, create=False)
+        if col is None:
+            return []
+        try:
+            res = col.query(query_embeddings=[list(vector)], n_results=n, where=where or None, include=["distances"])
+        except Exception as exc:
+            self.forget_handle(pai)
+            raise MemoryError_(f"chroma query failed: {type(exc).__name__}: {exc}") from exc
+        ids = res["ids"][0] if res["ids"] else []
+        dists = res["distances"][0] if res.get("distances") else [1.0] * len(ids)
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, dists)]
+
+    def delete(self, pai: str, ids: Sequence[str]) -> None:
+        col = self._col(pai, create=False)
+        if col is None or not ids:
+            return
+        try:
+            col.delete(ids=list(ids))
+        except Exception as exc:
+            self.forget_handle(pai)
+            raise MemoryError_(f"chroma delete failed: {type(exc).__name__}: {exc}") from exc
+
+    def count(self, pai: str) -> int:
+        col = self._col(pai, create=False)
+        try:
+            return int(col.count()) if col is not None else 0
+        except Exception as exc:
+            raise MemoryError_(f"chroma count failed: {type(exc).__name__}: {exc}") from exc
+
+    def drop(self, pai: str) -> None:
+        """Delete the pai's collection (a rebuild starts from nothing)."""
+        self.forget_handle(pai)
+        name = collection_name(pai, self.fingerprint)
+        try:
+            self._client.delete_collection(name)
+        except Exception as exc:  # a missing collection is what we wanted anyway
+            log.debug("dropping %s: %s", name, exc)
+
+    def forget_handle(self, pai: str) -> None:
+        with self._lock:
+            self._cols.pop(pai, None)
+
+    def heartbeat(self) -> None:
+        try:
+            self._client.heartbeat()
+        except Exception as exc:
+            raise MemoryError_(f"chroma is not answering: {type(exc).__name__}: {exc}") from exc
