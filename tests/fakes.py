@@ -152,4 +152,45 @@ class ManualClock:
         await asyncio.sleep(0)
 
 
-__all__ = ["ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]
+class FakeMemory:
+    """An in-memory ``MemoryStore`` with naive word-overlap search, for pipeline unit tests."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], Any] = {}
+
+    async def record(self, rec: Any) -> None:
+        self.records.setdefault((rec.pai, rec.id), rec)
+
+    async def search(self, pai: str, query: str, k: int = 8, filters: Any = None) -> list[Any]:
+        from bot.ports import MemoryHit
+
+        words = {w for w in query.lower().split() if len(w) > 2}
+        scored = []
+        for (p, _), rec in self.records.items():
+            if p != pai:
+                continue
+            score = sum(1 for w in words if w in rec.text.lower())
+            if score:
+                scored.append(MemoryHit(rec, float(score)))
+        scored.sort(key=lambda h: (-h.score, h.record.sent_at))
+        return scored[:k]
+
+    async def recent(self, pai: str, n: int, before: Any = None) -> list[Any]:
+        recs = sorted((r for (p, _), r in self.records.items() if p == pai), key=lambda r: r.sent_at)
+        return recs[-n:]
+
+    async def forget(self, pai: str, *, author_id: str | None = None, ids: Sequence[str] = ()) -> int:
+        doomed = [key for key, r in self.records.items()
+                  if key[0] == pai and ((author_id and r.author_id == author_id) or r.id in ids)]
+        for key in doomed:
+            del self.records[key]
+        return len(doomed)
+
+    async def close(self) -> None:
+        pass
+
+    def texts(self, pai: str) -> list[str]:
+        return [r.text for (p, _), r in sorted(self.records.items(), key=lambda kv: kv[1].sent_at) if p == pai]
+
+
+__all__ = ["FakeMemory", "ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]

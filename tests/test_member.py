@@ -1,0 +1,213 @@
+"""The member pipeline end to end through the core, with a fake adapter, a fake memory and a scripted LLM."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.app import App
+from bot.brain import APOLOGY
+from bot.config import parse_settings
+from bot.errors import LLMFatal, LLMRateLimited
+from bot.events import ReplyRef
+from tests.fakes import FakeAdapter, FakeMemory, ManualClock, ScriptedLLM, make_message
+
+
+def make_settings(tmp_path, extra: str = ""):
+    return parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path}', welcome: false}}\n"
+        "llm: {retry_base_s: 0.01, retry_max_s: 0.01}\n" + extra
+    )
+
+
+@pytest.fixture
+async def world(tmp_path):
+    """A running app with a fake adapter; yields (app, adapter, memory, llm)."""
+    apps = []
+
+    async def build(llm=None, extra: str = "", memory=None):
+        adapter = FakeAdapter()
+        mem = memory or FakeMemory()
+        app = App(make_settings(tmp_path, extra), llm=llm, adapters={"fake": adapter}, memory=mem, skills=[])
+        await app.start()
+        apps.append(app)
+        return app, adapter, mem
+
+    yield build
+    for app in apps:
+        await app.stop()
+
+
+async def test_mention_gets_a_quoted_reply_built_from_the_groups_context(world):
+    llm = ScriptedLLM(["Bob suggested Luigi's on Friday."])
+    app, adapter, _ = await world(llm)
+    await adapter.inject(make_message("let's eat at Luigi's on Friday", author="bob", name="Bob"))
+    await adapter.inject(make_message("sounds good", author="carol", name="Carol"))
+    trigger = make_message("@Pai where are we eating?", author="alice", name="Alice")
+    await adapter.inject(trigger)
+    await app.drain()
+    assert [o.text for o in adapter.sent] == ["Bob suggested Luigi's on Friday."]
+    assert adapter.sent[0].reply_to == trigger.id
+    prompt = llm.prompts[0]
+    assert "Bob: let's eat at Luigi's on Friday" in prompt
+    assert "Carol: sounds good" in prompt
+    assert "Alice is asking you: where are we eating?" in prompt
+
+
+async def test_unaddressed_messages_are_remembered_but_not_answered(world):
+    llm = ScriptedLLM(["never"])
+    app, adapter, mem = await world(llm)
+    await adapter.inject(make_message("just chatting"))
+    await app.drain()
+    assert adapter.sent == [] and llm.calls == []
+    assert mem.texts("fake:g1") == ["just chatting"]
+
+
+async def test_a_replayed_event_is_answered_once(world):
+    app, adapter, _ = await world(ScriptedLLM(["hi!"]))
+    msg = make_message("@Pai hello")
+    assert await adapter.inject(msg) == 1
+    assert await adapter.inject(msg) == 0
+    await app.drain()
+    assert len(adapter.sent) == 1
+
+
+async def test_reply_to_the_bots_message_triggers(world):
+    llm = ScriptedLLM(["first", "second"])
+    app, adapter, _ = await world(llm)
+    await adapter.inject(make_message("@Pai hi"))
+    await app.drain()
+    await adapter.inject(make_message("tell me more", reply_to=ReplyRef("bot-1", "first")))
+    await adapter.inject(make_message("unrelated", reply_to=ReplyRef("m999", "someone else")))
+    await app.drain()
+    assert [o.text for o in adapter.sent] == ["first", "second"]
+
+
+async def test_provider_failure_gives_one_fixed_apology_and_no_provider_text(world):
+    llm = ScriptedLLM([LLMFatal("invalid api key sk-secret-123 for org X")])
+    app, adapter, _ = await world(llm)
+    await adapter.inject(make_message("@Pai hello"))
+    await app.drain()
+    assert [o.text for o in adapter.sent] == [APOLOGY]
+    assert "sk-secret" not in adapter.sent[0].text
+
+
+async def test_rate_limited_provider_is_retried_then_answers(world):
+    llm = ScriptedLLM([LLMRateLimited("slow down", retry_after=0.01), "answer"])
+    app, adapter, _ = await world(llm)
+    await adapter.inject(make_message("@Pai hello"))
+    await app.drain()
+    assert [o.text for o in adapter.sent] == ["answer"]
+
+
+async def test_no_model_answers_from_memory_with_authors_and_a_hint(world):
+    app, adapter, _ = await world(None)
+    await adapter.inject(make_message("the venue is the Blue Hall", author="bob", name="Bob"))
+    await adapter.inject(make_message("@Pai what was the venue?"))
+    await app.drain()
+    (reply,) = adapter.sent
+    assert "Here is what this group said about it" in reply.text
+    assert "Bob" in reply.text and "Blue Hall" in reply.text
+    assert "llm.model" in reply.text
+
+
+async def test_commands_work_without_a_model(world):
+    app, adapter, _ = await world(None)
+    await adapter.inject(make_message("/help"))
+    await app.drain()
+    assert "/search" in adapter.sent[0].text
+
+
+async def test_groups_are_isolated(world):
+    llm = ScriptedLLM(["ok", "ok"])
+    app, adapter, _ = await world(llm)
+    await adapter.inject(make_message("secret plan: launch on Monday", chat="A"))
+    await adapter.inject(make_message("@Pai what is the secret plan?", chat="B"))
+    await app.drain()
+    assert "launch on Monday" not in llm.prompts[0]
+
+
+async def test_member_rate_limit_refuses_before_any_llm_call(world):
+    llm = ScriptedLLM(["ok"])
+    app, adapter, _ = await world(llm, extra="limits: {member_per_minute: 2}")
+    for i in range(5):
+        await adapter.inject(make_message(f"@Pai question {i}"))
+    await app.drain()
+    assert len(llm.calls) == 2
+    refusals = [o for o in adapter.sent if "fast" in o.text]
+    assert len(refusals) == 1  # told once, not on every refused message
+
+
+async def test_oversized_input_is_refused_before_the_llm(world):
+    llm = ScriptedLLM(["ok"])
+    app, adapter, _ = await world(llm, extra="limits: {max_input_chars: 50}")
+    await adapter.inject(make_message("@Pai " + "x" * 100))
+    await app.drain()
+    assert llm.calls == [] and "too long" in adapter.sent[0].text
+
+
+async def test_a_handler_failure_is_retried_then_dead_lettered_without_blocking_the_chat(world, tmp_path):
+    class ExplodingMemory(FakeMemory):
+        async def record(self, rec):
+            if "boom" in rec.text:
+                raise RuntimeError("disk on fire")
+            await super().record(rec)
+
+    app, adapter, mem = await world(ScriptedLLM(["ok"]), memory=ExplodingMemory())
+    await adapter.inject(make_message("boom"))
+    await adapter.inject(make_message("after the bomb"))
+    await app.drain(timeout=20)
+    assert mem.texts("fake:g1") == ["after the bomb"]
+    dead = await app.services.state.dead_letters()
+    assert len(dead) == 1 and dead[0][2] == 3 and "disk on fire" in dead[0][1]
+
+
+async def test_send_failure_is_retried_and_answered_once(world):
+    app, adapter, _ = await world(ScriptedLLM(["ok"]))
+    adapter.fail_sends = ConnectionError("platform down")
+    await adapter.inject(make_message("@Pai hi"))
+    await asyncio.sleep(0.2)
+    adapter.fail_sends = None
+    await app.drain(timeout=20)
+    assert [o.text for o in adapter.sent] == ["ok"]
+
+
+async def test_welcome_note_is_added_once_per_group(tmp_path):
+    adapter = FakeAdapter()
+    settings = parse_settings(f"bot: {{name: Pai, data_dir: '{tmp_path}'}}")
+    app = App(settings, adapters={"fake": adapter}, memory=FakeMemory(), skills=[])
+    await app.start()
+    try:
+        await adapter.inject(make_message("/help"))
+        await adapter.inject(make_message("/help"))
+        await app.drain()
+    finally:
+        await app.stop()
+    assert "/forget-me" in adapter.sent[0].text
+    assert "/forget-me removes" not in adapter.sent[1].text
+
+
+async def test_second_instance_on_the_same_data_dir_is_refused(tmp_path):
+    from bot.errors import DataDirLocked
+
+    settings = make_settings(tmp_path)
+    first = App(settings, adapters={}, memory=FakeMemory(), skills=[])
+    await first.start()
+    try:
+        with pytest.raises(DataDirLocked):
+            await App(settings, adapters={}, memory=FakeMemory(), skills=[]).start()
+    finally:
+        await first.stop()
+
+
+async def test_bot_echo_is_recorded_not_answered(world):
+    llm = ScriptedLLM(["ok"])
+    app, adapter, mem = await world(llm)
+    await adapter.inject(make_message("@Pai I am the bot", from_me=True, author="me"))
+    await app.drain()
+    assert adapter.sent == [] and llm.calls == []
+
+
+def test_manual_clock_is_usable():
+    assert ManualClock().now().tzinfo is not None
