@@ -53,15 +53,18 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return getattr(args, "config_sub", None) or args.config
 
 
-def _warn_permissions(path: Path) -> None:
+def _warn_permissions(path: Path, settings: Settings) -> None:
+    """Warn when the config file holds a secret written into it and other users may read it."""
     try:
         mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
     except OSError:
         return
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    inline = [s for s in secrets_of(settings) if s in text]
+    if inline and mode & (stat.S_IRGRP | stat.S_IROTH):
         print(
-            f"warning: {path} is readable by other users of this machine; if it holds secrets, "
-            f"run: chmod 600 {path}",
+            f"warning: {path} holds secrets and is readable by other users of this machine; "
+            f"run: chmod 600 {path} (or move the secrets to environment variables)",
             file=sys.stderr,
         )
 
@@ -74,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"paibot: {exc}", file=sys.stderr)
         return 2
-    _warn_permissions(Path(cfg or os.environ.get("PAIBOT_CONFIG", "config.yaml")))
+    _warn_permissions(Path(cfg or os.environ.get("PAIBOT_CONFIG", "config.yaml")), settings)
     try:
         return _dispatch(args, settings)
     except (AdapterConfigError, DataDirLocked, ConfigError) as exc:

@@ -1,0 +1,37 @@
+"""House rule: the core imports no platform SDK, no adapter, no memory implementation, no litellm or
+chromadb, except in the composition root."""
+
+import ast
+from pathlib import Path
+
+BOT = Path(__file__).resolve().parents[1] / "bot"
+COMPOSITION_ROOT = {"app.py", "cli.py", "llm_litellm.py"}
+FORBIDDEN = ("adapters", "memory", "telegram", "discord", "nio", "litellm", "chromadb", "aiohttp")
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_imports_no_platform_sdk_memory_or_llm_library():
+    offenders = {}
+    for path in BOT.rglob("*.py"):
+        if path.name in COMPOSITION_ROOT:
+            continue
+        bad = imported_modules(path) & set(FORBIDDEN)
+        if bad:
+            offenders[str(path.relative_to(BOT))] = sorted(bad)
+    assert offenders == {}
+
+
+def test_only_the_composition_root_imports_the_litellm_model():
+    users = [p.name for p in BOT.rglob("*.py")
+             if "bot.llm_litellm" in p.read_text(encoding="utf-8") and p.name not in COMPOSITION_ROOT]
+    assert users == []
