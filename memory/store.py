@@ -346,10 +346,14 @@ def _open_embedded_index(path: Path) -> tuple[Any, bool]:
         return connect_embedded(path), True
 
 
-def open_memory(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
-    """Build the store the settings describe. Blocking (opens SQLite and chroma): call it off the event loop
-    (``await asyncio.to_thread(open_memory, settings)``). Does not take the data-directory lock; the caller
-    holds it (``memory.lock.acquire_data_dir_lock``). Records left unindexed by a crash, and vectors missing
+async def open_memory(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+    """Build the store the settings describe (the blocking opening runs on a worker thread). Does not take
+    the data-directory lock; the caller holds it (``memory.lock.acquire_data_dir_lock``)."""
+    return await asyncio.to_thread(open_memory_sync, settings, params)
+
+
+def open_memory_sync(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+    """Blocking variant of ``open_memory`` (opens SQLite and chroma). Records left unindexed by a crash, and vectors missing
     from a lost or damaged chroma directory, are queued for indexing and done in the background."""
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
