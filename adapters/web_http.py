@@ -1,0 +1,317 @@
+"""The web group's HTTP face: the single page, the JSON API and the live WebSocket (aiohttp).
+
+Routes (``{group}`` is a group's number):
+
+    GET  /  /g/{group}  /join/{invite}     the page (index.html)
+    GET  /static/{app.js,app.css}          its script and style
+    GET  /api/info                         {"bot_name", "max_text_length"}
+    POST /api/groups                       {"name"} -> 201 group
+    GET  /api/groups/{group}               group
+    GET  /api/invites/{invite}             group
+    POST /api/groups/{group}/messages      {"author", "text", "author_id"?, "reply_to"?, "nonce"?} -> message
+    GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
+    GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
+
+Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
+server. Security: with an access token configured, every API call and socket needs it (``Authorization:
+Bearer``, ``?token=`` or the cookie the page sets); without one (loopback only) the Host header must name a
+loopback address (DNS rebinding) and a browser ``Origin`` must match the host (cross-site requests).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from adapters.web_live import LiveHub
+from adapters.web_store import StoredGroup
+
+log = logging.getLogger("paibot.web")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_NAME_CHARS = 80
+MAX_NICK_CHARS = 40
+TOKEN_COOKIE = "paibot_token"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+STATIC_DIR = Path(__file__).with_name("web_static")
+_STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
+_AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class ApiError(Exception):
+    """A request the API refuses; becomes ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class GroupService(Protocol):
+    """What the HTTP layer needs from the adapter (``adapters.web.WebAdapter`` implements it)."""
+
+    bot_name: str
+    max_text_length: int
+    hub: LiveHub
+
+    async def create_group(self, name: str) -> StoredGroup: ...
+
+    async def find_group(self, number: str) -> StoredGroup | None: ...
+
+    async def find_invite(self, invite: str) -> StoredGroup | None: ...
+
+    def group_json(self, group: StoredGroup) -> dict[str, Any]: ...
+
+    async def post_message(
+        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        nonce: str | None,
+    ) -> dict[str, Any]: ...
+
+    async def list_messages(self, group: StoredGroup, after: int | None, limit: int) -> dict[str, Any]: ...
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def clean_line(value: Any, field: str, max_chars: int) -> str:
+    """A one-line name: text, control characters removed, whitespace collapsed, 1..max_chars long."""
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{field}' must be text")
+    line = " ".join(_CONTROL.sub("", value).split())
+    if not line:
+        raise ApiError(400, f"'{field}' must not be empty")
+    if len(line) > max_chars:
+        raise ApiError(400, f"'{field}' is longer than {max_chars} characters")
+    return line
+
+
+def clean_text(value: Any, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, "'text' must be text")
+    text = _CONTROL.sub("", value.replace("\r\n", "\n")).strip()
+    if not text:
+        raise ApiError(400, "'text' must not be empty")
+    if len(text) > max_chars:
+        raise ApiError(413, f"'text' is longer than {max_chars} characters")
+    return text
+
+
+def parse_id(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        raise ApiError(400, f"'{field}' must be a message id")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        raise ApiError(400, f"'{field}' must be a message id (a whole number)")
+    return value
+
+
+def default_author_id(nickname: str) -> str:
+    """Scripts that send only a nickname get an identity derived from it (stable, but not private)."""
+    import hashlib
+
+    return "nick-" + hashlib.sha256(nickname.casefold().encode()).hexdigest()[:16]
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return data
+
+
+# --------------------------------------------------------------------------- the application
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WebHttp:
+    """Builds the aiohttp application around a ``GroupService``."""
+
+    def __init__(self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str]) -> None:
+        self.service = service
+        self.access_token = access_token
+        self.allowed_hosts = allowed_hosts
+        self._static = {name: (STATIC_DIR / name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
+
+    def build(self) -> web.Application:
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES, middlewares=[self._errors, self._guard, self._headers]
+        )
+        r = app.router
+        for path in ("/", "/g/{group}", "/join/{invite}"):
+            r.add_get(path, self.page)
+        r.add_get("/static/{name}", self.static)
+        r.add_get("/api/info", self.info)
+        r.add_post("/api/groups", self.create_group)
+        r.add_get("/api/groups/{group}", self.get_group)
+        r.add_get("/api/invites/{invite}", self.get_invite)
+        r.add_post("/api/groups/{group}/messages", self.post_message)
+        r.add_get("/api/groups/{group}/messages", self.get_messages)
+        r.add_get("/api/groups/{group}/ws", self.socket)
+        return app
+
+    # ----------------------------------------------------------------- middlewares
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return web.json_response({"error": exc.message}, status=exc.status)
+        except web.HTTPException as exc:
+            if not request.path.startswith("/api/") or exc.status < 400:
+                raise
+            return web.json_response({"error": exc.reason}, status=exc.status)
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = (urlsplit(f"//{request.host}").hostname or "").lower()
+        if not self.access_token and host not in self.allowed_hosts:
+            raise ApiError(403, f"this server answers only for {', '.join(sorted(self.allowed_hosts))}")
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.host.lower():
+            raise ApiError(403, "cross-site requests are not allowed")
+        if request.path.startswith("/api/") and self.access_token and not self._authorised(request):
+            raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)")
+        if request.path.startswith(("/g/", "/join/")) or request.path == "/":
+            token = request.query.get("token")
+            if token and self.access_token and hmac.compare_digest(token.encode(), self.access_token.encode()):
+                # Trade the token in the address bar for a cookie, then drop it from the URL.
+                resp = web.Response(status=302, headers={"Location": request.rel_url.without_query("token").path})
+                resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
+                return resp
+        return await handler(request)
+
+    def _authorised(self, request: web.Request) -> bool:
+        want = self.access_token.encode()
+        auth = request.headers.get("Authorization", "")
+        candidates = [
+            auth[7:].strip() if auth.lower().startswith("bearer ") else "",
+            request.query.get("token", ""),
+            request.cookies.get(TOKEN_COOKIE, ""),
+        ]
+        return any(c and hmac.compare_digest(c.encode(), want) for c in candidates)
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await handler(request)
+        if not isinstance(resp, web.WebSocketResponse):
+            resp.headers.setdefault(
+                "Content-Security-Policy",
+                f"default-src 'self'; connect-src 'self' ws://{request.host} wss://{request.host}; "
+                "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+            )
+            resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+            resp.headers.setdefault("Referrer-Policy", "no-referrer")
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    # ----------------------------------------------------------------- page
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._static["index.html"], content_type="text/html", charset="utf-8")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in _STATIC_TYPES:
+            raise web.HTTPNotFound()
+        return web.Response(body=self._static[name], content_type=_STATIC_TYPES[name], charset="utf-8")
+
+    # ----------------------------------------------------------------- API
+
+    async def info(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length}
+        )
+
+    async def create_group(self, request: web.Request) -> web.Response:
+        data = await read_json(request)
+        name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
+        group = await self.service.create_group(name)
+        return web.json_response(self.service.group_json(group), status=201)
+
+    async def _group(self, request: web.Request) -> StoredGroup:
+        number = request.match_info["group"]
+        group = await self.service.find_group(number) if number.isdigit() else None
+        if group is None:
+            raise ApiError(404, f"there is no group {number[:20]!r}")
+        return group
+
+    async def get_group(self, request: web.Request) -> web.Response:
+        return web.json_response(self.service.group_json(await self._group(request)))
+
+    async def get_invite(self, request: web.Request) -> web.Response:
+        group = await self.service.find_invite(request.match_info["invite"][:64])
+        if group is None:
+            raise ApiError(404, "this invite link is not valid")
+        return web.json_response(self.service.group_json(group))
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        group = await self._group(request)
+        data = await read_json(request)
+        nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
+        if nickname.casefold() == self.service.bot_name.casefold():
+            raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
+        author_id = data.get("author_id") or default_author_id(nickname)
+        if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
+            raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
+        text = clean_text(data.get("text"), self.service.max_text_length)
+        reply_to = None if data.get("reply_to") in (None, "") else parse_id(data["reply_to"], "reply_to")
+        nonce = data.get("nonce")
+        if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= 64):
+            raise ApiError(400, "'nonce' must be text of 1-64 characters")
+        message = await self.service.post_message(group, author_id, nickname, text, reply_to, nonce)
+        return web.json_response(message)
+
+    async def get_messages(self, request: web.Request) -> web.Response:
+        group = await self._group(request)
+        after = request.query.get("after")
+        limit = request.query.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 500:
+            raise ApiError(400, "'limit' must be a whole number from 1 to 500")
+        after_id = None if after in (None, "") else parse_id(after, "after")
+        return web.json_response(await self.service.list_messages(group, after_id, int(limit)))
+
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        group = await self._group(request)
+        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
+        await ws.prepare(request)
+        hub = self.service.hub
+        hub.join(group.number, ws)
+        try:
+            await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_socket_text(group.number, ws, msg.data)
+        finally:
+            hub.leave(group.number, ws)
+        return ws
+
+    async def _on_socket_text(self, group: str, ws: web.WebSocketResponse, raw: str) -> None:
+        """Clients may announce that a person is typing; anything else is ignored."""
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("type") != "typing":
+                return
+            name = clean_line(data.get("name"), "name", MAX_NICK_CHARS)
+        except (json.JSONDecodeError, ApiError):
+            return
+        await self.service.hub.push(group, {"type": "typing", "name": name, "is_bot": False}, skip=ws)

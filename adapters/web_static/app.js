@@ -1,0 +1,559 @@
+// The pai web group page. Plain DOM, no framework, no build step, nothing loaded from elsewhere.
+// Rule: user text only ever reaches the page through textContent / text nodes, never innerHTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const store = {
+    get: (k) => { try { return localStorage.getItem("pai." + k); } catch (e) { return null; } },
+    set: (k, v) => { try { localStorage.setItem("pai." + k, v); } catch (e) { /* private mode */ } },
+  };
+
+  const state = {
+    botName: "Pai",
+    maxText: 8000,
+    group: null,        // {number, name, invite_url, ...}
+    lastId: 0,
+    rendered: new Map(), // message id -> <li>
+    replyTo: null,      // message object
+    ws: null,
+    wsRetry: 0,
+    pollTimer: null,
+    typingTimers: new Map(),
+    lastTypingSent: 0,
+  };
+
+  // ------------------------------------------------------------------ identity
+
+  function userId() {
+    let id = store.get("uid");
+    if (!id || !/^[A-Za-z0-9_-]{4,64}$/.test(id)) {
+      const bytes = new Uint8Array(12);
+      crypto.getRandomValues(bytes);
+      id = "u" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+      store.set("uid", id);
+    }
+    return id;
+  }
+  const nickname = () => (store.get("nick") || "").trim();
+
+  function setNickname(value) {
+    const nick = value.replace(/\s+/g, " ").trim().slice(0, 40);
+    if (!nick) return false;
+    if (nick.toLowerCase() === state.botName.toLowerCase()) {
+      toast(`"${nick}" is the AI's name — please pick another one.`);
+      return false;
+    }
+    store.set("nick", nick);
+    showMe();
+    return true;
+  }
+
+  function nonce() {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // ------------------------------------------------------------------ API
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function api(method, path, body) {
+    const opts = { method, headers: {}, credentials: "same-origin" };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, opts);
+    } catch (e) {
+      throw new ApiError(0, "Cannot reach the server. Is paibot running?");
+    }
+    let data = null;
+    try { data = await resp.json(); } catch (e) { data = null; }
+    if (!resp.ok) {
+      if (resp.status === 401) showScreen("token");
+      throw new ApiError(resp.status, (data && data.error) || `The server said ${resp.status}.`);
+    }
+    return data;
+  }
+
+  // ------------------------------------------------------------------ small UI helpers
+
+  function toast(text) {
+    const el = $("toast");
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
+  }
+
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function initials(name) {
+    const parts = name.trim().split(/\s+/);
+    const first = Array.from(parts[0] || "?")[0] || "?";
+    const second = parts.length > 1 ? Array.from(parts[1])[0] || "" : "";
+    return (first + second).toUpperCase();
+  }
+
+  function hue(text) {
+    let h = 0;
+    for (const ch of text) h = (h * 31 + ch.codePointAt(0)) % 360;
+    return h;
+  }
+
+  function avatar(node, name, id, isBot) {
+    node.textContent = isBot ? "AI" : initials(name);
+    node.style.background = isBot ? "" : `hsl(${hue(id)}, 55%, 52%)`;
+    if (isBot) node.classList.add("bot");
+  }
+
+  function showScreen(name) {
+    for (const s of ["home", "chat", "token"]) $(s + "-screen").hidden = s !== name;
+    $("group-head").hidden = name !== "chat";
+    document.body.dataset.screen = name;
+  }
+
+  function showMe() {
+    const nick = nickname();
+    $("me").hidden = !nick;
+    if (nick) {
+      $("me-name").textContent = nick;
+      avatar($("me-avatar"), nick, userId(), false);
+      $("nick-input").value = nick;
+    }
+  }
+
+  async function copy(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast("Invite link copied.");
+    } catch (e) {
+      toast("Copy this link: " + text);
+    }
+  }
+
+  function rememberGroup(group) {
+    let recent = [];
+    try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
+    recent = recent.filter((g) => g && g.number !== group.number);
+    recent.unshift({ number: group.number, name: group.name });
+    store.set("recent", JSON.stringify(recent.slice(0, 8)));
+  }
+
+  function renderRecent() {
+    let recent = [];
+    try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
+    const list = $("recent-list");
+    list.replaceChildren();
+    for (const g of recent) {
+      if (!g || !/^\d+$/.test(String(g.number))) continue;
+      const li = el("li");
+      const a = el("a", "recent-item");
+      a.href = "/g/" + g.number;
+      a.append(el("span", "recent-name", String(g.name || "Group")), el("span", "recent-number", "#" + g.number));
+      li.append(a);
+      list.append(li);
+    }
+    $("recent").hidden = list.children.length === 0;
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  function formatTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return "";
+    const sameDay = d.toDateString() === new Date().toDateString();
+    const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return sameDay ? time : d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + time;
+  }
+
+  // Text with @mentions of the bot highlighted; built from text nodes only.
+  function fillText(node, text) {
+    node.replaceChildren();
+    const pattern = new RegExp("@" + state.botName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?![\\w])", "gi");
+    let last = 0;
+    for (const m of text.matchAll(pattern)) {
+      if (m.index > last) node.append(document.createTextNode(text.slice(last, m.index)));
+      node.append(el("span", "mention", m[0]));
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) node.append(document.createTextNode(text.slice(last)));
+  }
+
+  function messageNode(m) {
+    const mine = !m.is_bot && m.author_id === userId();
+    const li = el("li", "msg" + (m.is_bot ? " from-bot" : "") + (mine ? " mine" : ""));
+    li.id = "m" + m.id;
+    li.dataset.id = m.id;
+    li.tabIndex = 0;
+    li.title = "Click to reply";
+    const av = el("div", "avatar");
+    avatar(av, m.author_name || m.author, m.author_id || m.author, m.is_bot);
+    const bubble = el("div", "bubble");
+    const meta = el("div", "meta");
+    meta.append(el("span", "author", m.author_name || m.author));
+    if (m.is_bot) meta.append(el("span", "badge", "AI member"));
+    meta.append(el("time", "time", formatTime(m.sent_at)));
+    bubble.append(meta);
+    if (m.reply_to) {
+      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : ""));
+      q.append(el("b", null, m.reply_to.author), document.createTextNode(" " + m.reply_to.text));
+      q.addEventListener("click", (ev) => {
+        ev.stopPropagation();
+        const target = state.rendered.get(String(m.reply_to.id));
+        if (target) { target.scrollIntoView({ block: "center", behavior: "smooth" }); flash(target); }
+      });
+      bubble.append(q);
+    }
+    const body = el("div", "text");
+    fillText(body, m.text);
+    bubble.append(body);
+    if (m.edited) meta.append(el("span", "edited", "edited"));
+    li.append(av, bubble);
+    li.addEventListener("click", () => startReply(m));
+    li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") startReply(m); });
+    li._message = m;
+    return li;
+  }
+
+  function flash(node) {
+    node.classList.remove("flash");
+    void node.offsetWidth;
+    node.classList.add("flash");
+  }
+
+  function addMessages(list) {
+    const box = $("messages");
+    const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+    let added = false;
+    for (const m of list) {
+      const key = String(m.id);
+      if (state.rendered.has(key)) continue;
+      const node = messageNode(m);
+      state.rendered.set(key, node);
+      // Keep id order even when a live push and a catch-up fetch race each other.
+      let before = null;
+      for (const other of box.children) {
+        if (Number(other.dataset.id) > m.id) { before = other; break; }
+      }
+      box.insertBefore(node, before);
+      state.lastId = Math.max(state.lastId, m.id);
+      if (m.is_bot) clearTyping(state.botName);
+      added = true;
+    }
+    $("empty").hidden = state.rendered.size > 0;
+    if (added && (nearBottom || list.some((m) => m.author_id === userId()))) {
+      box.scrollTop = box.scrollHeight;
+    }
+  }
+
+  function replaceMessage(m) {
+    const old = state.rendered.get(String(m.id));
+    if (!old) return;
+    const node = messageNode(m);
+    old.replaceWith(node);
+    state.rendered.set(String(m.id), node);
+  }
+
+  function startReply(m) {
+    state.replyTo = m;
+    $("reply-author").textContent = m.author_name || m.author;
+    $("reply-text").textContent = m.text.length > 120 ? m.text.slice(0, 120) + "…" : m.text;
+    $("reply-bar").hidden = false;
+    $("text").focus();
+  }
+
+  function cancelReply() {
+    state.replyTo = null;
+    $("reply-bar").hidden = true;
+  }
+
+  // ------------------------------------------------------------------ typing indicator
+
+  function showTyping(name) {
+    clearTimeout(state.typingTimers.get(name));
+    state.typingTimers.set(name, setTimeout(() => clearTyping(name), 6000));
+    renderTyping();
+  }
+
+  function clearTyping(name) {
+    clearTimeout(state.typingTimers.get(name));
+    state.typingTimers.delete(name);
+    renderTyping();
+  }
+
+  function renderTyping() {
+    const names = Array.from(state.typingTimers.keys());
+    const box = $("typing");
+    box.replaceChildren();
+    if (!names.length) return;
+    const dots = el("span", "dots");
+    dots.append(el("i"), el("i"), el("i"));
+    const who = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " and " + names[names.length - 1];
+    box.append(dots, el("span", null, `${who} ${names.length === 1 ? "is" : "are"} typing…`));
+  }
+
+  // ------------------------------------------------------------------ live connection
+
+  async function catchUp() {
+    if (!state.group) return;
+    let more = true;
+    while (more && state.group) {
+      const number = state.group.number;
+      const data = await api("GET", `/api/groups/${number}/messages?after=${state.lastId}&limit=200`);
+      if (!state.group || state.group.number !== number) return;
+      addMessages(data.messages);
+      more = data.has_more && data.messages.length > 0;
+    }
+  }
+
+  function connect() {
+    if (!state.group) return;
+    const number = state.group.number;
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const ws = new WebSocket(`${scheme}${location.host}/api/groups/${number}/ws`);
+    state.ws = ws;
+    ws.addEventListener("open", () => {
+      state.wsRetry = 0;
+      document.body.classList.remove("offline");
+      catchUp().catch((e) => toast(e.message));
+    });
+    ws.addEventListener("message", (ev) => {
+      let data;
+      try { data = JSON.parse(ev.data); } catch (e) { return; }
+      if (data.type === "message" && data.message) addMessages([data.message]);
+      else if (data.type === "edit" && data.message) replaceMessage(data.message);
+      else if (data.type === "typing" && typeof data.name === "string") showTyping(data.name);
+    });
+    ws.addEventListener("close", () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      document.body.classList.add("offline");
+      const delay = Math.min(15000, 1000 * 2 ** state.wsRetry) * (0.7 + Math.random() * 0.6);
+      state.wsRetry = Math.min(state.wsRetry + 1, 5);
+      setTimeout(() => { if (state.group && state.group.number === number && !state.ws) connect(); }, delay);
+    });
+  }
+
+  function sendTyping() {
+    const now = Date.now();
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN || now - state.lastTypingSent < 3000) return;
+    state.lastTypingSent = now;
+    state.ws.send(JSON.stringify({ type: "typing", name: nickname() }));
+  }
+
+  // ------------------------------------------------------------------ screens
+
+  async function openGroup(group, { fresh = false } = {}) {
+    leaveGroup();
+    state.group = group;
+    rememberGroup(group);
+    if (location.pathname !== "/g/" + group.number) history.pushState({}, "", "/g/" + group.number);
+    document.title = `${group.name} · pai`;
+    $("group-name").textContent = group.name;
+    $("group-number").textContent = group.number;
+    $("banner-number").textContent = group.number;
+    $("banner-link").textContent = group.invite_url;
+    $("invite-banner").hidden = !fresh;
+    showScreen("chat");
+    if (!nickname()) askNickname(group.name);
+    try {
+      const data = await api("GET", `/api/groups/${group.number}/messages?limit=200`);
+      addMessages(data.messages);
+    } catch (e) {
+      toast(e.message);
+    }
+    connect();
+    clearInterval(state.pollTimer);
+    // Safety net when the socket is down (proxies that drop WebSockets): poll now and then.
+    state.pollTimer = setInterval(() => { if (!state.ws || state.ws.readyState !== WebSocket.OPEN) catchUp().catch(() => {}); }, 8000);
+    $("text").focus();
+  }
+
+  function leaveGroup() {
+    const ws = state.ws;
+    state.ws = null;
+    if (ws) ws.close();
+    clearInterval(state.pollTimer);
+    state.group = null;
+    state.lastId = 0;
+    state.rendered.clear();
+    $("messages").replaceChildren();
+    for (const name of Array.from(state.typingTimers.keys())) clearTyping(name);
+    cancelReply();
+  }
+
+  function askNickname(groupName) {
+    $("nick-modal-text").textContent = groupName
+      ? `Choose how the people in “${groupName}” will see you.`
+      : "Choose how the group will see you.";
+    $("nick-modal-input").value = nickname();
+    $("nick-modal").hidden = false;
+    $("nick-modal-input").focus();
+  }
+
+  function goHome() {
+    leaveGroup();
+    document.title = "pai · group chat";
+    showScreen("home");
+    renderRecent();
+  }
+
+  async function route() {
+    const path = location.pathname;
+    let m;
+    try {
+      if ((m = path.match(/^\/g\/(\d+)\/?$/))) {
+        await openGroup(await api("GET", "/api/groups/" + m[1]));
+      } else if ((m = path.match(/^\/join\/([A-Za-z0-9_-]+)\/?$/))) {
+        const group = await api("GET", "/api/invites/" + m[1]);
+        history.replaceState({}, "", "/g/" + group.number);
+        await openGroup(group);
+      } else {
+        goHome();
+      }
+    } catch (e) {
+      if (e.status === 401) return;
+      goHome();
+      toast(e.message);
+    }
+  }
+
+  function parseJoin(value) {
+    const text = value.trim();
+    let m = text.match(/\/join\/([A-Za-z0-9_-]+)/);
+    if (m) return { invite: m[1] };
+    m = text.match(/\/g\/(\d+)/) || text.replace(/[\s#-]/g, "").match(/^(\d{4,10})$/);
+    if (m) return { number: m[1] };
+    if (/^[A-Za-z0-9_-]{8,64}$/.test(text)) return { invite: text };
+    return null;
+  }
+
+  // ------------------------------------------------------------------ wiring
+
+  function wire() {
+    $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); history.pushState({}, "", "/"); goHome(); });
+    $("change-nick").addEventListener("click", () => askNickname(state.group && state.group.name));
+    $("nick-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      if (setNickname($("nick-input").value)) toast("Nickname saved.");
+    });
+    $("nick-modal-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      if (setNickname($("nick-modal-input").value)) {
+        $("nick-modal").hidden = true;
+        $("text").focus();
+      }
+    });
+    $("create-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (!nickname() && !setNickname($("nick-input").value)) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
+      $("create-button").disabled = true;
+      try {
+        const group = await api("POST", "/api/groups", { name: $("create-name").value });
+        $("create-name").value = "";
+        await openGroup(group, { fresh: true });
+      } catch (e) {
+        toast(e.message);
+      } finally {
+        $("create-button").disabled = false;
+      }
+    });
+    $("join-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (!nickname() && !setNickname($("nick-input").value)) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
+      const target = parseJoin($("join-input").value);
+      if (!target) { toast("That is neither a group number nor an invite link."); return; }
+      try {
+        const group = target.invite
+          ? await api("GET", "/api/invites/" + target.invite)
+          : await api("GET", "/api/groups/" + target.number);
+        $("join-input").value = "";
+        await openGroup(group);
+      } catch (e) {
+        toast(e.status === 404 ? "No group found with that number or link." : e.message);
+      }
+    });
+    $("invite-button").addEventListener("click", () => state.group && copy(state.group.invite_url));
+    $("banner-copy").addEventListener("click", () => state.group && copy(state.group.invite_url));
+    $("banner-close").addEventListener("click", () => { $("invite-banner").hidden = true; });
+    $("reply-cancel").addEventListener("click", cancelReply);
+    const text = $("text");
+    text.addEventListener("input", () => {
+      text.style.height = "auto";
+      text.style.height = Math.min(text.scrollHeight, 160) + "px";
+      sendTyping();
+    });
+    text.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); $("composer").requestSubmit(); }
+      if (ev.key === "Escape") cancelReply();
+    });
+    $("composer").addEventListener("submit", onSend);
+    $("token-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const url = new URL(location.href);
+      url.searchParams.set("token", $("token-input").value);
+      location.href = url.toString();
+    });
+    window.addEventListener("popstate", route);
+  }
+
+  async function onSend(ev) {
+    ev.preventDefault();
+    const box = $("text");
+    const value = box.value.trim();
+    if (!value || !state.group) return;
+    if (!nickname()) { askNickname(state.group.name); return; }
+    if (value.length > state.maxText) { toast(`Messages can be at most ${state.maxText} characters.`); return; }
+    const body = { author: nickname(), author_id: userId(), text: value, nonce: nonce() };
+    if (state.replyTo) body.reply_to = state.replyTo.id;
+    $("send-button").disabled = true;
+    // Retry with the same nonce on a network failure: the server stores it at most once.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
+        addMessages([msg]);
+        box.value = "";
+        box.style.height = "auto";
+        cancelReply();
+        break;
+      } catch (e) {
+        if (e.status !== 0 && e.status < 500) { toast(e.message); break; }
+        if (attempt === 2) toast(e.message + " Your message was not sent.");
+        await new Promise((r) => setTimeout(r, 800 * (attempt + 1)));
+      }
+    }
+    $("send-button").disabled = false;
+    box.focus();
+  }
+
+  async function init() {
+    wire();
+    showMe();
+    try {
+      const info = await api("GET", "/api/info");
+      state.botName = info.bot_name;
+      state.maxText = info.max_text_length;
+      for (const n of document.querySelectorAll(".bot-name")) n.textContent = info.bot_name;
+      $("text").placeholder = `Message the group — type @${info.bot_name} to ask the AI`;
+      $("text").maxLength = info.max_text_length;
+    } catch (e) {
+      if (e.status === 401) return;
+      toast(e.message);
+    }
+    await route();
+  }
+
+  init();
+})();

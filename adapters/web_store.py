@@ -1,0 +1,252 @@
+"""The web group's own durable store: groups and their messages in SQLite (WAL).
+
+The local web group is its own platform, so it keeps its own record of what was said, independent of the
+core's memory. Contract:
+
+* Every method is blocking and meant to run off the event loop (``asyncio.to_thread``); one connection is
+  shared behind a lock, so calls from several threads are serialised.
+* A user message is written ``pending`` first and becomes visible (``list_messages``) only once
+  ``mark_delivered`` says the core's inbox committed it. After a crash, ``pending`` returns what still has to
+  be handed to the inbox; ``discard`` removes a message the inbox refused.
+* Bot messages are written visible at once and are unique per idempotency key.
+* Message ids grow monotonically across the whole store, so ``after=<id>`` paging is exact.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bot.errors import PaibotError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    number TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    invite TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp TEXT NOT NULL REFERENCES groups(number),
+    author_id TEXT NOT NULL,
+    author_name TEXT NOT NULL,
+    is_bot INTEGER NOT NULL DEFAULT 0,
+    text TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    reply_to INTEGER,
+    edited INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 1,
+    nonce TEXT,
+    idem_key TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_grp_id ON messages (grp, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_nonce ON messages (grp, nonce) WHERE nonce IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (idem_key) WHERE idem_key IS NOT NULL;
+"""
+
+_COLUMNS = "id, grp, author_id, author_name, is_bot, text, sent_at, reply_to, edited, delivered, nonce"
+
+
+class WebStoreError(PaibotError):
+    """The web group's store failed (disk full, corrupt file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGroup:
+    number: str
+    name: str
+    invite: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    group: str
+    author_id: str
+    author_name: str
+    is_bot: bool
+    text: str
+    sent_at: datetime
+    reply_to: int | None = None
+    edited: bool = False
+    delivered: bool = True
+    nonce: str | None = None
+
+
+def _group(row: tuple) -> StoredGroup:
+    return StoredGroup(row[0], row[1], row[2], datetime.fromisoformat(row[3]))
+
+
+def _message(row: tuple) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        group=row[1],
+        author_id=row[2],
+        author_name=row[3],
+        is_bot=bool(row[4]),
+        text=row[5],
+        sent_at=datetime.fromisoformat(row[6]),
+        reply_to=row[7],
+        edited=bool(row[8]),
+        delivered=bool(row[9]),
+        nonce=row[10],
+    )
+
+
+class WebStore:
+    """SQLite store of web groups and messages (see the module docstring for the contract)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a 200 to the poster promises the message survives a power cut, not only a crash.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise WebStoreError(f"cannot open the web group store at {path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise WebStoreError(f"web group store: {exc}") from exc
+
+    # ----------------------------------------------------------------- groups
+
+    def create_group(self, name: str, now: datetime | None = None) -> StoredGroup:
+        """A new group with a fresh 6-digit number and invite token."""
+        created = now or datetime.now(timezone.utc)
+        with self._lock:
+            for _ in range(50):
+                number = str(100000 + secrets.randbelow(900000))
+                invite = secrets.token_urlsafe(12)
+                try:
+                    self._run(
+                        "INSERT INTO groups (number, name, invite, created_at) VALUES (?, ?, ?, ?)",
+                        (number, name, invite, created.isoformat()),
+                    )
+                except sqlite3.IntegrityError:
+                    continue  # number or invite already taken: draw again
+                return StoredGroup(number, name, invite, created)
+        raise WebStoreError("could not find a free group number")
+
+    def group(self, number: str) -> StoredGroup | None:
+        with self._lock:
+            row = self._run("SELECT number, name, invite, created_at FROM groups WHERE number = ?", (number,))
+            found = row.fetchone()
+        return _group(found) if found else None
+
+    def group_by_invite(self, invite: str) -> StoredGroup | None:
+        with self._lock:
+            row = self._run("SELECT number, name, invite, created_at FROM groups WHERE invite = ?", (invite,))
+            found = row.fetchone()
+        return _group(found) if found else None
+
+    # ----------------------------------------------------------------- messages
+
+    def add_message(
+        self,
+        group: str,
+        author_id: str,
+        author_name: str,
+        text: str,
+        *,
+        is_bot: bool = False,
+        reply_to: int | None = None,
+        delivered: bool = True,
+        nonce: str | None = None,
+        idem_key: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[StoredMessage, bool]:
+        """Store a message; returns ``(message, created)``. When ``nonce`` (per group) or ``idem_key``
+        (global) was already used, nothing is written and the earlier message comes back with
+        ``created=False``."""
+        sent_at = (now or datetime.now(timezone.utc)).isoformat()
+        with self._lock:
+            earlier = self._existing(group, nonce, idem_key)
+            if earlier is not None:
+                return earlier, False
+            cur = self._run(
+                "INSERT INTO messages (grp, author_id, author_name, is_bot, text, sent_at, reply_to,"
+                " delivered, nonce, idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (group, author_id, author_name, int(is_bot), text, sent_at, reply_to, int(delivered), nonce,
+                 idem_key),
+            )
+            row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _message(row), True
+
+    def _existing(self, group: str, nonce: str | None, idem_key: str | None) -> StoredMessage | None:
+        if nonce is not None:
+            row = self._run(
+                f"SELECT {_COLUMNS} FROM messages WHERE grp = ? AND nonce = ?", (group, nonce)
+            ).fetchone()
+            if row:
+                return _message(row)
+        if idem_key is not None:
+            row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE idem_key = ?", (idem_key,)).fetchone()
+            if row:
+                return _message(row)
+        return None
+
+    def message(self, message_id: int) -> StoredMessage | None:
+        with self._lock:
+            row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return _message(row) if row else None
+
+    def mark_delivered(self, message_id: int) -> None:
+        with self._lock:
+            self._run("UPDATE messages SET delivered = 1 WHERE id = ?", (message_id,))
+
+    def discard(self, message_id: int) -> None:
+        """Remove a pending message the core's inbox refused (never a delivered one)."""
+        with self._lock:
+            self._run("DELETE FROM messages WHERE id = ? AND delivered = 0", (message_id,))
+
+    def pending(self) -> list[StoredMessage]:
+        """Messages stored but not yet confirmed by the inbox (left over from a crash), oldest first."""
+        with self._lock:
+            rows = self._run(f"SELECT {_COLUMNS} FROM messages WHERE delivered = 0 ORDER BY id").fetchall()
+        return [_message(r) for r in rows]
+
+    def list_messages(self, group: str, after: int | None, limit: int) -> tuple[list[StoredMessage], bool]:
+        """Visible messages of ``group``, oldest first: with ``after`` the first ``limit`` newer than it,
+        without it the latest ``limit``. The flag says whether more newer messages exist."""
+        with self._lock:
+            if after is None:
+                rows = self._run(
+                    f"SELECT {_COLUMNS} FROM messages WHERE grp = ? AND delivered = 1 ORDER BY id DESC LIMIT ?",
+                    (group, limit),
+                ).fetchall()
+                return [_message(r) for r in reversed(rows)], False
+            rows = self._run(
+                f"SELECT {_COLUMNS} FROM messages WHERE grp = ? AND delivered = 1 AND id > ? ORDER BY id LIMIT ?",
+                (group, after, limit + 1),
+            ).fetchall()
+        return [_message(r) for r in rows[:limit]], len(rows) > limit
+
+    def edit_message(self, message_id: int, text: str) -> StoredMessage | None:
+        """Replace a bot message's text; None if no such bot message."""
+        with self._lock:
+            cur = self._run(
+                "UPDATE messages SET text = ?, edited = 1 WHERE id = ? AND is_bot = 1", (text, message_id)
+            )
+            if cur.rowcount == 0:
+                return None
+            row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return _message(row)
