@@ -39,6 +39,24 @@ CommandHandler = Callable[[CommandCall], Awaitable["str | Reply | None"]]
 
 
 @dataclass(frozen=True, slots=True)
+class Observation:
+    """What an observer sees of every message of a served group (the bot's own excepted), after it was
+    recorded and the policy decided. ``decision.speak`` tells whether the member was addressed."""
+
+    message: Message
+    pai: str
+    decision: object  # bot.policy.Decision
+    reply_to_me: bool
+    services: Services
+
+
+# An observer may answer a message itself (e.g. a reply to the to-do list marking an item done): returning
+# text or a Reply sends it as the member's reply and ends the pipeline for that message. Observers run in
+# registration order; most return None (file ingestion, image captions, proactive hints).
+Observer = Callable[[Observation], Awaitable["str | Reply | None"]]
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     name: str
     description: str
@@ -53,7 +71,8 @@ class Command:
 
 
 class Skill(Protocol):
-    """A bundle of commands and tools (reminders, polls, summaries...)."""
+    """A bundle of commands and tools (reminders, polls, summaries...). A skill may also have an
+    ``observers()`` method returning ``Observer`` callables."""
 
     def commands(self) -> Iterable[Command]: ...
 
@@ -65,6 +84,7 @@ class CommandRegistry:
         self._by_name: dict[str, Command] = {}
         self._primary: list[Command] = []
         self._tools: dict[str, Tool] = {}
+        self._observers: list[Observer] = []
 
     def add(self, command: Command) -> None:
         for name in (command.name, *command.aliases):
@@ -84,6 +104,11 @@ class CommandRegistry:
             self.add(c)
         for t in skill.tools():
             self.add_tool(t)
+        for o in getattr(skill, "observers", lambda: [])():
+            self._observers.append(o)
+
+    def observers(self) -> list[Observer]:
+        return list(self._observers)
 
     def get(self, name: str) -> Command | None:
         return self._by_name.get(name.lower().replace("-", "_"))

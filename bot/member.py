@@ -17,7 +17,7 @@ import contextlib
 import logging
 
 from bot.brain import APOLOGY, BrainUnavailable
-from bot.commands import CommandCall, CommandRegistry, Reply
+from bot.commands import CommandCall, CommandRegistry, Observation, Reply
 from bot.context import build_prompt, system_prompt
 from bot.events import Message, Outgoing
 from bot.limits import REFUSALS, RateLimiter
@@ -54,6 +54,8 @@ class Member:
             return
         reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
         decision = decide(msg, settings, Facts(reply_to_me, self.registry.names()))
+        if await self._observe(msg, pai, decision, reply_to_me):
+            return
         if not decision.speak:
             log.debug("not speaking on %s: %s", msg.event_id, decision.reason)
             return
@@ -69,6 +71,21 @@ class Member:
         text, extra = await self._think(msg, decision, pai)
         if text:
             await self._reply(msg, text, extra)
+
+    async def _observe(self, msg: Message, pai: str, decision: Decision, reply_to_me: bool) -> bool:
+        """Run the skills' observers; True when one of them answered the message."""
+        observers = self.registry.observers()
+        if not observers or msg.author.is_bot:
+            return False
+        seen = Observation(msg, pai, decision, reply_to_me, self.s)
+        for observer in observers:
+            result = await observer(seen)
+            if result:
+                text, extra = (result.text, result.outgoing_extra) if isinstance(result, Reply) else (result, None)
+                if await self.s.state.reply_state(msg.event_id) is None:
+                    await self._reply(msg, text, extra)
+                return True
+        return False
 
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 BOT = Path(__file__).resolve().parents[1] / "bot"
 COMPOSITION_ROOT = {"app.py", "cli.py", "llm_litellm.py"}
-FORBIDDEN = ("adapters", "memory", "telegram", "discord", "nio", "litellm", "chromadb", "aiohttp")
+FORBIDDEN = ("adapters", "memory", "telegram", "discord", "nio", "litellm", "chromadb")
 
 
 def imported_modules(path: Path) -> set[str]:
