@@ -31,7 +31,17 @@ from typing import Any
 
 from bot.config import LLMSettings
 from bot.errors import LLMContextTooLong, LLMError, LLMRateLimited, LLMRetryable
-from bot.ports import Clock, Completion, LanguageModel, Tool, ToolCall, ToolContext, ToolSpec, Usage, UsageLedger
+from bot.ports import (
+    Clock,
+    Completion,
+    LanguageModel,
+    Tool,
+    ToolCall,
+    ToolContext,
+    ToolSpec,
+    Usage,
+    UsageLedger,
+)
 
 log = logging.getLogger("paibot.brain")
 
@@ -73,7 +83,9 @@ class _SystemClock:
 
 
 def add_usage(a: Usage, b: Usage) -> Usage:
-    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens, a.cost_usd + b.cost_usd)
+    return Usage(
+        a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens, a.cost_usd + b.cost_usd
+    )
 
 
 class Brain:
@@ -107,11 +119,12 @@ class Brain:
         convo: list[dict[str, Any]] = [dict(m) for m in messages]
         by_name = {t.spec.name: t for t in tools}
         specs = tuple(t.spec for t in tools)
-        total, made, start = Usage(), [], 0
+        total, start = Usage(), 0
+        made: list[str] = []
         rounds = max(0, self._settings.max_tool_rounds)
         for round_no in range(rounds + 1):
             offer = specs if round_no < rounds else ()
-            if specs and not offer:
+            if specs and not offer and round_no > 0:
                 convo.append({"role": "system", "content": FINAL_ANSWER_NOTE})
             comp, start = await self._complete(convo, offer, group_key, start)
             total = add_usage(total, comp.usage)
@@ -132,8 +145,9 @@ class Brain:
         made: list[str],
     ) -> None:
         """Append the assistant's tool-call message and one ``tool`` message per call."""
-        calls = [
-            ToolCall(c.id or f"call_{round_no}_{i}", c.name, c.arguments) for i, c in enumerate(comp.tool_calls)
+        calls = [  # some providers send no ids; the tool messages still need one to answer
+            ToolCall(c.id or f"call_{round_no}_{i}", c.name, c.arguments)
+            for i, c in enumerate(comp.tool_calls)
         ]
         convo.append(
             {
@@ -161,7 +175,7 @@ class Brain:
         try:
             args = json.loads(call.arguments or "{}")
         except ValueError as exc:
-            return f"error: the arguments are not valid JSON ({exc.msg}); call the tool again with a JSON object"
+            return f"error: the arguments are not valid JSON ({exc.msg}); call again with a JSON object"
         if not isinstance(args, dict):
             return "error: the arguments must be a JSON object"
         try:
@@ -202,7 +216,9 @@ class Brain:
         log.error("every model failed (%s); last cause: %r", ", ".join(self._models), last)
         raise BrainUnavailable(last) from last
 
-    async def _call_model(self, model: str, convo: list[dict[str, Any]], specs: Sequence[ToolSpec]) -> Completion:
+    async def _call_model(
+        self, model: str, convo: list[dict[str, Any]], specs: Sequence[ToolSpec]
+    ) -> Completion:
         """Call one model with retries and trimming; raises the last ``LLMError`` when it gives up.
         Trimming edits ``convo`` in place, so later rounds keep the shorter history."""
         retries = trims = 0

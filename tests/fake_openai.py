@@ -130,7 +130,7 @@ class FakeOpenAI:
         return self.push(Behaviour(kind="text", text=text, delay_s=seconds))
 
     def unauthorized(self) -> FakeOpenAI:
-        body = _error_body("Incorrect API key provided: sk-sec***", "invalid_request_error", "invalid_api_key")
+        body = _error_body("Incorrect API key provided: sk-***", "invalid_request_error", "invalid_api_key")
         return self.push(Behaviour(kind="status", status=401, body=body))
 
     def context_too_long(self) -> FakeOpenAI:
@@ -188,7 +188,8 @@ class FakeOpenAI:
         if body.get("stream"):
             return await self._stream(request, body, b)
         if b.kind == "cut":
-            return web.Response(text=json.dumps(self._completion(body, b))[:40], content_type="application/json")
+            truncated = json.dumps(self._completion(body, b))[:40]
+            return web.Response(text=truncated, content_type="application/json")
         return web.json_response(self._completion(body, b))
 
     def _tool_call_dicts(self, b: Behaviour) -> list[dict[str, Any]]:

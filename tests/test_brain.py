@@ -41,7 +41,8 @@ def ctx() -> ToolContext:
 
 
 def convo(*extra: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"role": "system", "content": "You are Pai."}, *extra, {"role": "user", "content": "Alice: @Pai hi"}]
+    system = {"role": "system", "content": "You are Pai."}
+    return [system, *extra, {"role": "user", "content": "Alice: @Pai hi"}]
 
 
 def make_brain(
@@ -137,7 +138,9 @@ async def test_fallbacks_are_tried_in_order() -> None:
     assert [c["model"] for c in llm.calls] == ["main-model", "second", "third"]
 
 
-async def test_every_model_failing_raises_one_generic_brain_unavailable(caplog: pytest.LogCaptureFixture) -> None:
+async def test_every_model_failing_raises_one_generic_brain_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="paibot.brain")
     last = LLMFatal(PROVIDER_SECRET_TEXT)
     brain, llm, _ = make_brain([LLMRetryable(PROVIDER_SECRET_TEXT)] * 3 + [last])
@@ -178,7 +181,8 @@ def echo_tool(seen: list[dict[str, Any]] | None = None) -> Tool:
             seen.append({"args": args, "pai": tctx.pai})
         return f"echo:{args.get('text', '')}"
 
-    return Tool(ToolSpec("echo", "Echo the text back", {"type": "object", "properties": {"text": {"type": "string"}}}), run)
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+    return Tool(ToolSpec("echo", "Echo the text back", schema), run)
 
 
 def adder_tool() -> Tool:
@@ -294,6 +298,12 @@ async def test_tool_calls_in_the_final_round_are_ignored() -> None:
     assert reply.text == "" and reply.tool_calls_made == ()
 
 
+async def test_with_no_tool_rounds_the_model_is_not_told_its_tools_ran_out() -> None:
+    brain, llm, _ = make_brain([done("hi")], replace(SETTINGS, max_tool_rounds=0))
+    await brain.respond(convo(), [echo_tool()], ctx(), "fake:g1")
+    assert llm.calls[0]["tools"] == [] and llm.calls[0]["messages"] == convo()
+
+
 # --------------------------------------------------------------------------- context too long
 
 
@@ -355,7 +365,8 @@ async def test_usage_is_recorded_per_group_for_every_successful_call() -> None:
     brain, _, _ = make_brain(script, ledger=ledger)
     await brain.respond(convo(), [echo_tool()], ctx(), "fake:g1")
     await brain.respond(convo(), [], ctx(), "fake:g2")
-    assert [(g, m) for g, m, _ in ledger.rows] == [("fake:g1", "main-model")] * 2 + [("fake:g2", "main-model")]
+    expected = [("fake:g1", "main-model")] * 2 + [("fake:g2", "main-model")]
+    assert [(g, m) for g, m, _ in ledger.rows] == expected
     assert ledger.rows[1][2] == Usage(10, 2, 0.5)
     assert ledger.tokens_today("fake:g2") == 2
 
