@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import random
 import shutil
@@ -223,26 +224,20 @@ class HybridMemoryStore:
         """Import in committed batches; ``progress(seen, added)`` is called after each commit, so whatever it
         reports has reached disk. Idempotent: a re-import adds nothing."""
         seen = added = 0
-        chunk: list[MemoryRecord] = []
+        source = iter(records)
 
-        async def commit() -> None:
-            nonlocal added
+        def take() -> list[MemoryRecord]:  # parsing reads files: keep it off the event loop
+            return [_aware_record(r) for r in itertools.islice(source, batch)]
+
+        while chunk := await asyncio.to_thread(take):
+            seen += len(chunk)
             rows = await self._run(self._db_exec, self.transcript.insert, chunk, index_text)
             added += len(rows)
-            for r in chunk:
-                self._remember_author(r)
-            chunk.clear()
+            for r in rows:
+                self._remember_author(r.record)
             self._kick()
             if progress:
                 progress(seen, added)
-
-        for rec in records:
-            chunk.append(_aware_record(rec))
-            seen += 1
-            if len(chunk) >= batch:
-                await commit()
-        if chunk:
-            await commit()
         return ImportResult(seen, added)
 
     async def export(self, pai: str) -> list[MemoryRecord]:
