@@ -46,8 +46,13 @@ def _one_line(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def format_record(rec: MemoryRecord, tz: ZoneInfo, limit: int = 600) -> str:
+def format_record(
+    rec: MemoryRecord, tz: ZoneInfo, limit: int = 600, quoted: MemoryRecord | None = None
+) -> str:
+    """``[2026-11-01 12:03] Bob (replying to Alice: "…"): text`` — who said what, when, and to whom."""
     who = f"{rec.author_name} (bot)" if rec.is_bot else rec.author_name
+    if quoted is not None:
+        who += f' (replying to {quoted.author_name}: "{_one_line(quoted.text, 120)}")'
     prefix = {"file": "[file] ", "caption": "[image] "}.get(rec.kind, "")
     return f"[{fmt_time(rec.sent_at, tz)}] {who}: {prefix}{_one_line(rec.text, limit)}"
 
@@ -116,8 +121,10 @@ def build_prompt(
     ask = format_message(trigger, tz)
     request = f"The message you are answering:\n{ask}\n\n{trigger.author.display_name} is asking you: {question or trigger.text}"
     left = budget_tokens - estimate_tokens(system) - estimate_tokens(request) - 16
-    recalled_lines = [(h.record, format_record(h.record, tz)) for h in ranked]
-    recent_lines = [format_record(r, tz) for r in recent]
+    by_id = {r.id: r for r in recent} | {h.record.id: h.record for h in hits}
+    quoted = {r.id: by_id.get(r.reply_to_id) if r.reply_to_id else None for r in (*recent, *(h.record for h in ranked))}
+    recalled_lines = [(h.record, format_record(h.record, tz, quoted=quoted[h.record.id])) for h in ranked]
+    recent_lines = [format_record(r, tz, quoted=quoted[r.id]) for r in recent]
     recent_cost = sum(estimate_tokens(x) for x in recent_lines)
     recall_share = max(left // 3, left - recent_cost)
     kept_recalled: list[tuple[MemoryRecord, str]] = []
