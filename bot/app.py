@@ -68,8 +68,7 @@ class App:
         settings = self.settings
         data = settings.data_path
         data.mkdir(parents=True, exist_ok=True)
-        from memory.lock import acquire_data_dir_lock
-        from memory.store import open_memory
+        from memory import acquire_data_dir_lock, open_memory
 
         self._lock = acquire_data_dir_lock(data)
         try:
@@ -82,7 +81,7 @@ class App:
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
         state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
-        memory = self._memory_in or await asyncio.to_thread(open_memory, settings)
+        memory = self._memory_in or await open_memory(settings)
         llm = self._llm
         if llm is None and settings.llm.model:
             from bot.llm_litellm import build_language_model
