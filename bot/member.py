@@ -21,9 +21,9 @@ from bot.commands import CommandCall, CommandRegistry, Observation, Reply
 from bot.context import build_prompt, system_prompt
 from bot.events import Message, Outgoing
 from bot.limits import REFUSALS, RateLimiter
-from bot.policy import Decision, Facts, decide, may_record
-from bot.ports import AdminChecker, ToolContext
-from bot.recall import memory_answer, search_query
+from bot.policy import Decision, Facts, decide, may_record, name_pattern
+from bot.ports import AdminChecker, MemoryHit, ToolContext
+from bot.recall import memory_answer, quotable, search_query
 from bot.services import Services, record_of
 
 log = logging.getLogger("paibot.member")
@@ -134,7 +134,8 @@ class Member:
         tz = s.tz_for(msg.chat.key)
         hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
         if s.brain is None:
-            return memory_answer([h for h in hits if h.record.id != msg.id], tz, with_hint=True)
+            asked = self._questions_to_me(hits)
+            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         group = settings.group(msg.chat.key)
         name = s.name_for(msg.chat.key)
@@ -153,6 +154,11 @@ class Member:
             log.warning("no model answered for %s", msg.event_id)
             return APOLOGY
         return reply.text.strip() or "🤔"
+
+    def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
+        """Ids of hits that were themselves questions put to the bot (they hold no answer)."""
+        pattern = name_pattern((self.s.settings.bot.name, *self.s.settings.bot.aliases))
+        return {h.record.id for h in hits if pattern.search(h.record.text)}
 
     async def _reply(self, msg: Message, text: str, extra: dict[str, object] | None = None) -> None:
         s = self.s

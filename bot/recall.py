@@ -31,6 +31,34 @@ def search_query(question: str) -> str:
     return stripped or question.strip()
 
 
+_WORD = re.compile(r"[a-z0-9]{3,}")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+
+
+def _terms(text: str) -> set[str]:
+    """Comparable terms: latin words of 3+ characters and CJK character bigrams (single characters alone)."""
+    low = text.lower()
+    terms = set(_WORD.findall(low))
+    for run in _CJK_RUN.findall(low):
+        terms.update(run[i : i + 2] for i in range(max(1, len(run) - 1)))
+    return terms
+
+
+def quotable(hits: Sequence[MemoryHit], question: str, exclude_ids: set[str] = frozenset()) -> list[MemoryHit]:
+    """The hits worth quoting back without a model: not the bot's own words, not other questions put to the
+    bot, and sharing at least one term with the question (dense neighbours alone are too loose to quote)."""
+    wanted = _terms(search_query(question))
+    out = []
+    for hit in hits:
+        rec = hit.record
+        if rec.is_bot or rec.id in exclude_ids:
+            continue
+        if wanted and not (wanted & _terms(rec.text)):
+            continue
+        out.append(hit)
+    return out
+
+
 def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: int = 300) -> list[str]:
     lines = []
     for hit in hits[:limit]:

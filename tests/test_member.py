@@ -211,3 +211,21 @@ async def test_bot_echo_is_recorded_not_answered(world):
 
 def test_manual_clock_is_usable():
     assert ManualClock().now().tzinfo is not None
+
+
+async def test_no_model_quotes_only_relevant_human_messages_from_the_real_memory(tmp_path):
+    adapter = FakeAdapter()
+    app = App(make_settings(tmp_path), adapters={"fake": adapter}, skills=[])
+    await app.start()
+    try:
+        await adapter.inject(make_message("the venue is the Blue Hall", author="bob", name="Bob"))
+        await adapter.inject(make_message("我们周五去吃火锅", author="li", name="李"))
+        await adapter.inject(make_message("@Pai what was the venue?"))
+        await app.drain()
+        await adapter.inject(make_message("@Pai 周五吃什么？"))
+        await app.drain()
+    finally:
+        await app.stop()
+    english, chinese = (o.text for o in adapter.sent)
+    assert "Bob" in english and "Blue Hall" in english and "火锅" not in english
+    assert "火锅" in chinese and "Blue Hall" not in chinese  # not even inside the bot's own earlier answer
