@@ -26,6 +26,7 @@ import base64
 import io
 import logging
 import math
+import random
 import re
 import time
 from collections import OrderedDict
@@ -150,7 +151,7 @@ class DiscordAdapter:
             await client.close()
             raise AdapterConfigError(f"could not log in to Discord: {exc}") from exc
         await self._register_commands(client)
-        gateway = self._spawn(client.connect(reconnect=True), "discord-gateway")
+        gateway = self._spawn(self._run_gateway(client), "discord-gateway")
         waiter = self._spawn(self._ready.wait(), "discord-wait-ready")
         done, _ = await asyncio.wait({gateway, waiter}, timeout=self._ready_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -163,6 +164,25 @@ class DiscordAdapter:
             raise AdapterConfigError(f"Discord gateway not ready after {self._ready_timeout_s:.0f}s")
         gateway.add_done_callback(self._on_gateway_done)
         log.info("discord: connected as %s (id %s)", client.user, client.user.id if client.user else "?")
+
+    async def _run_gateway(self, client: PaibotClient) -> None:
+        """Keep the gateway connected. discord.py reconnects and resumes by itself; this loop restarts it
+        when an unexpected error (say, a payload it cannot parse) escapes ``connect``. Operator-fixable
+        refusals (4014 intents, 4004 token) end the loop."""
+        failures = 0
+        while not self._stopping and not client.is_closed():
+            try:
+                await client.connect(reconnect=True)
+                return
+            except (discord.PrivilegedIntentsRequired, discord.ConnectionClosed):
+                raise
+            except Exception:
+                if not self._ready.is_set():
+                    raise
+                failures += 1
+                delay = min(60.0, 2.0 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                log.exception("discord: gateway failed; reconnecting in %.1fs", delay)
+                await asyncio.sleep(delay)
 
     def _gateway_failure(self, task: asyncio.Task[Any]) -> Exception:
         exc = task.exception() if not task.cancelled() else None

@@ -34,6 +34,7 @@ from aiohttp import WSMsgType, web
 
 DISCORD_EPOCH_MS = 1420070400000
 INTENT_MESSAGE_CONTENT = 1 << 15
+BODY = web.RequestKey("body", object)
 APP_FLAG_GATEWAY_MESSAGE_CONTENT = 1 << 19
 _MENTION_USER = re.compile(r"<@!?(\d+)>")
 _MENTION_ROLE = re.compile(r"<@&(\d+)>")
@@ -75,6 +76,7 @@ class FakeDiscord:
         self.messages: dict[int, list[dict[str, Any]]] = {}  # channel id -> messages, oldest first
         self.identified = asyncio.Event()
         self.closed_codes: list[int] = []
+        self.server_close_codes: list[int] = []
         self._sessions: dict[str, GatewaySession] = {}
         self._nonces: dict[tuple[int, str], dict[str, Any]] = {}
         self._interactions: dict[str, dict[str, Any]] = {}  # token -> interaction payload
@@ -267,7 +269,7 @@ class FakeDiscord:
                 "guild_id": str(self.guild_id), "channel_id": str(cid),
                 "channel": {k: v for k, v in self.channels[cid].items()}, "member": member,
                 "token": token, "version": 1, "app_permissions": "2147483647", "locale": "en-US",
-                "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(
+                "guild_locale": "en-US", "entitlements": [], "attachment_size_limit": 10 * 1024 * 1024, "authorizing_integration_owners": {"0": str(
                     self.guild_id)}, "context": 0}
         self._interactions[token] = data
         await self.dispatch("INTERACTION_CREATE", data)
@@ -337,10 +339,12 @@ class FakeDiscord:
     async def _identify(self, sess: GatewaySession, d: dict[str, Any]) -> GatewaySession:
         assert sess.ws is not None
         if d.get("token") != self.token:
+            self.server_close_codes.append(4004)
             await sess.ws.close(code=4004, message=b"Authentication failed.")
             return sess
         intents = int(d.get("intents", 0))
         if intents & INTENT_MESSAGE_CONTENT and not self.message_content_enabled:
+            self.server_close_codes.append(4014)
             await sess.ws.close(code=4014, message=b"Disallowed intent(s).")
             return sess
         sess.session_id = f"session-{next(self._session_ids)}"
@@ -391,7 +395,7 @@ class FakeDiscord:
                 body = await self._read_multipart(request)
         self.requests.append(Recorded(request.method, path.removeprefix("/api/v10"), body,
                                       dict(request.query), dict(request.headers)))
-        request["body"] = body
+        request[BODY] = body
         for (method, pattern), pending in self.rate_limits.items():
             if pending and method == request.method and re.fullmatch(pattern, path.removeprefix("/api/v10")):
                 retry_after = pending.pop(0)
@@ -440,7 +444,7 @@ class FakeDiscord:
 
     async def _create_message(self, request: web.Request) -> web.Response:
         cid = self._channel_of(request)
-        body = request["body"] or {}
+        body = request[BODY] or {}
         content = body.get("content") or ""
         if len(content) > 2000:
             return self._json({"code": 50035, "message": "Invalid Form Body", "errors": {"content": {
@@ -466,7 +470,7 @@ class FakeDiscord:
         msg = self._find(cid, int(request.match_info["mid"]))
         if msg is None:
             return self._json({"message": "Unknown Message", "code": 10008}, status=404)
-        body = request["body"] or {}
+        body = request[BODY] or {}
         if "content" in body:
             if len(body["content"] or "") > 2000:
                 return self._json({"code": 50035, "message": "Invalid Form Body"}, status=400)
@@ -506,7 +510,7 @@ class FakeDiscord:
     async def _put_commands(self, request: web.Request) -> web.Response:
         self.commands = [c | {"id": str(self.next_id()), "application_id": str(self.application_id),
                               "version": str(self.next_id()), "default_member_permissions": None}
-                         for c in request["body"] or []]
+                         for c in request[BODY] or []]
         return self._json(self.commands)
 
     async def _interaction_callback(self, request: web.Request) -> web.Response:
@@ -514,7 +518,7 @@ class FakeDiscord:
         if token not in self._interactions:
             return self._json({"message": "Unknown interaction", "code": 10062}, status=404)
         self.interaction_callbacks.append({"id": request.match_info["iid"], "token": token,
-                                           "body": request["body"]})
+                                           "body": request[BODY]})
         return self._json(None, status=204)
 
     async def _webhook_message(self, request: web.Request) -> web.Response:
@@ -522,7 +526,7 @@ class FakeDiscord:
         inter = self._interactions.get(token)
         if inter is None:
             return self._json({"message": "Unknown Webhook", "code": 10015}, status=404)
-        body = request["body"] or {}
+        body = request[BODY] or {}
         cid = int(inter["channel_id"])
         content = body.get("content") or ""
         if len(content) > 2000:
