@@ -66,7 +66,7 @@ class WebAdapter:
         self._port = port
         self._access_token = access_token
         self._public_url = public_url.rstrip("/")
-        self._mention = re.compile(rf"@{re.escape(bot_name)}(?![\w])", re.IGNORECASE)
+        self._mention = re.compile(rf"(?<![\w@])@{re.escape(bot_name)}(?![\w])", re.IGNORECASE)
         self._store: WebStore | None = None
         self._sink: IntakeSink | None = None
         self._runner: web.AppRunner | None = None

@@ -195,7 +195,7 @@ class WebHttp:
             token = request.query.get("token")
             if token and self.access_token and hmac.compare_digest(token.encode(), self.access_token.encode()):
                 # Trade the token in the address bar for a cookie, then drop it from the URL.
-                resp = web.Response(status=302, headers={"Location": request.rel_url.without_query("token").path})
+                resp = web.Response(status=302, headers={"Location": request.path})
                 resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
                 return resp
         return await handler(request)

@@ -1,5 +1,5 @@
 // The pai web group page. Plain DOM, no framework, no build step, nothing loaded from elsewhere.
-// Rule: user text only ever reaches the page through textContent / text nodes, never innerHTML.
+// Rule: user text only ever reaches the page through textContent / text nodes, never as HTML markup.
 "use strict";
 
 (() => {
@@ -181,7 +181,7 @@
   // Text with @mentions of the bot highlighted; built from text nodes only.
   function fillText(node, text) {
     node.replaceChildren();
-    const pattern = new RegExp("@" + state.botName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?![\\w])", "gi");
+    const pattern = new RegExp("(?<![\\w@])@" + state.botName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?![\\w])", "gi");
     let last = 0;
     for (const m of text.matchAll(pattern)) {
       if (m.index > last) node.append(document.createTextNode(text.slice(last, m.index)));

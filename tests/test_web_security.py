@@ -1,0 +1,222 @@
+"""The web group's defences: access token, loopback-only binding, hostile hosts and origins, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters.web import WebAdapter, create_adapter
+from adapters.web_http import MAX_BODY_BYTES
+from bot.config import parse_settings
+from bot.errors import AdapterConfigError
+from bot.ports import AdapterEnv
+from tests.test_web_api import RecordingSink, new_group
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture
+async def web(tmp_path):
+    adapter = WebAdapter(bot_name="Pai", data_dir=tmp_path, port=0)
+    sink = RecordingSink()
+    await adapter.start(sink)
+    async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+        yield adapter, sink, http
+    await adapter.stop()
+
+
+@pytest.fixture
+async def locked(tmp_path):
+    """An adapter that requires ``TOKEN``."""
+    adapter = WebAdapter(bot_name="Pai", data_dir=tmp_path, port=0, access_token=TOKEN)
+    await adapter.start(RecordingSink())
+    yield adapter
+    await adapter.stop()
+
+
+# --------------------------------------------------------------------------- access token
+
+
+async def test_with_a_token_configured_the_api_refuses_requests_without_it(locked):
+    async with aiohttp.ClientSession(base_url=locked.base_url) as http:
+        for method, path in (("GET", "/api/info"), ("POST", "/api/groups"), ("GET", "/api/groups/123456")):
+            resp = await http.request(method, path, json={"name": "x"})
+            assert resp.status == 401, path
+            assert "token" in (await resp.json())["error"]
+        wrong = await http.get("/api/info", headers={"Authorization": "Bearer nope"})
+        assert wrong.status == 401
+
+
+async def test_the_token_is_accepted_as_bearer_header_or_query(locked):
+    async with aiohttp.ClientSession(base_url=locked.base_url) as http:
+        assert (await http.get("/api/info", headers={"Authorization": f"Bearer {TOKEN}"})).status == 200
+        assert (await http.get(f"/api/info?token={TOKEN}")).status == 200
+
+
+async def test_the_page_trades_a_token_in_the_url_for_a_cookie(locked):
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base_url=locked.base_url, cookie_jar=jar) as http:
+        page = await http.get("/", allow_redirects=False)
+        assert page.status == 200  # the page itself is public; it asks for the token when the API says 401
+        resp = await http.get(f"/?token={TOKEN}", allow_redirects=False)
+        assert resp.status == 302 and resp.headers["Location"] == "/"
+        assert "HttpOnly" in resp.headers["Set-Cookie"] and "SameSite=Strict" in resp.headers["Set-Cookie"]
+        assert (await http.get("/api/info")).status == 200  # the cookie now authorises the API
+        group = await new_group(http)
+        assert group["number"].isdigit()
+
+
+async def test_the_websocket_needs_the_token_too(locked):
+    async with aiohttp.ClientSession(base_url=locked.base_url) as http:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        group = await (await http.post("/api/groups", json={"name": "g"}, headers=headers)).json()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"/api/groups/{group['number']}/ws")
+        assert refused.value.status == 401
+        ws = await http.ws_connect(f"/api/groups/{group['number']}/ws?token={TOKEN}")
+        assert (await ws.receive_json())["type"] == "hello"
+        await ws.close()
+
+
+# --------------------------------------------------------------------------- exposure
+
+
+def test_a_non_loopback_address_without_a_token_is_refused(tmp_path):
+    with pytest.raises(AdapterConfigError, match="access_token"):
+        WebAdapter(bot_name="Pai", data_dir=tmp_path, host="0.0.0.0")
+    WebAdapter(bot_name="Pai", data_dir=tmp_path, host="0.0.0.0", access_token=TOKEN)  # fine with one
+
+
+def test_create_adapter_double_checks_the_exposure_rule(tmp_path):
+    settings = parse_settings(f"bot: {{data_dir: '{tmp_path}'}}\n")
+    exposed = dataclasses.replace(
+        settings,
+        adapters=dataclasses.replace(
+            settings.adapters, web=dataclasses.replace(settings.adapters.web, host="192.168.1.5")
+        ),
+    )
+    env = AdapterEnv(bot_name="Pai", data_dir=Path(tmp_path))
+    with pytest.raises(AdapterConfigError):
+        create_adapter(exposed, env)
+    adapter = create_adapter(settings, env)
+    assert adapter.name == "web" and adapter.capabilities.edit and not adapter.capabilities.polls
+
+
+async def test_a_port_already_in_use_is_an_operator_facing_config_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        adapter = WebAdapter(bot_name="Pai", data_dir=tmp_path, port=port)
+        with pytest.raises(AdapterConfigError, match="port"):
+            await adapter.start(RecordingSink())
+        await adapter.stop()
+
+
+async def test_requests_naming_a_foreign_host_are_refused(web):
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 must not reach the API."""
+    _, _, http = web
+    resp = await http.get("/api/info", headers={"Host": "evil.example:8765"})
+    assert resp.status == 403
+    assert (await http.get("/api/info", headers={"Host": "localhost"})).status == 200
+
+
+async def test_cross_site_requests_are_refused(web):
+    adapter, sink, http = web
+    group = await new_group(http)
+    resp = await http.post(
+        f"/api/groups/{group['number']}/messages",
+        data='{"author": "x", "text": "csrf"}',
+        headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+    )
+    assert resp.status == 403 and sink.events == []
+    same = await http.post(
+        f"/api/groups/{group['number']}/messages",
+        json={"author": "x", "text": "fine"},
+        headers={"Origin": adapter.base_url},
+    )
+    assert same.status == 200
+
+
+# --------------------------------------------------------------------------- malformed input
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'{"text": "hi"}', 400, "author"),
+        (b'{"author": "  ", "text": "hi"}', 400, "author"),
+        (b'{"author": 5, "text": "hi"}', 400, "author"),
+        (b'{"author": "Al", "text": "   "}', 400, "text"),
+        (b'{"author": "Al", "text": ["hi"]}', 400, "text"),
+        (b'{"author": "Al", "text": "hi", "reply_to": "abc"}', 400, "reply_to"),
+        (b'{"author": "Al", "text": "hi", "reply_to": true}', 400, "reply_to"),
+        (b'{"author": "Al", "text": "hi", "reply_to": 999999}', 400, "reply_to"),
+        (b'{"author": "Al", "text": "hi", "author_id": "bad id!"}', 400, "author_id"),
+        (b'{"author": "Al", "text": "hi", "author_id": "bot"}', 400, "author_id"),
+        (b'{"author": "PAI", "text": "I am the bot"}', 400, "belongs to the bot"),
+        (b'{"author": "Al", "text": "hi", "nonce": 7}', 400, "nonce"),
+        (('{"author": "' + "A" * 41 + '", "text": "hi"}').encode(), 400, "author"),
+    ],
+)
+async def test_malformed_messages_get_a_clear_json_error_and_store_nothing(web, body, status, says):
+    _, sink, http = web
+    group = await new_group(http)
+    resp = await http.post(f"/api/groups/{group['number']}/messages", data=body)
+    assert resp.status == status
+    assert says in (await resp.json())["error"]
+    assert sink.events == []
+
+
+async def test_over_long_text_is_413_and_an_oversized_body_is_413_too(web):
+    adapter, sink, http = web
+    group = await new_group(http)
+    url = f"/api/groups/{group['number']}/messages"
+    long_text = await http.post(url, json={"author": "Al", "text": "x" * (adapter.max_text_length + 1)})
+    assert long_text.status == 413 and "longer than" in (await long_text.json())["error"]
+    huge = await http.post(url, data=b'{"author": "Al", "text": "' + b"y" * MAX_BODY_BYTES + b'"}')
+    assert huge.status == 413 and "error" in await huge.json()
+    assert sink.events == []
+    at_limit = await http.post(url, json={"author": "Al", "text": "z" * adapter.max_text_length})
+    assert at_limit.status == 200
+
+
+async def test_bad_group_names_and_query_parameters_are_400(web):
+    _, _, http = web
+    for body in ({}, {"name": ""}, {"name": "n" * 81}, {"name": None}):
+        assert (await http.post("/api/groups", json=body)).status == 400
+    group = await new_group(http)
+    base = f"/api/groups/{group['number']}/messages"
+    for query in ("after=abc", "after=-1", "limit=0", "limit=501", "limit=x"):
+        resp = await http.get(f"{base}?{query}")
+        assert resp.status == 400, query
+        assert "error" in await resp.json()
+
+
+async def test_control_characters_are_stripped_from_names_and_text(web):
+    _, sink, http = web
+    group = await new_group(http)
+    resp = await http.post(
+        f"/api/groups/{group['number']}/messages",
+        json={"author": "Al\x00ice\x1b", "text": "line one\r\nline\x07 two"},
+    )
+    assert resp.status == 200
+    event = sink.events[0]
+    assert event.author.display_name == "Alice" and event.text == "line one\nline two"
+
+
+def test_the_page_never_builds_html_from_strings():
+    """User text must reach the DOM as text only: no innerHTML and friends anywhere in the script."""
+    script = (Path(__file__).parents[1] / "adapters" / "web_static" / "app.js").read_text(encoding="utf-8")
+    for sink_name in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink_name not in script
+    page = (Path(__file__).parents[1] / "adapters" / "web_static" / "index.html").read_text(encoding="utf-8")
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://…", "")
+    assert "https://" not in page  # no CDN: the page works offline
