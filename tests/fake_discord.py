@@ -283,6 +283,15 @@ class FakeDiscord:
         cids = [channel] if channel else list(self.messages)
         return [m for c in cids for m in self.messages.get(c, []) if m["author"]["id"] == self.bot["id"]]
 
+    async def wait_bot_messages(self, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until the bot has posted at least ``n`` messages (in any channel); returns them."""
+        async def until() -> None:
+            while len(self.sent_by_bot()) < n:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(until(), timeout)
+        return self.sent_by_bot()
+
     def requests_to(self, method: str, path_regex: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and re.fullmatch(path_regex, r.path)]
 
