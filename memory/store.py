@@ -37,7 +37,7 @@ from memory.embedding import Embedder, make_embedder
 from memory.retrieval import HybridRetriever, RetrievalParams
 from memory.textnorm import index_terms
 from memory.transcript import Transcript
-from memory.vector import ChromaIndex, connect_embedded, connect_http
+from memory.vector import ChromaIndex, connect_embedded, connect_http, forget_cached_system
 
 log = logging.getLogger("paibot.memory")
 T = TypeVar("T")
@@ -210,6 +210,7 @@ class HybridMemoryStore:
                 self._task.cancel()
         for pool in (self._idx_exec, self._search_exec, self._db_exec):
             await asyncio.to_thread(pool.shutdown, wait=True)
+        await asyncio.to_thread(self.index.close)
         await asyncio.to_thread(self.transcript.close)
 
     # ------------------------------------------------------------------ operator API
@@ -338,6 +339,7 @@ def _open_embedded_index(path: Path) -> tuple[Any, bool]:
         log.error("the chroma index at %s cannot be opened (%s); moving it to %s and rebuilding", path, exc, broken)
         if path.exists():
             shutil.move(str(path), str(broken))
+        forget_cached_system(path)
         return connect_embedded(path), True
 
 

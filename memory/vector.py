@@ -43,6 +43,17 @@ def connect_embedded(path: Path) -> Any:
         raise MemoryError_(f"cannot open the chroma index at {path}: {type(exc).__name__}: {exc}") from exc
 
 
+def forget_cached_system(path: Path) -> None:
+    """Drop chromadb's in-process cache entry for an embedded directory. A client that failed to open a
+    damaged directory leaves a broken shared "system" behind under that path, and every later client for the
+    same path would reuse it; chromadb has no public call for this (``clear_system_cache`` drops every
+    directory's entry)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+
+
 def connect_http(url: str) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -142,6 +153,17 @@ class ChromaIndex:
     def forget_handle(self, pai: str) -> None:
         with self._lock:
             self._cols.pop(pai, None)
+
+    def close(self) -> None:
+        """Release the client (an embedded client frees its directory for the next open in this process)."""
+        with self._lock:
+            self._cols.clear()
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # closing twice or a server gone away: nothing left to release
+                log.debug("closing chroma: %s", exc)
 
     def heartbeat(self) -> None:
         try:
