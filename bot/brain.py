@@ -10,7 +10,8 @@ Platform-free and provider-free (no litellm here; the model arrives as a ``bot.p
                               A ``retry_after`` longer than ``retry_max_s`` is honoured by not waiting:
                               the next model is tried at once.
         LLMContextTooLong  -> drop the oldest half of the droppable history (never a system message, never
-                              the last user turn or what follows it) and retry, at most ``MAX_TRIMS`` times.
+                              the last user turn or what follows it; a single packed user message loses
+                              its oldest lines) and retry, at most ``MAX_TRIMS`` times (``trim_history``).
         LLMFatal / other   -> the next model at once.
     every model failed      -> ``BrainUnavailable`` (its text is generic; the causes are in the log).
 
@@ -25,6 +26,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -256,15 +258,21 @@ class Brain:
 
 
 def trim_history(convo: list[dict[str, Any]]) -> bool:
-    """Drop the oldest half (at least one) of the droppable messages of ``convo`` in place.
+    """Shorten ``convo`` in place for a model whose context window it overflowed; False when it cannot.
 
-    Droppable: non-system messages before the last user message. An assistant message with ``tool_calls``
-    and the ``tool`` messages answering it go together, so no orphan tool result is left behind. Returns
-    False when nothing can be dropped.
+    First choice: drop the oldest half (at least one) of the droppable messages, i.e. non-system messages
+    before the last user message. An assistant message with ``tool_calls`` and the ``tool`` messages
+    answering it go together, so no orphan tool result is left behind. System messages, the last user
+    message and everything after it are kept.
+
+    When nothing is droppable (a prompt that packs the whole group context into one user message), the
+    oldest half of the last user message's lines goes instead: its first lines, never its last line (the
+    request) and never a line that is only a marker tag such as ``<recent_group_messages>``, so the
+    marking of untrusted content stays intact.
     """
     last_user = max((i for i, m in enumerate(convo) if m.get("role") == "user"), default=-1)
     units: list[list[int]] = []
-    for i in range(last_user if last_user >= 0 else 0):
+    for i in range(max(last_user, 0)):
         role = convo[i].get("role")
         if role == "system":
             continue
@@ -272,10 +280,26 @@ def trim_history(convo: list[dict[str, Any]]) -> bool:
             units[-1].append(i)
         else:
             units.append([i])
-    if not units:
+    if units:
+        drop = {i for unit in units[: max(1, len(units) // 2)] for i in unit}
+        convo[:] = [m for i, m in enumerate(convo) if i not in drop]
+        return True
+    return last_user >= 0 and _trim_lines(convo, last_user)
+
+
+_MARKER = re.compile(r"^\s*</?[A-Za-z_][\w-]*>\s*$")
+
+
+def _trim_lines(convo: list[dict[str, Any]], index: int) -> bool:
+    content = convo[index].get("content")
+    if not isinstance(content, str):
         return False
-    drop = {i for unit in units[: max(1, len(units) // 2)] for i in unit}
-    convo[:] = [m for i, m in enumerate(convo) if i not in drop]
+    lines = content.split("\n")
+    droppable = [i for i in range(len(lines) - 1) if not _MARKER.match(lines[i])]
+    if not droppable:
+        return False
+    drop = set(droppable[: max(1, len(droppable) // 2)])
+    convo[index] = {**convo[index], "content": "\n".join(x for i, x in enumerate(lines) if i not in drop)}
     return True
 
 

@@ -356,6 +356,43 @@ def test_trim_never_orphans_tool_results_and_keeps_every_system_message() -> Non
     assert not trim_history(history)
 
 
+def packed_prompt(n: int) -> list[dict[str, Any]]:
+    """The whole group context in one user message, the way the member pipeline renders it."""
+    body = [
+        "<recalled_from_group_memory>", "Bob (Oct 3): the venue is Hall B", "</recalled_from_group_memory>",
+        "<recent_group_messages>", *[f"Carol: line {i}" for i in range(n)], "</recent_group_messages>",
+        "Alice asks: @Pai where is the venue?",
+    ]
+    return [{"role": "system", "content": "You are Pai."}, {"role": "user", "content": "\n".join(body)}]
+
+
+async def test_a_single_packed_user_message_loses_its_oldest_lines_but_keeps_markers_and_request() -> None:
+    brain, llm, _ = make_brain([LLMContextTooLong("too long"), LLMContextTooLong("still"), done("Hall B")])
+    reply = await brain.respond(packed_prompt(20), [], ctx(), "fake:g1")
+    assert reply.text == "Hall B" and reply.model == "main-model"
+    first, last = llm.calls[0]["messages"][1]["content"], llm.calls[-1]["messages"][1]["content"]
+    kept = last.split("\n")
+    assert len(kept) < len(first.split("\n"))
+    assert kept[-1] == "Alice asks: @Pai where is the venue?"
+    for marker in ("<recalled_from_group_memory>", "</recalled_from_group_memory>",
+                   "<recent_group_messages>", "</recent_group_messages>"):
+        assert marker in kept
+    assert "Carol: line 19" in kept and "Carol: line 0" not in kept  # newest lines survive
+    assert llm.calls[-1]["messages"][0] == {"role": "system", "content": "You are Pai."}
+
+
+def test_packed_trimming_stops_when_only_markers_and_the_request_are_left() -> None:
+    messages = packed_prompt(3)
+    steps = 0
+    while trim_history(messages):
+        steps += 1
+        assert steps < 20
+    assert messages[1]["content"].split("\n") == [
+        "<recalled_from_group_memory>", "</recalled_from_group_memory>", "<recent_group_messages>",
+        "</recent_group_messages>", "Alice asks: @Pai where is the venue?",
+    ]
+
+
 # --------------------------------------------------------------------------- accounting
 
 

@@ -299,6 +299,19 @@ async def test_brain_end_to_end_context_too_long_then_trimmed(fake_openai: FakeO
     assert fake_openai.requests[1]["messages"][-1] == USER[1]
 
 
+async def test_brain_end_to_end_context_too_long_with_one_packed_user_message(
+    fake_openai: FakeOpenAI,
+) -> None:
+    lines = ["<recent_group_messages>", *[f"Bob: old {i}" for i in range(10)], "</recent_group_messages>"]
+    packed = [USER[0], {"role": "user", "content": "\n".join([*lines, "Alice asks: what is 2+3?"])}]
+    fake_openai.context_too_long().reply("5")
+    brain, _ = brain_for(fake_openai)
+    reply = await brain.respond(packed, [], ctx(), "fake:g1")
+    assert reply.text == "5"
+    sent = fake_openai.requests[1]["messages"][1]["content"]
+    assert "Bob: old 0" not in sent and "Bob: old 9" in sent and sent.endswith("Alice asks: what is 2+3?")
+
+
 async def test_brain_end_to_end_everything_down_gives_no_provider_text(fake_openai: FakeOpenAI) -> None:
     for _ in range(3):
         fake_openai.error(500, "shard eu-7 exploded")
