@@ -269,11 +269,9 @@ class MatrixSync:
         for room_id, info in resp.rooms.invite.items():
             inviter = ""
             for ev in info.invite_state:
-                src = getattr(ev, "source", None) or {}
-                content = src.get("content") or {}
-                if src.get("type") == "m.room.member" and src.get("state_key") == me.user_id \
-                        and content.get("membership") == "invite":
-                    inviter = str(src.get("sender", ""))
+                # nio moves an invite member event's content into attributes (``membership``).
+                if getattr(ev, "state_key", None) == me.user_id and getattr(ev, "membership", None) == "invite":
+                    inviter = str(getattr(ev, "sender", ""))
             if inviter_allowed(inviter, self._opt.allowed_inviters):
                 log.info("matrix: joining %s (invited by %s)", room_id, inviter)
                 result = await with_retries(lambda r=room_id: self._client.join(r), what=f"join {room_id}")
