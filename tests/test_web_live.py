@@ -1,0 +1,114 @@
+"""Live updates of the web group over its WebSocket: what a page sees without polling."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from adapters.web import WebAdapter
+from bot.events import ChatRef, Outgoing
+from tests.test_web_api import RecordingSink, new_group, post
+
+
+@pytest.fixture
+async def web(tmp_path):
+    adapter = WebAdapter(bot_name="Pai", data_dir=tmp_path, port=0)
+    await adapter.start(RecordingSink())
+    async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+        yield adapter, http
+    await adapter.stop()
+
+
+async def next_event(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict:
+    """The next pushed event of ``kind`` (others are skipped); fails rather than hangs."""
+    while True:
+        data = await asyncio.wait_for(ws.receive_json(), 10)
+        if data["type"] == kind:
+            return data
+
+
+async def test_a_page_sees_messages_the_bots_typing_replies_and_edits_live(web):
+    adapter, http = web
+    group = await new_group(http)
+    number = group["number"]
+    ws = await http.ws_connect(f"/api/groups/{number}/ws")
+    hello = await next_event(ws, "hello")
+    assert hello == {"type": "hello", "group": number, "bot_name": "Pai"}
+
+    asked = await post(http, number, "@Pai ping")
+    pushed = await next_event(ws, "message")
+    assert pushed["message"]["id"] == asked["id"] and pushed["message"]["text"] == "@Pai ping"
+
+    await adapter.typing(ChatRef("web", number))
+    assert await next_event(ws, "typing") == {"type": "typing", "name": "Pai", "is_bot": True}
+
+    ref = await adapter.send(Outgoing(ChatRef("web", number), "pong", reply_to=str(asked["id"])))
+    reply = (await next_event(ws, "message"))["message"]
+    assert reply["is_bot"] and reply["text"] == "pong" and reply["reply_to"]["id"] == asked["id"]
+
+    await adapter.edit(ref, "pong!")
+    edited = (await next_event(ws, "edit"))["message"]
+    assert (edited["id"], edited["text"], edited["edited"]) == (int(ref.message_id), "pong!", True)
+    await ws.close()
+
+
+async def test_pushes_stay_inside_their_group(web):
+    adapter, http = web
+    a, b = await new_group(http, "A"), await new_group(http, "B")
+    ws_a = await http.ws_connect(f"/api/groups/{a['number']}/ws")
+    ws_b = await http.ws_connect(f"/api/groups/{b['number']}/ws")
+    await next_event(ws_a, "hello")
+    await next_event(ws_b, "hello")
+    await post(http, a["number"], "only for A")
+    await post(http, b["number"], "only for B")
+    assert (await next_event(ws_a, "message"))["message"]["text"] == "only for A"
+    assert (await next_event(ws_b, "message"))["message"]["text"] == "only for B"
+    await ws_a.close()
+    await ws_b.close()
+
+
+async def test_a_persons_typing_reaches_the_others_but_not_themselves(web):
+    _, http = web
+    group = await new_group(http)
+    url = f"/api/groups/{group['number']}/ws"
+    alice, bob = await http.ws_connect(url), await http.ws_connect(url)
+    await next_event(alice, "hello")
+    await next_event(bob, "hello")
+    await alice.send_str("this is not json")
+    await alice.send_json({"type": "typing", "name": ""})  # invalid name: ignored
+    await alice.send_json({"type": "typing", "name": "Alice"})
+    assert await next_event(bob, "typing") == {"type": "typing", "name": "Alice", "is_bot": False}
+    # Alice's next event is the message, not her own typing.
+    await post(http, group["number"], "hi", author="Alice")
+    assert (await asyncio.wait_for(alice.receive_json(), 10))["type"] == "message"
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_closed_page_is_forgotten_and_does_not_hold_up_posting(web):
+    adapter, http = web
+    group = await new_group(http)
+    ws = await http.ws_connect(f"/api/groups/{group['number']}/ws")
+    await next_event(ws, "hello")
+    assert adapter.hub.count(group["number"]) == 1
+    await ws.close()
+    assert (await post(http, group["number"], "anyone there?"))["text"] == "anyone there?"
+    for _ in range(100):  # the server notices the close on its own schedule
+        if adapter.hub.count(group["number"]) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert adapter.hub.count(group["number"]) == 0
+
+
+async def test_stopping_the_adapter_closes_open_pages(tmp_path):
+    adapter = WebAdapter(bot_name="Pai", data_dir=tmp_path, port=0)
+    await adapter.start(RecordingSink())
+    async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+        group = await new_group(http)
+        ws = await http.ws_connect(f"/api/groups/{group['number']}/ws")
+        await next_event(ws, "hello")
+        await adapter.stop()
+        closing = await asyncio.wait_for(ws.receive(), 10)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
