@@ -301,6 +301,8 @@ class TelegramAdapter:
                     sent = await self._deliver(chat_id, out, parts, done, record_key)
                 except TelegramError as exc:
                     raise DeliveryError(f"Telegram refused the message: {exc}") from exc
+                except (TypeError, ValueError, KeyError) as exc:  # PTB could not parse Telegram's answer
+                    raise DeliveryError(f"unexpected answer from Telegram: {exc}") from exc
         return self._ref(out.chat, sent)
 
     async def _deliver(

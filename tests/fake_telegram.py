@@ -445,9 +445,10 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: poll must have at least 2 option")
         poll = {
             "id": f"poll{len(self.sent) + 1}", "question": params.get("question", ""),
-            "options": [{"text": o, "voter_count": 0} for o in options], "total_voter_count": 0,
+            "options": [{"text": o, "voter_count": 0, "persistent_id": f"o{i}"} for i, o in enumerate(options)], "total_voter_count": 0,
             "is_closed": False, "is_anonymous": bool(params.get("is_anonymous", True)), "type": "regular",
             "allows_multiple_answers": bool(params.get("allows_multiple_answers", False)),
+            "allows_revoting": True, "members_only": False,
         }
         return self._new_message(chat, params, poll=poll)
 
