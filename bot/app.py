@@ -167,6 +167,7 @@ class App:
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()
+            await self.services.state.flush()
             self.services.state.close()
             self.services = None
         if self._lock is not None:

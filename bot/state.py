@@ -81,6 +81,8 @@ class StateDB:
         self._lock = threading.Lock()
         self._now = clock or (lambda: datetime.now(timezone.utc))
         self.new_events = asyncio.Event()
+        self._unflushed: dict[str, int] = {}
+        self._usage_writes: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
         with self._lock:
@@ -222,6 +224,20 @@ class StateDB:
         return self._now().date().isoformat()
 
     def add_usage(self, group_key: str, model: str, usage: Usage) -> None:
+        """Count usage now (``tokens_today`` sees it at once); the SQLite write runs off the event loop."""
+        tokens = usage.prompt_tokens + usage.completion_tokens
+        self._unflushed[group_key] = self._unflushed.get(group_key, 0) + tokens
+        args = (group_key, self._day(), model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_usage(args, tokens)
+            return
+        task = loop.create_task(asyncio.to_thread(self._write_usage, args, tokens), name="usage-write")
+        self._usage_writes.add(task)
+        task.add_done_callback(self._usage_writes.discard)
+
+    def _write_usage(self, args: tuple[Any, ...], tokens: int) -> None:
         with self._lock:
             self._conn.execute(
                 """INSERT INTO usage(group_key, day, model, prompt_tokens, completion_tokens, cost_usd, calls)
@@ -230,8 +246,14 @@ class StateDB:
                      prompt_tokens=prompt_tokens+excluded.prompt_tokens,
                      completion_tokens=completion_tokens+excluded.completion_tokens,
                      cost_usd=cost_usd+excluded.cost_usd, calls=calls+1""",
-                (group_key, self._day(), model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd),
+                args,
             )
+            self._unflushed[args[0]] -= tokens
+
+    async def flush(self) -> None:
+        """Wait for pending usage writes (called before closing)."""
+        if self._usage_writes:
+            await asyncio.gather(*list(self._usage_writes), return_exceptions=True)
 
     def tokens_today(self, group_key: str) -> int:
         with self._lock:
@@ -239,7 +261,7 @@ class StateDB:
                 "SELECT COALESCE(SUM(prompt_tokens+completion_tokens),0) FROM usage WHERE group_key=? AND day=?",
                 (group_key, self._day()),
             ).fetchone()
-        return int(row[0])
+            return int(row[0]) + self._unflushed.get(group_key, 0)
 
     async def usage_report(self, group_key: str | None = None) -> list[dict[str, Any]]:
         def q(c: sqlite3.Connection) -> list[Any]:

@@ -229,3 +229,20 @@ async def test_no_model_quotes_only_relevant_human_messages_from_the_real_memory
     english, chinese = (o.text for o in adapter.sent)
     assert "Bob" in english and "Blue Hall" in english and "火锅" not in english
     assert "火锅" in chinese and "Blue Hall" not in chinese  # not even inside the bot's own earlier answer
+
+
+async def test_daily_token_budget_per_group_holds_and_other_groups_are_unaffected(world):
+    from bot.ports import Completion, Usage
+
+    llm = ScriptedLLM([Completion("big answer", usage=Usage(900, 200))] * 5)
+    app, adapter, _ = await world(llm, extra="limits: {daily_tokens_per_group: 1000}")
+    await adapter.inject(make_message("@Pai one", chat="A"))
+    await app.drain()
+    await adapter.inject(make_message("@Pai two", chat="A", author="bob"))
+    await adapter.inject(make_message("@Pai three", chat="B"))
+    await app.drain()
+    texts = {(o.chat.chat_id, o.text) for o in adapter.sent}
+    assert ("A", "big answer") in texts and ("B", "big answer") in texts
+    assert any(c == "A" and "budget" in t for c, t in texts)
+    assert len(llm.calls) == 2
+    assert app.services.state.tokens_today("fake:A") == 1100
