@@ -1,0 +1,158 @@
+"""The web group's page in a real headless Chromium (the OS package, driven by playwright), through the real
+core: pick a nickname, create a group, send ``@Pai hello``, see the bot's reply; join by invite link; reply
+by clicking; hostile text stays text.
+
+Skipped, loudly, when no Chromium binary is installed (``apt-get install chromium``). Playwright's own
+browser download is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+
+import aiohttp
+import pytest
+
+from bot.app import App
+from bot.config import parse_settings
+from tests.fakes import ScriptedLLM
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("PAIBOT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def skip_loudly(reason: str) -> None:
+    warnings.warn(f"BROWSER TESTS SKIPPED: {reason}", stacklevel=2)
+    pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
+
+
+@pytest.fixture
+async def browser():
+    path = chromium_path()
+    if path is None:
+        skip_loudly("no Chromium binary found (install the Debian package: apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        skip_loudly("playwright is not installed (pip install -e '.[test]')")
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def paibot(tmp_path):
+    """A running App with the web group on a free port and a scripted model; yields (app, base url, llm)."""
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+    )
+    llm = ScriptedLLM(["Hi Alice! Nice to meet you all.", "You're welcome, Bob!"])
+    app = App(settings, llm=llm)
+    await app.start()
+    assert app.services is not None
+    try:
+        yield app, app.services.adapters["web"].base_url, llm
+    finally:
+        await app.stop()
+
+
+async def test_create_a_group_say_hello_to_pai_and_see_the_reply(browser, paibot, tmp_path):
+    _, url, llm = paibot
+    page = await browser.new_page(viewport={"width": 1200, "height": 800})
+    await page.goto(url + "/")
+    await page.fill("#nick-input", "Alice")
+    await page.click("#nick-form button[type=submit]")
+    await page.fill("#create-name", "Weekend hikers")
+    await page.click("#create-button")
+
+    await page.wait_for_selector("#chat-screen:not([hidden])")
+    number = (await page.text_content("#group-number") or "").strip()
+    assert number.isdigit() and len(number) == 6
+    assert page.url.endswith(f"/g/{number}")
+    assert "/join/" in (await page.text_content("#banner-link") or "")
+
+    await page.fill("#text", "@Pai hello")
+    await page.press("#text", "Enter")
+    mine = page.locator(".msg.mine").first
+    await mine.wait_for()
+    assert "@Pai hello" in (await mine.text_content() or "")
+
+    bot = page.locator(".msg.from-bot").first
+    await bot.wait_for()
+    text = await bot.text_content() or ""
+    assert "Hi Alice! Nice to meet you all." in text and "AI member" in text
+    assert "@Pai hello" in (await bot.locator(".quote").text_content() or "")
+    assert "Alice" in llm.prompts[0] and "hello" in llm.prompts[0]
+    await page.screenshot(path=str(tmp_path / "web-group.png"))
+
+
+async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_replies_by_clicking(browser, paibot):
+    app, url, llm = paibot
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "Book club"})).json()
+        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Alice", "text": "@Pai hi!"})
+    await app.drain(30)
+
+    bob = await browser.new_page()
+    await bob.goto(group["invite_url"])
+    await bob.fill("#nick-modal-input", "Bob")
+    await bob.click("#nick-modal-form button[type=submit]")
+    await bob.wait_for_selector("text=Hi Alice! Nice to meet you all.")
+    assert bob.url.endswith(f"/g/{group['number']}")  # the invite link resolved to the group
+
+    # A message posted elsewhere appears without reloading.
+    async with aiohttp.ClientSession(base_url=url) as http:
+        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Carol", "text": "Chapter 3?"})
+    await bob.wait_for_selector("text=Chapter 3?")
+
+    # Click the bot's message to reply to it; the reply alone (no @mention) makes the bot answer.
+    await bob.click(".msg.from-bot")
+    assert not await bob.locator("#reply-bar").is_hidden()
+    await bob.fill("#text", "thanks!")
+    await bob.press("#text", "Enter")
+    await bob.wait_for_selector("text=You're welcome, Bob!")
+    async with aiohttp.ClientSession(base_url=url) as http:
+        listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
+    thanks = next(m for m in listed["messages"] if m["text"] == "thanks!")
+    assert thanks["author"] == "Bob" and thanks["reply_to"]["is_bot"]
+
+
+async def test_hostile_text_is_shown_as_text_and_never_runs(browser, paibot):
+    _, url, _ = paibot
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>bold?</b>'
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "<i>Evil</i> group"})).json()
+        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "<b>Mallory</b>", "text": hostile})
+    page = await browser.new_page()
+    await page.goto(f"{url}/g/{group['number']}")
+    await page.fill("#nick-modal-input", "Alice")
+    await page.click("#nick-modal-form button[type=submit]")
+    message = page.locator(".msg .text").first
+    await message.wait_for()
+    assert await message.text_content() == hostile
+    assert await page.locator("#messages img, #messages script, #messages b:has-text('bold?')").count() == 0
+    assert await page.text_content("#group-name") == "<i>Evil</i> group"
+    assert await page.evaluate("window.pwned === undefined")
