@@ -663,8 +663,12 @@ class RecordingSink:
 
     async def wait_until(self, predicate: Any, timeout: float = 15.0) -> None:
         async def loop() -> None:
-            async with self._changed:
-                while not predicate():
-                    await self._changed.wait()
+            # Polls as well as waking on submits: some predicates look at adapter state set after a submit.
+            while not predicate():
+                async with self._changed:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), 0.05)
+                    except asyncio.TimeoutError:
+                        pass
 
         await asyncio.wait_for(loop(), timeout)

@@ -281,3 +281,72 @@ async def test_invite_url_and_factory() -> None:
         invite_url(parse_settings("adapters:\n  discord: {enabled: true, token: 'not-base64!'}\n"))
     adapter = create_adapter(settings, AdapterEnv(bot_name="Pai", data_dir="."))
     assert adapter.name == "discord"
+
+
+async def test_gateway_drop_resumes_and_recovers_messages_sent_meanwhile(running: Any, fake: FakeDiscord) -> None:
+    adapter, sink = running
+    lena = fake.add_user("lena")
+    await said(fake, sink, lena, "before the drop")
+    passes = adapter._sync.passes if adapter._sync else 0
+    await fake.close_gateways(code=4000)
+    missed = await fake.user_says(lena, f"<@{fake.bot['id']}> sent while the socket was down")
+    await sink.wait_until(lambda: f"discord:{missed['id']}" in sink.events)
+    assert sink.events[f"discord:{missed['id']}"].mentions_me
+    await sink.wait_until(lambda: adapter._sync is not None and adapter._sync.passes > passes)
+    assert sink.cursors[f"discord:last:{fake.general}"] == missed["id"]
+    after = await said(fake, sink, lena, "after the resume")
+    assert sink.cursors[f"discord:last:{fake.general}"] == after.id
+
+
+async def test_a_failed_commit_does_not_let_the_cursor_skip_the_message(running: Any, fake: FakeDiscord) -> None:
+    adapter, sink = running
+    max_ = fake.add_user("max")
+    sink.fail_next = RuntimeError("disk full")
+    lost = await fake.user_says(max_, "this commit fails")
+    await sink.wait_until(lambda: sink.fail_next is None)
+    later = await said(fake, sink, max_, "this one works")
+    await sink.wait_until(lambda: f"discord:{lost['id']}" in sink.events)  # repaired by the backfill
+    await sink.wait_until(lambda: sink.cursors.get(f"discord:last:{fake.general}") == later.id)
+    assert [m.text for m in sink.messages() if m.author.user_id == max_["id"]] == [
+        "this one works", "this commit fails"]
+
+
+async def test_restart_delivers_missed_messages_once_with_the_cursor(fake: FakeDiscord, tmp_path: Any) -> None:
+    sink = RecordingSink()
+    first = make_adapter(fake, tmp_path)
+    await first.start(sink)
+    nina = fake.add_user("nina")
+    seen = await said(fake, sink, nina, "while up")
+    await first.stop()
+    missed = [await fake.user_says(nina, f"while down {i}") for i in range(3)]
+    second = make_adapter(fake, tmp_path)
+    await second.start(sink)
+    try:
+        await sink.wait_until(lambda: all(f"discord:{m['id']}" in sink.events for m in missed))
+        await sink.wait_until(lambda: second._sync is not None and second._sync.passes >= 1)
+        assert sink.cursors[f"discord:last:{fake.general}"] == missed[-1]["id"]
+        texts = [m.text for m in sink.messages() if m.author.user_id == nina["id"]]
+        assert texts == [seen.text, "while down 0", "while down 1", "while down 2"]
+    finally:
+        await second.stop()
+
+
+async def test_backfill_window_is_bounded_to_the_newest_messages(fake: FakeDiscord, tmp_path: Any,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    sink = RecordingSink()
+    olga = fake.add_user("olga")
+    first = make_adapter(fake, tmp_path, backfill_limit=3)
+    await first.start(sink)
+    await sink.wait_until(lambda: first._sync is not None and first._sync.passes >= 1)
+    await first.stop()
+    missed = [await fake.user_says(olga, f"gap {i}") for i in range(5)]
+    second = make_adapter(fake, tmp_path, backfill_limit=3)
+    with caplog.at_level(logging.WARNING, logger="paibot.discord"):
+        await second.start(sink)
+        try:
+            await sink.wait_until(lambda: second._sync is not None and second._sync.passes >= 1)
+        finally:
+            await second.stop()
+    assert [m.text for m in sink.messages()] == ["gap 2", "gap 3", "gap 4"]
+    assert sink.cursors[f"discord:last:{fake.general}"] == missed[-1]["id"]
+    assert any("backfill_limit" in r.getMessage() for r in caplog.records)
