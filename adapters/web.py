@@ -158,6 +158,7 @@ class WebAdapter:
         reply_to = int(out.reply_to) if out.reply_to and out.reply_to.isdigit() else None
         parts = split_text(out.text or " ", self.max_text_length)
         stored: list[StoredMessage] = []
+        fresh: list[StoredMessage] = []
         async with self._lock(group.number):
             if reply_to is not None:
                 target = await asyncio.to_thread(store.message, reply_to)
@@ -170,7 +171,9 @@ class WebAdapter:
                 )
                 stored.append(msg)
                 if created:
-                    await self.hub.push(group.number, {"type": "message", "message": await self._render(msg)})
+                    fresh.append(msg)
+        for msg in fresh:  # outside the lock: a slow page must not hold up the group's next message
+            await self.hub.push(group.number, {"type": "message", "message": await self._render(msg)})
         first = stored[0]
         return SentRef(
             chat=out.chat,
