@@ -78,8 +78,11 @@ class WebAdapter:
     @property
     def base_url(self) -> str:
         """Where people reach the page (``public_url`` if configured, else the bound address)."""
-        if self._public_url:
-            return self._public_url
+        return self._public_url or self.local_url
+
+    @property
+    def local_url(self) -> str:
+        """The address the server listens on (with the real port once started, also for ``port: 0``)."""
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._bound_port or self._port}"
 
@@ -95,7 +98,9 @@ class WebAdapter:
             from urllib.parse import urlsplit
 
             allowed |= {(urlsplit(self._public_url).hostname or "").lower()}
-        app = WebHttp(self, access_token=self._access_token, allowed_hosts=allowed).build()
+        app = WebHttp(
+            self, access_token=self._access_token, allowed_hosts=allowed, public_url=self._public_url
+        ).build()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         try:
@@ -156,6 +161,9 @@ class WebAdapter:
         if group is None:
             raise DeliveryError(f"there is no web group {out.chat.chat_id!r}")
         reply_to = int(out.reply_to) if out.reply_to and out.reply_to.isdigit() else None
+        if out.files or out.poll:
+            log.warning("the web group shows text only; dropped %d file(s)%s", len(out.files),
+                        " and a poll" if out.poll else "")
         parts = split_text(out.text or " ", self.max_text_length)
         stored: list[StoredMessage] = []
         fresh: list[StoredMessage] = []

@@ -145,10 +145,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class WebHttp:
     """Builds the aiohttp application around a ``GroupService``."""
 
-    def __init__(self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str]) -> None:
+    def __init__(
+        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = ""
+    ) -> None:
         self.service = service
         self.access_token = access_token
         self.allowed_hosts = allowed_hosts
+        # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
+        self.public_origin = urlsplit(public_url).netloc.lower() if public_url else ""
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
 
     def build(self) -> web.Application:
@@ -187,7 +191,8 @@ class WebHttp:
         if not self.access_token and host not in self.allowed_hosts:
             raise ApiError(403, f"this server answers only for {', '.join(sorted(self.allowed_hosts))}")
         origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.host.lower():
+        trusted = {request.host.lower(), self.public_origin} - {""}
+        if origin and urlsplit(origin).netloc.lower() not in trusted:
             raise ApiError(403, "cross-site requests are not allowed")
         if request.path.startswith("/api/") and self.access_token and not self._authorised(request):
             raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)")

@@ -134,12 +134,35 @@ async def test_cross_site_requests_are_refused(web):
         headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
     )
     assert resp.status == 403 and sink.events == []
+    sandboxed = await http.post(
+        f"/api/groups/{group['number']}/messages", json={"author": "x", "text": "hi"}, headers={"Origin": "null"}
+    )
+    assert sandboxed.status == 403 and sink.events == []
     same = await http.post(
         f"/api/groups/{group['number']}/messages",
         json={"author": "x", "text": "fine"},
         headers={"Origin": adapter.base_url},
     )
     assert same.status == 200
+
+
+async def test_behind_a_proxy_the_public_url_is_a_trusted_origin(tmp_path):
+    adapter = WebAdapter(bot_name="Pai", data_dir=tmp_path, port=0, public_url="https://chat.example.org/")
+    await adapter.start(RecordingSink())
+    try:
+        async with aiohttp.ClientSession(base_url=adapter.local_url) as http:
+            group = await new_group(http)
+            assert group["invite_url"].startswith("https://chat.example.org/join/")
+            resp = await http.post(
+                f"/api/groups/{group['number']}/messages",
+                json={"author": "x", "text": "via the proxy"},
+                headers={"Origin": "https://chat.example.org"},
+            )
+            assert resp.status == 200
+            assert (await http.get("/api/info", headers={"Host": "chat.example.org"})).status == 200
+            assert (await http.get("/api/info", headers={"Origin": "https://elsewhere.example"})).status == 403
+    finally:
+        await adapter.stop()
 
 
 # --------------------------------------------------------------------------- malformed input
