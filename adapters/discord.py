@@ -22,7 +22,6 @@ Endpoint overrides (``api_base``, ``gateway_url``) apply to this adapter's clien
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
 import math
@@ -39,14 +38,18 @@ from discord.http import Route
 
 from adapters.discord_client import PaibotClient
 from adapters.discord_convert import message_from_discord, message_from_interaction
+from adapters.discord_setup import application_id_of, invite_permissions, invite_url, slash_command_payload
 from adapters.discord_sync import ChannelSync
 from adapters.discord_text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
 from bot.config import DiscordAdapterSettings, Settings
 from bot.errors import AdapterConfigError, ConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, CommandInfo, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
 log = logging.getLogger("paibot.discord")
+
+__all__ = ["DiscordAdapter", "create_adapter", "invite_url", "invite_permissions", "application_id_of",
+           "slash_command_payload"]
 
 INTENT_HELP = (
     "Discord refused the gateway connection (close code 4014: disallowed intents). paibot needs the "
@@ -61,49 +64,6 @@ EMPTY_CONTENT_HELP = (
 )
 INTERACTION_TTL_S = 14 * 60  # interaction tokens live 15 minutes
 _JUMP = re.compile(r"/channels/(?:\d+|@me)/(\d+)/(\d+)")
-_SLASH_NAME = re.compile(r"[^a-z0-9_-]")
-
-
-def invite_permissions() -> discord.Permissions:
-    """What the bot needs in a server: read and answer, in threads too, with files and polls."""
-    return discord.Permissions(view_channel=True, send_messages=True, send_messages_in_threads=True,
-                               read_message_history=True, attach_files=True, add_reactions=True,
-                               send_polls=True)
-
-
-def application_id_of(cfg: DiscordAdapterSettings) -> str:
-    """The configured application id, else the one encoded in the bot token's first segment."""
-    if cfg.application_id:
-        return cfg.application_id
-    first = cfg.token.split(".", 1)[0]
-    try:
-        decoded = base64.b64decode(first + "=" * (-len(first) % 4), validate=False).decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    if not decoded.isdigit():
-        raise ConfigError("adapters.discord.application_id",
-                          "set the application id (Developer Portal -> General Information -> Application ID)")
-    return decoded
-
-
-def invite_url(settings: Settings) -> str:
-    """The OAuth2 URL that adds the bot (with slash commands) to a server."""
-    app_id = application_id_of(settings.adapters.discord)
-    return discord.utils.oauth_url(app_id, permissions=invite_permissions(),
-                                   scopes=("bot", "applications.commands"))
-
-
-def slash_command_payload(commands: tuple[CommandInfo, ...]) -> list[dict[str, Any]]:
-    """Global chat-input commands for the core's command list, each with one optional text argument."""
-    out: dict[str, dict[str, Any]] = {}
-    for cmd in commands:
-        name = _SLASH_NAME.sub("", cmd.name.lower().lstrip("/"))[:32]
-        if not name or name in out:
-            continue
-        option = {"type": 3, "name": "text", "required": False,
-                  "description": (cmd.usage or "what to pass to the command")[:100]}
-        out[name] = {"name": name, "type": 1, "description": (cmd.description or name)[:100], "options": [option]}
-    return list(out.values())[:100]
 
 
 class DiscordAdapter:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -147,5 +146,21 @@ async def test_app_builds_the_adapter_and_registers_its_commands_as_slash_comman
         await fake.user_says(fake.add_user("zoe"), mention(fake, "hello"))
         posts = await fake.wait_bot_messages(1)
         assert posts[0]["content"] == "hi there"
+    finally:
+        await app.stop()
+
+
+async def test_slash_command_is_deferred_and_answered_by_the_core(fake: FakeDiscord, tmp_path: Path) -> None:
+    llm = ScriptedLLM(["The group planned a trip."])
+    app = await running_app(fake, tmp_path, llm)
+    try:
+        await fake.slash_command(fake.add_user("pia"), "help")
+        posts = await fake.wait_bot_messages(1)
+        await app.drain()
+        assert fake.interaction_callbacks[0]["body"] == {"type": 5}  # deferred at once
+        edits = fake.requests_to("PATCH", rf"/webhooks/{fake.application_id}/.+/messages/@original")
+        assert edits and posts[0]["content"] == edits[0].json["content"] != ""
+        assert edits[0].json["allowed_mentions"]["parse"] == []
+        assert fake.requests_to("POST", rf"/channels/\d+/messages") == []  # answered through the interaction
     finally:
         await app.stop()
