@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bot.app import App
 from bot.config import parse_settings
+from bot.skills.duejobs import DueLoop
 from tests.fakes import FakeAdapter, FakeMemory, ManualClock
 
 ADMIN = "boss"
@@ -27,13 +30,18 @@ class World:
         self.clock = ManualClock()
 
     async def start(self, llm: Any = None, *, extra: str = "", memory: Any = None, adapter: Any = None,
-                    tz: str = "Asia/Shanghai") -> tuple[App, FakeAdapter, Any]:  # fmt: skip
+                    tz: str = "Asia/Shanghai", manual: bool = True) -> tuple[App, FakeAdapter, Any]:  # fmt: skip
         adapter = adapter or FakeAdapter()
         mem = memory if memory is not None else FakeMemory()
         app = App(skill_settings(self.tmp_path, extra, tz), llm=llm, adapters={"fake": adapter}, memory=mem,
                   clock=self.clock)  # fmt: skip
         await app.start()
         self.apps.append(app)
+        if manual:  # tests drive the due-work loops with explicit ticks, so nothing fires behind their back
+            for value in app.services.extras.values():
+                loop = getattr(value, "loop", None)
+                if isinstance(loop, DueLoop):
+                    await loop.stop()
         return app, adapter, mem
 
     async def stop(self, app: App) -> None:
@@ -57,3 +65,10 @@ async def say(app: App, adapter: FakeAdapter, msg: Any) -> list[str]:
     await adapter.inject(msg)
     await app.drain()
     return [o.text for o in adapter.sent[before:]]
+
+
+@pytest.fixture
+async def world(tmp_path: Any) -> Any:
+    w = World(tmp_path)
+    yield w
+    await w.close()

@@ -1,0 +1,286 @@
+"""Reminders: ``/remind``, ``/reminders``, ``/unremind`` and the ``set_reminder`` tool, fired by a background loop.
+
+    /remind in 2h stand up              /remind tomorrow 9:00 call the venue
+    /remind every weekday 9:30 standup  /remind 每天 9点 打卡      /remind 下周一 10点 例会
+    /reminders                          /reminders cancel 3        /unremind 3
+
+The command form is parsed deterministically (``bot.skills.timeparse``), so reminders work without a
+model; with a model, "@Pai remind us Friday 3pm to submit the report" becomes a ``set_reminder`` call (ISO
+time or natural text). Without a model, a mention that starts with "remind" / contains "提醒" is parsed the
+same way. A reminder always belongs to the group it was set in (the trusted envelope), whatever a tool's
+arguments say; cancelling one needs its owner or a group admin. Firing is exactly-once per occurrence (see
+``bot.skills.reminder_store``); reminders also fire during quiet hours (a reminder is something members
+asked for at that time). A reminder that came due while the bot was down fires once on start, marked late.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.commands import Command, CommandCall, CommandRegistry, Observation
+from bot.events import Message, Outgoing
+from bot.ports import Tool, ToolContext, ToolSpec
+from bot.services import Services
+from bot.skills.duejobs import DueLoop
+from bot.skills.reminder_store import Firing, GroupFull, Reminder, ReminderStore
+from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.timeparse import describe_rule, local_dt, next_occurrence, parse_when
+
+log = logging.getLogger("paibot.skills.reminders")
+
+USAGE = (
+    "Usage: /remind <when> <what>, e.g. /remind in 2h stand up · /remind tomorrow 9:00 call the venue · "
+    "/remind every day 9am standup · /remind 每天 9点 打卡"
+)
+_NATURAL = re.compile(r"^\s*(?:please\s+|pls\s+)?remind\b|提醒", re.I)
+
+
+def fmt_when(due: datetime, tz: ZoneInfo, now: datetime) -> str:
+    local, today = due.astimezone(tz), now.astimezone(tz).date()
+    if local.date() == today:
+        return f"today {local:%H:%M}"
+    if local.date() == today + timedelta(days=1):
+        return f"tomorrow {local:%H:%M}"
+    return f"{local:%a %Y-%m-%d %H:%M}"
+
+
+class ReminderSkill:
+    def __init__(self, services: Services, db: SkillDB, *, poll_s: float = 1.0) -> None:
+        self.s = services
+        self.db = db
+        self.store = ReminderStore(db)
+        self.loop = DueLoop("reminders", self.run_due, services.clock, poll_s=poll_s, rng=services.rng)
+
+    # ----------------------------------------------------------------- skill surface
+
+    def commands(self) -> Iterable[Command]:
+        return [
+            Command("remind", "Set a reminder for this group", self._cmd_remind, usage="/remind <when> <what>"),
+            Command("reminders", "List this group's reminders (or cancel one)", self._cmd_list,
+                    usage="/reminders [cancel N]"),
+            Command("unremind", "Cancel a reminder", self._cmd_unremind, usage="/unremind N"),
+        ]  # fmt: skip
+
+    def tools(self) -> Iterable[Tool]:
+        return [
+            Tool(ToolSpec("set_reminder", "Set a reminder in this group. The bot posts it at that time and mentions "
+                 "the member who asked.", {
+                     "type": "object",
+                     "properties": {
+                         "when": {"type": "string", "description": "ISO 8601 local time like 2026-11-06T15:00, "
+                                  "or natural text like 'Friday 3pm', 'in 2h', '每天早上9点'"},
+                         "text": {"type": "string", "description": "what to remind about"},
+                         "repeat": {"type": "string", "enum": ["none", "daily", "weekdays", "weekly"]},
+                     },
+                     "required": ["when", "text"],
+                 }), self._tool_set),  # fmt: skip
+            Tool(ToolSpec("list_reminders", "List this group's active reminders.",
+                          {"type": "object", "properties": {}}), self._tool_list),
+            Tool(ToolSpec("cancel_reminder", "Cancel one of this group's reminders by its number.",
+                          {"type": "object", "properties": {"number": {"type": "integer"}}, "required": ["number"]}),
+                 self._tool_cancel),
+        ]  # fmt: skip
+
+    def observers(self) -> list[Any]:
+        return [self._observe]
+
+    async def start(self) -> None:
+        lost = await self.store.abandon_interrupted()
+        if lost:
+            log.warning("%d reminder firing(s) were interrupted by a crash and are not sent again", lost)
+        await self.loop.start()
+
+    async def stop(self) -> None:
+        await self.loop.stop()
+
+    # ----------------------------------------------------------------- creating
+
+    async def create(self, msg: Message, spec: str, *, origin: str, rule_hint: str | None = None,
+                     text: str | None = None) -> str:  # fmt: skip
+        """Parse ``spec`` and store the reminder in ``msg``'s group; returns the member-facing answer."""
+        key = msg.chat.key
+        await self.s.load_group(key)
+        tz, now = self.s.tz_for(key), self.s.clock.now()
+        when = parse_when(spec, now, tz)
+        if when is None:
+            return f"I couldn't tell when. {USAGE}"
+        what = (text or when.text).strip()
+        if not what:
+            return "What should I remind you about? " + USAGE
+        rule = when.rule
+        if rule is None and rule_hint in ("daily", "weekdays", "weekly"):
+            local = when.due.astimezone(tz)
+            head = f"weekly {local.weekday()}" if rule_hint == "weekly" else rule_hint
+            rule = f"{head} {local:%H:%M}"
+        if when.due <= now:
+            return "That time has already passed. " + USAGE
+        return await self._store(msg, what, when.due, rule, origin=origin, tz=tz, now=now)
+
+    async def _store(self, msg: Message, what: str, due: datetime, rule: str | None, *, origin: str,
+                     tz: ZoneInfo, now: datetime) -> str:  # fmt: skip
+        await self.db.note_group(msg.chat)
+        try:
+            rem = await self.store.add(
+                chat=msg.chat, thread=msg.thread, owner_id=msg.author.user_id, owner_name=msg.author.display_name,
+                text=what, due=due, rule=rule, cap=self.s.settings.limits.reminders_per_group, now=now, origin=origin,
+            )  # fmt: skip
+        except GroupFull as exc:
+            return f"I can't add another reminder: {exc}. Cancel one with /reminders cancel N."
+        self.loop.wake()
+        repeat = f" ({describe_rule(rem.rule)})" if rem.rule else ""
+        return f"⏰ OK, reminder #{rem.no} {fmt_when(rem.due, tz, now)}{repeat}: {rem.text}"
+
+    async def _cmd_remind(self, call: CommandCall) -> str:
+        if not call.args:
+            return USAGE
+        return await self.create(call.message, call.args, origin=f"cmd:{call.message.event_id}")
+
+    async def _tool_set(self, args: dict[str, Any], ctx: ToolContext) -> str:
+        msg = ctx.message  # the group is the envelope's, never an argument's
+        when, text = str(args.get("when", "")).strip(), str(args.get("text", "")).strip()
+        repeat = str(args.get("repeat") or "none")
+        origin = f"tool:{msg.event_id}:{when}:{text}"
+        await self.s.load_group(msg.chat.key)
+        tz, now = self.s.tz_for(msg.chat.key), self.s.clock.now()
+        at = _iso(when, tz)
+        if at is None:
+            return await self.create(msg, when, origin=origin, rule_hint=repeat, text=text or None)
+        if not text:
+            return "error: text is required"
+        rule = None
+        if repeat in ("daily", "weekdays", "weekly"):
+            local = at.astimezone(tz)
+            head = f"weekly {local.weekday()}" if repeat == "weekly" else repeat
+            rule = f"{head} {local:%H:%M}"
+            if at <= now:
+                at = next_occurrence(rule, now, tz)
+        if at <= now:
+            return "error: that time has already passed"
+        return await self._store(msg, text, at, rule, origin=origin, tz=tz, now=now)
+
+    # ----------------------------------------------------------------- listing and cancelling
+
+    async def listing(self, group_key: str) -> str:
+        await self.s.load_group(group_key)
+        tz, now = self.s.tz_for(group_key), self.s.clock.now()
+        items = await self.store.active(group_key)
+        if not items:
+            return "No reminders are set in this group. Set one with /remind in 2h stand up."
+        lines = ["Reminders in this group:"]
+        for r in items:
+            repeat = f" ({describe_rule(r.rule)})" if r.rule else ""
+            lines.append(f"#{r.no} {fmt_when(r.due, tz, now)}{repeat}: {r.text} — set by {r.owner_name}")
+        lines.append("Cancel one with /reminders cancel N.")
+        return "\n".join(lines)
+
+    async def cancel(self, group_key: str, no: int, user_id: str, is_admin: bool) -> str:
+        rem = await self.store.get(group_key, no)
+        if rem is None or rem.status != "active":
+            return f"There is no active reminder #{no} in this group."
+        if rem.owner_id != user_id and not is_admin:
+            return f"Only {rem.owner_name} (who set it) or a group admin can cancel reminder #{no}."
+        await self.store.cancel(group_key, no)
+        return f"Cancelled reminder #{no}: {rem.text}"
+
+    async def _cmd_list(self, call: CommandCall) -> str:
+        m = re.match(r"^(?:cancel|delete|remove|取消|删除)\s*#?(\d+)$", call.args.strip(), re.I)
+        if m:
+            return await self.cancel(call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin)
+        return await self.listing(call.message.chat.key)
+
+    async def _cmd_unremind(self, call: CommandCall) -> str:
+        m = re.match(r"^#?(\d+)$", call.args.strip())
+        if not m:
+            return "Usage: /unremind N (see /reminders for the numbers)"
+        return await self.cancel(call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin)
+
+    async def _tool_list(self, args: dict[str, Any], ctx: ToolContext) -> str:
+        return await self.listing(ctx.message.chat.key)
+
+    async def _tool_cancel(self, args: dict[str, Any], ctx: ToolContext) -> str:
+        try:
+            no = int(args.get("number"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return "error: number must be an integer"
+        return await self.cancel(ctx.message.chat.key, no, ctx.message.author.user_id, ctx.caller_is_admin)
+
+    # ----------------------------------------------------------------- observing
+
+    async def _observe(self, obs: Observation) -> str | None:
+        await self.db.note_group(obs.message.chat)
+        decision: Any = obs.decision
+        if self.s.brain is not None or not decision.speak or decision.command:
+            return None
+        if decision.reason not in ("mention", "direct message", "reply to me") or not _NATURAL.search(decision.prompt):
+            return None
+        return await self.create(obs.message, decision.prompt, origin=f"nl:{obs.message.event_id}")
+
+    # ----------------------------------------------------------------- firing
+
+    async def run_due(self, now: datetime) -> int:
+        sent = 0
+        for firing in await self.store.claim_retries(now):
+            sent += await self._fire(firing, now)
+        for rem in await self.store.candidates(now):
+            if rem.chat.platform not in self.s.adapters:
+                continue  # its platform is not connected (yet): leave it due, claim nothing
+            await self.s.load_group(rem.group_key)
+            firing = await self.store.claim(rem, now, self.s.tz_for(rem.group_key))
+            if firing is not None:
+                sent += await self._fire(firing, now)
+        return sent
+
+    def firing_text(self, f: Firing) -> str:
+        rem = f.reminder
+        tz = self.s.tz_for(rem.group_key)
+        if rem.source.startswith("todo:"):
+            text = f"⏰ To-do due, {rem.owner_name}: {rem.text}"
+        else:
+            text = f"⏰ Reminder for {rem.owner_name}: {rem.text}"
+        if f.late:
+            local = f.due.astimezone(tz)
+            at = f"{local:%H:%M}" if local.date() == self.s.clock.now().astimezone(tz).date() else f"{local:%Y-%m-%d %H:%M}"
+            text += f" (late: was due {at})"
+        return text
+
+    async def _fire(self, f: Firing, now: datetime) -> int:
+        rem = f.reminder
+        out = Outgoing(
+            chat=rem.chat, text=self.firing_text(f), thread=rem.thread, mention_user_ids=(rem.owner_id,),
+            idempotency_key=f"reminder:{rem.id}:{int(f.due.timestamp())}",
+        )
+        try:
+            ref = await self.s.send(out)
+        except Exception as exc:  # the platform refused or is unreachable: retry this firing later
+            delay = min(3600.0, 30.0 * 2**f.attempts)
+            dead = await self.store.mark_failed(f, now, delay)
+            log.warning("reminder %s in %s could not be sent (%s)%s", rem.id, rem.group_key, type(exc).__name__,
+                        "; giving up" if dead else f"; retrying in {delay:.0f}s")  # fmt: skip
+            return 0
+        await self.store.mark_sent(f, ref.message_id)
+        return 1
+
+
+def _iso(text: str, tz: ZoneInfo) -> datetime | None:
+    """An ISO 8601 time (naive = the group's wall clock), or None."""
+    if not re.match(r"^\d{4}-\d{2}-\d{2}([T ]\d{1,2}:\d{2}(:\d{2})?)?([+-]\d{2}:?\d{2}|Z)?$", text):
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return local_dt(dt.date(), dt.time(), tz)
+    return dt
+
+
+def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
+    db, created = skill_db(services)
+    skill = ReminderSkill(services, db)
+    services.extras["skills.reminders"] = skill
+    return [skill], ([db] if created else []) + [skill]
