@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.config import Settings
+from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
@@ -15,6 +18,15 @@ from bot.state import StateDB
 
 if TYPE_CHECKING:
     from bot.brain import Brain
+
+log = logging.getLogger("paibot.services")
+
+
+# Per-group settings members may change at run time (``/settings``), stored in the core's group_kv under
+# ``setting:<name>``. Precedence: runtime value > ``groups.<key>`` in config.yaml > the bot-wide value.
+RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
+
+SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
 
 
 @dataclass
@@ -27,6 +39,9 @@ class Services:
     adapters: dict[str, ChatAdapter] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
+    sent_hooks: list[SentHook] = field(default_factory=list)
+    _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:
         adapter = self.adapters.get(chat.platform)
@@ -34,16 +49,84 @@ class Services:
             raise DeliveryError(f"no adapter is running for platform {chat.platform!r}")
         return adapter
 
+    # ----------------------------------------------------------------- per-group settings
+
+    async def load_group(self, group_key: str) -> GroupOverride:
+        """Read the group's runtime settings once (cached; ``set_group_setting`` keeps the cache current)
+        and return the effective group override. Call before the sync views below in a new code path."""
+        if group_key not in self._runtime:
+            values: dict[str, str] = {}
+            for name in RUNTIME_SETTINGS:
+                value = await self.state.group_get(group_key, f"setting:{name}")
+                if value is not None:
+                    values[name] = value
+            self._runtime[group_key] = values
+        return self.group(group_key)
+
+    async def set_group_setting(self, group_key: str, name: str, value: str) -> None:
+        """Store a runtime setting (validated by the caller); an empty value falls back to config."""
+        if name not in RUNTIME_SETTINGS:
+            raise ValueError(f"unknown group setting {name!r}")
+        await self.load_group(group_key)
+        await self.state.group_set(group_key, f"setting:{name}", value)
+        if value:
+            self._runtime[group_key][name] = value
+        else:
+            self._runtime[group_key].pop(name, None)
+
+    def runtime_settings(self, group_key: str) -> dict[str, str]:
+        """The runtime values set for the group (as loaded), without config fallbacks."""
+        return dict(self._runtime.get(group_key, {}))
+
+    def group(self, group_key: str) -> GroupOverride:
+        """The group's config override with its runtime settings applied on top."""
+        base = self.settings.group(group_key)
+        rt = self._runtime.get(group_key)
+        if not rt:
+            return base
+        text_keys = ("name", "persona", "language", "timezone", "quiet_hours")
+        changes: dict[str, Any] = {k: v for k, v in rt.items() if k in text_keys}
+        if "proactive" in rt:
+            changes["proactive"] = rt["proactive"] == "on"
+        if "retention_days" in rt:
+            changes["retention_days"] = int(rt["retention_days"])
+        return dataclasses.replace(base, **changes)
+
+    def settings_for(self, group_key: str) -> Settings:
+        """The settings as seen from one group (its runtime settings merged into ``groups.<key>``)."""
+        if not self._runtime.get(group_key):
+            return self.settings
+        return dataclasses.replace(self.settings, groups={**self.settings.groups, group_key: self.group(group_key)})
+
+    def group_setting(self, group_key: str, name: str) -> Any:
+        """One effective setting: runtime > ``groups.<key>`` > bot-wide."""
+        g = self.group(group_key)
+        s = self.settings
+        fallback: dict[str, Any] = {
+            "name": s.bot.name, "persona": s.bot.persona, "language": s.bot.language,
+            "timezone": s.bot.timezone, "quiet_hours": "", "proactive": s.triggers.proactive,
+            "retention_days": s.memory.retention_days,
+        }
+        if name not in fallback:
+            raise ValueError(f"unknown group setting {name!r}")
+        value = getattr(g, name)
+        return fallback[name] if value is None or value == "" else value
+
     def tz_for(self, group_key: str) -> ZoneInfo:
-        return ZoneInfo(self.settings.group(group_key).timezone or self.settings.bot.timezone)
+        return ZoneInfo(self.group_setting(group_key, "timezone"))
 
     def name_for(self, group_key: str) -> str:
-        return self.settings.group(group_key).name or self.settings.bot.name
+        return str(self.group_setting(group_key, "name"))
 
     async def send(self, out: Outgoing) -> SentRef:
         """Deliver through the chat's adapter and remember what the bot said (so replies to it are ours)."""
         ref = await self.adapter_for(out.chat).send(out)
         await self.remember_own(out, ref)
+        for hook in self.sent_hooks:
+            try:
+                await hook(out, ref)
+            except Exception:  # the message is out: a hook failing must not make the caller send it again
+                log.exception("a sent-hook failed for a message in %s", out.chat.key)
         return ref
 
     async def remember_own(self, out: Outgoing, ref: SentRef) -> None:
