@@ -104,6 +104,9 @@ class FakeTelegram:
         self._poll_generation = 0
         self._runner: web.AppRunner | None = None
         self._hook_task: asyncio.Task[None] | None = None
+        # Called after a method succeeded and before the answer is written (``await hook(method, params,
+        # result)``): lets a test kill the bot while Telegram has done the work but the bot has no answer.
+        self.before_answer: Callable[[str, dict[str, Any], Any], Any] | None = None
         self.port = 0
 
     # ----------------------------------------------------------------- lifecycle
@@ -249,6 +252,8 @@ class FakeTelegram:
             return web.json_response(body, status=exc.code)
         async with self._changed:
             self._changed.notify_all()
+        if self.before_answer is not None:
+            await self.before_answer(method, params, result)
         return web.json_response({"ok": True, "result": result})
 
     async def _download(self, request: web.Request) -> web.Response:
