@@ -298,8 +298,9 @@ class DiscordAdapter:
 
     async def send(self, out: Outgoing) -> SentRef:
         client = self._require()
-        pending = self._interactions.pop(out.reply_to or "", None)
+        pending = self._interactions.get(out.reply_to or "")
         if pending is not None and pending[1] > time.monotonic() and not out.files and out.poll is None:
+            del self._interactions[out.reply_to or ""]
             return await self._send_interaction(client, out, pending[0])
         try:
             return await self._send_channel(client, out)
