@@ -6,10 +6,17 @@ adapter delivered and what it sent. The process-level tests (the real ``paibot r
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from adapters.matrix import MatrixAdapter
 from adapters.matrix_sync import E2E_WARNED, NEXT_BATCH, SyncOptions
@@ -348,3 +355,112 @@ async def test_encrypted_room_is_told_once_that_encryption_is_unsupported(world:
     notices = [e for e in await world.alice.history(room) if sent_by(world.bot.user_id, "m.notice")(e)]
     assert len(notices) == 1
 
+
+
+# --------------------------------------------------------------------------- the real process
+
+
+class BotProcess:
+    """``python -m bot run --config FILE`` as a child process (the real composition root, no model)."""
+
+    def __init__(self, world: World, tmp: Path) -> None:
+        self.tmp = tmp
+        self.config = tmp / "config.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "bot": {"name": "Pai", "data_dir": str(tmp / "data"), "welcome": False},
+            "llm": {"model": ""},
+            "memory": {"embedding": "offline"},
+            "log_level": "INFO",
+            "adapters": {
+                "web": {"enabled": False},
+                "matrix": {
+                    "enabled": True, "homeserver": world.server.base_url, "user_id": world.bot.user_id,
+                    "password": "${PAI_MATRIX_PASSWORD}", "allowed_inviters": [world.alice_user.user_id],
+                },
+            },
+        }))
+        self.env = {**os.environ, "PAI_MATRIX_PASSWORD": world.bot.password}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = open(self.tmp / f"bot-{self.runs}.log", "wb")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--config", str(self.config)],
+                                     cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def export(self, group: str) -> list[dict[str, Any]]:
+        out = subprocess.run([sys.executable, "-m", "bot", "memory", "export", "--group", group,
+                              "--config", str(self.config)],
+                             cwd=self.tmp, env=self.env, capture_output=True, timeout=120, check=True)
+        return [json.loads(line) for line in out.stdout.decode().splitlines() if line.strip()]
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("bot-*.log")))
+
+
+def replies_to(bot_id: str, event_id: str) -> Callable[[dict[str, Any]], bool]:
+    def pred(e: dict[str, Any]) -> bool:
+        rel = (e.get("content") or {}).get("m.relates_to") or {}
+        return sent_by(bot_id)(e) and (rel.get("m.in_reply_to") or {}).get("event_id") == event_id
+
+    return pred
+
+
+async def test_the_bot_process_answers_mentions_only_and_survives_sigkill(world: World, tmp_path: Path) -> None:
+    bot = BotProcess(world, tmp_path)
+    alice, bob, me = world.alice, world.bob, world.bot.user_id
+    bot.start()
+    try:
+        room = await world.alice.create_room(invite=[me, world.bob_user.user_id])
+        await bob.join(room)
+        await alice.wait_membership(room, me, "join")
+        mention = {"m.mentions": {"user_ids": [me]}}
+
+        m1 = await alice.say(room, "Pai, when is the launch?", **mention)
+        m2 = await bob.say(room, "the launch moved to Friday")
+        (r1,) = await alice.wait_events(room, replies_to(me, m1))
+        assert r1["content"]["m.mentions"] == {"user_ids": [world.alice_user.user_id]}
+
+        m3 = await alice.say(room, "Pai, and the budget?", **mention)
+        bot.kill()  # wherever it was: syncing, recording m3, answering it
+        m4 = await alice.say(room, "Pai, are you back?", **mention)
+        m5 = await bob.say(room, "budget is 10k")
+        m6 = await alice.say(room, "Pai, who owns the launch?", **mention)
+        m7 = await bob.say(room, "I own the launch")
+        bot.start()
+        await alice.wait_events(room, replies_to(me, m4))
+        await alice.wait_events(room, replies_to(me, m6))
+        m8 = await alice.say(room, "Pai, thanks", **mention)
+        await alice.wait_events(room, replies_to(me, m8))
+        assert bot.terminate() == 0
+    except BaseException:
+        if bot.proc is not None and bot.proc.poll() is None:
+            bot.kill()
+        print(bot.logs())
+        raise
+
+    history = await alice.history(room, limit=200)
+    answers = {m: len([e for e in history if replies_to(me, m)(e)]) for m in (m1, m2, m3, m4, m5, m6, m7, m8)}
+    # Mentions are answered exactly once; m3 (in flight at the kill) at most once; plain messages never.
+    assert answers[m1] == answers[m4] == answers[m6] == answers[m8] == 1, answers
+    assert answers[m3] <= 1, answers
+    assert answers[m2] == answers[m5] == answers[m7] == 0, answers
+
+    records = bot.export(f"matrix:{room}")
+    ids = [r.get("id") for r in records]
+    for m in (m1, m2, m3, m4, m5, m6, m7, m8):
+        assert ids.count(m) == 1, (m, ids)
+    texts = {r.get("id"): r.get("text") for r in records}
+    assert texts[m5] == "budget is 10k" and texts[m7] == "I own the launch"
