@@ -34,7 +34,7 @@ from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, Up
 
 from adapters.matrix_convert import Me
 from adapters.matrix_format import matrix_to, message_content, split_text, transaction_id
-from adapters.matrix_retry import TRANSPORT_ERRORS, with_retries
+from adapters.matrix_retry import TRANSPORT_ERRORS, RetryPolicy
 from adapters.matrix_sync import MatrixSync, QuoteCache, SyncOptions
 from bot.config import MatrixAdapterSettings, Settings
 from bot.errors import AdapterConfigError, DeliveryError
@@ -59,11 +59,12 @@ class MatrixAdapter:
     )
 
     def __init__(self, cfg: MatrixAdapterSettings, *, core_prefix: str = "/", options: SyncOptions | None = None,
-                 request_timeout_s: float = 60.0) -> None:
+                 request_timeout_s: float = 60.0, retry: RetryPolicy | None = None) -> None:
         self._cfg = cfg
         self._core_prefix = core_prefix
         self._options = options or SyncOptions(allowed_inviters=cfg.allowed_inviters)
         self._request_timeout_s = request_timeout_s
+        self._retry = retry or RetryPolicy()
         self._client: AsyncClient | None = None
         self._sink: IntakeSink | None = None
         self._me = Me(cfg.user_id, (), cfg.command_prefixes, core_prefix)
@@ -104,7 +105,7 @@ class MatrixAdapter:
             self._client = None
             raise
         self._sync = MatrixSync(self._client, sink, lambda: self._me, self._options, self._quotes,
-                                self._notice, self._relogin)
+                                self._notice, self._relogin, self._retry)
         self._task = asyncio.create_task(self._sync.run(), name="matrix:sync")
         self._task.add_done_callback(_log_crash)
         log.info("matrix: running as %s (device %s)", self._me.user_id, self._client.device_id)
@@ -159,13 +160,13 @@ class MatrixAdapter:
 
     async def _call(self, call: Any, what: str) -> Any:
         try:
-            return await with_retries(call, what=f"matrix {what}")
+            return await self._retry.call(call, what=f"matrix {what}")
         except TRANSPORT_ERRORS as exc:
             raise AdapterConfigError(f"matrix: cannot reach {self._cfg.homeserver} ({what}): {exc}") from exc
 
     async def _load_profile(self) -> None:
         assert self._client is not None
-        resp = await with_retries(lambda: self._client.get_displayname(self._me.user_id), what="displayname")
+        resp = await self._retry.call(lambda: self._client.get_displayname(self._me.user_id), what="displayname")
         name = getattr(resp, "displayname", None)
         self._me = replace(self._me, user_id=self._client.user_id, display_names=(name,) if name else ())
 
@@ -216,7 +217,7 @@ class MatrixAdapter:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         tx_id = transaction_id(key, part, digest) if key else f"paibot.{uuid.uuid4().hex}"
         try:
-            resp = await with_retries(
+            resp = await self._retry.call(
                 lambda: client.room_send(room_id, "m.room.message", content, tx_id=tx_id,
                                          ignore_unverified_devices=True),
                 what=f"send to {room_id}",
@@ -236,7 +237,7 @@ class MatrixAdapter:
             return resp
 
         try:
-            resp = await with_retries(upload_once, what="upload")
+            resp = await self._retry.call(upload_once, what="upload")
         except TRANSPORT_ERRORS as exc:
             raise DeliveryError("matrix: homeserver unreachable while uploading") from exc
         if not isinstance(resp, UploadResponse):

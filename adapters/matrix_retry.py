@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
@@ -109,3 +110,19 @@ async def with_retries(
                         what, resp, http_status(resp), delay, attempt, attempts)
         await sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The sleep function and random source every retry of one adapter uses (injected by tests)."""
+
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    attempts: int = 5
+
+    def backoff(self) -> Backoff:
+        return Backoff(rng=self.rng)
+
+    async def call(self, call: Callable[[], Awaitable[T]], *, what: str, attempts: int | None = None) -> T:
+        return await with_retries(call, what=what, attempts=attempts or self.attempts, backoff=self.backoff(),
+                                  sleep=self.sleep)

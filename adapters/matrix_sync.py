@@ -30,7 +30,7 @@ from typing import Any
 from nio import AsyncClient, ErrorResponse, MessageDirection, SyncResponse
 
 from adapters.matrix_convert import Me, Quoted, RoomFacts, quoted_text, replied_event_id, to_message
-from adapters.matrix_retry import TRANSPORT_ERRORS, Backoff, retry_delay, with_retries
+from adapters.matrix_retry import TRANSPORT_ERRORS, RetryPolicy, retry_delay
 from bot.errors import PaibotError
 from bot.events import Message
 from bot.ports import IntakeSink
@@ -94,10 +94,11 @@ class MatrixSync:
 
     def __init__(self, client: AsyncClient, sink: IntakeSink, me: Callable[[], Me], options: SyncOptions,
                  quotes: QuoteCache, notify: Callable[[str, str], Awaitable[None]],
-                 relogin: Callable[[], Awaitable[bool]], backoff: Backoff | None = None) -> None:
+                 relogin: Callable[[], Awaitable[bool]], retry: RetryPolicy | None = None) -> None:
         self._client, self._sink, self._me, self._opt = client, sink, me, options
         self._quotes, self._notify, self._relogin = quotes, notify, relogin
-        self._backoff = backoff or Backoff()
+        self._retry = retry or RetryPolicy()
+        self._backoff = self._retry.backoff()
         self._warned: set[str] = set()
         self._horizon_ms = 0
         self.synced = asyncio.Event()  # set after the first batch is committed
@@ -121,7 +122,7 @@ class MatrixSync:
             except Exception:  # one bad batch must not kill the loop; it is retried with the same token
                 delay = self._backoff.next_delay()
                 log.exception("matrix: handling a sync batch failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
+                await self._retry.sleep(delay)
                 continue
             token, full_state = resp.next_batch, False
             self._backoff.reset()
@@ -138,7 +139,7 @@ class MatrixSync:
         except TRANSPORT_ERRORS as exc:
             delay = self._backoff.next_delay()
             log.warning("matrix: sync failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-            await asyncio.sleep(delay)
+            await self._retry.sleep(delay)
             return None
         if isinstance(resp, SyncResponse):
             return resp
@@ -146,7 +147,7 @@ class MatrixSync:
             return None
         delay = retry_delay(resp, self._backoff)
         log.warning("matrix: sync refused (%s); retrying in %.1fs", resp, delay)
-        await asyncio.sleep(delay)
+        await self._retry.sleep(delay)
         return None
 
     # ----------------------------------------------------------------- one batch
@@ -209,7 +210,7 @@ class MatrixSync:
         token: str | None = prev_batch
         while token and len(collected) < self._opt.backfill_limit:
             page = min(100, self._opt.backfill_limit - len(collected))
-            resp = await with_retries(
+            resp = await self._retry.call(
                 lambda t=token: self._client.room_messages(room_id, start=t, direction=MessageDirection.back,
                                                            limit=page),
                 what=f"backfill {room_id}",
@@ -255,7 +256,7 @@ class MatrixSync:
         cached = self._quotes.get(event_id)
         if cached is not None:
             return cached
-        resp = await with_retries(lambda: self._client.room_get_event(room_id, event_id),
+        resp = await self._retry.call(lambda: self._client.room_get_event(room_id, event_id),
                                   what="fetch replied event", attempts=2)
         if isinstance(resp, ErrorResponse):
             log.info("matrix: replied event %s not readable: %s", event_id, resp)
@@ -274,11 +275,11 @@ class MatrixSync:
                     inviter = str(getattr(ev, "sender", ""))
             if inviter_allowed(inviter, self._opt.allowed_inviters):
                 log.info("matrix: joining %s (invited by %s)", room_id, inviter)
-                result = await with_retries(lambda r=room_id: self._client.join(r), what=f"join {room_id}")
+                result = await self._retry.call(lambda r=room_id: self._client.join(r), what=f"join {room_id}")
             else:
                 log.warning("matrix: refusing the invite to %s from %s (not in adapters.matrix.allowed_inviters)",
                             room_id, inviter or "an unknown user")
-                result = await with_retries(lambda r=room_id: self._client.room_leave(r), what=f"reject {room_id}")
+                result = await self._retry.call(lambda r=room_id: self._client.room_leave(r), what=f"reject {room_id}")
             if isinstance(result, ErrorResponse):
                 # Raising retries the whole batch with the same token, so the invite is not lost.
                 raise RuntimeError(f"answering the invite to {room_id} failed: {result}")
@@ -292,7 +293,7 @@ class MatrixSync:
         room = self._client.rooms.get(room_id)
         if left and room is not None and room.joined_count <= 1 and room.invited_count == 0:
             log.info("matrix: everyone else left %s; leaving it too", room_id)
-            await with_retries(lambda: self._client.room_leave(room_id), what=f"leave {room_id}")
+            await self._retry.call(lambda: self._client.room_leave(room_id), what=f"leave {room_id}")
 
     async def _check_encryption(self, room_id: str, sources: list[dict[str, Any]]) -> None:
         room = self._client.rooms.get(room_id)
