@@ -82,6 +82,7 @@ class TriggerSettings:
     keywords: tuple[str, ...] = ()
     respond_to_bots: bool = False
     proactive: bool = False
+    answer_within_minutes: int = 120  # older messages (caught up after downtime) are remembered, not answered
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ class Member:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
         reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
-        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names()))
+        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
+        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         if await self._observe(msg, pai, decision, reply_to_me):
             return
         if not decision.speak:

@@ -19,6 +19,7 @@ class Facts:
 
     reply_to_me: bool = False
     known_commands: frozenset[str] = frozenset()
+    age_s: float = 0.0  # how long ago the message was sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ def decide(msg: Message, settings: Settings, facts: Facts) -> Decision:
         return Decision(False, "user not allowed")
     if msg.edited or msg.forwarded:
         return Decision(False, "edited or forwarded message")
+    if trig.answer_within_minutes > 0 and facts.age_s > trig.answer_within_minutes * 60:
+        return Decision(False, "too old to answer")
 
     group = settings.group(msg.chat.key)
     bot_name = group.name or settings.bot.name

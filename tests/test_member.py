@@ -29,7 +29,8 @@ async def world(tmp_path):
     async def build(llm=None, extra: str = "", memory=None):
         adapter = FakeAdapter()
         mem = memory or FakeMemory()
-        app = App(make_settings(tmp_path, extra), llm=llm, adapters={"fake": adapter}, memory=mem, skills=[])
+        app = App(make_settings(tmp_path, extra), llm=llm, adapters={"fake": adapter}, memory=mem, skills=[],
+                  clock=ManualClock())
         await app.start()
         apps.append(app)
         return app, adapter, mem
@@ -176,7 +177,7 @@ async def test_send_failure_is_retried_and_answered_once(world):
 async def test_welcome_note_is_added_once_per_group(tmp_path):
     adapter = FakeAdapter()
     settings = parse_settings(f"bot: {{name: Pai, data_dir: '{tmp_path}'}}")
-    app = App(settings, adapters={"fake": adapter}, memory=FakeMemory(), skills=[])
+    app = App(settings, adapters={"fake": adapter}, memory=FakeMemory(), skills=[], clock=ManualClock())
     await app.start()
     try:
         await adapter.inject(make_message("/help"))
@@ -215,7 +216,7 @@ def test_manual_clock_is_usable():
 
 async def test_no_model_quotes_only_relevant_human_messages_from_the_real_memory(tmp_path):
     adapter = FakeAdapter()
-    app = App(make_settings(tmp_path), adapters={"fake": adapter}, skills=[])
+    app = App(make_settings(tmp_path), adapters={"fake": adapter}, skills=[], clock=ManualClock())
     await app.start()
     try:
         await adapter.inject(make_message("the venue is the Blue Hall", author="bob", name="Bob"))
@@ -246,3 +247,15 @@ async def test_daily_token_budget_per_group_holds_and_other_groups_are_unaffecte
     assert any(c == "A" and "budget" in t for c, t in texts)
     assert len(llm.calls) == 2
     assert app.services.state.tokens_today("fake:A") == 1100
+
+
+async def test_a_mention_caught_up_hours_later_is_remembered_but_not_answered(world):
+    from datetime import datetime, timezone
+
+    llm = ScriptedLLM(["late"])
+    app, adapter, mem = await world(llm)
+    old = make_message("@Pai still there?", sent_at=datetime(2026, 10, 31, 6, 0, tzinfo=timezone.utc))
+    await adapter.inject(old)
+    await app.drain()
+    assert adapter.sent == [] and llm.calls == []
+    assert "@Pai still there?" in mem.texts("fake:g1")

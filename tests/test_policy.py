@@ -102,3 +102,10 @@ def test_parse_command_forms():
     assert parse_command("!summary since monday", ("!", "/")) == ("summary", "", "since monday")
     assert parse_command("/forget-me", ("/",)) == ("forget_me", "", "")
     assert parse_command("hello /help", ("/",)) is None
+
+
+def test_messages_caught_up_long_after_they_were_sent_are_not_answered():
+    msg = make_message("@Pai are you there?")
+    assert decide(msg, settings(), Facts(age_s=60)).speak
+    assert decide(msg, settings(), Facts(age_s=3 * 3600)).reason == "too old to answer"
+    assert decide(msg, settings("triggers: {answer_within_minutes: 0}"), Facts(age_s=10**7)).speak
