@@ -159,7 +159,8 @@ def to_message(event: dict[str, Any], room: RoomFacts, me: Me, quoted: Quoted | 
     reply_ref = None
     to_me = False
     if quoted is not None:
-        reply_ref = ReplyRef(quoted.event_id, quoted.text, _person(quoted.sender, room, me))
+        author = _person(quoted.sender, room, me) if quoted.sender else None  # unknown when unreadable
+        reply_ref = ReplyRef(quoted.event_id, quoted.text, author)
         to_me = quoted.sender == me.user_id and sender != me.user_id
     # An edit's outer relation is the m.replace; the thread of an edited message is not repeated in it.
     thread = rel.get("event_id") if rel.get("rel_type") == "m.thread" else None

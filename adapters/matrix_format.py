@@ -140,10 +140,9 @@ def matrix_to(room_id: str, event_id: str | None = None) -> str:
 
 def mentions_user_link(text: str, user_id: str) -> bool:
     """Whether ``text`` (body or formatted_body) holds a matrix.to link (a *pill*) to ``user_id``."""
-    low = text.lower()
-    return any(
-        f"matrix.to/#/{form}".lower() in low for form in (user_id, quote(user_id, safe=""), quote(user_id, safe=":"))
-    )
+    forms = {user_id, quote(user_id, safe=""), quote(user_id, safe=":")}
+    alternatives = "|".join(re.escape(f) for f in sorted(forms))
+    return re.search(rf"matrix\.to/#/(?:{alternatives})(?![\w.:%\-])", text, re.IGNORECASE) is not None
 
 
 def transaction_id(key: str, part: int, content_digest: str) -> str:
