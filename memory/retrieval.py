@@ -32,12 +32,14 @@ class RetrievalParams:
     candidates: int = 100
     rrf_k: float = 60.0
     w_lexical: float = 1.0
-    w_dense: float = 0.7
-    score_share: float = 0.5  # weight of min-max normalised scores next to reciprocal ranks
-    neighbour_width: int = 1
-    neighbour_weight: float = 0.25
+    # Defaults chosen on the LoCoMo dev split (5 conversations) by coarse ablation of these general knobs
+    # (see bench/locomo.py); the feature-hashing dense side is weak, so it gets a small weight.
+    w_dense: float = 0.3
+    score_share: float = 2.0  # weight of min-max normalised scores next to reciprocal ranks
+    neighbour_width: int = 2
+    neighbour_weight: float = 0.5
     neighbour_pool: int = 40
-    author_boost: float = 0.25
+    author_boost: float = 1.0
     recency_weight: float = 0.02
     dense_floor: float | None = None  # None = the embedder's own floor (below it a dense hit is noise)
 
