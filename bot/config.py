@@ -348,6 +348,13 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
             raise ConfigError("adapters.matrix", "matrix is enabled but homeserver or user_id is empty")
         if not (m.password or m.access_token):
             raise ConfigError("adapters.matrix.password", "matrix needs a password or an access_token")
+    admin_lists = [("bot.admins", s.bot.admins)] + [(f'groups."{k}".admins', g.admins) for k, g in s.groups.items()]
+    for path, ids in admin_lists:
+        for i, ident in enumerate(ids):
+            if ident.startswith("web:"):
+                raise ConfigError(f"{path}[{i}]", "web group identities are not authenticated and cannot be admins")
+            if ":" not in ident:
+                raise ConfigError(f"{path}[{i}]", 'admins are "<platform>:<user id>", e.g. "telegram:123456"')
     for positive in ("member_per_minute", "group_per_minute", "max_input_chars"):
         if getattr(s.limits, positive) <= 0:
             raise ConfigError(f"limits.{positive}", "must be greater than 0")

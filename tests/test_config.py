@@ -152,3 +152,9 @@ def test_cli_warns_when_a_world_readable_config_holds_a_secret(tmp_path):
 def test_cli_missing_config_file_is_explained(tmp_path):
     res = run_cli("run", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert res.returncode == 2 and "no config file" in res.stderr
+
+
+def test_admins_must_be_platform_ids_and_never_unauthenticated_web_ids():
+    assert error_of('bot: {admins: ["web:abc"]}').path == "bot.admins[0]"
+    assert "platform" in str(error_of('bot: {admins: ["alice"]}'))
+    assert error_of('groups: {"telegram:-1": {admins: ["telegram:1", "web:x"]}}').path == 'groups."telegram:-1".admins[1]'
