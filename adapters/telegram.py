@@ -15,8 +15,6 @@ a send repeated after a crash does not post them twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -33,6 +31,7 @@ from telegram.request import HTTPXRequest
 
 from adapters.telegram_chats import ChatMap
 from adapters.telegram_convert import BotIdentity, Migration
+from adapters.telegram_records import SendRecords
 from adapters.telegram_flow import Backoff, ChatPacer, Pacing, SystemClock
 from adapters.telegram_intake import ALLOWED_UPDATES, TelegramIntake, retry_after_seconds
 from adapters.telegram_text import (
@@ -107,6 +106,7 @@ class TelegramAdapter:
         self._bot: Bot | None = None
         self._sink: IntakeSink | None = None
         self._chats: ChatMap | None = None
+        self._records = SendRecords(None)
         self._me: BotIdentity | None = None
         self._intake: TelegramIntake | None = None
         self._task: asyncio.Task[None] | None = None
@@ -180,6 +180,7 @@ class TelegramAdapter:
         user = bot.bot
         self._me = BotIdentity(user.id, user.username or "", user.first_name or self._env.bot_name)
         self._bot, self._sink, self._chats = bot, sink, ChatMap(sink)
+        self._records = SendRecords(sink)
         log.info("telegram: connected as @%s (id %s)", self._me.username, self._me.id)
         if not user.can_read_all_group_messages:
             log.warning(PRIVACY_HINT, self._me.username)
@@ -294,8 +295,8 @@ class TelegramAdapter:
             raise DeliveryError("the Telegram adapter is not running")
         with self._track():
             chat_id = await chats.target_of(out.chat.chat_id)
-            record_key = self._record_key(out)
-            done = await self._load_record(record_key)
+            record_key = SendRecords.key_for(out)
+            done = await self._records.load(record_key)
             async with self._pacer.turn(chat_id):
                 try:
                     sent = await self._deliver(chat_id, out, parts, done, record_key)
@@ -327,7 +328,7 @@ class TelegramAdapter:
             sent.append(
                 {"id": msg.message_id, "chat": msg.chat.id, "user": msg.chat.username or "", "date": msg.date.isoformat()}
             )
-            await self._save_record(record_key, sent, done=i == len(steps) - 1)
+            await self._records.save(record_key, sent, done=i == len(steps) - 1)
         return sent
 
     def _text_step(self, text: str, thread: int | None) -> Callable[[int, ReplyParameters | None], Awaitable[TgMessage]]:
@@ -388,39 +389,6 @@ class TelegramAdapter:
             part_ids=tuple(str(s["id"]) for s in sent),
             sent_at=datetime.fromisoformat(first["date"]),
         )
-
-    # ----------------------------------------------------------------- durable send records
-
-    @staticmethod
-    def _record_key(out: Outgoing) -> str | None:
-        if not out.idempotency_key:
-            return None
-        digest = hashlib.sha256(
-            json.dumps(
-                [out.chat.chat_id, out.text, out.thread, [f.name for f in out.files], out.poll and list(out.poll.options)]
-            ).encode()
-        ).hexdigest()[:16]
-        return f"telegram:sent:{out.idempotency_key}:{digest}"
-
-    async def _load_record(self, key: str | None) -> list[dict[str, Any]]:
-        if key is None or self._sink is None:
-            return []
-        raw = await self._sink.cursor(key)
-        if not raw:
-            return []
-        try:
-            return list(json.loads(raw)["sent"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("telegram: ignoring an unreadable send record %s", key)
-            return []
-
-    async def _save_record(self, key: str | None, sent: list[dict[str, Any]], done: bool) -> None:
-        if key is None or self._sink is None:
-            return
-        try:
-            await self._sink.submit([], cursor_key=key, cursor=json.dumps({"sent": sent, "done": done}))
-        except Exception:  # noqa: BLE001 - the message is out; losing its record only weakens crash dedup
-            log.exception("telegram: could not record a delivered message (%s)", key)
 
     # ----------------------------------------------------------------- edit, typing, files, admins
 

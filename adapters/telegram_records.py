@@ -1,0 +1,59 @@
+"""Durable records of what a send already delivered, so a send repeated after a crash posts nothing twice.
+
+Telegram has no idempotent send. When the core passes ``Outgoing.idempotency_key`` (the triggering event),
+the adapter writes, after each delivered part, the list of delivered parts under the cursor key
+``telegram:sent:<idempotency key>:<digest of the content>`` through the inbox's cursor table. A later send
+of the same content with the same key skips the parts recorded there. The only window left is between
+Telegram's answer and that write (milliseconds), instead of the whole multi-part send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from bot.events import Outgoing
+from bot.ports import IntakeSink
+
+log = logging.getLogger("paibot.telegram")
+
+
+class SendRecords:
+    """Load and save delivered-part records; a no-op without a sink or without an idempotency key."""
+
+    def __init__(self, sink: IntakeSink | None) -> None:
+        self._sink = sink
+
+    @staticmethod
+    def key_for(out: Outgoing) -> str | None:
+        if not out.idempotency_key:
+            return None
+        content = [out.chat.chat_id, out.text, out.thread, [f.name for f in out.files],
+                   list(out.poll.options) if out.poll else None]
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
+        return f"telegram:sent:{out.idempotency_key}:{digest}"
+
+    async def load(self, key: str | None) -> list[dict[str, Any]]:
+        """The parts already delivered under ``key`` (oldest first), or []."""
+        if key is None or self._sink is None:
+            return []
+        raw = await self._sink.cursor(key)
+        if not raw:
+            return []
+        try:
+            return list(json.loads(raw)["sent"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("telegram: ignoring an unreadable send record %s", key)
+            return []
+
+    async def save(self, key: str | None, sent: list[dict[str, Any]], done: bool) -> None:
+        """Record the delivered parts. Never raises: the message is out, losing its record only weakens
+        the crash dedup."""
+        if key is None or self._sink is None:
+            return
+        try:
+            await self._sink.submit([], cursor_key=key, cursor=json.dumps({"sent": sent, "done": done}))
+        except Exception:  # noqa: BLE001 - see docstring
+            log.exception("telegram: could not record a delivered message (%s)", key)
