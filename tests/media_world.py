@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from bot.config import parse_settings
 from bot.errors import DeliveryError
 from bot.events import Attachment, Message
 from bot.ports import Capabilities
-from tests.fakes import FakeAdapter, FakeMemory
+from tests.fakes import FakeAdapter, FakeMemory, make_message
 
 
 class FetchingAdapter(FakeAdapter):
@@ -109,3 +110,9 @@ async def media_world(tmp_path) -> AsyncIterator[Any]:
         for svc in background:
             await svc.stop()
         await app.stop()
+
+
+def live_message(text: str, **kw: Any) -> Message:
+    """``make_message`` stamped with the real current time (the member does not answer stale messages)."""
+    kw.setdefault("sent_at", datetime.now(timezone.utc))
+    return make_message(text, **kw)
