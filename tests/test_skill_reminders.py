@@ -118,7 +118,7 @@ async def test_list_and_cancel_need_the_owner_or_an_admin(world):
 
 
 async def test_cap_per_group(world):
-    app, adapter, _ = await world.start(extra="limits: {reminders_per_group: 2}")
+    app, adapter, _ = await world.start(extra="limits: {reminders_per_group: 2, member_per_minute: 100}")
     for i in range(2):
         (ok,) = await say(app, adapter, make_message(f"/remind in {i + 1}h thing {i}"))
         assert "reminder #" in ok

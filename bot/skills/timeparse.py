@@ -88,7 +88,7 @@ _FILLER_HEAD = re.compile(
     r"|提醒(?:一下)?(?:我们|我|大家)?|叫我|叫大家|记得|请)[\s,，:：]*)+",
     re.I,
 )
-_FILLER_TAIL = re.compile(r"[\s,，:：]*(?:\b(?:at|on|in|to)|提醒(?:我们|我|大家)?)?[\s,，。.:：]*$", re.I)
+_FILLER_TAIL = re.compile(r"[\s,，:：]*(?:\b(?:at|on|in|to|by|before|due)|提醒(?:我们|我|大家)?|之前)?[\s,，。.:：]*$", re.I)
 
 
 @dataclass(frozen=True, slots=True)
