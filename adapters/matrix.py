@@ -58,7 +58,8 @@ class MatrixAdapter:
         reactions=False, typing=True, links=True,
     )
 
-    def __init__(self, cfg: MatrixAdapterSettings, *, core_prefix: str = "/", options: SyncOptions | None = None,
+    def __init__(self, cfg: MatrixAdapterSettings, *, core_prefix: str = "/",
+                 options: SyncOptions | None = None,
                  request_timeout_s: float = 60.0, retry: RetryPolicy | None = None) -> None:
         self._cfg = cfg
         self._core_prefix = core_prefix
@@ -129,7 +130,8 @@ class MatrixAdapter:
             client.access_token = self._cfg.access_token
             resp = await self._call(client.whoami, "whoami")
             if not isinstance(resp, WhoamiResponse):
-                raise AdapterConfigError(f"matrix: the homeserver refused adapters.matrix.access_token ({resp})")
+                raise AdapterConfigError(
+                    f"matrix: the homeserver refused adapters.matrix.access_token ({resp})")
             if resp.user_id != self._cfg.user_id:
                 raise AdapterConfigError(
                     f"matrix: the access token belongs to {resp.user_id}, not adapters.matrix.user_id "
@@ -166,7 +168,8 @@ class MatrixAdapter:
 
     async def _load_profile(self) -> None:
         assert self._client is not None
-        resp = await self._retry.call(lambda: self._client.get_displayname(self._me.user_id), what="displayname")
+        client = self._client
+        resp = await self._retry.call(lambda: client.get_displayname(self._me.user_id), what="displayname")
         name = getattr(resp, "displayname", None)
         self._me = replace(self._me, user_id=self._client.user_id, display_names=(name,) if name else ())
 
@@ -213,7 +216,8 @@ class MatrixAdapter:
             content["m.relates_to"] = rel
         return content
 
-    async def _put(self, client: AsyncClient, room_id: str, content: dict[str, Any], key: str, part: int) -> str:
+    async def _put(self, client: AsyncClient, room_id: str, content: dict[str, Any], key: str,
+                   part: int) -> str:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         tx_id = transaction_id(key, part, digest) if key else f"paibot.{uuid.uuid4().hex}"
         try:
@@ -232,8 +236,9 @@ class MatrixAdapter:
         data = f.data
 
         async def upload_once() -> Any:
-            resp, _keys = await client.upload(io.BytesIO(data), content_type=f.mime or "application/octet-stream",
-                                              filename=f.name, filesize=len(data))
+            mime = f.mime or "application/octet-stream"
+            resp, _keys = await client.upload(io.BytesIO(data), content_type=mime, filename=f.name,
+                                              filesize=len(data))
             return resp
 
         try:
@@ -291,7 +296,8 @@ class MatrixAdapter:
         headers = {"Authorization": f"Bearer {client.access_token}"}
         timeout = aiohttp.ClientTimeout(total=self._request_timeout_s)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, headers=headers) as r:
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.get(url, headers=headers) as r:
                 if r.status != 200:
                     raise DeliveryError(f"matrix: download of {att.name} failed with HTTP {r.status}")
                 data = bytearray()

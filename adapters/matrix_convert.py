@@ -125,7 +125,8 @@ def _attachment(content: dict[str, Any], kind: str) -> Attachment | None:
     )
 
 
-def to_message(event: dict[str, Any], room: RoomFacts, me: Me, quoted: Quoted | None = None) -> Message | None:
+def to_message(event: dict[str, Any], room: RoomFacts, me: Me,
+               quoted: Quoted | None = None) -> Message | None:
     """The core message for a room event, or None when it is not a (readable) chat message."""
     if event.get("type") != "m.room.message":
         return None
@@ -165,7 +166,8 @@ def to_message(event: dict[str, Any], room: RoomFacts, me: Me, quoted: Quoted | 
     # An edit's outer relation is the m.replace; the thread of an edited message is not repeated in it.
     thread = rel.get("event_id") if rel.get("rel_type") == "m.thread" else None
     ts = event.get("origin_server_ts")
-    sent_at = datetime.fromtimestamp(ts / 1000, timezone.utc) if isinstance(ts, int) else datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
+    sent_at = datetime.fromtimestamp(ts / 1000, timezone.utc) if isinstance(ts, int) else now
     message_id = rel["event_id"] if edited else event_id
     return Message(
         event_id=f"{PLATFORM}:{event_id}",

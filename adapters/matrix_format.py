@@ -24,7 +24,10 @@ _FENCE = re.compile(r"```([A-Za-z0-9_+\-]*)\n?(.*?)```", re.DOTALL)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _LINK = re.compile(r"\[([^\]\n]+)\]\(((?:https?://|mailto:)[^\s()<>\"]+)\)")
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
-_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])|(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
+_ITALIC = re.compile(
+    r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"
+    r"|(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])"
+)
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.MULTILINE)
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
@@ -147,6 +150,7 @@ def mentions_user_link(text: str, user_id: str) -> bool:
 
 def transaction_id(key: str, part: int, content_digest: str) -> str:
     """A transaction id derived from the triggering event, the part number and the content: a retried send
-    of the same content reuses it (the homeserver returns the original event), different content never does."""
+    of the same content reuses it (the homeserver returns the original event); different content never
+    does."""
     digest = hashlib.sha256(f"{key}\x00{part}\x00{content_digest}".encode()).hexdigest()[:32]
     return f"paibot.{digest}"

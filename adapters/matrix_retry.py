@@ -61,7 +61,9 @@ def http_status(resp: Any) -> int:
 
 
 def is_rate_limited(resp: Any) -> bool:
-    return isinstance(resp, ErrorResponse) and (resp.status_code == "M_LIMIT_EXCEEDED" or http_status(resp) == 429)
+    if not isinstance(resp, ErrorResponse):
+        return False
+    return resp.status_code == "M_LIMIT_EXCEEDED" or http_status(resp) == 429
 
 
 def is_transient(resp: Any) -> bool:
@@ -101,7 +103,8 @@ async def with_retries(
             if attempt == attempts:
                 raise
             delay = backoff.next_delay()
-            log.warning("%s: %s; retrying in %.1fs (%d/%d)", what, type(exc).__name__, delay, attempt, attempts)
+            log.warning("%s: %s; retrying in %.1fs (%d/%d)",
+                        what, type(exc).__name__, delay, attempt, attempts)
         else:
             if not is_transient(resp) or attempt == attempts:
                 return resp

@@ -40,6 +40,7 @@ log = logging.getLogger("paibot.matrix")
 NEXT_BATCH = "matrix:next_batch"
 HORIZON = "matrix:horizon_ms"
 E2E_WARNED = "matrix:e2e_warned:"
+HORIZON_MARGIN_MS = 5 * 60 * 1000
 E2E_NOTICE = (
     "This room is end-to-end encrypted, and I can't read encrypted messages (encryption is not supported "
     "by this bot). I won't see, remember or answer anything said here. Talk to me in an unencrypted room."
@@ -106,7 +107,8 @@ class MatrixSync:
     async def run(self) -> None:
         token = await self._sink.cursor(NEXT_BATCH)
         horizon = await self._sink.cursor(HORIZON)
-        self._horizon_ms = int(horizon) if horizon else int(time.time() * 1000)
+        # The margin absorbs clock skew between this host and the homeserver.
+        self._horizon_ms = int(horizon) if horizon else int(time.time() * 1000) - HORIZON_MARGIN_MS
         if horizon is None:
             await self._sink.submit([], cursor_key=HORIZON, cursor=str(self._horizon_ms))
         full_state = True
@@ -143,7 +145,8 @@ class MatrixSync:
             return None
         if isinstance(resp, SyncResponse):
             return resp
-        if isinstance(resp, ErrorResponse) and resp.status_code == "M_UNKNOWN_TOKEN" and await self._relogin():
+        revoked = isinstance(resp, ErrorResponse) and resp.status_code == "M_UNKNOWN_TOKEN"
+        if revoked and await self._relogin():
             return None
         delay = retry_delay(resp, self._backoff)
         log.warning("matrix: sync refused (%s); retrying in %.1fs", resp, delay)
@@ -237,7 +240,9 @@ class MatrixSync:
         if _is_own_join(src, me.user_id) or (src.get("origin_server_ts") or 0) < self._horizon_ms:
             return True
         event_id = src.get("event_id")
-        return src.get("type") == "m.room.message" and bool(event_id) and await self._sink.seen(f"matrix:{event_id}")
+        if src.get("type") != "m.room.message" or not event_id:
+            return False
+        return await self._sink.seen(f"matrix:{event_id}")
 
     # ----------------------------------------------------------------- rooms
 
@@ -271,24 +276,29 @@ class MatrixSync:
             inviter = ""
             for ev in info.invite_state:
                 # nio moves an invite member event's content into attributes (``membership``).
-                if getattr(ev, "state_key", None) == me.user_id and getattr(ev, "membership", None) == "invite":
+                for_me = getattr(ev, "state_key", None) == me.user_id
+                if for_me and getattr(ev, "membership", None) == "invite":
                     inviter = str(getattr(ev, "sender", ""))
             if inviter_allowed(inviter, self._opt.allowed_inviters):
                 log.info("matrix: joining %s (invited by %s)", room_id, inviter)
-                result = await self._retry.call(lambda r=room_id: self._client.join(r), what=f"join {room_id}")
+                result = await self._retry.call(lambda r=room_id: self._client.join(r),
+                                                what=f"join {room_id}")
             else:
-                log.warning("matrix: refusing the invite to %s from %s (not in adapters.matrix.allowed_inviters)",
+                log.warning("matrix: refusing the invite to %s from %s "
+                            "(not in adapters.matrix.allowed_inviters)",
                             room_id, inviter or "an unknown user")
-                result = await self._retry.call(lambda r=room_id: self._client.room_leave(r), what=f"reject {room_id}")
+                result = await self._retry.call(lambda r=room_id: self._client.room_leave(r),
+                                                what=f"reject {room_id}")
             if isinstance(result, ErrorResponse):
                 # Raising retries the whole batch with the same token, so the invite is not lost.
                 raise RuntimeError(f"answering the invite to {room_id} failed: {result}")
 
     async def _leave_if_alone(self, room_id: str, info: Any) -> None:
+        sources = [getattr(e, "source", None) or {} for e in info.timeline.events]
         left = any(
-            (getattr(e, "source", None) or {}).get("type") == "m.room.member"
-            and ((getattr(e, "source", None) or {}).get("content") or {}).get("membership") in ("leave", "ban")
-            for e in info.timeline.events
+            s.get("type") == "m.room.member"
+            and (s.get("content") or {}).get("membership") in ("leave", "ban")
+            for s in sources
         )
         room = self._client.rooms.get(room_id)
         if left and room is not None and room.joined_count <= 1 and room.invited_count == 0:

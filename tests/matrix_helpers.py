@@ -98,8 +98,9 @@ class Human:
 
     async def membership(self, room_id: str, user_id: str) -> str:
         resp = await self.client.room_get_state_event(room_id, "m.room.member", user_id)
-        return str(getattr(resp, "content", {}).get("membership", "")) if not isinstance(resp, ErrorResponse) \
-            else ""
+        if isinstance(resp, ErrorResponse):
+            return ""
+        return str(getattr(resp, "content", {}).get("membership", ""))
 
     async def wait_membership(self, room_id: str, user_id: str, membership: str) -> None:
         async def until() -> None:
@@ -110,7 +111,8 @@ class Human:
 
     async def history(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """The room's latest events, oldest first (raw dicts)."""
-        resp = await self.client.room_messages(room_id, start="", direction=MessageDirection.back, limit=limit)
+        resp = await self.client.room_messages(room_id, start="", direction=MessageDirection.back,
+                                               limit=limit)
         assert not isinstance(resp, ErrorResponse), resp
         return [e.source for e in reversed(resp.chunk)]
 

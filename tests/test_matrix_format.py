@@ -33,7 +33,8 @@ def event(content: dict, sender: str = "@alice:hs.test", event_id: str = "$e1") 
 
 
 def test_markdown_subset_renders_and_everything_else_is_escaped() -> None:
-    html = markdown_to_html('**bold** *it* ~~gone~~ `a<b` [x](https://e.org/?q="1") <img src=x onerror=alert(1)>')
+    html = markdown_to_html(
+        '**bold** *it* ~~gone~~ `a<b` [x](https://e.org/?q="1") <img src=x onerror=alert(1)>')
     assert "<strong>bold</strong>" in html and "<em>it</em>" in html and "<del>gone</del>" in html
     assert "<code>a&lt;b</code>" in html
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
@@ -163,7 +164,8 @@ def test_unreadable_replied_event_still_gives_a_reply_ref() -> None:
 
 
 def test_edit_becomes_an_edited_message_with_the_original_id() -> None:
-    content = {"msgtype": "m.text", "body": "* fixed", "m.new_content": {"msgtype": "m.text", "body": "fixed"},
+    content = {"msgtype": "m.text", "body": "* fixed",
+               "m.new_content": {"msgtype": "m.text", "body": "fixed"},
                "m.relates_to": {"rel_type": "m.replace", "event_id": "$orig"}}
     msg = to_message(event(content, event_id="$edit"), ROOM, ME)
     assert msg is not None and msg.edited and msg.id == "$orig" and msg.event_id == "matrix:$edit"
@@ -183,6 +185,7 @@ def test_image_with_caption_and_encrypted_file() -> None:
 
 
 def test_non_messages_and_redactions_are_skipped() -> None:
-    assert to_message({"type": "m.room.member", "event_id": "$m", "sender": "@a:hs", "content": {}}, ROOM, ME) is None
+    member = {"type": "m.room.member", "event_id": "$m", "sender": "@a:hs", "content": {}}
+    assert to_message(member, ROOM, ME) is None
     assert to_message(event({}), ROOM, ME) is None
     assert to_message(event({"msgtype": "m.location", "body": "here"}), ROOM, ME) is None

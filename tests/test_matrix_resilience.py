@@ -34,7 +34,8 @@ def rate_limited(ms: int) -> Reply:
 def sync_body(next_batch: str, events: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     room = {"timeline": {"events": list(events), "limited": False, "prev_batch": "p0"},
             "state": {"events": []}, "ephemeral": {"events": []}, "account_data": {"events": []}}
-    return {"next_batch": next_batch, "rooms": {"join": {ROOM: room} if events else {}, "invite": {}, "leave": {}}}
+    rooms = {"join": {ROOM: room} if events else {}, "invite": {}, "leave": {}}
+    return {"next_batch": next_batch, "rooms": rooms}
 
 
 def text_event(event_id: str, body: str) -> dict[str, Any]:

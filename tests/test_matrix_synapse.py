@@ -6,6 +6,7 @@ adapter delivered and what it sent. The process-level tests (the real ``paibot r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -48,7 +49,8 @@ class World:
         base.update(overrides)
         return MatrixAdapterSettings(**base)
 
-    async def start_bot(self, sink: RecordingSink, *, timeline_limit: int = 50, **overrides: Any) -> MatrixAdapter:
+    async def start_bot(self, sink: RecordingSink, *, timeline_limit: int = 50,
+                        **overrides: Any) -> MatrixAdapter:
         cfg = self.settings(**overrides)
         adapter = MatrixAdapter(cfg, options=SyncOptions(timeline_limit=timeline_limit, sync_timeout_ms=2_000,
                                                          allowed_inviters=cfg.allowed_inviters))
@@ -140,8 +142,9 @@ async def test_triggers_mentions_pills_replies_commands_and_threads(world: World
     me = world.bot.user_id
 
     intentional = await world.alice.say(room, "what do you think?", **{"m.mentions": {"user_ids": [me]}})
-    pill = await world.alice.say(room, "Pai: summarise please", format="org.matrix.custom.html",
-                                 formatted_body=f'<a href="https://matrix.to/#/{me}">Pai</a>: summarise please',
+    # A pill without the display name in the body: only the matrix.to link can make it a mention.
+    pill = await world.alice.say(room, "bot: summarise please", format="org.matrix.custom.html",
+                                 formatted_body=f'<a href="https://matrix.to/#/{me}">bot</a>: summarise',
                                  **{"m.mentions": {}})
     by_name = await world.bob.say(room, "hey pai, what was decided?")
     plain = await world.bob.say(room, "lunch at noon")
@@ -204,9 +207,11 @@ async def test_reply_is_threaded_to_the_trigger_and_pings_only_the_asker(world: 
     bot = await world.start_bot(sink)
     room = await world.group(sink)
     ask = await world.alice.say(room, "Pai, status?", **{"m.mentions": {"user_ids": [world.bot.user_id]}})
-    text = "**Done**: see [the plan](https://example.org/plan?a=1&b=2) — @room <b>raw</b> `code` <script>x</script>"
+    text = ("**Done**: see [the plan](https://example.org/plan?a=1&b=2) — @room <b>raw</b> `code` "
+            "<script>x</script>")
     ref = await bot.send(Outgoing(ChatRef("matrix", room), text, reply_to=ask,
-                                  mention_user_ids=(world.alice_user.user_id,), idempotency_key=f"matrix:{ask}"))
+                                  mention_user_ids=(world.alice_user.user_id,),
+                                  idempotency_key=f"matrix:{ask}"))
 
     (event,) = await world.alice.wait_events(room, lambda e: e.get("event_id") == ref.message_id)
     content = event["content"]
@@ -242,7 +247,8 @@ async def test_a_retried_send_is_not_duplicated(world: World) -> None:
     out = Outgoing(ChatRef("matrix", room), "only once", idempotency_key="matrix:$trigger")
     first = await bot.send(out)
     again = await bot.send(out)
-    other = await bot.send(Outgoing(ChatRef("matrix", room), "a different text", idempotency_key="matrix:$trigger"))
+    other = await bot.send(Outgoing(ChatRef("matrix", room), "a different text",
+                                    idempotency_key="matrix:$trigger"))
     assert again.message_id == first.message_id
     assert other.message_id != first.message_id
     events = await world.alice.wait_events(room, sent_by(world.bot.user_id), n=2)
@@ -418,7 +424,8 @@ def replies_to(bot_id: str, event_id: str) -> Callable[[dict[str, Any]], bool]:
     return pred
 
 
-async def test_the_bot_process_answers_mentions_only_and_survives_sigkill(world: World, tmp_path: Path) -> None:
+async def test_the_bot_process_answers_mentions_only_and_survives_sigkill(world: World,
+                                                                          tmp_path: Path) -> None:
     bot = BotProcess(world, tmp_path)
     alice, bob, me = world.alice, world.bob, world.bot.user_id
     bot.start()
@@ -464,3 +471,35 @@ async def test_the_bot_process_answers_mentions_only_and_survives_sigkill(world:
         assert ids.count(m) == 1, (m, ids)
     texts = {r.get("id"): r.get("text") for r in records}
     assert texts[m5] == "budget is 10k" and texts[m7] == "I own the launch"
+
+
+async def test_typing_shows_and_the_bot_leaves_a_room_everyone_left(world: World) -> None:
+    sink = RecordingSink()
+    bot = await world.start_bot(sink)
+    room = await world.group(sink)
+    first = await world.alice.client.sync(timeout=0)
+    await bot.typing(ChatRef("matrix", room))
+
+    async def typing_users() -> list[str]:
+        token = first.next_batch
+        while True:
+            resp = await world.alice.client.sync(timeout=5_000, since=token)
+            token = resp.next_batch
+            info = resp.rooms.join.get(room)
+            for ev in info.ephemeral if info else []:
+                if getattr(ev, "users", None):
+                    return list(ev.users)
+
+    assert await asyncio.wait_for(typing_users(), 30) == [world.bot.user_id]
+
+    await world.bob.client.room_leave(room)
+    await world.alice.client.room_leave(room)
+    as_bot = Human(world.server, world.bot)  # a second session of the bot's account, to observe it
+    try:
+        async def until_left() -> None:
+            while room in (await as_bot.client.joined_rooms()).rooms:
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(until_left(), 30)
+    finally:
+        await as_bot.close()
