@@ -42,7 +42,8 @@ class Member:
         self.limiter = limiter
 
     async def handle(self, msg: Message) -> None:
-        settings = self.s.settings
+        await self.s.load_group(msg.chat.key)
+        settings = self.s.settings_for(msg.chat.key)  # runtime /settings (e.g. the bot's name here) applied
         if not may_record(msg, settings):
             log.debug("ignoring %s from a group that is not served", msg.event_id)
             return
@@ -55,6 +56,8 @@ class Member:
         reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
         age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
         decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
+        if decision.speak and decision.reason == "keyword" and self.s.quiet_now(msg.chat.key):
+            decision = Decision(False, "quiet hours")  # unasked-for answers wait; mentions and commands don't
         if await self._observe(msg, pai, decision, reply_to_me):
             return
         if not decision.speak:
@@ -138,11 +141,10 @@ class Member:
             asked = self._questions_to_me(hits)
             return memory_answer(quotable(hits, question, {msg.id} | asked), tz, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
-        group = settings.group(msg.chat.key)
-        name = s.name_for(msg.chat.key)
+        key = msg.chat.key
         system = system_prompt(
-            group.persona or settings.bot.persona, name, msg.chat.title, s.clock.now(), tz,
-            group.language or settings.bot.language,
+            s.group_setting(key, "persona"), s.name_for(key), msg.chat.title, s.clock.now(), tz,
+            s.group_setting(key, "language"),
         )
         parts = build_prompt(
             system=system, trigger=msg, question=question, recent=recent, hits=hits, tz=tz,

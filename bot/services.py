@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,19 @@ class Services:
         value = getattr(g, name)
         return fallback[name] if value is None or value == "" else value
 
+    def quiet_now(self, group_key: str) -> bool:
+        """Whether the group's quiet hours (``"23:00-07:00"``, its local time) cover this moment. During
+        quiet hours the member answers only when addressed (mentions, replies, commands); keyword triggers
+        and proactive answers wait. Reminders and poll results still go out."""
+        span = str(self.group_setting(group_key, "quiet_hours") or "")
+        bounds = parse_quiet_hours(span)
+        if bounds is None:
+            return False
+        start, end = bounds
+        local = self.clock.now().astimezone(self.tz_for(group_key))
+        minute = local.hour * 60 + local.minute
+        return start <= minute < end if start <= end else (minute >= start or minute < end)
+
     def tz_for(self, group_key: str) -> ZoneInfo:
         return ZoneInfo(self.group_setting(group_key, "timezone"))
 
@@ -151,6 +165,15 @@ class Services:
 
     async def is_own_message(self, chat: ChatRef, message_id: str) -> bool:
         return await self.state.group_get(chat.key, f"own:{message_id}") is not None
+
+
+def parse_quiet_hours(span: str) -> tuple[int, int] | None:
+    """``"23:00-07:00"`` -> minutes of the day ``(1380, 420)``; None for empty, "off" or malformed text."""
+    m = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*", span)
+    if not m:
+        return None
+    start, end = int(m.group(1)) * 60 + int(m.group(2)), int(m.group(3)) * 60 + int(m.group(4))
+    return None if start == end else (start, end)
 
 
 def record_of(msg: Message, pai: str) -> MemoryRecord:
