@@ -16,14 +16,12 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import logging
 import re
 import zipfile
 from dataclasses import dataclass
 
 from bot.errors import PaibotError
 
-log = logging.getLogger("paibot.skills.files")
 
 TEXT_EXTENSIONS = {".txt": "text", ".text": "text", ".log": "text", ".md": "markdown", ".markdown": "markdown",
                    ".csv": "csv", ".tsv": "csv"}  # fmt: skip
