@@ -113,7 +113,15 @@ class MatrixSync:
             await self._sink.submit([], cursor_key=HORIZON, cursor=str(self._horizon_ms))
         full_state = True
         while True:
-            resp = await self._sync_once(token, full_state)
+            try:
+                resp = await self._sync_once(token, full_state)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception:  # an unexpected client failure must not end intake; back off and go on
+                delay = self._backoff.next_delay()
+                log.exception("matrix: sync raised; retrying in %.1fs", delay)
+                await self._retry.sleep(delay)
+                continue
             if resp is None:
                 continue
             try:
