@@ -115,12 +115,13 @@ class HybridRetriever:
         scores = dict(fused)
         if p.neighbour_weight > 0 and p.neighbour_width > 0:
             pool = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[: p.neighbour_pool]
-            for seq, score in pool:
-                for nb in self.transcript.neighbours(pai, rows[seq], p.neighbour_width):
-                    if not _passes(nb, filters):
-                        continue
-                    rows.setdefault(nb.seq, nb)
-                    scores[nb.seq] = scores.get(nb.seq, 0.0) + p.neighbour_weight * score
+            links = [(score, self.transcript.neighbour_seqs(pai, rows[seq], p.neighbour_width)) for seq, score in pool]
+            missing = {nb for _, nbs in links for nb in nbs if nb not in rows}
+            rows.update(self.transcript.by_seqs(pai, list(missing)))
+            for score, nbs in links:
+                for nb in nbs:
+                    if nb in rows and _passes(rows[nb], filters):
+                        scores[nb] = scores.get(nb, 0.0) + p.neighbour_weight * score
         named = named_authors(query, self._authors(pai)) if p.author_boost > 0 else set()
         if named:
             for seq in scores:

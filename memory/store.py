@@ -42,7 +42,7 @@ from memory.vector import ChromaIndex, connect_embedded, connect_http, forget_ca
 log = logging.getLogger("paibot.memory")
 T = TypeVar("T")
 
-INDEX_BATCH = 256
+INDEX_BATCH = 1000
 RETENTION_EVERY_S = 3600.0
 
 

@@ -74,7 +74,7 @@ def _to_row(r: sqlite3.Row | tuple) -> Row:
     rec = MemoryRecord(
         id=rid, pai=pai, chat_key=chat, author_id=aid, author_name=aname, text=text,
         sent_at=datetime.fromisoformat(sent_at), kind=kind, reply_to_id=reply, url=url,
-        is_bot=bool(is_bot), meta=json.loads(meta),
+        is_bot=bool(is_bot), meta=json.loads(meta) if meta != "{}" else {},
     )  # fmt: skip
     return Row(seq, rec)
 
@@ -267,7 +267,7 @@ class Transcript:
         where, args = filter_sql(filters)
         rows = db.execute(
             f"SELECT f.rowid, bm25({fts}, ?, ?) AS s FROM {fts} f JOIN records r ON r.seq = f.rowid"
-            f" WHERE {fts} MATCH ? AND r.pai = ?{where} ORDER BY s LIMIT ?",
+            f" WHERE {fts} MATCH ? AND +r.pai = ?{where} ORDER BY s LIMIT ?",
             (*weights, match, pai, *args, limit),
         ).fetchall()
         return [(int(seq), -float(s)) for seq, s in rows]
@@ -277,7 +277,7 @@ class Transcript:
         for chunk in _chunks(list(seqs), 500):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT {_COLS} FROM records WHERE pai = ? AND seq IN ({marks})", (pai, *chunk)
+                f"SELECT {_COLS} FROM records WHERE +pai = ? AND seq IN ({marks})", (pai, *chunk)
             ):
                 row = _to_row(r)
                 out[row.seq] = row
@@ -295,14 +295,15 @@ class Transcript:
                 out[row.record.id] = row
         return out
 
-    def neighbours(self, pai: str, row: Row, width: int) -> list[Row]:
-        """Up to ``width`` records on each side of ``row`` in the same chat, by arrival order."""
+    def neighbour_seqs(self, pai: str, row: Row, width: int) -> list[int]:
+        """Sequence numbers of up to ``width`` records on each side of ``row`` in the same chat (arrival
+        order). Index-only lookups; fetch the rows with ``by_seqs``."""
         db = self._db()
-        q = f"SELECT {_COLS} FROM records WHERE pai = ? AND chat_key = ? AND seq {{op}} ? ORDER BY seq {{d}} LIMIT ?"
+        q = "SELECT seq FROM records WHERE pai = ? AND chat_key = ? AND seq {op} ? ORDER BY seq {d} LIMIT ?"
         args = (pai, row.record.chat_key, row.seq, width)
         before = db.execute(q.format(op="<", d="DESC"), args).fetchall()
         after = db.execute(q.format(op=">", d="ASC"), args).fetchall()
-        return [_to_row(r) for r in (*before, *after)]
+        return [int(r[0]) for r in (*before, *after)]
 
     def recent(self, pai: str, n: int, before: datetime | None = None) -> list[MemoryRecord]:
         where, args = ("", ()) if before is None else (" AND ts < ?", (_ts(before),))
