@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from bot.brain import APOLOGY, BrainUnavailable
@@ -35,6 +36,24 @@ WELCOME = (
 )
 
 
+def encode_reply(out: Outgoing) -> str:
+    """What the reply ledger keeps of a reply, to resend it after a crash (files and polls are not kept)."""
+    return json.dumps({
+        "text": out.text, "reply_to": out.reply_to, "thread": out.thread,
+        "mention_user_ids": list(out.mention_user_ids), "resendable": not out.files and out.poll is None,
+    }, ensure_ascii=False)
+
+
+def decode_reply(msg: Message, payload: str) -> Outgoing | None:
+    data = json.loads(payload) if payload else None
+    if not data or not data.get("resendable"):
+        return None
+    return Outgoing(
+        chat=msg.chat, text=data["text"], reply_to=data["reply_to"], thread=data["thread"],
+        mention_user_ids=tuple(data["mention_user_ids"]), idempotency_key=msg.event_id,
+    )
+
+
 class Member:
     def __init__(self, services: Services, registry: CommandRegistry, limiter: RateLimiter) -> None:
         self.s = services
@@ -53,6 +72,11 @@ class Member:
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
+        replied = await self.s.state.reply_state(msg.event_id)
+        if replied is not None:  # handled before a crash or restart: never think or answer twice
+            if replied == "sending":
+                await self._resume_reply(msg)
+            return
         reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
         age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
         decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
@@ -69,9 +93,6 @@ class Member:
             if verdict.notify:
                 await self._reply(msg, REFUSALS[verdict.reason])
             return
-        if await self.s.state.reply_state(msg.event_id) is not None:
-            log.info("already answered %s; not answering twice", msg.event_id)
-            return
         text, extra = await self._think(msg, decision, pai)
         if text:
             await self._reply(msg, text, extra)
@@ -86,15 +107,14 @@ class Member:
             result = await observer(seen)
             if result:
                 text, extra = (result.text, result.outgoing_extra) if isinstance(result, Reply) else (result, None)
-                if await self.s.state.reply_state(msg.event_id) is None:
-                    await self._reply(msg, text, extra)
+                await self._reply(msg, text, extra)
                 return True
         return False
 
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
         flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
-        return flag is None
+        return not flag  # /optin stores "" (StateDB has no delete)
 
     async def is_admin(self, msg: Message) -> bool:
         """Admins by immutable id: configured operators, the group's configured admins, or platform admins."""
@@ -165,15 +185,34 @@ class Member:
 
     async def _reply(self, msg: Message, text: str, extra: dict[str, object] | None = None) -> None:
         s = self.s
-        if not await s.state.claim_reply(msg.event_id):
-            log.info("reply to %s was already claimed; not sending twice", msg.event_id)
-            return
-        if s.settings.bot.welcome and await s.state.group_set_once(msg.chat.key, "welcomed", "1"):
-            text = f"{text}\n\n{WELCOME.format(name=s.name_for(msg.chat.key))}"
+        key = msg.chat.key
+        welcome = s.settings.bot.welcome and await s.state.group_get(key, "welcomed") is None
+        if welcome:
+            text = f"{text}\n\n{WELCOME.format(name=s.name_for(key))}"
         out = Outgoing(
             chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
             mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id, **(extra or {}),
         )
+        if not await s.state.claim_reply(msg.event_id, encode_reply(out)):
+            log.info("reply to %s was already claimed; not sending twice", msg.event_id)
+            return
+        if welcome:
+            await s.state.group_set(key, "welcomed", "1")
+        await self._deliver(msg, out)
+
+    async def _resume_reply(self, msg: Message) -> None:
+        """A crash interrupted the reply to ``msg``: resend the very same reply where the platform
+        deduplicates sends (so it is delivered exactly once); elsewhere it may be lost, never doubled."""
+        adapter = self.s.adapters.get(msg.chat.platform)
+        out = decode_reply(msg, await self.s.state.reply_payload(msg.event_id))
+        if adapter is None or not adapter.capabilities.idempotent_sends or out is None:
+            log.warning("the reply to %s was interrupted by a restart and may not have arrived", msg.event_id)
+            return
+        log.info("resending the reply to %s that a restart interrupted", msg.event_id)
+        await self._deliver(msg, out)
+
+    async def _deliver(self, msg: Message, out: Outgoing) -> None:
+        s = self.s
         try:
             ref = await s.send(out)
         except BaseException:

@@ -36,11 +36,12 @@ class World:
     async def start(self, llm: Any = None, *, extra: str = "", memory: Any = None, adapter: Any = None,
                     tz: str = "Asia/Shanghai", manual: bool = True) -> tuple[App, FakeAdapter, Any]:  # fmt: skip
         adapter = adapter or FakeAdapter()
-        mem = memory if memory is not None else FakeMemory()
+        mem = None if memory == "real" else memory if memory is not None else FakeMemory()
         app = App(skill_settings(self.tmp_path, extra, tz), llm=llm, adapters={"fake": adapter}, memory=mem,
                   clock=self.clock)  # fmt: skip
         await app.start()
         self.apps.append(app)
+        mem = app.services.memory
         if manual:  # tests drive the due-work loops with explicit ticks, so nothing fires behind their back
             for value in app.services.extras.values():
                 loop = getattr(value, "loop", None)
