@@ -71,7 +71,8 @@ class DiscordAdapter:
 
     name = "discord"
     capabilities = Capabilities(max_text_length=MAX_MESSAGE_CHARS, edit=True, polls=True, files=True,
-                                threads=True, reactions=False, typing=True, links=True)
+                                threads=True, reactions=False, typing=True, links=True,
+                                idempotent_sends=True)
 
     def __init__(self, cfg: DiscordAdapterSettings, env: AdapterEnv, *, guild_ready_timeout: float = 2.0,
                  ready_timeout_s: float = 60.0) -> None:

@@ -84,7 +84,8 @@ class TelegramAdapter:
 
     name = "telegram"
     capabilities = Capabilities(
-        max_text_length=MESSAGE_LIMIT, edit=True, polls=True, files=True, threads=True, typing=True, links=True
+        max_text_length=MESSAGE_LIMIT, edit=True, polls=True, files=True, threads=True, typing=True, links=True,
+        idempotent_sends=True,
     )
 
     def __init__(

@@ -59,7 +59,9 @@ class WebAdapter:
         check_exposure(host, access_token)
         self.bot_name = bot_name
         self.max_text_length = max_text_length
-        self.capabilities = Capabilities(max_text_length=max_text_length, edit=True, typing=True, links=True)
+        self.capabilities = Capabilities(
+            max_text_length=max_text_length, edit=True, typing=True, links=True, idempotent_sends=True
+        )
         self.hub = LiveHub()
         self._db_path = Path(data_dir) / "web.db"
         self._host = host

@@ -49,6 +49,10 @@ class Capabilities:
     reactions: bool = False
     typing: bool = False
     links: bool = False
+    # ``send`` delivers an Outgoing with the same ``idempotency_key`` (and text) at most once, even across a
+    # restart (Matrix transaction ids, Discord nonces, durable send records): the core may then resend a
+    # reply a crash interrupted, making replies exactly-once instead of at-most-once.
+    idempotent_sends: bool = False
 
 
 @runtime_checkable

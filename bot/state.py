@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS replies (
     event_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,                      -- sending | sent
     sent_id TEXT NOT NULL DEFAULT '',
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT ''          -- the Outgoing being sent (JSON), for resending after a crash
 );
 CREATE TABLE IF NOT EXISTS usage (
     group_key TEXT NOT NULL, day TEXT NOT NULL, model TEXT NOT NULL,
@@ -78,6 +79,9 @@ class StateDB:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(replies)")}
+        if "payload" not in columns:  # data directories from before replies kept their payload
+            self._conn.execute("ALTER TABLE replies ADD COLUMN payload TEXT NOT NULL DEFAULT ''")
         self._lock = threading.Lock()
         self._now = clock or (lambda: datetime.now(timezone.utc))
         self.new_events = asyncio.Event()
@@ -192,15 +196,23 @@ class StateDB:
 
     # ----------------------------------------------------------------- reply ledger
 
-    async def claim_reply(self, event_id: str) -> bool:
-        """Mark that a reply to ``event_id`` is about to be sent; False if one was already claimed."""
+    async def claim_reply(self, event_id: str, payload: str = "") -> bool:
+        """Mark that a reply to ``event_id`` (``payload``: what is being sent) is about to be sent; False if
+        one was already claimed."""
         now = self._now().isoformat()
         cur = await self._run(
             lambda c: c.execute(
-                "INSERT OR IGNORE INTO replies(event_id, state, at) VALUES (?, 'sending', ?)", (event_id, now)
+                "INSERT OR IGNORE INTO replies(event_id, state, at, payload) VALUES (?, 'sending', ?, ?)",
+                (event_id, now, payload),
             )
         )
         return cur.rowcount == 1
+
+    async def reply_payload(self, event_id: str) -> str:
+        row = await self._run(
+            lambda c: c.execute("SELECT payload FROM replies WHERE event_id=?", (event_id,)).fetchone()
+        )
+        return row[0] if row else ""
 
     async def reply_sent(self, event_id: str, sent_id: str) -> None:
         now = self._now().isoformat()

@@ -259,3 +259,53 @@ async def test_a_mention_caught_up_hours_later_is_remembered_but_not_answered(wo
     await app.drain()
     assert adapter.sent == [] and llm.calls == []
     assert "@Pai still there?" in mem.texts("fake:g1")
+
+
+async def _crash_mid_send(tmp_path, adapter):
+    """Run one mention until the adapter is asked to send, then 'crash' (stop without finishing)."""
+    from bot.state import StateDB
+
+    settings = make_settings(tmp_path)
+    app = App(settings, llm=ScriptedLLM(["the answer"]), adapters={"fake": adapter}, memory=FakeMemory(),
+              skills=[], clock=ManualClock())
+    await app.start()
+    adapter.fail_sends = asyncio.CancelledError()  # the process dies while the platform call is in flight
+    msg = make_message("@Pai question")
+    await adapter.inject(msg)
+    await asyncio.sleep(0.3)
+    await app.stop(grace_s=0.1)
+    # what a SIGKILL at that moment leaves behind: the claim, not yet released
+    state = StateDB(tmp_path / "paibot.db")
+    await state.claim_reply(msg.event_id, '{"text": "the answer", "reply_to": "%s", "thread": null, '
+                            '"mention_user_ids": ["alice"], "resendable": true}' % msg.id)
+    state.close()
+    adapter.fail_sends = None
+    return settings
+
+
+async def test_a_reply_interrupted_by_a_crash_is_resent_once_where_sends_are_idempotent(tmp_path):
+    from bot.ports import Capabilities
+
+    adapter = FakeAdapter(capabilities=Capabilities(idempotent_sends=True))
+    settings = await _crash_mid_send(tmp_path, adapter)
+    llm = ScriptedLLM(["a different answer"])
+    app = App(settings, llm=llm, adapters={"fake": adapter}, memory=FakeMemory(), skills=[], clock=ManualClock())
+    await app.start()
+    try:
+        await app.drain()
+    finally:
+        await app.stop()
+    assert [o.text for o in adapter.sent] == ["the answer"] and llm.calls == []
+
+
+async def test_an_interrupted_reply_is_not_resent_where_the_platform_could_duplicate_it(tmp_path):
+    adapter = FakeAdapter()
+    settings = await _crash_mid_send(tmp_path, adapter)
+    app = App(settings, llm=ScriptedLLM(["again"]), adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
+              clock=ManualClock())
+    await app.start()
+    try:
+        await app.drain()
+    finally:
+        await app.stop()
+    assert adapter.sent == []
