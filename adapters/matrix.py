@@ -55,7 +55,7 @@ class MatrixAdapter:
     name = "matrix"
     capabilities = Capabilities(
         max_text_length=MAX_PART_CHARS, edit=True, polls=False, files=True, threads=True,
-        reactions=False, typing=True, links=True,
+        reactions=False, typing=True, links=True, idempotent_sends=True,
     )
 
     def __init__(self, cfg: MatrixAdapterSettings, *, core_prefix: str = "/",

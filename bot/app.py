@@ -93,6 +93,11 @@ class App:
 
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        if settings.llm.image_model:
+            from bot.llm_litellm import load_litellm
+            from bot.skills.image_gen_litellm import LiteLLMImageGenerator
+
+            self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, limiter)
         self.member = member

@@ -48,6 +48,9 @@ class Observation:
     decision: object  # bot.policy.Decision
     reply_to_me: bool
     services: Services
+    # False when the member's rate limits or the group's budget refuse an answer to this message now: an
+    # observer may still ingest it (files, captions, votes) but must not spend model calls to answer it.
+    may_answer: bool = True
 
 
 # An observer may answer a message itself (e.g. a reply to the to-do list marking an item done): returning

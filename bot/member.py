@@ -82,13 +82,14 @@ class Member:
         decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         if decision.speak and decision.reason == "keyword" and self.s.quiet_now(msg.chat.key):
             decision = Decision(False, "quiet hours")  # unasked-for answers wait; mentions and commands don't
-        if await self._observe(msg, pai, decision, reply_to_me):
+        # Rate limits and budgets are decided before anything that may cost (observers answering included).
+        verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text) if decision.speak else None
+        if await self._observe(msg, pai, decision, reply_to_me, verdict is None or verdict.allowed):
             return
         if not decision.speak:
             log.debug("not speaking on %s: %s", msg.event_id, decision.reason)
             return
-        verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text)
-        if not verdict.allowed:
+        if verdict is not None and not verdict.allowed:
             log.info("refused %s: %s", msg.event_id, verdict.reason)
             if verdict.notify:
                 await self._reply(msg, REFUSALS[verdict.reason])
@@ -97,12 +98,14 @@ class Member:
         if text:
             await self._reply(msg, text, extra)
 
-    async def _observe(self, msg: Message, pai: str, decision: Decision, reply_to_me: bool) -> bool:
+    async def _observe(
+        self, msg: Message, pai: str, decision: Decision, reply_to_me: bool, may_answer: bool
+    ) -> bool:
         """Run the skills' observers; True when one of them answered the message."""
         observers = self.registry.observers()
         if not observers or msg.author.is_bot:
             return False
-        seen = Observation(msg, pai, decision, reply_to_me, self.s)
+        seen = Observation(msg, pai, decision, reply_to_me, self.s, may_answer)
         for observer in observers:
             result = await observer(seen)
             if result:

@@ -309,3 +309,36 @@ async def test_an_interrupted_reply_is_not_resent_where_the_platform_could_dupli
     finally:
         await app.stop()
     assert adapter.sent == []
+
+
+async def test_observers_see_whether_an_answer_is_allowed_and_ingest_regardless(tmp_path):
+    from bot.commands import Observation
+
+    seen: list[tuple[str, bool]] = []
+
+    class Watcher:
+        def commands(self):
+            return []
+
+        def tools(self):
+            return []
+
+        def observers(self):
+            async def watch(obs: Observation):
+                seen.append((obs.message.text, obs.may_answer))
+                return None
+
+            return [watch]
+
+    adapter = FakeAdapter()
+    settings = make_settings(tmp_path, "limits: {member_per_minute: 1}")
+    app = App(settings, llm=ScriptedLLM(["ok"]), adapters={"fake": adapter}, memory=FakeMemory(),
+              skills=[Watcher()], clock=ManualClock())
+    await app.start()
+    try:
+        for text in ("@Pai one", "@Pai two", "chatter"):
+            await adapter.inject(make_message(text))
+        await app.drain()
+    finally:
+        await app.stop()
+    assert seen == [("@Pai one", True), ("@Pai two", False), ("chatter", True)]

@@ -94,7 +94,7 @@ class FactCheckSkill:
         msg = seen.message
         wants_check = msg.reply_to is not None and bool(IS_IT_TRUE.search(prompt))
         wants_settle = bool(SETTLE.search(prompt)) and len(prompt) < 80
-        if not (wants_check or wants_settle) or self._budget_spent(msg.chat.key):
+        if not (wants_check or wants_settle) or not seen.may_answer or self._budget_spent(msg.chat.key):
             return None
         if wants_check:
             return await self.check(msg, seen.pai, msg.reply_to.text if msg.reply_to else "")

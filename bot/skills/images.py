@@ -124,7 +124,7 @@ class ImagesSkill:
                 for i, att in enumerate(images):
                     await self._caption(msg, seen.pai, att, i)
         decision = seen.decision
-        if not getattr(decision, "speak", False) or getattr(decision, "command", None):
+        if not getattr(decision, "speak", False) or getattr(decision, "command", None) or not seen.may_answer:
             return None
         req = parse_edit(getattr(decision, "prompt", "") or "")
         if req is None:
