@@ -50,6 +50,8 @@ def format_record(
     rec: MemoryRecord, tz: ZoneInfo, limit: int = 600, quoted: MemoryRecord | None = None
 ) -> str:
     """``[2026-11-01 12:03] Bob (replying to Alice: "…"): text`` — who said what, when, and to whom."""
+    if rec.kind in ("file", "caption"):
+        limit = max(limit, 1300)  # a file chunk or caption is one unit: cutting it loses what was asked for
     who = f"{rec.author_name} (bot)" if rec.is_bot else rec.author_name
     if quoted is not None:
         who += f' (replying to {quoted.author_name}: "{_one_line(quoted.text, 120)}")'
