@@ -121,10 +121,12 @@ class HybridMemoryStore:
             except MemoryError_ as exc:
                 failures += 1
                 log.warning("memory indexing failed (attempt %d), will retry: %s", failures, exc)
-            except RuntimeError as exc:  # executor shut down during close
-                if not self._closed:
-                    raise
-                log.debug("indexer stopping: %s", exc)
+            except Exception as exc:  # one bad batch must not end indexing for the process's lifetime
+                if self._closed:
+                    log.debug("indexer stopping: %s", exc)
+                    return
+                failures += 1
+                log.exception("unexpected memory indexing failure (attempt %d), will retry", failures)
 
     def _index_batch(self) -> bool:
         """One batch of index work (deletions first). Returns whether more may be waiting."""

@@ -176,3 +176,44 @@ def test_pending_marks_survive_in_the_transcript_file(tmp_path: Path) -> None:
         assert t._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         t.close()
+
+
+class FlakyEmbedder:
+    """The offline embedding behind a switch: while ``down``, every call fails like an unreachable server."""
+
+    def __init__(self) -> None:
+        from memory.embedding import HashingEmbedder
+
+        self.inner = HashingEmbedder()
+        self.fingerprint = self.inner.fingerprint
+        self.floor = self.inner.floor
+        self.down = True
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        from bot.errors import MemoryError_
+
+        if self.down:
+            raise MemoryError_("embedding server unreachable")
+        return self.inner.embed(texts)
+
+
+async def test_embedding_outage_degrades_to_lexical_and_indexing_catches_up(tmp_path: Path) -> None:
+    from bot.errors import MemoryError_
+    from memory.store import HybridMemoryStore
+    from memory.vector import ChromaIndex, connect_embedded
+
+    emb = FlakyEmbedder()
+    store = HybridMemoryStore(Transcript(tmp_path / "m.sqlite3"),
+                              ChromaIndex(connect_embedded(tmp_path / "chroma"), emb.fingerprint), emb)  # fmt: skip
+    try:
+        await store.record(make("web:9", 1, "the spare key is under the blue flowerpot"))
+        hits = await store.search("web:9", "spare key flowerpot", 3)
+        assert [h.record.id for h in hits] == ["1"]  # recorded and found while the embedder is down
+        with pytest.raises(MemoryError_):
+            await store.flush()
+        assert store.transcript.pending_count() == 1  # still marked, not lost
+        emb.down = False
+        await store.flush()
+        assert store.transcript.pending_count() == 0 and store.index.count("web:9") == 1
+    finally:
+        await store.close()
