@@ -2,9 +2,9 @@
 
     App(settings).start()
       lock the data directory -> open state (inbox) and memory -> brain (if a model is configured)
-      -> command registry and skills -> member pipeline -> inbox worker -> adapters (intake last)
+      -> command registry and skills -> member pipeline -> adapters (intake) -> inbox worker, background
     App.stop()
-      adapters (intake first) -> worker drains -> memory, state, lock
+      background -> worker drains (adapters still up to deliver replies) -> adapters -> memory, state, lock
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class App:
         try:
             await self._start_core(open_memory)
             await self._start_adapters()
+            await self._start_work()
         except BaseException:
             await self.stop()
             raise
@@ -105,6 +106,11 @@ class App:
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
         self.worker = InboxWorker(state, member.handle)
+
+    async def _start_work(self) -> None:
+        """Handle the inbox and run background services only once every adapter is up: an event left
+        pending by a crash is handled at once, and its reply needs its platform's adapter to be there."""
+        assert self.worker is not None
         self.worker.start()
         for svc in self._background:
             await svc.start()
@@ -156,19 +162,23 @@ class App:
         return out
 
     async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop intake, let in-flight work finish (or return to the inbox), flush and release the lock."""
-        for adapter in reversed(self._started):
-            try:
-                await adapter.stop()
-            except Exception:
-                log.exception("stopping the %s adapter failed", adapter.name)
-        self._started.clear()
+        """Stop taking work, let in-flight work finish (or return to the inbox), flush and release the lock.
+
+        The worker stops before the adapters: in-flight replies still have their platform to go to (an
+        adapter stopped first would fail them and count a spurious attempt towards the dead-letter table).
+        Events the adapters commit meanwhile stay pending in the durable inbox for the next start."""
         for svc in reversed(self._background):
             with contextlib.suppress(Exception):
                 await svc.stop()
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
+        for adapter in reversed(self._started):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping the %s adapter failed", adapter.name)
+        self._started.clear()
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()

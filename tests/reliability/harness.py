@@ -1,0 +1,186 @@
+"""Shared pieces of the reliability suite: the bot as a real process, its config, read-only views of its
+databases, and the figures each test prints.
+
+The bot under test is always ``python -m bot run --config <tmp config>``, started and killed like an
+operator's service manager would: SIGKILL for crashes, SIGTERM for a graceful stop. Its stores are read
+only through separate read-only SQLite connections (WAL lets a reader look while the bot writes) or, after
+it stopped, through the ``paibot memory`` CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Rate limits out of the way: these tests are about delivery, not about the flood controls.
+NO_LIMITS = "limits: {member_per_minute: 100000, group_per_minute: 100000, daily_tokens_per_group: 1000000000}\n"
+
+
+def env_int(name: str, default: int) -> int:
+    """A scale knob for the soak run (``make soak`` sets them); the quick run uses the defaults."""
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def figure(name: str, **values: Any) -> str:
+    """Print one test's figures on one line (visible with ``pytest -s``) and return it for assertion
+    messages."""
+    line = f"[reliability] {name}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in values.items())
+    print(line, flush=True)
+    return line
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    """A config file with the data directory under ``tmp_path``; ``body`` adds adapters, llm, limits..."""
+    cfg = tmp_path / "config.yaml"
+    data = tmp_path / "data"
+    cfg.write_text(
+        f"bot: {{name: Pai, data_dir: '{data}', welcome: false}}\n" + NO_LIMITS + body, encoding="utf-8"
+    )
+    cfg.chmod(0o600)
+    return cfg
+
+
+def web_only(port: int, extra: str = "") -> str:
+    return f"adapters:\n  web: {{enabled: true, host: 127.0.0.1, port: {port}}}\n" + extra
+
+
+class BotProcess:
+    """``python -m bot run`` as a child process; every run's output goes to ``logs/run<N>.log``."""
+
+    def __init__(self, config: Path, logs: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.logs = logs
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.runs = 0
+        self.kills = 0
+        self.exit_codes: list[int] = []
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def spawn(self) -> None:
+        self.runs += 1
+        with open(self.logs / f"run{self.runs}.log", "wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", "--config", str(self.config),
+                env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+            )  # fmt: skip
+
+    async def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed, like a power cut of the process."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.kills += 1
+        self.exit_codes.append(await self.proc.wait())
+
+    async def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait; a process that does not exit in ``timeout`` is killed and reported as -9."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+                return -9
+        code = self.proc.returncode
+        assert code is not None
+        self.exit_codes.append(code)
+        return code
+
+    def log_text(self) -> str:
+        return "\n".join(
+            (self.logs / f"run{i}.log").read_text(errors="replace") for i in range(1, self.runs + 1)
+        )
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return "\n".join(
+            f"--- run{i}\n" + (self.logs / f"run{i}.log").read_text(errors="replace")[-chars:]
+            for i in range(max(1, self.runs - 2), self.runs + 1)
+        )
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.2) -> None:
+    async def loop() -> None:
+        while not await predicate():
+            await asyncio.sleep(every)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+async def web_ready(http: aiohttp.ClientSession, base: str) -> bool:
+    try:
+        async with http.get(f"{base}/api/info") as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return False
+
+
+# --------------------------------------------------------------------------- read-only views of the stores
+
+
+def _ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+
+def inbox_status(data: Path) -> dict[str, str]:
+    """event id -> inbox status (pending | done | dead), read while the bot may be running."""
+    db = data / "paibot.db"
+    if not db.exists():
+        return {}
+    with _ro(db) as conn:
+        return dict(conn.execute("SELECT event_id, status FROM inbox").fetchall())
+
+
+def dead_letters(data: Path) -> list[tuple[str, int, str]]:
+    with _ro(data / "paibot.db") as conn:
+        return conn.execute("SELECT event_id, attempts, last_error FROM inbox WHERE status='dead'").fetchall()
+
+
+def transcript_ids(data: Path, chat_keys: Iterable[str] | None = None) -> dict[str, set[str]]:
+    """chat key -> ids of the records in the memory transcript (the source of truth)."""
+    out: dict[str, set[str]] = {}
+    db = data / "memory.sqlite3"
+    if not db.exists():
+        return out
+    keys = set(chat_keys) if chat_keys is not None else None
+    with _ro(db) as conn:
+        for chat_key, rid in conn.execute("SELECT chat_key, id FROM records"):
+            if keys is None or chat_key in keys:
+                out.setdefault(chat_key, set()).add(str(rid))
+    return out
+
+
+def cli_export(config: Path, group: str) -> list[dict[str, Any]]:
+    """``python -m bot memory export --group <key>`` (the bot must be stopped: the CLI takes the lock)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "memory", "export", "--group", group, "--config", str(config)],
+        capture_output=True, text=True, cwd=ROOT, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
