@@ -33,12 +33,25 @@ class World:
         self.apps: list[App] = []
         self.clock = ManualClock()
 
-    async def start(self, llm: Any = None, *, extra: str = "", memory: Any = None, adapter: Any = None,
-                    tz: str = "Asia/Shanghai", manual: bool = True) -> tuple[App, FakeAdapter, Any]:  # fmt: skip
+    async def start(
+        self,
+        llm: Any = None,
+        *,
+        extra: str = "",
+        memory: Any = None,
+        adapter: Any = None,
+        tz: str = "Asia/Shanghai",
+        manual: bool = True,
+    ) -> tuple[App, FakeAdapter, Any]:
         adapter = adapter or FakeAdapter()
         mem = None if memory == "real" else memory if memory is not None else FakeMemory()
-        app = App(skill_settings(self.tmp_path, extra, tz), llm=llm, adapters={"fake": adapter}, memory=mem,
-                  clock=self.clock)  # fmt: skip
+        app = App(
+            skill_settings(self.tmp_path, extra, tz),
+            llm=llm,
+            adapters={"fake": adapter},
+            memory=mem,
+            clock=self.clock,
+        )
         await app.start()
         self.apps.append(app)
         mem = app.services.memory
@@ -72,8 +85,8 @@ async def say(app: App, adapter: FakeAdapter, msg: Any) -> list[str]:
     return [o.text for o in adapter.sent[before:]]
 
 
-@pytest.fixture
-async def world(tmp_path: Any) -> Any:
+@pytest.fixture(name="world")
+async def world_fixture(tmp_path: Any) -> Any:
     w = World(tmp_path)
     yield w
     await w.close()

@@ -8,7 +8,7 @@ import random
 from bot.events import ReplyRef
 from bot.ports import Capabilities
 from tests.fakes import FakeAdapter, ScriptedLLM, make_message, tool_call
-from tests.skill_world import ADMIN, say, skill, world  # noqa: F401  (world is a fixture)
+from tests.skill_world import ADMIN, say, skill, world_fixture  # noqa: F401  (the "world" fixture)
 
 
 def poll_ref(adapter, index=-1):
@@ -107,11 +107,16 @@ async def test_poll_usage_and_limits(world):
 
 
 async def test_the_model_opens_a_poll_in_the_callers_group_only(world):
-    llm = ScriptedLLM([
-        tool_call("open_poll", '{"question": "Restaurant?", "options": ["Luigi\'s", "Sushi Go"], "minutes": 45, '
-                  '"chat_id": "other-group"}'),
-        "I opened a poll.",
-    ])
+    llm = ScriptedLLM(
+        [
+            tool_call(
+                "open_poll",
+                '{"question": "Restaurant?", "options": ["Luigi\'s", "Sushi Go"], "minutes": 45, '
+                '"chat_id": "other-group"}',
+            ),
+            "I opened a poll.",
+        ]
+    )
     app, adapter, _ = await world.start(llm)
     await adapter.inject(make_message("Luigi's or Sushi Go tonight?", chat="g5"))
     replies = await say(app, adapter, make_message("@Pai help us pick a restaurant", chat="g5"))

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from bot.ports import SearchFilters
 from tests.fakes import make_message
-from tests.skill_world import ADMIN, say, skill, world  # noqa: F401  (world is a fixture)
+from tests.skill_world import ADMIN, say, skill, world_fixture  # noqa: F401  (the "world" fixture)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -18,10 +18,17 @@ def at(days: float = 0, minutes: float = 0) -> datetime:
 
 async def test_forget_me_removes_only_my_messages_in_this_group_from_every_index(world):
     app, adapter, mem = await world.start(memory="real")
-    await adapter.inject(make_message("my secret recipe uses saffron", author="ann", name="Ann", sent_at=at(minutes=-9)))
-    await adapter.inject(make_message("saffron is expensive", author="bob", name="Bob", sent_at=at(minutes=-8)))
-    await adapter.inject(make_message("ann's saffron in the other group", author="ann", name="Ann", chat="g2",
-                                      sent_at=at(minutes=-7)))
+    await adapter.inject(
+        make_message("my secret recipe uses saffron", author="ann", name="Ann", sent_at=at(minutes=-9))
+    )
+    await adapter.inject(
+        make_message("saffron is expensive", author="bob", name="Bob", sent_at=at(minutes=-8))
+    )
+    await adapter.inject(
+        make_message(
+            "ann's saffron in the other group", author="ann", name="Ann", chat="g2", sent_at=at(minutes=-7)
+        )
+    )
     await app.drain()
     await mem.flush()
     (done,) = await say(app, adapter, make_message("/forget-me", author="ann", name="Ann", sent_at=at()))
@@ -30,16 +37,22 @@ async def test_forget_me_removes_only_my_messages_in_this_group_from_every_index
     assert [h.record.author_name for h in hits if not h.record.is_bot] == ["Bob"]
     assert await mem.search("fake:g1", "saffron", k=10, filters=SearchFilters(author_ids=("ann",))) == []
     assert "my secret recipe uses saffron" not in [r.text for r in await mem.recent("fake:g1", 50)]
-    assert [h.record.text for h in await mem.search("fake:g2", "saffron", k=5)] == ["ann's saffron in the other group"]
+    assert [h.record.text for h in await mem.search("fake:g2", "saffron", k=5)] == [
+        "ann's saffron in the other group"
+    ]
 
 
 async def test_what_do_you_know_about_me_and_opt_out_then_in(world):
     app, adapter, mem = await world.start(memory="real")
     for i in range(5):
-        await adapter.inject(make_message(f"note {i} from ann", author="ann", name="Ann", sent_at=at(minutes=i)))
+        await adapter.inject(
+            make_message(f"note {i} from ann", author="ann", name="Ann", sent_at=at(minutes=i))
+        )
     await adapter.inject(make_message("bob's line", author="bob", name="Bob", sent_at=at(minutes=6)))
     await app.drain()
-    (known,) = await say(app, adapter, make_message("/what-do-you-know-about-me", author="ann", sent_at=at(minutes=7)))
+    (known,) = await say(
+        app, adapter, make_message("/what-do-you-know-about-me", author="ann", sent_at=at(minutes=7))
+    )
     assert "• 5 messages, from 2026-11-01 20:00 to 2026-11-01 20:04" in known
     assert "note 4 from ann" in known and "note 1 from ann" not in known and "bob's line" not in known
     assert "Recording: on" in known and "/forget-me" in known
@@ -48,7 +61,9 @@ async def test_what_do_you_know_about_me_and_opt_out_then_in(world):
     await say(app, adapter, make_message("unrecorded thought", author="ann", sent_at=at(minutes=9)))
     (known2,) = await say(app, adapter, make_message("/whatdoyouknow", author="ann", sent_at=at(minutes=10)))
     assert "Recording: off" in known2 and "unrecorded" not in known2
-    assert "unrecorded thought" not in [h.record.text for h in await mem.search("fake:g1", "unrecorded thought", k=20)]
+    assert "unrecorded thought" not in [
+        h.record.text for h in await mem.search("fake:g1", "unrecorded thought", k=20)
+    ]
     await say(app, adapter, make_message("/optin", author="ann", sent_at=at(minutes=11)))
     await say(app, adapter, make_message("recorded again", author="ann", sent_at=at(minutes=12)))
     assert "recorded again" in [r.text for r in await mem.recent("fake:g1", 5)]

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from bot.events import Outgoing
 from tests.fakes import ScriptedLLM, make_message, tool_call
-from tests.skill_world import ADMIN, say, skill, world  # noqa: F401  (world is a fixture)
+from tests.skill_world import ADMIN, say, skill, world_fixture  # noqa: F401  (the "world" fixture)
 
 # 2026-11-01 12:00 UTC is Sunday 20:00 in Shanghai (the test groups' time zone)
 
@@ -37,7 +37,9 @@ async def test_chinese_daily_reminder_repeats_without_a_burst_after_a_long_outag
     rem = skill(app, "reminders")
     assert await rem.loop.tick() == 1  # once, late; not three times
     await adapter.wait_sent(1)
-    assert len(adapter.sent) == 1 and adapter.sent[0].text.endswith("(late: was due 09:00)")  # the latest missed morning
+    assert len(adapter.sent) == 1 and adapter.sent[0].text.endswith(
+        "(late: was due 09:00)"
+    )  # the latest missed morning
     assert await rem.loop.tick() == 0
     listing = await say(app, adapter, make_message("/reminders"))
     assert "2026-11-05 09:00" in listing[0] or "tomorrow 09:00" in listing[0]
@@ -139,13 +141,20 @@ async def test_bad_input_gets_usage_not_a_reminder(world):
 
 
 async def test_the_model_sets_a_reminder_in_the_callers_group_whatever_the_arguments_say(world):
-    llm = ScriptedLLM([
-        tool_call("set_reminder", '{"when": "2026-11-06T15:00", "text": "submit the report", '
-                  '"group": "fake:other", "chat_id": "other"}'),
-        "Done: Friday 15:00.",
-    ])
+    llm = ScriptedLLM(
+        [
+            tool_call(
+                "set_reminder",
+                '{"when": "2026-11-06T15:00", "text": "submit the report", '
+                '"group": "fake:other", "chat_id": "other"}',
+            ),
+            "Done: Friday 15:00.",
+        ]
+    )
     app, adapter, _ = await world.start(llm)
-    replies = await say(app, adapter, make_message("@Pai remind us Friday 3pm to submit the report", chat="g7"))
+    replies = await say(
+        app, adapter, make_message("@Pai remind us Friday 3pm to submit the report", chat="g7")
+    )
     assert replies == ["Done: Friday 15:00."]
     tool_result = llm.calls[1]["messages"][-1]["content"]
     assert "reminder #1" in tool_result and "Fri 2026-11-06 15:00" in tool_result
@@ -174,11 +183,11 @@ async def test_without_a_model_a_mention_asking_for_a_reminder_is_parsed(world):
 
 
 async def test_a_replayed_command_makes_one_reminder(world):
-    app, adapter, _ = await world.start()
+    app, _, _ = await world.start()
     msg = make_message("/remind in 2h stand up")
     rem = skill(app, "reminders")
-    created = await rem.create(msg, msg.text[len("/remind "):], origin=f"cmd:{msg.event_id}")
-    again = await rem.create(msg, msg.text[len("/remind "):], origin=f"cmd:{msg.event_id}")
+    created = await rem.create(msg, msg.text[len("/remind ") :], origin=f"cmd:{msg.event_id}")
+    again = await rem.create(msg, msg.text[len("/remind ") :], origin=f"cmd:{msg.event_id}")
     assert "#1" in created and "#1" in again
     assert len(await rem.store.active("fake:g1")) == 1
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.fakes import ScriptedLLM, make_message, tool_call
-from tests.skill_world import ADMIN, say, skill, world  # noqa: F401  (world is a fixture)
+from tests.skill_world import ADMIN, say, skill, world_fixture  # noqa: F401  (the "world" fixture)
 
 
 async def test_settings_show_sources_and_only_admins_change_them(world):
@@ -35,8 +35,12 @@ async def test_settings_show_sources_and_only_admins_change_them(world):
 async def test_runtime_settings_survive_a_restart_and_drive_the_prompt(world):
     llm = ScriptedLLM(["ok"])
     app, adapter, _ = await world.start(llm)
-    for cmd in ("/settings name Robo", "/settings persona You are {name}, a terse pirate.",
-                "/settings language 中文", "/settings timezone Europe/Berlin"):
+    for cmd in (
+        "/settings name Robo",
+        "/settings persona You are {name}, a terse pirate.",
+        "/settings language 中文",
+        "/settings timezone Europe/Berlin",
+    ):
         await say(app, adapter, make_message(cmd, author=ADMIN))
     await world.stop(app)
     app, adapter, _ = await world.start(llm)
@@ -50,10 +54,16 @@ async def test_runtime_settings_survive_a_restart_and_drive_the_prompt(world):
 
 
 async def test_a_non_admin_tool_call_cannot_change_settings_and_an_admin_one_changes_only_their_group(world):
-    llm = ScriptedLLM([
-        tool_call("update_group_setting", '{"name": "proactive", "value": "on", "group": "fake:g9"}'), "no",
-        tool_call("update_group_setting", '{"name": "quiet_hours", "value": "22:00-08:00", "chat": "fake:g9"}'), "ok",
-    ])
+    llm = ScriptedLLM(
+        [
+            tool_call("update_group_setting", '{"name": "proactive", "value": "on", "group": "fake:g9"}'),
+            "no",
+            tool_call(
+                "update_group_setting", '{"name": "quiet_hours", "value": "22:00-08:00", "chat": "fake:g9"}'
+            ),
+            "ok",
+        ]
+    )
     app, adapter, _ = await world.start(llm)
     await say(app, adapter, make_message("@Pai turn on proactive mode", author="mallory"))
     assert "Only admins" in llm.calls[1]["messages"][-1]["content"]
@@ -66,7 +76,9 @@ async def test_a_non_admin_tool_call_cannot_change_settings_and_an_admin_one_cha
 
 async def test_quiet_hours_hold_back_keyword_answers_but_not_mentions_or_reminders(world):
     app, adapter, _ = await world.start(extra="triggers: {keywords: [deploy], answer_within_minutes: 0}\n")
-    await say(app, adapter, make_message("/settings quiet_hours 19:00-07:00", author=ADMIN))  # now: 20:00 local
+    await say(
+        app, adapter, make_message("/settings quiet_hours 19:00-07:00", author=ADMIN)
+    )  # now: 20:00 local
     assert await say(app, adapter, make_message("the deploy is broken")) == []
     assert len(await say(app, adapter, make_message("@Pai what about the deploy?"))) == 1
     await say(app, adapter, make_message("/remind in 5 min check the deploy"))
@@ -81,14 +93,20 @@ async def test_proactive_mode_is_off_by_default_then_answers_once_per_interval_a
     await say(app, adapter, make_message("The wifi password is sunflower42", author="bob", name="Bob"))
     assert await say(app, adapter, make_message("what is the wifi password?", author="ann")) == []
     await say(app, adapter, make_message("/settings proactive on", author=ADMIN))
-    assert await say(app, adapter, make_message("what is the wifi password?", author="bot2", is_bot=True)) == []
+    assert (
+        await say(app, adapter, make_message("what is the wifi password?", author="bot2", is_bot=True)) == []
+    )
     (answer,) = await say(app, adapter, make_message("what is the wifi password?", author="ann"))
     assert "came up before" in answer and "Bob" in answer and "sunflower42" in answer
-    assert await say(app, adapter, make_message("what is the wifi password?", author="cat")) == []  # rate limit
+    assert (
+        await say(app, adapter, make_message("what is the wifi password?", author="cat")) == []
+    )  # rate limit
     world.clock.advance(31 * 60)
     assert len(await say(app, adapter, make_message("what is the wifi password again?", author="cat"))) == 1
     world.clock.advance(31 * 60)
-    assert await say(app, adapter, make_message("what is the capital of Peru?", author="cat")) == []  # unknown
+    assert (
+        await say(app, adapter, make_message("what is the capital of Peru?", author="cat")) == []
+    )  # unknown
     assert await say(app, adapter, make_message("nice weather today", author="cat")) == []  # not a question
 
 

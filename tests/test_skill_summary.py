@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from bot.events import ReplyRef
 from tests.fakes import ScriptedLLM, make_message, tool_call
-from tests.skill_world import say, skill, world  # noqa: F401  (world is a fixture)
+from tests.skill_world import say, skill, world_fixture  # noqa: F401  (the "world" fixture)
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)  # the manual clock's start: Sunday 20:00 in Shanghai
 
@@ -53,8 +53,10 @@ SUMMARY_JSON = {
     "summary": "The group compared two venues and chose the Blue Hall.",
     "decisions": ["Venue: Blue Hall"],
     "open_questions": ["Catering"],
-    "todos": [{"task": "Book the Blue Hall", "owner": "Carol", "due": "2026-11-06 17:00"},
-              {"task": "Ask about catering", "owner": "", "due": ""}],
+    "todos": [
+        {"task": "Book the Blue Hall", "owner": "Carol", "due": "2026-11-06 17:00"},
+        {"task": "Ask about catering", "owner": "", "due": ""},
+    ],
 }
 
 
@@ -81,11 +83,13 @@ async def test_summary_with_a_model_records_decisions_and_todos_and_a_due_todo_r
 
 
 async def test_what_did_we_miss_goes_through_the_summarize_tool(world):
-    llm = ScriptedLLM([
-        tool_call("summarize", '{"since": "yesterday"}'),
-        json.dumps(SUMMARY_JSON),
-        "Here's what you missed: the Blue Hall was chosen.",
-    ])
+    llm = ScriptedLLM(
+        [
+            tool_call("summarize", '{"since": "yesterday"}'),
+            json.dumps(SUMMARY_JSON),
+            "Here's what you missed: the Blue Hall was chosen.",
+        ]
+    )
     app, adapter, _ = await world.start(llm)
     await chat_history(app, adapter)
     replies = await say(app, adapter, make_message("@Pai what did we miss since yesterday?", sent_at=at(0)))
@@ -101,7 +105,9 @@ async def test_what_i_missed_starts_at_my_last_message(world):
     (mine,) = await say(app, adapter, make_message("/summary me", author="bob", name="Bob", sent_at=at(0)))
     assert "Digest since 2026-11-01 15:20" in mine  # Bob's last message
     assert "2 messages from 2 people" in mine and "Carol (1), Dave (1)" in mine
-    (new,) = await say(app, adapter, make_message("/summary me", author="newbie", name="Newbie", sent_at=at(1)))
+    (new,) = await say(
+        app, adapter, make_message("/summary me", author="newbie", name="Newbie", sent_at=at(1))
+    )
     assert "haven't seen you write here before" in new
 
 
@@ -134,8 +140,14 @@ async def test_todo_add_list_and_done_by_command_and_by_replying_to_the_list(wor
 
 
 async def test_register_is_per_group_and_tools_act_on_the_callers_group(world):
-    llm = ScriptedLLM([tool_call("add_todo", '{"task": "secret task", "group": "fake:A"}'), "added",
-                       tool_call("mark_todo_done", '{"number": 1, "chat": "fake:A"}'), "ok"])
+    llm = ScriptedLLM(
+        [
+            tool_call("add_todo", '{"task": "secret task", "group": "fake:A"}'),
+            "added",
+            tool_call("mark_todo_done", '{"number": 1, "chat": "fake:A"}'),
+            "ok",
+        ]
+    )
     app, adapter, _ = await world.start(llm)
     await say(app, adapter, make_message("/todo add A's own task", chat="A"))
     await say(app, adapter, make_message("@Pai add a to-do", chat="B"))

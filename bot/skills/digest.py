@@ -38,7 +38,9 @@ _STOP = set(
 )
 _WORD = re.compile(r"[a-zA-Z][a-zA-Z'\-]{2,}")
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
-_CJK_STOP = set("我们 你们 他们 这个 那个 什么 怎么 没有 就是 可以 还是 一下 已经 现在 今天 明天 大家 时候 知道 觉得".split())
+_CJK_STOP = set(
+    "我们 你们 他们 这个 那个 什么 怎么 没有 就是 可以 还是 一下 已经 现在 今天 明天 大家 时候 知道 觉得".split()
+)
 
 
 def parse_since(text: str, now: datetime, tz: ZoneInfo) -> datetime | None:
@@ -55,7 +57,9 @@ def parse_since(text: str, now: datetime, tz: ZoneInfo) -> datetime | None:
         return local_dt(today - timedelta(days=1), datetime.min.time(), tz)
     if t in ("week", "last week", "上周", "一周", "这周", "本周"):
         return now - timedelta(days=7)
-    m = re.fullmatch(r"(\d+)\s*(m|min|mins|minutes?|h|hrs?|hours?|d|days?|w|weeks?|分钟|小时|个小时|天|周)", t)
+    m = re.fullmatch(
+        r"(\d+)\s*(m|min|mins|minutes?|h|hrs?|hours?|d|days?|w|weeks?|分钟|小时|个小时|天|周)", t
+    )
     if m:
         n, unit = int(m.group(1)), m.group(2)
         if unit.startswith(("m", "分")):
@@ -77,7 +81,9 @@ def parse_since(text: str, now: datetime, tz: ZoneInfo) -> datetime | None:
     m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", t)
     if m:
         try:
-            return local_dt(datetime(int(m.group(1)), int(m.group(2)), int(m.group(3))).date(), datetime.min.time(), tz)
+            return local_dt(
+                datetime(int(m.group(1)), int(m.group(2)), int(m.group(3))).date(), datetime.min.time(), tz
+            )
         except ValueError:
             return None
     return None
@@ -100,14 +106,18 @@ def top_terms(records: Sequence[MemoryRecord], n: int = 8) -> list[tuple[str, in
 def digest(records: Sequence[MemoryRecord], since: datetime, tz: ZoneInfo, *, truncated: bool = False) -> str:
     """A mechanical digest of ``records`` (members' messages, oldest first)."""
     head = f"📋 Digest since {fmt_time(since, tz)}"
-    note = ("(No language model is configured, so this is a mechanical digest — counts, frequent terms and "
-            "messages that look like decisions or to-dos — not a real summary.)")  # fmt: skip
+    note = (
+        "(No language model is configured, so this is a mechanical digest — counts, frequent terms and "
+        "messages that look like decisions or to-dos — not a real summary.)"
+    )
     if not records:
         return f"{head}\nNothing was said in this group in that time.\n{note}"
     people = Counter(r.author_name for r in records)
     lines = [head + (" (the most recent messages only)" if truncated else ""), note, ""]
-    lines.append(f"{_n(len(records), 'message')} from {_n(len(people), 'person', 'people')}: "
-                 + ", ".join(f"{name} ({n})" for name, n in people.most_common(10)))  # fmt: skip
+    lines.append(
+        f"{_n(len(records), 'message')} from {_n(len(people), 'person', 'people')}: "
+        + ", ".join(f"{name} ({n})" for name, n in people.most_common(10))
+    )
     terms = top_terms(records)
     if terms:
         lines.append("Most discussed: " + ", ".join(f"{t} ({c})" for t, c in terms))
@@ -116,7 +126,9 @@ def digest(records: Sequence[MemoryRecord], since: datetime, tz: ZoneInfo, *, tr
     for title, found in (("Looks like a decision", decisions), ("Looks like a to-do", todos)):
         if found:
             lines.append(f"\n{title}:")
-            lines.extend(f"• {r.author_name}, {fmt_time(r.sent_at, tz)}: {_short(r.text)}" for r in found[-6:])
+            lines.extend(
+                f"• {r.author_name}, {fmt_time(r.sent_at, tz)}: {_short(r.text)}" for r in found[-6:]
+            )
     lines.append("\nAdd a to-do with /todo add <task> [@owner] [by <when>].")
     return "\n".join(lines)
 

@@ -29,7 +29,13 @@ class DueLoop:
     """One named, tracked task polling ``run_due``. ``start``/``stop`` make it a background service."""
 
     def __init__(
-        self, name: str, run_due: RunDue, clock: Clock, *, poll_s: float = 1.0, max_backoff_s: float = 60.0,
+        self,
+        name: str,
+        run_due: RunDue,
+        clock: Clock,
+        *,
+        poll_s: float = 1.0,
+        max_backoff_s: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
         self.name = name
@@ -73,7 +79,9 @@ class DueLoop:
             except Exception:
                 failures += 1
                 delay = min(self._max_backoff_s, self._poll_s * 2**failures) * (0.5 + self._rng.random() / 2)
-                log.exception("%s: due work failed (attempt %d); retrying in %.1fs", self.name, failures, delay)
+                log.exception(
+                    "%s: due work failed (attempt %d); retrying in %.1fs", self.name, failures, delay
+                )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)

@@ -41,8 +41,10 @@ CREATE TABLE IF NOT EXISTS poll_votes (
 );
 """
 
-_COLS = ("id, group_key, no, platform, chat_id, title, thread, question, options, native, message_id, closes_ts,"
-         " status, attempts, opener_id, opener_name")  # fmt: skip
+_COLS = (
+    "id, group_key, no, platform, chat_id, title, thread, question, options, native, message_id, closes_ts,"
+    " status, attempts, opener_id, opener_name"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,40 @@ class PollRow:
 
 
 def _row(r: tuple) -> PollRow:
-    (pid, gk, no, platform, chat_id, title, thread, q, opts, native, mid, closes_ts, status, attempts, oid, oname) = r
-    return PollRow(pid, gk, no, ChatRef(platform, chat_id, title), thread, q, tuple(json.loads(opts)), bool(native),
-                   mid, datetime.fromtimestamp(closes_ts, timezone.utc), status, attempts, oid, oname)  # fmt: skip
+    (
+        pid,
+        gk,
+        no,
+        platform,
+        chat_id,
+        title,
+        thread,
+        q,
+        opts,
+        native,
+        mid,
+        closes_ts,
+        status,
+        attempts,
+        oid,
+        oname,
+    ) = r
+    return PollRow(
+        pid,
+        gk,
+        no,
+        ChatRef(platform, chat_id, title),
+        thread,
+        q,
+        tuple(json.loads(opts)),
+        bool(native),
+        mid,
+        datetime.fromtimestamp(closes_ts, timezone.utc),
+        status,
+        attempts,
+        oid,
+        oname,
+    )
 
 
 class PollStore:
@@ -74,29 +107,56 @@ class PollStore:
         self.db = db
         db.ensure_schema(SCHEMA)
 
-    async def create(self, *, chat: ChatRef, thread: str | None, question: str, options: tuple[str, ...],
-                     native: bool, closes: datetime, opener: tuple[str, str], origin: str, now: datetime
-                     ) -> tuple[PollRow, bool]:  # fmt: skip
+    async def create(
+        self,
+        *,
+        chat: ChatRef,
+        thread: str | None,
+        question: str,
+        options: tuple[str, ...],
+        native: bool,
+        closes: datetime,
+        opener: tuple[str, str],
+        origin: str,
+        now: datetime,
+    ) -> tuple[PollRow, bool]:
         """Store a poll; returns (poll, created). A replayed request (same ``origin``) returns the first."""
 
         def body(c: sqlite3.Connection) -> tuple[PollRow, bool]:
             row = c.execute(f"SELECT {_COLS} FROM polls WHERE origin=?", (origin,)).fetchone()
             if row:
                 return _row(row), False
-            (no,) = c.execute("SELECT COALESCE(MAX(no), 0) + 1 FROM polls WHERE group_key=?", (chat.key,)).fetchone()
+            (no,) = c.execute(
+                "SELECT COALESCE(MAX(no), 0) + 1 FROM polls WHERE group_key=?", (chat.key,)
+            ).fetchone()
             cur = c.execute(
                 "INSERT INTO polls(group_key, no, platform, chat_id, title, thread, question, options, native,"
                 " closes_ts, opener_id, opener_name, origin, created_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (chat.key, no, chat.platform, chat.chat_id, chat.title, thread, question,
-                 json.dumps(list(options), ensure_ascii=False), int(native), closes.timestamp(), opener[0], opener[1],
-                 origin, now.timestamp()),
-            )  # fmt: skip
+                (
+                    chat.key,
+                    no,
+                    chat.platform,
+                    chat.chat_id,
+                    chat.title,
+                    thread,
+                    question,
+                    json.dumps(list(options), ensure_ascii=False),
+                    int(native),
+                    closes.timestamp(),
+                    opener[0],
+                    opener[1],
+                    origin,
+                    now.timestamp(),
+                ),
+            )
             return _row(c.execute(f"SELECT {_COLS} FROM polls WHERE id=?", (cur.lastrowid,)).fetchone()), True
 
         return await self.db.tx(body)
 
     async def set_message(self, poll_id: int, message_id: str) -> None:
-        await self.db.run(lambda c: c.execute("UPDATE polls SET message_id=? WHERE id=?", (message_id, poll_id)))
+        await self.db.run(
+            lambda c: c.execute("UPDATE polls SET message_id=? WHERE id=?", (message_id, poll_id))
+        )
 
     async def by_message(self, group_key: str, message_id: str) -> PollRow | None:
         row = await self.db.run(
@@ -108,7 +168,9 @@ class PollStore:
 
     async def get(self, group_key: str, no: int) -> PollRow | None:
         row = await self.db.run(
-            lambda c: c.execute(f"SELECT {_COLS} FROM polls WHERE group_key=? AND no=?", (group_key, no)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_COLS} FROM polls WHERE group_key=? AND no=?", (group_key, no)
+            ).fetchone()
         )
         return _row(row) if row else None
 

@@ -60,26 +60,51 @@ class PollSkill:
 
     def commands(self) -> Iterable[Command]:
         return [
-            Command("poll", "Open a poll (members vote by replying with a number)", self._cmd_poll,
-                    usage="/poll Question? | a | b [for 30m]"),
+            Command(
+                "poll",
+                "Open a poll (members vote by replying with a number)",
+                self._cmd_poll,
+                usage="/poll Question? | a | b [for 30m]",
+            ),
             Command("pick", "Pick one at random", self._cmd_pick, usage="/pick a b c"),
-        ]  # fmt: skip
+        ]
 
     def tools(self) -> Iterable[Tool]:
         return [
-            Tool(ToolSpec("open_poll", "Open a poll in this group. Gather the options from the conversation.", {
-                "type": "object",
-                "properties": {
-                    "question": {"type": "string"},
-                    "options": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": MAX_OPTIONS},
-                    "minutes": {"type": "integer", "description": "how long the poll stays open"},
-                },
-                "required": ["question", "options"],
-            }), self._tool_open),
-            Tool(ToolSpec("pick_random", "Pick one of the options at random (fairly).", {
-                "type": "object", "properties": {"options": {"type": "array", "items": {"type": "string"}}},
-                "required": ["options"]}), self._tool_pick),
-        ]  # fmt: skip
+            Tool(
+                ToolSpec(
+                    "open_poll",
+                    "Open a poll in this group. Gather the options from the conversation.",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "question": {"type": "string"},
+                            "options": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "minItems": 2,
+                                "maxItems": MAX_OPTIONS,
+                            },
+                            "minutes": {"type": "integer", "description": "how long the poll stays open"},
+                        },
+                        "required": ["question", "options"],
+                    },
+                ),
+                self._tool_open,
+            ),
+            Tool(
+                ToolSpec(
+                    "pick_random",
+                    "Pick one of the options at random (fairly).",
+                    {
+                        "type": "object",
+                        "properties": {"options": {"type": "array", "items": {"type": "string"}}},
+                        "required": ["options"],
+                    },
+                ),
+                self._tool_pick,
+            ),
+        ]
 
     def observers(self) -> list[Any]:
         return [self._observe_vote]
@@ -104,16 +129,30 @@ class PollSkill:
         adapter = self.s.adapters.get(msg.chat.platform)
         native = bool(adapter is not None and adapter.capabilities.polls)
         now = self.s.clock.now()
-        poll, created = await self.store.create(
-            chat=msg.chat, thread=msg.thread, question=question, options=tuple(options), native=native,
-            closes=now + timedelta(minutes=minutes), opener=(msg.author.user_id, msg.author.display_name),
-            origin=origin, now=now,
-        )  # fmt: skip
+        poll, _ = await self.store.create(
+            chat=msg.chat,
+            thread=msg.thread,
+            question=question,
+            options=tuple(options),
+            native=native,
+            closes=now + timedelta(minutes=minutes),
+            opener=(msg.author.user_id, msg.author.display_name),
+            origin=origin,
+            now=now,
+        )
         if poll.message_id is None:  # new, or a replay of a request whose poll never went out
             text = self.poll_text(poll, now)
             extra = {"poll": Poll(question, tuple(options), close_after_s=minutes * 60)} if native else {}
-            ref = await self.s.send(Outgoing(chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
-                                             idempotency_key=origin, **extra))  # type: ignore[arg-type]
+            ref = await self.s.send(
+                Outgoing(
+                    chat=msg.chat,
+                    text=text,
+                    reply_to=msg.id,
+                    thread=msg.thread,
+                    idempotency_key=origin,
+                    **extra,
+                )
+            )  # type: ignore[arg-type]
             await self.store.set_message(poll.id, ref.message_id)
             self.loop.wake()
         return f"Poll #{poll.no} is open until {fmt_when(poll.closes, self.s.tz_for(msg.chat.key), now)}."
@@ -140,7 +179,9 @@ class PollSkill:
         parts = [p.strip() for p in args.split("|")]
         if len(parts) < 3:
             return USAGE
-        answer = await self.open(call.message, parts[0], parts[1:], minutes, origin=f"cmd:{call.message.event_id}")
+        answer = await self.open(
+            call.message, parts[0], parts[1:], minutes, origin=f"cmd:{call.message.event_id}"
+        )
         return None if answer.startswith("Poll #") else answer  # the poll message itself is the answer
 
     async def _close_early(self, call: CommandCall, no: int) -> str:
@@ -162,8 +203,13 @@ class PollSkill:
         except (TypeError, ValueError):
             minutes = DEFAULT_MINUTES
         msg = ctx.message  # posted in the caller's group, whatever the arguments say
-        return await self.open(msg, str(args.get("question") or ""), [str(o) for o in options], minutes,
-                               origin=f"tool:{msg.event_id}:{args.get('question')}")  # fmt: skip
+        return await self.open(
+            msg,
+            str(args.get("question") or ""),
+            [str(o) for o in options],
+            minutes,
+            origin=f"tool:{msg.event_id}:{args.get('question')}",
+        )
 
     # ----------------------------------------------------------------- picking
 
@@ -192,10 +238,14 @@ class PollSkill:
         choice = self._choice(poll, msg.text)
         if choice is None:
             return None  # not a vote: let the member answer the reply as usual
-        if not await self.store.vote(poll.id, msg.author.user_id, msg.author.display_name, choice, self.s.clock.now()):
+        if not await self.store.vote(
+            poll.id, msg.author.user_id, msg.author.display_name, choice, self.s.clock.now()
+        ):
             return f"Poll #{poll.no} is already closed."
         counts = await self.store.tally(poll.id)
-        return f"🗳️ {msg.author.display_name}: {poll.options[choice - 1]} ({sum(counts.values())} votes so far)"
+        return (
+            f"🗳️ {msg.author.display_name}: {poll.options[choice - 1]} ({sum(counts.values())} votes so far)"
+        )
 
     @staticmethod
     def _choice(poll: PollRow, text: str) -> int | None:
@@ -240,11 +290,17 @@ class PollSkill:
     async def _announce(self, poll: PollRow, now: datetime) -> int:
         text, decision = await self.result(poll, now)
         if decision:
-            item, _ = await self.register.add(poll.chat, "decision", decision, now=now, source="poll",
-                                              origin=f"poll:{poll.id}")  # fmt: skip
+            item, _ = await self.register.add(
+                poll.chat, "decision", decision, now=now, source="poll", origin=f"poll:{poll.id}"
+            )
             text += f"\nRecorded as decision #{item.no} (/decisions)."
-        out = Outgoing(chat=poll.chat, text=text, reply_to=poll.message_id, thread=poll.thread,
-                       idempotency_key=f"poll-close:{poll.id}")  # fmt: skip
+        out = Outgoing(
+            chat=poll.chat,
+            text=text,
+            reply_to=poll.message_id,
+            thread=poll.thread,
+            idempotency_key=f"poll-close:{poll.id}",
+        )
         try:
             await self.s.send(out)
         except Exception as exc:  # retry the announcement later; the poll stays closed for votes

@@ -41,13 +41,23 @@ class PrivacySkill:
 
     def commands(self) -> Iterable[Command]:
         return [
-            Command("forget_me", "Remove your messages in this group from my memory", self._forget,
-                    usage="/forget-me", aliases=("forgetme",)),
-            Command("what_do_you_know_about_me", "What I keep about you in this group", self._know,
-                    usage="/what-do-you-know-about-me", aliases=("whatdoyouknow",)),
+            Command(
+                "forget_me",
+                "Remove your messages in this group from my memory",
+                self._forget,
+                usage="/forget-me",
+                aliases=("forgetme",),
+            ),
+            Command(
+                "what_do_you_know_about_me",
+                "What I keep about you in this group",
+                self._know,
+                usage="/what-do-you-know-about-me",
+                aliases=("whatdoyouknow",),
+            ),
             Command("optout", "Stop recording your messages in this group", self._optout),
             Command("optin", "Resume recording your messages in this group", self._optin),
-        ]  # fmt: skip
+        ]
 
     def tools(self) -> Iterable[Tool]:
         return []  # deliberately no LLM tools: only the member themself, by command, changes their data
@@ -63,20 +73,23 @@ class PrivacySkill:
 
     async def _note_group(self, obs: Observation) -> None:
         await self.db.note_group(obs.message.chat)
-        return None
 
     # ----------------------------------------------------------------- commands
 
     async def _forget(self, call: CommandCall) -> str:
         user = call.message.author.user_id
         removed = await self.s.memory.forget(call.pai, author_id=user)
-        return (f"Done: I removed {removed} of your messages from this group's memory (the transcript and the "
-                "search indexes). New messages are still recorded; /optout stops that.")  # fmt: skip
+        return (
+            f"Done: I removed {removed} of your messages from this group's memory (the transcript and the "
+            "search indexes). New messages are still recorded; /optout stops that."
+        )
 
     async def _optout(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "1")
-        return ("OK: from now on I don't record your messages in this group (I still answer you). What I kept "
-                "before stays until you use /forget-me. /optin turns recording back on.")  # fmt: skip
+        return (
+            "OK: from now on I don't record your messages in this group (I still answer you). What I kept "
+            "before stays until you use /forget-me. /optin turns recording back on."
+        )
 
     async def _optin(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "")
@@ -94,13 +107,17 @@ class PrivacySkill:
             lines.append("• No messages of yours are stored here.")
         else:
             at_least = "" if scanned_all else "at least "
-            lines.append(f"• {at_least}{len(mine)} messages, from {fmt_time(mine[0].sent_at, tz)} "
-                         f"to {fmt_time(mine[-1].sent_at, tz)}")  # fmt: skip
+            lines.append(
+                f"• {at_least}{len(mine)} messages, from {fmt_time(mine[0].sent_at, tz)} "
+                f"to {fmt_time(mine[-1].sent_at, tz)}"
+            )
             lines.append("• The most recent:")
             lines += [f"  [{fmt_time(r.sent_at, tz)}] {_short(r.text)}" for r in mine[-3:]]
         days = int(self.s.group_setting(key, "retention_days") or 0)
         lines.append(f"• Kept for {days} days" if days > 0 else "• Kept until you or an admin remove it")
-        lines.append("• Recording: " + ("off (you opted out; /optin)" if opted_out else "on (/optout stops it)"))
+        lines.append(
+            "• Recording: " + ("off (you opted out; /optin)" if opted_out else "on (/optout stops it)")
+        )
         lines.append("Remove your messages with /forget-me.")
         return "\n".join(lines)
 

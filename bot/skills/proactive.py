@@ -96,8 +96,12 @@ class ProactiveSkill:
     @staticmethod
     def _supports(hit: MemoryHit, asker: str, msg_id: str, question: str) -> bool:
         rec = hit.record
-        return (not rec.is_bot and rec.author_id != asker and rec.id != msg_id
-                and overlap(question, rec.text) >= MIN_OVERLAP)  # fmt: skip
+        return (
+            not rec.is_bot
+            and rec.author_id != asker
+            and rec.id != msg_id
+            and overlap(question, rec.text) >= MIN_OVERLAP
+        )
 
     async def _answer(self, obs: Observation, good: list[MemoryHit]) -> str | None:
         tz = self.s.tz_for(obs.message.chat.key)
@@ -109,11 +113,16 @@ class ProactiveSkill:
         lines = "\n".join(format_record(h.record, tz) for h in good[:6])
         messages = [
             {"role": "system", "content": PROMPT},
-            {"role": "user", "content": f"Question from {obs.message.author.display_name}: {obs.message.text}\n"
-             f"<recalled_from_group_memory>\n{lines}\n</recalled_from_group_memory>"},
-        ]  # fmt: skip
+            {
+                "role": "user",
+                "content": f"Question from {obs.message.author.display_name}: {obs.message.text}\n"
+                f"<recalled_from_group_memory>\n{lines}\n</recalled_from_group_memory>",
+            },
+        ]
         try:
-            reply = await self.s.brain.respond(messages, [], ToolContext(obs.message, obs.pai), obs.message.chat.key)
+            reply = await self.s.brain.respond(
+                messages, [], ToolContext(obs.message, obs.pai), obs.message.chat.key
+            )
         except BrainUnavailable:
             return None  # unasked: silence is the right failure mode
         text = reply.text.strip()

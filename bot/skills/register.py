@@ -69,9 +69,20 @@ class Register:
         db.ensure_schema(SCHEMA)
 
     async def add(
-        self, chat: ChatRef, kind: str, text: str, *, now: datetime, source: str, origin: str | None = None,
-        owner_id: str = "", owner_name: str = "", due: datetime | None = None, thread: str | None = None,
-        reminder_cap: int = 0, requester: tuple[str, str] = ("", ""),
+        self,
+        chat: ChatRef,
+        kind: str,
+        text: str,
+        *,
+        now: datetime,
+        source: str,
+        origin: str | None = None,
+        owner_id: str = "",
+        owner_name: str = "",
+        due: datetime | None = None,
+        thread: str | None = None,
+        reminder_cap: int = 0,
+        requester: tuple[str, str] = ("", ""),
     ) -> tuple[Item, bool]:
         """Add a decision or to-do; returns (item, whether a due reminder was set). Idempotent on ``origin``."""
 
@@ -86,10 +97,22 @@ class Register:
             cur = c.execute(
                 "INSERT INTO register_items(group_key, no, kind, text, owner_id, owner_name, due_ts, source, origin,"
                 " created_ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (chat.key, no, kind, text, owner_id, owner_name, due.timestamp() if due else None, source, origin,
-                 now.timestamp()),
-            )  # fmt: skip
-            return _item(c.execute(f"SELECT {_COLS} FROM register_items WHERE id=?", (cur.lastrowid,)).fetchone()), True
+                (
+                    chat.key,
+                    no,
+                    kind,
+                    text,
+                    owner_id,
+                    owner_name,
+                    due.timestamp() if due else None,
+                    source,
+                    origin,
+                    now.timestamp(),
+                ),
+            )
+            return _item(
+                c.execute(f"SELECT {_COLS} FROM register_items WHERE id=?", (cur.lastrowid,)).fetchone()
+            ), True
 
         item, new = await self.db.tx(body)
         reminded = False
@@ -97,15 +120,26 @@ class Register:
             rid, rname = (owner_id, owner_name) if owner_id else requester
             try:
                 await self.reminders.add(
-                    chat=chat, thread=thread, owner_id=rid, owner_name=owner_name or rname, text=text, due=due,
-                    rule=None, cap=reminder_cap, now=now, origin=f"todo:{item.id}", source=f"todo:{item.id}",
-                )  # fmt: skip
+                    chat=chat,
+                    thread=thread,
+                    owner_id=rid,
+                    owner_name=owner_name or rname,
+                    text=text,
+                    due=due,
+                    rule=None,
+                    cap=reminder_cap,
+                    now=now,
+                    origin=f"todo:{item.id}",
+                    source=f"todo:{item.id}",
+                )
                 reminded = True
             except GroupFull:
                 reminded = False
         return item, reminded
 
-    async def items(self, group_key: str, kind: str, *, open_only: bool = True, limit: int = 50) -> list[Item]:
+    async def items(
+        self, group_key: str, kind: str, *, open_only: bool = True, limit: int = 50
+    ) -> list[Item]:
         where = " AND status='open'" if open_only else ""
         rows = await self.db.run(
             lambda c: c.execute(
@@ -127,7 +161,9 @@ class Register:
         if cur.rowcount != 1:
             return None
         row = await self.db.run(
-            lambda c: c.execute(f"SELECT {_COLS} FROM register_items WHERE group_key=? AND no=?", (group_key, no)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_COLS} FROM register_items WHERE group_key=? AND no=?", (group_key, no)
+            ).fetchone()
         )
         item = _item(row)
         await self.reminders.cancel_source(group_key, f"todo:{item.id}")
@@ -135,14 +171,17 @@ class Register:
 
     async def get(self, group_key: str, no: int) -> Item | None:
         row = await self.db.run(
-            lambda c: c.execute(f"SELECT {_COLS} FROM register_items WHERE group_key=? AND no=?", (group_key, no)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_COLS} FROM register_items WHERE group_key=? AND no=?", (group_key, no)
+            ).fetchone()
         )
         return _item(row) if row else None
 
     async def note_list_message(self, group_key: str, message_id: str) -> None:
         await self.db.run(
             lambda c: c.execute(
-                "INSERT OR IGNORE INTO register_lists(group_key, message_id) VALUES (?,?)", (group_key, message_id)
+                "INSERT OR IGNORE INTO register_lists(group_key, message_id) VALUES (?,?)",
+                (group_key, message_id),
             )
         )
 

@@ -87,9 +87,36 @@ class GroupFull(Exception):
 
 
 def _row(r: tuple) -> Reminder:
-    (rid, gk, no, platform, chat_id, title, thread, owner_id, owner_name, text, due_ts, rule, status, source) = r
-    return Reminder(rid, gk, no, ChatRef(platform, chat_id, title), thread, owner_id, owner_name, text,
-                    datetime.fromtimestamp(due_ts, timezone.utc), rule, status, source)  # fmt: skip
+    (
+        rid,
+        gk,
+        no,
+        platform,
+        chat_id,
+        title,
+        thread,
+        owner_id,
+        owner_name,
+        text,
+        due_ts,
+        rule,
+        status,
+        source,
+    ) = r
+    return Reminder(
+        rid,
+        gk,
+        no,
+        ChatRef(platform, chat_id, title),
+        thread,
+        owner_id,
+        owner_name,
+        text,
+        datetime.fromtimestamp(due_ts, timezone.utc),
+        rule,
+        status,
+        source,
+    )
 
 
 def latest_missed(rem: Reminder, now: datetime, tz: ZoneInfo) -> datetime:
@@ -111,8 +138,19 @@ class ReminderStore:
         db.ensure_schema(SCHEMA)
 
     async def add(
-        self, *, chat: ChatRef, thread: str | None, owner_id: str, owner_name: str, text: str, due: datetime,
-        rule: str | None, cap: int, now: datetime, origin: str | None = None, source: str = "",
+        self,
+        *,
+        chat: ChatRef,
+        thread: str | None,
+        owner_id: str,
+        owner_name: str,
+        text: str,
+        due: datetime,
+        rule: str | None,
+        cap: int,
+        now: datetime,
+        origin: str | None = None,
+        source: str = "",
     ) -> Reminder:
         """Store a reminder; raises ``GroupFull`` past ``cap`` active ones. Idempotent on ``origin``."""
 
@@ -126,13 +164,29 @@ class ReminderStore:
             ).fetchone()
             if cap > 0 and active >= cap:
                 raise GroupFull(f"this group already has {active} active reminders (the limit is {cap})")
-            (no,) = c.execute("SELECT COALESCE(MAX(no), 0) + 1 FROM reminders WHERE group_key=?", (chat.key,)).fetchone()
+            (no,) = c.execute(
+                "SELECT COALESCE(MAX(no), 0) + 1 FROM reminders WHERE group_key=?", (chat.key,)
+            ).fetchone()
             cur = c.execute(
                 "INSERT INTO reminders(group_key, no, platform, chat_id, title, thread, owner_id, owner_name, text,"
                 " due_ts, rule, source, origin, created_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (chat.key, no, chat.platform, chat.chat_id, chat.title, thread, owner_id, owner_name, text,
-                 due.timestamp(), rule, source, origin, now.timestamp()),
-            )  # fmt: skip
+                (
+                    chat.key,
+                    no,
+                    chat.platform,
+                    chat.chat_id,
+                    chat.title,
+                    thread,
+                    owner_id,
+                    owner_name,
+                    text,
+                    due.timestamp(),
+                    rule,
+                    source,
+                    origin,
+                    now.timestamp(),
+                ),
+            )
             return _row(c.execute(f"SELECT {_COLS} FROM reminders WHERE id=?", (cur.lastrowid,)).fetchone())
 
         return await self.db.tx(body)
@@ -148,7 +202,9 @@ class ReminderStore:
 
     async def get(self, group_key: str, no: int) -> Reminder | None:
         row = await self.db.run(
-            lambda c: c.execute(f"SELECT {_COLS} FROM reminders WHERE group_key=? AND no=?", (group_key, no)).fetchone()
+            lambda c: c.execute(
+                f"SELECT {_COLS} FROM reminders WHERE group_key=? AND no=?", (group_key, no)
+            ).fetchone()
         )
         return _row(row) if row else None
 
@@ -241,22 +297,30 @@ class ReminderStore:
             out = []
             for due_ts, late, attempts, *rest in rows:
                 c.execute(
-                    "UPDATE reminder_firings SET state='sending' WHERE reminder_id=? AND due_ts=?", (rest[0], due_ts)
+                    "UPDATE reminder_firings SET state='sending' WHERE reminder_id=? AND due_ts=?",
+                    (rest[0], due_ts),
                 )
-                out.append(Firing(_row(tuple(rest)), datetime.fromtimestamp(due_ts, timezone.utc), bool(late), attempts))
+                out.append(
+                    Firing(
+                        _row(tuple(rest)), datetime.fromtimestamp(due_ts, timezone.utc), bool(late), attempts
+                    )
+                )
             return out
 
         return await self.db.tx(body)
 
     async def abandon_interrupted(self) -> int:
         """At start: firings left ``sending`` by a crash may or may not have reached the chat; never resend."""
-        cur = await self.db.run(lambda c: c.execute("UPDATE reminder_firings SET state='unknown' WHERE state='sending'"))
+        cur = await self.db.run(
+            lambda c: c.execute("UPDATE reminder_firings SET state='unknown' WHERE state='sending'")
+        )
         return cur.rowcount
 
     async def firings(self, reminder_id: int) -> list[tuple[float, str, bool]]:
         rows = await self.db.run(
             lambda c: c.execute(
-                "SELECT due_ts, state, late FROM reminder_firings WHERE reminder_id=? ORDER BY due_ts", (reminder_id,)
+                "SELECT due_ts, state, late FROM reminder_firings WHERE reminder_id=? ORDER BY due_ts",
+                (reminder_id,),
             ).fetchall()
         )
         return [(ts, state, bool(late)) for ts, state, late in rows]

@@ -27,7 +27,7 @@ from bot.events import Message, Outgoing
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.duejobs import DueLoop
-from bot.skills.reminder_store import Firing, GroupFull, Reminder, ReminderStore
+from bot.skills.reminder_store import Firing, GroupFull, ReminderStore
 from bot.skills.skilldb import SkillDB, skill_db
 from bot.skills.timeparse import describe_rule, local_dt, next_occurrence, parse_when
 
@@ -60,31 +60,58 @@ class ReminderSkill:
 
     def commands(self) -> Iterable[Command]:
         return [
-            Command("remind", "Set a reminder for this group", self._cmd_remind, usage="/remind <when> <what>"),
-            Command("reminders", "List this group's reminders (or cancel one)", self._cmd_list,
-                    usage="/reminders [cancel N]"),
+            Command(
+                "remind", "Set a reminder for this group", self._cmd_remind, usage="/remind <when> <what>"
+            ),
+            Command(
+                "reminders",
+                "List this group's reminders (or cancel one)",
+                self._cmd_list,
+                usage="/reminders [cancel N]",
+            ),
             Command("unremind", "Cancel a reminder", self._cmd_unremind, usage="/unremind N"),
-        ]  # fmt: skip
+        ]
 
     def tools(self) -> Iterable[Tool]:
         return [
-            Tool(ToolSpec("set_reminder", "Set a reminder in this group. The bot posts it at that time and mentions "
-                 "the member who asked.", {
-                     "type": "object",
-                     "properties": {
-                         "when": {"type": "string", "description": "ISO 8601 local time like 2026-11-06T15:00, "
-                                  "or natural text like 'Friday 3pm', 'in 2h', '每天早上9点'"},
-                         "text": {"type": "string", "description": "what to remind about"},
-                         "repeat": {"type": "string", "enum": ["none", "daily", "weekdays", "weekly"]},
-                     },
-                     "required": ["when", "text"],
-                 }), self._tool_set),  # fmt: skip
-            Tool(ToolSpec("list_reminders", "List this group's active reminders.",
-                          {"type": "object", "properties": {}}), self._tool_list),
-            Tool(ToolSpec("cancel_reminder", "Cancel one of this group's reminders by its number.",
-                          {"type": "object", "properties": {"number": {"type": "integer"}}, "required": ["number"]}),
-                 self._tool_cancel),
-        ]  # fmt: skip
+            Tool(
+                ToolSpec(
+                    "set_reminder",
+                    "Set a reminder in this group. The bot posts it at that time and mentions "
+                    "the member who asked.",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "when": {
+                                "type": "string",
+                                "description": "ISO 8601 local time like 2026-11-06T15:00, "
+                                "or natural text like 'Friday 3pm', 'in 2h', '每天早上9点'",
+                            },
+                            "text": {"type": "string", "description": "what to remind about"},
+                            "repeat": {"type": "string", "enum": ["none", "daily", "weekdays", "weekly"]},
+                        },
+                        "required": ["when", "text"],
+                    },
+                ),
+                self._tool_set,
+            ),
+            Tool(
+                ToolSpec(
+                    "list_reminders",
+                    "List this group's active reminders.",
+                    {"type": "object", "properties": {}},
+                ),
+                self._tool_list,
+            ),
+            Tool(
+                ToolSpec(
+                    "cancel_reminder",
+                    "Cancel one of this group's reminders by its number.",
+                    {"type": "object", "properties": {"number": {"type": "integer"}}, "required": ["number"]},
+                ),
+                self._tool_cancel,
+            ),
+        ]
 
     def observers(self) -> list[Any]:
         return [self._observe]
@@ -100,8 +127,9 @@ class ReminderSkill:
 
     # ----------------------------------------------------------------- creating
 
-    async def create(self, msg: Message, spec: str, *, origin: str, rule_hint: str | None = None,
-                     text: str | None = None) -> str:  # fmt: skip
+    async def create(
+        self, msg: Message, spec: str, *, origin: str, rule_hint: str | None = None, text: str | None = None
+    ) -> str:
         """Parse ``spec`` and store the reminder in ``msg``'s group; returns the member-facing answer."""
         key = msg.chat.key
         await self.s.load_group(key)
@@ -121,14 +149,31 @@ class ReminderSkill:
             return "That time has already passed. " + USAGE
         return await self._store(msg, what, when.due, rule, origin=origin, tz=tz, now=now)
 
-    async def _store(self, msg: Message, what: str, due: datetime, rule: str | None, *, origin: str,
-                     tz: ZoneInfo, now: datetime) -> str:  # fmt: skip
+    async def _store(
+        self,
+        msg: Message,
+        what: str,
+        due: datetime,
+        rule: str | None,
+        *,
+        origin: str,
+        tz: ZoneInfo,
+        now: datetime,
+    ) -> str:
         await self.db.note_group(msg.chat)
         try:
             rem = await self.store.add(
-                chat=msg.chat, thread=msg.thread, owner_id=msg.author.user_id, owner_name=msg.author.display_name,
-                text=what, due=due, rule=rule, cap=self.s.settings.limits.reminders_per_group, now=now, origin=origin,
-            )  # fmt: skip
+                chat=msg.chat,
+                thread=msg.thread,
+                owner_id=msg.author.user_id,
+                owner_name=msg.author.display_name,
+                text=what,
+                due=due,
+                rule=rule,
+                cap=self.s.settings.limits.reminders_per_group,
+                now=now,
+                origin=origin,
+            )
         except GroupFull as exc:
             return f"I can't add another reminder: {exc}. Cancel one with /reminders cancel N."
         self.loop.wake()
@@ -190,14 +235,18 @@ class ReminderSkill:
     async def _cmd_list(self, call: CommandCall) -> str:
         m = re.match(r"^(?:cancel|delete|remove|取消|删除)\s*#?(\d+)$", call.args.strip(), re.I)
         if m:
-            return await self.cancel(call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin)
+            return await self.cancel(
+                call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin
+            )
         return await self.listing(call.message.chat.key)
 
     async def _cmd_unremind(self, call: CommandCall) -> str:
         m = re.match(r"^#?(\d+)$", call.args.strip())
         if not m:
             return "Usage: /unremind N (see /reminders for the numbers)"
-        return await self.cancel(call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin)
+        return await self.cancel(
+            call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin
+        )
 
     async def _tool_list(self, args: dict[str, Any], ctx: ToolContext) -> str:
         return await self.listing(ctx.message.chat.key)
@@ -216,7 +265,9 @@ class ReminderSkill:
         decision: Any = obs.decision
         if self.s.brain is not None or not decision.speak or decision.command:
             return None
-        if decision.reason not in ("mention", "direct message", "reply to me") or not _NATURAL.search(decision.prompt):
+        if decision.reason not in ("mention", "direct message", "reply to me") or not _NATURAL.search(
+            decision.prompt
+        ):
             return None
         return await self.create(obs.message, decision.prompt, origin=f"nl:{obs.message.event_id}")
 
@@ -244,14 +295,21 @@ class ReminderSkill:
             text = f"⏰ Reminder for {rem.owner_name}: {rem.text}"
         if f.late:
             local = f.due.astimezone(tz)
-            at = f"{local:%H:%M}" if local.date() == self.s.clock.now().astimezone(tz).date() else f"{local:%Y-%m-%d %H:%M}"
+            at = (
+                f"{local:%H:%M}"
+                if local.date() == self.s.clock.now().astimezone(tz).date()
+                else f"{local:%Y-%m-%d %H:%M}"
+            )
             text += f" (late: was due {at})"
         return text
 
     async def _fire(self, f: Firing, now: datetime) -> int:
         rem = f.reminder
         out = Outgoing(
-            chat=rem.chat, text=self.firing_text(f), thread=rem.thread, mention_user_ids=(rem.owner_id,),
+            chat=rem.chat,
+            text=self.firing_text(f),
+            thread=rem.thread,
+            mention_user_ids=(rem.owner_id,),
             idempotency_key=f"reminder:{rem.id}:{int(f.due.timestamp())}",
         )
         try:
@@ -259,8 +317,13 @@ class ReminderSkill:
         except Exception as exc:  # the platform refused or is unreachable: retry this firing later
             delay = min(3600.0, 30.0 * 2**f.attempts)
             dead = await self.store.mark_failed(f, now, delay)
-            log.warning("reminder %s in %s could not be sent (%s)%s", rem.id, rem.group_key, type(exc).__name__,
-                        "; giving up" if dead else f"; retrying in {delay:.0f}s")  # fmt: skip
+            log.warning(
+                "reminder %s in %s could not be sent (%s)%s",
+                rem.id,
+                rem.group_key,
+                type(exc).__name__,
+                "; giving up" if dead else f"; retrying in {delay:.0f}s",
+            )
             return 0
         await self.store.mark_sent(f, ref.message_id)
         return 1

@@ -79,9 +79,14 @@ def _days(v: str) -> str:
 
 
 VALIDATORS: dict[str, Callable[[str], str]] = {
-    "name": _name, "persona": _persona, "language": _language, "timezone": _timezone,
-    "quiet_hours": _quiet, "proactive": _switch, "retention_days": _days,
-}  # fmt: skip
+    "name": _name,
+    "persona": _persona,
+    "language": _language,
+    "timezone": _timezone,
+    "quiet_hours": _quiet,
+    "proactive": _switch,
+    "retention_days": _days,
+}
 assert set(VALIDATORS) == set(RUNTIME_SETTINGS)
 
 
@@ -90,15 +95,33 @@ class SettingsSkill:
         self.s = services
 
     def commands(self) -> Iterable[Command]:
-        return [Command("settings", "Show this group's settings; admins change them", self._cmd,
-                        usage="/settings [name|persona|language|timezone|quiet_hours|proactive|retention_days <value>]")]
+        return [
+            Command(
+                "settings",
+                "Show this group's settings; admins change them",
+                self._cmd,
+                usage="/settings [name|persona|language|timezone|quiet_hours|proactive|retention_days <value>]",
+            )
+        ]
 
     def tools(self) -> Iterable[Tool]:
-        return [Tool(ToolSpec("update_group_setting", "Change one of this group's settings (group admins only).", {
-            "type": "object",
-            "properties": {"name": {"type": "string", "enum": list(RUNTIME_SETTINGS)}, "value": {"type": "string"}},
-            "required": ["name", "value"],
-        }), self._tool)]  # fmt: skip
+        return [
+            Tool(
+                ToolSpec(
+                    "update_group_setting",
+                    "Change one of this group's settings (group admins only).",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "enum": list(RUNTIME_SETTINGS)},
+                            "value": {"type": "string"},
+                        },
+                        "required": ["name", "value"],
+                    },
+                ),
+                self._tool,
+            )
+        ]
 
     async def show(self, group_key: str) -> str:
         await self.s.load_group(group_key)
@@ -145,8 +168,9 @@ class SettingsSkill:
 
     async def _tool(self, args: dict[str, Any], ctx: ToolContext) -> str:
         # The group is the caller's (the envelope), the authority the caller's admin role: never the arguments.
-        return await self.change(ctx.message.chat.key, str(args.get("name", "")), str(args.get("value", "")),
-                                 ctx.caller_is_admin)  # fmt: skip
+        return await self.change(
+            ctx.message.chat.key, str(args.get("name", "")), str(args.get("value", "")), ctx.caller_is_admin
+        )
 
 
 def _display(name: str, value: Any) -> str:

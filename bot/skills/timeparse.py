@@ -30,65 +30,30 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from bot.skills.timewords import (
+    FILLER_HEAD,
+    FILLER_TAIL,
+    MONTHS,
+    RE_DATE_ISO,
+    RE_DATE_MON,
+    RE_DATE_ZH,
+    RE_DAY_EN,
+    RE_DAY_ZH,
+    RE_EVERY_EN,
+    RE_EVERY_ZH,
+    RE_IN_EN,
+    RE_IN_ZH,
+    RE_PART_EN,
+    RE_TIME_EN,
+    RE_TIME_ZH,
+    UNIT,
+    WEEKDAY_NAMES,
+    WEEKDAYS_EN,
+    WEEKDAYS_ZH,
+    ZH_DIGITS,
+)
+
 DEFAULT_TIME = time(9, 0)
-
-_WEEKDAYS_EN = {
-    "monday": 0, "mon": 0, "tuesday": 1, "tue": 1, "tues": 1, "wednesday": 2, "wed": 2,
-    "thursday": 3, "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5, "sunday": 6,
-}  # no "sat"/"sun": they are ordinary words too
-_WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_WEEKDAYS_ZH = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "末": 5}
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
-              "八": 8, "九": 9}
-
-_EN_WD = "|".join(sorted(_WEEKDAYS_EN, key=len, reverse=True))
-_UNIT = r"(?:weeks?|w|days?|d|hours?|hrs?|h|minutes?|mins?|m)"
-
-# Each pattern is searched in turn and its span removed from the text.
-_RE_EVERY_EN = re.compile(
-    rf"\b(?:every\s*(?:single\s+)?(?P<unit>day|weekday|week|morning|evening|(?P<wd>{_EN_WD}))s?|(?P<daily>daily)"
-    rf"|(?P<weekly>weekly)|(?P<wdays>weekdays))\b(?:\s+on\s+(?P<on>{_EN_WD})\b)?",
-    re.I,
-)
-_RE_EVERY_ZH = re.compile(r"(?:每(?:个)?工作日|工作日每天|工作日)|每(?:天|日)|每(?:周|星期|礼拜)(?P<wd>[一二三四五六日天])?")
-_RE_IN_EN = re.compile(
-    rf"\bin\s+(?P<spec>(?:\d+(?:\.\d+)?\s*{_UNIT}(?![a-z])\s*(?:and\s+)?)+|an?\s+hour\s+and\s+a\s+half\b"
-    r"|an?\s+(?:hour|minute|day|week)\b|half\s+an?\s+hour\b)",
-    re.I,
-)
-_RE_IN_ZH = re.compile(r"(?P<spec>(?:\d+\s*(?:分钟|分|个?小时|个?钟头|天|周|个?星期)\s*)+|半\s*(?:个)?小时)\s*(?:以)?后")
-_RE_DATE_ISO = re.compile(r"\b(?:on\s+)?(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?:[T\s]+(?P<H>\d{1,2}):(?P<M>\d{2}))?\b")
-_RE_DATE_MON = re.compile(
-    r"\b(?:on\s+)?(?:(?P<m1>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(?P<d1>\d{1,2})(?:st|nd|rd|th)?"
-    r"|(?P<d2>\d{1,2})(?:st|nd|rd|th)?\s+(?P<m2>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*)\b",
-    re.I,
-)
-_RE_DATE_ZH = re.compile(r"(?:(?P<y>\d{4})年)?(?P<m>\d{1,2})月(?P<d>\d{1,2})(?:日|号)")
-_RE_DAY_EN = re.compile(
-    rf"\b(?:(?P<rel>today|tonight|tomorrow|day\s+after\s+tomorrow)|(?:on\s+)?(?P<next>next\s+|this\s+)?(?P<wd>{_EN_WD}))\b",
-    re.I,
-)
-_RE_DAY_ZH = re.compile(r"(?P<rel>大后天|后天|明天|明早|明晚|今天|今晚|今早)|(?P<next>下下|下|这|本)?(?:周|星期|礼拜)(?P<wd>[一二三四五六日天])")
-_RE_PERIOD_ZH = r"(?P<period>早上|早晨|上午|中午|下午|傍晚|晚上|夜里|凌晨|早|晚)?"
-_RE_TIME_ZH = re.compile(
-    _RE_PERIOD_ZH + r"\s*(?P<h>\d{1,2})\s*(?:点钟|点|時|时)\s*(?:(?P<half>半)|(?P<quarter>一刻|1刻)|(?P<m>\d{1,2})\s*分?)?"
-    r"|(?P<period2>早上|早晨|上午|中午|下午|傍晚|晚上|凌晨)\s*(?P<h2>\d{1,2}):(?P<m2>\d{2})"
-)
-_RE_TIME_EN = re.compile(
-    r"\b(?:at\s+)?(?:(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>a\.?m\.?|p\.?m\.?)(?![a-z])"
-    r"|(?P<h24>\d{1,2}):(?P<m24>\d{2})\b|(?P<word>noon|midday|midnight)"
-    r"|at\s+(?P<hbare>\d{1,2})\b(?![:.]\d))",
-    re.I,
-)
-_RE_PART_EN = re.compile(r"\b(?:in\s+the\s+|this\s+)?(?P<part>morning|afternoon|evening)\b", re.I)
-_FILLER_HEAD = re.compile(
-    r"^(?:[\s,，:：]*(?:(?:please|pls|remind\s+(?:me|us|everyone|all)|remind|to|that|about|at|on)\b"
-    r"|提醒(?:一下)?(?:我们|我|大家)?|叫我|叫大家|记得|请)[\s,，:：]*)+",
-    re.I,
-)
-_FILLER_TAIL = re.compile(r"[\s,，:：]*(?:\b(?:at|on|in|to|by|before|due)|提醒(?:我们|我|大家)?|之前)?[\s,，。.:：]*$", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +81,21 @@ def zh_numerals_to_digits(text: str) -> str:
         return str(_zh_number(m.group(1))) + m.group(2)
 
     # not after 周/星期/礼拜: there the numeral is a weekday ("周二十点" is Tuesday 10 o'clock)
-    return re.sub(r"(?<![周期拜])([零〇一二两三四五六七八九十]+)(点|分|个?小时|个?钟头|天|号|日|月|周后|个?星期后|年)",
-                  conv, text)
+    return re.sub(
+        r"(?<![周期拜])([零〇一二两三四五六七八九十]+)(点|分|个?小时|个?钟头|天|号|日|月|周后|个?星期后|年)",
+        conv,
+        text,
+    )
 
 
 def _zh_number(s: str) -> int:
     if "十" not in s:
         value = 0
         for ch in s:
-            value = value * 10 + _ZH_DIGITS.get(ch, 0)
+            value = value * 10 + ZH_DIGITS.get(ch, 0)
         return value
     tens, _, ones = s.partition("十")
-    return (_ZH_DIGITS.get(tens, 1) if tens else 1) * 10 + (_ZH_DIGITS.get(ones, 0) if ones else 0)
+    return (ZH_DIGITS.get(tens, 1) if tens else 1) * 10 + (ZH_DIGITS.get(ones, 0) if ones else 0)
 
 
 def _normalise(text: str) -> str:
@@ -158,8 +126,8 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
 def clean_text(text: str) -> str:
     text = " ".join(text.split())
     for _ in range(3):
-        text = _FILLER_HEAD.sub("", text)
-        text = _FILLER_TAIL.sub("", text)
+        text = FILLER_HEAD.sub("", text)
+        text = FILLER_TAIL.sub("", text)
     return text.strip(" ,，:：")
 
 
@@ -167,12 +135,12 @@ def clean_text(text: str) -> str:
 
 
 def _extract_rule(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
-    m = _RE_EVERY_EN.search(text)
+    m = RE_EVERY_EN.search(text)
     if m:
         unit = (m.group("unit") or "").lower()
         wd = m.group("wd") or m.group("on")
         if wd:
-            p.rule = f"weekly {_WEEKDAYS_EN[wd.lower()]}"
+            p.rule = f"weekly {WEEKDAYS_EN[wd.lower()]}"
         elif unit == "weekday" or m.group("wdays"):
             p.rule = "weekdays"
         elif unit == "week" or m.group("weekly"):
@@ -184,7 +152,7 @@ def _extract_rule(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]
             elif unit == "morning":
                 p.pm = False
         return _cut(text, m), True
-    m = _RE_EVERY_ZH.search(text)
+    m = RE_EVERY_ZH.search(text)
     if m:
         token = m.group(0)
         if "工作日" in token:
@@ -193,13 +161,13 @@ def _extract_rule(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]
             p.rule = "daily"
         else:
             wd = m.group("wd")
-            p.rule = f"weekly {_WEEKDAYS_ZH[wd] if wd else local_now.weekday()}"
+            p.rule = f"weekly {WEEKDAYS_ZH[wd] if wd else local_now.weekday()}"
         return _cut(text, m), True
     return text, False
 
 
 def _extract_relative(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
-    m = _RE_IN_EN.search(text)
+    m = RE_IN_EN.search(text)
     if m:
         spec = m.group("spec").lower()
         if spec.startswith("half"):
@@ -210,11 +178,11 @@ def _extract_relative(text: str, p: _Parts, local_now: datetime) -> tuple[str, b
             p.rel = _delta(1, spec.split()[-1])
         else:
             p.rel = sum(
-                (_delta(float(n), u) for n, u in re.findall(rf"(\d+(?:\.\d+)?)\s*({_UNIT})(?![a-z])", spec)),
+                (_delta(float(n), u) for n, u in re.findall(rf"(\d+(?:\.\d+)?)\s*({UNIT})(?![a-z])", spec)),
                 timedelta(),
             )
         return _cut(text, m), True
-    m = _RE_IN_ZH.search(text)
+    m = RE_IN_ZH.search(text)
     if m:
         spec = m.group("spec")
         if spec.startswith("半"):
@@ -222,7 +190,10 @@ def _extract_relative(text: str, p: _Parts, local_now: datetime) -> tuple[str, b
         else:
             total = timedelta()
             for n, unit in re.findall(r"(\d+)\s*(分钟|分|个?小时|个?钟头|天|周|个?星期)", spec):
-                total += _delta(float(n), {"分钟": "m", "分": "m", "天": "d", "周": "w"}.get(unit, "w" if "星期" in unit else "h"))
+                total += _delta(
+                    float(n),
+                    {"分钟": "m", "分": "m", "天": "d", "周": "w"}.get(unit, "w" if "星期" in unit else "h"),
+                )
             p.rel = total
         return _cut(text, m), True
     return text, False
@@ -240,20 +211,20 @@ def _delta(n: float, unit: str) -> timedelta:
 
 
 def _extract_date(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
-    m = _RE_DATE_ISO.search(text)
+    m = RE_DATE_ISO.search(text)
     if m:
         p.day = _safe_date(int(m.group("y")), int(m.group("m")), int(m.group("d")))
         if m.group("H"):
             p.tod = time(int(m.group("H")) % 24, min(int(m.group("M")), 59))
         return _cut(text, m), p.day is not None
-    m = _RE_DATE_ZH.search(text) or _RE_DATE_MON.search(text)
+    m = RE_DATE_ZH.search(text) or RE_DATE_MON.search(text)
     if m:
         groups = m.groupdict()
         if "y" in groups:
             month, day, year = int(m.group("m")), int(m.group("d")), m.group("y")
         else:
             mon = (m.group("m1") or m.group("m2")).lower()[:3]
-            month, day, year = _MONTHS[mon], int(m.group("d1") or m.group("d2")), None
+            month, day, year = MONTHS[mon], int(m.group("d1") or m.group("d2")), None
         y = int(year) if year else local_now.year
         d = _safe_date(y, month, day)
         if d is not None and not year and d < local_now.date():
@@ -272,14 +243,14 @@ def _safe_date(y: int, m: int, d: int) -> date | None:
 
 def _extract_day(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
     today = local_now.date()
-    m = _RE_DAY_EN.search(text)
+    m = RE_DAY_EN.search(text)
     if m and p.day is None:
         rel = (m.group("rel") or "").lower()
         if rel:
             p.day = today + timedelta(days={"today": 0, "tonight": 0, "tomorrow": 1}.get(rel.split()[0], 2))
             p.pm = True if rel == "tonight" else p.pm
         else:
-            wd = _WEEKDAYS_EN[m.group("wd").lower()]
+            wd = WEEKDAYS_EN[m.group("wd").lower()]
             ahead = (wd - today.weekday()) % 7
             if (m.group("next") or "").strip().lower() == "next" and ahead == 0:
                 ahead = 7
@@ -288,7 +259,7 @@ def _extract_day(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
             if p.rule and p.rule.startswith("weekly"):
                 p.rule = f"weekly {wd}"
         return _cut(text, m), True
-    m = _RE_DAY_ZH.search(text)
+    m = RE_DAY_ZH.search(text)
     if m and p.day is None:
         rel = m.group("rel")
         if rel:
@@ -299,7 +270,7 @@ def _extract_day(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
             elif rel.endswith("早"):
                 p.pm = False
         else:
-            wd = _WEEKDAYS_ZH[m.group("wd")]
+            wd = WEEKDAYS_ZH[m.group("wd")]
             nxt = m.group("next") or ""
             monday = today - timedelta(days=today.weekday())
             if nxt in ("下", "下下"):
@@ -314,7 +285,7 @@ def _extract_day(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
 
 
 def _extract_time(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
-    m = _RE_TIME_ZH.search(text)
+    m = RE_TIME_ZH.search(text)
     if m:
         if m.group("h2"):
             hour, minute = int(m.group("h2")), int(m.group("m2"))
@@ -336,7 +307,7 @@ def _extract_time(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]
         if hour <= 24 and minute < 60:
             p.tod = time(hour % 24, minute)
             return _cut(text, m), True
-    m = _RE_TIME_EN.search(text)
+    m = RE_TIME_EN.search(text)
     if m:
         word = (m.group("word") or "").lower()
         if word:
@@ -359,12 +330,12 @@ def _extract_time(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]
                 return text, False
             p.tod = time(hour, 0)
         text = _cut(text, m)
-        part = _RE_PART_EN.search(text)
+        part = RE_PART_EN.search(text)
         if part and p.tod is not None:
             p.pm = part.group("part").lower() != "morning"
             text = _cut(text, part)
         return text, True
-    part = _RE_PART_EN.search(text)
+    part = RE_PART_EN.search(text)
     if part and (p.day is not None or p.rule):
         name = part.group("part").lower()
         p.tod = {"morning": time(9, 0), "afternoon": time(15, 0), "evening": time(19, 0)}[name]
@@ -458,7 +429,7 @@ def describe_rule(rule: str) -> str:
         return f"every day at {at}"
     if kind == "weekdays":
         return f"every weekday at {at}"
-    return f"every {_WEEKDAY_NAMES[int(rest[0])]} at {at}"
+    return f"every {WEEKDAY_NAMES[int(rest[0])]} at {at}"
 
 
 def valid_rule(rule: str) -> bool:
