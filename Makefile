@@ -43,5 +43,11 @@ $(SYNAPSE_VENV)/.stamp-install:
 
 synapse: $(SYNAPSE_VENV)/.stamp-install
 
+# The long reliability runs (10,000 messages into 50 groups, 20 random SIGKILLs, 200 kills of the memory
+# writer, ...). Scale with PAIBOT_SOAK_MESSAGES, PAIBOT_SOAK_GROUPS, PAIBOT_SOAK_KILLS,
+# PAIBOT_SOAK_MEMORY_KILLS; replay a run with the PAIBOT_SOAK_SEED it printed.
+soak: $(VENV)/.stamp-test
+	$(PY) -m pytest -m soak -s -q tests/reliability
+
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache
