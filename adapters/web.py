@@ -11,6 +11,13 @@ updates over WebSockets (``adapters.web_live``). Towards the core it is an ordin
 * ``send`` stores the bot's message (idempotent on ``Outgoing.idempotency_key``), pushes it live and
   returns a ``SentRef`` whose url is ``<public_url or http://host:port>/g/<group>#m<id>``.
 * ``mentions_me`` is set when the text holds ``@<bot name>``; there are no direct messages here.
+* Files: uploads (multipart) are made durable under ``<data_dir>/web_files`` before the message is
+  committed (``adapters.web_attachments``); they reach the core as ``Message.attachments`` whose ``source``
+  is the file id, which ``fetch_attachment`` reads back. The bot's ``Outgoing.files`` are stored the same
+  way and shown with its message.
+* Polls: ``Outgoing.poll`` is stored with the bot's message and drawn as buttons. A button posts an ordinary
+  reply to the poll message (``vote <n>``): the core has no vote event, and counting replies is how the
+  polls skill tallies everywhere, so the page and the skill can never disagree.
 """
 
 from __future__ import annotations
@@ -18,17 +25,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from adapters.web_attachments import StagedFile, WebAttachments, attachment
+from adapters.web_files import WebFileError, valid_file_id
 from adapters.web_http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web_live import LiveHub
-from adapters.web_store import StoredGroup, StoredMessage, WebStore
+from adapters.web_render import message_json, poll_row
+from adapters.web_store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from bot.config import Settings
 from bot.errors import AdapterConfigError, DeliveryError
-from bot.events import ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
+from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
 log = logging.getLogger("paibot.web")
@@ -36,7 +48,7 @@ log = logging.getLogger("paibot.web")
 PLATFORM = "web"
 BOT_USER_ID = "bot"
 MAX_TEXT_LENGTH = 8000
-_QUOTE_CHARS = 300
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 
 
 class WebAdapter:
@@ -55,14 +67,17 @@ class WebAdapter:
         access_token: str = "",
         public_url: str = "",
         max_text_length: int = MAX_TEXT_LENGTH,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
     ) -> None:
         check_exposure(host, access_token)
         self.bot_name = bot_name
         self.max_text_length = max_text_length
         self.capabilities = Capabilities(
-            max_text_length=max_text_length, edit=True, typing=True, links=True, idempotent_sends=True
+            max_text_length=max_text_length, edit=True, typing=True, links=True, idempotent_sends=True,
+            files=True, polls=True,
         )
         self.hub = LiveHub()
+        self.attachments = WebAttachments(Path(data_dir) / "web_files", max_attachment_bytes)
         self._db_path = Path(data_dir) / "web.db"
         self._host = host
         self._port = port
@@ -94,6 +109,7 @@ class WebAdapter:
             return
         self._sink = sink
         self._store = await asyncio.to_thread(WebStore, self._db_path)
+        await self.attachments.sweep(self._store)
         await self._redeliver_pending()
         allowed = frozenset({*LOOPBACK_HOSTS, self._host.lower()})
         if self._public_url:
@@ -136,7 +152,8 @@ class WebAdapter:
             if group is None:
                 continue
             target = await asyncio.to_thread(store.message, msg.reply_to) if msg.reply_to else None
-            await self._require_sink().submit([self.to_event(group, msg, target)])
+            files = (await asyncio.to_thread(store.files_of, [msg.id])).get(msg.id, [])
+            await self._require_sink().submit([self.to_event(group, msg, target, files)])
             await asyncio.to_thread(store.mark_delivered, msg.id)
         if pending:
             log.info("handed %d web message(s) left pending by a crash to the inbox", len(pending))
@@ -162,11 +179,37 @@ class WebAdapter:
         group = await asyncio.to_thread(store.group, out.chat.chat_id)
         if group is None:
             raise DeliveryError(f"there is no web group {out.chat.chat_id!r}")
-        reply_to = int(out.reply_to) if out.reply_to and out.reply_to.isdigit() else None
-        if out.files or out.poll:
-            log.warning("the web group shows text only; dropped %d file(s)%s", len(out.files),
-                        " and a poll" if out.poll else "")
+        staged = await self._stage_outgoing(group.number, out)
+        try:
+            files = await self.attachments.commit(staged)
+            stored, fresh = await self._store_reply(group, out, files)
+        except WebFileError as exc:
+            await self.attachments.drop(staged)
+            raise DeliveryError(f"the web group could not store the bot's files: {exc}") from exc
+        except BaseException:
+            await self.attachments.drop(staged)
+            raise
+        if staged and stored[0] not in fresh:  # a resend of a reply already stored: its files are there
+            await self.attachments.drop(staged)
+        for msg in await self._render_many(fresh):  # outside the lock: a slow page must not hold up the group
+            await self.hub.push(group.number, {"type": "message", "message": msg})
+        first = stored[0]
+        return SentRef(
+            chat=out.chat,
+            message_id=str(first.id),
+            url=self.message_url(group.number, first.id),
+            part_ids=tuple(str(m.id) for m in stored),
+            sent_at=first.sent_at,
+        )
+
+    async def _store_reply(
+        self, group: StoredGroup, out: Outgoing, files: Sequence[NewFile]
+    ) -> tuple[list[StoredMessage], list[StoredMessage]]:
+        """Store the parts of a bot message (files and poll on the first); returns (all parts, new ones)."""
+        store = self._require_store()
         parts = split_text(out.text or " ", self.max_text_length)
+        poll = poll_row(out, now=datetime.now(timezone.utc))
+        reply_to = int(out.reply_to) if out.reply_to and out.reply_to.isdigit() else None
         stored: list[StoredMessage] = []
         fresh: list[StoredMessage] = []
         async with self._lock(group.number):
@@ -178,20 +221,33 @@ class WebAdapter:
                 msg, created = await asyncio.to_thread(
                     store.add_message, group.number, BOT_USER_ID, self.bot_name, part,
                     is_bot=True, reply_to=reply_to if i == 0 else None, idem_key=key or None,
+                    files=files if i == 0 else (), poll=poll if i == 0 else None,
                 )
                 stored.append(msg)
                 if created:
                     fresh.append(msg)
-        for msg in fresh:  # outside the lock: a slow page must not hold up the group's next message
-            await self.hub.push(group.number, {"type": "message", "message": await self._render(msg)})
-        first = stored[0]
-        return SentRef(
-            chat=out.chat,
-            message_id=str(first.id),
-            url=self.message_url(group.number, first.id),
-            part_ids=tuple(str(m.id) for m in stored),
-            sent_at=first.sent_at,
-        )
+        return stored, fresh
+
+    async def _stage_outgoing(self, group: str, out: Outgoing) -> list[StagedFile]:
+        staged: list[StagedFile] = []
+        try:
+            for f in out.files[: self.attachments.max_files]:
+                staged.append(await self.attachments.stage_bytes(group, f))
+        except BaseException:
+            await self.attachments.drop(staged)
+            raise
+        if len(out.files) > self.attachments.max_files:
+            log.warning("the web group shows %d files per message; dropped %d", self.attachments.max_files,
+                        len(out.files) - self.attachments.max_files)
+        return staged
+
+    async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes:
+        """The bytes of a file posted in a web group (``AttachmentFetcher``); ``DeliveryError`` for an
+        unknown source or a file over ``max_bytes``."""
+        stored = await self.find_file(att.source)
+        if stored is None:
+            raise DeliveryError(f"there is no web group file {att.source[:80]!r}")
+        return await self.attachments.read(stored, max_bytes)
 
     async def edit(self, ref: SentRef, text: str) -> None:
         store = self._require_store()
@@ -221,6 +277,25 @@ class WebAdapter:
     async def find_invite(self, invite: str) -> StoredGroup | None:
         return await asyncio.to_thread(self._require_store().group_by_invite, invite)
 
+    async def find_file(self, file_id: str) -> StoredFile | None:
+        if not valid_file_id(file_id):
+            return None
+        return await asyncio.to_thread(self._require_store().file, file_id)
+
+    def file_path(self, stored: StoredFile) -> Path:
+        return self.attachments.path(stored)
+
+    async def stage_upload(
+        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes]
+    ) -> StagedFile:
+        return await self.attachments.stage_upload(group.number, name, mime, chunks)
+
+    async def drop_uploads(self, staged: Sequence[StagedFile]) -> None:
+        await self.attachments.drop(staged)
+
+    def limits_json(self) -> dict[str, int]:
+        return {"max_file_bytes": self.attachments.max_bytes, "max_files": self.attachments.max_files}
+
     def group_json(self, group: StoredGroup) -> dict[str, Any]:
         return {
             "id": group.number,
@@ -235,12 +310,29 @@ class WebAdapter:
 
     async def post_message(
         self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
-        nonce: str | None,
+        nonce: str | None, uploads: Sequence[StagedFile] = (),
     ) -> dict[str, Any]:
-        """Store a person's message and commit it to the inbox; returns it once both are durable."""
+        """Store a person's message (with its staged ``uploads``, which this call owns from now on) and
+        commit it to the inbox; returns it once both are durable."""
+        try:
+            return await self._post(group, author_id, author_name, text, reply_to, nonce, uploads)
+        except BaseException:
+            await self.attachments.drop(uploads)
+            raise
+
+    async def _post(
+        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        nonce: str | None, uploads: Sequence[StagedFile],
+    ) -> dict[str, Any]:
         store = self._require_store()
         if author_id == BOT_USER_ID:
             raise ApiError(400, f"'author_id' {BOT_USER_ID!r} is reserved for the bot")
+        if len(uploads) > self.attachments.max_files:
+            raise ApiError(413, f"at most {self.attachments.max_files} files per message")
+        try:
+            files = await self.attachments.commit(uploads)  # bytes durable before any row names them
+        except WebFileError as exc:
+            raise ApiError(503, "the server could not store the file right now; please try again") from exc
         async with self._lock(group.number):
             target = None
             if reply_to is not None:
@@ -249,8 +341,10 @@ class WebAdapter:
                     raise ApiError(400, f"'reply_to': there is no message {reply_to} in this group")
             msg, created = await asyncio.to_thread(
                 store.add_message, group.number, author_id, author_name, text,
-                reply_to=reply_to, delivered=False, nonce=nonce,
+                reply_to=reply_to, delivered=False, nonce=nonce, files=files,
             )
+            if not created:
+                await self.attachments.drop(uploads)  # a retry: the first attempt's files are the ones kept
             if msg.delivered:  # a retry with the same nonce: already safe, nothing to do
                 return await self._render(msg)
             await self._commit(group, msg, target)
@@ -260,18 +354,19 @@ class WebAdapter:
 
     async def _commit(self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None) -> None:
         store = self._require_store()
+        files = (await asyncio.to_thread(store.files_of, [msg.id])).get(msg.id, [])
         try:
-            await self._require_sink().submit([self.to_event(group, msg, target)])
+            await self._require_sink().submit([self.to_event(group, msg, target, files)])
         except Exception as exc:
             # The inbox did not take it: the message never became visible, so withdrawing it is honest.
             log.error("the inbox refused web message %s of group %s: %s", msg.id, group.number, exc)
-            await asyncio.to_thread(store.discard, msg.id)
+            await self.attachments.drop_stored(await asyncio.to_thread(store.discard, msg.id))
             raise ApiError(503, "the bot could not store this message right now; please try again") from exc
         await asyncio.to_thread(store.mark_delivered, msg.id)
 
     async def list_messages(self, group: StoredGroup, after: int | None, limit: int) -> dict[str, Any]:
         msgs, more = await asyncio.to_thread(self._require_store().list_messages, group.number, after, limit)
-        return {"messages": [await self._render(m) for m in msgs], "has_more": more}
+        return {"messages": await self._render_many(msgs), "has_more": more}
 
     # ----------------------------------------------------------------- translation
 
@@ -281,7 +376,10 @@ class WebAdapter:
     def mentions_bot(self, text: str) -> bool:
         return bool(self._mention.search(text))
 
-    def to_event(self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None) -> Message:
+    def to_event(
+        self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None,
+        files: Sequence[StoredFile] = (),
+    ) -> Message:
         """The core's view of a person's message."""
         reply = None
         if target is not None:
@@ -297,33 +395,25 @@ class WebAdapter:
             reply_to=reply,
             mentions_me=self.mentions_bot(msg.text),
             is_direct=False,
+            attachments=tuple(attachment(f) for f in files),
             url=self.message_url(group.number, msg.id),
         )
 
     async def _render(self, msg: StoredMessage) -> dict[str, Any]:
-        reply = None
-        if msg.reply_to is not None:
-            target = await asyncio.to_thread(self._require_store().message, msg.reply_to)
-            if target is not None:
-                reply = {
-                    "id": target.id,
-                    "author": target.author_name,
-                    "is_bot": target.is_bot,
-                    "text": target.text[:_QUOTE_CHARS],
-                }
-        return {
-            "id": msg.id,
-            "group": msg.group,
-            "author": msg.author_name,
-            "author_name": msg.author_name,
-            "author_id": msg.author_id,
-            "is_bot": msg.is_bot,
-            "text": msg.text,
-            "sent_at": msg.sent_at.isoformat(),
-            "reply_to": reply,
-            "edited": msg.edited,
-        }
+        [rendered] = await self._render_many([msg])
+        return rendered
 
+    async def _render_many(self, msgs: Sequence[StoredMessage]) -> list[dict[str, Any]]:
+        """Messages as the API shows them (files and polls looked up once for the whole batch)."""
+        store = self._require_store()
+        ids = [m.id for m in msgs]
+        files = await asyncio.to_thread(store.files_of, ids) if ids else {}
+        polls = await asyncio.to_thread(store.polls_of, ids) if ids else {}
+        out = []
+        for m in msgs:
+            target = await asyncio.to_thread(store.message, m.reply_to) if m.reply_to is not None else None
+            out.append(message_json(m, target, files.get(m.id, []), polls.get(m.id)))
+        return out
 
 # --------------------------------------------------------------------------- helpers and factory
 
@@ -368,4 +458,5 @@ def create_adapter(settings: Settings, env: AdapterEnv) -> WebAdapter:
         port=cfg.port,
         access_token=cfg.access_token,
         public_url=cfg.public_url,
+        max_attachment_bytes=env.max_attachment_bytes,
     )

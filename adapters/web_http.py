@@ -4,18 +4,23 @@ Routes (``{group}`` is a group's number):
 
     GET  /  /g/{group}  /join/{invite}     the page (index.html)
     GET  /static/{app.js,app.css}          its script and style
-    GET  /api/info                         {"bot_name", "max_text_length"}
+    GET  /api/info                         {"bot_name", "max_text_length", "max_file_bytes", "max_files"}
     POST /api/groups                       {"name"} -> 201 group
     GET  /api/groups/{group}               group
     GET  /api/invites/{invite}             group
     POST /api/groups/{group}/messages      {"author", "text", "author_id"?, "reply_to"?, "nonce"?} -> message
+                                           or multipart/form-data: the same fields plus 1..max_files
+                                           ``file`` parts (text may then be empty); 413 past the limits
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
+    GET  /api/files/{id}                   a file's bytes: PNG/JPEG/GIF/WebP inline, anything else as a download
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
 Bearer``, ``?token=`` or the cookie the page sets); without one (loopback only) the Host header must name a
 loopback address (DNS rebinding) and a browser ``Origin`` must match the host (cross-site requests).
+Files are served with ``nosniff``, a sandboxing CSP, and ``Content-Disposition: attachment`` unless they are
+one of the four sniffed image types; HTML and SVG are never rendered by this origin.
 """
 
 from __future__ import annotations
@@ -24,19 +29,27 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from adapters.web_files import download_type, inline_type
 from adapters.web_live import LiveHub
-from adapters.web_store import StoredGroup
+from adapters.web_store import StoredFile, StoredGroup
+
+if TYPE_CHECKING:
+    from aiohttp import BodyPartReader
+
+    from adapters.web_attachments import StagedFile
 
 log = logging.getLogger("paibot.web")
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 64 * 1024  # one non-file field of a multipart upload
+_CHUNK = 64 * 1024
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
@@ -73,10 +86,26 @@ class GroupService(Protocol):
 
     async def post_message(
         self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
-        nonce: str | None,
-    ) -> dict[str, Any]: ...
+        nonce: str | None, uploads: Sequence[StagedFile] = (),
+    ) -> dict[str, Any]:
+        """Store and commit a message; owns ``uploads`` from the call on (removes them if it fails)."""
+        ...
 
     async def list_messages(self, group: StoredGroup, after: int | None, limit: int) -> dict[str, Any]: ...
+
+    async def stage_upload(
+        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes]
+    ) -> StagedFile:
+        """Write one uploaded file aside (``ApiError(413)`` past the size limit, nothing kept)."""
+        ...
+
+    async def drop_uploads(self, staged: Sequence[StagedFile]) -> None: ...
+
+    async def find_file(self, file_id: str) -> StoredFile | None: ...
+
+    def file_path(self, stored: StoredFile) -> Path: ...
+
+    def limits_json(self) -> dict[str, int]: ...
 
 
 # --------------------------------------------------------------------------- validation
@@ -94,11 +123,13 @@ def clean_line(value: Any, field: str, max_chars: int) -> str:
     return line
 
 
-def clean_text(value: Any, max_chars: int) -> str:
+def clean_text(value: Any, max_chars: int, *, allow_empty: bool = False) -> str:
+    if value is None and allow_empty:
+        return ""
     if not isinstance(value, str):
         raise ApiError(400, "'text' must be text")
     text = _CONTROL.sub("", value.replace("\r\n", "\n")).strip()
-    if not text:
+    if not text and not allow_empty:
         raise ApiError(400, "'text' must not be empty")
     if len(text) > max_chars:
         raise ApiError(413, f"'text' is longer than {max_chars} characters")
@@ -136,6 +167,23 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return data
 
 
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(_CHUNK):
+        yield chunk
+
+
+async def _field(part: BodyPartReader) -> str:
+    raw = bytearray()
+    while chunk := await part.read_chunk(_CHUNK):
+        raw += chunk
+        if len(raw) > MAX_FIELD_BYTES:
+            raise ApiError(413, f"the field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the field {part.name!r} is not UTF-8 text") from exc
+
+
 # --------------------------------------------------------------------------- the application
 
 
@@ -170,6 +218,7 @@ class WebHttp:
         r.add_post("/api/groups/{group}/messages", self.post_message)
         r.add_get("/api/groups/{group}/messages", self.get_messages)
         r.add_get("/api/groups/{group}/ws", self.socket)
+        r.add_get("/api/files/{file_id}", self.get_file)
         return app
 
     # ----------------------------------------------------------------- middlewares
@@ -222,7 +271,7 @@ class WebHttp:
             resp.headers.setdefault(
                 "Content-Security-Policy",
                 f"default-src 'self'; connect-src 'self' ws://{request.host} wss://{request.host}; "
-                "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
             )
             resp.headers.setdefault("X-Content-Type-Options", "nosniff")
             resp.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -244,8 +293,9 @@ class WebHttp:
 
     async def info(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length}
-        )
+            {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length,
+             **self.service.limits_json()}
+        )  # fmt: skip
 
     async def create_group(self, request: web.Request) -> web.Response:
         data = await read_json(request)
@@ -271,20 +321,82 @@ class WebHttp:
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
-        data = await read_json(request)
+        if request.content_type == "multipart/form-data":
+            data, uploads = await self._read_upload(request, group)
+        else:
+            data, uploads = await read_json(request), []
+        try:
+            return await self._post(group, data, uploads)
+        except BaseException:
+            await self.service.drop_uploads(uploads)
+            raise
+
+    async def _post(self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile]) -> web.Response:
         nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
         if nickname.casefold() == self.service.bot_name.casefold():
             raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
         author_id = data.get("author_id") or default_author_id(nickname)
         if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
             raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
-        text = clean_text(data.get("text"), self.service.max_text_length)
+        text = clean_text(data.get("text"), self.service.max_text_length, allow_empty=bool(uploads))
         reply_to = None if data.get("reply_to") in (None, "") else parse_id(data["reply_to"], "reply_to")
         nonce = data.get("nonce")
         if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= 64):
             raise ApiError(400, "'nonce' must be text of 1-64 characters")
-        message = await self.service.post_message(group, author_id, nickname, text, reply_to, nonce)
+        message = await self.service.post_message(group, author_id, nickname, text, reply_to, nonce, uploads)
         return web.json_response(message)
+
+    async def _read_upload(self, request: web.Request, group: StoredGroup) -> tuple[dict[str, Any], list[StagedFile]]:
+        """The fields and staged files of a multipart message; on any refusal nothing staged is kept."""
+        limits = self.service.limits_json()
+        max_files, max_bytes = limits["max_files"], limits["max_file_bytes"]
+        if request.content_length is not None and request.content_length > max_files * (max_bytes + 4096) + MAX_BODY_BYTES:
+            raise ApiError(413, f"the upload is too large (at most {max_files} files of {max_bytes} bytes)")
+        fields: dict[str, Any] = {}
+        uploads: list[StagedFile] = []
+        try:
+            try:
+                reader = await request.multipart()
+            except (ValueError, AssertionError) as exc:
+                raise ApiError(400, f"not a valid multipart body: {exc}") from exc
+            async for part in reader:
+                if not hasattr(part, "read_chunk"):
+                    raise ApiError(400, "nested multipart bodies are not accepted")
+                if part.name == "file":
+                    if len(uploads) >= max_files:
+                        raise ApiError(413, f"at most {max_files} files per message")
+                    mime = part.headers.get("Content-Type")
+                    uploads.append(await self.service.stage_upload(group, part.filename, mime, _chunks(part)))
+                elif part.name in ("author", "author_id", "text", "reply_to", "nonce"):
+                    fields[part.name] = await _field(part)
+                else:
+                    raise ApiError(400, f"unexpected form field {str(part.name)[:40]!r}")
+        except BaseException:
+            await self.service.drop_uploads(uploads)
+            raise
+        return fields, uploads
+
+    async def get_file(self, request: web.Request) -> web.StreamResponse:
+        stored = await self.service.find_file(request.match_info["file_id"])
+        if stored is None:
+            raise ApiError(404, "there is no such file")
+        path = self.service.file_path(stored)
+        inline = inline_type(stored.kind, stored.mime)
+        ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in stored.name)
+        disposition = "inline" if inline else "attachment"
+        headers = {
+            "Content-Type": inline or download_type(stored.mime),
+            "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(stored.name)}",
+            "X-Content-Type-Options": "nosniff",
+            # Even if a browser were talked into rendering the bytes, they run in an opaque sandbox.
+            "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+            "Cache-Control": "private, max-age=86400",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        }
+        if not path.is_file():
+            log.error("file %s of group %s has no bytes on disk", stored.id, stored.group)
+            raise ApiError(404, "the file's bytes are missing")
+        return web.FileResponse(path, headers=headers)
 
     async def get_messages(self, request: web.Request) -> web.Response:
         group = await self._group(request)

@@ -10,12 +10,17 @@ core's memory. Contract:
   be handed to the inbox; ``discard`` removes a message the inbox refused.
 * Bot messages are written visible at once and are unique per idempotency key.
 * Message ids grow monotonically across the whole store, so ``after=<id>`` paging is exact.
+* A message's files (``StoredFile`` rows; the bytes live in ``adapters.web_files.BlobDir``) are written in
+  the same transaction as the message, and ``discard`` removes them with it. A bot message may carry a
+  poll (``StoredPoll``), written in that transaction too.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
+from collections.abc import Sequence
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,7 +52,26 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_grp_id ON messages (grp, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_nonce ON messages (grp, nonce) WHERE nonce IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (idem_key) WHERE idem_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    message_id INTEGER NOT NULL,
+    grp TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_message ON files (message_id, pos);
+CREATE TABLE IF NOT EXISTS polls (
+    message_id INTEGER PRIMARY KEY,
+    question TEXT NOT NULL,
+    options TEXT NOT NULL,
+    multiple INTEGER NOT NULL DEFAULT 0,
+    closes_at TEXT
+);
 """
+_FILE_COLUMNS = "id, message_id, grp, pos, kind, name, mime, size"
 
 _COLUMNS = "id, grp, author_id, author_name, is_bot, text, sent_at, reply_to, edited, delivered, nonce"
 
@@ -77,6 +101,48 @@ class StoredMessage:
     edited: bool = False
     delivered: bool = True
     nonce: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file of a message; ``id`` names its bytes (``BlobDir.path(group, id)``) and is its attachment source."""
+
+    id: str
+    message_id: int
+    group: str
+    kind: str  # "image" (sniffed PNG/JPEG/GIF/WebP) | "file"
+    name: str
+    mime: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """A file to attach to a message being added (its bytes already committed under ``id``)."""
+
+    id: str
+    kind: str
+    name: str
+    mime: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoll:
+    message_id: int
+    question: str
+    options: tuple[str, ...]
+    multiple: bool = False
+    closes_at: datetime | None = None
+
+
+def _file(row: tuple) -> StoredFile:
+    return StoredFile(row[0], row[1], row[2], row[4], row[5], row[6], row[7])
+
+
+def _poll(row: tuple) -> StoredPoll:
+    return StoredPoll(row[0], row[1], tuple(json.loads(row[2])), bool(row[3]),
+                      datetime.fromisoformat(row[4]) if row[4] else None)  # fmt: skip
 
 
 def _group(row: tuple) -> StoredGroup:
@@ -173,22 +239,42 @@ class WebStore:
         nonce: str | None = None,
         idem_key: str | None = None,
         now: datetime | None = None,
+        files: Sequence[NewFile] = (),
+        poll: StoredPoll | None = None,
     ) -> tuple[StoredMessage, bool]:
-        """Store a message; returns ``(message, created)``. When ``nonce`` (per group) or ``idem_key``
-        (global) was already used, nothing is written and the earlier message comes back with
-        ``created=False``."""
+        """Store a message with its ``files`` and ``poll`` (``poll.message_id`` is ignored) in one
+        transaction; returns ``(message, created)``. When ``nonce`` (per group) or ``idem_key`` (global) was
+        already used, nothing is written and the earlier message comes back with ``created=False``."""
         sent_at = (now or datetime.now(timezone.utc)).isoformat()
         with self._lock:
             earlier = self._existing(group, nonce, idem_key)
             if earlier is not None:
                 return earlier, False
-            cur = self._run(
-                "INSERT INTO messages (grp, author_id, author_name, is_bot, text, sent_at, reply_to,"
-                " delivered, nonce, idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (group, author_id, author_name, int(is_bot), text, sent_at, reply_to, int(delivered), nonce,
-                 idem_key),
-            )
-            row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
+            self._run("BEGIN IMMEDIATE")
+            try:
+                cur = self._run(
+                    "INSERT INTO messages (grp, author_id, author_name, is_bot, text, sent_at, reply_to,"
+                    " delivered, nonce, idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (group, author_id, author_name, int(is_bot), text, sent_at, reply_to, int(delivered), nonce,
+                     idem_key),
+                )
+                message_id = cur.lastrowid
+                for pos, f in enumerate(files):
+                    self._run(
+                        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (f.id, message_id, group, pos, f.kind, f.name, f.mime, f.size),
+                    )
+                if poll is not None:
+                    self._run(
+                        "INSERT INTO polls (message_id, question, options, multiple, closes_at) VALUES (?, ?, ?, ?, ?)",
+                        (message_id, poll.question, json.dumps(list(poll.options)), int(poll.multiple),
+                         poll.closes_at.isoformat() if poll.closes_at else None),
+                    )
+                row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+                self._run("COMMIT")
+            except BaseException:
+                self._db.rollback()
+                raise
         return _message(row), True
 
     def _existing(self, group: str, nonce: str | None, idem_key: str | None) -> StoredMessage | None:
@@ -213,10 +299,67 @@ class WebStore:
         with self._lock:
             self._run("UPDATE messages SET delivered = 1 WHERE id = ?", (message_id,))
 
-    def discard(self, message_id: int) -> None:
-        """Remove a pending message the core's inbox refused (never a delivered one)."""
+    def discard(self, message_id: int) -> list[StoredFile]:
+        """Remove a pending message the core's inbox refused (never a delivered one) with its file rows;
+        returns the removed files, whose bytes the caller deletes."""
         with self._lock:
-            self._run("DELETE FROM messages WHERE id = ? AND delivered = 0", (message_id,))
+            self._run("BEGIN IMMEDIATE")
+            try:
+                cur = self._run("DELETE FROM messages WHERE id = ? AND delivered = 0", (message_id,))
+                files: list[StoredFile] = []
+                if cur.rowcount:
+                    files = [_file(r) for r in self._run(
+                        f"SELECT {_FILE_COLUMNS} FROM files WHERE message_id = ? ORDER BY pos", (message_id,)
+                    ).fetchall()]  # fmt: skip
+                    self._run("DELETE FROM files WHERE message_id = ?", (message_id,))
+                self._run("COMMIT")
+            except BaseException:
+                self._db.rollback()
+                raise
+        return files
+
+    # ----------------------------------------------------------------- files and polls
+
+    def files_of(self, message_ids: Sequence[int]) -> dict[int, list[StoredFile]]:
+        """The files of each of ``message_ids`` (in posting order); messages without files are absent."""
+        out: dict[int, list[StoredFile]] = {}
+        ids = list(dict.fromkeys(message_ids))
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start: start + 500]
+                rows = self._run(
+                    f"SELECT {_FILE_COLUMNS} FROM files WHERE message_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY message_id, pos", tuple(chunk),
+                ).fetchall()  # fmt: skip
+                for row in rows:
+                    out.setdefault(row[1], []).append(_file(row))
+        return out
+
+    def file(self, file_id: str) -> StoredFile | None:
+        """A file of a visible (delivered) message, or None."""
+        with self._lock:
+            row = self._run(
+                f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f"
+                " JOIN messages m ON m.id = f.message_id WHERE f.id = ? AND m.delivered = 1", (file_id,)
+            ).fetchone()  # fmt: skip
+        return _file(row) if row else None
+
+    def file_ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._run("SELECT id FROM files").fetchall()}
+
+    def polls_of(self, message_ids: Sequence[int]) -> dict[int, StoredPoll]:
+        ids = list(dict.fromkeys(message_ids))
+        out: dict[int, StoredPoll] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start: start + 500]
+                rows = self._run(
+                    "SELECT message_id, question, options, multiple, closes_at FROM polls"
+                    f" WHERE message_id IN ({','.join('?' * len(chunk))})", tuple(chunk),
+                ).fetchall()  # fmt: skip
+                out.update((r[0], _poll(r)) for r in rows)
+        return out
 
     def pending(self) -> list[StoredMessage]:
         """Messages stored but not yet confirmed by the inbox (left over from a crash), oldest first."""

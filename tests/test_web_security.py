@@ -99,11 +99,13 @@ def test_create_adapter_double_checks_the_exposure_rule(tmp_path):
             settings.adapters, web=dataclasses.replace(settings.adapters.web, host="192.168.1.5")
         ),
     )
-    env = AdapterEnv(bot_name="Pai", data_dir=Path(tmp_path))
+    env = AdapterEnv(bot_name="Pai", data_dir=Path(tmp_path), max_attachment_bytes=12345)
     with pytest.raises(AdapterConfigError):
         create_adapter(exposed, env)
     adapter = create_adapter(settings, env)
-    assert adapter.name == "web" and adapter.capabilities.edit and not adapter.capabilities.polls
+    caps = adapter.capabilities
+    assert adapter.name == "web" and caps.edit and caps.files and caps.polls
+    assert adapter.attachments.max_bytes == 12345  # the core's limit is the upload limit
 
 
 async def test_a_port_already_in_use_is_an_operator_facing_config_error(tmp_path):
