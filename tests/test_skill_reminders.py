@@ -195,3 +195,12 @@ async def test_a_replayed_command_makes_one_reminder(world):
 def test_outgoing_contract_has_mentions():
     assert "mention_user_ids" in Outgoing.__dataclass_fields__
     assert datetime(2026, 11, 1, tzinfo=timezone.utc).tzinfo is not None
+
+
+async def test_the_background_loop_fires_by_itself_once_woken(world):
+    app, adapter, _ = await world.start(manual=False)
+    await say(app, adapter, make_message("/remind in 1 min stretch"))
+    world.clock.advance(120)
+    skill(app, "reminders").loop.wake()
+    await adapter.wait_sent(2)
+    assert adapter.sent[-1].text == "⏰ Reminder for Alice: stretch"

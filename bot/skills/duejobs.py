@@ -1,7 +1,7 @@
 """A background loop that runs a skill's due work (reminders to fire, polls to close).
 
-``DueLoop`` calls ``run_due(now)`` with ``now`` from the injected clock, then waits ``poll_s`` real seconds or
-until ``wake()`` is called (a new reminder was added), and again. Why not ``clock.sleep``: the test clock
+``DueLoop`` waits ``poll_s`` real seconds (or until ``wake()`` is called: a new reminder was added), then
+calls ``run_due(now)`` with ``now`` from the injected clock, and again. Why not ``clock.sleep``: the test clock
 (``ManualClock``) advances time when slept on, so a polling loop would race time forward; here time only
 comes from ``clock.now()`` and the real wait is merely the pacing. Exactly-once is not this loop's job:
 ``run_due`` must claim each job durably before acting, so two runners (or a restart) never act twice.
@@ -68,8 +68,13 @@ class DueLoop:
             return await self._run_due(self._clock.now())
 
     async def _loop(self) -> None:
-        failures = 0
+        # The first pass waits one interval: the App starts background services before its adapters, and
+        # due work needs a connected platform anyway.
+        failures, delay = 0, self._poll_s
         while True:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
             try:
                 await self.tick()
                 failures = 0
@@ -82,6 +87,3 @@ class DueLoop:
                 log.exception(
                     "%s: due work failed (attempt %d); retrying in %.1fs", self.name, failures, delay
                 )
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
