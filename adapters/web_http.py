@@ -32,7 +32,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -184,6 +184,16 @@ async def _field(part: BodyPartReader) -> str:
         raise ApiError(400, f"the field {part.name!r} is not UTF-8 text") from exc
 
 
+async def read_form(request: web.Request) -> dict[str, Any]:
+    try:
+        posted = await request.post()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
+    except ValueError as exc:
+        raise ApiError(400, f"not a valid form: {exc}") from exc
+    return {k: v for k, v in posted.items() if isinstance(v, str)}
+
+
 # --------------------------------------------------------------------------- the application
 
 
@@ -323,6 +333,8 @@ class WebHttp:
         group = await self._group(request)
         if request.content_type == "multipart/form-data":
             data, uploads = await self._read_upload(request, group)
+        elif request.content_type == "application/x-www-form-urlencoded":  # a form without files
+            data, uploads = await read_form(request), []
         else:
             data, uploads = await read_json(request), []
         try:
@@ -366,7 +378,9 @@ class WebHttp:
                     if len(uploads) >= max_files:
                         raise ApiError(413, f"at most {max_files} files per message")
                     mime = part.headers.get("Content-Type")
-                    uploads.append(await self.service.stage_upload(group, part.filename, mime, _chunks(part)))
+                    # Browsers escape '"' and line breaks as %22/%0A, some clients every non-ASCII byte.
+                    name = unquote(part.filename or "", errors="replace")
+                    uploads.append(await self.service.stage_upload(group, name, mime, _chunks(part)))
                 elif part.name in ("author", "author_id", "text", "reply_to", "nonce"):
                     fields[part.name] = await _field(part)
                 else:
