@@ -71,7 +71,7 @@ class ProactiveSkill:
     async def _observe(self, obs: Observation) -> str | None:
         msg, key = obs.message, obs.message.chat.key
         decision: Any = obs.decision
-        if decision.speak or msg.from_me or msg.author.is_bot or msg.is_direct:
+        if decision.speak or not obs.may_answer or msg.from_me or msg.author.is_bot or msg.is_direct:
             return None
         if decision.reason not in ("not addressed", "quiet hours"):
             return None  # e.g. an edit, a forward, a stranger: never volunteer there
