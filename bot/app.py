@@ -4,7 +4,8 @@
       lock the data directory -> open state (inbox) and memory -> brain (if a model is configured)
       -> command registry and skills -> member pipeline -> adapters (intake) -> inbox worker, background
     App.stop()
-      background -> worker drains (adapters still up to deliver replies) -> adapters -> memory, state, lock
+      intake closes -> background -> worker drains (adapters still up to deliver replies) -> adapters
+      -> memory, state, lock
 """
 
 from __future__ import annotations
@@ -166,7 +167,10 @@ class App:
 
         The worker stops before the adapters: in-flight replies still have their platform to go to (an
         adapter stopped first would fail them and count a spurious attempt towards the dead-letter table).
-        Events the adapters commit meanwhile stay pending in the durable inbox for the next start."""
+        Intake closes first: the inbox refuses new events, so adapters do not acknowledge them and they
+        arrive again after the restart."""
+        if self.services is not None:
+            self.services.state.close_intake()
         for svc in reversed(self._background):
             with contextlib.suppress(Exception):
                 await svc.stop()

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.errors import PaibotError
 from bot.events import Message
 from bot.ports import Usage
 
@@ -87,6 +88,13 @@ class StateDB:
         self.new_events = asyncio.Event()
         self._unflushed: dict[str, int] = {}
         self._usage_writes: set[asyncio.Task[None]] = set()
+        self._intake_closed = False
+
+    def close_intake(self) -> None:
+        """Refuse new events from now on (a graceful stop has begun): ``submit`` with events raises, so the
+        adapter does not acknowledge them and the platform (or the poster) delivers them again after the
+        restart. Cursor-only submits (adapter bookkeeping such as send records) still commit."""
+        self._intake_closed = True
 
     def close(self) -> None:
         with self._lock:
@@ -114,6 +122,8 @@ class StateDB:
     async def submit(
         self, events: Sequence[Message], *, cursor_key: str | None = None, cursor: str | None = None
     ) -> int:
+        if events and self._intake_closed:
+            raise PaibotError("the bot is stopping and takes no new events; they will be taken after the restart")
         rows = [(e.event_id, e.chat.key, json.dumps(e.to_dict(), ensure_ascii=False)) for e in events]
         now = self._now().isoformat()
 
@@ -303,6 +313,9 @@ class StateDB:
                 (group_key, key, value),
             )
         )
+
+    async def group_delete(self, group_key: str, key: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM group_kv WHERE group_key=? AND key=?", (group_key, key)))
 
     async def group_set_once(self, group_key: str, key: str, value: str) -> bool:
         """Set a key only if absent; True if this call set it (used for one-time notices)."""
