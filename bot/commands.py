@@ -35,6 +35,8 @@ class Reply:
     outgoing_extra: dict[str, object] | None = None
 
 
+HANDLED = Reply("")  # an observer's answer meaning "dealt with, say nothing"
+
 CommandHandler = Callable[[CommandCall], Awaitable["str | Reply | None"]]
 
 
@@ -55,7 +57,8 @@ class Observation:
 
 # An observer may answer a message itself (e.g. a reply to the to-do list marking an item done): returning
 # text or a Reply sends it as the member's reply and ends the pipeline for that message. Observers run in
-# registration order; most return None (file ingestion, image captions, proactive hints).
+# registration order; most return None (file ingestion, image captions, proactive hints). Returning
+# ``HANDLED`` ends the pipeline without a reply (e.g. a vote counted silently).
 Observer = Callable[[Observation], Awaitable["str | Reply | None"]]
 
 

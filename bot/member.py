@@ -31,8 +31,9 @@ log = logging.getLogger("paibot.member")
 
 WELCOME = (
     "👋 I'm {name}, this group's AI member. I remember what is said here (this group only) so I can answer "
-    "with context. Mention me or reply to me to ask something; /help lists what I can do; "
-    "/forget-me removes your messages and /what-do-you-know-about-me shows what I keep about you."
+    "with context. Mention me or reply to me to ask something; /help lists what I can do. "
+    "/what-do-you-know-about-me shows what I keep about you, /optout stops recording your messages and "
+    "/forget-me removes them."
 )
 
 
@@ -108,10 +109,12 @@ class Member:
         seen = Observation(msg, pai, decision, reply_to_me, self.s, may_answer)
         for observer in observers:
             result = await observer(seen)
-            if result:
-                text, extra = (result.text, result.outgoing_extra) if isinstance(result, Reply) else (result, None)
+            if result is None or result == "":
+                continue
+            text, extra = (result.text, result.outgoing_extra) if isinstance(result, Reply) else (result, None)
+            if text or extra:  # a Reply with neither (``HANDLED``) consumes the message silently
                 await self._reply(msg, text, extra)
-                return True
+            return True
         return False
 
     async def _recording_allowed(self, msg: Message) -> bool:

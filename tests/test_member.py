@@ -342,3 +342,33 @@ async def test_observers_see_whether_an_answer_is_allowed_and_ingest_regardless(
     finally:
         await app.stop()
     assert seen == [("@Pai one", True), ("@Pai two", False), ("chatter", True)]
+
+
+async def test_an_observer_can_consume_a_message_silently(tmp_path):
+    from bot.commands import HANDLED
+
+    class Swallow:
+        def commands(self):
+            return []
+
+        def tools(self):
+            return []
+
+        def observers(self):
+            async def swallow(obs):
+                return HANDLED if "vote" in obs.message.text else None
+
+            return [swallow]
+
+    adapter = FakeAdapter()
+    llm = ScriptedLLM(["answer"])
+    app = App(make_settings(tmp_path), llm=llm, adapters={"fake": adapter}, memory=FakeMemory(),
+              skills=[Swallow()], clock=ManualClock())
+    await app.start()
+    try:
+        await adapter.inject(make_message("@Pai vote 2"))
+        await adapter.inject(make_message("@Pai hello"))
+        await app.drain()
+    finally:
+        await app.stop()
+    assert [o.text for o in adapter.sent] == ["answer"] and len(llm.calls) == 1

@@ -79,6 +79,9 @@ class PrivacySkill:
     async def _forget(self, call: CommandCall) -> str:
         user = call.message.author.user_id
         removed = await self.s.memory.forget(call.pai, author_id=user)
+        attachments = self.s.extras.get("skills.attachment_log")  # the files skill's list of posted files
+        if attachments is not None:
+            await attachments.forget_author(call.message.chat.key, user)
         return (
             f"Done: I removed {removed} of your messages from this group's memory (the transcript and the "
             "search indexes). New messages are still recorded; /optout stops that."
@@ -92,7 +95,7 @@ class PrivacySkill:
         )
 
     async def _optin(self, call: CommandCall) -> str:
-        await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "")
+        await self.s.state.group_delete(call.message.chat.key, f"optout:{call.message.author.user_id}")
         return "OK: I record your messages in this group again."
 
     async def _know(self, call: CommandCall) -> str:
