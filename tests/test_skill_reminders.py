@@ -74,6 +74,28 @@ async def test_a_claimed_but_unconfirmed_firing_is_never_sent_again(world):
     assert adapter2.sent == []
 
 
+async def test_an_interrupted_firing_is_resent_once_where_the_platform_deduplicates_sends(world):
+    from bot.ports import Capabilities
+    from tests.fakes import FakeAdapter
+
+    app, adapter, _ = await world.start()
+    await say(app, adapter, make_message("/remind in 1h x"))
+    rem = skill(app, "reminders")
+    world.clock.advance(7200)
+    (due,) = await rem.store.candidates(world.clock.now())
+    assert await rem.store.claim(due, world.clock.now(), rem.s.tz_for("fake:g1")) is not None  # "crash" here
+    await world.stop(app)
+    deduplicating = FakeAdapter(capabilities=Capabilities(idempotent_sends=True))
+    app2, adapter2, _ = await world.start(adapter=deduplicating)
+    assert await skill(app2, "reminders").loop.tick() == 1
+    assert await skill(app2, "reminders").loop.tick() == 0
+    (fired,) = adapter2.sent
+    assert fired.idempotency_key.startswith("reminder:") and "x" in fired.text
+    await world.stop(app2)
+    app3, adapter3, _ = await world.start(adapter=FakeAdapter(capabilities=Capabilities(idempotent_sends=True)))
+    assert await skill(app3, "reminders").loop.tick() == 0 and adapter3.sent == []
+
+
 async def test_a_failed_send_is_retried_later(world):
     app, adapter, _ = await world.start()
     await say(app, adapter, make_message("/remind in 10 min tea"))

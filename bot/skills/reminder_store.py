@@ -8,8 +8,10 @@ Firing is claim-then-send. In one transaction ``claim_due`` inserts a *firing* r
 and due time) in state ``sending`` and moves the reminder on (a one-off becomes ``fired``; a recurring one
 gets its next occurrence strictly after *now*, so a long outage gives one late firing, never a burst). Only
 then is the message sent; afterwards the firing becomes ``sent``. A crash between claim and send leaves a
-``sending`` firing that is never sent again (at most once, logged at start); a send that raises is retried
-with backoff (``retry``) up to ``MAX_ATTEMPTS``, then ``dead``.
+``sending`` firing (``interrupted`` after the restart): where the platform deduplicates sends
+(``capabilities.idempotent_sends``) it is resent with the same idempotency key, so it arrives exactly once;
+elsewhere it is never sent again (at most once, logged). A send that raises is retried with backoff
+(``retry``) up to ``MAX_ATTEMPTS``, then ``dead``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ CREATE INDEX IF NOT EXISTS reminders_due ON reminders(status, due_ts);
 CREATE TABLE IF NOT EXISTS reminder_firings (
     reminder_id INTEGER NOT NULL,
     due_ts REAL NOT NULL,
-    state TEXT NOT NULL,                        -- sending | sent | retry | dead | unknown
+    state TEXT NOT NULL,                        -- sending | sent | retry | dead | interrupted | unknown
     late INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     retry_ts REAL,
@@ -309,12 +311,34 @@ class ReminderStore:
 
         return await self.db.tx(body)
 
-    async def abandon_interrupted(self) -> int:
-        """At start: firings left ``sending`` by a crash may or may not have reached the chat; never resend."""
+    async def mark_interrupted(self) -> int:
+        """At start: firings left ``sending`` by a crash may or may not have reached the chat. They become
+        ``interrupted`` until their platform is connected and ``resolve_interrupted`` decides."""
         cur = await self.db.run(
-            lambda c: c.execute("UPDATE reminder_firings SET state='unknown' WHERE state='sending'")
+            lambda c: c.execute("UPDATE reminder_firings SET state='interrupted' WHERE state='sending'")
         )
         return cur.rowcount
+
+    async def interrupted(self) -> list[Firing]:
+        def body(c: sqlite3.Connection) -> list[Firing]:
+            rows = c.execute(
+                f"SELECT f.due_ts, f.late, f.attempts, {', '.join('r.' + x.strip() for x in _COLS.split(','))} "
+                "FROM reminder_firings f JOIN reminders r ON r.id=f.reminder_id WHERE f.state='interrupted'"
+            ).fetchall()
+            return [
+                Firing(_row(tuple(rest)), datetime.fromtimestamp(due_ts, timezone.utc), bool(late), attempts)
+                for due_ts, late, attempts, *rest in rows
+            ]
+
+        return await self.db.run(body)
+
+    async def set_firing_state(self, f: Firing, state: str) -> None:
+        await self.db.run(
+            lambda c: c.execute(
+                "UPDATE reminder_firings SET state=? WHERE reminder_id=? AND due_ts=?",
+                (state, f.reminder.id, f.due.timestamp()),
+            )
+        )
 
     async def firings(self, reminder_id: int) -> list[tuple[float, str, bool]]:
         rows = await self.db.run(

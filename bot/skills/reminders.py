@@ -117,9 +117,9 @@ class ReminderSkill:
         return [self._observe]
 
     async def start(self) -> None:
-        lost = await self.store.abandon_interrupted()
-        if lost:
-            log.warning("%d reminder firing(s) were interrupted by a crash and are not sent again", lost)
+        interrupted = await self.store.mark_interrupted()
+        if interrupted:
+            log.warning("%d reminder firing(s) were interrupted by a crash", interrupted)
         await self.loop.start()
 
     async def stop(self) -> None:
@@ -274,7 +274,7 @@ class ReminderSkill:
     # ----------------------------------------------------------------- firing
 
     async def run_due(self, now: datetime) -> int:
-        sent = 0
+        sent = await self._resolve_interrupted(now)
         for firing in await self.store.claim_retries(now):
             sent += await self._fire(firing, now)
         for rem in await self.store.candidates(now):
@@ -284,6 +284,22 @@ class ReminderSkill:
             firing = await self.store.claim(rem, now, self.s.tz_for(rem.group_key))
             if firing is not None:
                 sent += await self._fire(firing, now)
+        return sent
+
+    async def _resolve_interrupted(self, now: datetime) -> int:
+        """Resend firings a crash interrupted where the platform deduplicates sends; give up elsewhere."""
+        sent = 0
+        for f in await self.store.interrupted():
+            adapter = self.s.adapters.get(f.reminder.chat.platform)
+            if adapter is None:
+                continue  # not connected yet: decide once it is
+            if adapter.capabilities.idempotent_sends:
+                await self.store.set_firing_state(f, "sending")
+                sent += await self._fire(f, now)
+            else:
+                await self.store.set_firing_state(f, "unknown")
+                log.warning("reminder %s in %s may not have been sent before a crash; not resending",
+                            f.reminder.id, f.reminder.group_key)
         return sent
 
     def firing_text(self, f: Firing) -> str:
