@@ -76,6 +76,7 @@ class BotProcess:
         self.runs = 0
         self.kills = 0
         self.exit_codes: list[int] = []
+        self._ending = False  # set while we kill or stop it: any other exit is a crash of the bot
 
     @property
     def alive(self) -> bool:
@@ -83,6 +84,7 @@ class BotProcess:
 
     async def spawn(self) -> None:
         self.runs += 1
+        self._ending = False
         with open(self.logs / f"run{self.runs}.log", "wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", "run", "--config", str(self.config),
@@ -92,6 +94,7 @@ class BotProcess:
     async def kill(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed, like a power cut of the process."""
         assert self.proc is not None
+        self._ending = True
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGKILL)
             self.kills += 1
@@ -100,6 +103,7 @@ class BotProcess:
     async def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait; a process that does not exit in ``timeout`` is killed and reported as -9."""
         assert self.proc is not None
+        self._ending = True
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -112,6 +116,29 @@ class BotProcess:
         assert code is not None
         self.exit_codes.append(code)
         return code
+
+    async def watchdog(self) -> None:
+        """Returns (raising) as soon as the bot exits without having been killed or stopped by the test."""
+        while True:
+            proc = self.proc
+            if proc is not None and proc.returncode is not None and not self._ending:
+                raise AssertionError(f"the bot exited by itself (code {proc.returncode})\n" + self.log_tail())
+            await asyncio.sleep(0.2)
+
+    async def guard(self, work: Awaitable[Any], timeout: float) -> Any:
+        """Run ``work`` (with a timeout) but fail at once if the bot process crashes meanwhile."""
+        dog = asyncio.create_task(self.watchdog(), name="bot-watchdog")
+        job = asyncio.ensure_future(asyncio.wait_for(work, timeout))
+        try:
+            done, _ = await asyncio.wait({dog, job}, return_when=asyncio.FIRST_COMPLETED)
+            if dog in done:
+                job.cancel()
+                await asyncio.gather(job, return_exceptions=True)
+                dog.result()
+            return job.result()
+        finally:
+            dog.cancel()
+            await asyncio.gather(dog, return_exceptions=True)
 
     def log_text(self) -> str:
         return "\n".join(

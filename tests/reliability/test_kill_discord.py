@@ -85,8 +85,11 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
                 await bot.spawn()
 
         kill_task = asyncio.create_task(killer(), name="killer")
+        dog = asyncio.create_task(bot.watchdog(), name="bot-watchdog")
         try:
             for i in range(messages):
+                if dog.done():
+                    dog.result()
                 channel = channels[i % len(channels)]
                 who = people[rng.randrange(len(people))]
                 is_mention = rng.random() < 0.2
@@ -97,10 +100,11 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
                     msg = fake.messages[channel][-1]
                 sent.append((channel, msg, is_mention))
                 await asyncio.sleep(rng.uniform(0.0, 0.06))
-            await asyncio.wait_for(kill_task, 120)
+            await bot.guard(kill_task, 120)
         finally:
             kill_task.cancel()
-            await asyncio.gather(kill_task, return_exceptions=True)
+            dog.cancel()
+            await asyncio.gather(kill_task, dog, return_exceptions=True)
         mentions = {m["id"] for _, m, is_m in sent if is_m}
         expected = {f"discord:{m['id']}" for _, m, _ in sent}
 
@@ -110,7 +114,7 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
             return all(status.get(e) == "done" for e in expected) and mentions <= answered
 
         try:
-            await wait_for(settled, 120 + messages * 0.05, every=1.0)
+            await bot.guard(wait_for(settled, 120 + messages * 0.05, every=1.0), 150 + messages * 0.05)
         except TimeoutError:
             pytest.fail("the bot did not catch up after the kills\n" + bot.log_tail())
         await asyncio.sleep(1.0)  # a late duplicate would show up now

@@ -140,8 +140,8 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
 
         kill_task = asyncio.create_task(killer(), name="killer")
         try:
-            await asyncio.wait_for(asyncio.gather(*(poster(n) for n in numbers)), 60 + messages * 0.2)
-            await asyncio.wait_for(kill_task, 120)
+            await bot.guard(asyncio.gather(*(poster(n) for n in numbers)), 60 + messages * 0.2)
+            await bot.guard(kill_task, 120)
             expected = {f"web:{m.group}:{m.acked_id}" for m in stream.planned}
             mentions = {m.acked_id for m in stream.planned if m.mention}
 
@@ -155,7 +155,7 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
                 return mentions <= replied
 
             try:
-                await wait_for(settled, 120 + messages * 0.05, every=1.0)
+                await bot.guard(wait_for(settled, 120 + messages * 0.05, every=1.0), 150 + messages * 0.05)
             except TimeoutError:
                 pytest.fail("the bot did not catch up after the kills\n" + bot.log_tail())
             listed = {n: await list_all(http, base, n) for n in numbers}
