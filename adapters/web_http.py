@@ -55,7 +55,7 @@ MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 STATIC_DIR = Path(__file__).with_name("web_static")
-_STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css"}
+_STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css"}
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 

@@ -156,3 +156,96 @@ async def test_hostile_text_is_shown_as_text_and_never_runs(browser, paibot):
     assert await page.locator("#messages img, #messages script, #messages b:has-text('bold?')").count() == 0
     assert await page.text_content("#group-name") == "<i>Evil</i> group"
     assert await page.evaluate("window.pwned === undefined")
+
+
+# --------------------------------------------------------------------------- files, images and polls
+
+
+def watch_console(page) -> list[str]:
+    """Collects console errors (a CSP violation shows up here) for the test to assert on."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+async def open_group_as(browser, url: str, number: str, nick: str):
+    page = await browser.new_page(viewport={"width": 1200, "height": 860})
+    errors = watch_console(page)
+    await page.goto(f"{url}/g/{number}")
+    await page.fill("#nick-modal-input", nick)
+    await page.click("#nick-modal-form button[type=submit]")
+    await page.wait_for_selector("#chat-screen:not([hidden])")
+    return page, errors
+
+
+async def test_attach_a_document_and_an_image_see_them_and_get_the_image_back_edited(browser, paibot, tmp_path):
+    from tests.doc_factory import make_image
+
+    app, url, _ = paibot
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "Cabin trip"})).json()
+    page, errors = await open_group_as(browser, url, group["number"], "Alice")
+
+    hostile_name = '<img src=x onerror="window.pwned=1">.txt'
+    await page.set_input_files("#file-input", files=[
+        {"name": "contract.txt", "mimeType": "text/plain", "buffer": b"The deposit is 500 euros."},
+        {"name": "lake.png", "mimeType": "image/png", "buffer": make_image(120, 80)},
+        {"name": hostile_name, "mimeType": "text/html", "buffer": b"<script>alert(1)</script>"},
+    ])  # fmt: skip
+    tray = page.locator("#tray .tray-item")
+    assert await tray.count() == 3
+    assert "contract.txt" in (await tray.nth(0).text_content() or "")
+    await page.fill("#text", "the contract and a photo")
+    await page.screenshot(path=str(tmp_path / "web-tray.png"))
+    await page.press("#text", "Enter")
+
+    mine = page.locator(".msg.mine").first
+    await mine.wait_for()
+    await page.wait_for_selector("#tray", state="hidden")  # the tray empties once the upload is stored
+    chips = mine.locator(".file-chip")
+    assert await chips.count() == 2
+    assert "contract.txt" in (await chips.nth(0).text_content() or "")
+    assert await chips.nth(1).locator(".file-name").text_content() == hostile_name  # a name is only text
+    thumb = mine.locator(".thumb img")
+    await page.wait_for_function("img => img.complete && img.naturalWidth === 120", arg=await thumb.element_handle())
+
+    # The image opens in the viewer; Escape closes it.
+    await thumb.click()
+    await page.wait_for_selector("#viewer:not([hidden])")
+    assert "lake.png" in (await page.text_content("#viewer-name") or "")
+    await page.screenshot(path=str(tmp_path / "web-viewer.png"))
+    await page.keyboard.press("Escape")
+    await page.wait_for_selector("#viewer", state="hidden")
+
+    # Reply to the photo asking for black and white: the bot's reply shows the edited image.
+    await mine.locator(".text").click()
+    await page.fill("#text", "@Pai make this black and white")
+    await page.press("#text", "Enter")
+    bot_img = page.locator(".msg.from-bot .thumb img").first
+    await bot_img.wait_for()
+    await page.wait_for_function("img => img.complete && img.naturalWidth === 120", arg=await bot_img.element_handle())
+    await page.screenshot(path=str(tmp_path / "web-files.png"))
+    assert await page.evaluate("window.pwned === undefined")
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+
+
+async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, paibot, tmp_path):
+    app, url, _ = paibot
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "Dinner"})).json()
+        await http.post(f"/api/groups/{group['number']}/messages",
+                        json={"author": "Carol", "text": "/poll Where do we eat? | Luigi's | Sushi Go for 30m"})
+    await app.drain(30)
+    page, errors = await open_group_as(browser, url, group["number"], "Bob")
+    options = page.locator(".msg.from-bot .poll-option")
+    await options.first.wait_for()
+    assert await options.count() == 2
+    assert "Poll #1: Where do we eat?" in (await page.text_content(".poll-question") or "")
+
+    await options.nth(1).click()
+    await page.wait_for_selector(".msg.mine .text:has-text('vote 2')")
+    await page.wait_for_selector("text=Bob: Sushi Go")
+    assert "chosen" in (await options.nth(1).get_attribute("class") or "")
+    await page.screenshot(path=str(tmp_path / "web-poll.png"))
+    assert not errors, errors

@@ -21,7 +21,11 @@
     pollTimer: null,
     typingTimers: new Map(),
     lastTypingSent: 0,
+    limits: { max_files: 10, max_file_bytes: 20 * 1024 * 1024 },
+    tray: null,         // PaiMedia.Tray: files chosen but not sent yet
+    sending: false,
   };
+  const media = window.PaiMedia;
 
   // ------------------------------------------------------------------ identity
 
@@ -216,9 +220,14 @@
       });
       bubble.append(q);
     }
-    const body = el("div", "text");
-    fillText(body, m.text);
-    bubble.append(body);
+    const hasPoll = Boolean(m.poll && Array.isArray(m.poll.options));
+    if (m.text && m.text.trim() && !hasPoll) {
+      const body = el("div", "text");
+      fillText(body, m.text);
+      bubble.append(body);
+    }
+    if (Array.isArray(m.files) && m.files.length) bubble.append(media.filesNode(m.files));
+    if (hasPoll) bubble.append(media.pollNode(m, castVote, myVote(m)));
     if (m.edited) meta.append(el("span", "edited", "edited"));
     li.append(av, bubble);
     li.addEventListener("click", () => startReply(m));
@@ -269,9 +278,38 @@
   function startReply(m) {
     state.replyTo = m;
     $("reply-author").textContent = m.author_name || m.author;
-    $("reply-text").textContent = m.text.length > 120 ? m.text.slice(0, 120) + "…" : m.text;
+    $("reply-text").textContent = summary(m);
     $("reply-bar").hidden = false;
     $("text").focus();
+  }
+
+  // A message in one line: its text, or its files when it has no text.
+  function summary(m) {
+    const text = (m.text || "").trim();
+    if (text) return text.length > 120 ? text.slice(0, 120) + "…" : text;
+    const files = Array.isArray(m.files) ? m.files : [];
+    return files.length ? "📎 " + files.map((f) => String(f.name)).join(", ") : "";
+  }
+
+  // ------------------------------------------------------------------ polls
+
+  const voteKey = (m) => `vote.${m.group}.${m.id}`;
+  function myVote(m) { return Number(store.get(voteKey(m))) || 0; }
+
+  // A vote is an ordinary reply to the poll message ("vote 2"): the reply is what the bot counts.
+  async function castVote(m, n, text) {
+    if (!state.group) return false;
+    if (!nickname()) { askNickname(state.group.name); return false; }
+    try {
+      const body = { author: nickname(), author_id: userId(), text, reply_to: m.id, nonce: nonce() };
+      const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
+      addMessages([msg]);
+      store.set(voteKey(m), String(n));
+      return true;
+    } catch (e) {
+      toast(e.message);
+      return false;
+    }
   }
 
   function cancelReply() {
@@ -392,6 +430,7 @@
     $("messages").replaceChildren();
     for (const name of Array.from(state.typingTimers.keys())) clearTyping(name);
     cancelReply();
+    if (state.tray) state.tray.clear();
   }
 
   function askNickname(groupName) {
@@ -500,6 +539,7 @@
       if (ev.key === "Escape") cancelReply();
     });
     $("composer").addEventListener("submit", onSend);
+    wireFiles();
     $("token-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       const url = new URL(location.href);
@@ -509,24 +549,95 @@
     window.addEventListener("popstate", route);
   }
 
+  function wireFiles() {
+    state.tray = new media.Tray($("tray"), state.limits, toast);
+    const input = $("file-input");
+    $("attach-button").addEventListener("click", () => input.click());
+    input.addEventListener("change", () => { state.tray.add(input.files); input.value = ""; $("text").focus(); });
+    $("text").addEventListener("paste", (ev) => {
+      const files = ev.clipboardData ? Array.from(ev.clipboardData.files || []) : [];
+      if (!files.length) return;
+      ev.preventDefault();
+      state.tray.add(files.map(namePasted));
+    });
+    const chat = $("chat-screen");
+    let depth = 0;
+    const hasFiles = (ev) => ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes("Files");
+    chat.addEventListener("dragenter", (ev) => { if (!hasFiles(ev)) return; ev.preventDefault(); depth++; chat.classList.add("dropping"); });
+    chat.addEventListener("dragover", (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+    chat.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) chat.classList.remove("dropping"); });
+    chat.addEventListener("drop", (ev) => {
+      if (!hasFiles(ev)) return;
+      ev.preventDefault();
+      depth = 0;
+      chat.classList.remove("dropping");
+      state.tray.add(ev.dataTransfer.files);
+    });
+    $("viewer-close").addEventListener("click", media.closeViewer);
+    $("viewer").addEventListener("click", (ev) => { if (ev.target === $("viewer")) media.closeViewer(); });
+    document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") media.closeViewer(); });
+  }
+
+  // Screenshots pasted from the clipboard are all called "image.png": give them a name worth keeping.
+  function namePasted(file, i) {
+    if (file.name && file.name !== "image.png") return file;
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+    const ext = (file.type.split("/")[1] || "png").replace("jpeg", "jpg");
+    return new File([file], `pasted-${stamp}${i ? "-" + i : ""}.${ext}`, { type: file.type });
+  }
+
+  function setProgress(fraction) {
+    const bar = $("upload-progress");
+    if (fraction === null) { bar.hidden = true; return; }
+    bar.hidden = false;
+    const pct = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
+    $("upload-bar").style.width = pct + "%";
+    $("upload-label").textContent = pct < 100 ? `Uploading… ${pct}%` : "Saving…";
+  }
+
+  // One attempt at posting; resolves the stored message or throws ApiError (status 0: network).
+  async function postOnce(body, files) {
+    const path = `/api/groups/${state.group.number}/messages`;
+    if (!files.length) return api("POST", path, body);
+    const form = new FormData();
+    for (const [k, v] of Object.entries(body)) form.append(k, String(v));
+    for (const f of files) form.append("file", f, f.name || "file");
+    setProgress(0);
+    let resp;
+    try {
+      resp = await media.upload(path, form, setProgress);
+    } catch (e) {
+      throw new ApiError(0, "Cannot reach the server. Is paibot running?");
+    }
+    if (resp.status === 401) showScreen("token");
+    if (resp.status < 200 || resp.status >= 300) {
+      throw new ApiError(resp.status, (resp.data && resp.data.error) || `The server said ${resp.status}.`);
+    }
+    return resp.data;
+  }
+
   async function onSend(ev) {
     ev.preventDefault();
     const box = $("text");
     const value = box.value.trim();
-    if (!value || !state.group) return;
+    const files = state.tray ? state.tray.files : [];
+    if ((!value && !files.length) || !state.group || state.sending) return;
     if (!nickname()) { askNickname(state.group.name); return; }
     if (value.length > state.maxText) { toast(`Messages can be at most ${state.maxText} characters.`); return; }
     const body = { author: nickname(), author_id: userId(), text: value, nonce: nonce() };
     if (state.replyTo) body.reply_to = state.replyTo.id;
+    state.sending = true;
     $("send-button").disabled = true;
-    // Retry with the same nonce on a network failure: the server stores it at most once.
+    $("composer").classList.add("pending");
+    // Retry with the same nonce on a network failure: the server stores it (and its files) at most once.
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
+        const msg = await postOnce(body, files);
         addMessages([msg]);
         box.value = "";
         box.style.height = "auto";
         cancelReply();
+        if (files.length) state.tray.clear();
         break;
       } catch (e) {
         if (e.status !== 0 && e.status < 500) { toast(e.message); break; }
@@ -534,6 +645,9 @@
         await new Promise((r) => setTimeout(r, 800 * (attempt + 1)));
       }
     }
+    setProgress(null);
+    $("composer").classList.remove("pending");
+    state.sending = false;
     $("send-button").disabled = false;
     box.focus();
   }
@@ -545,6 +659,8 @@
       const info = await api("GET", "/api/info");
       state.botName = info.bot_name;
       state.maxText = info.max_text_length;
+      if (info.max_files > 0) state.limits.max_files = info.max_files;
+      if (info.max_file_bytes > 0) state.limits.max_file_bytes = info.max_file_bytes;
       for (const n of document.querySelectorAll(".bot-name")) n.textContent = info.bot_name;
       $("text").placeholder = `Message the group — type @${info.bot_name} to ask the AI`;
       $("text").maxLength = info.max_text_length;
