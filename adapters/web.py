@@ -217,7 +217,7 @@ class WebAdapter:
                 target = await asyncio.to_thread(store.message, reply_to)
                 reply_to = reply_to if target and target.group == group.number else None
             for i, part in enumerate(parts):
-                key = out.idempotency_key and (out.idempotency_key if i == 0 else f"{out.idempotency_key}#{i}")
+                key = out.idempotency_key and (f"{out.idempotency_key}#{i}" if i else out.idempotency_key)
                 msg, created = await asyncio.to_thread(
                     store.add_message, group.number, BOT_USER_ID, self.bot_name, part,
                     is_bot=True, reply_to=reply_to if i == 0 else None, idem_key=key or None,

@@ -53,7 +53,7 @@ class WebAttachments:
     async def stage_upload(
         self, group: str, name: str | None, declared_mime: str | None, chunks: AsyncIterator[bytes]
     ) -> StagedFile:
-        """Write an uploaded file to a temp file; raises ``ApiError(413)`` (nothing kept) past ``max_bytes``."""
+        """Write an uploaded file to a temp file; ``ApiError(413)`` (nothing kept) past ``max_bytes``."""
         temp = await asyncio.to_thread(self.blobs.stage, group)
         size = 0
         head = b""
@@ -78,7 +78,7 @@ class WebAttachments:
         return self._staged(group, temp, name, declared_mime, head, size)
 
     async def stage_bytes(self, group: str, out: OutgoingFile) -> StagedFile:
-        """Stage a file the bot sends (already in memory); refuses past ``max_bytes`` with ``DeliveryError``."""
+        """Stage a file the bot sends (already in memory); ``DeliveryError`` past ``max_bytes``."""
         if len(out.data) > self.max_bytes:
             raise DeliveryError(f"{out.name} is {len(out.data)} bytes, over the {self.max_bytes}-byte limit")
         try:
@@ -88,7 +88,9 @@ class WebAttachments:
         return self._staged(group, temp, out.name, out.mime, out.data[:SNIFF_BYTES], len(out.data))
 
     @staticmethod
-    def _staged(group: str, temp: Path, name: str | None, declared: str | None, head: bytes, size: int) -> StagedFile:
+    def _staged(
+        group: str, temp: Path, name: str | None, declared: str | None, head: bytes, size: int
+    ) -> StagedFile:
         clean = safe_file_name(name)
         kind = sniff(head, clean, declared)
         return StagedFile(group, temp, NewFile(new_file_id(), kind.kind, clean, kind.mime, size))
@@ -142,4 +144,5 @@ def attachment(f: StoredFile) -> Attachment:
 
 
 def file_json(f: StoredFile) -> dict[str, object]:
-    return {"id": f.id, "name": f.name, "mime": f.mime, "kind": f.kind, "size": f.size, "url": f"/api/files/{f.id}"}
+    return {"id": f.id, "name": f.name, "mime": f.mime, "kind": f.kind, "size": f.size,
+            "url": f"/api/files/{f.id}"}  # fmt: skip

@@ -97,7 +97,7 @@ def sniff(head: bytes, name: str, declared: str | None) -> SniffedType:
     if head.startswith(b"%PDF-"):
         return SniffedType("file", "application/pdf")
     claimed = (declared or "").split(";", 1)[0].strip().lower()
-    if claimed and _MIME.match(claimed) and not claimed.startswith("image/") and claimed != "application/octet-stream":
+    if _MIME.match(claimed) and not claimed.startswith("image/") and claimed != "application/octet-stream":
         return SniffedType("file", claimed)
     guessed, _ = mimetypes.guess_type(name, strict=False)
     if guessed and not guessed.startswith("image/"):

@@ -13,7 +13,7 @@ Routes (``{group}`` is a group's number):
                                            ``file`` parts (text may then be empty); 413 past the limits
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
-    GET  /api/files/{id}                   a file's bytes: PNG/JPEG/GIF/WebP inline, anything else as a download
+    GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
@@ -50,6 +50,7 @@ log = logging.getLogger("paibot.web")
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 64 * 1024  # one non-file field of a multipart upload
 _CHUNK = 64 * 1024
+FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
@@ -182,6 +183,12 @@ async def _field(part: BodyPartReader) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"the field {part.name!r} is not UTF-8 text") from exc
+
+
+def content_disposition(disposition: str, name: str) -> str:
+    """``inline``/``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266)."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
 
 
 async def read_form(request: web.Request) -> dict[str, Any]:
@@ -343,7 +350,9 @@ class WebHttp:
             await self.service.drop_uploads(uploads)
             raise
 
-    async def _post(self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile]) -> web.Response:
+    async def _post(
+        self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile]
+    ) -> web.Response:
         nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
         if nickname.casefold() == self.service.bot_name.casefold():
             raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
@@ -358,11 +367,14 @@ class WebHttp:
         message = await self.service.post_message(group, author_id, nickname, text, reply_to, nonce, uploads)
         return web.json_response(message)
 
-    async def _read_upload(self, request: web.Request, group: StoredGroup) -> tuple[dict[str, Any], list[StagedFile]]:
+    async def _read_upload(
+        self, request: web.Request, group: StoredGroup
+    ) -> tuple[dict[str, Any], list[StagedFile]]:
         """The fields and staged files of a multipart message; on any refusal nothing staged is kept."""
         limits = self.service.limits_json()
         max_files, max_bytes = limits["max_files"], limits["max_file_bytes"]
-        if request.content_length is not None and request.content_length > max_files * (max_bytes + 4096) + MAX_BODY_BYTES:
+        most = max_files * (max_bytes + 4096) + MAX_BODY_BYTES  # 4 KiB per file for its part headers
+        if request.content_length is not None and request.content_length > most:
             raise ApiError(413, f"the upload is too large (at most {max_files} files of {max_bytes} bytes)")
         fields: dict[str, Any] = {}
         uploads: list[StagedFile] = []
@@ -396,14 +408,13 @@ class WebHttp:
             raise ApiError(404, "there is no such file")
         path = self.service.file_path(stored)
         inline = inline_type(stored.kind, stored.mime)
-        ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in stored.name)
         disposition = "inline" if inline else "attachment"
         headers = {
             "Content-Type": inline or download_type(stored.mime),
-            "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(stored.name)}",
+            "Content-Disposition": content_disposition(disposition, stored.name),
             "X-Content-Type-Options": "nosniff",
             # Even if a browser were talked into rendering the bytes, they run in an opaque sandbox.
-            "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+            "Content-Security-Policy": FILE_CSP,
             "Cache-Control": "private, max-age=86400",
             "Cross-Origin-Resource-Policy": "same-origin",
         }

@@ -105,7 +105,8 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A file of a message; ``id`` names its bytes (``BlobDir.path(group, id)``) and is its attachment source."""
+    """A file of a message; ``id`` names its bytes (``BlobDir.path(group, id)``) and is the attachment's
+    ``source``."""
 
     id: str
     message_id: int
@@ -266,7 +267,8 @@ class WebStore:
                     )
                 if poll is not None:
                     self._run(
-                        "INSERT INTO polls (message_id, question, options, multiple, closes_at) VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO polls (message_id, question, options, multiple, closes_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
                         (message_id, poll.question, json.dumps(list(poll.options)), int(poll.multiple),
                          poll.closes_at.isoformat() if poll.closes_at else None),
                     )

@@ -367,3 +367,11 @@ async def test_a_cross_site_upload_is_refused_and_nothing_is_stored(web, tmp_pat
                            data=form(("a.txt", b"x", "text/plain"), author="Mallory"))  # fmt: skip
     assert resp.status == 403
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
+
+
+async def test_a_refused_message_keeps_none_of_its_files(web, tmp_path):
+    _, sink, http = web
+    group = await new_group(http)
+    for fields in ({"author": "Pai"}, {"author": "Alice", "author_id": "bad id!"}, {"author": "Alice", "reply_to": "999"}):
+        await upload(http, group["number"], ("a.txt", b"x", "text/plain"), status=400, **fields)
+    assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
