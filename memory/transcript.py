@@ -265,6 +265,13 @@ class Transcript:
         if fts is None or not match:
             return []
         where, args = filter_sql(filters)
+        if not where:
+            # the FTS table is the pai's own: without filters no join is needed (rows are re-read by pai later)
+            rows = db.execute(
+                f"SELECT rowid, bm25({fts}, ?, ?) AS s FROM {fts} WHERE {fts} MATCH ? ORDER BY s LIMIT ?",
+                (*weights, match, limit),
+            ).fetchall()
+            return [(int(seq), -float(s)) for seq, s in rows]
         rows = db.execute(
             f"SELECT f.rowid, bm25({fts}, ?, ?) AS s FROM {fts} f JOIN records r ON r.seq = f.rowid"
             f" WHERE {fts} MATCH ? AND +r.pai = ?{where} ORDER BY s LIMIT ?",
