@@ -244,7 +244,10 @@ class WebAdapter:
     async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes:
         """The bytes of a file posted in a web group (``AttachmentFetcher``); ``DeliveryError`` for an
         unknown source or a file over ``max_bytes``."""
-        stored = await self.find_file(att.source)
+        stored = None
+        if valid_file_id(att.source):
+            # The core may fetch before mark_delivered has run: the inbox already holds the event by then.
+            stored = await asyncio.to_thread(self._require_store().file, att.source, pending_too=True)
         if stored is None:
             raise DeliveryError(f"there is no web group file {att.source[:80]!r}")
         return await self.attachments.read(stored, max_bytes)

@@ -337,12 +337,14 @@ class WebStore:
                     out.setdefault(row[1], []).append(_file(row))
         return out
 
-    def file(self, file_id: str) -> StoredFile | None:
-        """A file of a visible (delivered) message, or None."""
+    def file(self, file_id: str, *, pending_too: bool = False) -> StoredFile | None:
+        """A file of a visible (delivered) message, or None. ``pending_too`` also finds files of messages
+        the inbox has committed but this store has not yet marked delivered (the core may fetch them)."""
+        visible = "" if pending_too else " AND m.delivered = 1"
         with self._lock:
             row = self._run(
                 f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f"
-                " JOIN messages m ON m.id = f.message_id WHERE f.id = ? AND m.delivered = 1", (file_id,)
+                f" JOIN messages m ON m.id = f.message_id WHERE f.id = ?{visible}", (file_id,)
             ).fetchone()  # fmt: skip
         return _file(row) if row else None
 

@@ -375,3 +375,17 @@ async def test_a_refused_message_keeps_none_of_its_files(web, tmp_path):
     for fields in ({"author": "Pai"}, {"author": "Alice", "author_id": "bad id!"}, {"author": "Alice", "reply_to": "999"}):
         await upload(http, group["number"], ("a.txt", b"x", "text/plain"), status=400, **fields)
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
+
+
+async def test_the_core_can_fetch_a_file_before_its_message_is_marked_visible(web, tmp_path):
+    adapter, _, http = web
+    group = await new_group(http)
+    folder = tmp_path / "web_files" / group["number"]
+    folder.mkdir(parents=True)
+    (folder / "in-flight-file-0123456789").write_bytes(b"deposit: 500")
+    store = adapter._require_store()
+    store.add_message(group["number"], "u-1234", "Alice", "", delivered=False,
+                      files=[NewFile("in-flight-file-0123456789", "file", "n.txt", "text/plain", 12)])  # fmt: skip
+    att = Attachment("file", "n.txt", "text/plain", 12, "in-flight-file-0123456789")
+    assert await adapter.fetch_attachment(att, 100) == b"deposit: 500"  # the inbox has it: the core may read it
+    assert (await http.get("/api/files/in-flight-file-0123456789")).status == 404  # not visible to people yet
