@@ -180,8 +180,11 @@ def inbox_status(data: Path) -> dict[str, str]:
     db = data / "paibot.db"
     if not db.exists():
         return {}
-    with _ro(db) as conn:
-        return dict(conn.execute("SELECT event_id, status FROM inbox").fetchall())
+    try:
+        with _ro(db) as conn:
+            return dict(conn.execute("SELECT event_id, status FROM inbox").fetchall())
+    except sqlite3.OperationalError:  # the bot is still creating its schema
+        return {}
 
 
 def dead_letters(data: Path) -> list[tuple[str, int, str]]:

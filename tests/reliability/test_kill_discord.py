@@ -45,8 +45,11 @@ def cursors(data: Path) -> dict[str, str]:
     db = data / "paibot.db"
     if not db.exists():
         return {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        return dict(conn.execute("SELECT key, value FROM cursors").fetchall())
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+            return dict(conn.execute("SELECT key, value FROM cursors").fetchall())
+    except sqlite3.OperationalError:  # the bot is still creating its schema
+        return {}
 
 
 async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int, seed: int) -> None:
