@@ -84,8 +84,9 @@ class TelegramAdapter:
 
     name = "telegram"
     capabilities = Capabilities(
+        # Not idempotent_sends: Telegram has no idempotent send, and a crash while a sendMessage is in flight
+        # cannot tell whether it arrived (the durable part records only cover parts confirmed before).
         max_text_length=MESSAGE_LIMIT, edit=True, polls=True, files=True, threads=True, typing=True, links=True,
-        idempotent_sends=True,
     )
 
     def __init__(
