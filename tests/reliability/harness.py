@@ -84,12 +84,12 @@ class BotProcess:
 
     async def spawn(self) -> None:
         self.runs += 1
-        self._ending = False
         with open(self.logs / f"run{self.runs}.log", "wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", "run", "--config", str(self.config),
                 env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
             )  # fmt: skip
+        self._ending = False  # only now: until the new process exists, the old one's death is expected
 
     async def kill(self) -> None:
         """SIGKILL: no handler runs, nothing is flushed, like a power cut of the process."""

@@ -149,7 +149,7 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
 
 async def test_random_sigkills_on_discord_lose_nothing_and_answer_once(tmp_path: Path) -> None:
     seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
-    await run_scenario(tmp_path, messages=300, groups=6, kills=3, seed=seed)
+    await run_scenario(tmp_path, messages=200, groups=6, kills=3, seed=seed)
 
 
 @pytest.mark.soak

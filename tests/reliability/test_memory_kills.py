@@ -123,7 +123,7 @@ async def run_scenario(tmp_path: Path, kills: int, seed: int) -> None:
 
 async def test_memory_store_survives_kills_during_writes_and_rebuilds_a_broken_index(tmp_path: Path) -> None:
     seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
-    await run_scenario(tmp_path, kills=20, seed=seed)
+    await run_scenario(tmp_path, kills=12, seed=seed)
 
 
 @pytest.mark.soak

@@ -103,7 +103,7 @@ async def _true(value: object) -> bool:
 
 
 async def test_platform_outage_is_retried_with_backoff_and_the_bot_recovers(tmp_path: Path) -> None:
-    await run_scenario(tmp_path, outage_s=15.0, max_attempts=20)
+    await run_scenario(tmp_path, outage_s=10.0, max_attempts=20)
 
 
 @pytest.mark.soak
@@ -121,7 +121,7 @@ async def test_a_reply_failing_because_the_platform_is_down_is_answered_after_it
     back, the mention must still be answered (once), not written off as a poison message."""
     from tests.fake_openai import Behaviour, FakeOpenAI
 
-    llm = await FakeOpenAI(default=Behaviour(text="Sorry for the wait: here it is.", delay_s=2.0)).start()
+    llm = await FakeOpenAI(default=Behaviour(text="Sorry for the wait: here it is.", delay_s=0.5)).start()
     fake = FakeDiscord()
     await fake.start()
     link = await FlakyLink(fake.port).start()
@@ -140,7 +140,7 @@ async def test_a_reply_failing_because_the_platform_is_down_is_answered_after_it
         asked = await fake.user_says(ann, f"<@{fake.bot['id']}> what is the plan?")
         await bot.guard(wait_for(lambda: _true(llm.requests), 60), 70)
         await link.break_()  # the model is still answering; the reply will find the platform gone
-        await asyncio.sleep(10.0)
+        await asyncio.sleep(6.0)  # longer than the worker's three attempts
         link.heal()
 
         async def answered_or_given_up() -> bool:
