@@ -23,7 +23,7 @@ from bot.context import build_prompt, system_prompt
 from bot.events import Message, Outgoing
 from bot.limits import REFUSALS, RateLimiter
 from bot.policy import Decision, Facts, decide, may_record, name_pattern
-from bot.ports import AdminChecker, MemoryHit, ToolContext
+from bot.ports import MemoryHit, ToolContext
 from bot.recall import memory_answer, quotable, search_query
 from bot.services import Services, record_of
 
@@ -130,10 +130,11 @@ class Member:
         settings = self.s.settings
         if key in settings.bot.admins or key in settings.group(msg.chat.key).admins:
             return True
-        adapter = self.s.adapters.get(msg.chat.platform)
-        if adapter is not None and hasattr(adapter, "is_chat_admin") and not msg.is_direct:
+        # The adapter's optional ``AdminChecker`` role, called on the adapter itself (not the Protocol's stub).
+        check = getattr(self.s.adapters.get(msg.chat.platform), "is_chat_admin", None)
+        if check is not None and not msg.is_direct:
             try:
-                return await AdminChecker.is_chat_admin(adapter, msg.chat, msg.author)  # type: ignore[arg-type]
+                return await check(msg.chat, msg.author) is True
             except Exception:  # an adapter failing to answer means "not proven admin"
                 log.warning("could not check admin rights of %s in %s", key, msg.chat.key, exc_info=True)
         return False
