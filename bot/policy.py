@@ -32,8 +32,13 @@ class Decision:
 
 
 def may_record(msg: Message, settings: Settings) -> bool:
-    """Whether the message belongs to a group we serve at all (unlisted or disabled groups are not kept)."""
-    return group_allowed(msg, settings)
+    """Whether the message belongs to a conversation we serve at all: unlisted or disabled groups are not
+    kept, and neither is a direct conversation with someone who may not use the bot (blocked, or not on
+    ``access.allowed_users``): their private messages are nobody's group conversation, so they are not
+    remembered, parsed or captioned."""
+    if not group_allowed(msg, settings):
+        return False
+    return not msg.is_direct or user_allowed(msg, settings)
 
 
 def group_allowed(msg: Message, settings: Settings) -> bool:
