@@ -84,7 +84,7 @@ class BotProcess:
 
     async def spawn(self) -> None:
         self.runs += 1
-        with open(self.logs / f"run{self.runs}.log", "wb") as log:
+        with open(self.logs / f"run{self.runs}.log", "wb") as log:  # noqa: ASYNC230 - a local log file, instant
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", "run", "--config", str(self.config),
                 env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
@@ -164,7 +164,7 @@ async def web_ready(http: aiohttp.ClientSession, base: str) -> bool:
     try:
         async with http.get(f"{base}/api/info") as resp:
             return resp.status == 200
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return False
 
 
@@ -210,7 +210,7 @@ def cli_export(config: Path, group: str) -> list[dict[str, Any]]:
     """``python -m bot memory export --group <key>`` (the bot must be stopped: the CLI takes the lock)."""
     proc = subprocess.run(
         [sys.executable, "-m", "bot", "memory", "export", "--group", group, "--config", str(config)],
-        capture_output=True, text=True, cwd=ROOT, timeout=180,
+        capture_output=True, text=True, cwd=ROOT, timeout=180, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import parse_settings
@@ -18,7 +18,7 @@ from bot.ports import MemoryRecord
 from memory import acquire_data_dir_lock, open_memory
 
 PAI = "web:kills"
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def record(i: int) -> MemoryRecord:

@@ -83,7 +83,7 @@ async def post_until_acked(http: aiohttp.ClientSession, base: str, msg: Planned,
                     stream.acked += 1
                     return
                 assert resp.status in (502, 503), f"unexpected {resp.status}: {await resp.text()}"
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             pass
         stream.failed_attempts += 1
         await asyncio.sleep(delay)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +115,10 @@ async def test_llm_fault_ends_in_an_answer_or_one_apology_with_bounded_retries(
     try:
         for i in range(12):  # some history, so there is context to trim
             await adapter.inject(make_message(f"earlier note {i}: the picnic moves to the lake " + "la " * 40,
-                                              author=f"m{i % 3}", sent_at=datetime.now(timezone.utc)))  # fmt: skip
+                                              author=f"m{i % 3}", sent_at=datetime.now(UTC)))  # fmt: skip
         case.script(fake_openai)
         await adapter.inject(make_message("@Pai where is the picnic?", mentions_me=True, msg_id="ask",
-                                          sent_at=datetime.now(timezone.utc)))  # fmt: skip
+                                          sent_at=datetime.now(UTC)))  # fmt: skip
         await app.drain(60)
     finally:
         await app.stop()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 async def one_life(data: Path, first: int, rng: random.Random, logs: Path) -> tuple[list[str], bool]:
     """Start a writer, let it write for a random while, SIGKILL it. Returns (acknowledged ids, opened)."""
-    with open(logs, "ab") as err:
+    with open(logs, "ab") as err:  # noqa: ASYNC230 - a local log file, instant
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.reliability.memory_writer", str(data), str(first),
             stdout=asyncio.subprocess.PIPE, stderr=err, cwd=ROOT,
