@@ -15,6 +15,12 @@ Platform-free and provider-free (no litellm here; the model arrives as a ``bot.p
         LLMFatal / other   -> the next model at once.
     every model failed      -> ``BrainUnavailable`` (its text is generic; the causes are in the log).
 
+Streaming (``respond(..., on_text=sink)``, with a model that implements ``StreamingLanguageModel``): every
+model call's text goes to the ``TextSink`` as it arrives; when that text turns out not to be the answer
+(the call failed and is retried or replaced by a fallback, or it asked for tools), the sink is reset, so
+only the final answer stays shown. A model without streaming is called the usual way and the sink is never
+touched; the caller then shows ``BrainReply.text`` as a whole.
+
 Sleeps go through the injected ``Clock``, so tests run the ladder in no real time. Tools never crash the
 loop: an unknown tool, arguments that are not a JSON object, a tool that raises or times out all become an
 error string fed back to the model as that call's result.
@@ -37,6 +43,8 @@ from bot.ports import (
     Clock,
     Completion,
     LanguageModel,
+    StreamingLanguageModel,
+    TextSink,
     Tool,
     ToolCall,
     ToolContext,
@@ -84,6 +92,37 @@ class _SystemClock:
         await asyncio.sleep(seconds)
 
 
+class _Relay:
+    """Passes one reply's streamed text to the caller's sink, remembering whether anything is shown, and
+    keeps a failing sink from costing the answer (the sink contract says it never raises)."""
+
+    def __init__(self, sink: TextSink | None) -> None:
+        self._sink = sink
+        self._shown = False
+
+    @property
+    def streams(self) -> bool:
+        return self._sink is not None
+
+    async def text(self, text: str) -> None:
+        if self._sink is None or not text:
+            return
+        self._shown = True
+        try:
+            await self._sink.update(text)
+        except Exception:
+            log.exception("the text sink failed an update; the answer goes on")
+
+    async def reset(self) -> None:
+        if self._sink is None or not self._shown:
+            return
+        self._shown = False
+        try:
+            await self._sink.reset()
+        except Exception:
+            log.exception("the text sink failed a reset; the answer goes on")
+
+
 def add_usage(a: Usage, b: Usage) -> Usage:
     return Usage(
         a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens, a.cost_usd + b.cost_usd
@@ -114,10 +153,17 @@ class Brain:
         self._models: tuple[str, ...] = (settings.model, *settings.fallbacks)
 
     async def respond(
-        self, messages: list[dict], tools: Sequence[Tool], ctx: ToolContext, group_key: str
+        self,
+        messages: list[dict],
+        tools: Sequence[Tool],
+        ctx: ToolContext,
+        group_key: str,
+        on_text: TextSink | None = None,
     ) -> BrainReply:
         """Answer ``messages``, letting the model call ``tools`` for at most ``max_tool_rounds`` rounds, then
-        asking once more without tools. Raises only ``BrainUnavailable``."""
+        asking once more without tools. With ``on_text`` and a streaming model, the answer's text is shown
+        to the sink while it is written (see the module docstring). Raises only ``BrainUnavailable``."""
+        relay = _Relay(on_text if isinstance(self._llm, StreamingLanguageModel) else None)
         convo: list[dict[str, Any]] = [dict(m) for m in messages]
         by_name = {t.spec.name: t for t in tools}
         specs = tuple(t.spec for t in tools)
@@ -128,10 +174,11 @@ class Brain:
             offer = specs if round_no < rounds else ()
             if specs and not offer and round_no > 0:
                 convo.append({"role": "system", "content": FINAL_ANSWER_NOTE})
-            comp, start = await self._complete(convo, offer, group_key, start)
+            comp, start = await self._complete(convo, offer, group_key, start, relay)
             total = add_usage(total, comp.usage)
             if not comp.tool_calls or not offer:
                 return BrainReply(comp.text or "", total, self._models[start], tuple(made))
+            await relay.reset()  # what the model said before its tool calls is not the answer
             await self._run_round(comp, round_no, by_name, ctx, convo, made)
         raise AssertionError("unreachable: the last round offers no tools")  # pragma: no cover
 
@@ -196,7 +243,7 @@ class Brain:
     # ------------------------------------------------------------------ models
 
     async def _complete(
-        self, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], group_key: str, start: int
+        self, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], group_key: str, start: int, relay: _Relay
     ) -> tuple[Completion, int]:
         """One answer from the first model (from index ``start`` on) that gives one. Later rounds of the
         same reply start at the model that answered, so a dead primary is not retried every round."""
@@ -204,7 +251,7 @@ class Brain:
         for idx in range(start, len(self._models)):
             model = self._models[idx]
             try:
-                comp = await self._call_model(model, convo, specs)
+                comp = await self._call_model(model, convo, specs, relay)
             except LLMError as exc:
                 log.warning("model %s failed, %s: %s", model or "<default>", type(exc).__name__, exc)
                 last = exc
@@ -219,14 +266,15 @@ class Brain:
         raise BrainUnavailable(last) from last
 
     async def _call_model(
-        self, model: str, convo: list[dict[str, Any]], specs: Sequence[ToolSpec]
+        self, model: str, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], relay: _Relay
     ) -> Completion:
         """Call one model with retries and trimming; raises the last ``LLMError`` when it gives up.
-        Trimming edits ``convo`` in place, so later rounds keep the shorter history."""
+        Trimming edits ``convo`` in place, so later rounds keep the shorter history. Whatever a failed
+        attempt streamed is reset before the next attempt (or before the error leaves)."""
         retries = trims = 0
         while True:
             try:
-                return await self._llm.complete(model, list(convo), specs, self._settings.timeout_s)
+                return await self._attempt(model, convo, specs, relay)
             except LLMContextTooLong:
                 if trims >= MAX_TRIMS or not trim_history(convo):
                     raise
@@ -239,6 +287,18 @@ class Brain:
                 retries += 1
                 log.info("model %s: %s; retry %d in %.1fs", model, type(exc).__name__, retries, delay)
                 await self._clock.sleep(delay)
+
+    async def _attempt(
+        self, model: str, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], relay: _Relay
+    ) -> Completion:
+        timeout_s = self._settings.timeout_s
+        if relay.streams and isinstance(self._llm, StreamingLanguageModel):
+            try:
+                return await self._llm.stream_complete(model, list(convo), specs, timeout_s, relay.text)
+            except Exception:
+                await relay.reset()
+                raise
+        return await self._llm.complete(model, list(convo), specs, timeout_s)
 
     def _delay(self, exc: LLMRetryable, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when the provider asks for more than we wait."""

@@ -6,7 +6,7 @@ Each docstring is the contract: what an implementation must do, must not do, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -203,6 +203,44 @@ class LanguageModel(Protocol):
         tools: Sequence[ToolSpec] = (),
         timeout_s: float = 60.0,
     ) -> Completion: ...
+
+
+TextCallback = Callable[[str], Awaitable[None]]
+
+
+@runtime_checkable
+class StreamingLanguageModel(LanguageModel, Protocol):
+    """Optional ``LanguageModel`` role: the same call, with the answer's text reported while it arrives.
+
+    ``stream_complete`` returns the same ``Completion`` as ``complete`` would (text, tool calls assembled
+    from their deltas, usage) and raises the same ``bot.errors.LLMError`` subclasses; a stream that ends
+    before the provider finished it (a cut connection) is ``LLMRetryable``. While text arrives it awaits
+    ``on_text(text_so_far)`` with the whole text so far (never a delta), in order; exceptions from
+    ``on_text`` propagate unchanged. Models without this method are simply not streamed.
+    """
+
+    async def stream_complete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec] = (),
+        timeout_s: float = 60.0,
+        on_text: TextCallback | None = None,
+    ) -> Completion: ...
+
+
+class TextSink(Protocol):
+    """Where the brain shows an answer while the model writes it (a reply streamed by editing a message).
+
+    ``update(text)`` gets the whole answer so far (not a delta), growing within one attempt. ``reset()``
+    voids what was shown: a retry, a fallback model or a tool round follows, and the next ``update``
+    starts from scratch. The sink decides what reaches the chat and when (throttling). Neither method may
+    raise; a sink that cannot deliver logs and carries on, because the answer itself must not be lost.
+    """
+
+    async def update(self, text: str) -> None: ...
+
+    async def reset(self) -> None: ...
 
 
 # --------------------------------------------------------------------------- time

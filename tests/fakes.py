@@ -4,30 +4,84 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bot.errors import LLMError
+from bot.errors import LLMError, LLMRetryable
 from bot.events import ChatRef, Message, Outgoing, PersonRef, SentRef
 from bot.ports import Capabilities, Completion, IntakeSink, ToolCall, ToolSpec, Usage
 
-Script = Callable[[Sequence[dict[str, Any]], Sequence[ToolSpec]], "Completion | str | Exception"]
+@dataclass(frozen=True)
+class CutStream:
+    """A script item for a streamed call: ``text`` arrives, then the stream breaks with ``error``. A call
+    without streaming raises ``error`` at once."""
+
+    text: str
+    error: Exception = field(default_factory=lambda: LLMRetryable("stream ended before the answer did"))
+
+
+Script = Callable[[Sequence[dict[str, Any]], Sequence[ToolSpec]], "Completion | str | Exception | CutStream"]
 
 
 class ScriptedLLM:
     """A ``LanguageModel`` answering from a script: a list of replies (str, Completion or an exception to
-    raise) consumed in order, or a function of the messages. Every call is recorded in ``calls``."""
+    raise) consumed in order, or a function of the messages. Every call is recorded in ``calls``.
 
-    def __init__(self, script: Sequence[Completion | str | Exception] | Script = ("ok",)) -> None:
+    It also streams (``StreamingLanguageModel``): ``stream_complete`` reports a reply's text in pieces of
+    ``chunk_chars`` characters, awaiting ``between_chunks()`` (e.g. advancing a ``ManualClock``) after
+    each piece; a ``CutStream`` item streams its text and then raises its error. Streamed calls are
+    recorded with ``"stream": True``."""
+
+    def __init__(
+        self,
+        script: Sequence[Completion | str | Exception | CutStream] | Script = ("ok",),
+        *,
+        chunk_chars: int = 8,
+        between_chunks: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._script = script
         self._i = 0
         self.calls: list[dict[str, Any]] = []
+        self.chunk_chars = max(1, chunk_chars)
+        self.between_chunks = between_chunks
 
     async def complete(
         self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec] = (), timeout_s: float = 60.0
     ) -> Completion:
-        self.calls.append({"model": model, "messages": [dict(m) for m in messages], "tools": list(tools)})
+        out = self._next(model, messages, tools, stream=False)
+        if isinstance(out, CutStream):
+            raise out.error
+        return out
+
+    async def stream_complete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec] = (),
+        timeout_s: float = 60.0,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Completion:
+        out = self._next(model, messages, tools, stream=True)
+        text = out.text
+        for end in range(self.chunk_chars, len(text) + self.chunk_chars, self.chunk_chars):
+            if on_text is not None:
+                await on_text(text[:end])
+            if self.between_chunks is not None:
+                await self.between_chunks()
+            await asyncio.sleep(0)
+        if isinstance(out, CutStream):
+            raise out.error
+        return out
+
+    def _next(
+        self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec], *, stream: bool
+    ) -> Completion | CutStream:
+        call: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "tools": list(tools)}
+        if stream:
+            call["stream"] = True
+        self.calls.append(call)
         if callable(self._script):
             out = self._script(messages, tools)
         else:
@@ -193,4 +247,4 @@ class FakeMemory:
         return [r.text for (p, _), r in sorted(self.records.items(), key=lambda kv: kv[1].sent_at) if p == pai]
 
 
-__all__ = ["FakeMemory", "ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]
+__all__ = ["CutStream", "FakeMemory", "ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]
