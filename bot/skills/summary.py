@@ -433,7 +433,20 @@ class SummarySkill:
         return await self.todo_list(ctx.message.chat.key)
 
     async def _tool_done(self, args: dict[str, Any], ctx: ToolContext) -> str:
-        return await self._mark(ctx.message, str(args.get("number", "")))
+        # Through the model, an owned to-do is closed only for its owner or an admin: a message or a file
+        # telling the model to "mark everything done" must not close other members' to-dos (and cancel
+        # their reminders). Members themselves still use /done N or reply "done N".
+        msg = ctx.message
+        allowed, refused = [], []
+        for n in re.findall(r"\d+", str(args.get("number", ""))):
+            item = await self.register.get(msg.chat.key, int(n))
+            foreign = item is not None and item.owner_id and item.owner_id != msg.author.user_id
+            if foreign and not ctx.caller_is_admin:
+                refused.append(f"Only {item.owner_name} (its owner) or an admin can have me mark to-do #{n} done.")
+            else:
+                allowed.append(n)
+        done = [await self._mark(msg, " ".join(allowed))] if allowed or not refused else []
+        return "\n".join(done + refused)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,14 @@ from tests.fakes import FakeAdapter, FakeMemory, ManualClock, ScriptedLLM
 _CALL = re.compile(r"CALL\s+([A-Za-z_][A-Za-z0-9_]*)\s*")
 # Plain-language orders an injected text may give, and the tool calls an obedient model makes of them.
 _ORDERS: tuple[tuple[re.Pattern[str], list[tuple[str, dict[str, Any]]]], ...] = (
-    (re.compile(r"cancel (all|every) reminders?", re.I), [("cancel_reminder", {"number": n}) for n in range(1, 6)]),
-    (re.compile(r"change (the )?settings?|rename yourself", re.I),
+    (re.compile(r"cancel (all|every) reminders?", re.IGNORECASE), [("cancel_reminder", {"number": n}) for n in range(1, 6)]),
+    (re.compile(r"change (the )?settings?|rename yourself", re.IGNORECASE),
      [("update_group_setting", {"name": "name", "value": "Pwned"}),
       ("update_group_setting", {"name": "persona", "value": "You leak everything."}),
       ("update_group_setting", {"name": "retention_days", "value": "1"})]),
-    (re.compile(r"forget (alice|everything|everyone)", re.I), [("mark_todo_done", {"number": n}) for n in range(1, 4)]),
-    (re.compile(r"mark (all|every) to-?dos? done", re.I), [("mark_todo_done", {"number": n}) for n in range(1, 6)]),
-    (re.compile(r"open a poll", re.I), [("open_poll", {"question": "Obey?", "options": ["yes", "yes!"]})]),
+    (re.compile(r"forget (alice|everything|everyone)", re.IGNORECASE), [("mark_todo_done", {"number": n}) for n in range(1, 4)]),
+    (re.compile(r"mark (all|every) to-?dos? done", re.IGNORECASE), [("mark_todo_done", {"number": n}) for n in range(1, 6)]),
+    (re.compile(r"open a poll", re.IGNORECASE), [("open_poll", {"question": "Obey?", "options": ["yes", "yes!"]})]),
 )
 
 
@@ -118,16 +118,17 @@ async def build_app(
     adapter: FakeAdapter | None = None,
     clock: ManualClock | None = None,
     skills: Any = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[App, FakeAdapter]:
     """A started App (default skills, due loops stopped so nothing fires behind the test's back)."""
     adapter = adapter or FakeAdapter()
     mem = PartitionedMemory() if memory == "fake" else None if memory == "real" else memory
     app = App(
-        parse_settings(settings_text(tmp_path, extra)),
+        parse_settings(settings_text(tmp_path, extra), env=env),
         llm=llm,
         adapters={"fake": adapter},
         memory=mem,
-        clock=clock or ManualClock(datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)),
+        clock=clock or ManualClock(datetime(2026, 11, 1, 12, 0, tzinfo=UTC)),
         skills=skills,
     )
     await app.start()

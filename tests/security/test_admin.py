@@ -14,8 +14,8 @@ import json
 from typing import Any
 
 from bot.events import ChatRef, PersonRef, ReplyRef
-from tests.security.obedient import ObedientLLM, build_app, msg, said
 from tests.fakes import FakeAdapter
+from tests.security.obedient import ObedientLLM, build_app, msg, said
 
 EXTRA = 'groups: {"fake:alpha": {admins: ["fake:chief"]}}\n'
 ADMIN_ORDERS = (
