@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import yaml
 
 from bot.config import Settings, load_settings, masked, secrets_of
 from bot.errors import AdapterConfigError, ConfigError, DataDirLocked, PaibotError
-from bot.logsetup import setup_logging
+from bot.logsetup import RedactSecrets, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,16 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"paibot: {exc}", file=sys.stderr)
         return 2
     _warn_permissions(Path(cfg or os.environ.get("PAIBOT_CONFIG", "config.yaml")), settings)
+    # Errors reach stderr past the logging filter: redact them the same way (an SDK's error text may carry
+    # the token, e.g. in a request URL).
+    redact = RedactSecrets(secrets_of(settings)).redact
     try:
         return _dispatch(args, settings)
     except (AdapterConfigError, DataDirLocked, ConfigError) as exc:
-        print(f"paibot: {exc}", file=sys.stderr)
+        print(redact(f"paibot: {exc}"), file=sys.stderr)
         return 2
     except PaibotError as exc:
-        print(f"paibot: {exc}", file=sys.stderr)
+        print(redact(f"paibot: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception:  # the last error hook: a traceback, but never with a secret in it
+        print(redact(traceback.format_exc()), file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
