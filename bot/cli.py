@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception:  # the last error hook: a traceback, but never with a secret in it
+    except Exception:  # noqa: BLE001 - the last error hook: a traceback, but never with a secret in it
         print(redact(traceback.format_exc()), file=sys.stderr)
         return 1
 
