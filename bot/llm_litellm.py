@@ -15,6 +15,15 @@ Error translation (``translate_error``):
     BadRequest / UnprocessableEntity, other 4xx        -> LLMFatal
     anything else                                      -> LLMRetryable
 
+Streaming (``stream_complete``, the optional ``StreamingLanguageModel`` role): the same request with
+``stream=True`` and ``stream_options.include_usage`` (dropped by litellm where a provider lacks it). Content
+deltas are accumulated and reported to ``on_text``; the chunks are assembled by litellm's
+``stream_chunk_builder`` into one response (tool-call deltas joined by index, usage from the last chunk or
+estimated), parsed like a non-streamed one. A stream that stops without a finish reason (a cut connection)
+raises in litellm and becomes ``LLMRetryable``; so does a stream idle longer than ``timeout_s`` or running
+longer than ``_STREAM_TOTAL_FACTOR`` times it. ``on_text`` is awaited between chunks and its exceptions
+propagate untranslated; the time it takes does not count as the provider being idle.
+
 Unknown exceptions are retryable on purpose: in practice they are transient garbage from a provider or a
 proxy (a truncated body, a parser tripping over a malformed answer); retrying is bounded by
 ``max_retries`` and followed by the fallbacks, so the worst case costs a few seconds, whereas calling them
@@ -28,18 +37,19 @@ import email.utils
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from bot.config import LLMSettings
 from bot.errors import LLMContextTooLong, LLMError, LLMFatal, LLMRateLimited, LLMRetryable, LLMTimeout
-from bot.ports import Completion, LanguageModel, ToolCall, ToolSpec, Usage
+from bot.ports import Completion, LanguageModel, TextCallback, ToolCall, ToolSpec, Usage
 
 log = logging.getLogger("paibot.llm")
 
 _CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
 _TIMEOUT_GRACE_S = 5.0  # our own deadline on top of litellm's, in case a provider client ignores its timeout
 _MAX_DETAIL = 300
+_STREAM_TOTAL_FACTOR = 4.0  # a streamed answer may take this many times timeout_s in all (it is not idle)
 
 
 def load_litellm() -> Any:
@@ -82,6 +92,50 @@ class LiteLLMModel:
             return self._parse(resp, model)
         except Exception as exc:
             raise LLMRetryable(f"malformed response from {model}: {type(exc).__name__}") from exc
+
+    async def stream_complete(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[ToolSpec] = (),
+        timeout_s: float = 60.0,
+        on_text: TextCallback | None = None,
+    ) -> Completion:
+        kwargs = self._request(model, messages, tools, timeout_s)
+        kwargs.update(stream=True, stream_options={"include_usage": True})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s * _STREAM_TOTAL_FACTOR + _TIMEOUT_GRACE_S
+        stream = await self._guarded(self._litellm.acompletion(**kwargs), timeout_s + _TIMEOUT_GRACE_S)
+        chunks: list[Any] = []
+        text = ""
+        try:
+            while True:
+                idle = min(timeout_s + _TIMEOUT_GRACE_S, deadline - loop.time())
+                if idle <= 0:
+                    raise LLMTimeout(f"the stream from {model} ran past {timeout_s * _STREAM_TOTAL_FACTOR:g}s")
+                chunk = await self._guarded(_next_chunk(stream), idle)
+                if chunk is None:
+                    break
+                chunks.append(chunk)
+                piece = _delta_text(chunk)
+                if piece:
+                    text += piece
+                    if on_text is not None:
+                        await on_text(text)
+        finally:
+            await _close(stream)
+        try:
+            built = self._litellm.stream_chunk_builder(chunks, messages=kwargs["messages"])
+            return self._parse(built, model)
+        except Exception as exc:
+            raise LLMRetryable(f"malformed stream from {model}: {type(exc).__name__}") from exc
+
+    async def _guarded(self, awaitable: Any, timeout_s: float) -> Any:
+        """Await a provider call with our own deadline, translating whatever it raises."""
+        try:
+            return await asyncio.wait_for(awaitable, timeout_s)
+        except Exception as exc:
+            raise translate_error(exc, secret=self._settings.api_key) from exc
 
     def _request(
         self, model: str, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec], timeout_s: float
@@ -136,6 +190,34 @@ class LiteLLMModel:
         except Exception as exc:  # unknown or self-hosted models have no price: free as far as we know
             log.debug("no price for %s (%s)", model, type(exc).__name__)
             return 0.0
+
+
+async def _next_chunk(stream: AsyncIterator[Any]) -> Any:
+    """The next chunk, or None at the end of the stream."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _delta_text(chunk: Any) -> str:
+    choices = getattr(chunk, "choices", None)
+    if not choices:
+        return ""  # the usage chunk at the end has no choices
+    delta = getattr(choices[0], "delta", None)
+    content = getattr(delta, "content", None)
+    return content if isinstance(content, str) else ""
+
+
+async def _close(stream: Any) -> None:
+    """Release the provider connection of a stream we stop reading (best effort)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception as exc:  # noqa: BLE001 - a stream we abandon may fail to close in any way; never fatal
+        log.debug("closing a model stream failed: %s", type(exc).__name__)
 
 
 def build_language_model(settings: LLMSettings) -> LanguageModel | None:
