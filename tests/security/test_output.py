@@ -31,7 +31,7 @@ HOSTILE = (
     "**bold** __under__ [click](javascript:alert(1)) [ok](https://evil.example/\"onmouseover=alert(1))",
     "```\n@everyone </code></pre><script>x</script>\n``` `inline <b>` ~~strike~~ # heading",
     "@everyone @here @room @Everyone @ROOM ＠everyone @\u200beveryone",
-    f"zero{ZW}width and {BIDI}rtl‮override‬ gnp.exe",
+    f"zero{ZW}width and {BIDI}rtl\u202eoverride\u202c gnp.exe",
     "MarkdownV2 specials _*[]()~`>#+-=|{}.!\\ and HTML entities &amp; &lt;b&gt; &#x3C;script&#x3E;",
     "links https://phish.example/login and [docs](https://evil.example/x) www.example.com",
     "\x00nul \x1b[31mansi\x1b[0m \r\n crlf \t tab",
