@@ -6,6 +6,7 @@
       3 limits: rate limits, daily budget, oversized input — before any LLM call
       4 think: a command, or context + brain (LLM and tools), or, without a model, an answer from memory
       5 reply: once (reply ledger), quoting the trigger, through the chat's adapter; remember the reply
+        (with ``llm.stream`` and a platform that edits, a model's answer is streamed: bot.streaming)
 
 A provider failure ends as one fixed apology in the chat; details go to the log.
 """
@@ -23,9 +24,10 @@ from bot.context import build_prompt, system_prompt
 from bot.events import Message, Outgoing
 from bot.limits import REFUSALS, RateLimiter
 from bot.policy import Decision, Facts, decide, may_record, name_pattern
-from bot.ports import MemoryHit, ToolContext
+from bot.ports import MemoryHit, TextSink, ToolContext
 from bot.recall import memory_answer, quotable, search_query
 from bot.services import Services, record_of
+from bot.streaming import ReplyStream, resume_streamed, streamed_payload
 
 log = logging.getLogger("paibot.member")
 
@@ -84,7 +86,9 @@ class Member:
         if decision.speak and decision.reason == "keyword" and self.s.quiet_now(msg.chat.key):
             decision = Decision(False, "quiet hours")  # unasked-for answers wait; mentions and commands don't
         # Rate limits and budgets are decided before anything that may cost (observers answering included).
-        verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text) if decision.speak else None
+        # A quoted message is input too (a fact check sends it whole): it counts towards the size limit.
+        quoted = msg.reply_to.text if msg.reply_to is not None else ""
+        verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text + quoted) if decision.speak else None
         if await self._observe(msg, pai, decision, reply_to_me, verdict is None or verdict.allowed):
             return
         if not decision.speak:
@@ -94,6 +98,9 @@ class Member:
             log.info("refused %s: %s", msg.event_id, verdict.reason)
             if verdict.notify:
                 await self._reply(msg, REFUSALS[verdict.reason])
+            return
+        if self._streams(msg, decision):
+            await self._stream_answer(msg, decision, pai)
             return
         text, extra = await self._think(msg, decision, pai)
         if text:
@@ -159,7 +166,7 @@ class Member:
             return result.text, result.outgoing_extra
         return result or "", None
 
-    async def _answer(self, msg: Message, question: str, pai: str) -> str:
+    async def _answer(self, msg: Message, question: str, pai: str, sink: TextSink | None = None) -> str:
         s = self.s
         settings = s.settings
         tz = s.tz_for(msg.chat.key)
@@ -179,7 +186,7 @@ class Member:
         )
         ctx = ToolContext(message=msg, pai=pai, caller_is_admin=await self.is_admin(msg))
         try:
-            reply = await s.brain.respond(parts.render(), self.registry.tools(), ctx, msg.chat.key)
+            reply = await s.brain.respond(parts.render(), self.registry.tools(), ctx, msg.chat.key, on_text=sink)
         except BrainUnavailable:
             log.warning("no model answered for %s", msg.event_id)
             return APOLOGY
@@ -209,9 +216,15 @@ class Member:
 
     async def _resume_reply(self, msg: Message) -> None:
         """A crash interrupted the reply to ``msg``: resend the very same reply where the platform
-        deduplicates sends (so it is delivered exactly once); elsewhere it may be lost, never doubled."""
+        deduplicates sends (so it is delivered exactly once); elsewhere it may be lost, never doubled.
+        A streamed reply is completed by editing its message instead (``bot.streaming.resume_streamed``)."""
         adapter = self.s.adapters.get(msg.chat.platform)
-        out = decode_reply(msg, await self.s.state.reply_payload(msg.event_id))
+        payload = await self.s.state.reply_payload(msg.event_id)
+        streamed = streamed_payload(payload)
+        if streamed is not None:
+            await resume_streamed(self.s, adapter, msg, streamed)
+            return
+        out = decode_reply(msg, payload)
         if adapter is None or not adapter.capabilities.idempotent_sends or out is None:
             log.warning("the reply to %s was interrupted by a restart and may not have arrived", msg.event_id)
             return
@@ -228,11 +241,61 @@ class Member:
             raise
         await s.state.reply_sent(msg.event_id, ref.message_id)
 
+    # ------------------------------------------------------------------ streamed answers
+
+    def _streams(self, msg: Message, decision: Decision) -> bool:
+        """A model's answer is streamed by edits when ``llm.stream`` is on and the chat's platform edits."""
+        if decision.command or self.s.brain is None or not self.s.settings.llm.stream:
+            return False
+        adapter = self.s.adapters.get(msg.chat.platform)
+        return adapter is not None and adapter.capabilities.edit
+
+    async def _stream_answer(self, msg: Message, decision: Decision, pai: str) -> None:
+        """Answer with the model, showing the text while it is written (``bot.streaming``). The reply is
+        claimed before its first message; when nothing was streamed (a short or non-streaming answer) it
+        is replied the ordinary way. A failure after the first message leaves the fixed apology there."""
+        adapter = self.s.adapter_for(msg.chat)
+        async with self._typing(msg) as stop_typing:
+            stream = ReplyStream(
+                msg, self.s, adapter, lambda payload: self._claim_streamed(msg, payload),
+                lambda appended: self._release_streamed(msg, appended), on_open=stop_typing,
+            )
+            try:
+                text = await self._answer(msg, decision.prompt, pai, stream)
+            except Exception:
+                if stream.opened:  # never leave half an answer on screen
+                    await stream.finish(APOLOGY)
+                raise
+        if not await stream.finish(text):
+            await self._reply(msg, text)
+
+    async def _claim_streamed(self, msg: Message, payload: str) -> str | None:
+        """Claim the reply before a streamed answer's first message. Returns what to append to the final
+        text (the welcome note of a group's first answer, else ""), or None when it was claimed already."""
+        s = self.s
+        key = msg.chat.key
+        welcome = s.settings.bot.welcome and await s.state.group_get(key, "welcomed") is None
+        if not await s.state.claim_reply(msg.event_id, payload):
+            log.info("reply to %s was already claimed; not streaming it", msg.event_id)
+            return None
+        if welcome:
+            await s.state.group_set(key, "welcomed", "1")
+            return f"\n\n{WELCOME.format(name=s.name_for(key))}"
+        return ""
+
+    async def _release_streamed(self, msg: Message, appended: str) -> None:
+        """Undo ``_claim_streamed`` (its first send failed): the ordinary reply claims again later."""
+        await self.s.state.release_reply(msg.event_id)
+        if appended:
+            await self.s.state.group_delete(msg.chat.key, "welcomed")
+
     @contextlib.asynccontextmanager
     async def _typing(self, msg: Message):  # type: ignore[no-untyped-def]
+        """Keep a typing indicator up while the block runs; yields ``stop()`` to end it sooner (once a
+        streamed answer's first message is on screen)."""
         adapter = self.s.adapters.get(msg.chat.platform)
         if adapter is None or not adapter.capabilities.typing:
-            yield
+            yield _no_typing
             return
 
         async def keep_typing() -> None:
@@ -242,9 +305,17 @@ class Member:
                 await asyncio.sleep(4.0)
 
         task = asyncio.create_task(keep_typing(), name=f"typing:{msg.chat.key}")
-        try:
-            yield
-        finally:
+
+        async def stop() -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+        try:
+            yield stop
+        finally:
+            await stop()
+
+
+async def _no_typing() -> None:
+    return None
