@@ -19,6 +19,7 @@ from bot.state import InboxItem, StateDB
 log = logging.getLogger("paibot.runtime")
 
 Handler = Callable[[Message], Awaitable[None]]
+PAGE = 500  # inbox events read per pass
 
 
 class InboxWorker:
@@ -41,6 +42,9 @@ class InboxWorker:
         self._lanes: dict[str, asyncio.Queue[InboxItem]] = {}
         self._lane_tasks: dict[str, asyncio.Task[None]] = {}
         self._dispatched: set[int] = set()
+        # The highest inbox seq handed to a lane: the pump reads past it, so a backlog in one chat (a flood)
+        # never hides the events of other chats behind it.
+        self._high = 0
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
         self.idle = asyncio.Event()
@@ -52,13 +56,17 @@ class InboxWorker:
         while not self._stopping:
             self._state.new_events.clear()
             try:
-                items = await self._state.pending(limit=500)
+                items = await self._state.pending(limit=PAGE, after_seq=self._high)
             except Exception:
                 log.exception("could not read the inbox; retrying")
                 items = []
             fresh = [i for i in items if i.seq not in self._dispatched]
             for item in fresh:
                 self._dispatch(item)
+            if items:
+                self._high = max(self._high, items[-1].seq)
+            if len(items) == PAGE:
+                continue  # more is waiting behind this page
             if not self._dispatched:
                 self.idle.set()
             with contextlib.suppress(asyncio.TimeoutError):

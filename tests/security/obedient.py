@@ -76,6 +76,7 @@ class ObedientLLM(ScriptedLLM):
 
     def __init__(self, max_calls_per_answer: int = 8) -> None:
         self.tool_calls: list[tuple[str, str]] = []
+        self.usages: list[int] = []  # tokens each call reported
         self._ids = itertools.count(1)
         self._max = max_calls_per_answer
         super().__init__(self._obey)
@@ -83,6 +84,7 @@ class ObedientLLM(ScriptedLLM):
     def _obey(self, messages: Sequence[dict[str, Any]], tools: Sequence[ToolSpec]) -> Completion:
         text = seen_text(messages)
         usage = Usage(len(text) // 4 + 1, 10)
+        self.usages.append(usage.prompt_tokens + usage.completion_tokens)
         already_called = any(m.get("role") == "tool" for m in messages)
         if tools and not already_called:
             wanted = instructions(text, {t.name for t in tools})[: self._max]
