@@ -13,13 +13,15 @@ text grows.
     resume_streamed  a streamed reply a restart interrupted, from its ledger payload.
 
 The ledger payload of a streamed reply has ``resendable: false`` (an ordinary resend would post a second
-message) and a ``stream`` object naming the message (``ref``, ``url``; null before it was confirmed); its
+message) and a ``stream`` object naming the message (``ref``, ``url``, ``at``; null before it is out); its
 ``text`` stays empty until the final text is known. Time comes from the injected clock only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -205,6 +207,8 @@ async def resume_streamed(s: Services, adapter: ChatAdapter | None, msg: Message
         log.warning("the streamed reply to %s was interrupted by a restart and may be missing", msg.event_id)
         return
     ref = SentRef(chat=msg.chat, message_id=str(mid), url=str(stream.get("url") or ""))
+    with contextlib.suppress(KeyError, TypeError, ValueError):  # when it went out, for the memory record
+        ref = dataclasses.replace(ref, sent_at=datetime.fromisoformat(stream["at"]))
     text = str(data.get("text") or "")
     if text:
         log.info("completing the streamed reply to %s that a restart interrupted", msg.event_id)
@@ -225,7 +229,8 @@ def stream_payload(msg: Message, text: str, ref: SentRef | None) -> str:
     return json.dumps({
         "text": text, "reply_to": msg.id, "thread": msg.thread, "mention_user_ids": [msg.author.user_id],
         "resendable": False,
-        "stream": {"ref": ref.message_id if ref else None, "url": ref.url if ref else ""},
+        "stream": {"ref": ref.message_id if ref else None, "url": ref.url if ref else "",
+                   "at": ref.sent_at.isoformat() if ref else ""},
     }, ensure_ascii=False)
 
 
