@@ -99,7 +99,8 @@ def mentions_me(content: dict[str, Any], body: str, formatted: str, me: Me) -> b
     """Intentional mentions (``m.mentions.user_ids``), a pill linking the bot, the bot's id, or its display
     name as a whole word in the body."""
     mentions = content.get("m.mentions")
-    if isinstance(mentions, dict) and me.user_id in (mentions.get("user_ids") or []):
+    user_ids = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    if isinstance(user_ids, list) and me.user_id in user_ids:
         return True
     if mentions_user_link(formatted, me.user_id) or mentions_user_link(body, me.user_id):
         return True
@@ -142,7 +143,7 @@ def to_message(event: dict[str, Any], room: RoomFacts, me: Me,
     msgtype = content.get("msgtype")
     body = content.get("body") if isinstance(content.get("body"), str) else ""
     formatted = content.get("formatted_body") if isinstance(content.get("formatted_body"), str) else ""
-    if not msgtype or (msgtype not in TEXT_TYPES and msgtype not in MEDIA_KINDS):
+    if not isinstance(msgtype, str) or (msgtype not in TEXT_TYPES and msgtype not in MEDIA_KINDS):
         return None
     if replied_event_id(event):
         body, formatted = strip_reply_fallback(body), strip_reply_fallback_html(formatted)
@@ -167,7 +168,12 @@ def to_message(event: dict[str, Any], room: RoomFacts, me: Me,
     thread = rel.get("event_id") if rel.get("rel_type") == "m.thread" else None
     ts = event.get("origin_server_ts")
     now = datetime.now(timezone.utc)
-    sent_at = datetime.fromtimestamp(ts / 1000, timezone.utc) if isinstance(ts, int) else now
+    sent_at = now
+    if isinstance(ts, int):
+        try:
+            sent_at = datetime.fromtimestamp(ts / 1000, timezone.utc)
+        except (OverflowError, OSError, ValueError):  # a timestamp out of any calendar's range
+            sent_at = now
     message_id = rel["event_id"] if edited else event_id
     return Message(
         event_id=f"{PLATFORM}:{event_id}",

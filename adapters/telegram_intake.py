@@ -81,16 +81,23 @@ class TelegramIntake:
         cursor committed (``max update_id + 1``). Raises whatever the sink raises."""
         updates = [u for _, u in batch if u is not None]
         await self._chats.prime(
-            [m.chat.id for u in updates for m in (u.effective_message,) if m is not None and m.chat is not None]
+            [m.chat.id for u in updates for m in (u.effective_message,)
+             if m is not None and m.chat is not None and isinstance(m.chat.id, int)]
         )
         events: list[Message] = []
         for update in updates:
-            migration = migration_of(update)
+            # PTB does not type-check what it parses: any field may hold anything. A malformed update is
+            # skipped; raising here would fail the whole batch, which would then be fetched again forever.
+            try:
+                migration = migration_of(update)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("skipping malformed update %s: %s", update.update_id, exc)
+                continue
             if migration is not None:
                 await self._chats.record_migration(migration)
             try:
                 event = to_event(update, self._me, self._chats.key_of)
-            except (MalformedUpdate, AttributeError, TypeError, ValueError) as exc:
+            except (MalformedUpdate, Exception) as exc:  # noqa: BLE001
                 log.warning("skipping malformed update %s: %s", update.update_id, exc)
                 continue
             if event is not None:

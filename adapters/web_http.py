@@ -140,9 +140,9 @@ def clean_text(value: Any, max_chars: int, *, allow_empty: bool = False) -> str:
 def parse_id(value: Any, field: str) -> int:
     if isinstance(value, bool):
         raise ApiError(400, f"'{field}' must be a message id")
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
         value = int(value)
-    if not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or not 0 <= value < 2**63:  # SQLite integers are 64-bit
         raise ApiError(400, f"'{field}' must be a message id (a whole number)")
     return value
 
