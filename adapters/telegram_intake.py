@@ -27,7 +27,7 @@ from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.warnings import PTBUserWarning
 
-from adapters.telegram_convert import BotIdentity, MalformedUpdate, migration_of, to_event
+from adapters.telegram_convert import BotIdentity, migration_of, to_event
 from adapters.telegram_flow import Backoff
 from adapters.telegram_chats import ChatMap
 from bot.events import Message
@@ -97,7 +97,7 @@ class TelegramIntake:
                 await self._chats.record_migration(migration)
             try:
                 event = to_event(update, self._me, self._chats.key_of)
-            except (MalformedUpdate, Exception) as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - MalformedUpdate and whatever junk fields raise
                 log.warning("skipping malformed update %s: %s", update.update_id, exc)
                 continue
             if event is not None:
