@@ -218,6 +218,14 @@ class StateDB:
         )
         return cur.rowcount == 1
 
+    async def update_reply_payload(self, event_id: str, payload: str) -> None:
+        """Replace what the ledger keeps of a reply that is still being sent (a streamed reply's final text)."""
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE replies SET payload=? WHERE event_id=? AND state='sending'", (payload, event_id)
+            )
+        )
+
     async def reply_payload(self, event_id: str) -> str:
         row = await self._run(
             lambda c: c.execute("SELECT payload FROM replies WHERE event_id=?", (event_id,)).fetchone()

@@ -31,7 +31,6 @@ from typing import Any
 from bot.events import Message, Outgoing, SentRef
 from bot.ports import ChatAdapter
 from bot.services import Services
-from bot.state import StateDB
 
 log = logging.getLogger("paibot.streaming")
 
@@ -112,7 +111,7 @@ class ReplyStream:
         if self._ref is None:
             return False
         full = text + self._suffix
-        await set_reply_payload(self._s.state, self._msg.event_id, stream_payload(self._msg, full, self._ref))
+        await self._s.state.update_reply_payload(self._msg.event_id, stream_payload(self._msg, full, self._ref))
         if self._last_edit is not None:
             wait = self._interval - _seconds(self._last_edit, self._s.clock.now())
             if wait > 0:
@@ -148,7 +147,7 @@ class ReplyStream:
         self._ref, self._shown, self._last_edit = ref, head, self._s.clock.now()
         for mid in (ref.message_id, *ref.part_ids):  # replies to it count as replies to the bot at once
             await self._s.state.group_set(msg.chat.key, f"own:{mid}", "1")
-        await set_reply_payload(self._s.state, msg.event_id, stream_payload(msg, "", ref))
+        await self._s.state.update_reply_payload(msg.event_id, stream_payload(msg, "", ref))
         if self._on_open is not None:
             await self._on_open()
 
@@ -241,18 +240,6 @@ def streamed_payload(payload: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("stream"), dict) else None
-
-
-async def set_reply_payload(state: StateDB, event_id: str, payload: str) -> None:
-    """Replace the payload of a reply that is still being sent.
-
-    ``StateDB`` has no public method for this (yet): this one statement is its SQL, run on its connection,
-    so the update is atomic (a release followed by a new claim would leave a window without any claim)."""
-    await state._run(  # StateDB's own helper, see the docstring
-        lambda c: c.execute(
-            "UPDATE replies SET payload=? WHERE event_id=? AND state='sending'", (payload, event_id)
-        )
-    )
 
 
 # --------------------------------------------------------------------------- text
