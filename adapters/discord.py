@@ -42,7 +42,7 @@ from adapters.discord_setup import application_id_of, invite_permissions, invite
 from adapters.discord_sync import ChannelSync
 from adapters.discord_text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
 from bot.config import DiscordAdapterSettings, Settings
-from bot.errors import AdapterConfigError, ConfigError, DeliveryError
+from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
@@ -305,10 +305,12 @@ class DiscordAdapter:
             return await self._send_interaction(client, out, pending[0])
         try:
             return await self._send_channel(client, out)
+        except discord.DiscordServerError as exc:  # 5xx: safe to repeat, every part carries its nonce
+            raise PlatformUnavailable(f"discord answered {exc.status}") from exc
         except discord.HTTPException as exc:
             raise DeliveryError(f"discord refused the message ({exc.status}): {exc.text[:200]}") from exc
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise DeliveryError(f"discord unreachable: {exc}") from exc
+            raise PlatformUnavailable(f"discord unreachable: {exc}") from exc
 
     def _allowed_mentions(self, out: Outgoing) -> discord.AllowedMentions:
         ids = list(dict.fromkeys(out.mention_user_ids))

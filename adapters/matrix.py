@@ -37,7 +37,7 @@ from adapters.matrix_format import matrix_to, message_content, split_text, trans
 from adapters.matrix_retry import TRANSPORT_ERRORS, RetryPolicy
 from adapters.matrix_sync import MatrixSync, QuoteCache, SyncOptions
 from bot.config import MatrixAdapterSettings, Settings
-from bot.errors import AdapterConfigError, DeliveryError
+from bot.errors import AdapterConfigError, DeliveryError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
@@ -226,8 +226,8 @@ class MatrixAdapter:
                                          ignore_unverified_devices=True),
                 what=f"send to {room_id}",
             )
-        except TRANSPORT_ERRORS as exc:
-            raise DeliveryError(f"matrix: homeserver unreachable while sending to {room_id}") from exc
+        except TRANSPORT_ERRORS as exc:  # safe to repeat: the transaction id deduplicates it
+            raise PlatformUnavailable(f"matrix: homeserver unreachable while sending to {room_id}") from exc
         if isinstance(resp, ErrorResponse):
             raise DeliveryError(f"matrix: sending to {room_id} failed: {resp}")
         return str(resp.event_id)
@@ -244,7 +244,7 @@ class MatrixAdapter:
         try:
             resp = await self._retry.call(upload_once, what="upload")
         except TRANSPORT_ERRORS as exc:
-            raise DeliveryError("matrix: homeserver unreachable while uploading") from exc
+            raise PlatformUnavailable("matrix: homeserver unreachable while uploading") from exc
         if not isinstance(resp, UploadResponse):
             raise DeliveryError(f"matrix: upload of {f.name} failed: {resp}")
         kind = "m.image" if f.mime.startswith("image/") else "m.file"

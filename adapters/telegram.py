@@ -43,7 +43,7 @@ from adapters.telegram_text import (
     truncate,
 )
 from bot.config import Settings, TelegramAdapterSettings
-from bot.errors import AdapterConfigError, DeliveryError
+from bot.errors import AdapterConfigError, DeliveryError, DeliveryUncertain, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Outgoing, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, Clock, CommandInfo, IntakeSink
 
@@ -302,6 +302,10 @@ class TelegramAdapter:
             async with self._pacer.turn(chat_id):
                 try:
                     sent = await self._deliver(chat_id, out, parts, done, record_key)
+                except TimedOut as exc:  # the request went out: it may have arrived
+                    raise DeliveryUncertain(f"Telegram did not answer in time: {exc}") from exc
+                except NetworkError as exc:  # Telegram was not reached (after our own retries)
+                    raise PlatformUnavailable(f"Telegram is unreachable: {exc}") from exc
                 except TelegramError as exc:
                     raise DeliveryError(f"Telegram refused the message: {exc}") from exc
                 except (TypeError, ValueError, KeyError) as exc:  # PTB could not parse Telegram's answer

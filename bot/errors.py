@@ -4,6 +4,9 @@
     ├── ConfigError            bad config.yaml (names the key path)
     ├── AdapterConfigError     a platform refused us for an operator-fixable reason (token, intent, privacy)
     ├── DeliveryError          a platform refused a send for good
+    │   ├── PlatformUnavailable    could not reach the platform: nothing was delivered (or the send is safe
+    │   │                          to repeat); try again later, the message is not at fault
+    │   └── DeliveryUncertain      the send may or may not have arrived (e.g. a timeout after sending)
     ├── DataDirLocked          another process owns the data directory
     ├── MemoryError_           the memory store failed
     └── LLMError               a provider call failed
@@ -34,6 +37,17 @@ class AdapterConfigError(PaibotError):
 
 class DeliveryError(PaibotError):
     pass
+
+
+class PlatformUnavailable(DeliveryError):
+    """The platform could not be reached. Adapters raise it only when the send did not happen or repeating
+    it cannot duplicate it (Matrix transaction ids, Discord nonces); the core keeps the reply and retries
+    with backoff, without counting it against the event."""
+
+
+class DeliveryUncertain(DeliveryError):
+    """The send may have arrived (a timeout after the request went out): the core must not repeat it unless
+    the adapter's sends are idempotent."""
 
 
 class DataDirLocked(PaibotError):

@@ -21,6 +21,7 @@ import logging
 from bot.brain import APOLOGY, BrainUnavailable
 from bot.commands import CommandCall, CommandRegistry, Observation, Reply
 from bot.context import build_prompt, system_prompt
+from bot.errors import DeliveryUncertain, PlatformUnavailable
 from bot.events import Message, Outgoing
 from bot.limits import REFUSALS, RateLimiter
 from bot.policy import Decision, Facts, decide, may_record, name_pattern
@@ -76,8 +77,10 @@ class Member:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
         replied = await self.s.state.reply_state(msg.event_id)
-        if replied is not None:  # handled before a crash or restart: never think or answer twice
-            if replied == "sending":
+        if replied is not None:  # handled before: never think or answer twice
+            if replied == "retry":
+                await self._retry_reply(msg)
+            elif replied == "sending":
                 await self._resume_reply(msg)
             return
         reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
@@ -231,10 +234,31 @@ class Member:
         log.info("resending the reply to %s that a restart interrupted", msg.event_id)
         await self._deliver(msg, out)
 
+    async def _retry_reply(self, msg: Message) -> None:
+        """The platform was unreachable when this reply was sent (nothing was delivered): send the same
+        reply again, without asking the model twice."""
+        out = decode_reply(msg, await self.s.state.reply_payload(msg.event_id))
+        if out is None:
+            log.warning("the reply to %s held files or a poll and was lost in a platform outage", msg.event_id)
+            await self.s.state.move_reply(msg.event_id, "retry", "sent")
+            return
+        await self.s.state.move_reply(msg.event_id, "retry", "sending")
+        await self._deliver(msg, out)
+
     async def _deliver(self, msg: Message, out: Outgoing) -> None:
         s = self.s
         try:
             ref = await s.send(out)
+        except PlatformUnavailable:
+            # Nothing was delivered: keep the reply (the ledger holds it) and let the worker retry later.
+            await asyncio.shield(s.state.move_reply(msg.event_id, "sending", "retry"))
+            raise
+        except DeliveryUncertain as exc:
+            adapter = s.adapters.get(msg.chat.platform)
+            if adapter is not None and adapter.capabilities.idempotent_sends:
+                raise PlatformUnavailable(str(exc)) from exc  # still "sending": the resend is deduplicated
+            log.warning("the reply to %s may not have arrived (%s); not repeating it", msg.event_id, exc)
+            return
         except BaseException:
             # The platform refused or we were cancelled before it answered: let a retry send it again.
             await asyncio.shield(s.state.release_reply(msg.event_id))

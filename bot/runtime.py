@@ -2,7 +2,9 @@
 
 Order is kept per chat (one lane per chat key, events in arrival order); chats run concurrently up to a
 bound. A failing event is retried with backoff up to ``max_attempts`` times, then moved to the dead-letter
-state so the chat's stream behind it moves on. ``stop`` stops taking new work and lets in-flight events
+state so the chat's stream behind it moves on. An event whose platform is unreachable (``PlatformUnavailable``)
+is not at fault: it keeps its place and is retried with capped, jittered backoff for as long as the outage
+lasts, without using up attempts. ``stop`` stops taking new work and lets in-flight events
 finish (or, past the grace period, leaves them pending in the inbox for the next start).
 """
 
@@ -11,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
+from bot.errors import PlatformUnavailable
 from bot.events import Message
 from bot.state import InboxItem, StateDB
 
@@ -32,6 +36,9 @@ class InboxWorker:
         max_parallel_chats: int = 8,
         retry_delay_s: float = 0.5,
         poll_interval_s: float = 1.0,
+        outage_base_s: float = 1.0,
+        outage_cap_s: float = 60.0,
+        rng: random.Random | None = None,
     ) -> None:
         self._state = state
         self._handler = handler
@@ -39,6 +46,10 @@ class InboxWorker:
         self._sem = asyncio.Semaphore(max_parallel_chats)
         self._retry_delay_s = retry_delay_s
         self._poll_interval_s = poll_interval_s
+        self._outage_base_s = outage_base_s
+        self._outage_cap_s = outage_cap_s
+        self._rng = rng or random.Random()
+        self._stop_event = asyncio.Event()
         self._lanes: dict[str, asyncio.Queue[InboxItem]] = {}
         self._lane_tasks: dict[str, asyncio.Task[None]] = {}
         self._dispatched: set[int] = set()
@@ -86,8 +97,15 @@ class InboxWorker:
         try:
             while not lane.empty() and not self._stopping:
                 item = lane.get_nowait()
-                async with self._sem:
-                    await self._process(item)
+                outage = 0
+                while True:
+                    async with self._sem:
+                        wait = await self._process(item, outage)
+                    if wait is None or self._stopping:
+                        break
+                    outage += 1
+                    with contextlib.suppress(asyncio.TimeoutError):  # outside the semaphore: other chats go on
+                        await asyncio.wait_for(self._stop_event.wait(), wait)
                 self._dispatched.discard(item.seq)
         finally:
             # Anything left (we are stopping) stays pending in the inbox for the next start.
@@ -98,26 +116,32 @@ class InboxWorker:
             if not self._dispatched:
                 self.idle.set()
 
-    async def _process(self, item: InboxItem) -> None:
+    async def _process(self, item: InboxItem, outage: int = 0) -> float | None:
+        """Handle one event; returns how long to wait before trying it again when its platform is
+        unreachable (the event keeps its place in its chat and no attempt is counted), else None."""
         attempts = item.attempts
         while True:
             try:
                 await self._handler(item.event)
             except asyncio.CancelledError:
                 raise
+            except PlatformUnavailable as exc:
+                wait = min(self._outage_cap_s, self._outage_base_s * 2**outage) * self._rng.uniform(0.5, 1.0)
+                log.warning("%s: platform unreachable (%s); trying again in %.1fs", item.event.event_id, exc, wait)
+                return wait
             except Exception as exc:  # one bad event must never kill the loop
                 log.exception("handling %s failed (attempt %d)", item.event.event_id, attempts + 1)
                 dead = await self._state.mark_failed(item.seq, f"{type(exc).__name__}: {exc}", self._max_attempts)
                 attempts += 1
                 if dead:
                     log.error("%s moved to the dead-letter table after %d attempts", item.event.event_id, attempts)
-                    return
+                    return None
                 if self._stopping:
-                    return
+                    return None
                 await asyncio.sleep(self._retry_delay_s * attempts)
                 continue
             await self._state.mark_done(item.seq)
-            return
+            return None
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until everything committed so far has been handled (tests and graceful stop)."""
@@ -135,6 +159,7 @@ class InboxWorker:
 
     async def stop(self, grace_s: float = 10.0) -> None:
         self._stopping = True
+        self._stop_event.set()
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -44,7 +44,7 @@ CREATE INDEX IF NOT EXISTS inbox_pending ON inbox(status, seq);
 CREATE TABLE IF NOT EXISTS cursors (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replies (
     event_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,                      -- sending | sent
+    state TEXT NOT NULL,                      -- sending | retry (platform unreachable) | sent
     sent_id TEXT NOT NULL DEFAULT '',
     at TEXT NOT NULL,
     payload TEXT NOT NULL DEFAULT ''          -- the Outgoing being sent (JSON), for resending after a crash
@@ -214,6 +214,16 @@ class StateDB:
             lambda c: c.execute(
                 "INSERT OR IGNORE INTO replies(event_id, state, at, payload) VALUES (?, 'sending', ?, ?)",
                 (event_id, now, payload),
+            )
+        )
+        return cur.rowcount == 1
+
+    async def move_reply(self, event_id: str, from_state: str, to_state: str) -> bool:
+        """Move a reply between ledger states (``sending`` -> ``retry`` when the platform was unreachable and
+        nothing was delivered, back to ``sending`` before the next try); False if it was not in ``from_state``."""
+        cur = await self._run(
+            lambda c: c.execute(
+                "UPDATE replies SET state=? WHERE event_id=? AND state=?", (to_state, event_id, from_state)
             )
         )
         return cur.rowcount == 1

@@ -372,3 +372,65 @@ async def test_an_observer_can_consume_a_message_silently(tmp_path):
     finally:
         await app.stop()
     assert [o.text for o in adapter.sent] == ["answer"] and len(llm.calls) == 1
+
+
+async def test_a_platform_outage_keeps_the_reply_and_delivers_it_once_when_it_heals(tmp_path):
+    from bot.errors import PlatformUnavailable
+
+    adapter = FakeAdapter()
+    llm = ScriptedLLM(["the answer", "a second, different answer"])
+    app = App(make_settings(tmp_path), llm=llm, adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
+              clock=ManualClock())
+    await app.start()
+    app.worker._outage_base_s = app.worker._outage_cap_s = 0.05  # keep the test quick
+    try:
+        adapter.fail_sends = PlatformUnavailable("connection refused")
+        await adapter.inject(make_message("@Pai question"))
+        await adapter.inject(make_message("@Pai question", chat="other"))
+        await asyncio.sleep(0.5)  # several tries during the outage
+        assert adapter.sent == []
+        adapter.fail_sends = None
+        await app.drain(timeout=20)
+        assert sorted(o.text for o in adapter.sent) == ["a second, different answer", "the answer"]
+        assert len(llm.calls) == 2  # one model call per question, however long the outage
+        assert await app.services.state.dead_letters() == []
+    finally:
+        await app.stop()
+
+
+async def test_a_reply_waiting_out_an_outage_survives_a_restart_without_a_second_model_call(tmp_path):
+    from bot.errors import PlatformUnavailable
+
+    adapter = FakeAdapter()
+    llm = ScriptedLLM(["kept answer"])
+    app = App(make_settings(tmp_path), llm=llm, adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
+              clock=ManualClock())
+    await app.start()
+    adapter.fail_sends = PlatformUnavailable("down")
+    await adapter.inject(make_message("@Pai question"))
+    await asyncio.sleep(0.3)
+    await app.stop(grace_s=0.1)
+    adapter.fail_sends = None
+    llm2 = ScriptedLLM(["should not be asked"])
+    app2 = App(make_settings(tmp_path), llm=llm2, adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
+               clock=ManualClock())
+    await app2.start()
+    try:
+        await app2.drain(timeout=20)
+    finally:
+        await app2.stop()
+    assert [o.text for o in adapter.sent] == ["kept answer"] and llm2.calls == []
+
+
+async def test_an_uncertain_send_is_not_repeated_where_the_platform_could_duplicate_it(world):
+    from bot.errors import DeliveryUncertain
+
+    llm = ScriptedLLM(["maybe delivered"])
+    app, adapter, _ = await world(llm)
+    adapter.fail_sends = DeliveryUncertain("timed out after sending")
+    await adapter.inject(make_message("@Pai question"))
+    await app.drain(timeout=20)
+    adapter.fail_sends = None
+    await app.drain(timeout=5)
+    assert adapter.sent == [] and len(llm.calls) == 1
+    assert await app.services.state.dead_letters() == []
