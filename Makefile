@@ -47,7 +47,7 @@ synapse: $(SYNAPSE_VENV)/.stamp-install
 # writer, ...). Scale with PAIBOT_SOAK_MESSAGES, PAIBOT_SOAK_GROUPS, PAIBOT_SOAK_KILLS,
 # PAIBOT_SOAK_MEMORY_KILLS; replay a run with the PAIBOT_SOAK_SEED it printed.
 soak: $(VENV)/.stamp-test
-	$(PY) -m pytest -m soak -s -q tests/reliability
+	$(PY) -m pytest -m soak -s -q tests/reliability tests/security
 
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) .pytest_cache

@@ -163,6 +163,11 @@ class Services:
             )
         )
 
+    def budget_spent(self, group_key: str) -> bool:
+        """Whether the group's daily token budget is used up (a budget of 0 means no budget)."""
+        budget = self.settings.limits.daily_tokens_per_group
+        return budget > 0 and self.state.tokens_today(group_key) >= budget
+
     async def is_own_message(self, chat: ChatRef, message_id: str) -> bool:
         return await self.state.group_get(chat.key, f"own:{message_id}") is not None
 

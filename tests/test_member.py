@@ -434,3 +434,21 @@ async def test_an_uncertain_send_is_not_repeated_where_the_platform_could_duplic
     await app.drain(timeout=5)
     assert adapter.sent == [] and len(llm.calls) == 1
     assert await app.services.state.dead_letters() == []
+
+
+def test_a_daily_budget_of_zero_means_no_budget(tmp_path):
+    from bot.services import Services
+    from bot.state import StateDB
+
+    state = StateDB(tmp_path / "s.db")
+    try:
+        unlimited = Services(make_settings(tmp_path, "limits: {daily_tokens_per_group: 0}"), FakeMemory(), state,
+                             ManualClock())
+        capped = Services(make_settings(tmp_path, "limits: {daily_tokens_per_group: 10}"), FakeMemory(), state,
+                          ManualClock())
+        from bot.ports import Usage
+
+        state.add_usage("fake:g1", "m", Usage(50, 50))
+        assert not unlimited.budget_spent("fake:g1") and capped.budget_spent("fake:g1")
+    finally:
+        state.close()

@@ -101,8 +101,7 @@ class FactCheckSkill:
         return await self.settle(msg, seen.pai)
 
     def _budget_spent(self, group_key: str) -> bool:
-        s = self._s
-        return s.brain is not None and s.state.tokens_today(group_key) >= s.settings.limits.daily_tokens_per_group
+        return self._s.brain is not None and self._s.budget_spent(group_key)
 
     async def _check_command(self, call: CommandCall) -> str:
         msg = call.message

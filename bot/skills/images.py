@@ -138,7 +138,7 @@ class ImagesSkill:
 
     def _caption_allowed(self, group_key: str) -> bool:
         s = self._s
-        if s.state.tokens_today(group_key) >= s.settings.limits.daily_tokens_per_group:
+        if s.budget_spent(group_key):
             log.info("not captioning in %s: the daily token budget is spent", group_key)
             return False
         now = s.clock.now()

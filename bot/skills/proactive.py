@@ -107,8 +107,7 @@ class ProactiveSkill:
         tz = self.s.tz_for(obs.message.chat.key)
         if self.s.brain is None:
             return "I think this came up before:\n" + "\n".join(format_hits(good, tz, limit=3))
-        budget = self.s.settings.limits.daily_tokens_per_group
-        if budget > 0 and self.s.state.tokens_today(obs.message.chat.key) >= budget:
+        if self.s.budget_spent(obs.message.chat.key):
             return None
         lines = "\n".join(format_record(h.record, tz) for h in good[:6])
         messages = [
