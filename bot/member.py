@@ -187,7 +187,10 @@ class Member:
             system=system, trigger=msg, question=question, recent=recent, hits=hits, tz=tz,
             budget_tokens=settings.llm.context_tokens,
         )
-        ctx = ToolContext(message=msg, pai=pai, caller_is_admin=await self.is_admin(msg))
+        # Admin rights are exercised only by commands an admin types, never through the model: text the model
+        # reads while answering an admin (a member's message, a file, a quote) must not borrow the admin's
+        # authority (a confused deputy). Tools tell the model which command an admin can send instead.
+        ctx = ToolContext(message=msg, pai=pai, caller_is_admin=False)
         try:
             reply = await s.brain.respond(parts.render(), self.registry.tools(), ctx, msg.chat.key, on_text=sink)
         except BrainUnavailable:

@@ -286,7 +286,7 @@ class ToolContext:
 
     message: Message
     pai: str
-    caller_is_admin: bool = False
+    caller_is_admin: bool = False  # the pipeline passes False: admin powers need an admin's own command
 
 
 class ToolHandler(Protocol):

@@ -53,7 +53,7 @@ async def test_runtime_settings_survive_a_restart_and_drive_the_prompt(world):
     assert app.services.tz_for("fake:g2").key == "Asia/Shanghai"
 
 
-async def test_a_non_admin_tool_call_cannot_change_settings_and_an_admin_one_changes_only_their_group(world):
+async def test_settings_never_change_through_the_model_an_admin_is_told_the_command_to_send(world):
     llm = ScriptedLLM(
         [
             tool_call("update_group_setting", '{"name": "proactive", "value": "on", "group": "fake:g9"}'),
@@ -66,9 +66,12 @@ async def test_a_non_admin_tool_call_cannot_change_settings_and_an_admin_one_cha
     )
     app, adapter, _ = await world.start(llm)
     await say(app, adapter, make_message("@Pai turn on proactive mode", author="mallory"))
-    assert "Only admins" in llm.calls[1]["messages"][-1]["content"]
+    assert "Not changed" in llm.calls[1]["messages"][-1]["content"]
     await say(app, adapter, make_message("@Pai quiet hours 22-8 please", author=ADMIN))
-    assert "quiet_hours is now 22:00-08:00" in llm.calls[3]["messages"][-1]["content"]
+    told = llm.calls[3]["messages"][-1]["content"]
+    assert "Not changed" in told and "/settings quiet_hours 22:00-08:00" in told
+    assert app.services.group_setting("fake:g1", "quiet_hours") == ""  # the admin's own command applies it
+    await say(app, adapter, make_message("/settings quiet_hours 22:00-08:00", author=ADMIN))
     assert app.services.group_setting("fake:g1", "quiet_hours") == "22:00-08:00"
     assert app.services.group_setting("fake:g9", "quiet_hours") == ""
     assert app.services.group_setting("fake:g1", "proactive") is False

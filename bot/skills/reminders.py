@@ -228,7 +228,10 @@ class ReminderSkill:
         if rem is None or rem.status != "active":
             return f"There is no active reminder #{no} in this group."
         if rem.owner_id != user_id and not is_admin:
-            return f"Only {rem.owner_name} (who set it) or a group admin can cancel reminder #{no}."
+            return (
+                f"Only {rem.owner_name} (who set it) or a group admin can cancel reminder #{no}; "
+                f"an admin sends /reminders cancel {no}."
+            )
         await self.store.cancel(group_key, no)
         return f"Cancelled reminder #{no}: {rem.text}"
 

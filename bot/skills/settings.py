@@ -167,9 +167,14 @@ class SettingsSkill:
         return await self.change(key, name, value, call.is_admin)
 
     async def _tool(self, args: dict[str, Any], ctx: ToolContext) -> str:
-        # The group is the caller's (the envelope), the authority the caller's admin role: never the arguments.
-        return await self.change(
-            ctx.message.chat.key, str(args.get("name", "")), str(args.get("value", "")), ctx.caller_is_admin
+        # The group is the caller's (the envelope), never the arguments'. Settings change only through an
+        # admin's own /settings command: a model could have been talked into this call by any text it read.
+        name, value = str(args.get("name", "")).strip(), " ".join(str(args.get("value", "")).split())
+        if ctx.caller_is_admin:
+            return await self.change(ctx.message.chat.key, name, value, True)
+        return (
+            "Not changed: group settings change only when an admin of this group sends the command "
+            f"themselves: /settings {name} {value}".rstrip()
         )
 
 

@@ -442,7 +442,8 @@ class SummarySkill:
             item = await self.register.get(msg.chat.key, int(n))
             foreign = item is not None and item.owner_id and item.owner_id != msg.author.user_id
             if foreign and not ctx.caller_is_admin:
-                refused.append(f"Only {item.owner_name} (its owner) or an admin can have me mark to-do #{n} done.")
+                refused.append(f"Only {item.owner_name} (its owner) can have me mark to-do #{n} done; anyone can "
+                               f"send /done {n}.")
             else:
                 allowed.append(n)
         done = [await self._mark(msg, " ".join(allowed))] if allowed or not refused else []
