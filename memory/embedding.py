@@ -35,7 +35,9 @@ class Embedder(Protocol):
     fingerprint: str
     floor: float  # similarity below which a hit is unrelated noise for this model
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One float32 row per text (shape ``(len(texts), width)``)."""
+        ...
 
 
 _SUFFIXES = ("ingly", "edly", "ing", "ies", "ied", "ed", "es", "ly", "s")
@@ -51,60 +53,104 @@ def light_stem(word: str) -> str:
 
 
 class HashingEmbedder:
-    """Signed feature hashing of word, word-bigram, character n-gram and CJK-gram features."""
+    """Signed feature hashing of word, word-bigram, character n-gram and CJK-gram features.
+
+    Speed: a word's features (its stem and its character n-grams, already hashed) are computed once and
+    cached, and a batch is summed into its vectors with numpy; the per-text Python work is tokenising and
+    looking words up. The caches are bounded (cleared when full) and safe to share between threads: a
+    racing reader at worst recomputes an entry."""
+
+    CACHE_MAX = 200_000
 
     def __init__(self, dim: int = 512) -> None:
         self.dim = dim
         self.fingerprint = f"hash{dim}v1"
         self.floor = 0.08
+        self._words: dict[str, tuple[str, int, tuple[int, ...], float] | None] = {}
+        self._hashes: dict[str, int] = {}
 
-    def features(self, text: str) -> dict[str, float]:
-        feats: dict[str, float] = {}
+    def _hash(self, key: str) -> int:
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= self.CACHE_MAX:
+                self._hashes.clear()
+            h = self._hashes[key] = zlib.crc32(key.encode("utf-8"))
+        return h
 
-        def add(key: str, weight: float) -> None:
-            feats[key] = feats.get(key, 0.0) + weight
+    def _word(self, tok: str) -> tuple[str, int, tuple[int, ...], float] | None:
+        """(stem, hash of the word feature, hashes of its character 3/4-grams, weight of each gram), or None
+        for a stop word."""
+        if tok in self._words:
+            return self._words[tok]
+        entry: tuple[str, int, tuple[int, ...], float] | None = None
+        if tok not in STOPWORDS and tok:
+            stem = light_stem(tok)
+            padded = f"<{tok}>"
+            grams = [padded[i : i + n] for n in (3, 4) for i in range(len(padded) - n + 1)]
+            share = 0.8 / math.sqrt(len(grams)) if grams else 0.0
+            entry = (stem, self._hash("w:" + stem), tuple(self._hash("g:" + g) for g in grams), share)
+        if len(self._words) >= self.CACHE_MAX:
+            self._words.clear()
+        self._words[tok] = entry
+        return entry
 
+    def hashed_features(self, text: str) -> tuple[list[int], list[float]]:
+        """The text's features as (crc32 of the feature name, weight) pairs, one pair per occurrence."""
+        hs: list[int] = []
+        ws: list[float] = []
         prev = ""
         for tok, cjk in words(text):
             if cjk:
                 for g in cjk_grams(tok, unigrams=False):
-                    add("c:" + g, 1.0)
+                    hs.append(self._hash("c:" + g))
+                    ws.append(1.0)
                 for ch in tok:
-                    add("c:" + ch, 0.3)
+                    hs.append(self._hash("c:" + ch))
+                    ws.append(0.3)
                 prev = ""
                 continue
-            tok = tok.replace("'", "")
-            if tok in STOPWORDS or not tok:
+            entry = self._word(tok.replace("'", ""))
+            if entry is None:
                 prev = ""
                 continue
-            stem = light_stem(tok)
-            add("w:" + stem, 1.0)
+            stem, wh, grams, share = entry
+            hs.append(wh)
+            ws.append(1.0)
             if prev:
-                add("b:" + prev + "_" + stem, 0.5)
+                hs.append(self._hash("b:" + prev + "_" + stem))
+                ws.append(0.5)
             prev = stem
-            padded = f"<{tok}>"
-            grams = [padded[i : i + n] for n in (3, 4) for i in range(len(padded) - n + 1)]
-            if grams:
-                share = 0.8 / math.sqrt(len(grams))
-                for g in grams:
-                    add("g:" + g, share)
-        return feats
+            hs.extend(grams)
+            ws.extend([share] * len(grams))
+        return hs, ws
 
-    def embed_one(self, text: str) -> np.ndarray:
-        vec = np.zeros(self.dim, dtype=np.float32)
-        for key, weight in self.features(text).items():
-            h = zlib.crc32(key.encode("utf-8"))
-            sign = 1.0 if (h >> 31) & 1 else -1.0
-            # sublinear term frequency: a word repeated ten times is not ten times as relevant
-            vec[h % self.dim] += sign * (1.0 + math.log(weight) if weight > 1.0 else weight)
-        norm = float(np.linalg.norm(vec))
-        if norm == 0.0:
-            vec[0] = 1.0  # an empty text still needs a valid unit vector
-            return vec
-        return vec / norm
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self.embed_one(t).tolist() for t in texts]
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        n = len(texts)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        rows: list[int] = []
+        hs: list[int] = []
+        ws: list[float] = []
+        for i, text in enumerate(texts):
+            h, w = self.hashed_features(text)
+            rows.extend([i] * len(h))
+            hs.extend(h)
+            ws.extend(w)
+        if hs:
+            # one value per (text, feature): weights of repeats add up, then grow sublinearly (a word said
+            # ten times is not ten times as relevant)
+            keys, inverse = np.unique(
+                (np.asarray(rows, dtype=np.int64) << 32) | np.asarray(hs, dtype=np.int64), return_inverse=True
+            )
+            weight = np.bincount(inverse, weights=np.asarray(ws, dtype=np.float64))
+            weight = np.where(weight > 1.0, 1.0 + np.log(np.maximum(weight, 1.0)), weight)
+            h = keys & 0xFFFFFFFF
+            sign = np.where((h >> 31) & 1, 1.0, -1.0)
+            np.add.at(out, (keys >> 32, h % self.dim), (sign * weight).astype(np.float32))
+        norms = np.linalg.norm(out, axis=1)
+        empty = norms == 0.0
+        out[empty, 0] = 1.0  # an empty text still needs a valid unit vector
+        norms[empty] = 1.0
+        return out / norms[:, None]
 
 
 class ChromaDefaultEmbedder:
@@ -116,13 +162,13 @@ class ChromaDefaultEmbedder:
     def __init__(self) -> None:
         self._fn: Any = None
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         try:
             if self._fn is None:
                 from chromadb.utils.embedding_functions import DefaultEmbeddingFunction
 
                 self._fn = DefaultEmbeddingFunction()
-            return [list(map(float, v)) for v in self._fn(list(texts))]
+            return np.asarray(self._fn(list(texts)), dtype=np.float32)
         except Exception as exc:  # the ONNX download surfaces as many exception types
             raise MemoryError_(
                 "memory.embedding 'chroma-default' needs chromadb's MiniLM model, which could not be loaded or "
@@ -142,7 +188,7 @@ class LiteLLMEmbedder:
         self.fingerprint = "litellm-" + format(zlib.crc32(model.encode()), "08x")
         self.floor = 0.0
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         import litellm
 
         try:
@@ -152,7 +198,7 @@ class LiteLLMEmbedder:
         except Exception as exc:  # litellm maps provider failures to many classes
             raise MemoryError_(f"embedding model {self.model!r} failed: {type(exc).__name__}: {exc}") from exc
         data = sorted(resp.data, key=lambda d: d["index"] if isinstance(d, dict) else d.index)
-        return [list(map(float, d["embedding"] if isinstance(d, dict) else d.embedding)) for d in data]
+        return np.asarray([d["embedding"] if isinstance(d, dict) else d.embedding for d in data], dtype=np.float32)
 
 
 def make_embedder(mem: MemorySettings) -> Embedder:

@@ -30,20 +30,23 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from bot.config import Settings
 from bot.errors import MemoryError_
 from bot.ports import MemoryHit, MemoryRecord, SearchFilters
 from memory.embedding import Embedder, make_embedder
 from memory.retrieval import HybridRetriever, RetrievalParams
 from memory.textnorm import index_terms
-from memory.transcript import Transcript
+from memory.transcript import Pending, Transcript
 from memory.vector import ChromaIndex, connect_embedded, connect_http, forget_cached_system
 
 log = logging.getLogger("paibot.memory")
 T = TypeVar("T")
 
-INDEX_BATCH = 1000
+INDEX_BATCH = 5000  # chromadb pays a fixed cost per write call: bulk indexing goes in large batches
 RETENTION_EVERY_S = 3600.0
+DENSE_OVERFETCH = 4  # dense candidates fetched per wanted one when search filters apply
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ def index_text(rec: MemoryRecord) -> tuple[str, str]:
     return index_terms(rec.author_name), index_terms(rec.text)
 
 
-def embed_text(rec: MemoryRecord) -> str:
+def embed_text(rec: MemoryRecord | Pending) -> str:
+    """What the vector of a record embeds: its author's name and its text."""
     return f"{rec.author_name}: {rec.text}" if rec.author_name else rec.text
 
 
@@ -139,22 +143,21 @@ class HybridMemoryStore:
         self.transcript.clear_tombstones(stones)
         rows = self.transcript.pending(INDEX_BATCH)
         if rows:
-            vectors = self.embedder.embed([embed_text(r.record) for r in rows])
+            vectors = np.asarray(self.embedder.embed([embed_text(r) for r in rows]), dtype=np.float32)
             groups: dict[str, list[int]] = {}
             for i, r in enumerate(rows):
-                groups.setdefault(r.record.pai, []).append(i)
+                groups.setdefault(r.pai, []).append(i)
             for pai, idx in groups.items():
-                self.index.upsert(
-                    pai, [rows[i].record.id for i in idx], [vectors[i] for i in idx],
-                    [_chroma_meta(rows[i].record) for i in idx],
-                )  # fmt: skip
-            self.transcript.mark_indexed([r.seq for r in rows], {r.seq: r.record.text for r in rows})
+                self.index.upsert(pai, [rows[i].id for i in idx], vectors[idx])
+            self.transcript.mark_indexed([r.seq for r in rows], {r.seq: r.text for r in rows})
         return len(stones) == INDEX_BATCH or len(rows) == INDEX_BATCH
 
     def _dense(self, pai: str, query: str, n: int, filters: SearchFilters | None) -> list[tuple[str, float]]:
+        """The pai's nearest vectors. With filters, more are fetched (the transcript drops those that fail
+        them): a narrow filter leaves fewer dense candidates, while the lexical side applies it exactly."""
         try:
             vec = self.embedder.embed([query])[0]
-            return self.index.query(pai, vec, n, _chroma_where(filters))
+            return self.index.query(pai, vec, n * DENSE_OVERFETCH if filters is not None else n)
         except MemoryError_ as exc:
             log.warning("dense search unavailable, answering from the lexical index: %s", exc)
             return []
@@ -225,8 +228,9 @@ class HybridMemoryStore:
     async def import_records(self, records: Iterable[MemoryRecord], batch: int = 500,
                              progress: Callable[[int, int], None] | None = None) -> ImportResult:  # fmt: skip
         """Import in committed batches; ``progress(seen, added)`` is called after each commit, so whatever it
-        reports has reached disk. Idempotent: a re-import adds nothing."""
-        seen = added = 0
+        reports has reached disk. Idempotent: a re-import adds nothing. The indexer is woken once a full index
+        batch is waiting (and at the end): chromadb writes cost least in large batches."""
+        seen = added = woken = 0
         source = iter(records)
 
         def take() -> list[MemoryRecord]:  # parsing reads files: keep it off the event loop
@@ -238,9 +242,13 @@ class HybridMemoryStore:
             added += len(rows)
             for r in rows:
                 self._remember_author(r.record)
-            self._kick()
+            if added - woken >= INDEX_BATCH:
+                woken = added
+                self._kick()
             if progress:
                 progress(seen, added)
+        if added > woken:
+            self._kick()
         return ImportResult(seen, added)
 
     async def export(self, pai: str) -> list[MemoryRecord]:
@@ -297,32 +305,6 @@ def _aware_record(rec: MemoryRecord) -> MemoryRecord:
     if rec.sent_at.tzinfo is None:
         return dataclasses.replace(rec, sent_at=rec.sent_at.replace(tzinfo=timezone.utc))
     return rec
-
-
-def _chroma_meta(rec: MemoryRecord) -> dict[str, Any]:
-    return {"ts": rec.sent_at.timestamp(), "author_id": rec.author_id, "kind": rec.kind}
-
-
-def _chroma_where(f: SearchFilters | None) -> dict[str, Any] | None:
-    """The filters chroma can apply itself (the transcript re-checks all of them)."""
-    if f is None:
-        return None
-    conds: list[dict[str, Any]] = []
-    if f.author_ids and not f.author_names:
-        conds.append({"author_id": {"$in": list(f.author_ids)}})
-    if f.kinds:
-        conds.append({"kind": {"$in": list(f.kinds)}})
-    if f.since is not None:
-        conds.append({"ts": {"$gte": _aware(f.since).timestamp()}})
-    if f.until is not None:
-        conds.append({"ts": {"$lt": _aware(f.until).timestamp()}})
-    if not conds:
-        return None
-    return conds[0] if len(conds) == 1 else {"$and": conds}
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 def _dir_size(path: Path) -> int:

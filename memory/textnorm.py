@@ -63,6 +63,9 @@ def cjk_grams(run: str, unigrams: bool = True) -> list[str]:
 
 def index_terms(text: str) -> str:
     """The text as FTS5 should index it: words as they are, CJK runs as bigrams + unigrams."""
+    if text.isascii() and "'" not in text:
+        # FTS5's tokenizer splits and case-folds plain ASCII exactly as the rewrite below would
+        return text
     out: list[str] = []
     for tok, cjk in words(text):
         if cjk:
@@ -88,6 +91,11 @@ def query_terms(text: str, drop_stopwords: bool = True) -> list[str]:
     return [t for t in terms if t and not (t in seen or seen.add(t))]
 
 
+def fts_phrase(term: str) -> str:
+    """One term as a quoted FTS5 phrase, so no term can inject query syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def fts_match(terms: list[str]) -> str:
     """An FTS5 MATCH expression OR-ing the terms, each quoted so no term can inject query syntax."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return " OR ".join(fts_phrase(t) for t in terms)

@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from bot.ports import MemoryRecord, SearchFilters
+from memory.textnorm import fts_phrase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLS = "seq, pai, id, chat_key, author_id, author_name, text, sent_at, kind, reply_to_id, url, is_bot, meta"
+_META_COLS = "seq, chat_key, author_id, author_name, ts, kind"
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 
@@ -69,6 +72,28 @@ class Row:
     record: MemoryRecord
 
 
+class Pending(NamedTuple):
+    """A record waiting for the vector index."""
+
+    seq: int
+    pai: str
+    id: str
+    author_name: str
+    text: str
+
+
+class Meta(NamedTuple):
+    """The columns ranking needs, without the text: candidates are scored on these and only the final hits
+    are read in full."""
+
+    seq: int
+    chat_key: str
+    author_id: str
+    author_name: str
+    ts: float
+    kind: str
+
+
 def _to_row(r: sqlite3.Row | tuple) -> Row:
     seq, pai, rid, chat, aid, aname, text, sent_at, kind, reply, url, is_bot, meta = r
     rec = MemoryRecord(
@@ -77,6 +102,12 @@ def _to_row(r: sqlite3.Row | tuple) -> Row:
         is_bot=bool(is_bot), meta=json.loads(meta) if meta != "{}" else {},
     )  # fmt: skip
     return Row(seq, rec)
+
+
+def _record_params(seq: int, rec: MemoryRecord) -> tuple:
+    meta = json.dumps(rec.meta, ensure_ascii=False, default=str) if rec.meta else "{}"
+    return (seq, rec.pai, rec.id, rec.chat_key, rec.author_id, rec.author_name, rec.text, _ts(rec.sent_at),
+            rec.sent_at.isoformat(), rec.kind, rec.reply_to_id, rec.url, int(rec.is_bot), meta)  # fmt: skip
 
 
 def _ts(dt: datetime) -> float:
@@ -137,26 +168,27 @@ class Transcript:
 
     def insert(self, records: Sequence[MemoryRecord], index_text: IndexText) -> list[Row]:
         """Insert (or update, when the text or author name changed) in one transaction; returns the rows that
-        are new or changed. Re-inserting an identical record changes nothing (idempotent on ``(pai, id)``)."""
+        are new or changed. Re-inserting an identical record changes nothing (idempotent on ``(pai, id)``).
+
+        New records are written with ``executemany`` under sequence numbers taken from ``sqlite_sequence``
+        (what AUTOINCREMENT would have given them: the write lock makes this the only writer)."""
         changed: list[Row] = []
         with self._write_lock, self._db() as db:
+            known = self._known(db, records)
+            stones = db.execute("SELECT 1 FROM index_tombstones LIMIT 1").fetchone() is not None
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+            next_seq = (int(row[0]) if row else 0) + 1
+            new_rows: list[tuple] = []
+            fts_rows: dict[str, list[tuple[int, str, str]]] = {}
             for rec in records:
-                old = db.execute(
-                    "SELECT seq, text, author_name FROM records WHERE pai = ? AND id = ?", (rec.pai, rec.id)
-                ).fetchone()
                 fts = self._fts(db, rec.pai, create=True)
-                author, body = index_text(rec)
+                old = known.get((rec.pai, rec.id))
                 if old is None:
-                    cur = db.execute(
-                        "INSERT INTO records(pai, id, chat_key, author_id, author_name, text, ts, sent_at, kind,"
-                        " reply_to_id, url, is_bot, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (rec.pai, rec.id, rec.chat_key, rec.author_id, rec.author_name, rec.text,
-                         _ts(rec.sent_at), rec.sent_at.isoformat(), rec.kind, rec.reply_to_id, rec.url,
-                         int(rec.is_bot), json.dumps(rec.meta, ensure_ascii=False, default=str)),
-                    )  # fmt: skip
-                    seq = int(cur.lastrowid or 0)
+                    seq, next_seq = next_seq, next_seq + 1
+                    new_rows.append(_record_params(seq, rec))
                 elif (old[1], old[2]) != (rec.text, rec.author_name):
-                    seq = int(old[0])
+                    seq = old[0]
+                    self._flush_new(db, new_rows, fts_rows)  # the edited row may be among them
                     db.execute(
                         "UPDATE records SET text = ?, author_name = ?, indexed = 0 WHERE seq = ?",
                         (rec.text, rec.author_name, seq),
@@ -164,10 +196,44 @@ class Transcript:
                     db.execute(f"DELETE FROM {fts} WHERE rowid = ?", (seq,))
                 else:
                     continue
-                db.execute(f"INSERT INTO {fts}(rowid, author, body) VALUES (?, ?, ?)", (seq, author, body))
-                db.execute("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", (rec.pai, rec.id))
+                known[(rec.pai, rec.id)] = (seq, rec.text, rec.author_name)
+                author, body = index_text(rec)
+                fts_rows.setdefault(fts, []).append((seq, author, body))
                 changed.append(Row(seq, rec))
+            self._flush_new(db, new_rows, fts_rows)
+            if stones:
+                db.executemany(
+                    "DELETE FROM index_tombstones WHERE pai = ? AND id = ?", [(r.record.pai, r.record.id) for r in changed]
+                )
         return changed
+
+    @staticmethod
+    def _flush_new(db: sqlite3.Connection, new_rows: list[tuple], fts_rows: dict[str, list[tuple[int, str, str]]]) -> None:
+        db.executemany(
+            "INSERT INTO records(seq, pai, id, chat_key, author_id, author_name, text, ts, sent_at, kind,"
+            " reply_to_id, url, is_bot, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            new_rows,
+        )
+        for fts, rows in fts_rows.items():
+            db.executemany(f"INSERT INTO {fts}(rowid, author, body) VALUES (?, ?, ?)", rows)
+        new_rows.clear()
+        fts_rows.clear()
+
+    @staticmethod
+    def _known(db: sqlite3.Connection, records: Sequence[MemoryRecord]) -> dict[tuple[str, str], tuple[int, str, str]]:
+        """``(pai, id) -> (seq, text, author_name)`` of the records already in the transcript."""
+        by_pai: dict[str, list[str]] = {}
+        for rec in records:
+            by_pai.setdefault(rec.pai, []).append(rec.id)
+        known: dict[tuple[str, str], tuple[int, str, str]] = {}
+        for pai, ids in by_pai.items():
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for rid, seq, text, name in db.execute(
+                    f"SELECT id, seq, text, author_name FROM records WHERE pai = ? AND id IN ({marks})", (pai, *chunk)
+                ):
+                    known[(pai, rid)] = (int(seq), text, name)
+        return known
 
     def _delete(self, db: sqlite3.Connection, pai: str, where: str, args: tuple) -> list[str]:
         rows = db.execute(f"SELECT seq, id FROM records WHERE pai = ? AND ({where})", (pai, *args)).fetchall()
@@ -207,23 +273,26 @@ class Transcript:
 
     # ------------------------------------------------------------------ index bookkeeping
 
-    def pending(self, limit: int) -> list[Row]:
+    def pending(self, limit: int) -> list[Pending]:
+        """Records the vector index has not absorbed yet, oldest first (just what embedding needs)."""
         rows = self._db().execute(
-            f"SELECT {_COLS} FROM records WHERE indexed = 0 ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, pai, id, author_name, text FROM records WHERE indexed = 0 ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
-        return [_to_row(r) for r in rows]
+        return [Pending(*r) for r in rows]
 
     def pending_count(self) -> int:
         return int(self._db().execute("SELECT count(*) FROM records WHERE indexed = 0").fetchone()[0])
 
     def mark_indexed(self, seqs: Iterable[int], texts: dict[int, str] | None = None) -> None:
         """Mark rows indexed, unless their text changed meanwhile (``texts`` = the text that was indexed)."""
+        texts, seqs = texts or {}, list(seqs)
+        checked = [(seq, texts[seq]) for seq in seqs if seq in texts]
+        plain = [(seq,) for seq in seqs if seq not in texts]
+        if not checked and not plain:
+            return
         with self._write_lock, self._db() as db:
-            for seq in seqs:
-                if texts and seq in texts:
-                    db.execute("UPDATE records SET indexed = 1 WHERE seq = ? AND text = ?", (seq, texts[seq]))
-                else:
-                    db.execute("UPDATE records SET indexed = 1 WHERE seq = ?", (seq,))
+            db.executemany("UPDATE records SET indexed = 1 WHERE seq = ? AND text = ?", checked)
+            db.executemany("UPDATE records SET indexed = 1 WHERE seq = ?", plain)
 
     def mark_all_pending(self) -> None:
         with self._write_lock, self._db() as db:
@@ -244,6 +313,8 @@ class Transcript:
         return self._db().execute("SELECT pai, id FROM index_tombstones LIMIT ?", (limit,)).fetchall()
 
     def clear_tombstones(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return  # no empty write transaction (and no fsync) per index batch
         with self._write_lock, self._db() as db:
             db.executemany("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", items)
 
@@ -257,29 +328,64 @@ class Transcript:
 
     # ------------------------------------------------------------------ reads
 
+    def term_counts(self, pai: str, terms: Sequence[str], cap: int) -> list[int]:
+        """How many of the pai's records hold each term, counted up to ``cap + 1`` (so the cost of asking is
+        bounded however common the term is). Used to plan which terms a lexical query can afford to rank."""
+        db = self._db()
+        fts = self._fts(db, pai, create=False)
+        if fts is None:
+            return [0] * len(terms)
+        q = f"SELECT count(*) FROM (SELECT rowid FROM {fts} WHERE {fts} MATCH ? LIMIT ?)"
+        return [int(db.execute(q, (fts_phrase(t), cap + 1)).fetchone()[0]) for t in terms]
+
     def lexical(self, pai: str, match: str, limit: int, filters: SearchFilters | None,
-                weights: tuple[float, float] = (0.6, 1.0)) -> list[tuple[int, float]]:  # fmt: skip
-        """BM25 over the pai's FTS table: ``(seq, score)`` best first, scores positive (higher = better)."""
+                weights: tuple[float, float] = (0.6, 1.0), min_seq: int = 0) -> list[tuple[int, float]]:  # fmt: skip
+        """BM25 over the pai's FTS table: ``(seq, score)`` best first, scores positive (higher = better).
+        ``min_seq`` confines ranking to records from that sequence number on (FTS5 skips the older postings;
+        the scores keep the whole table's statistics)."""
         db = self._db()
         fts = self._fts(db, pai, create=False)
         if fts is None or not match:
             return []
         where, args = filter_sql(filters)
         if not where:
-            # the FTS table is the pai's own: without filters no join is needed (rows are re-read by pai later)
+            # the FTS table is the pai's own: without filters no join is needed
             rows = db.execute(
-                f"SELECT rowid, bm25({fts}, ?, ?) AS s FROM {fts} WHERE {fts} MATCH ? ORDER BY s LIMIT ?",
-                (*weights, match, limit),
+                f"SELECT rowid, bm25({fts}, ?, ?) AS s FROM {fts} WHERE {fts} MATCH ? AND rowid >= ?"
+                " ORDER BY s LIMIT ?",
+                (*weights, match, min_seq, limit),
             ).fetchall()
             return [(int(seq), -float(s)) for seq, s in rows]
         rows = db.execute(
             f"SELECT f.rowid, bm25({fts}, ?, ?) AS s FROM {fts} f JOIN records r ON r.seq = f.rowid"
-            f" WHERE {fts} MATCH ? AND +r.pai = ?{where} ORDER BY s LIMIT ?",
-            (*weights, match, pai, *args, limit),
+            f" WHERE {fts} MATCH ? AND f.rowid >= ? AND +r.pai = ?{where} ORDER BY s LIMIT ?",
+            (*weights, match, min_seq, pai, *args, limit),
         ).fetchall()
         return [(int(seq), -float(s)) for seq, s in rows]
 
+    def window_start(self, pai: str, match: str, rows: int, filters: SearchFilters | None) -> int:
+        """The sequence number from which on the pai holds the ``rows`` most recent records matching
+        ``match`` (0 when it holds fewer). Streams postings newest first without ranking them: cheap."""
+        db = self._db()
+        fts = self._fts(db, pai, create=False)
+        if fts is None or not match or rows <= 0:
+            return 0
+        where, args = filter_sql(filters)
+        if not where:
+            row = db.execute(
+                f"SELECT rowid FROM {fts} WHERE {fts} MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                (match, rows - 1),
+            ).fetchone()
+        else:
+            row = db.execute(
+                f"SELECT f.rowid FROM {fts} f JOIN records r ON r.seq = f.rowid WHERE {fts} MATCH ?"
+                f" AND +r.pai = ?{where} ORDER BY f.rowid DESC LIMIT 1 OFFSET ?",
+                (match, pai, *args, rows - 1),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def by_seqs(self, pai: str, seqs: Sequence[int]) -> dict[int, Row]:
+        """Full rows (text, metadata) of the pai's records with these sequence numbers."""
         out: dict[int, Row] = {}
         for chunk in _chunks(list(seqs), 500):
             marks = ",".join("?" * len(chunk))
@@ -290,24 +396,36 @@ class Transcript:
                 out[row.seq] = row
         return out
 
-    def by_ids(self, pai: str, ids: Sequence[str], filters: SearchFilters | None = None) -> dict[str, Row]:
+    def metas(self, pai: str, seqs: Sequence[int]) -> dict[int, Meta]:
+        """What ranking needs of the pai's records with these sequence numbers (no text, no JSON)."""
+        out: dict[int, Meta] = {}
+        for chunk in _chunks(list(seqs), 500):
+            marks = ",".join("?" * len(chunk))
+            for r in self._db().execute(
+                f"SELECT {_META_COLS} FROM records WHERE +pai = ? AND seq IN ({marks})", (pai, *chunk)
+            ):
+                out[r[0]] = Meta(*r)
+        return out
+
+    def metas_by_ids(self, pai: str, ids: Sequence[str], filters: SearchFilters | None = None) -> dict[str, Meta]:
+        """``metas`` keyed by record id, for the pai's records with these ids that pass the filters."""
         where, args = filter_sql(filters, alias="")
-        out: dict[str, Row] = {}
+        out: dict[str, Meta] = {}
         for chunk in _chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT {_COLS} FROM records WHERE pai = ? AND id IN ({marks}){where}", (pai, *chunk, *args)
+                f"SELECT id, {_META_COLS} FROM records WHERE pai = ? AND id IN ({marks}){where}",
+                (pai, *chunk, *args),
             ):
-                row = _to_row(r)
-                out[row.record.id] = row
+                out[r[0]] = Meta(*r[1:])
         return out
 
-    def neighbour_seqs(self, pai: str, row: Row, width: int) -> list[int]:
-        """Sequence numbers of up to ``width`` records on each side of ``row`` in the same chat (arrival
-        order). Index-only lookups; fetch the rows with ``by_seqs``."""
+    def neighbour_seqs(self, pai: str, chat_key: str, seq: int, width: int) -> list[int]:
+        """Sequence numbers of up to ``width`` records on each side of record ``seq`` in the same chat
+        (arrival order). Index-only lookups."""
         db = self._db()
         q = "SELECT seq FROM records WHERE pai = ? AND chat_key = ? AND seq {op} ? ORDER BY seq {d} LIMIT ?"
-        args = (pai, row.record.chat_key, row.seq, width)
+        args = (pai, chat_key, seq, width)
         before = db.execute(q.format(op="<", d="DESC"), args).fetchall()
         after = db.execute(q.format(op=">", d="ASC"), args).fetchall()
         return [int(r[0]) for r in (*before, *after)]

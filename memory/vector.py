@@ -5,6 +5,9 @@ characters, whatever the pai key holds, and a new embedding model gets a fresh c
 incomparable vectors. There is never a shared collection filtered by ``where``: a forgotten filter cannot
 leak another group. The store re-resolves every hit through the transcript by ``(pai, id)`` as well.
 
+Collections hold vectors only, no metadata: search filters (author, time, kind) are applied by the
+transcript, which is the source of truth for them anyway.
+
 Every method blocks (chromadb is synchronous); callers run them on worker threads. chromadb exceptions are
 translated to ``bot.errors.MemoryError_``.
 """
@@ -18,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+import numpy as np
 
 from bot.errors import MemoryError_
 from memory.transcript import pai_tag
@@ -98,25 +103,31 @@ class ChromaIndex:
             self._cols[pai] = col
             return col
 
-    def upsert(self, pai: str, ids: Sequence[str], vectors: Sequence[Sequence[float]],
-               metas: Sequence[dict[str, Any]]) -> None:  # fmt: skip
+    def upsert(self, pai: str, ids: Sequence[str], vectors: Sequence[Sequence[float]] | np.ndarray) -> None:
+        """Write vectors only: a float32 array (chromadb's native form; lists of floats cost it a conversion
+        per element) and no metadata (each metadata key is a row chromadb writes per record; filters are
+        the transcript's job)."""
         if not ids:
             return
+        embeddings = np.asarray(vectors, dtype=np.float32)
         try:
-            self._col(pai).upsert(ids=list(ids), embeddings=[list(v) for v in vectors], metadatas=list(metas))
+            self._col(pai).upsert(ids=list(ids), embeddings=embeddings)
         except MemoryError_:
             raise
         except Exception as exc:
             self.forget_handle(pai)
             raise MemoryError_(f"chroma upsert failed: {type(exc).__name__}: {exc}") from exc
 
-    def query(self, pai: str, vector: Sequence[float], n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+    def query(self, pai: str, vector: Sequence[float] | np.ndarray, n: int) -> list[tuple[str, float]]:
         """Nearest record ids with cosine *similarity* (higher = closer), best first."""
         col = self._col(pai, create=False)
         if col is None:
             return []
         try:
-            res = col.query(query_embeddings=[list(vector)], n_results=n, where=where or None, include=["distances"])
+            res = col.query(
+                query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1), n_results=n,
+                include=["distances"],
+            )  # fmt: skip
         except Exception as exc:
             self.forget_handle(pai)
             raise MemoryError_(f"chroma query failed: {type(exc).__name__}: {exc}") from exc

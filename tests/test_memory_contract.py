@@ -162,7 +162,7 @@ async def test_forget_removes_from_transcript_lexical_and_vector_index(store: Hy
     assert left == {"m1", "m2", "m4", "m5", "m7"}
     assert store.index.count(pai) == 5
     vec = store.embedder.embed(["Alice: Golden Dragon restaurant dumplings"])[0]
-    assert "m3" not in {i for i, _ in store.index.query(pai, vec, 20, None)}
+    assert "m3" not in {i for i, _ in store.index.query(pai, vec, 20)}
     for q in ("Golden Dragon dumplings", "summer party park", "東京"):
         assert not {"m0", "m3", "m6"} & set(await ids(store, pai, q, 10))
     assert await store.forget(pai, author_id="u-nobody") == 0

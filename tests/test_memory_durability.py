@@ -172,7 +172,7 @@ def test_pending_marks_survive_in_the_transcript_file(tmp_path: Path) -> None:
     t.close()
     t = Transcript(tmp_path / "m.sqlite3")
     try:
-        assert [r.record.id for r in t.pending(10)] == ["1"]
+        assert [r.id for r in t.pending(10)] == ["1"]
         assert t._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         t.close()

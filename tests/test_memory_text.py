@@ -6,6 +6,7 @@ import asyncio
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -40,12 +41,26 @@ def cos(a: list[float], b: list[float]) -> float:
 def test_offline_embedding_is_deterministic_normalised_and_meaningful() -> None:
     e = HashingEmbedder()
     a, b, c, empty = e.embed(["hiking in the mountains", "we hiked up a mountain", "tax return deadline", ""])
-    assert a == HashingEmbedder().embed(["hiking in the mountains"])[0]
+    assert np.array_equal(a, HashingEmbedder().embed(["hiking in the mountains"])[0])
     for v in (a, b, c, empty):
         assert len(v) == 512 and math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-5)
     assert cos(a, b) > cos(a, c) + 0.2
     zh = e.embed(["我们周六去公园野餐", "周六公园见", "明天交税"])
     assert cos(zh[0], zh[1]) > cos(zh[0], zh[2]) + 0.2
+
+
+def test_offline_embedding_of_a_text_does_not_depend_on_its_batch_or_the_caches() -> None:
+    texts = ["Alice: hiking hiking hiking in the Alps", "Bob: don't forget the tax return", "Carol: 周六公园见 ok", ""]
+    alone = np.stack([HashingEmbedder().embed([t])[0] for t in texts])
+    small = HashingEmbedder()
+    small.CACHE_MAX = 3  # caches cleared over and over while embedding
+    for e in (HashingEmbedder(), small):
+        batch = e.embed(texts + texts[::-1])
+        assert batch.dtype == np.float32 and batch.shape == (8, 512)
+        assert np.allclose(batch[:4], alone, atol=1e-6) and np.allclose(batch[4:], alone[::-1], atol=1e-6)
+    # a word said three times weighs less than three times as much (sublinear term frequency)
+    once, thrice = HashingEmbedder().embed(["hiking alps", "hiking hiking hiking alps"])
+    assert cos(once, thrice) > 0.8
 
 
 def test_make_embedder_reads_the_setting() -> None:
@@ -79,7 +94,7 @@ async def test_litellm_embedding_through_a_local_openai_compatible_server() -> N
     try:
         emb = LiteLLMEmbedder("openai/test-embed", f"http://127.0.0.1:{port}/v1", "sk-test")
         vecs = await asyncio.to_thread(emb.embed, ["ab", "abcd"])
-        assert vecs == [[2.0, 1.0, 0.0], [4.0, 1.0, 0.0]]
+        assert vecs.dtype == np.float32 and vecs.tolist() == [[2.0, 1.0, 0.0], [4.0, 1.0, 0.0]]
         assert seen[0]["model"] == "test-embed"
         with pytest.raises(MemoryError_, match="openai/test-embed"):
             await asyncio.to_thread(emb.embed, ["fail"])
