@@ -107,11 +107,15 @@ class HybridMemoryStore:
         failures = 0
         while not self._closed:
             assert self._wake is not None
-            delay = 30.0 if failures == 0 else min(60.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            if failures:
+                # After a failure the backoff always runs out: a record() waking the indexer must not turn
+                # a failing index (a broken embedding, chroma down) into a hot retry loop.
+                await asyncio.sleep(min(60.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=30.0)
+                except TimeoutError:
+                    pass
             self._wake.clear()
             if self._closed:
                 return
@@ -124,13 +128,16 @@ class HybridMemoryStore:
                 failures = 0
             except MemoryError_ as exc:
                 failures += 1
-                log.warning("memory indexing failed (attempt %d), will retry: %s", failures, exc)
+                log.warning("memory indexing failed (attempt %d), will retry: %s", failures, _short(exc))
             except Exception as exc:  # one bad batch must not end indexing for the process's lifetime
                 if self._closed:
-                    log.debug("indexer stopping: %s", exc)
+                    log.debug("indexer stopping: %s", _short(exc))
                     return
                 failures += 1
-                log.exception("unexpected memory indexing failure (attempt %d), will retry", failures)
+                # The text of a chroma error can hold whole embedding vectors: log it cut short.
+                log.error("unexpected memory indexing failure (attempt %d), will retry: %s: %s",
+                          failures, type(exc).__name__, _short(exc))
+                log.debug("indexing failure details", exc_info=True)
 
     def _index_batch(self) -> bool:
         """One batch of index work (deletions first). Returns whether more may be waiting."""
@@ -158,8 +165,8 @@ class HybridMemoryStore:
         try:
             vec = self.embedder.embed([query])[0]
             return self.index.query(pai, vec, n * DENSE_OVERFETCH if filters is not None else n)
-        except MemoryError_ as exc:
-            log.warning("dense search unavailable, answering from the lexical index: %s", exc)
+        except Exception as exc:  # whatever the vector side does, a search still answers (lexically)
+            log.warning("dense search unavailable, answering from the lexical index: %s", _short(exc))
             return []
 
     def _author_names(self, pai: str) -> dict[str, str]:
@@ -370,3 +377,8 @@ def _reconcile(transcript: Transcript, index: ChromaIndex) -> None:
         if have < indexed:
             log.warning("vector index of a pai is missing %d of %d records; re-indexing", indexed - have, indexed)
             transcript.mark_pending(pai)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
