@@ -1,7 +1,9 @@
 """LoCoMo retrieval benchmark: replay conversations through the bot's real memory and score recall@k.
 
-    python bench/locomo.py PATH/locomo-dev.json [--embedding offline|chroma-default|litellm:<model>]
-                           [--param name=value ...]
+    python bench/locomo.py PATH/locomo-dev.json [--embedding EMB ...] [--param name=value ...]
+
+EMB is any ``memory.embedding`` (offline, chroma-default, litellm:<model>, sentence-transformers:<model or
+path>); repeat ``--embedding`` to score several memories next to one BM25 baseline in one run.
 
 Method (as the data set's README describes): every conversation is replayed, in order, into its own group of
 one memory (author = speaker, time = session date, text = turn text plus `` [shares image: <caption>]``);
@@ -148,29 +150,39 @@ async def run(path: Path, embedding: str, params: RetrievalParams, data_dir: Pat
     return {"scores": scores, "leaks": leaks, "questions": questions, "ingest_s": t_ingest, "search_s": t_search}
 
 
-def report(res: dict[str, Any], embedding: str) -> None:
-    s = res["scores"]
+def report(results: list[tuple[str, dict[str, Any]]]) -> None:
+    """One table: recall@k per category for each embedding's memory, and the plain BM25 baseline."""
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-    print(f"LoCoMo retrieval, {res['questions']} questions (categories 1-4), embedding={embedding}")
-    print(f"{'':24}" + "".join(f"{'R@' + str(k):>16}" for k in KS))
+    first = results[0][1]
+    names = [f"m{i + 1}" for i in range(len(results))]
+    print(f"LoCoMo retrieval, {first['questions']} questions (categories 1-4)")
+    for name, (emb, res) in zip(names, results):
+        print(f"  {name} = memory with embedding={emb}: ingest {res['ingest_s']:.1f}s, search "
+              f"{1000 * res['search_s'] / max(1, res['questions']):.1f} ms/question, leaks {res['leaks']}")  # fmt: skip
+    print("  bm25 = plain BM25 baseline (same run)")
+    cols = [*names, "bm25"]
+    width = 7 * len(cols)
+    print(f"{'':22}" + "".join(f"{'R@' + str(k):^{width}}" for k in KS))
+    print(f"{'':22}" + "".join("".join(f"{c:>7}" for c in cols) for _ in KS))
     rows = [("all", "all")] + [(str(c), f"{c} {n}") for c, n in CATEGORIES.items()]
     for key, label in rows:
-        n = len(s["memory"][f"{key}@5"])
-        cells = "".join(
-            f"{mean(s['memory'][f'{key}@{k}']):>8.3f} ({mean(s['bm25'][f'{key}@{k}']):.3f})" for k in KS
-        )
-        print(f"{label + f' [{n}]':24}{cells}")
-    m10, b10 = mean(s["memory"]["all@10"]), mean(s["bm25"]["all@10"])
-    print("cells: memory (plain BM25 baseline)")
-    print(f"recall@10 gain over the same-run BM25 baseline: {100 * (m10 - b10):+.1f} points")
-    print(f"leaks (hits from another group): {res['leaks']}")
-    print(f"ingest {res['ingest_s']:.1f}s, search {1000 * res['search_s'] / max(1, res['questions']):.1f} ms/question")
+        n = len(first["scores"]["bm25"][f"{key}@5"])
+        cells = ""
+        for k in KS:
+            vals = [mean(res["scores"]["memory"][f"{key}@{k}"]) for _, res in results]
+            cells += "".join(f"{v:>7.3f}" for v in vals) + f"{mean(first['scores']['bm25'][f'{key}@{k}']):>7.3f}"
+        print(f"{label + f' [{n}]':22}{cells}")
+    b10 = mean(first["scores"]["bm25"]["all@10"])
+    for name, (_, res) in zip(names, results):
+        gain = mean(res["scores"]["memory"]["all@10"]) - b10
+        print(f"{name}: recall@10 gain over the same-run BM25 baseline: {100 * gain:+.1f} points")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("path", type=Path)
-    ap.add_argument("--embedding", default="offline")
+    ap.add_argument("--embedding", action="append", default=[],
+                    help="memory.embedding to evaluate (repeat to compare several in one run; default offline)")
     ap.add_argument("--param", action="append", default=[], help="RetrievalParams override, name=value")
     ap.add_argument("--data-dir", type=Path, help="keep the memory here (default: a temporary directory)")
     args = ap.parse_args(argv)
@@ -178,12 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.param:
         name, _, value = item.partition("=")
         params = dataclasses.replace(params, **{name: type(getattr(params, name) or 0.0)(value)})
-    if args.data_dir:
-        res = asyncio.run(run(args.path, args.embedding, params, args.data_dir))
-    else:
-        with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
-            res = asyncio.run(run(args.path, args.embedding, params, Path(tmp)))
-    report(res, args.embedding)
+    results = []
+    for i, emb in enumerate(args.embedding or ["offline"]):
+        if args.data_dir:
+            results.append((emb, asyncio.run(run(args.path, emb, params, args.data_dir / str(i)))))
+        else:
+            with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
+                results.append((emb, asyncio.run(run(args.path, emb, params, Path(tmp)))))
+    report(results)
     return 0
 
 

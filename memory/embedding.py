@@ -9,12 +9,18 @@ Every embedder is synchronous and blocking: the store calls it on a worker threa
 - ``chroma-default``: chromadb's bundled MiniLM ONNX model, downloaded on first use.
 - ``litellm:<model>``: any embedding model litellm reaches (OpenAI, Ollama, ...), with
   ``memory.embedding_api_base`` / ``memory.embedding_api_key``.
+- ``sentence-transformers:<model name or local path>``: a sentence-transformers model run in this process
+  (e.g. ``sentence-transformers:all-MiniLM-L6-v2``, or the directory of a model on disk). The package is
+  optional (``pip install sentence-transformers``); the model loads on first use, from the local cache or
+  the path (set ``HF_HUB_OFFLINE=1`` on hosts that must not download).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
+import threading
 import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -26,6 +32,8 @@ from bot.errors import ConfigError, MemoryError_
 from memory.textnorm import STOPWORDS, cjk_grams, words
 
 log = logging.getLogger("paibot.memory")
+
+ST_PREFIX = "sentence-transformers:"
 
 
 class Embedder(Protocol):
@@ -201,8 +209,54 @@ class LiteLLMEmbedder:
         return np.asarray([d["embedding"] if isinstance(d, dict) else d.embedding for d in data], dtype=np.float32)
 
 
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model (``sentence-transformers:<model name or local path>``), loaded on first
+    use. Vectors are L2-normalised, so chroma's cosine distance is exact."""
+
+    def __init__(self, model: str, batch_size: int = 64) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.fingerprint = "st-" + format(zlib.crc32(model.encode()), "08x")
+        self.floor = 0.15  # MiniLM-class models: unrelated sentences still score around 0.1
+        self._st: Any = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> Any:
+        with self._lock:  # the index thread and search threads may both ask first
+            if self._st is None:
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise MemoryError_(_ST_MISSING) from exc
+                try:
+                    self._st = SentenceTransformer(self.model)
+                except Exception as exc:  # missing files, no network, bad path: many exception types
+                    raise MemoryError_(
+                        f"sentence-transformers model {self.model!r} could not be loaded ({type(exc).__name__}: "
+                        f"{exc}). Give a model name in the local cache or the path of a model directory."
+                    ) from exc
+            return self._st
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        st = self._loaded()
+        try:
+            vecs = st.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=False)  # fmt: skip
+        except Exception as exc:  # torch raises many types (out of memory, bad input)
+            raise MemoryError_(f"embedding with {self.model!r} failed: {type(exc).__name__}: {exc}") from exc
+        return np.asarray(vecs, dtype=np.float32).reshape(len(texts), -1)
+
+
+_ST_MISSING = (
+    "memory.embedding 'sentence-transformers:...' needs the sentence-transformers package, which is not "
+    "installed: run `pip install sentence-transformers` in the bot's environment (it brings torch; a CPU-only "
+    "torch is enough), or choose another memory.embedding"
+)
+
+
 def make_embedder(mem: MemorySettings) -> Embedder:
-    """The embedder ``memory.embedding`` names."""
+    """The embedder ``memory.embedding`` names. A named package that is not installed is a ``ConfigError``
+    here, at start, rather than a failure at the first message."""
     name = mem.embedding
     if name == "offline":
         return HashingEmbedder()
@@ -210,4 +264,11 @@ def make_embedder(mem: MemorySettings) -> Embedder:
         return ChromaDefaultEmbedder()
     if name.startswith("litellm:") and name[len("litellm:") :]:
         return LiteLLMEmbedder(name[len("litellm:") :], mem.embedding_api_base, mem.embedding_api_key)
-    raise ConfigError("memory.embedding", "must be 'offline', 'chroma-default' or 'litellm:<model>'")
+    if name.startswith(ST_PREFIX) and name[len(ST_PREFIX) :].strip():
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise ConfigError("memory.embedding", _ST_MISSING)
+        return SentenceTransformerEmbedder(name[len(ST_PREFIX) :].strip())
+    raise ConfigError(
+        "memory.embedding",
+        "must be 'offline', 'chroma-default', 'litellm:<model>' or 'sentence-transformers:<model or path>'",
+    )
