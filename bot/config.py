@@ -324,8 +324,11 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
     if s.memory.backend not in ("embedded", "http"):
         raise ConfigError("memory.backend", f"must be 'embedded' or 'http', got {s.memory.backend!r}")
     emb = s.memory.embedding
-    if not (emb in ("offline", "chroma-default") or emb.startswith("litellm:")):
-        raise ConfigError("memory.embedding", "must be 'offline', 'chroma-default' or 'litellm:<model>'")
+    if not (emb in ("offline", "chroma-default") or emb.startswith(("litellm:", "sentence-transformers:"))):
+        raise ConfigError(
+            "memory.embedding",
+            "must be 'offline', 'chroma-default', 'litellm:<model>' or 'sentence-transformers:<model or path>'",
+        )
     _check_timezone("bot.timezone", s.bot.timezone)
     for key, g in s.groups.items():
         if ":" not in key:

@@ -158,3 +158,11 @@ def test_admins_must_be_platform_ids_and_never_unauthenticated_web_ids():
     assert error_of('bot: {admins: ["web:abc"]}').path == "bot.admins[0]"
     assert "platform" in str(error_of('bot: {admins: ["alice"]}'))
     assert error_of('groups: {"telegram:-1": {admins: ["telegram:1", "web:x"]}}').path == 'groups."telegram:-1".admins[1]'
+
+
+def test_memory_embedding_choices():
+    for emb in ("offline", "chroma-default", "litellm:ollama/nomic-embed-text",
+                "sentence-transformers:all-MiniLM-L6-v2", "sentence-transformers:/models/minilm"):  # fmt: skip
+        assert parse_settings(f"memory: {{embedding: '{emb}'}}", env={}).memory.embedding == emb
+    err = error_of("memory: {embedding: minilm}")
+    assert err.path == "memory.embedding" and "sentence-transformers:" in str(err)
