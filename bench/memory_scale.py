@@ -15,10 +15,10 @@ What is compared (apples to apples):
 - ``same vectors``: the real store (``memory.store.open_memory``), given an embedder that returns the very
   same precomputed vectors. Ingest is ``import_records`` (the batched path ``paibot memory import`` uses,
   2,000 records a transaction) plus background indexing to completion (``flush``): SQLite transcript with
-  FULL sync, FTS5 rows, durable "not yet indexed" marks, chromadb ``upsert`` with the metadata filters
-  need. Search is the full hybrid ``search`` (FTS5 BM25 + dense + fusion + re-ranking, top 10, results read
-  back from the transcript). The ingest ratio of this row is the store's cost over chromadb's: both sides
-  write the same vectors and neither pays for embedding.
+  FULL sync, FTS5 rows, durable "not yet indexed" marks, chromadb ``upsert`` (vectors only, as raw; the
+  transcript applies search filters). Search is the full hybrid ``search`` (FTS5 BM25 + dense + fusion +
+  re-ranking, top 10, results read back from the transcript). The ingest ratio of this row is the store's
+  cost over chromadb's: both sides write the same vectors and neither pays for embedding.
 - ``offline``: the same store with the configured offline embedding computing the vectors itself (what the
   bot does). Its ingest ratio is taken against raw chromadb *including* computing the same vectors
   (embedding time + add time), so both sides do the same work here too.
@@ -27,8 +27,10 @@ Printed per row: messages/s, search p50/p95 in ms, the ratios (ingest: ours / ra
 search: our p95 / raw p95), the CPU seconds the ingest took (all threads of the process, including
 chromadb's; far less sensitive than wall time to other load on the machine), and the size of each data
 directory. With ``--repeat R`` the three runs are interleaved R times and each keeps its best run (highest
-ingest rate, lowest p95): on a shared machine that filters out other processes' bursts. Live messages take ``record()`` (one
-durable transaction each); that path is bounded by one fsync per message, not measured here.
+ingest rate, lowest p95): on a shared machine that filters out other processes' bursts.
+
+Live messages take ``record()`` (one durable transaction each); that path is bounded by one fsync per
+message and is not measured here.
 """
 
 from __future__ import annotations
@@ -165,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         same = PrecomputedEmbedder(offline, texts + queries, np.concatenate([vectors, qvecs]))
         runs: dict[str, list[dict[str, float]]] = {"raw": [], "same": [], "offline": []}
         for _ in range(max(1, args.repeat)):
-            with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, tempfile.TemporaryDirectory() as c:
-                runs["raw"].append(raw(recs, vectors, qvecs, Path(a)))
-                runs["same"].append(asyncio.run(ours(recs, queries, Path(b), same)))
-                runs["offline"].append(asyncio.run(ours(recs, queries, Path(c), HashingEmbedder())))
+            with tempfile.TemporaryDirectory() as tmp:
+                runs["raw"].append(raw(recs, vectors, qvecs, Path(tmp) / "raw"))
+                runs["same"].append(asyncio.run(ours(recs, queries, Path(tmp) / "same", same)))
+                runs["offline"].append(asyncio.run(ours(recs, queries, Path(tmp) / "offline", HashingEmbedder())))
         base, mine, e2e = best(runs["raw"]), best(runs["same"]), best(runs["offline"])
         print(row(n, "raw chromadb", base, base, base["rate"]))
         print(row(n, "same vectors", mine, base, base["rate"]))

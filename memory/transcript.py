@@ -202,13 +202,13 @@ class Transcript:
                 changed.append(Row(seq, rec))
             self._flush_new(db, new_rows, fts_rows)
             if stones:
-                db.executemany(
-                    "DELETE FROM index_tombstones WHERE pai = ? AND id = ?", [(r.record.pai, r.record.id) for r in changed]
-                )
+                done = [(r.record.pai, r.record.id) for r in changed]
+                db.executemany("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", done)
         return changed
 
     @staticmethod
-    def _flush_new(db: sqlite3.Connection, new_rows: list[tuple], fts_rows: dict[str, list[tuple[int, str, str]]]) -> None:
+    def _flush_new(db: sqlite3.Connection, new_rows: list[tuple],
+                   fts_rows: dict[str, list[tuple[int, str, str]]]) -> None:  # fmt: skip
         db.executemany(
             "INSERT INTO records(seq, pai, id, chat_key, author_id, author_name, text, ts, sent_at, kind,"
             " reply_to_id, url, is_bot, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -42,7 +42,8 @@ def test_the_setting_needs_a_model() -> None:
 
 def test_fingerprint_follows_the_model() -> None:
     a, b = SentenceTransformerEmbedder("all-MiniLM-L6-v2"), SentenceTransformerEmbedder("/models/other")
-    assert a.fingerprint != b.fingerprint and a.fingerprint == SentenceTransformerEmbedder("all-MiniLM-L6-v2").fingerprint
+    assert a.fingerprint != b.fingerprint
+    assert a.fingerprint == SentenceTransformerEmbedder("all-MiniLM-L6-v2").fingerprint
 
 
 def minilm_path() -> Path:

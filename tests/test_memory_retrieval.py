@@ -101,8 +101,8 @@ def test_metas_carry_what_ranking_needs_and_pending_what_indexing_needs(tmp_path
         assert (m.author_id, m.author_name, m.chat_key, m.kind) == ("u-bob", "Bob", PAI, "message")
         assert m.ts == (T0 + timedelta(minutes=1)).timestamp()
         assert t.metas("web:other", [r.seq for r in rows]) == {}  # never across pais
-        assert [(p.id, p.author_name, p.text) for p in t.pending(10)] == [("r1", "Bob", "hello there"),
-                                                                            ("r2", "Ann", "general kenobi")]  # fmt: skip
+        pending = [(p.id, p.author_name, p.text) for p in t.pending(10)]
+        assert pending == [("r1", "Bob", "hello there"), ("r2", "Ann", "general kenobi")]
         assert t.term_counts(PAI, ["hello", "kenobi", "absent"], cap=10) == [1, 1, 0]
     finally:
         t.close()
