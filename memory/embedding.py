@@ -197,7 +197,9 @@ class LiteLLMEmbedder:
         self.floor = 0.0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        import litellm
+        from bot.llm_litellm import load_litellm  # quiet import: bundled cost map, no download
+
+        litellm = load_litellm()
 
         try:
             resp = litellm.embedding(
