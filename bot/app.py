@@ -103,7 +103,7 @@ class App:
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, limiter)
         self.member = member
-        self.registry.add_skill(CoreSkill(self.registry, member._answer))
+        self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
         self.worker = InboxWorker(state, member.handle)
@@ -117,10 +117,8 @@ class App:
             await svc.start()
 
     def _default_skills(self) -> list[Skill]:
-        try:
-            from bot.skills import default_skills
-        except ImportError:
-            return []
+        from bot.skills import default_skills
+
         assert self.services is not None
         skills, background = default_skills(self.services, self.registry)
         self._background.extend(background)
@@ -128,7 +126,6 @@ class App:
 
     async def _start_adapters(self) -> None:
         assert self.services is not None
-        settings = self.settings
         adapters = self._adapters_in
         if adapters is None:
             adapters = self._build_adapters()
@@ -144,8 +141,7 @@ class App:
             self._started.append(adapter)
             self.services.adapters[getattr(adapter, "platform", None) or adapter.name] = adapter
         if not adapters:
-            log.warning("no adapter is enabled in %s: nobody can talk to the bot", "config.yaml")
-        del settings
+            log.warning("no adapter is enabled in the config: nobody can talk to the bot")
 
     def _build_adapters(self) -> dict[str, ChatAdapter]:
         from adapters import adapter_factory

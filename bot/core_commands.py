@@ -14,7 +14,7 @@ class CoreSkill:
 
     def __init__(self, registry: CommandRegistry, answer: object) -> None:
         self._registry = registry
-        self._answer = answer  # Member._answer, bound late to avoid a cycle
+        self._answer = answer  # Member.answer (passed in: the member is built with this registry)
 
     def commands(self) -> Iterable[Command]:
         return [

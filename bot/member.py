@@ -153,7 +153,7 @@ class Member:
         async with self._typing(msg):
             if decision.command:
                 return await self._run_command(msg, decision, pai)
-            return await self._answer(msg, decision.prompt, pai), None
+            return await self.answer(msg, decision.prompt, pai), None
 
     async def _run_command(
         self, msg: Message, decision: Decision, pai: str
@@ -169,7 +169,8 @@ class Member:
             return result.text, result.outgoing_extra
         return result or "", None
 
-    async def _answer(self, msg: Message, question: str, pai: str, sink: TextSink | None = None) -> str:
+    async def answer(self, msg: Message, question: str, pai: str, sink: TextSink | None = None) -> str:
+        """Answer ``question`` asked in ``msg``: with the model and the group's context, or from memory."""
         s = self.s
         settings = s.settings
         tz = s.tz_for(msg.chat.key)
@@ -288,7 +289,7 @@ class Member:
                 lambda appended: self._release_streamed(msg, appended), on_open=stop_typing,
             )
             try:
-                text = await self._answer(msg, decision.prompt, pai, stream)
+                text = await self.answer(msg, decision.prompt, pai, stream)
             except Exception:
                 if stream.opened:  # never leave half an answer on screen
                     await stream.finish(APOLOGY)
