@@ -225,7 +225,7 @@ async def test_soak_reminders_fire_exactly_once_across_random_sigkills(tmp_path:
         reminders=env_int("PAIBOT_SOAK_REMINDERS", 40),
         kills=env_int("PAIBOT_SOAK_REMINDER_KILLS", 50),
         min_delay_m=0.2,
-        max_delay_m=env_int("PAIBOT_SOAK_REMINDER_MINUTES", 4),
+        max_delay_m=env_int("PAIBOT_SOAK_REMINDER_MINUTES", 8),
         long_down_s=LATE_AFTER.total_seconds() + 15,
         seed=seed,
     )
