@@ -252,13 +252,18 @@ class TelegramAdapter:
 
     # ----------------------------------------------------------------- calling the API
 
-    async def _call(self, chat_id: int, fn: Callable[[int], Awaitable[T]]) -> T:
+    async def _call(
+        self, chat_id: int, fn: Callable[[int], Awaitable[T]], before: Callable[[], Awaitable[None]] | None = None
+    ) -> T:
         """Run one API call for ``chat_id`` inside its pacing, honouring flood waits and following a
-        group's upgrade to a supergroup. Non-retryable ``TelegramError``s propagate."""
+        group's upgrade to a supergroup. ``before`` runs once pacing allows the request, right before it
+        goes out. Non-retryable ``TelegramError``s propagate."""
         backoff = Backoff(base=self._retry_base, cap=max(15.0, self._retry_base), rng=self._rng)
         floods = network = 0
         while True:
             await self._pacer.wait_slot(chat_id, chat_id < 0)
+            if before is not None:
+                await before()
             try:
                 return await fn(chat_id)
             except RetryAfter as exc:
@@ -330,7 +335,11 @@ class TelegramAdapter:
             if i < len(done):
                 continue  # delivered before a crash; the record says so
             quote = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to and i == 0 else None
-            msg = await self._call(chat_id, lambda cid, s=step, q=quote: s(cid, q))  # type: ignore[misc]
+            msg = await self._call(
+                chat_id,
+                lambda cid, s=step, q=quote: s(cid, q),  # type: ignore[misc]
+                before=lambda n=i: self._records.attempting(record_key, sent, n),  # from here on it may arrive
+            )
             sent.append(
                 {"id": msg.message_id, "chat": msg.chat.id, "user": msg.chat.username or "", "date": msg.date.isoformat()}
             )
@@ -432,6 +441,11 @@ class TelegramAdapter:
             await self.bot.send_chat_action(chat_id, ChatAction.TYPING)
         except Exception as exc:  # noqa: BLE001 - best effort by contract
             log.debug("telegram: typing indicator failed in %s: %s", chat.chat_id, exc)
+
+    async def delivery_attempted(self, out: Outgoing) -> bool:
+        """``bot.ports.SendJournal``: whether a request for ``out`` may have reached Telegram (a record is
+        written before each part's request), so the core knows when resending after a crash is safe."""
+        return await self._records.exists(SendRecords.key_for(out))
 
     async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes:
         """Download through ``getFile``; refuses (``DeliveryError``) files past ``max_bytes`` before and after."""

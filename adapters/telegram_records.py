@@ -48,6 +48,20 @@ class SendRecords:
             log.warning("telegram: ignoring an unreadable send record %s", key)
             return []
 
+    async def exists(self, key: str | None) -> bool:
+        """Whether anything was ever recorded under ``key`` (an attempt or a delivered part)."""
+        if key is None or self._sink is None:
+            return True  # unknown: assume it may have gone out
+        return bool(await self._sink.cursor(key))
+
+    async def attempting(self, key: str | None, sent: list[dict[str, Any]], part: int) -> None:
+        """Record, before its request goes out, that part ``part`` is being sent (it may arrive from now on).
+        Unlike ``save`` this may raise: without the record, a crash could not tell the send was tried."""
+        if key is None or self._sink is None:
+            return
+        record = json.dumps({"sent": sent, "done": False, "attempting": part})
+        await self._sink.submit([], cursor_key=key, cursor=record)
+
     async def save(self, key: str | None, sent: list[dict[str, Any]], done: bool) -> None:
         """Record the delivered parts. Never raises: the message is out, losing its record only weakens
         the crash dedup."""

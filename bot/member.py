@@ -232,11 +232,20 @@ class Member:
             await resume_streamed(self.s, adapter, msg, streamed)
             return
         out = decode_reply(msg, payload)
-        if adapter is None or not adapter.capabilities.idempotent_sends or out is None:
+        if adapter is None or out is None or not await self._safe_to_resend(adapter, out):
             log.warning("the reply to %s was interrupted by a restart and may not have arrived", msg.event_id)
             return
         log.info("resending the reply to %s that a restart interrupted", msg.event_id)
         await self._deliver(msg, out)
+
+    @staticmethod
+    async def _safe_to_resend(adapter: object, out: Outgoing) -> bool:
+        """Resending cannot duplicate: the platform deduplicates sends, or the adapter's journal shows
+        that no request for this reply ever went out (``bot.ports.SendJournal``)."""
+        if adapter.capabilities.idempotent_sends:  # type: ignore[attr-defined]
+            return True
+        attempted = getattr(adapter, "delivery_attempted", None)
+        return attempted is not None and not await attempted(out)
 
     async def _retry_reply(self, msg: Message) -> None:
         """The platform was unreachable when this reply was sent (nothing was delivered): send the same

@@ -92,6 +92,14 @@ class AttachmentFetcher(Protocol):
     async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes: ...
 
 
+class SendJournal(Protocol):
+    """Optional adapter role for platforms without idempotent sends: whether a send of ``out`` (same
+    idempotency key and content) was ever attempted, i.e. whether a request may have reached the platform.
+    False means nothing went out, so the core may send it after a crash without risking a duplicate."""
+
+    async def delivery_attempted(self, out: Outgoing) -> bool: ...
+
+
 class AdminChecker(Protocol):
     """Optional adapter role: whether a user is an admin of a chat according to the platform's roles."""
 

@@ -452,3 +452,40 @@ def test_a_daily_budget_of_zero_means_no_budget(tmp_path):
         assert not unlimited.budget_spent("fake:g1") and capped.budget_spent("fake:g1")
     finally:
         state.close()
+
+
+class JournalAdapter(FakeAdapter):
+    """A platform without idempotent sends whose adapter keeps a journal of attempted sends."""
+
+    def __init__(self, attempted: bool) -> None:
+        super().__init__()
+        self.attempted = attempted
+
+    async def delivery_attempted(self, out):
+        return self.attempted
+
+
+async def test_an_interrupted_reply_that_never_left_is_resent_once_where_the_adapter_keeps_a_journal(tmp_path):
+    adapter = JournalAdapter(attempted=False)
+    settings = await _crash_mid_send(tmp_path, adapter)
+    app = App(settings, llm=ScriptedLLM(["again"]), adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
+              clock=ManualClock())
+    await app.start()
+    try:
+        await app.drain()
+    finally:
+        await app.stop()
+    assert [o.text for o in adapter.sent] == ["the answer"]
+
+
+async def test_an_interrupted_reply_that_may_have_left_is_not_resent(tmp_path):
+    adapter = JournalAdapter(attempted=True)
+    settings = await _crash_mid_send(tmp_path, adapter)
+    app = App(settings, llm=ScriptedLLM(["again"]), adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
+              clock=ManualClock())
+    await app.start()
+    try:
+        await app.drain()
+    finally:
+        await app.stop()
+    assert adapter.sent == []
