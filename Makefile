@@ -45,8 +45,9 @@ synapse: $(SYNAPSE_VENV)/.stamp-install
 
 # The long reliability runs (10,000 messages into 50 groups, 20 random SIGKILLs, 200 kills of the memory
 # writer, ...). Scale with PAIBOT_SOAK_MESSAGES, PAIBOT_SOAK_GROUPS, PAIBOT_SOAK_KILLS,
-# PAIBOT_SOAK_MEMORY_KILLS; replay a run with the PAIBOT_SOAK_SEED it printed.
-soak: $(VENV)/.stamp-test
+# PAIBOT_SOAK_MEMORY_KILLS, PAIBOT_SOAK_REMINDERS, PAIBOT_SOAK_REMINDER_KILLS, PAIBOT_SOAK_REMINDER_MINUTES;
+# replay a run with the PAIBOT_SOAK_SEED it printed. Also the security fuzz at 100,000 payloads.
+soak: $(VENV)/.stamp-test $(SYNAPSE_VENV)/.stamp-install
 	$(PY) -m pytest -m soak -s -q tests/reliability tests/security
 
 clean:
