@@ -465,8 +465,11 @@ class JournalAdapter(FakeAdapter):
         return self.attempted
 
 
-async def test_an_interrupted_reply_that_never_left_is_resent_once_where_the_adapter_keeps_a_journal(tmp_path):
-    adapter = JournalAdapter(attempted=False)
+@pytest.mark.parametrize(("attempted", "resent"), [(False, ["the answer"]), (True, [])])
+async def test_an_interrupted_reply_is_resent_only_when_the_adapters_journal_shows_it_never_left(
+    tmp_path, attempted, resent
+):
+    adapter = JournalAdapter(attempted=attempted)
     settings = await _crash_mid_send(tmp_path, adapter)
     app = App(settings, llm=ScriptedLLM(["again"]), adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
               clock=ManualClock())
@@ -475,17 +478,4 @@ async def test_an_interrupted_reply_that_never_left_is_resent_once_where_the_ada
         await app.drain()
     finally:
         await app.stop()
-    assert [o.text for o in adapter.sent] == ["the answer"]
-
-
-async def test_an_interrupted_reply_that_may_have_left_is_not_resent(tmp_path):
-    adapter = JournalAdapter(attempted=True)
-    settings = await _crash_mid_send(tmp_path, adapter)
-    app = App(settings, llm=ScriptedLLM(["again"]), adapters={"fake": adapter}, memory=FakeMemory(), skills=[],
-              clock=ManualClock())
-    await app.start()
-    try:
-        await app.drain()
-    finally:
-        await app.stop()
-    assert adapter.sent == []
+    assert [o.text for o in adapter.sent] == resent
