@@ -32,6 +32,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes import RecordingInbox
+
 DISCORD_EPOCH_MS = 1420070400000
 INTENT_MESSAGE_CONTENT = 1 << 15
 BODY = web.RequestKey("body", object)
@@ -623,15 +625,12 @@ def _json_response(data: Any, *, status: int = 200, headers: dict[str, str] | No
                         headers={**(headers or {}), "Content-Type": "application/json"})
 
 
-class RecordingSink:
+class RecordingSink(RecordingInbox):
     """An in-memory ``IntakeSink`` with the inbox's semantics: deduplication by ``event_id`` and the cursor
     committed together with the events. ``fail_next`` makes the next submit raise (a failed commit)."""
 
     def __init__(self) -> None:
-        self.events: dict[str, Any] = {}
-        self.order: list[str] = []
-        self.cursors: dict[str, str] = {}
-        self.submits: list[tuple[int, str | None, str | None]] = []
+        super().__init__()
         self.fail_next: Exception | None = None
         self._changed = asyncio.Condition()
 
@@ -639,27 +638,13 @@ class RecordingSink:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
-        new = 0
-        for ev in events:
-            if ev.event_id not in self.events:
-                self.events[ev.event_id] = ev
-                self.order.append(ev.event_id)
-                new += 1
-        if cursor_key is not None and cursor is not None:
-            self.cursors[cursor_key] = cursor
-        self.submits.append((len(events), cursor_key, cursor))
+        new = self.commit(events, cursor_key, cursor)
         async with self._changed:
             self._changed.notify_all()
         return new
 
-    async def cursor(self, key: str) -> str | None:
-        return self.cursors.get(key)
-
-    async def seen(self, event_id: str) -> bool:
-        return event_id in self.events
-
     def messages(self) -> list[Any]:
-        return [self.events[e] for e in self.order]
+        return self.in_order()
 
     async def wait_until(self, predicate: Any, timeout: float = 15.0) -> None:
         async def loop() -> None:

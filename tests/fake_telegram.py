@@ -33,6 +33,7 @@ from adapters.telegram_flow import Pacing
 from adapters.telegram_text import utf16_len
 from bot.config import TelegramAdapterSettings, WebhookSettings
 from bot.ports import AdapterEnv, CommandInfo
+from tests.fakes import RecordingInbox
 
 TEXT_FIELDS = {"text", "caption", "question", "parse_mode", "file_id", "url", "secret_token", "action", "description"}
 MDV2_RESERVED = set("_*[]()~`>#+-=|{}.!")
@@ -479,17 +480,14 @@ class FakeTelegram:
         return member
 
 
-class RecordingSink:
+class RecordingSink(RecordingInbox):
     """An in-memory ``IntakeSink``: events deduplicated by ``event_id``, cursors committed with them.
 
     ``fail_next`` makes the next submits raise (an inbox that cannot commit), to prove nothing is acknowledged
     before a commit."""
 
     def __init__(self) -> None:
-        self.events: dict[str, Any] = {}
-        self.order: list[str] = []
-        self.cursors: dict[str, str] = {}
-        self.submits: list[tuple[int, str | None, str | None]] = []
+        super().__init__()
         self.fail_next = 0
         self.changed = asyncio.Event()
 
@@ -497,27 +495,13 @@ class RecordingSink:
         if self.fail_next:
             self.fail_next -= 1
             raise OSError("disk full")
-        new = 0
-        for ev in events:
-            if ev.event_id not in self.events:
-                self.events[ev.event_id] = ev
-                self.order.append(ev.event_id)
-                new += 1
-        if cursor_key is not None and cursor is not None:
-            self.cursors[cursor_key] = cursor
-        self.submits.append((len(events), cursor_key, cursor))
+        new = self.commit(events, cursor_key, cursor)
         self.changed.set()
         return new
 
-    async def cursor(self, key: str) -> str | None:
-        return self.cursors.get(key)
-
-    async def seen(self, event_id: str) -> bool:
-        return event_id in self.events
-
     @property
     def messages(self) -> list[Any]:
-        return [self.events[i] for i in self.order]
+        return self.in_order()
 
     async def wait_for(self, n: int, timeout: float = 15.0) -> list[Any]:
         async def loop() -> None:

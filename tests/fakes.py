@@ -187,6 +187,42 @@ def make_message(
     )
 
 
+class RecordingInbox:
+    """An in-memory ``IntakeSink`` with the real inbox's semantics: events deduplicated by ``event_id``
+    (``events`` by id, ``order`` of ids as committed), the cursor committed together with them, and every
+    submit logged in ``submits``. Adapter test kits subclass it to add failures and waiting."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Any] = {}
+        self.order: list[str] = []
+        self.cursors: dict[str, str] = {}
+        self.submits: list[tuple[int, str | None, str | None]] = []
+
+    def commit(self, events: Sequence[Any], cursor_key: str | None, cursor: str | None) -> int:
+        new = 0
+        for ev in events:
+            if ev.event_id not in self.events:
+                self.events[ev.event_id] = ev
+                self.order.append(ev.event_id)
+                new += 1
+        if cursor_key is not None and cursor is not None:
+            self.cursors[cursor_key] = cursor
+        self.submits.append((len(events), cursor_key, cursor))
+        return new
+
+    async def submit(self, events: Any, *, cursor_key: str | None = None, cursor: str | None = None) -> int:
+        return self.commit(events, cursor_key, cursor)
+
+    async def cursor(self, key: str) -> str | None:
+        return self.cursors.get(key)
+
+    async def seen(self, event_id: str) -> bool:
+        return event_id in self.events
+
+    def in_order(self) -> list[Any]:
+        return [self.events[e] for e in self.order]
+
+
 class ManualClock:
     """A clock that only moves when told; ``sleep`` advances it instantly."""
 
@@ -247,4 +283,4 @@ class FakeMemory:
         return [r.text for (p, _), r in sorted(self.records.items(), key=lambda kv: kv[1].sent_at) if p == pai]
 
 
-__all__ = ["CutStream", "FakeMemory", "ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]
+__all__ = ["CutStream", "RecordingInbox", "FakeMemory", "ScriptedLLM", "FakeAdapter", "ManualClock", "make_message", "tool_call", "LLMError"]
