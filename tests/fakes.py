@@ -153,6 +153,26 @@ class FakeAdapter:
         return self.sent
 
 
+class FlakyAdapter(FakeAdapter):
+    """Fails its first starts as scripted (an exception per attempt), then connects."""
+
+    def __init__(self, *failures: BaseException, platform: str = "fake") -> None:
+        super().__init__(platform)
+        self.failures = list(failures)
+        self.starts = 0
+        self.stops = 0
+
+    async def start(self, sink: IntakeSink) -> None:
+        self.starts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        await super().start(sink)
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
+
+
 _counter = itertools.count(1)
 
 

@@ -10,31 +10,10 @@ import random
 import pytest
 
 from bot.errors import AdapterConfigError, CredentialsRejected, PlatformUnavailable
-from bot.ports import IntakeSink
 from bot.supervisor import CONNECTING, RUNNING, STOPPED, AdapterSupervisor, Backoff, keep_connecting
-from tests.fakes import FakeAdapter, GatedClock, ManualClock, RecordingInbox
+from tests.fakes import FlakyAdapter, GatedClock, ManualClock, RecordingInbox
 
 URL = "https://api.example.test"
-
-
-class FlakyAdapter(FakeAdapter):
-    """Fails its first starts as scripted (an exception per attempt), then connects."""
-
-    def __init__(self, *failures: BaseException) -> None:
-        super().__init__()
-        self.failures = list(failures)
-        self.starts = 0
-        self.stops = 0
-
-    async def start(self, sink: IntakeSink) -> None:
-        self.starts += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        await super().start(sink)
-
-    async def stop(self) -> None:
-        self.stops += 1
-        await super().stop()
 
 
 def down(detail: str = "connection refused", retry_after: float | None = None) -> PlatformUnavailable:
