@@ -75,7 +75,9 @@ async def keep_connecting(
 ) -> T:
     """Call ``attempt`` until it returns, waiting ``backoff`` (at least ``retry_after``) after each
     ``PlatformUnavailable``; ``on_unavailable`` hears of each such failure before the wait. Any other
-    exception propagates at once. Logs as the module docstring says, each line starting with ``name``."""
+    exception propagates at once. Logs as the module docstring says, each line starting with ``name``.
+    The caller decides when ``backoff`` starts over (``reset``): a connection that drops again at once
+    should not be retried at once."""
     failures = 0
     reason = ""
     began = warned = clock.now()
@@ -102,7 +104,6 @@ async def keep_connecting(
                 on_unavailable(exc)
             await clock.sleep(delay)
             continue
-        backoff.reset()
         if failures:
             lasted = (clock.now() - began).total_seconds()
             log.info("%s: connected after %d failed attempt(s) over %.0fs", name, failures, lasted)

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from bot.errors import AdapterConfigError, CredentialsRejected, PlatformUnavailable
+from bot.errors import CredentialsRejected, PlatformUnavailable
 from bot.events import ChatRef, Outgoing
 from tests.fake_telegram import FakeTelegram, RecordingClock, RecordingSink, make_adapter
 
