@@ -229,26 +229,37 @@ class App:
 
     async def run_forever(self) -> None:
         """Start, then run until SIGTERM or SIGINT, or until no adapter is left (``AdapterConfigError``
-        with the operator's instruction); then stop gracefully."""
+        with the operator's instruction); then stop gracefully. A signal during a slow start (a platform
+        that accepts connections but does not answer) ends the start at once."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        log.info("%s is running", self.settings.bot.name)
-        waits = [asyncio.create_task(stop.wait(), name="wait-for-signal"),
-                 asyncio.create_task(self._no_adapter_left.wait(), name="wait-for-adapters")]
-        why = ""
+        signalled = asyncio.create_task(stop.wait(), name="wait-for-signal")
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if self._no_adapter_left.is_set() and not stop.is_set():
-                why = self._why_no_adapter()
+            starting = asyncio.create_task(self.start(), name="app-start")
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("stopping before start-up finished")
+                starting.cancel()  # start() releases what it began
+                await asyncio.gather(starting, return_exceptions=True)
+                return
+            starting.result()
+            log.info("%s is running", self.settings.bot.name)
+            gone = asyncio.create_task(self._no_adapter_left.wait(), name="wait-for-adapters")
+            why = ""
+            try:
+                await asyncio.wait({signalled, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                await asyncio.gather(gone, return_exceptions=True)
+                if self._no_adapter_left.is_set() and not stop.is_set():
+                    why = self._why_no_adapter()
+                log.info("stopping")
+                await self.stop()
+            if why:
+                raise AdapterConfigError(why)
         finally:
-            for task in waits:
-                task.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
-            log.info("stopping")
-            await self.stop()
-        if why:
-            raise AdapterConfigError(why)
+            signalled.cancel()
+            await asyncio.gather(signalled, return_exceptions=True)

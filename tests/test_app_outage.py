@@ -166,3 +166,26 @@ async def test_stop_while_an_adapter_is_connecting_leaves_no_task_behind(tmp_pat
 async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+async def test_a_signal_during_a_slow_start_ends_it_at_once(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    class Hanging(FakeAdapter):
+        """A platform that accepts the connection and never answers."""
+
+        started = asyncio.Event()
+
+        async def start(self, sink) -> None:  # type: ignore[no-untyped-def]
+            self.started.set()
+            await asyncio.Event().wait()
+
+    hanging = Hanging("telegram")
+    app = make_app(tmp_path, {"web": FakeAdapter("web"), "telegram": hanging}, GatedClock())
+    running = asyncio.create_task(app.run_forever(), name="app")
+    await asyncio.wait_for(hanging.started.wait(), 10)
+    os.kill(os.getpid(), signal.SIGTERM)  # run_forever's handler takes it
+    await asyncio.wait_for(running, 20)
+    assert app.services is None
+    assert [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("connect:")] == []
