@@ -66,6 +66,7 @@ EMPTY_CONTENT_HELP = (
 )
 INTERACTION_TTL_S = 14 * 60  # interaction tokens live 15 minutes
 STABLE_S = 60.0  # a connection that lasted this long starts the reconnect backoff over
+CONNECTION_TASKS = ("discord-gateway", "discord-wait-ready", "discord-backfill")  # one connection's tasks
 _JUMP = re.compile(r"/channels/(?:\d+|@me)/(\d+)/(\d+)")
 
 
@@ -175,10 +176,11 @@ class DiscordAdapter:
                 return
 
     async def _close(self, client: PaibotClient) -> None:
-        """Close one connection's client and end its tasks (its backfills too: a new connection redoes them)."""
+        """Close one connection's client and end its tasks (its backfills too: the next connection redoes
+        them)."""
         if not client.is_closed():
             await client.close()
-        await self._cancel(lambda t: t.get_name().startswith(("discord-gateway", "discord-wait", "discord-back")))
+        await self._cancel(lambda t: t.get_name().startswith(CONNECTION_TASKS))
 
     async def stop(self) -> None:
         self._stopping = True

@@ -48,8 +48,8 @@ def login_error(exc: BaseException, api: str) -> PaibotError:
     if isinstance(exc, discord.DiscordServerError):
         return PlatformUnavailable(f"Discord's API at {api} answered {exc.status}")
     if isinstance(exc, discord.HTTPException):
-        return AdapterConfigError(f"Discord's API at {api} refused the login ({exc.status}): {exc.text[:200]}; "
-                                  "check adapters.discord.api_base")
+        return AdapterConfigError(f"Discord's API at {api} refused the login ({exc.status}): "
+                                  f"{exc.text[:200]}; check adapters.discord.api_base")
     return PlatformUnavailable(f"cannot reach Discord's API at {api} ({_describe(exc)})")
 
 

@@ -165,16 +165,16 @@ class MatrixAdapter:
         if getattr(resp, "status_code", None) in ("M_UNKNOWN_TOKEN", "M_FORBIDDEN", "M_USER_DEACTIVATED"):
             if token:
                 return CredentialsRejected(
-                    f"matrix: the homeserver {where} rejected adapters.matrix.access_token for {user} ({resp}). "
-                    "Get a new access token for that account (or set adapters.matrix.password instead), put it "
-                    "in the environment variable your config.yaml reads and start again.")
+                    f"matrix: the homeserver {where} rejected adapters.matrix.access_token for {user} "
+                    f"({resp}). Get a new access token for that account (or set adapters.matrix.password "
+                    "instead), put it in the environment variable your config.yaml reads and start again.")
             return CredentialsRejected(
                 f"matrix: the homeserver {where} refused the login of {user} ({resp}). Check "
                 "adapters.matrix.user_id and adapters.matrix.password (in the environment variable your "
                 "config.yaml reads) and start again.")
         what = "the access token check" if token else f"login as {user}"
-        return AdapterConfigError(f"matrix: {what} at {where} failed ({resp}); check adapters.matrix.homeserver "
-                                  "and adapters.matrix.user_id")
+        return AdapterConfigError(f"matrix: {what} at {where} failed ({resp}); check "
+                                  "adapters.matrix.homeserver and adapters.matrix.user_id")
 
     async def _relogin(self) -> bool:
         """After ``M_UNKNOWN_TOKEN``: log in again when we have a password (same device)."""

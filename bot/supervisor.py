@@ -43,9 +43,9 @@ CONNECTING, RUNNING, STOPPED = "connecting", "running", "stopped"
 
 
 class Backoff:
-    """Exponential backoff with "equal jitter": the n-th wait is in ``[d/2, d]`` for ``d = min(cap, base*2^n)``,
-    so it never collapses into a hot loop, never exceeds ``cap_s``, and peers that failed together spread
-    out. ``reset()`` after a success starts again from ``base_s``."""
+    """Exponential backoff with "equal jitter": the n-th wait is in ``[d/2, d]`` for
+    ``d = min(cap, base * 2^n)``, so it never collapses into a hot loop, never exceeds ``cap_s``, and peers
+    that failed together spread out. ``reset()`` starts again from ``base_s``."""
 
     def __init__(self, rng: random.Random, base_s: float = 1.0, cap_s: float = CAP_S) -> None:
         if not 0 < base_s <= cap_s:

@@ -90,9 +90,8 @@ async def test_events_and_replies_of_a_platform_still_connecting_wait_for_it(tmp
 async def test_sending_to_a_platform_still_connecting_is_a_wait_not_a_failure(tmp_path: Path) -> None:
     from bot.events import ChatRef, Outgoing
 
-    clock = GatedClock()
-    app = make_app(tmp_path, {"web": FakeAdapter("web"), "telegram": FlakyAdapter(unreachable(),
-                                                                                  platform="telegram")}, clock)
+    telegram = FlakyAdapter(unreachable(), platform="telegram")
+    app = make_app(tmp_path, {"web": FakeAdapter("web"), "telegram": telegram}, GatedClock())
     await app.start()
     try:
         assert app.services is not None
@@ -136,7 +135,8 @@ async def test_every_refusal_is_listed_when_no_adapter_is_left(tmp_path: Path) -
     with pytest.raises(AdapterConfigError) as err:
         await app.start()
     text = str(err.value)
-    assert f"- telegram: {TOKEN_HELP}" in text and "- discord: the discord adapter could not start: boom" in text
+    assert f"- telegram: {TOKEN_HELP}" in text
+    assert "- discord: the discord adapter could not start: boom" in text
 
 
 async def test_run_forever_ends_when_the_last_adapter_is_refused_after_an_outage(tmp_path: Path) -> None:
@@ -175,13 +175,15 @@ async def test_a_signal_during_a_slow_start_ends_it_at_once(tmp_path: Path) -> N
     class Hanging(FakeAdapter):
         """A platform that accepts the connection and never answers."""
 
-        started = asyncio.Event()
+        def __init__(self) -> None:
+            super().__init__("telegram")
+            self.started = asyncio.Event()
 
         async def start(self, sink) -> None:  # type: ignore[no-untyped-def]
             self.started.set()
             await asyncio.Event().wait()
 
-    hanging = Hanging("telegram")
+    hanging = Hanging()
     app = make_app(tmp_path, {"web": FakeAdapter("web"), "telegram": hanging}, GatedClock())
     running = asyncio.create_task(app.run_forever(), name="app")
     await asyncio.wait_for(hanging.started.wait(), 10)

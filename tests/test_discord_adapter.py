@@ -16,7 +16,13 @@ from discord.http import Route
 
 from adapters.discord import DiscordAdapter, create_adapter, invite_url
 from bot.config import DiscordAdapterSettings, parse_settings
-from bot.errors import AdapterConfigError, ConfigError, CredentialsRejected, DeliveryError, PlatformUnavailable
+from bot.errors import (
+    AdapterConfigError,
+    ConfigError,
+    CredentialsRejected,
+    DeliveryError,
+    PlatformUnavailable,
+)
 from bot.events import Attachment, ChatRef, Outgoing, Poll
 from bot.ports import AdapterEnv, ChatAdapter, CommandInfo
 from tests.fake_discord import FakeDiscord, RecordingSink
@@ -263,7 +269,8 @@ async def test_invalid_token_is_a_config_error(fake: FakeDiscord, tmp_path: Any)
     await adapter.stop()
 
 
-async def test_a_token_refused_by_the_gateway_is_a_rejected_credential(fake: FakeDiscord, tmp_path: Any) -> None:
+async def test_a_token_refused_by_the_gateway_is_a_rejected_credential(fake: FakeDiscord, tmp_path: Any
+                                                                        ) -> None:
     fake.reject_identify = True  # close code 4004: authentication failed
     adapter = make_adapter(fake, tmp_path)
     with pytest.raises(CredentialsRejected, match="4004"):

@@ -92,7 +92,7 @@ class FakeHomeserver:
 
     async def _whoami(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != "Bearer good-token":
-            return web.json_response({"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid access token"}, status=401)
+            return web.json_response({"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid token"}, status=401)
         return web.json_response({"user_id": BOT, "device_id": "DEV9"})
 
     async def _displayname(self, request: web.Request) -> web.Response:
@@ -130,8 +130,9 @@ async def hs() -> AsyncIterator[FakeHomeserver]:
 
 
 def adapter_for(base_url: str, sleep: RecordedSleep, **cfg: Any) -> MatrixAdapter:
-    settings = MatrixAdapterSettings(**{"enabled": True, "homeserver": base_url, "user_id": BOT, "password": "pw",
-                                        "allowed_inviters": (), **cfg})
+    base: dict[str, Any] = {"enabled": True, "homeserver": base_url, "user_id": BOT, "password": "pw",
+                            "allowed_inviters": ()}
+    settings = MatrixAdapterSettings(**{**base, **cfg})
     return MatrixAdapter(settings, options=SyncOptions(sync_timeout_ms=100), retry=RetryPolicy(sleep=sleep))
 
 

@@ -48,7 +48,8 @@ def app_with(tmp_path: Path, platform_yaml: str, clock: GatedClock) -> App:
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
         "adapters:\n  web: {enabled: true, host: 127.0.0.1, port: 0}\n" + platform_yaml
     )
-    return App(settings, llm=ScriptedLLM(lambda messages, tools: ANSWER), memory=FakeMemory(), connect_clock=clock)
+    llm = ScriptedLLM(lambda messages, tools: ANSWER)
+    return App(settings, llm=llm, memory=FakeMemory(), connect_clock=clock)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -225,7 +226,8 @@ async def test_paibot_run_serves_the_web_group_while_telegram_is_unreachable_and
         async with aiohttp.ClientSession(base_url=base) as http:
             group = await (await http.post("/api/groups", json={"name": "Hikers"})).json()
             number = group["number"]
-            resp = await http.post(f"/api/groups/{number}/messages", json={"author": "Alice", "text": "@Pai hi?"})
+            body = {"author": "Alice", "text": "@Pai hi?"}
+            resp = await http.post(f"/api/groups/{number}/messages", json=body)
             assert resp.status == 200
 
             async def answered() -> bool:

@@ -52,22 +52,23 @@ async def test_an_unreachable_platform_is_retried_until_it_answers(caplog: pytes
             raise outcome
         return "connected"
 
+    backoff = Backoff(random.Random(1))
     with caplog.at_level(logging.DEBUG, logger="test.connect"):
-        result = await keep_connecting(attempt, name="telegram", clock=clock, backoff=Backoff(random.Random(1)),
+        result = await keep_connecting(attempt, name="telegram", clock=clock, backoff=backoff,
                                        log=logging.getLogger("test.connect"))
     assert result == "connected"
     assert len(clock.slept) == 3 and clock.slept[0] <= 1.0 < clock.slept[2]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     # One line for the whole series: what failed (with the URL) and when the next try is.
-    assert warnings == [f"telegram: cannot reach {URL} (connection refused); next try in {clock.slept[0]:.1f}s "
-                        "(retrying in the background, at most 60s apart)"]
+    assert warnings == [f"telegram: cannot reach {URL} (connection refused); next try in "
+                        f"{clock.slept[0]:.1f}s (retrying in the background, at most 60s apart)"]
     assert sum("attempt" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG) == 2
     assert any("connected after 3 failed attempt(s)" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_new_reason_starts_a_new_series_and_a_long_outage_is_recalled(caplog: pytest.LogCaptureFixture
                                                                              ) -> None:
-    outcomes: list[BaseException | None] = [down("refused"), down("DNS failure"), *[down("DNS failure")] * 30, None]
+    outcomes: list[BaseException | None] = [down("refused"), *[down("DNS failure")] * 31, None]
     clock = ManualClock()
 
     async def attempt() -> None:
@@ -135,7 +136,8 @@ async def test_the_supervisor_settles_after_the_first_failure_and_connects_in_th
     assert adapter.stops == 1 and adapter.sink is None
 
 
-async def test_refused_credentials_stop_the_adapter_with_the_instruction(caplog: pytest.LogCaptureFixture) -> None:
+async def test_refused_credentials_stop_the_adapter_with_the_instruction(caplog: pytest.LogCaptureFixture
+                                                                          ) -> None:
     instruction = "Telegram rejected the bot token: ask @BotFather for a new one and start again."
     adapter = FlakyAdapter(down(), CredentialsRejected(instruction))
     clock = GatedClock()

@@ -84,7 +84,8 @@ async def run_until(args: list[str], env_extra: dict[str, str], seen: str | None
     """Run the bot until a line containing ``seen`` shows in its output, then SIGTERM it; with ``seen=None``
     until it exits by itself. Returns the exit code and the whole output. (A plain ``Popen`` watched by
     polling: asyncio's child watcher can report a child that exits at once as "unknown", exit code 255.)"""
-    env = {**os.environ, **env_extra, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PYTHONUNBUFFERED": "1"}
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, **env_extra, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:  # noqa: ASYNC230 - a local file, instant
         proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
