@@ -96,8 +96,8 @@ async def keep_connecting(
                             name, exc, delay, backoff.cap_s)
             elif (now - warned).total_seconds() >= REMIND_EVERY_S:
                 warned = now
-                log.warning("%s: still %s (%d attempts since %s); next try in %.1fs",
-                            name, exc, failures, began.strftime("%H:%M:%S %Z"), delay)
+                log.warning("%s: still not connected after %d attempts since %s: %s; next try in %.1fs",
+                            name, failures, began.strftime("%H:%M:%S %Z"), exc, delay)
             else:
                 log.debug("%s: attempt %d failed: %s; next try in %.1fs", name, failures, exc, delay)
             if on_unavailable is not None:

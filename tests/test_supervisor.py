@@ -81,7 +81,7 @@ async def test_a_new_reason_starts_a_new_series_and_a_long_outage_is_recalled(ca
                               log=logging.getLogger("test.connect"))
     lines = [r.getMessage() for r in caplog.records]
     assert "refused" in lines[0] and "DNS failure" in lines[1]
-    reminders = [line for line in lines[2:] if line.startswith("matrix: still cannot reach")]
+    reminders = [line for line in lines[2:] if line.startswith("matrix: still not connected after")]
     assert reminders and len(reminders) <= sum(clock.slept) / 600 + 1
     assert max(clock.slept) <= 60.0
 
