@@ -237,14 +237,12 @@ class App:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         signalled = asyncio.create_task(stop.wait(), name="wait-for-signal")
+        starting = asyncio.create_task(self.start(), name="app-start")
         try:
-            starting = asyncio.create_task(self.start(), name="app-start")
             await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
             if not starting.done():
                 log.info("stopping before start-up finished")
-                starting.cancel()  # start() releases what it began
-                await asyncio.gather(starting, return_exceptions=True)
-                return
+                return  # the start is cancelled below; it releases what it began
             starting.result()
             log.info("%s is running", self.settings.bot.name)
             gone = asyncio.create_task(self._no_adapter_left.wait(), name="wait-for-adapters")
@@ -261,5 +259,6 @@ class App:
             if why:
                 raise AdapterConfigError(why)
         finally:
-            signalled.cancel()
-            await asyncio.gather(signalled, return_exceptions=True)
+            for task in (starting, signalled):
+                task.cancel()
+            await asyncio.gather(starting, signalled, return_exceptions=True)
