@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.telegram_text import utf16_len
+from adapters.telegram.text import utf16_len
 from bot.app import App
 from bot.config import parse_settings
 from tests.fake_discord import FakeDiscord

@@ -12,7 +12,7 @@ Once connected the adapter keeps the gateway up by itself: discord.py resumes th
 ride out; when it cannot reconnect (Discord is down), a fresh client tries again with capped, jittered
 backoff (at most 60 s apart; discord.py's own reconnect backoff grows to ~17 minutes), and sends meanwhile
 raise ``PlatformUnavailable``. On every READY/RESUMED it backfills each readable channel after its durable
-cursor (see ``adapters.discord_sync``), so nothing said meanwhile is missed. ``stop`` closes the client; it
+cursor (see ``adapters.discord.sync``), so nothing said meanwhile is missed. ``stop`` closes the client; it
 is idempotent.
 
 Sending: Discord replies (``fail_if_not_exists=False``), split at 2000 characters, mass pings neutralised
@@ -22,7 +22,7 @@ and disabled through ``AllowedMentions`` (only the replied-to user and the core'
 editing the deferred response, with follow-ups for further parts.
 
 Endpoint overrides (``api_base``, ``gateway_url``) apply to this adapter's client only; see
-``adapters.discord_client`` for why the process-wide ``Route.BASE`` is left alone.
+``adapters.discord.client`` for why the process-wide ``Route.BASE`` is left alone.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import aiohttp
 import discord
 from discord.http import Route
 
-from adapters.discord_client import UNREACHABLE, PaibotClient, gateway_error, login_error
-from adapters.discord_convert import message_from_discord, message_from_interaction
-from adapters.discord_setup import application_id_of, invite_permissions, invite_url, slash_command_payload
-from adapters.discord_sync import ChannelSync
-from adapters.discord_text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
+from adapters.discord.client import UNREACHABLE, PaibotClient, gateway_error, login_error
+from adapters.discord.convert import message_from_discord, message_from_interaction
+from adapters.discord.registration import application_id_of, invite_permissions, invite_url, slash_command_payload
+from adapters.discord.sync import ChannelSync
+from adapters.discord.text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
 from bot.clock import SystemClock
 from bot.config import DiscordAdapterSettings, Settings
 from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PaibotError, PlatformUnavailable
