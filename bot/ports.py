@@ -103,6 +103,18 @@ class SendJournal(Protocol):
     async def delivery_attempted(self, out: Outgoing) -> bool: ...
 
 
+class ConnectionWatch(Protocol):
+    """Optional adapter role, for an adapter that cannot get its platform back by itself once connected.
+
+    ``connection_lost()`` returns once the running connection has ended for good, after releasing it, with
+    what happened as an exception (returned, not raised): ``bot.errors.PlatformUnavailable`` when the
+    platform went away (the supervisor makes new ``start`` attempts with backoff; replies wait meanwhile),
+    an ``AdapterConfigError`` when the platform now refuses the adapter (it stops). It is awaited again after
+    every successful ``start``; cancelling it must leave the connection alone."""
+
+    async def connection_lost(self) -> Exception: ...
+
+
 class AdminChecker(Protocol):
     """Optional adapter role: whether a user is an admin of a chat according to the platform's roles."""
 

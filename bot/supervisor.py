@@ -1,9 +1,10 @@
 """Riding out platform outages: capped, jittered backoff, and the loop that keeps an adapter connecting.
 
-    Backoff             the waits between failed attempts ("equal jitter", capped, reset on success)
+    Backoff             the waits between failed attempts ("equal jitter", capped)
     keep_connecting()   make a connection attempt until it succeeds, waiting out ``PlatformUnavailable``
-    AdapterSupervisor   one adapter's start in the composition root:  connecting ──▶ running
-                                                                           └──────▶ stopped
+    AdapterSupervisor   one adapter in the composition root, in one of three states:
+                          connecting ──connected──▶ running ──platform lost──▶ connecting ...
+                          connecting or running ──refused──▶ stopped (the operator must act)
 
 The contract of a connection attempt (an adapter's ``start``, or any attempt handed to ``keep_connecting``):
 
@@ -15,6 +16,11 @@ The contract of a connection attempt (an adapter's ``start``, or any attempt han
 * It raises ``AdapterConfigError`` (``CredentialsRejected`` for a refused token or password) when only the
   operator can fix it; the message is the instruction. Nothing is retried.
 * Anything else is a bug or a refusal nobody foresaw: nothing is retried either.
+
+A running adapter that cannot get its platform back by itself says so through ``connection_lost``
+(``bot.ports.ConnectionWatch``); the supervisor then connects it again the same way (the backoff starts
+over only after a connection that lasted ``STABLE_S``, so a connection that keeps dropping is not retried
+in a hot loop).
 
 What the log shows: one warning when a series of failures begins (a series is a run of failures with the
 same reason), naming the URL and when the next try is; the further attempts of the series at debug level,
@@ -38,6 +44,7 @@ T = TypeVar("T")
 CAP_S = 60.0
 MAX_RETRY_AFTER_S = 900.0  # a platform asking for longer is treated as asking for this
 REMIND_EVERY_S = 600.0
+STABLE_S = 60.0  # a connection that lasted this long starts the backoff over when it is lost
 
 CONNECTING, RUNNING, STOPPED = "connecting", "running", "stopped"
 
@@ -111,7 +118,7 @@ async def keep_connecting(
 
 
 class AdapterSupervisor:
-    """Starts one adapter and keeps starting it through platform outages (the contract above).
+    """Starts one adapter and keeps it connected through platform outages (the contract above).
 
     ``launch()`` runs the attempts in the task ``connect:<name>``. ``settled`` is set once the first attempt
     has an outcome: connected, unreachable (retrying in the background), or stopped. ``state`` is
@@ -159,8 +166,13 @@ class AdapterSupervisor:
     async def _run(self) -> None:
         self._log.info("starting the %s adapter", self.name)
         try:
-            await keep_connecting(self._attempt, name=self.name, clock=self._clock, backoff=self._backoff,
-                                  log=self._log, on_unavailable=self._unavailable)
+            while True:
+                await keep_connecting(self._attempt, name=self.name, clock=self._clock, backoff=self._backoff,
+                                      log=self._log, on_unavailable=self._unavailable)
+                self._set(RUNNING, "")
+                self.settled.set()
+                if not await self._reconnect_after_a_loss():
+                    return
         except asyncio.CancelledError:
             raise
         except AdapterConfigError as exc:
@@ -169,10 +181,27 @@ class AdapterSupervisor:
         except Exception as exc:  # a bug or an unforeseen refusal: this adapter stops, the others go on
             self._log.error("the %s adapter could not start", self.name, exc_info=exc)
             await self._give_up(f"the {self.name} adapter could not start: {exc}")
-        else:
-            self._set(RUNNING, "")
         finally:
             self.settled.set()
+
+    async def _reconnect_after_a_loss(self) -> bool:
+        """Wait until the running adapter loses its platform (``bot.ports.ConnectionWatch``; adapters
+        without that role reconnect by themselves: False at once). True when it should connect again after
+        the wait done here; a refusal it reports is raised."""
+        watch = getattr(self.adapter, "connection_lost", None)
+        if watch is None:
+            return False
+        connected_at = self._clock.now()
+        problem = await watch()
+        if not isinstance(problem, PlatformUnavailable):
+            raise problem
+        if (self._clock.now() - connected_at).total_seconds() >= STABLE_S:
+            self._backoff.reset()
+        delay = self._backoff.next_delay()
+        self._log.warning("%s: lost the connection (%s); reconnecting in %.1fs", self.name, problem, delay)
+        self._set(CONNECTING, f"the {self.name} adapter lost its connection: {problem}")
+        await self._clock.sleep(delay)
+        return True
 
     async def _give_up(self, reason: str) -> None:
         await self._stop_adapter()

@@ -183,6 +183,22 @@ class FlakyAdapter(FakeAdapter):
         await super().stop()
 
 
+class WatchedAdapter(FlakyAdapter):
+    """Also a ``bot.ports.ConnectionWatch``: ``lose(problem)`` ends the running connection."""
+
+    def __init__(self, *failures: BaseException, platform: str = "fake") -> None:
+        super().__init__(*failures, platform=platform)
+        self._lost: asyncio.Queue[Exception] = asyncio.Queue()
+
+    def lose(self, problem: Exception) -> None:
+        self._lost.put_nowait(problem)
+
+    async def connection_lost(self) -> Exception:
+        problem = await self._lost.get()
+        self.sink = None  # the connection is released
+        return problem
+
+
 _counter = itertools.count(1)
 
 

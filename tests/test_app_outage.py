@@ -14,7 +14,15 @@ from bot.app import App
 from bot.config import parse_settings
 from bot.errors import AdapterConfigError, CredentialsRejected, PlatformUnavailable
 from bot.supervisor import CONNECTING, RUNNING, STOPPED
-from tests.fakes import FakeAdapter, FakeMemory, FlakyAdapter, GatedClock, ManualClock, make_message
+from tests.fakes import (
+    FakeAdapter,
+    FakeMemory,
+    FlakyAdapter,
+    GatedClock,
+    ManualClock,
+    WatchedAdapter,
+    make_message,
+)
 
 TOKEN_HELP = "Telegram rejected the bot token: create one with @BotFather and put it in TELEGRAM_BOT_TOKEN."
 
@@ -191,3 +199,26 @@ async def test_a_signal_during_a_slow_start_ends_it_at_once(tmp_path: Path) -> N
     await asyncio.wait_for(running, 20)
     assert app.services is None
     assert [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("connect:")] == []
+
+
+async def test_a_platform_lost_while_running_holds_its_replies_until_it_is_back(tmp_path: Path) -> None:
+    from bot.events import ChatRef, Outgoing
+
+    discord = WatchedAdapter(platform="discord")
+    clock = GatedClock()
+    app = make_app(tmp_path, {"web": FakeAdapter("web"), "discord": discord}, clock)
+    await app.start()
+    try:
+        assert app.services is not None
+        discord.lose(PlatformUnavailable("cannot reach Discord's gateway at wss://gateway.example (refused)"))
+        await clock.sleeping(1)
+        assert "discord" in app.services.unavailable and "discord" not in app.services.adapters
+        with pytest.raises(PlatformUnavailable, match="lost its connection"):
+            await app.services.send(Outgoing(ChatRef("discord", "42"), "a reminder"))
+        await clock.release()
+        services = app.services
+        await asyncio.wait_for(_until(lambda: "discord" in services.adapters), 10)
+        await app.services.send(Outgoing(ChatRef("discord", "42"), "a reminder"))
+        assert [o.text for o in discord.sent] == ["a reminder"]
+    finally:
+        await app.stop()

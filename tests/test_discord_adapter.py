@@ -25,6 +25,7 @@ from bot.errors import (
 )
 from bot.events import Attachment, ChatRef, Outgoing, Poll
 from bot.ports import AdapterEnv, ChatAdapter, CommandInfo
+from bot.supervisor import CONNECTING, RUNNING, STOPPED, AdapterSupervisor
 from tests.fake_discord import FakeDiscord, RecordingSink
 from tests.fakes import GatedClock
 
@@ -32,13 +33,12 @@ COMMANDS = (CommandInfo("ask", "Ask the AI member", "a question"), CommandInfo("
             CommandInfo("remind", "Set a reminder"))
 
 
-def make_adapter(fake: FakeDiscord, tmp_path: Any, clock: Any = None, **cfg: Any) -> DiscordAdapter:
+def make_adapter(fake: FakeDiscord, tmp_path: Any, **cfg: Any) -> DiscordAdapter:
     settings = DiscordAdapterSettings(enabled=True, token=cfg.pop("token", fake.token),
                                       api_base=cfg.pop("api_base", fake.api_base),
                                       gateway_url=cfg.pop("gateway_url", fake.gateway_url), **cfg)
     env = AdapterEnv(bot_name="Pai", data_dir=tmp_path, commands=COMMANDS, max_attachment_bytes=1024)
-    return DiscordAdapter(settings, env, guild_ready_timeout=0.05, ready_timeout_s=20, clock=clock,
-                          rng=random.Random(11))
+    return DiscordAdapter(settings, env, guild_ready_timeout=0.05, ready_timeout_s=20)
 
 
 @pytest.fixture
@@ -313,19 +313,23 @@ async def test_an_unreachable_gateway_is_an_outage_too(fake: FakeDiscord, tmp_pa
 
 async def test_a_long_outage_after_start_is_ridden_out_with_waits_of_at_most_60s(fake: FakeDiscord,
                                                                                  tmp_path: Any) -> None:
-    """Discord goes away for good while the bot runs: it reconnects by itself (a fresh session), never
-    waiting more than 60 s between attempts (discord.py's own reconnect backoff grows to ~17 minutes), and
-    sends meanwhile are a wait (PlatformUnavailable), not a failure. Back, it catches up on what was said."""
+    """Discord goes away for good while the bot runs. discord.py cannot get it back, the adapter says so
+    (``connection_lost``) and its supervisor reconnects it with a fresh session, never waiting more than 60 s
+    between attempts (discord.py's own reconnect backoff grows to ~17 minutes); sends meanwhile are a wait
+    (PlatformUnavailable), not a failure. Back, it catches up on what was said meanwhile."""
     clock = GatedClock()
-    adapter, sink = make_adapter(fake, tmp_path, clock=clock), RecordingSink()
-    await adapter.start(sink)
+    adapter, sink = make_adapter(fake, tmp_path), RecordingSink()
+    sup = AdapterSupervisor("discord", adapter, sink, clock=clock, rng=random.Random(11))
+    sup.launch()
     try:
-        await sink.wait_until(lambda: adapter._sync is not None and adapter._sync.passes >= 1)
+        await sink.wait_until(lambda: sup.state == RUNNING and adapter._sync is not None
+                              and adapter._sync.passes >= 1)
         lena = fake.add_user("lena")
         await said(fake, sink, lena, "before the outage")
         await fake.stop()
-        for n in range(1, 12):  # eleven failed reconnections
+        for n in range(1, 12):  # the loss, then ten failed reconnections
             await clock.sleeping(n)
+            assert sup.state == CONNECTING
             await clock.release()
         await clock.sleeping(12)
         with pytest.raises(PlatformUnavailable):
@@ -335,10 +339,26 @@ async def test_a_long_outage_after_start_is_ridden_out_with_waits_of_at_most_60s
         await fake.start(fake.port)  # back
         await clock.release()
         await sink.wait_until(lambda: f"discord:{missed['id']}" in sink.events, timeout=30)
+        assert sup.state == RUNNING
         ref = await adapter.send(Outgoing(ChatRef("discord", str(fake.general)), "I am back"))
         assert ref.message_id
     finally:
-        await adapter.stop()
+        await sup.stop()
+
+
+async def test_a_token_reset_while_running_stops_the_adapter_with_the_instruction(fake: FakeDiscord,
+                                                                                  tmp_path: Any) -> None:
+    adapter, sink = make_adapter(fake, tmp_path), RecordingSink()
+    sup = AdapterSupervisor("discord", adapter, sink, clock=GatedClock(), rng=random.Random(12))
+    sup.launch()
+    try:
+        await sink.wait_until(lambda: sup.state == RUNNING)
+        fake.reject_identify = True  # the token was reset in the portal
+        await fake.close_gateways(code=4004)
+        await sink.wait_until(lambda: sup.state == STOPPED, timeout=30)
+        assert "Reset Token" in sup.reason and "4004" in sup.reason
+    finally:
+        await sup.stop()
 
 
 async def test_endpoint_overrides_leave_discord_py_globals_alone(running: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from bot.errors import AdapterConfigError, CredentialsRejected, PlatformUnavailable
 from bot.supervisor import CONNECTING, RUNNING, STOPPED, AdapterSupervisor, Backoff, keep_connecting
-from tests.fakes import FlakyAdapter, GatedClock, ManualClock, RecordingInbox
+from tests.fakes import FlakyAdapter, GatedClock, ManualClock, RecordingInbox, WatchedAdapter
 
 URL = "https://api.example.test"
 
@@ -179,3 +179,34 @@ async def test_stop_while_connecting_cancels_the_attempts_cleanly() -> None:
 async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+async def test_a_lost_platform_is_connected_again_and_a_flapping_one_is_not_hammered() -> None:
+    adapter = WatchedAdapter()
+    clock = GatedClock()
+    states: list[str] = []
+    sup = AdapterSupervisor("discord", adapter, RecordingInbox(), clock=clock, rng=random.Random(9),
+                            on_change=lambda s: states.append(s.state))
+    sup.launch()
+    await asyncio.wait_for(_until(lambda: sup.state == RUNNING), 10)
+    for n in range(1, 7):  # the connection drops again right after each reconnection
+        adapter.lose(down("gateway closed"))
+        await clock.sleeping(n)
+        assert sup.state == CONNECTING and "lost its connection" in sup.reason
+        await clock.release()
+        await asyncio.wait_for(_until(lambda: adapter.starts == n + 1 and sup.state == RUNNING), 10)
+    assert states == [RUNNING] + [CONNECTING, RUNNING] * 6
+    assert clock.slept[-1] > 16.0  # growing waits: short-lived connections do not start the backoff over
+    await sup.stop()
+    assert adapter.stops == 1
+
+
+async def test_a_refusal_reported_while_running_stops_the_adapter() -> None:
+    adapter = WatchedAdapter()
+    sup = AdapterSupervisor("discord", adapter, RecordingInbox(), clock=GatedClock(), rng=random.Random(10))
+    sup.launch()
+    await asyncio.wait_for(_until(lambda: sup.state == RUNNING), 10)
+    adapter.lose(CredentialsRejected("Discord rejected the bot token: reset it in the portal"))
+    await asyncio.wait_for(_until(lambda: sup.state == STOPPED), 10)
+    assert sup.reason == "Discord rejected the bot token: reset it in the portal"
+    assert adapter.stops == 1

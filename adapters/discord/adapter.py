@@ -8,12 +8,12 @@ Lifecycle: ``start`` is one connection attempt (the contract is in ``bot.supervi
 in, registers the core's slash commands, opens the gateway and returns once READY. Discord unreachable
 (refused, DNS, timeout, 5xx) is ``PlatformUnavailable`` naming the URL; a rejected token (HTTP 401, gateway
 close 4004) is ``CredentialsRejected``; close code 4014 is ``AdapterConfigError`` naming the portal switch.
-Once connected the adapter keeps the gateway up by itself: discord.py resumes the session after drops it can
-ride out; when it cannot reconnect (Discord is down), a fresh client tries again with capped, jittered
-backoff (at most 60 s apart; discord.py's own reconnect backoff grows to ~17 minutes), and sends meanwhile
-raise ``PlatformUnavailable``. On every READY/RESUMED it backfills each readable channel after its durable
-cursor (see ``adapters.discord.sync``), so nothing said meanwhile is missed. ``stop`` closes the client; it
-is idempotent.
+Once connected, discord.py resumes the session after the drops it can ride out. When it cannot reconnect
+(Discord is down), ``connection_lost`` (``bot.ports.ConnectionWatch``) reports it and the supervisor makes
+new ``start`` attempts with its capped, jittered backoff (at most 60 s apart; discord.py's own reconnect
+backoff grows to ~17 minutes); sends meanwhile raise ``PlatformUnavailable``. On every READY/RESUMED it
+backfills each readable channel after its durable cursor (see ``adapters.discord.sync``), so nothing said
+meanwhile is missed. ``stop`` closes the client; it is idempotent.
 
 Sending: Discord replies (``fail_if_not_exists=False``), split at 2000 characters, mass pings neutralised
 and disabled through ``AllowedMentions`` (only the replied-to user and the core's explicit
@@ -31,7 +31,6 @@ import asyncio
 import io
 import logging
 import math
-import random
 import re
 import time
 from collections import OrderedDict
@@ -47,12 +46,10 @@ from adapters.discord.convert import message_from_discord, message_from_interact
 from adapters.discord.registration import application_id_of, invite_permissions, invite_url, slash_command_payload
 from adapters.discord.sync import ChannelSync
 from adapters.discord.text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
-from bot.clock import SystemClock
 from bot.config import DiscordAdapterSettings, Settings
 from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PaibotError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, Clock, IntakeSink
-from bot.supervisor import Backoff, keep_connecting
+from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
 log = logging.getLogger("paibot.discord")
 
@@ -65,7 +62,6 @@ EMPTY_CONTENT_HELP = (
     "Bot -> Privileged Gateway Intents at https://discord.com/developers/applications."
 )
 INTERACTION_TTL_S = 14 * 60  # interaction tokens live 15 minutes
-STABLE_S = 60.0  # a connection that lasted this long starts the reconnect backoff over
 CONNECTION_TASKS = ("discord-gateway", "discord-wait-ready", "discord-backfill")  # one connection's tasks
 _JUMP = re.compile(r"/channels/(?:\d+|@me)/(\d+)/(\d+)")
 
@@ -79,14 +75,11 @@ class DiscordAdapter:
                                 idempotent_sends=True)
 
     def __init__(self, cfg: DiscordAdapterSettings, env: AdapterEnv, *, guild_ready_timeout: float = 2.0,
-                 ready_timeout_s: float = 60.0, clock: Clock | None = None,
-                 rng: random.Random | None = None) -> None:
+                 ready_timeout_s: float = 60.0) -> None:
         self._cfg = cfg
         self._env = env
         self._guild_ready_timeout = guild_ready_timeout
         self._ready_timeout_s = ready_timeout_s
-        self._clock = clock or SystemClock()
-        self._backoff = Backoff(rng or random.Random())
         self._client: PaibotClient | None = None
         self._sync: ChannelSync | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -97,16 +90,30 @@ class DiscordAdapter:
         self._authors: OrderedDict[str, str] = OrderedDict()  # message id -> author id (for reply pings)
         self._warned_empty = False
         self._stopping = False
+        self._gateway: asyncio.Task[Any] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self, sink: IntakeSink) -> None:
         """One connection attempt; raises as the module docstring says and leaves nothing open when it
-        fails, so it may be called again. Once connected, the adapter stays connected by itself."""
+        fails, so it may be called again (also after ``connection_lost`` returned)."""
         self._stopping = False
         self._sync = ChannelSync(sink, self._convert, self._cfg.backfill_limit)
-        gateway = await self._connect()
-        self._spawn(self._stay_connected(gateway), "discord-connection")
+        self._gateway = await self._connect()
+
+    async def connection_lost(self) -> Exception:
+        """``bot.ports.ConnectionWatch``: returns once the gateway connection has ended and discord.py could
+        not get it back, with the client closed: ``PlatformUnavailable`` (Discord went away) or a refusal
+        (``CredentialsRejected`` for close code 4004, ``AdapterConfigError``)."""
+        gateway = self._gateway
+        if gateway is None:
+            raise RuntimeError("the Discord adapter is not connected")
+        await asyncio.wait({gateway})
+        self._ready.clear()  # sends wait (PlatformUnavailable) until connected again
+        problem = self._gateway_failure(gateway)
+        if self._client is not None:
+            await self._close(self._client)
+        return problem
 
     async def _connect(self) -> asyncio.Task[Any]:
         """Log in with a fresh client, register the slash commands, open the gateway and wait for READY.
@@ -119,7 +126,7 @@ class DiscordAdapter:
             await self._login(client)
             await self._register_commands(client)
             # reconnect=False: when discord.py cannot reconnect, the task ends (it still resumes by itself
-            # after the drops the gateway asks for); _stay_connected takes it from there.
+            # after the drops the gateway asks for), and connection_lost says so.
             gateway = self._spawn(client.connect(reconnect=False), "discord-gateway")
             waiter = self._spawn(self._ready.wait(), "discord-wait-ready")
             done, _ = await asyncio.wait({gateway, waiter}, timeout=self._ready_timeout_s,
@@ -147,33 +154,6 @@ class DiscordAdapter:
 
     def _gateway_url(self) -> str:
         return self._cfg.gateway_url or str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-
-    async def _stay_connected(self, gateway: asyncio.Task[Any]) -> None:
-        """Keep a gateway connection up until ``stop``: when one ends for a reason worth retrying, connect
-        a fresh client with capped, jittered backoff (started over once a connection lasted ``STABLE_S``)."""
-        while True:
-            connected_at = self._clock.now()
-            await asyncio.wait({gateway})
-            if self._stopping:
-                return
-            self._ready.clear()  # sends wait (PlatformUnavailable) until connected again
-            problem = self._gateway_failure(gateway)
-            if self._client is not None:
-                await self._close(self._client)
-            if not isinstance(problem, PlatformUnavailable):
-                log.error("discord: stopped: %s", problem)
-                return
-            if (self._clock.now() - connected_at).total_seconds() >= STABLE_S:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            log.warning("discord: lost the gateway (%s); reconnecting in %.1fs", problem, delay)
-            await self._clock.sleep(delay)
-            try:
-                gateway = await keep_connecting(self._connect, name="discord", clock=self._clock,
-                                                backoff=self._backoff, log=log)
-            except AdapterConfigError as exc:
-                log.error("discord: stopped: %s", exc)
-                return
 
     async def _close(self, client: PaibotClient) -> None:
         """Close one connection's client and end its tasks (its backfills too: the next connection redoes
