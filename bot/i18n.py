@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime
+from babel.dates import format_datetime, get_day_names
 from babel.lists import format_list
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
@@ -50,6 +50,23 @@ _NAME_ALIASES = {
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention extraction looks for
     """Mark a string for extraction where it is defined; translate it where it is shown."""
     return message
+
+
+class Text:
+    """A sentence to translate once the reader's language is known: a marked template and its fields
+    (e.g. why a file was refused, raised deep in a parser). ``str()`` gives the English (for logs)."""
+
+    __slots__ = ("template", "fields")
+
+    def __init__(self, template: str, /, **fields: object) -> None:
+        self.template = template
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return _fill(self.template, self.fields)
+
+    def __repr__(self) -> str:
+        return f"Text({str(self)!r})"
 
 
 def placeholders(template: str) -> set[str]:
@@ -87,6 +104,22 @@ class Translator:
     def join(self, items: Sequence[str], style: str = "standard") -> str:
         """``["a", "b", "c"]`` -> "a, b, and c" / "a、b和c"."""
         return format_list(list(items), style=style, locale=self._babel) if items else ""
+
+    def render(self, text: Text | str | BaseException) -> str:
+        """A ``Text`` (or an exception raised with one) in this language; other values as they are."""
+        if isinstance(text, BaseException):
+            text = text.args[0] if len(text.args) == 1 and isinstance(text.args[0], Text) else str(text)
+        if isinstance(text, Text):
+            return self.gettext(text.template, **text.fields)
+        return text
+
+    def commas(self, items: Sequence[str]) -> str:
+        """``["a (2)", "b (1)"]`` -> "a (2), b (1)" / "a (2)、b (1)": an enumeration without a final "and"."""
+        return self.pgettext("list separator", ", ").join(items)
+
+    def weekday(self, index: int) -> str:
+        """The name of a weekday, Monday = 0 ("Friday" / "星期五")."""
+        return str(get_day_names("wide", locale=self._babel)[index])
 
     def datetime(self, at: datetime, pattern: str) -> str:
         """Format with a CLDR pattern in this language (``"EEE yyyy-MM-dd HH:mm"`` -> "周五 2026-12-04 15:00")."""

@@ -179,7 +179,8 @@ class Member:
         hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
         if s.brain is None:
             asked = self._questions_to_me(hits)
-            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, with_hint=True)
+            t = await s.translator(msg.chat.key)
+            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, t, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         key = msg.chat.key
         system = system_prompt(

@@ -154,9 +154,17 @@ class Services:
     async def _detected_language(self, group_key: str) -> str | None:
         """The language of the group's last messages written by members (not the bot, files or captions)."""
         recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW)
-        return detect_language(
+        detected = detect_language(
             r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"
         )
+        # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
+        # or holds nothing new, e.g. a reminder firing after a long quiet spell.
+        stored = await self.state.group_get(group_key, "language:detected")
+        if detected is None:
+            return stored or None
+        if detected != stored:
+            await self.state.group_set(group_key, "language:detected", detected)
+        return detected
 
     def tz_for(self, group_key: str) -> ZoneInfo:
         return ZoneInfo(self.group_setting(group_key, "timezone"))

@@ -186,3 +186,10 @@ async def test_the_bots_own_messages_do_not_count(tmp_path):
         await s.memory.record(MemoryRecord(f"b{i}", "web:g", "web:g", "@me", "Pai", "Here is what I found",
                                            datetime(2026, 11, 2, tzinfo=timezone.utc), is_bot=True))
     assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_a_group_keeps_its_detected_language_when_its_memory_is_emptied(tmp_path):
+    s = await services_with(tmp_path, "auto", ["大家好", "今晚吃什么"])
+    assert await s.locale_of("web:g") == CHINESE
+    await s.memory.forget("web:g", author_id="alice")  # e.g. retention or /forget-me removed everything
+    assert await s.locale_of("web:g") == CHINESE

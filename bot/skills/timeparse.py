@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from bot.i18n import Translator
 from bot.skills.timewords import (
     FILLER_HEAD,
     FILLER_TAIL,
@@ -47,7 +48,6 @@ from bot.skills.timewords import (
     RE_TIME_EN,
     RE_TIME_ZH,
     UNIT,
-    WEEKDAY_NAMES,
     WEEKDAYS_EN,
     WEEKDAYS_ZH,
     ZH_DIGITS,
@@ -422,14 +422,14 @@ def next_occurrence(rule: str, after: datetime, tz: ZoneInfo) -> datetime:
     raise ValueError(f"bad recurrence rule {rule!r}")
 
 
-def describe_rule(rule: str) -> str:
+def describe_rule(rule: str, t: Translator) -> str:
     kind, *rest = rule.split()
     at = rest[-1]
     if kind == "daily":
-        return f"every day at {at}"
+        return t._("every day at {time}", time=at)
     if kind == "weekdays":
-        return f"every weekday at {at}"
-    return f"every {WEEKDAY_NAMES[int(rest[0])]} at {at}"
+        return t._("every weekday at {time}", time=at)
+    return t._("every {weekday} at {time}", weekday=t.weekday(int(rest[0])), time=at)
 
 
 def valid_rule(rule: str) -> bool:
