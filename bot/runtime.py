@@ -63,6 +63,11 @@ class InboxWorker:
     def start(self) -> None:
         self._main = asyncio.create_task(self._pump(), name="inbox-pump")
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` has begun (no new work is taken; work in flight may still finish)."""
+        return self._stopping
+
     async def _pump(self) -> None:
         while not self._stopping:
             self._state.new_events.clear()

@@ -119,14 +119,24 @@ class FakeAdapter:
         self._ids = itertools.count(1)
         self.sent_event = asyncio.Event()
         self.fail_sends: Exception | None = None
+        self.send_attempts = 0  # every call of ``send``, failed ones included
+        self._attempted = asyncio.Condition()
 
     async def start(self, sink: IntakeSink) -> None:
         self.sink = sink
+
+    async def until_send_attempts(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until ``send`` has been called ``n`` times (delivered or failed)."""
+        async with self._attempted:
+            await asyncio.wait_for(self._attempted.wait_for(lambda: self.send_attempts >= n), timeout)
 
     async def stop(self) -> None:
         self.sink = None
 
     async def send(self, out: Outgoing) -> SentRef:
+        async with self._attempted:
+            self.send_attempts += 1
+            self._attempted.notify_all()
         if self.fail_sends is not None:
             raise self.fail_sends
         self.sent.append(out)

@@ -98,8 +98,15 @@ async def test_graceful_stop_lets_the_reply_in_flight_reach_the_platform(tmp_pat
     await app.start()
     await adapter.inject(make_message("@Pai are you there?", mentions_me=True, msg_id="inflight"))
     await asyncio.wait_for(llm.called.wait(), 10)
+    worker = app.worker
+    assert worker is not None
     stopping = asyncio.create_task(app.stop(grace_s=10), name="stop")
-    await asyncio.sleep(0.2)  # the stop has begun while the model is still thinking
+
+    async def stop_begun() -> None:
+        while not worker.stopping:
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(stop_begun(), 10)  # the stop has begun while the model is still thinking
     llm.gate.set()
     await asyncio.wait_for(stopping, 30)
 
