@@ -31,8 +31,8 @@ class CoreSkill:
 
     async def _help(self, call: CommandCall) -> str:
         s = call.services
-        name = s.name_for(call.message.chat.key)
         t = await s.translator(call.message.chat.key)
+        name = s.name_shown(call.message.chat.key, t)
         lines = [t._("I'm {name}. Mention me (@{name}) or reply to me and I'll answer with this group's context.",
                      name=name)]
         for c in self._registry.commands():

@@ -236,7 +236,7 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN = re.compile(r"[A-Za-z]")
 # Mentions, commands, links and e-mail addresses say nothing about the language people write in.
-_NOISE = re.compile(r"[@＠]\S+|(?:^|\s)/\w+|https?://\S+|\S+@\S+")
+_NOISE = re.compile(r"[@＠]\S+|(?:^|\s)[/!][\w-]+|https?://\S+|\S+@\S+")
 
 
 def script_language(text: str) -> str | None:
@@ -254,15 +254,15 @@ def script_language(text: str) -> str | None:
     return "en" if latin >= 2 else None
 
 
-def detect_language(texts: Iterable[str]) -> str | None:
-    """The language most of ``texts`` (oldest first) are written in; a tie goes to the latest."""
+def detect_language(texts: Iterable[str], window: int = 20) -> str | None:
+    """The language most of the last ``window`` telling ``texts`` (oldest first; a bare command, a number or
+    an emoji tells nothing) are written in; a tie goes to the latest."""
+    said = [lang for lang in map(script_language, texts) if lang is not None][-window:]
     votes: dict[str, int] = {}
     last: str | None = None
-    for text in texts:
-        lang = script_language(text)
-        if lang is not None:
-            votes[lang] = votes.get(lang, 0) + 1
-            last = lang
+    for lang in said:
+        votes[lang] = votes.get(lang, 0) + 1
+        last = lang
     if not votes:
         return None
     top = max(votes.values())

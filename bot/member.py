@@ -212,7 +212,8 @@ class Member:
         key = msg.chat.key
         welcome = s.settings.bot.welcome and await s.state.group_get(key, "welcomed") is None
         if welcome:
-            text = f"{text}\n\n{(await s.translator(key))._(WELCOME, name=s.name_for(key))}"
+            t = await s.translator(key)
+            text = f"{text}\n\n{t._(WELCOME, name=s.name_shown(key, t))}"
         out = Outgoing(
             chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
             mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id, **(extra or {}),
@@ -320,7 +321,8 @@ class Member:
             return None
         if welcome:
             await s.state.group_set(key, "welcomed", "1")
-            return f"\n\n{(await s.translator(key))._(WELCOME, name=s.name_for(key))}"
+            t = await s.translator(key)
+            return f"\n\n{t._(WELCOME, name=s.name_shown(key, t))}"
         return ""
 
     async def _release_streamed(self, msg: Message, appended: str) -> None:

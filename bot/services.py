@@ -28,7 +28,7 @@ log = logging.getLogger("paibot.services")
 # ``setting:<name>``. Precedence: runtime value > ``groups.<key>`` in config.yaml > the bot-wide value.
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
 
-LANGUAGE_WINDOW = 20  # recent records of a pai that decide the language of a group set to "auto"
+LANGUAGE_WINDOW = 20  # members' messages that decide the language of a group set to "auto"
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
 
@@ -153,9 +153,10 @@ class Services:
 
     async def _detected_language(self, group_key: str) -> str | None:
         """The language of the group's last messages written by members (not the bot, files or captions)."""
-        recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW)
+        recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
         detected = detect_language(
-            r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"
+            (r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"),
+            LANGUAGE_WINDOW,
         )
         # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
         # or holds nothing new, e.g. a reminder firing after a long quiet spell.
@@ -171,6 +172,14 @@ class Services:
 
     def name_for(self, group_key: str) -> str:
         return str(self.group_setting(group_key, "name"))
+
+    def name_shown(self, group_key: str, t: Translator) -> str:
+        """The name the bot gives itself in a sentence for this group: the group's own name if it set one,
+        else, for readers of a CJK language, the first alias written in CJK ("派" for "Pai"), else the name."""
+        if self.group(group_key).name or t.locale.split("_")[0] not in ("zh", "ja", "ko"):
+            return self.name_for(group_key)
+        cjk = [a for a in self.settings.bot.aliases if a and not a.isascii()]
+        return cjk[0] if cjk else self.name_for(group_key)
 
     async def send(self, out: Outgoing) -> SentRef:
         """Deliver through the chat's adapter and remember what the bot said (so replies to it are ours)."""

@@ -20,9 +20,10 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from bot.commands import Command, CommandCall, CommandRegistry, Observation
-from bot.events import Message, Outgoing, Poll
+from bot.commands import HANDLED, Command, CommandCall, CommandRegistry, Observation, Reply
+from bot.events import Message, Outgoing, Poll, SentRef
 from bot.i18n import N_, Translator
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
@@ -31,6 +32,7 @@ from bot.skills.poll_store import PollRow, PollStore
 from bot.skills.register import Register, shared_register
 from bot.skills.reminders import fmt_when
 from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.timeparse import parse_when, zh_numerals_to_digits
 
 log = logging.getLogger("paibot.skills.polls")
 
@@ -39,6 +41,43 @@ MAX_MINUTES = 7 * 24 * 60
 MAX_OPTIONS = 10
 USAGE = N_("Usage: /poll Question? | option a | option b [| ...] [for 30m]")
 _FOR = re.compile(r"\s+(?:for|in)\s+(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.I)
+# "1分钟", "半小时", "两小时", "1天" (optionally "内"/"后截止") closing the last option
+_FOR_ZH = re.compile(r"\s*(?:投票)?(?:时长|持续)?\s*(\d+|半)\s*(分钟|分|个?小时|个?钟头|天)(?:内|后截止|后结束)?\s*$")
+# "今晚8点截止", "明天中午前", "截止到周五", "until 8pm", "closes 8pm", "by 8pm"
+_DEADLINE = re.compile(
+    r"(?:\s+|^)(?:until|till|closes?|closing|by)\s+(?P<en>.+)$|(?P<zh>\S*?(?:截止|之前|以前|前|为止|结束))\s*$"
+    r"|(?:截止到|截至|截止)(?P<zh2>\S+)\s*$",
+    re.I,
+)
+
+
+def split_closing(text: str, now: datetime, tz: ZoneInfo) -> tuple[str, int | None]:
+    """Split a poll's closing time off the end of its last option: ``"日料 1分钟"`` -> ``("日料", 1)``,
+    ``"烧烤 今晚8点截止"`` -> ``("烧烤", minutes until 20:00)``, ``"tacos for 30m"`` -> ``("tacos", 30)``.
+    Minutes is None when the text names no closing time (the text is then returned unchanged)."""
+    m = _FOR.search(" " + text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2).lower()
+        return text[: max(0, m.start() - 1)].strip(), n * (60 if unit.startswith("h") else 1440 if unit.startswith("d") else 1)
+    work = zh_numerals_to_digits(text)
+    m = _FOR_ZH.search(work)
+    if m and m.start() > 0:
+        n = 0.5 if m.group(1) == "半" else int(m.group(1))
+        unit = m.group(2)
+        minutes = n * (1440 if unit == "天" else 60 if "时" in unit or "钟头" in unit else 1)
+        return work[: m.start()].strip(), max(1, int(minutes))
+    for start in range(1, len(text)):
+        head, tail = text[:start].strip(), text[start:].strip()
+        dm = _DEADLINE.fullmatch(" " + tail) or _DEADLINE.fullmatch(tail)
+        if not head or dm is None or text[start - 1] not in " \t" and not _CJK_BOUNDARY.match(text[start - 1 : start + 1]):
+            continue
+        when = parse_when(dm.group("en") or tail, now, tz)
+        if when is not None and not when.text and when.due > now:
+            return head, max(1, -(-int((when.due - now).total_seconds()) // 60))
+    return text, None
+
+
+_CJK_BOUNDARY = re.compile(r"[\u4e00-\u9fff][\u4e00-\u9fff\d]")
 _VOTE = re.compile(r"^\s*(?:vote\s*|投\s*)?#?(\d{1,2})\s*[.!。]?\s*$", re.I)
 
 
@@ -166,9 +205,16 @@ class PollSkill:
         until = fmt_when(poll.closes, self.s.tz_for(msg.chat.key), now, tr)
         return True, tr._("Poll #{no} is open until {when}.", no=poll.no, when=until)
 
-    def poll_text(self, poll: PollRow, now: datetime, tr: Translator) -> str:
+    def poll_text(
+        self, poll: PollRow, now: datetime, tr: Translator, counts: dict[int, int] | None = None
+    ) -> str:
+        """The poll message; with ``counts``, the tally so far (the message is edited as votes come in)."""
         lines = [tr._("📊 Poll #{no}: {question}", no=poll.no, question=poll.question)]
-        lines += [f"{i}. {opt}" for i, opt in enumerate(poll.options, 1)]
+        if counts:
+            lines += [f"{i}. {opt} — {counts.get(i, 0)}" for i, opt in enumerate(poll.options, 1)]
+            lines.append(tr.ngettext("{n} vote so far", "{n} votes so far", sum(counts.values())))
+        else:
+            lines += [f"{i}. {opt}" for i, opt in enumerate(poll.options, 1)]
         closes = fmt_when(poll.closes, self.s.tz_for(poll.group_key), now, tr)
         if poll.native:
             lines.append(tr._("Vote in the poll, or reply to this message with the number of your choice. "
@@ -182,13 +228,12 @@ class PollSkill:
         m = re.match(r"^(?:close|end|结束)\s+#?(\d+)$", args, re.I)
         if m:
             return await self._close_early(call, int(m.group(1)))
-        minutes = DEFAULT_MINUTES
-        fm = _FOR.search(args)
-        if fm:
-            n, unit = int(fm.group(1)), fm.group(2).lower()
-            minutes = n * (60 if unit.startswith("h") else 1440 if unit.startswith("d") else 1)
-            args = args[: fm.start()]
         parts = [p.strip() for p in args.split("|")]
+        key = call.message.chat.key
+        await self.s.load_group(key)
+        last, closing = split_closing(parts[-1], self.s.clock.now(), self.s.tz_for(key))
+        minutes = closing or DEFAULT_MINUTES
+        parts = parts[:-1] + ([last] if last else [])
         if len(parts) < 3:
             return (await self.s.translator(call.message.chat.key))._(USAGE)
         opened, answer = await self._open(
@@ -243,7 +288,7 @@ class PollSkill:
 
     # ----------------------------------------------------------------- voting
 
-    async def _observe_vote(self, obs: Observation) -> str | None:
+    async def _observe_vote(self, obs: Observation) -> str | Reply | None:
         msg = obs.message
         if not obs.reply_to_me or msg.reply_to is None:
             return None
@@ -259,8 +304,22 @@ class PollSkill:
         ):
             return tr._("Poll #{no} is already closed.", no=poll.no)
         counts = await self.store.tally(poll.id)
+        if await self._show_tally(poll, counts, tr):
+            return HANDLED  # one tally, updated in place: no message per vote
         so_far = tr.ngettext("{n} vote so far", "{n} votes so far", sum(counts.values()))
         return f"🗳️ {msg.author.display_name}: {poll.options[choice - 1]} ({so_far})"
+
+    async def _show_tally(self, poll: PollRow, counts: dict[int, int], tr: Translator) -> bool:
+        """Edit the poll message to show the tally; False where the platform cannot (or a native poll)."""
+        adapter = self.s.adapters.get(poll.chat.platform)
+        if poll.native or poll.message_id is None or adapter is None or not adapter.capabilities.edit:
+            return False
+        text = self.poll_text(poll, self.s.clock.now(), tr, counts)
+        try:
+            await adapter.edit(SentRef(poll.chat, poll.message_id), text)  # type: ignore[attr-defined]
+        except Exception:  # the vote is counted; a stale tally is no reason to fail the member's message
+            log.warning("could not update the tally of poll %s in %s", poll.id, poll.group_key, exc_info=True)
+        return True
 
     @staticmethod
     def _choice(poll: PollRow, text: str) -> int | None:

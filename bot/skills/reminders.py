@@ -39,6 +39,13 @@ USAGE = N_(
     "/remind every day 9am standup · /remind 每天 9点 打卡"
 )
 _NATURAL = re.compile(r"^\s*(?:please\s+|pls\s+)?remind\b|提醒", re.I)
+# A reminder for the whole group, not for whoever set it: it mentions nobody and says so.
+_EVERYONE = re.compile(
+    r"提醒(?:一下)?(?:大家|所有人|全体|各位|我们)|(?:叫|通知)(?:大家|所有人|全体)|[@＠](?:所有人|全体成员)"
+    r"|\bremind\s+(?:us|everyone|everybody|all|the\s+(?:group|team))\b|\b(?:everyone|everybody)\b",
+    re.I,
+)
+EVERYONE = "everyone"  # the ``source`` of such a reminder
 
 
 def fmt_when(due: datetime, tz: ZoneInfo, now: datetime, t: Translator) -> str:
@@ -62,15 +69,15 @@ class ReminderSkill:
     def commands(self) -> Iterable[Command]:
         return [
             Command(
-                "remind", "Set a reminder for this group", self._cmd_remind, usage="/remind <when> <what>"
+                "remind", N_("Set a reminder for this group"), self._cmd_remind, usage=N_("/remind <when> <what>")
             ),
             Command(
                 "reminders",
-                "List this group's reminders (or cancel one)",
+                N_("List this group's reminders (or cancel one)"),
                 self._cmd_list,
-                usage="/reminders [cancel N]",
+                usage=N_("/reminders [cancel N]"),
             ),
-            Command("unremind", "Cancel a reminder", self._cmd_unremind, usage="/unremind N"),
+            Command("unremind", N_("Cancel a reminder"), self._cmd_unremind, usage=N_("/unremind N")),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -90,6 +97,11 @@ class ReminderSkill:
                             },
                             "text": {"type": "string", "description": "what to remind about"},
                             "repeat": {"type": "string", "enum": ["none", "daily", "weekdays", "weekly"]},
+                            "for_everyone": {
+                                "type": "boolean",
+                                "description": "true when the whole group is to be reminded ('remind us', "
+                                "'提醒大家'), false when only the asker is",
+                            },
                         },
                         "required": ["when", "text"],
                     },
@@ -129,7 +141,14 @@ class ReminderSkill:
     # ----------------------------------------------------------------- creating
 
     async def create(
-        self, msg: Message, spec: str, *, origin: str, rule_hint: str | None = None, text: str | None = None
+        self,
+        msg: Message,
+        spec: str,
+        *,
+        origin: str,
+        rule_hint: str | None = None,
+        text: str | None = None,
+        everyone: bool | None = None,
     ) -> str:
         """Parse ``spec`` and store the reminder in ``msg``'s group; returns the member-facing answer."""
         key = msg.chat.key
@@ -149,7 +168,9 @@ class ReminderSkill:
             rule = f"{head} {local:%H:%M}"
         if when.due <= now:
             return t._("That time has already passed.") + " " + t._(USAGE)
-        return await self._store(msg, what, when.due, rule, origin=origin, tz=tz, now=now)
+        if everyone is None:
+            everyone = bool(_EVERYONE.search(spec))
+        return await self._store(msg, what, when.due, rule, origin=origin, tz=tz, now=now, everyone=everyone)
 
     async def _store(
         self,
@@ -161,6 +182,7 @@ class ReminderSkill:
         origin: str,
         tz: ZoneInfo,
         now: datetime,
+        everyone: bool = False,
     ) -> str:
         await self.db.note_group(msg.chat)
         t = await self.s.translator(msg.chat.key)
@@ -176,6 +198,7 @@ class ReminderSkill:
                 cap=self.s.settings.limits.reminders_per_group,
                 now=now,
                 origin=origin,
+                source=EVERYONE if everyone else "",
             )
         except GroupFull as exc:
             log.info("reminder refused in %s: %s", msg.chat.key, exc)
@@ -184,6 +207,9 @@ class ReminderSkill:
                        cap=self.s.settings.limits.reminders_per_group)
         self.loop.wake()
         repeat = t._(" ({rule})", rule=describe_rule(rem.rule, t)) if rem.rule else ""
+        if rem.source == EVERYONE:
+            return t._("⏰ OK, I'll remind everyone: #{no} {when}{repeat}: {text}", no=rem.no,
+                       when=fmt_when(rem.due, tz, now, t), repeat=repeat, text=rem.text)
         return t._("⏰ OK, reminder #{no} {when}{repeat}: {text}", no=rem.no, when=fmt_when(rem.due, tz, now, t),
                    repeat=repeat, text=rem.text)
 
@@ -201,7 +227,8 @@ class ReminderSkill:
         tz, now = self.s.tz_for(msg.chat.key), self.s.clock.now()
         at = _iso(when, tz)
         if at is None:
-            return await self.create(msg, when, origin=origin, rule_hint=repeat, text=text or None)
+            return await self.create(msg, when, origin=origin, rule_hint=repeat, text=text or None,
+                                     everyone=args.get("for_everyone") is True)
         if not text:
             return "error: text is required"
         rule = None
@@ -213,7 +240,8 @@ class ReminderSkill:
                 at = next_occurrence(rule, now, tz)
         if at <= now:
             return "error: that time has already passed"
-        return await self._store(msg, text, at, rule, origin=origin, tz=tz, now=now)
+        everyone = args.get("for_everyone") is True
+        return await self._store(msg, text, at, rule, origin=origin, tz=tz, now=now, everyone=everyone)
 
     # ----------------------------------------------------------------- listing and cancelling
 
@@ -318,6 +346,8 @@ class ReminderSkill:
         tz = self.s.tz_for(rem.group_key)
         if rem.source.startswith("todo:"):
             text = t._("⏰ To-do due, {owner}: {text}", owner=rem.owner_name, text=rem.text)
+        elif rem.source == EVERYONE:
+            text = t._("⏰ Reminder for everyone: {text}", text=rem.text)
         else:
             text = t._("⏰ Reminder for {owner}: {text}", owner=rem.owner_name, text=rem.text)
         if f.late:
@@ -336,7 +366,7 @@ class ReminderSkill:
             chat=rem.chat,
             text=self.firing_text(f, await self.s.translator(rem.group_key)),
             thread=rem.thread,
-            mention_user_ids=(rem.owner_id,),
+            mention_user_ids=() if rem.source == EVERYONE else (rem.owner_id,),
             idempotency_key=f"reminder:{rem.id}:{int(f.due.timestamp())}",
         )
         try:

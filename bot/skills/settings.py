@@ -148,7 +148,7 @@ class SettingsSkill:
             else:
                 source = t._("default")
             shown = _display(name, value, t)
-            lines.append(f"{name}: {shown} ({source})")
+            lines.append(t._("{name}: {value} ({source})", name=name, value=shown, source=source))
         return "\n".join(lines)
 
     async def change(self, group_key: str, name: str, value: str, is_admin: bool) -> str:
@@ -195,7 +195,7 @@ class SettingsSkill:
 
 def _display(name: str, value: Any, t: Translator) -> str:
     if name == "persona":
-        text = " ".join(str(value).split())
+        text = " ".join(t._(str(value)).split())  # the shipped persona is shown in the reader's language
         return text if len(text) <= 90 else text[:89] + "…"
     if name == "proactive":
         return t._("on") if value else t._("off")

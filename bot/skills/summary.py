@@ -81,7 +81,7 @@ class SummarySkill:
                 usage=N_("/todo [add <task>]"),
                 aliases=("todos",),
             ),
-            Command("done", N_("Mark a to-do done"), self._cmd_done, usage="/done N"),
+            Command("done", N_("Mark a to-do done"), self._cmd_done, usage=N_("/done N")),
             Command("decisions", N_("Decisions on record"), self._cmd_decisions),
         ]
 
