@@ -164,14 +164,14 @@ class Catalogs:
             self._translators[locale] = Translator(locale, translations)
         return self._translators[locale]
 
-    def messages(self, locale: str, where: str) -> dict[str, str | list[str]]:
-        """The translated messages used in source files whose path contains ``where`` (e.g. the web page's
-        script), as ``{msgid: msgstr}`` with plural entries as lists; for shipping to a browser."""
+    def messages(self, locale: str, suffixes: tuple[str, ...]) -> dict[str, str | list[str]]:
+        """The translated messages used in source files whose names end with one of ``suffixes`` (the web
+        page's ``.js`` and ``.html``), as ``{msgid: msgstr}``, plural entries as lists; for a browser."""
         if locale not in self.available() or locale == SOURCE_LOCALE:
             return {}
         out: dict[str, str | list[str]] = {}
         for msg in self.catalog(locale):
-            if not msg.id or msg.fuzzy or not any(where in path for path, _ in msg.locations):
+            if not msg.id or msg.fuzzy or not any(path.endswith(suffixes) for path, _ in msg.locations):
                 continue
             key = msg.id[0] if isinstance(msg.id, tuple) else msg.id
             value = list(msg.string) if isinstance(msg.string, tuple) else msg.string
@@ -268,3 +268,47 @@ def detect_language(texts: Iterable[str], window: int = 20) -> str | None:
     top = max(votes.values())
     leaders = [lang for lang, count in votes.items() if count == top]
     return last if last in leaders else leaders[0]
+
+
+# ----------------------------------------------------------------------------- extraction (make i18n)
+
+
+def extract_html(fileobj, keywords, comment_tags, options):  # type: ignore[no-untyped-def]
+    """A Babel extractor for the web page's HTML (``babel.cfg``): the text of every element marked
+    ``data-i18n`` (or the attribute's value when it holds the English template, e.g. ``"Group {number}"``)
+    and the attributes named in ``data-i18n-attr`` (``placeholder,title``). The page's script translates
+    the same strings the same way."""
+    from html.parser import HTMLParser
+
+    found: list[tuple[int, str, str, list[str]]] = []
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.open: list[tuple[str, int, list[str]]] = []  # (tag, line, text collected)
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = {k: v or "" for k, v in attrs}
+            line = self.getpos()[0]
+            for name in filter(None, (x.strip() for x in a.get("data-i18n-attr", "").split(","))):
+                if a.get(name):
+                    found.append((line, "_", a[name], []))
+            if "data-i18n" in a:
+                if a["data-i18n"]:
+                    found.append((line, "_", a["data-i18n"], []))
+                else:
+                    self.open.append((tag, line, []))
+
+        def handle_data(self, data: str) -> None:
+            for _, _, parts in self.open:
+                parts.append(data)
+
+        def handle_endtag(self, tag: str) -> None:
+            if self.open and self.open[-1][0] == tag:
+                _, line, parts = self.open.pop()
+                text = " ".join("".join(parts).split())
+                if text:
+                    found.append((line, "_", text, []))
+
+    Parser().feed(fileobj.read().decode(options.get("encoding", "utf-8")))
+    yield from sorted(found)

@@ -310,15 +310,17 @@ class PollSkill:
         return f"🗳️ {msg.author.display_name}: {poll.options[choice - 1]} ({so_far})"
 
     async def _show_tally(self, poll: PollRow, counts: dict[int, int], tr: Translator) -> bool:
-        """Edit the poll message to show the tally; False where the platform cannot (or a native poll)."""
+        """Edit the poll message to show the tally; False where the platform cannot edit it (no edits, or a
+        native poll whose text cannot change): then the vote is acknowledged by a short reply instead."""
         adapter = self.s.adapters.get(poll.chat.platform)
-        if poll.native or poll.message_id is None or adapter is None or not adapter.capabilities.edit:
+        if poll.message_id is None or adapter is None or not adapter.capabilities.edit:
             return False
         text = self.poll_text(poll, self.s.clock.now(), tr, counts)
         try:
             await adapter.edit(SentRef(poll.chat, poll.message_id), text)  # type: ignore[attr-defined]
-        except Exception:  # the vote is counted; a stale tally is no reason to fail the member's message
-            log.warning("could not update the tally of poll %s in %s", poll.id, poll.group_key, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - the vote is counted either way
+            log.info("the tally of poll %s in %s cannot be shown in place (%s)", poll.id, poll.group_key, exc)
+            return False
         return True
 
     @staticmethod

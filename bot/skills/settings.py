@@ -57,7 +57,22 @@ def _language(v: str) -> str:
     return v
 
 
+# Zones as people name them in chat ("北京时间", "上海", "UTC+8"); anything else must be an IANA name.
+_ZONE_WORDS = {
+    "北京": "Asia/Shanghai", "北京时间": "Asia/Shanghai", "上海": "Asia/Shanghai", "中国": "Asia/Shanghai",
+    "中国时间": "Asia/Shanghai", "beijing": "Asia/Shanghai", "shanghai": "Asia/Shanghai", "china": "Asia/Shanghai",
+    "香港": "Asia/Hong_Kong", "台北": "Asia/Taipei", "东京": "Asia/Tokyo", "首尔": "Asia/Seoul",
+    "新加坡": "Asia/Singapore", "伦敦": "Europe/London", "巴黎": "Europe/Paris", "柏林": "Europe/Berlin",
+    "纽约": "America/New_York", "洛杉矶": "America/Los_Angeles", "悉尼": "Australia/Sydney",
+}
+
+
 def _timezone(v: str) -> str:
+    word = v.strip().casefold()
+    v = _ZONE_WORDS.get(word) or _ZONE_WORDS.get(word.removesuffix("时间")) or v.strip()
+    m = re.fullmatch(r"(?:utc|gmt)\s*([+-])\s*(\d{1,2})(?::00)?", v.strip(), re.I)
+    if m and int(m.group(2)) <= 14:  # POSIX Etc zones count the other way round
+        v = "UTC" if int(m.group(2)) == 0 else f"Etc/GMT{'-' if m.group(1) == '+' else '+'}{int(m.group(2))}"
     try:
         ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -66,8 +81,11 @@ def _timezone(v: str) -> str:
 
 
 def _quiet(v: str) -> str:
-    if v.lower() in ("off", "none", "关"):
+    if v.lower() in ("off", "none", "关", "关闭", "无"):
         return "off"
+    m = re.fullmatch(r"\s*(\d{1,2})(?:[:：点](\d{2})?)?\s*(?:-|到|至|~|～|—)\s*(\d{1,2})(?:[:：点](\d{2})?)?\s*", v)
+    if m:  # "23点到7点", "23:00到07:00"
+        v = f"{int(m.group(1)):02d}:{m.group(2) or '00'}-{int(m.group(3)):02d}:{m.group(4) or '00'}"
     if parse_quiet_hours(v) is None:
         raise Invalid(N_("quiet hours look like 23:00-07:00 (or off)"))
     return v.replace(" ", "")
@@ -185,12 +203,19 @@ class SettingsSkill:
         # The group is the caller's (the envelope), never the arguments'. Settings change only through an
         # admin's own /settings command: a model could have been talked into this call by any text it read.
         name, value = str(args.get("name", "")).strip(), " ".join(str(args.get("value", "")).split())
+        key = ctx.message.chat.key
         if ctx.caller_is_admin:
-            return await self.change(ctx.message.chat.key, name, value, True)
-        return (
-            "Not changed: group settings change only when an admin of this group sends the command "
-            f"themselves: /settings {name} {value}".rstrip()
-        )
+            return await self.change(key, name, value, True)
+        t = await self.s.translator(key)
+        name = name.lower().replace("-", "_")
+        if name in VALIDATORS and value and value.lower() not in RESET:
+            try:
+                value = VALIDATORS[name](value)  # "北京时间" -> Asia/Shanghai: the command works as written
+            except Invalid as exc:
+                return t._("Not changed: {why}.", why=t._(exc.template, **exc.fields))
+        command = " ".join(("/settings", name, value)).rstrip()
+        return t._("Not changed: group settings change only when an admin of this group sends the command "
+                   "themselves: {command}", command=command)
 
 
 def _display(name: str, value: Any, t: Translator) -> str:
