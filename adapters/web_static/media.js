@@ -127,7 +127,9 @@ window.PaiMedia = (() => {
       b.addEventListener("click", async (ev) => {
         ev.stopPropagation();
         for (const other of list.children) other.disabled = true;
-        const ok = await castVote(message, i + 1, String(poll.vote_text || "vote {n}").replace("{n}", String(i + 1)));
+        // "vote {n}" is what the polls skill counts; it also counts the Chinese "投 {n}".
+        const template = !poll.vote_text || poll.vote_text === "vote {n}" ? _("vote {n}") : String(poll.vote_text);
+        const ok = await castVote(message, i + 1, template.replace("{n}", String(i + 1)));
         for (const other of list.children) {
           other.disabled = Boolean(closed);
           other.classList.toggle("chosen", ok && other === b);
