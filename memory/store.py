@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bot.config import Settings
 from bot.errors import MemoryError_
 from bot.ports import MemoryHit, MemoryRecord, SearchFilters
+from memory.config import LitellmLoader, MemoryConfig
 from memory.embedding import Embedder, make_embedder
 from memory.retrieval import HybridRetriever, RetrievalParams
 from memory.textnorm import index_terms
@@ -334,19 +334,30 @@ def _open_embedded_index(path: Path) -> tuple[Any, bool]:
         return connect_embedded(path), True
 
 
-async def open_memory(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+async def open_memory(
+    settings: MemoryConfig,
+    params: RetrievalParams | None = None,
+    *,
+    load_litellm: LitellmLoader | None = None,
+) -> HybridMemoryStore:
     """Build the store the settings describe (the blocking opening runs on a worker thread). Does not take
-    the data-directory lock; the caller holds it (``memory.lock.acquire_data_dir_lock``)."""
-    return await asyncio.to_thread(open_memory_sync, settings, params)
+    the data-directory lock; the caller holds it (``memory.lock.acquire_data_dir_lock``). ``load_litellm``
+    imports litellm for a ``litellm:<model>`` embedding (default: a plain import)."""
+    return await asyncio.to_thread(open_memory_sync, settings, params, load_litellm=load_litellm)
 
 
-def open_memory_sync(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+def open_memory_sync(
+    settings: MemoryConfig,
+    params: RetrievalParams | None = None,
+    *,
+    load_litellm: LitellmLoader | None = None,
+) -> HybridMemoryStore:
     """Blocking variant of ``open_memory`` (opens SQLite and chroma). Records left unindexed by a crash, and vectors missing
     from a lost or damaged chroma directory, are queued for indexing and done in the background."""
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
     transcript = Transcript(data_dir / "memory.sqlite3")
-    embedder = make_embedder(settings.memory)
+    embedder = make_embedder(settings.memory, load_litellm=load_litellm)
     rebuilt = False
     if settings.memory.backend == "http":
         client = connect_http(settings.memory.url)

@@ -12,7 +12,7 @@ import pytest
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from adapters.discord import DiscordAdapter, create_adapter, invite_url
+from adapters.discord.adapter import DiscordAdapter, create_adapter, invite_url
 from bot.config import DiscordAdapterSettings, parse_settings
 from bot.errors import AdapterConfigError, ConfigError, DeliveryError
 from bot.events import Attachment, Outgoing, Poll

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters.matrix import MatrixAdapter
-from adapters.matrix_retry import RetryPolicy
-from adapters.matrix_sync import HORIZON, NEXT_BATCH, SyncOptions
+from adapters.matrix.adapter import MatrixAdapter
+from adapters.matrix.retry import RetryPolicy
+from adapters.matrix.sync import HORIZON, NEXT_BATCH, SyncOptions
 from bot.config import MatrixAdapterSettings
 from bot.errors import DeliveryError
 from bot.events import ChatRef, Message, Outgoing

@@ -28,7 +28,7 @@ adapters:
 LEAKY_RUN = textwrap.dedent("""
     import logging, sys
     import adapters
-    from bot.cli import main
+    from bot.app.cli import main
 
     class LeakyAdapter:
         name = "telegram"

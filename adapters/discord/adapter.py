@@ -7,7 +7,7 @@ needs (``paibot invite discord``).
 Lifecycle: ``start`` logs in (a 401 becomes ``AdapterConfigError``), registers the core's slash commands,
 connects the gateway and returns once READY (close code 4014 becomes ``AdapterConfigError`` naming the
 portal switch). On every READY/RESUMED it backfills each readable channel after its durable cursor (see
-``adapters.discord_sync``). ``stop`` closes the client; it is idempotent.
+``adapters.discord.sync``). ``stop`` closes the client; it is idempotent.
 
 Sending: Discord replies (``fail_if_not_exists=False``), split at 2000 characters, mass pings neutralised
 and disabled through ``AllowedMentions`` (only the replied-to user and the core's explicit
@@ -16,7 +16,7 @@ and disabled through ``AllowedMentions`` (only the replied-to user and the core'
 editing the deferred response, with follow-ups for further parts.
 
 Endpoint overrides (``api_base``, ``gateway_url``) apply to this adapter's client only; see
-``adapters.discord_client`` for why the process-wide ``Route.BASE`` is left alone.
+``adapters.discord.client`` for why the process-wide ``Route.BASE`` is left alone.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import aiohttp
 import discord
 from discord.http import Route
 
-from adapters.discord_client import PaibotClient
-from adapters.discord_convert import message_from_discord, message_from_interaction
-from adapters.discord_setup import application_id_of, invite_permissions, invite_url, slash_command_payload
-from adapters.discord_sync import ChannelSync
-from adapters.discord_text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
+from adapters.discord.client import PaibotClient
+from adapters.discord.convert import message_from_discord, message_from_interaction
+from adapters.discord.registration import application_id_of, invite_permissions, invite_url, slash_command_payload
+from adapters.discord.sync import ChannelSync
+from adapters.discord.text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
 from bot.config import DiscordAdapterSettings, Settings
 from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef

@@ -4,7 +4,7 @@ Configuration: ``adapters.matrix`` (``bot.config.MatrixAdapterSettings``). The b
 (keeping one device id across restarts: the configured ``device_id``, else the one stored in the cursor
 store under ``matrix:device_id``) or with an ``access_token``.
 
-Intake (``adapters.matrix_sync``): our own sync loop commits each batch and its ``next_batch`` token to the
+Intake (``adapters.matrix.sync``): our own sync loop commits each batch and its ``next_batch`` token to the
 durable inbox before using the token; gaps are backfilled; invites are accepted only from
 ``allowed_inviters``.
 
@@ -32,10 +32,10 @@ from typing import Any
 import aiohttp
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, UploadResponse, WhoamiResponse
 
-from adapters.matrix_convert import Me
-from adapters.matrix_format import matrix_to, message_content, split_text, transaction_id
-from adapters.matrix_retry import TRANSPORT_ERRORS, RetryPolicy
-from adapters.matrix_sync import MatrixSync, QuoteCache, SyncOptions
+from adapters.matrix.convert import Me
+from adapters.matrix.format import matrix_to, message_content, split_text, transaction_id
+from adapters.matrix.retry import TRANSPORT_ERRORS, RetryPolicy
+from adapters.matrix.sync import MatrixSync, QuoteCache, SyncOptions
 from bot.config import MatrixAdapterSettings, Settings
 from bot.errors import AdapterConfigError, DeliveryError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, SentRef

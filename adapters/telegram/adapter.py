@@ -1,9 +1,9 @@
 """The Telegram adapter: the AI member in Telegram groups, through python-telegram-bot (PTB).
 
 Only PTB's ``Bot`` (the typed Bot API client) is used. Intake runs our own ``getUpdates`` loop (or a
-webhook) that acknowledges an update only after the inbox committed it (``adapters.telegram_intake``);
-conversion to core events lives in ``adapters.telegram_convert``, text rules in ``adapters.telegram_text``,
-flood control in ``adapters.telegram_flow``.
+webhook) that acknowledges an update only after the inbox committed it (``adapters.telegram.intake``);
+conversion to core events lives in ``adapters.telegram.convert``, text rules in ``adapters.telegram.text``,
+flood control in ``adapters.telegram.flow``.
 
 Sending: plain text only (model output can never fail with "can't parse entities"), split at 4096 UTF-16
 units, the first part quoting the triggering message, link previews off, one FIFO turn per chat so parts and
@@ -29,12 +29,12 @@ from telegram.constants import ChatAction, ChatMemberStatus
 from telegram.error import BadRequest, ChatMigrated, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
-from adapters.telegram_chats import ChatMap
-from adapters.telegram_convert import BotIdentity, Migration
-from adapters.telegram_records import SendRecords
-from adapters.telegram_flow import Backoff, ChatPacer, Pacing, SystemClock
-from adapters.telegram_intake import ALLOWED_UPDATES, TelegramIntake, retry_after_seconds
-from adapters.telegram_text import (
+from adapters.telegram.chats import ChatMap
+from adapters.telegram.convert import BotIdentity, Migration
+from adapters.telegram.records import SendRecords
+from adapters.telegram.flow import Backoff, ChatPacer, Pacing, SystemClock
+from adapters.telegram.intake import ALLOWED_UPDATES, TelegramIntake, retry_after_seconds
+from adapters.telegram.text import (
     MESSAGE_LIMIT,
     POLL_OPTION_LIMIT,
     POLL_QUESTION_LIMIT,

@@ -83,10 +83,15 @@ class App:
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
         state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
-        memory = self._memory_in or await open_memory(settings)
+        if self._memory_in is not None:
+            memory = self._memory_in
+        else:
+            from bot.providers.litellm_llm import load_litellm
+
+            memory = await open_memory(settings, load_litellm=load_litellm)
         llm = self._llm
         if llm is None and settings.llm.model:
-            from bot.llm_litellm import build_language_model
+            from bot.providers.litellm_llm import build_language_model
 
             llm = build_language_model(settings.llm)
         brain = None
@@ -96,8 +101,8 @@ class App:
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
         if settings.llm.image_model:
-            from bot.llm_litellm import load_litellm
-            from bot.skills.image_gen_litellm import LiteLLMImageGenerator
+            from bot.providers.litellm_llm import load_litellm
+            from bot.providers.litellm_images import LiteLLMImageGenerator
 
             self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
         limiter = RateLimiter(settings.limits, self._clock.now, state)
