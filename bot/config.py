@@ -376,7 +376,8 @@ def host_timezone() -> str:
     import tzlocal
 
     try:
-        name = tzlocal.get_localzone_name()
+        # TZ first, read on every call (tzlocal caches the zone it found first for the whole process)
+        name = os.environ.get("TZ", "").lstrip(":") or tzlocal.get_localzone_name()
         ZoneInfo(name or "")
     except Exception:  # noqa: BLE001 - an unreadable or odd host setting: fall back, never fail to start
         return "UTC"
