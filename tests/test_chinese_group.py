@@ -148,7 +148,8 @@ async def test_the_first_hello_in_english_gets_a_welcome_not_an_apology(group):
         ("hello", "greeting"), ("Hi there!", "greeting"), ("你好呀", "greeting"), ("在吗？", "greeting"),
         ("thanks!", "thanks"), ("谢谢你", "thanks"), ("who are you?", "who"), ("你是谁", "who"),
         ("what can you do?", "what"), ("你能做什么？", "what"), ("hello, where do we eat?", None),
-        ("你好，明天几点开会？", None), ("谁订的场地？", None),
+        ("你好，明天几点开会？", None), ("谁订的场地？", None), ("<@1234> hello", "greeting"),
+        ("@pai_bot hi", "greeting"),
     ],
 )
 def test_greetings_thanks_and_questions_about_the_bot_are_told_apart(said, kind):

@@ -40,6 +40,7 @@ _WHAT = re.compile(
     r"^(?:what can you do|what do you do|what can i ask|how do(?:es)? (?:you|this|it) work|help|help me"
     r"|你能做什么|你会做什么|你会什么|你能干什么|你可以做什么|你有什么功能|有什么功能|怎么用|能干啥|你能干啥|会干啥)[呀啊呢~]*$"
 )
+_MENTION = re.compile(r"<@[!&]?\d+>|[@＠]\S+")
 _SPEAKING_TO_ME = ("mention", "direct message", "reply to me")
 _SEEN_COMMAND = ("not addressed", "mention", "direct message", "reply to me", "keyword")
 
@@ -61,6 +62,7 @@ EXAMPLES = (
 
 def kind_of(prompt: str) -> str | None:
     """"greeting", "thanks", "who", "what" when the whole message is one of those, else None."""
+    prompt = _MENTION.sub(" ", prompt)  # a platform mention left in the text ("<@123> hello", "@pai_bot hi")
     kept = "".join(ch for ch in prompt.casefold() if ch == "'" or not unicodedata.category(ch).startswith(("P", "S")))
     text = " ".join(kept.split())
     for kind, pattern in (("greeting", _GREETING), ("thanks", _THANKS), ("who", _WHO), ("what", _WHAT)):
