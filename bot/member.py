@@ -23,6 +23,7 @@ from bot.commands import CommandCall, CommandRegistry, Observation, Reply
 from bot.context import build_prompt, system_prompt
 from bot.errors import DeliveryUncertain, PlatformUnavailable
 from bot.events import Message, Outgoing
+from bot.i18n import N_
 from bot.limits import REFUSALS, RateLimiter
 from bot.policy import Decision, Facts, decide, may_record, name_pattern
 from bot.ports import MemoryHit, TextSink, ToolContext
@@ -32,7 +33,7 @@ from bot.streaming import ReplyStream, resume_streamed, streamed_payload
 
 log = logging.getLogger("paibot.member")
 
-WELCOME = (
+WELCOME = N_(
     "👋 I'm {name}, this group's AI member. I remember what is said here (this group only) so I can answer "
     "with context. Mention me or reply to me to ask something; /help lists what I can do. "
     "/what-do-you-know-about-me shows what I keep about you, /optout stops recording your messages and "
@@ -103,7 +104,7 @@ class Member:
         if verdict is not None and not verdict.allowed:
             log.info("refused %s: %s", msg.event_id, verdict.reason)
             if verdict.notify:
-                await self._reply(msg, REFUSALS[verdict.reason])
+                await self._reply(msg, (await self.s.translator(msg.chat.key))._(REFUSALS[verdict.reason]))
             return
         if self._streams(msg, decision):
             await self._stream_answer(msg, decision, pai)
@@ -165,7 +166,8 @@ class Member:
         assert command is not None
         admin = await self.is_admin(msg)
         if command.admin_only and not admin:
-            return f"Only admins of this group can use /{command.name}.", None
+            t = await self.s.translator(msg.chat.key)
+            return t._("Only admins of this group can use /{command}.", command=command.name), None
         call = CommandCall(msg, decision.args, pai, admin, self.s)
         result = await command.handler(call)
         if isinstance(result, Reply):
@@ -180,7 +182,8 @@ class Member:
         hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
         if s.brain is None:
             asked = self._questions_to_me(hits)
-            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, with_hint=True)
+            t = await s.translator(msg.chat.key)
+            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, t, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         key = msg.chat.key
         system = system_prompt(
@@ -199,7 +202,7 @@ class Member:
             reply = await s.brain.respond(parts.render(), self.registry.tools(), ctx, msg.chat.key, on_text=sink)
         except BrainUnavailable:
             log.warning("no model answered for %s", msg.event_id)
-            return APOLOGY
+            return (await s.translator(key))._(APOLOGY)
         return reply.text.strip() or "🤔"
 
     def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
@@ -212,7 +215,8 @@ class Member:
         key = msg.chat.key
         welcome = s.settings.bot.welcome and await s.state.group_get(key, "welcomed") is None
         if welcome:
-            text = f"{text}\n\n{WELCOME.format(name=s.name_for(key))}"
+            t = await s.translator(key)
+            text = f"{text}\n\n{t._(WELCOME, name=s.name_shown(key, t))}"
         out = Outgoing(
             chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
             mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id, **(extra or {}),
@@ -304,7 +308,7 @@ class Member:
                 text = await self.answer(msg, decision.prompt, pai, stream)
             except Exception:
                 if stream.opened:  # never leave half an answer on screen
-                    await stream.finish(APOLOGY)
+                    await stream.finish((await self.s.translator(msg.chat.key))._(APOLOGY))
                 raise
         if not await stream.finish(text):
             await self._reply(msg, text)
@@ -320,7 +324,8 @@ class Member:
             return None
         if welcome:
             await s.state.group_set(key, "welcomed", "1")
-            return f"\n\n{WELCOME.format(name=s.name_for(key))}"
+            t = await s.translator(key)
+            return f"\n\n{t._(WELCOME, name=s.name_shown(key, t))}"
         return ""
 
     async def _release_streamed(self, msg: Message, appended: str) -> None:

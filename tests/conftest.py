@@ -4,3 +4,7 @@ map (otherwise its first import tries to download one, whichever test imports it
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# bot.timezone unset means the host's local zone (tzlocal reads TZ first): the suite runs in UTC on any
+# machine unless a test says otherwise.
+os.environ.setdefault("TZ", "UTC")

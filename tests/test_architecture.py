@@ -19,7 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT = ROOT / "bot"
-CONTRACTS = {"bot.events", "bot.ports", "bot.errors"}
+# bot.i18n belongs here: the translation catalogs every sentence a member reads comes from, adapters' pages
+# included; it holds no core state and imports nothing from bot (a test below checks that).
+CONTRACTS = {"bot.events", "bot.ports", "bot.errors", "bot.i18n"}
 # Adapters still read their settings from bot.config until each adapter plugin owns its config section.
 ADAPTER_TRANSITIONAL = {"bot.config"}
 PLATFORM_SDKS = {"telegram": "telegram", "discord": "discord", "nio": "matrix"}
@@ -161,3 +163,7 @@ def test_the_rules_see_real_imports():
     assert "bot.ports" in bot_imports(ROOT / "memory" / "store.py")
     assert any(within(n, "bot.providers") for n in imports_of(BOT / "app" / "compose.py"))
     assert len(core_files()) > 30
+
+
+def test_the_translation_contract_depends_on_nothing_else_of_bot():
+    assert bot_imports(BOT / "i18n.py") == set()

@@ -13,6 +13,7 @@ from bot.services import Services
 
 # Listed in the order their commands appear in /help.
 SKILL_MODULES = (
+    "bot.skills.intro",  # no commands; its observer answers greetings and mistyped commands first
     "bot.skills.summary",
     "bot.skills.reminders",
     "bot.skills.polls",
