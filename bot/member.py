@@ -193,7 +193,8 @@ class Member:
         # authority (a confused deputy). Tools tell the model which command an admin can send instead.
         ctx = ToolContext(message=msg, pai=pai, caller_is_admin=False)
         try:
-            reply = await s.brain.respond(parts.render(), self.registry.tools(), ctx, msg.chat.key, on_text=sink)
+            tools = self.registry.tools_for(msg.chat.key)
+            reply = await s.brain.respond(parts.render(), tools, ctx, msg.chat.key, on_text=sink)
         except BrainUnavailable:
             log.warning("no model answered for %s", msg.event_id)
             return APOLOGY

@@ -195,7 +195,9 @@ def discover() -> PluginCatalog:
             dist = ep.dist
             origin = f"{dist.name} {dist.version}" if dist is not None else ep.value
             if ep.name in found[kind]:
-                problems[where] = f"registered twice (also by {found[kind][ep.name].distribution}); {origin} ignored"
+                problems[where] = (
+                    f"registered twice (also by {found[kind][ep.name].distribution}); {origin} ignored"
+                )
                 continue
             try:
                 plugin = ep.load()
@@ -213,7 +215,9 @@ def discover() -> PluginCatalog:
 def _check_plugin(plugin: object, group: str, name: str) -> None:
     expected = _TYPES[group]
     if not isinstance(plugin, expected):
-        raise TypeError(f"the entry point must name a bot.plugins.{expected.__name__}, got {type(plugin).__name__}")
+        raise TypeError(
+            f"the entry point must name a bot.plugins.{expected.__name__}, got {type(plugin).__name__}"
+        )
     if plugin.name != name:  # type: ignore[attr-defined]
         raise ValueError(f"the entry point is named {name!r} but the plugin calls itself {plugin.name!r}")  # type: ignore[attr-defined]
     schema = plugin.settings  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
-from bot.plugins import PluginCatalog, SkillEnv
+from bot.plugins import PluginCatalog, SkillEnv, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
@@ -70,6 +70,7 @@ class App:
         self.registry = CommandRegistry()
         self._started: list[ChatAdapter] = []
         self._background: list[Any] = []
+        self._tool_providers: list[ToolProvider] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -119,7 +120,28 @@ class App:
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
+        await self._start_tool_providers()
         self.worker = InboxWorker(state, member.handle)
+
+    async def _start_tool_providers(self) -> None:
+        """Every enabled tool plugin's provider, started (its tools discovered) before any message is
+        handled. A provider must not fail its start for one bad source; if it raises anyway, the bot
+        starts without it."""
+        env = ToolEnv(bot_name=self.settings.bot.name, data_dir=self.settings.data_path)
+        for name, inst in self.plugins.tools.items():
+            cfg = self.settings.tools.get(name) or inst.plugin.settings()
+            if not cfg.enabled:
+                continue
+            provider = inst.plugin.create(cfg, env)
+            try:
+                await provider.start()
+            except Exception:
+                log.exception("the %s tools could not start; going on without them", name)
+                with contextlib.suppress(Exception):
+                    await provider.stop()
+                continue
+            self._tool_providers.append(provider)
+            self.registry.add_tool_source(provider)
 
     async def _start_work(self) -> None:
         """Handle the inbox and run background services only once every adapter is up: an event left
@@ -199,6 +221,12 @@ class App:
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
+        for provider in reversed(self._tool_providers):
+            try:
+                await provider.stop()
+            except Exception:
+                log.exception("stopping a tool provider failed")
+        self._tool_providers.clear()
         for adapter in reversed(self._started):
             try:
                 await adapter.stop()
