@@ -4,3 +4,7 @@ map (otherwise its first import tries to download one, whichever test imports it
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# The example plugin packages carry their own tests, run against the installed packages by
+# tests/test_plugin_packages.py; the suite does not collect them directly.
+collect_ignore_glob = ["plugins/*"]
