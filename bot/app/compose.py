@@ -37,6 +37,7 @@ from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
+from bot.middlewares import default_chains
 from bot.plugins import PluginCatalog, SkillEnv, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
@@ -131,7 +132,7 @@ class App:
 
             self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
         limiter = RateLimiter(settings.limits, self._clock.now, state)
-        member = Member(self.services, self.registry, limiter)
+        member = Member(self.services, self.registry, default_chains(self.services, limiter))
         self.member = member
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
