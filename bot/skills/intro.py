@@ -22,6 +22,7 @@ from bot.i18n import N_, Translator
 from bot.policy import parse_command
 from bot.ports import Tool
 from bot.services import Services
+from bot.skills import builtin
 
 _GREETING = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|heya|hallo|yo|howdy|sup|what'?s up|greetings|good (?:morning|afternoon|evening)"
@@ -145,3 +146,6 @@ class IntroSkill:
 
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     return [IntroSkill(services, registry)], []
+
+
+plugin = builtin("intro", build, 0, "a friendly introduction for greetings, thanks and mistyped commands")
