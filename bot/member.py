@@ -1,7 +1,8 @@
 """The member pipeline: what the AI member does with every message of its groups.
 
     handle(msg)
-      1 remember it (every message of an allowed group, whether or not it is addressed to the bot)
+      1 remember it (every message of an allowed group, whether or not it is addressed to the bot); in a
+        relayed pai, pass it on to the pai's other groups (bot.relay); a deletion is forgotten instead
       2 an event handled before finishes its reply and stops there (bot.delivery: the reply ledger)
       3 decide whether to speak (bot.policy: mention, reply, command, DM, keyword; allowlists; bots)
       4 gates (bot.middlewares): quiet hours, rate limits, daily budget, before anything that may cost
@@ -29,8 +30,9 @@ from bot.middleware import Turn, chain
 from bot.middlewares import Chains
 from bot.policy import Facts, decide, may_record, name_pattern
 from bot.ports import MemoryHit, TextSink, ToolContext
+from bot.provenance import sources_for
 from bot.recall import memory_answer, quotable, search_query
-from bot.services import Services, record_of
+from bot.services import Services, record_id, record_of
 from bot.streaming import ReplyStream
 
 log = logging.getLogger("paibot.member")
@@ -56,9 +58,22 @@ class Member:
         if not may_record(msg, settings):
             log.debug("ignoring %s from a group that is not served", msg.event_id)
             return
-        pai = settings.pai_of(msg.chat.key)
+        pai = self.s.pai_of(msg.chat.key)
+        reply_id = None
+        relay = self.s.relay if self.s.pais.relays(msg.chat.key) else None
+        if relay is not None:
+            if msg.from_me:  # the echo of a copy or of an answer: recorded once, when the bot said it
+                return
+            msg, reply_id = await relay.localize(msg)
+        await self.s.pais.note_chat(msg.chat)
+        await self.s.people.note_name(msg.author)
+        if msg.deleted:
+            await self._deleted(msg, pai)
+            return
         if await self._recording_allowed(msg):
-            await self.s.memory.record(record_of(msg, pai))
+            await self.s.memory.record(record_of(msg, pai, reply_id))
+        if relay is not None:
+            await relay.message(msg)
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
@@ -112,6 +127,13 @@ class Member:
             return True
         return False
 
+    async def _deleted(self, msg: Message, pai: str) -> None:
+        """A message was deleted from its chat: it leaves the memory, and its copies in the pai's other
+        groups go too."""
+        await self.s.memory.forget(pai, ids=[record_id(pai, msg.chat.key, msg.id)])
+        if self.s.relay is not None:
+            await self.s.relay.message(msg)
+
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
         flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
@@ -152,9 +174,10 @@ class Member:
             s.group_setting(key, "persona"), s.name_for(key), msg.chat.title, s.clock.now(), tz,
             s.group_setting(key, "language"),
         )  # fmt: skip
+        sources = await sources_for(s, key, pai, [*recent, *(h.record for h in hits)])
         parts = build_prompt(
             system=system, trigger=msg, question=question, recent=recent, hits=hits, tz=tz,
-            budget_tokens=settings.llm.context_tokens,
+            budget_tokens=settings.llm.context_tokens, sources=sources,
         )  # fmt: skip
         # Admin rights are exercised only by commands an admin types, never through the model: text the model
         # reads while answering an admin (a member's message, a file, a quote) must not borrow the admin's

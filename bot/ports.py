@@ -53,6 +53,8 @@ class Capabilities:
     # restart (Matrix transaction ids, Discord nonces, durable send records): the core may then resend a
     # reply a crash interrupted, making replies exactly-once instead of at-most-once.
     idempotent_sends: bool = False
+    # The largest file ``send`` delivers (bytes); 0: not stated (the core's ``limits.max_attachment_bytes``).
+    max_file_bytes: int = 0
 
 
 @runtime_checkable
@@ -101,6 +103,26 @@ class SendJournal(Protocol):
     False means nothing went out, so the core may send it after a crash without risking a duplicate."""
 
     async def delivery_attempted(self, out: Outgoing) -> bool: ...
+
+
+class MessageDeleter(Protocol):
+    """Optional adapter role: delete a message the bot sent (``ref`` as ``send`` returned it, every part).
+
+    Used when a member deletes a message that was passed on to other groups of a pai (``bot.relay``) and
+    when a member's words are forgotten. A message that is already gone counts as deleted (no error).
+    Raises ``PlatformUnavailable`` when the platform cannot be reached (retried later) and
+    ``DeliveryError`` when it refuses (the bot may not delete there): the copy then stays."""
+
+    async def delete(self, ref: SentRef) -> None: ...
+
+
+class DirectMessenger(Protocol):
+    """Optional adapter role: write to one person privately (the platform's direct chat with them, opened
+    if needed), for what only they may read (a one-time code, a sign-in link). Returns what ``send`` would.
+    ``user`` is of this adapter's platform. Raises ``DeliveryError`` when the platform does not let the bot
+    start that conversation (a Telegram user who never opened the bot), ``PlatformUnavailable`` as ``send``."""
+
+    async def send_direct(self, user: PersonRef, text: str) -> SentRef: ...
 
 
 class ConnectionWatch(Protocol):

@@ -15,11 +15,14 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
+from bot.pais import PaiDirectory
+from bot.people import People
 from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
 if TYPE_CHECKING:
     from bot.brain import Brain
+    from bot.relay import Relay
 
 log = logging.getLogger("paibot.services")
 
@@ -49,7 +52,22 @@ class Services:
     sent_hooks: list[SentHook] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     catalogs: Catalogs = field(default_factory=Catalogs)
+    # Pais (groups that are one conversation), people who linked their accounts, and the relay between a
+    # pai's groups (None: nothing is passed on). The first two are made from the state when not given.
+    pais: PaiDirectory = None  # type: ignore[assignment]
+    people: People = None  # type: ignore[assignment]
+    relay: Relay | None = None
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.pais is None:
+            self.pais = PaiDirectory(self.settings, self.state)
+        if self.people is None:
+            self.people = People(self.state)
+
+    def pai_of(self, group_key: str) -> str:
+        """The memory scope of a group: its pai's (from config.yaml or made from chat), else its own key."""
+        return self.pais.pai_of(group_key)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:
         """The chat's connected adapter. Raises ``PlatformUnavailable`` when its platform is configured but
@@ -165,7 +183,7 @@ class Services:
 
     async def _detected_language(self, group_key: str) -> str | None:
         """The language of the group's last messages written by members (not the bot, files or captions)."""
-        recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
+        recent = await self.memory.recent(self.pai_of(group_key), LANGUAGE_WINDOW * 4)
         detected = detect_language(
             (r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"),
             LANGUAGE_WINDOW,
@@ -208,17 +226,17 @@ class Services:
         key = out.chat.key
         for mid in (ref.message_id, *ref.part_ids):
             await self.state.group_set(key, f"own:{mid}", "1")
-        pai = self.settings.pai_of(key)
+        pai = self.pai_of(key)
         await self.memory.record(
             MemoryRecord(
-                id=ref.message_id if pai == key else f"{key}#{ref.message_id}",
+                id=record_id(pai, key, ref.message_id),
                 pai=pai,
                 chat_key=key,
                 author_id="@me",
                 author_name=self.name_for(key),
                 text=out.text,
                 sent_at=ref.sent_at,
-                reply_to_id=out.reply_to,
+                reply_to_id=record_id(pai, key, out.reply_to) if out.reply_to else None,
                 url=ref.url,
                 is_bot=True,
             )
@@ -242,22 +260,30 @@ def parse_quiet_hours(span: str) -> tuple[int, int] | None:
     return None if start == end else (start, end)
 
 
-def record_of(msg: Message, pai: str) -> MemoryRecord:
-    """The memory record of an inbound message (attachments noted in the text for search)."""
+def record_id(pai: str, chat_key: str, message_id: str) -> str:
+    """A message's record id: inside a pai that bridges several chats, platform message ids may collide, so
+    they are qualified by their chat (``"<chat key>#<id>"``)."""
+    return message_id if pai == chat_key else f"{chat_key}#{message_id}"
+
+
+def record_of(msg: Message, pai: str, reply_id: str | None = None) -> MemoryRecord:
+    """The memory record of an inbound message (attachments noted in the text for search). ``reply_id``: the
+    record id of what it replies to, when that is not the replied message itself (a relayed copy's
+    original, ``bot.relay.Relay.localize``)."""
     text = msg.text
     if msg.attachments:
         text += "".join(f" [{a.kind}: {a.name}]" for a in msg.attachments)
-    # Inside a pai that bridges several chats, platform message ids may collide: qualify them.
-    rec_id = msg.id if pai == msg.chat.key else f"{msg.chat.key}#{msg.id}"
+    if reply_id is None and msg.reply_to is not None:
+        reply_id = record_id(pai, msg.chat.key, msg.reply_to.message_id)
     return MemoryRecord(
-        id=rec_id,
+        id=record_id(pai, msg.chat.key, msg.id),
         pai=pai,
         chat_key=msg.chat.key,
         author_id=msg.author.user_id,
         author_name=msg.author.display_name,
         text=text,
         sent_at=msg.sent_at,
-        reply_to_id=msg.reply_to.message_id if msg.reply_to else None,
+        reply_to_id=reply_id,
         url=msg.url,
         is_bot=msg.author.is_bot or msg.from_me,
         meta={"thread": msg.thread} if msg.thread else {},

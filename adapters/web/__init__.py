@@ -25,6 +25,7 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="a local web group chat in the browser",
+    label="Web",
     secret_keys=("access_token",),
     # Anyone who can open the page picks their own name and id: nobody there can be an admin.
     verified_identities=False,

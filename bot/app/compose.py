@@ -37,6 +37,9 @@ from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
+from bot.pais import PaiDirectory
+from bot.people import People
+from bot.relay import Relay
 from bot.middlewares import default_chains
 from bot.plugins import PluginCatalog, SkillEnv, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
@@ -85,6 +88,7 @@ class App:
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
         self._tool_providers: list[ToolProvider] = []
+        self.relay: Relay | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -125,7 +129,15 @@ class App:
             from bot.brain import Brain
 
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
-        self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        labels = {name: inst.plugin.label for name, inst in self.plugins.adapters.items() if inst.plugin.label}
+        pais = PaiDirectory(settings, state, labels)
+        people = People(state)
+        await pais.load()
+        await people.load()
+        self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng, pais=pais, people=people)
+        self.relay = Relay.build(self.services)
+        self.services.relay = self.relay
+        self.services.sent_hooks.append(self.relay.answered)
         if settings.llm.image_model:
             from bot.providers.litellm_llm import load_litellm
             from bot.providers.litellm_images import LiteLLMImageGenerator
@@ -139,6 +151,7 @@ class App:
             self.registry.add_skill(skill)
         await self._start_tool_providers()
         self.worker = InboxWorker(state, member.handle)
+        await self.relay.start()
 
     async def _start_tool_providers(self) -> None:
         """Every enabled tool plugin's provider, started (its tools discovered) before any message is
@@ -193,6 +206,9 @@ class App:
             return
         for name, adapter in adapters.items():
             platform = getattr(adapter, "platform", None) or adapter.name
+            label = getattr(adapter, "label", "")
+            if isinstance(label, str) and label:
+                self.services.pais.labels[platform] = label
             sup = AdapterSupervisor(
                 name, adapter, self.services.state, clock=self._connect_clock, rng=self._rng,
                 on_change=lambda s, p=platform: self._adapter_changed(s, p),
@@ -213,6 +229,8 @@ class App:
             services.adapters[platform] = sup.adapter
             if self.worker is not None:
                 self.worker.wake()  # replies that waited for this platform go out now
+            if self.relay is not None:
+                self.relay.wake()
         else:
             services.adapters.pop(platform, None)
             services.unavailable[platform] = sup.reason
@@ -258,6 +276,9 @@ class App:
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
+        if self.relay is not None:
+            await self.relay.stop(grace_s)  # after the worker: its last answers queue copies
+            self.relay = None
         for provider in reversed(self._tool_providers):
             try:
                 await provider.stop()
@@ -278,9 +299,13 @@ class App:
             self._lock = None
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait until every event received so far has been handled (for tests)."""
+        """Wait until every event received so far has been handled and every relay job it queued is done
+        (for tests)."""
         assert self.worker is not None
         await self.worker.drain(timeout)
+        if self.relay is not None and self.relay.worker is not None:
+            await self.relay.worker.drain(timeout)
+            await self.worker.drain(timeout)
 
     async def run_forever(self) -> None:
         """Start, then run until SIGTERM or SIGINT, or until no adapter is left (``AdapterConfigError``

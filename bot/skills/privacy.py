@@ -170,7 +170,7 @@ class PrivacySkill:
 
     async def purge_group(self, group_key: str, cutoff: datetime) -> int:
         """Forget the group's records sent before ``cutoff`` (other chats of a shared pai keep theirs)."""
-        pai = self.s.settings.pai_of(group_key)
+        pai = self.s.pai_of(group_key)
         removed, before = 0, cutoff
         seen: set[str] = set()
         for _ in range(10_000):
