@@ -260,35 +260,35 @@ class PaiDirectory:
             "ORDER BY no", (number, self._expired())).fetchall())
         return [JoinRequest(int(no), n, k, t, by) for no, n, k, t, by in rows]
 
-    async def answer(self, number: str, no: int, *, accept: bool) -> JoinRequest:
-        """Accept (the group joins) or reject a request; ``PaiError("no request")`` when there is none."""
-        async with self._lock:
-            def q(c: sqlite3.Connection) -> JoinRequest:
-                row = c.execute("SELECT no, number, chat_key, chat_title, requested_by FROM pai_requests "
-                                "WHERE number=? AND no=? AND at >= ?", (number, no, self._expired())).fetchone()
-                if row is None:
-                    raise PaiError("no request")
-                req = JoinRequest(int(row[0]), *row[1:])
-                c.execute("DELETE FROM pai_requests WHERE no=?", (no,))
-                if accept:
-                    if c.execute("SELECT 1 FROM pai_chats WHERE chat_key=?", (req.chat_key,)).fetchone():
-                        raise PaiError("in a pai")
-                    c.execute("INSERT INTO pai_chats(chat_key, number, joined_at) VALUES (?,?,?)",
-                              (req.chat_key, number, self.state_now()))
-                return req
-
-            if accept:
-                self._free(await self._chat_of_request(number, no))
-            req = await self.state.run(q, transaction=True)
-            await self.load()
-            if req.chat_title:
-                await self.note_chat(ChatRef(*req.chat_key.split(":", 1), title=req.chat_title))
-            return req
-
-    async def _chat_of_request(self, number: str, no: int) -> str:
+    async def request(self, no: int) -> JoinRequest | None:
+        """A request still waiting for its owner's answer."""
         row = await self.state.run(lambda c: c.execute(
-            "SELECT chat_key FROM pai_requests WHERE number=? AND no=?", (number, no)).fetchone())
-        return str(row[0]) if row else ""
+            "SELECT no, number, chat_key, chat_title, requested_by FROM pai_requests WHERE no=? AND at >= ?",
+            (no, self._expired())).fetchone())
+        return JoinRequest(int(row[0]), *row[1:]) if row else None
+
+    async def answer(self, no: int, *, accept: bool) -> JoinRequest:
+        """Accept (the group joins) or reject a request; ``PaiError("no request")`` when there is none,
+        ``PaiError("in a pai")`` when the group joined another pai meanwhile."""
+        async with self._lock:
+            req = await self.request(no)
+            if req is None:
+                raise PaiError("no request")
+            if accept:
+                self._free(req.chat_key)
+
+            def q(c: sqlite3.Connection) -> None:
+                if not c.execute("DELETE FROM pai_requests WHERE no=?", (no,)).rowcount:
+                    raise PaiError("no request")
+                if accept:
+                    c.execute("INSERT INTO pai_chats(chat_key, number, joined_at) VALUES (?,?,?)",
+                              (req.chat_key, req.number, self.state_now()))
+
+            await self.state.run(q, transaction=True)
+            await self.load()
+        if accept and req.chat_title:
+            await self.note_chat(ChatRef(*req.chat_key.split(":", 1), title=req.chat_title))
+        return req
 
     async def leave(self, chat_key: str) -> tuple[Pai, bool]:
         """Take a group out of its pai made from chat. Returns the pai as it was and whether it ended (its

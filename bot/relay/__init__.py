@@ -136,6 +136,11 @@ class Relay:
         if await self.jobs.enqueue(jobs) and self.worker is not None:
             self.worker.kick()
 
+    async def notify(self, chat_key: str, text: str, key: str) -> None:
+        """Post ``text`` in a group through the relay queue: durable, in order with the group's copies,
+        retried through outages, at most once (``key`` names it uniquely)."""
+        await self._queue([NewJob(f"notice:{key}>{chat_key}", chat_key, "notice", chat_key, "", "", {"text": text})])
+
     # ----------------------------------------------------------------- forgetting
 
     async def forget(self, identity: str, chats: Sequence[str]) -> int:

@@ -51,6 +51,8 @@ class RelaySender:
             await self._edit(job)
         elif job.kind == "delete":
             await self._delete(job)
+        elif job.kind == "notice":
+            await self._copy_unmapped(job)
         else:
             log.error("unknown relay job kind %r (%s)", job.kind, job.key)
             await self.jobs.done(job.seq)
@@ -191,6 +193,7 @@ class RelaySender:
         await self._copy_unmapped(notice)
 
     async def _copy_unmapped(self, job: Job) -> None:
+        """Post a message that stands for no original (an edit notice, a notice to a group): at most once."""
         key = f"relay:{job.key}"
         adapter = self.s.adapter_for(chat_ref(job.target))
         if await self.s.state.reply_state(key) is not None:
@@ -205,7 +208,7 @@ class RelaySender:
             await asyncio.shield(self.s.state.release_reply(key))
             raise
         except DeliveryError as exc:
-            log.warning("could not post the edit of %s in %s: %s", job.origin_id, job.target, exc)
+            log.warning("could not post %s in %s: %s", job.key, job.target, exc)
         await self.s.state.move_reply(key, "sending", "sent")
         await self.jobs.done(job.seq)
 

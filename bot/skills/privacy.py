@@ -79,11 +79,21 @@ class PrivacySkill:
     # ----------------------------------------------------------------- commands
 
     async def _forget(self, call: CommandCall) -> str:
-        user = call.message.author.user_id
-        removed = await self.s.memory.forget(call.pai, author_id=user)
+        """Forget the caller's words in this group's memory: from every account they linked (``/link``), each
+        in the chats of its own platform (a user id means something on its own platform only), and their
+        copies the relay posted in the pai's other groups."""
+        removed = 0
         attachments = self.s.extras.get("skills.attachment_log")  # the files skill's list of posted files
-        if attachments is not None:
-            await attachments.forget_author(call.message.chat.key, user)
+        for identity in self.s.people.identities(call.message.author.key):
+            platform, user = identity.split(":", 1)
+            chats = self._chats_on(call.pai, call.message.chat.key, platform)
+            removed += await self._forget_identity(call.pai, platform, user)
+            if self.s.relay is not None:
+                await self.s.relay.forget(identity, chats)
+            if attachments is not None:
+                for chat in chats:
+                    await attachments.forget_author(chat, user)
+        await self.s.people.forget(call.message.author.key)
         t = await self.s.translator(call.message.chat.key)
         return t.ngettext(
             "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
@@ -92,6 +102,20 @@ class PrivacySkill:
             "indexes). New messages are still recorded; /optout stops that.",
             removed,
         )
+
+    def _chats_on(self, pai: str, here: str, platform: str) -> list[str]:
+        """The groups of ``pai`` on ``platform`` (``here`` alone when the group is its own pai)."""
+        joined = self.s.pais.by_scope(pai)
+        chats = joined.chats if joined is not None else (here,)
+        return [k for k in chats if k.split(":", 1)[0] == platform]
+
+    async def _forget_identity(self, pai: str, platform: str, user: str) -> int:
+        """Remove one account's records from a memory; in a pai that spans platforms, only records written
+        on that account's platform (another platform's user with the same id is someone else)."""
+        if self.s.pais.by_scope(pai) is None:  # a group of its own: every record is of its platform
+            return await self.s.memory.forget(pai, author_id=user) if pai.split(":", 1)[0] == platform else 0
+        mine, _ = await self._records_of(pai, {(platform, user)}, skip_id="")
+        return await self.s.memory.forget(pai, ids=[r.id for r in mine]) if mine else 0
 
     async def _optout(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "1")
@@ -111,7 +135,9 @@ class PrivacySkill:
         await self.s.load_group(key)
         t = await self.s.translator(key)
         tz = self.s.tz_for(key)
-        mine, scanned_all = await self._records_of(call.pai, user, skip_id=msg.id)
+        accounts = self.s.people.identities(msg.author.key)
+        mine, scanned_all = await self._records_of(
+            call.pai, {tuple(i.split(":", 1)) for i in accounts}, skip_id=msg.id)  # type: ignore[misc]
         opted_out = bool(await self.s.state.group_get(key, f"optout:{user}"))
         lines = [t._("What I keep about you in this group:")]
         if not mine:
@@ -130,6 +156,10 @@ class PrivacySkill:
             lines.append(t.ngettext("• Kept for {n} day", "• Kept for {n} days", days))
         else:
             lines.append(t._("• Kept until you or an admin remove it"))
+        if len(accounts) > 1:
+            names = [f"{self.s.people.name_of(i) or i.split(':', 1)[1]} ({self.s.pais.platform_label(i.split(':', 1)[0])})"
+                     for i in accounts]
+            lines.append(t._("• Your linked accounts (one person for me): {accounts} (/unlink)", accounts=t.join(names)))
         if opted_out:
             lines.append(t._("• Recording: off (you opted out; /optin)"))
         else:
@@ -137,8 +167,11 @@ class PrivacySkill:
         lines.append(t._("Remove your messages with /forget-me."))
         return "\n".join(lines)
 
-    async def _records_of(self, pai: str, user: str, skip_id: str) -> tuple[list[MemoryRecord], bool]:
-        """The member's records (oldest first) and whether the whole memory was scanned."""
+    async def _records_of(
+        self, pai: str, accounts: set[tuple[str, str]], skip_id: str
+    ) -> tuple[list[MemoryRecord], bool]:
+        """The records of these accounts (platform, user id), oldest first, and whether the whole memory was
+        scanned."""
         seen: set[str] = set()
         mine: list[MemoryRecord] = []
         before: datetime | None = None
@@ -147,7 +180,8 @@ class PrivacySkill:
             if not batch:
                 return sorted(mine, key=lambda r: r.sent_at), True
             seen.update(r.id for r in batch)
-            mine += [r for r in batch if r.author_id == user and not r.is_bot and r.id != skip_id]
+            mine += [r for r in batch if (r.chat_key.split(":", 1)[0], r.author_id) in accounts
+                     and not r.is_bot and r.id != skip_id and r.id.removeprefix(f"{r.chat_key}#") != skip_id]
             before = min(r.sent_at for r in batch)
         return sorted(mine, key=lambda r: r.sent_at), False
 
