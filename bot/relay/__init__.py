@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from bot.events import Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.policy import parse_command
+from bot.policy import name_pattern, parse_command
 from bot.relay.jobs import Copy, NewJob, RelayJobs
 from bot.relay.sender import RelaySender
 from bot.relay.worker import RelayWorker
@@ -71,7 +71,15 @@ class Relay:
             author = PersonRef(platform, user_id, copy.author_name)
         reply = ReplyRef(msg.reply_to.message_id, text, author)
         origin = f"{copy.origin_chat}#{copy.origin_id}"
-        return dataclasses.replace(msg, reply_to=reply), origin
+        mentions_me = msg.mentions_me
+        if copy.author and mentions_me:
+            # Several platforms count a reply to the bot's message as addressing it (Matrix, Discord, QQ), and a
+            # copy is the bot's message on its platform: a reply to a member's words addresses the bot only
+            # when it names the bot.
+            s = self.s
+            names = (s.name_for(msg.chat.key), s.settings.bot.name, *s.settings.bot.aliases)
+            mentions_me = bool(name_pattern(names).search(msg.text))
+        return dataclasses.replace(msg, reply_to=reply, mentions_me=mentions_me), origin
 
     async def message(self, msg: Message) -> None:
         """Queue what a member message of a relayed group means for the other groups."""
