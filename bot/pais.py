@@ -290,6 +290,19 @@ class PaiDirectory:
             await self.note_chat(ChatRef(*req.chat_key.split(":", 1), title=req.chat_title))
         return req
 
+    async def add_room(self, number: str, chat: ChatRef) -> Pai:
+        """Add a room the bot opened for a pai made from chat (its web group): no request, the bot hosts it."""
+        async with self._lock:
+            self._free(chat.key)
+            await self.state.run(lambda c: c.execute(
+                "INSERT INTO pai_chats(chat_key, number, joined_at) VALUES (?,?,?)", (chat.key, number, self.state_now())))
+            await self.load()
+        await self.note_chat(chat)
+        pai = self._made.get(number)
+        if pai is None:
+            raise PaiError("not in a pai")
+        return pai
+
     async def leave(self, chat_key: str) -> tuple[Pai, bool]:
         """Take a group out of its pai made from chat. Returns the pai as it was and whether it ended (its
         owner's group left, so every group did)."""

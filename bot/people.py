@@ -150,6 +150,15 @@ class People:
         if pb != pa:
             c.execute("UPDATE person_links SET person=? WHERE person=?", (pa, pb))
 
+    async def attach(self, who: PersonRef, other: PersonRef) -> None:
+        """Link an account the bot made for ``who`` itself (their web group identity, signed in by a link
+        sent to ``who`` privately): no code needed, the bot knows both are the same person."""
+        async with self._lock:
+            now = self._now()
+            await self.state.run(lambda c: self._join(c, who.key, who.display_name, other.key,
+                                                      other.display_name, now), transaction=True)
+            await self.load()
+
     async def unlink(self, identity: str) -> bool:
         """Take an account out of its person; False when it was linked to nothing."""
         async with self._lock:

@@ -125,6 +125,21 @@ class DirectMessenger(Protocol):
     async def send_direct(self, user: PersonRef, text: str) -> SentRef: ...
 
 
+class HostedRooms(Protocol):
+    """Optional adapter role, for a platform the bot hosts itself (the web group): a pai may have a room
+    there, and members of its other groups enter it as themselves through a one-time sign-in link.
+
+    ``open_room(title)`` makes a new room and returns it. ``sign_in_link(room, member, ttl_s)`` returns a
+    URL that works once, within ``ttl_s`` seconds: opening it gives the browser the platform's proof of
+    being ``member`` (a user id of this platform and a display name, both chosen by the core: the web
+    group's member key) and shows ``room``. From then on the platform must refuse anyone else posting as
+    that user id. The link is a secret: the core sends it privately."""
+
+    async def open_room(self, title: str) -> ChatRef: ...
+
+    async def sign_in_link(self, room: ChatRef, member: PersonRef, ttl_s: float) -> str: ...
+
+
 class ConnectionWatch(Protocol):
     """Optional adapter role, for an adapter that cannot get its platform back by itself once connected.
 

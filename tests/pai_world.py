@@ -45,6 +45,23 @@ class Platform(FakeAdapter):
                             **kw)
 
 
+class HostPlatform(Platform):
+    """A fake platform the bot hosts rooms on (``bot.ports.HostedRooms``): ``links`` holds what it signed."""
+
+    def __init__(self, platform: str = "home", label: str = "Home") -> None:
+        super().__init__(platform, label)
+        self.rooms: list[ChatRef] = []
+        self.links: list[tuple[ChatRef, PersonRef]] = []
+
+    async def open_room(self, title: str) -> ChatRef:
+        self.rooms.append(ChatRef(self.platform, f"room{len(self.rooms) + 1}", title))
+        return self.rooms[-1]
+
+    async def sign_in_link(self, room: ChatRef, member: PersonRef, ttl_s: float) -> str:
+        self.links.append((room, member))
+        return f"https://home.example/signin/token{len(self.links)}"
+
+
 @dataclass
 class World:
     app: App
@@ -52,6 +69,7 @@ class World:
     beta: Platform
     memory: FakeMemory
     llm: ScriptedLLM | None
+    home: HostPlatform
 
     async def post(self, platform: Platform, text: str, *, chat: str, author: str, name: str = "",
                    **kw: Any) -> Message:
@@ -77,14 +95,14 @@ def settings(tmp_path: Any, extra: str = "", skills: Sequence[str] = ()):
 
 async def world(tmp_path: Any, *, extra: str = "", llm: ScriptedLLM | None = None,
                 skills: list[Any] | None = None) -> AsyncIterator[World]:
-    """A running app with platforms ``alpha`` (label AL) and ``beta`` (BE); ``bot.admins`` are alpha:alice and
-    beta:bob. ``skills=None`` runs every installed skill."""
-    alpha, beta = Platform("alpha", "AL"), Platform("beta", "BE")
+    """A running app with platforms ``alpha`` (label AL) and ``beta`` (BE), and ``home`` where the bot hosts
+    rooms; ``bot.admins`` are alpha:alice and beta:bob. ``skills=None`` runs every installed skill."""
+    alpha, beta, home = Platform("alpha", "AL"), Platform("beta", "BE"), HostPlatform()
     memory = FakeMemory()
-    app = App(settings(tmp_path, extra), llm=llm, adapters={"alpha": alpha, "beta": beta}, memory=memory,
-              skills=skills, clock=ManualClock())
+    app = App(settings(tmp_path, extra), llm=llm, adapters={"alpha": alpha, "beta": beta, "home": home},
+              memory=memory, skills=skills, clock=ManualClock())
     await app.start()
     try:
-        yield World(app, alpha, beta, memory, llm)
+        yield World(app, alpha, beta, memory, llm, home)
     finally:
         await app.stop()

@@ -242,6 +242,35 @@ async def test_link_then_forget_me_removes_the_persons_words_from_both_accounts(
     assert not any("555 0101" in t or "4B" in t for t in await pai.web_texts())  # edited to "(deleted)"
 
 
+async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
+    pai.tg.chat(ALICE["id"], type="private", title="Alice")
+    await pai.tg.message(TG_GROUP, ALICE, "/web")
+    await until(lambda: any("private message" in t for t in pai.tg_texts()), "the answer in the group")
+    dm = await until(lambda: [m["text"] for m in pai.tg.sent if m["chat"]["id"] == ALICE["id"]], "the link")
+    url = re.search(r"(http://\S+/signin/\S+)", dm[-1]).group(1)  # type: ignore[union-attr]
+    assert url not in " ".join(pai.tg_texts())  # the link never shows in a group
+    path = url.split("/", 3)[3]
+    async with pai.web.get(f"/{path}", allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"] == f"/g/{pai.web_group}"
+        key = resp.cookies["paibot_member"].value
+    async with pai.web.get(f"/{path}", allow_redirects=False) as again:
+        assert again.status == 410  # once only
+    headers = {"Authorization": f"Member {key}"}
+    me = await (await pai.web.get("/api/members/me", headers=headers)).json()
+    assert me["nickname"] == "Alice"
+    people = pai.app.services.people  # type: ignore[union-attr]
+    assert people.person_of(f"web:{me['author_id']}") == people.person_of("telegram:42")
+    resp = await pai.web.post(f"/api/groups/{pai.web_group}/messages", json={"text": "hi from the browser"},
+                              headers=headers)
+    assert resp.status == 200, await resp.text()
+    await until(lambda: "[Web] Alice: hi from the browser" in pai.tg_texts(), "Alice's web words on Telegram")
+    await until(lambda: _has(pai.mx_texts(), "[Web] Alice: hi from the browser"), "... and on Matrix")
+    # nobody else posts as her
+    forged = await pai.web.post(f"/api/groups/{pai.web_group}/messages",
+                                json={"author": "Alice", "author_id": me["author_id"], "text": "it's me"})
+    assert forged.status == 403
+
+
 def _still_there(pai: Pai, text: str) -> bool:
     chat = pai.tg.chats[TG_GROUP]
     return any(m.get("text") == text for m in chat.messages.values())

@@ -15,6 +15,9 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
   committed (``adapters.web.attachments``); they reach the core as ``Message.attachments`` whose ``source``
   is the file id, which ``fetch_attachment`` reads back. The bot's ``Outgoing.files`` are stored the same
   way and shown with its message.
+* Pais (``bot.ports.HostedRooms``): the core may open a group for a pai (``open_room``) and sign a member of
+  another platform into it with a one-time link (``sign_in_link``, ``adapters.web.signin``); that member's
+  user id then posts only with its member key.
 * Polls: ``Outgoing.poll`` is stored with the bot's message and drawn as buttons. A button posts an ordinary
   reply to the poll message (``vote <n>``): the core has no vote event, and counting replies is how the
   polls skill tallies everywhere, so the page and the skill can never disagree.
@@ -37,6 +40,7 @@ from adapters.web.files import WebFileError, valid_file_id
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
+from adapters.web.signin import KeyedMember, SignedIn, SignIns
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from adapters.web.config import WebAdapterSettings
 from bot.errors import AdapterConfigError, DeliveryError
@@ -85,6 +89,7 @@ class WebAdapter:
         self._public_url = public_url.rstrip("/")
         self._mention = re.compile(rf"(?<![\w@])@{re.escape(bot_name)}(?![\w])", re.IGNORECASE)
         self._store: WebStore | None = None
+        self._signins: SignIns | None = None
         self._sink: IntakeSink | None = None
         self._runner: web.AppRunner | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -109,6 +114,7 @@ class WebAdapter:
             return
         self._sink = sink
         self._store = await asyncio.to_thread(WebStore, self._db_path)
+        self._signins = await asyncio.to_thread(SignIns, self._db_path)
         await self.attachments.sweep(self._store)
         await self._redeliver_pending()
         allowed = frozenset({*LOOPBACK_HOSTS, self._host.lower()})
@@ -142,6 +148,9 @@ class WebAdapter:
         store, self._store = self._store, None
         if store is not None:
             await asyncio.to_thread(store.close)
+        signins, self._signins = self._signins, None
+        if signins is not None:
+            await asyncio.to_thread(signins.close)
         self._sink = None
 
     async def _redeliver_pending(self) -> None:
@@ -266,6 +275,34 @@ class WebAdapter:
             await self.hub.push(chat.chat_id, {"type": "typing", "name": self.bot_name, "is_bot": True})
         except Exception as exc:  # best effort by contract: a typing indicator never fails a reply
             log.debug("typing push failed: %s", exc)
+
+    # ----------------------------------------------------------------- pais (HostedRooms)
+
+    async def open_room(self, title: str) -> ChatRef:
+        """A new web group for a pai (``bot.ports.HostedRooms``)."""
+        group = await self.create_group(title[:80] or "pai")
+        return ChatRef(PLATFORM, group.number, title=group.name)
+
+    async def sign_in_link(self, room: ChatRef, member: PersonRef, ttl_s: float) -> str:
+        """A one-time link that signs the browser in as ``member`` and opens ``room``."""
+        if self._signins is None:
+            raise DeliveryError("the web group is not running")
+        token = await asyncio.to_thread(self._signins.issue, member.user_id, member.display_name[:40],
+                                        room.chat_id, ttl_s)
+        return f"{self.base_url}/signin/{token}"
+
+    async def redeem_sign_in(self, token: str) -> SignedIn | None:
+        if self._signins is None or not token or len(token) > 100:
+            return None
+        return await asyncio.to_thread(self._signins.redeem, token)
+
+    async def keyed_member(self, key: str) -> KeyedMember | None:
+        if self._signins is None or not key or len(key) > 200:
+            return None
+        return await asyncio.to_thread(self._signins.member, key)
+
+    async def needs_key(self, author_id: str) -> bool:
+        return self._signins is not None and await asyncio.to_thread(self._signins.keyed, author_id)
 
     # ----------------------------------------------------------------- the page's side (GroupService)
 

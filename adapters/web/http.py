@@ -15,6 +15,9 @@ Routes (``{group}`` is a group's number):
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
+    GET  /signin/{token}                   a one-time sign-in link the bot sent privately: sets the member
+                                           key cookie and opens the pai's group (410 when used or expired)
+    GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
@@ -22,6 +25,9 @@ Bearer``, ``?token=`` or the cookie the page sets); without one (loopback only) 
 loopback address (DNS rebinding) and a browser ``Origin`` must match the host (cross-site requests).
 Files are served with ``nosniff``, a sandboxing CSP, and ``Content-Disposition: attachment`` unless they are
 one of the four sniffed image types; HTML and SVG are never rendered by this origin.
+
+Members signed in by a link (``adapters.web.signin``) post with their member key (the HttpOnly cookie, or
+``Authorization: Member <key>``); their user id without its key is refused with 403.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ if TYPE_CHECKING:
     from aiohttp import BodyPartReader
 
     from adapters.web.attachments import StagedFile
+    from adapters.web.signin import KeyedMember, SignedIn
 
 log = logging.getLogger("paibot.web")
 
@@ -57,6 +64,8 @@ FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandb
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
+MEMBER_COOKIE = "paibot_member"
+MEMBER_COOKIE_MAX_AGE = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 LOOPBACK_HOSTS = frozenset(LOOPBACK)
 STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {
@@ -112,6 +121,16 @@ class GroupService(Protocol):
     def file_path(self, stored: StoredFile) -> Path: ...
 
     def limits_json(self) -> dict[str, int]: ...
+
+    async def redeem_sign_in(self, token: str) -> SignedIn | None:
+        """Use a one-time sign-in token: the member and a new member key, or None (used, expired, unknown)."""
+        ...
+
+    async def keyed_member(self, key: str) -> KeyedMember | None: ...
+
+    async def needs_key(self, author_id: str) -> bool:
+        """Whether ``author_id`` may post only with one of its member keys."""
+        ...
 
 
 # --------------------------------------------------------------------------- validation
@@ -223,6 +242,7 @@ class WebHttp:
         self.allowed_hosts = allowed_hosts
         # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
         self.public_origin = urlsplit(public_url).netloc.lower() if public_url else ""
+        self.public_secure = public_url.lower().startswith("https://")
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
         self._catalogs = Catalogs()
 
@@ -243,6 +263,8 @@ class WebHttp:
         r.add_get("/api/groups/{group}/messages", self.get_messages)
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
+        r.add_get("/signin/{token}", self.sign_in)
+        r.add_get("/api/members/me", self.get_me)
         return app
 
     # ----------------------------------------------------------------- middlewares
@@ -327,6 +349,33 @@ class WebHttp:
         messages = self._catalogs.messages(locale, suffixes=(".js", ".html"))
         return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
+    # ----------------------------------------------------------------- members signed in by a link
+
+    async def sign_in(self, request: web.Request) -> web.Response:
+        signed = await self.service.redeem_sign_in(request.match_info["token"])
+        if signed is None:
+            lang = request.headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip()[:35]
+            t = self._catalogs.translator(self._catalogs.resolve(lang) or SOURCE_LOCALE)
+            text = t._("This sign-in link was used already or has expired. Ask me for a new one with /web.")
+            return web.Response(status=410, text=text, content_type="text/plain", charset="utf-8")
+        resp = web.Response(status=303, headers={"Location": f"/g/{signed.group}"})
+        # Lax, not Strict: the link is opened from another app, and the page it leads to must be signed in.
+        resp.set_cookie(MEMBER_COOKIE, signed.key, httponly=True, samesite="Lax", path="/",
+                        max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
+        return resp
+
+    async def _member(self, request: web.Request) -> KeyedMember | None:
+        """The member whose key the request carries (``Authorization: Member <key>``, else the cookie)."""
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("member ") else ""
+        return await self.service.keyed_member(key or request.cookies.get(MEMBER_COOKIE, ""))
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        member = await self._member(request)
+        if member is None:
+            return web.Response(status=204)
+        return web.json_response({"author_id": member.author_id, "nickname": member.nickname})
+
     async def create_group(self, request: web.Request) -> web.Response:
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
@@ -358,20 +407,25 @@ class WebHttp:
         else:
             data, uploads = await read_json(request), []
         try:
-            return await self._post(group, data, uploads)
+            return await self._post(group, data, uploads, await self._member(request))
         except BaseException:
             await self.service.drop_uploads(uploads)
             raise
 
     async def _post(
-        self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile]
+        self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile], member: KeyedMember | None
     ) -> web.Response:
-        nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
-        if nickname.casefold() == self.service.bot_name.casefold():
-            raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
-        author_id = data.get("author_id") or default_author_id(nickname)
-        if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
-            raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
+        if member is not None and data.get("author_id") in (None, "", member.author_id):
+            author_id, nickname = member.author_id, member.nickname  # signed in by a link: as that member
+        else:
+            nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
+            if nickname.casefold() == self.service.bot_name.casefold():
+                raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
+            author_id = data.get("author_id") or default_author_id(nickname)
+            if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
+                raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
+            if await self.service.needs_key(author_id):
+                raise ApiError(403, "this member signed in with a link: post with its member key")
         text = clean_text(data.get("text"), self.service.max_text_length, allow_empty=bool(uploads))
         reply_to = None if data.get("reply_to") in (None, "") else parse_id(data["reply_to"], "reply_to")
         nonce = data.get("nonce")

@@ -773,6 +773,15 @@
       if (e.status === 401) return;
       toast(e.message);
     }
+    try {
+      // Signed in with a link the bot sent on another platform: post as that member (its key is a cookie).
+      const me = await api("GET", "/api/members/me");
+      if (me && me.author_id) {
+        store.set("uid", me.author_id);
+        store.set("nick", me.nickname);
+        showMe();
+      }
+    } catch (e) { /* not signed in: the page picks its own id */ }
     await route();
   }
 
