@@ -23,6 +23,8 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from bot.config import Settings
 from bot.events import ChatRef, PersonRef
@@ -339,3 +341,31 @@ class PaiDirectory:
 
     def _expired(self) -> str:
         return (self.state.now() - timedelta(days=REQUEST_DAYS)).isoformat()
+
+
+def chat_made_scopes(state_db: Path) -> dict[str, str]:
+    """Group key -> memory scope of the pais made from chat, read from a stopped bot's state database (for
+    ``paibot memory``); empty when there is none."""
+    if not state_db.exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT chat_key, number FROM pai_chats").fetchall()
+    except sqlite3.OperationalError:  # a data directory from before pais were made from chat
+        return {}
+    return {key: f"pai:#{number}" for key, number in rows}
+
+
+class WithChatPais:
+    """Settings whose ``pai_of`` also knows the pais made from chat (config.yaml's win, as in the bot)."""
+
+    def __init__(self, settings: Settings, scopes: Mapping[str, str]) -> None:
+        self._settings = settings
+        self._scopes = dict(scopes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._settings, name)
+
+    def pai_of(self, group_key: str) -> str:
+        configured = self._settings.pai_of(group_key)
+        return configured if configured != group_key else self._scopes.get(group_key, group_key)

@@ -132,3 +132,16 @@ async def test_web_opens_a_room_for_the_pai_and_sends_a_sign_in_link_privately(w
 async def test_web_outside_a_pai_says_how_to_make_one(w: World):
     await w.post(w.alpha, "/web", chat="g1", author="carol")
     assert "not in a pai" in w.alpha.to("g1")[-1] and w.alpha.direct == []
+
+
+async def test_the_memory_command_line_knows_the_pais_made_from_chat(tmp_path):
+    from bot.pais import WithChatPais, chat_made_scopes
+
+    async for w in world(tmp_path, extra=ONLY, skills=None):
+        number, code = await made_pai(w)
+        await w.post(w.beta, f"/pai join {code}", chat="g2", author="bob")
+        await w.post(w.alpha, "/pai accept 1", chat="g1", author="alice")
+        settings = w.app.settings
+    scoped = WithChatPais(settings, chat_made_scopes(tmp_path / "paibot.db"))
+    assert scoped.pai_of("beta:g2") == scoped.pai_of("alpha:g1") == f"pai:#{number}"
+    assert scoped.pai_of("beta:other") == "beta:other" and scoped.data_path == settings.data_path

@@ -139,8 +139,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
         from bot.providers.litellm_llm import load_litellm
         from memory.cli import run
 
+        from bot.pais import WithChatPais, chat_made_scopes
+
         setup_logging("WARNING", secrets_of(settings))
-        return run(args, settings, load_litellm=load_litellm)
+        scoped = WithChatPais(settings, chat_made_scopes(settings.data_path / "paibot.db"))
+        return run(args, scoped, load_litellm=load_litellm)  # type: ignore[arg-type]
     raise AssertionError(args.cmd)
 
 

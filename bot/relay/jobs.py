@@ -211,13 +211,14 @@ class RelayJobs:
     # ----------------------------------------------------------------- forgetting and pruning
 
     async def forget_author(self, author: str, chats: Sequence[str]) -> list[Copy]:
-        """A member's words leave the relay: her queued jobs are dropped (only their ids stay) and her
-        copies (first parts) are returned, for the caller to delete; deleting one removes its map rows."""
+        """A member's words leave the relay: her jobs go (queued or done: the copies they made are being
+        deleted) and her copies (first parts) are returned, for the caller to delete; deleting a copy
+        removes its map rows."""
         marks = ",".join("?" * len(chats))
 
         def q(c: sqlite3.Connection) -> list[Copy]:
-            c.execute("UPDATE relay_jobs SET status='done', payload='' WHERE status='queued' AND kind!='delete' "
-                      f"AND author=? AND origin_chat IN ({marks})", (author, *chats))
+            c.execute(f"DELETE FROM relay_jobs WHERE kind!='delete' AND author=? AND origin_chat IN ({marks})",
+                      (author, *chats))
             rows = c.execute(
                 "SELECT chat_key, first_id, origin_chat, origin_id, author, author_name, prefix, url FROM relay_copies "
                 f"WHERE author=? AND origin_chat IN ({marks}) AND message_id=first_id", (author, *chats)).fetchall()
