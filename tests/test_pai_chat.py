@@ -110,7 +110,7 @@ async def test_a_pai_from_the_configuration_is_not_changed_from_chat(tmp_path):
 
 async def test_web_opens_a_room_for_the_pai_and_sends_a_sign_in_link_privately(w: World):
     number, code = await made_pai(w)
-    await w.post(w.alpha, "/web", chat="g1", author="carol", name="Carol")
+    await w.post(w.alpha, "/signin", chat="g1", author="carol", name="Carol")
     assert "private message" in w.alpha.to("g1")[-1]
     [room] = w.home.rooms
     assert room.title == "Family"
@@ -122,7 +122,7 @@ async def test_web_opens_a_room_for_the_pai_and_sends_a_sign_in_link_privately(w
     people = w.app.services.people
     assert people.person_of(member.key) == people.person_of("alpha:carol")
     # the second time: the same room, the same web identity
-    await w.post(w.alpha, "/web", chat="g1", author="carol", name="Carol")
+    await w.post(w.alpha, "/signin", chat="g1", author="carol", name="Carol")
     assert len(w.home.rooms) == 1 and w.home.links[1][1].user_id == member.user_id
     # what is said in the room reaches the others
     await w.post(w.home, "hello from home", chat=room.chat_id, author=member.user_id, name="Carol")
@@ -130,7 +130,7 @@ async def test_web_opens_a_room_for_the_pai_and_sends_a_sign_in_link_privately(w
 
 
 async def test_web_outside_a_pai_says_how_to_make_one(w: World):
-    await w.post(w.alpha, "/web", chat="g1", author="carol")
+    await w.post(w.alpha, "/signin", chat="g1", author="carol")
     assert "not in a pai" in w.alpha.to("g1")[-1] and w.alpha.direct == []
 
 

@@ -244,7 +244,7 @@ async def test_link_then_forget_me_removes_the_persons_words_from_both_accounts(
 
 async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
     pai.tg.chat(ALICE["id"], type="private", title="Alice")
-    await pai.tg.message(TG_GROUP, ALICE, "/web")
+    await pai.tg.message(TG_GROUP, ALICE, "/signin")
     await until(lambda: any("private message" in t for t in pai.tg_texts()), "the answer in the group")
     dm = await until(lambda: [m["text"] for m in pai.tg.sent if m["chat"]["id"] == ALICE["id"]], "the link")
     url = re.search(r"(http://\S+/signin/\S+)", dm[-1]).group(1)  # type: ignore[union-attr]

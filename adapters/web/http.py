@@ -356,7 +356,7 @@ class WebHttp:
         if signed is None:
             lang = request.headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip()[:35]
             t = self._catalogs.translator(self._catalogs.resolve(lang) or SOURCE_LOCALE)
-            text = t._("This sign-in link was used already or has expired. Ask me for a new one with /web.")
+            text = t._("This sign-in link was used already or has expired. Ask me for a new one with /signin.")
             return web.Response(status=410, text=text, content_type="text/plain", charset="utf-8")
         resp = web.Response(status=303, headers={"Location": f"/g/{signed.group}"})
         # Lax, not Strict: the link is opened from another app, and the page it leads to must be signed in.

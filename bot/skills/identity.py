@@ -3,7 +3,7 @@
     /link            a one-time code, sent privately (whoever holds it could link an account to yours)
     /link <code>     from your account on another platform: the two are one person from now on
     /unlink          this account is on its own again
-    /web             a one-time link, sent privately, that opens the pai's web group signed in as you: the
+    /signin          a one-time link, sent privately, that opens the pai's web group signed in as you: the
                      web group is one more room of the pai (opened for a pai made from chat the first time)
 
 A linked person is one person for /forget-me and /what-do-you-know-about-me (``bot.skills.privacy``), for
@@ -45,7 +45,7 @@ class IdentitySkill:
             Command("link", N_("Link your accounts on several platforms (you stay one person for me)"), self._link,
                     usage=N_("/link [code]")),
             Command("unlink", N_("Unlink this account from your other accounts"), self._unlink),
-            Command("web", N_("Open this pai's web group as yourself (a sign-in link, sent privately)"), self._web),
+            Command("signin", N_("Open this pai's web group as yourself (a sign-in link, sent privately)"), self._signin),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -86,7 +86,7 @@ class IdentitySkill:
         return t._("Linked: {accounts} are one person for me now. /unlink undoes it.",
                    accounts=self._accounts(call.message.author.key, t))
 
-    async def _web(self, call: CommandCall) -> str:
+    async def _signin(self, call: CommandCall) -> str:
         msg = call.message
         t = await self.s.translator(msg.chat.key)
         host = self._host()
@@ -110,7 +110,7 @@ class IdentitySkill:
         try:
             await send(msg.author, text)
         except DeliveryError:
-            return t._("I can't write to you privately yet. Open a private chat with me, then send /web again.")
+            return t._("I can't write to you privately yet. Open a private chat with me, then send /signin again.")
         return t._("I sent you a sign-in link to the web group in a private message.")
 
     def _host(self) -> tuple[str, Any] | None:
