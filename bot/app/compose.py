@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
@@ -112,6 +113,9 @@ class App:
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
         state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        pruned = await state.kv_prune()  # adapters' expired entries (e.g. old send records)
+        if pruned:
+            log.info("pruned %d expired adapter entries", pruned)
         if self._memory_in is not None:
             memory = self._memory_in
         else:
@@ -252,11 +256,13 @@ class App:
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
             command_prefixes=self.settings.triggers.command_prefixes,
         )
+        assert self.services is not None
         out: dict[str, ChatAdapter] = {}
         for name, inst in self.plugins.adapters.items():
             cfg = self.settings.adapters.get(name) or inst.plugin.settings()
             if cfg.enabled:
-                out[name] = inst.plugin.create(cfg, env)
+                own = dataclasses.replace(env, store=self.services.state.store(name))
+                out[name] = inst.plugin.create(cfg, own)
         return out
 
     async def stop(self, grace_s: float = 10.0) -> None:
