@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.config import LimitSettings
+from bot.i18n import N_
 from bot.ports import UsageLedger
 
 
@@ -75,8 +76,8 @@ class RateLimiter:
 
 
 REFUSALS = {
-    "too long": "That message is too long for me to take in. Could you shorten it?",
-    "member rate": "You're going a bit fast for me. Give me a minute.",
-    "group rate": "This group is keeping me very busy. I'll be able to answer again in a minute.",
-    "daily budget": "This group has used up today's thinking budget. I'll be back tomorrow.",
+    "too long": N_("That message is too long for me to take in. Could you shorten it?"),
+    "member rate": N_("You're going a bit fast for me. Give me a minute."),
+    "group rate": N_("This group is keeping me very busy. I'll be able to answer again in a minute."),
+    "daily budget": N_("This group has used up today's thinking budget. I'll be back tomorrow."),
 }

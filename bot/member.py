@@ -80,7 +80,7 @@ class Member:
         if turn.refusal is not None:
             log.info("refused %s: %s", msg.event_id, turn.refusal.reason)
             if turn.refusal.notify:
-                await self.delivery.reply(msg, REFUSALS[turn.refusal.reason])
+                await self.delivery.reply(msg, (await self.s.translator(msg.chat.key))._(REFUSALS[turn.refusal.reason]))
             return
         if self._streams(turn):
             await self._stream_answer(turn)
@@ -128,7 +128,8 @@ class Member:
         assert command is not None
         admin = await self.is_admin(msg)
         if command.admin_only and not admin:
-            return f"Only admins of this group can use /{command.name}.", None
+            t = await self.s.translator(msg.chat.key)
+            return t._("Only admins of this group can use /{command}.", command=command.name), None
         call = CommandCall(msg, turn.decision.args, turn.pai, admin, self.s)
         result = await command.handler(call)
         if isinstance(result, Reply):
@@ -143,7 +144,8 @@ class Member:
         hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
         if s.brain is None:
             asked = self._questions_to_me(hits)
-            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, with_hint=True)
+            t = await s.translator(msg.chat.key)
+            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, t, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         key = msg.chat.key
         system = system_prompt(
@@ -163,7 +165,7 @@ class Member:
             reply = await s.brain.respond(parts.render(), tools, ctx, msg.chat.key, on_text=sink)
         except BrainUnavailable:
             log.warning("no model answered for %s", msg.event_id)
-            return APOLOGY
+            return (await s.translator(msg.chat.key))._(APOLOGY)
         return reply.text.strip() or "🤔"
 
     def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
@@ -197,7 +199,7 @@ class Member:
                 answers.append(await self.answer(msg, t.decision.prompt, t.pai, stream))
             except Exception:
                 if stream.opened:  # never leave half an answer on screen
-                    await stream.finish(APOLOGY)
+                    await stream.finish((await self.s.translator(msg.chat.key))._(APOLOGY))
                 raise
 
         await chain(self._answering, answer)(turn)

@@ -6,10 +6,11 @@ first reply that could not open gives its claim back, and the note goes to the n
 
 from __future__ import annotations
 
+from bot.i18n import N_
 from bot.middleware import Handler, ReplyDraft
 from bot.services import Services
 
-WELCOME = (
+WELCOME = N_(
     "👋 I'm {name}, this group's AI member. I remember what is said here (this group only) so I can answer "
     "with context. Mention me or reply to me to ask something; /help lists what I can do. "
     "/what-do-you-know-about-me shows what I keep about you, /optout stops recording your messages and "
@@ -26,7 +27,8 @@ class Welcome:
         s = self._s
         key = draft.message.chat.key
         if s.settings.bot.welcome and await s.state.group_get(key, WELCOMED) is None:
-            draft.notes.append(WELCOME.format(name=s.name_for(key)))
+            t = await s.translator(key)
+            draft.notes.append(t._(WELCOME, name=s.name_shown(key, t)))
             draft.on_claimed.append(lambda: s.state.group_set(key, WELCOMED, "1"))
             draft.on_released.append(lambda: s.state.group_delete(key, WELCOMED))
         await call_next(draft)
