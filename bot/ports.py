@@ -338,6 +338,9 @@ class ToolHandler(Protocol):
 class Tool:
     spec: ToolSpec
     run: ToolHandler
+    # Where the tool comes from, when it is outside paibot (e.g. "MCP weather/forecast"): an answer built on
+    # it names the source in the chat.
+    source: str = ""
 
 
 class UsageLedger(Protocol):
