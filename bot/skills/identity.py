@@ -17,14 +17,14 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from bot.commands import Command, CommandCall, CommandRegistry
+from bot.commands import Command, CommandCall
 from bot.errors import DeliveryError
 from bot.events import ChatRef, PersonRef
 from bot.i18n import N_, Translator
 from bot.people import CODE_TTL, LinkError
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Tool
 from bot.services import Services
-from bot.skills import builtin
 
 SIGN_IN_TTL_S = 15 * 60
 
@@ -162,8 +162,13 @@ class IdentitySkill:
         return f"{name} ({self.s.pais.platform_label(platform)})"
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    return [IdentitySkill(services)], []
+def build(env: SkillEnv) -> SkillSet:
+    return SkillSet([IdentitySkill(env.services)])
 
 
-plugin = builtin("identity", build, 86, "/link and /unlink: one person across platforms")
+plugin = SkillPlugin(
+    name="identity",
+    build=build,
+    order=86,
+    description="/link, /unlink and /signin: one person across platforms",
+)

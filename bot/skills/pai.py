@@ -16,15 +16,14 @@ model: there are no tools here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from bot.commands import Command, CommandCall, CommandRegistry
+from bot.commands import Command, CommandCall
 from bot.events import Message
 from bot.i18n import N_, Translator
 from bot.pais import Pai, PaiError
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Tool
 from bot.services import Services
-from bot.skills import builtin
 
 MAX_NAME = 40
 
@@ -185,8 +184,13 @@ class PaiSkill:
             await self.s.relay.notify(chat_key, text, key)
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    return [PaiSkill(services)], []
+def build(env: SkillEnv) -> SkillSet:
+    return SkillSet([PaiSkill(env.services)])
 
 
-plugin = builtin("pai", build, 85, "/pai: groups on several platforms in one conversation")
+plugin = SkillPlugin(
+    name="pai",
+    build=build,
+    order=85,
+    description="/pai: groups on several platforms in one conversation",
+)
