@@ -38,7 +38,7 @@ from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
-from bot.config import Settings
+from adapters.web.config import WebAdapterSettings
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
@@ -451,9 +451,8 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
     return configured
 
 
-def create_adapter(settings: Settings, env: AdapterEnv) -> WebAdapter:
-    """The web group adapter from ``settings.adapters.web``."""
-    cfg = settings.adapters.web
+def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
+    """The factory of the ``web`` plugin (``adapters.web``)."""
     return WebAdapter(
         bot_name=env.bot_name,
         data_dir=Path(env.data_dir),

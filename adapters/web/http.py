@@ -36,6 +36,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
 from adapters.web.store import StoredFile, StoredGroup
@@ -54,7 +55,7 @@ FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandb
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LOOPBACK_HOSTS = frozenset(LOOPBACK)
 STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css"}
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")

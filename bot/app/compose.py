@@ -3,6 +3,9 @@
     App(settings).start()
       lock the data directory -> open state (inbox) and memory -> brain (if a model is configured)
       -> command registry and skills -> member pipeline -> adapters (intake) -> inbox worker, background
+
+Adapters and skills are plugins (``bot.plugins``), found through entry points unless a catalog is given;
+this module names none of them.
     App.stop()
       intake closes -> background -> worker drains (adapters still up to deliver replies) -> adapters
       -> memory, state, lock
@@ -19,12 +22,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.clock import SystemClock
+from bot import plugins as plugin_api
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
 from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
+from bot.plugins import PluginCatalog, SkillEnv
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
@@ -34,9 +39,10 @@ log = logging.getLogger("paibot.app")
 
 
 class App:
-    """One running paibot. ``llm``/``memory``/``adapters`` may be injected (tests); otherwise they are built
-    from the settings: litellm when ``llm.model`` is set (else the no-model mode), the configured memory
-    backend, and every enabled adapter."""
+    """One running paibot. ``llm``/``memory``/``adapters``/``skills`` may be injected (tests); otherwise they
+    are built from the settings: litellm when ``llm.model`` is set (else the no-model mode), the configured
+    memory backend, every enabled adapter plugin and every enabled skill plugin of ``plugins`` (default: the
+    installed ones, ``bot.plugins.discover``)."""
 
     def __init__(
         self,
@@ -48,8 +54,10 @@ class App:
         memory: MemoryStore | None = None,
         skills: Sequence[Skill] | None = None,
         rng: random.Random | None = None,
+        plugins: PluginCatalog | None = None,
     ) -> None:
         self.settings = settings
+        self._plugins = plugins
         self._llm = llm
         self._adapters_in = dict(adapters) if adapters is not None else None
         self._clock = clock or SystemClock()
@@ -121,12 +129,24 @@ class App:
         for svc in self._background:
             await svc.start()
 
-    def _default_skills(self) -> list[Skill]:
-        from bot.skills import default_skills
+    @property
+    def plugins(self) -> PluginCatalog:
+        if self._plugins is None:
+            self._plugins = plugin_api.discover()
+        return self._plugins
 
+    def _default_skills(self) -> list[Skill]:
+        """Every enabled skill plugin, in /help order."""
         assert self.services is not None
-        skills, background = default_skills(self.services, self.registry)
-        self._background.extend(background)
+        skills: list[Skill] = []
+        installed = sorted(self.plugins.skills.items(), key=lambda kv: (kv[1].plugin.order, kv[0]))
+        for name, inst in installed:
+            cfg = self.settings.skills.get(name) or inst.plugin.settings()
+            if not cfg.enabled:
+                continue
+            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry))
+            skills.extend(built.skills)
+            self._background.extend(built.background)
         return skills
 
     async def _start_adapters(self) -> None:
@@ -149,18 +169,19 @@ class App:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
 
     def _build_adapters(self) -> dict[str, ChatAdapter]:
-        from adapters import adapter_factory
-
+        """One adapter per enabled adapter plugin (a section left out of config.yaml has its defaults)."""
         env = AdapterEnv(
             bot_name=self.settings.bot.name,
             data_dir=self.settings.data_path,
             commands=self.registry.infos(),
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
+            command_prefixes=self.settings.triggers.command_prefixes,
         )
         out: dict[str, ChatAdapter] = {}
-        for name in ("web", "telegram", "discord", "matrix"):
-            if getattr(self.settings.adapters, name).enabled:
-                out[name] = adapter_factory(name)(self.settings, env)
+        for name, inst in self.plugins.adapters.items():
+            cfg = self.settings.adapters.get(name) or inst.plugin.settings()
+            if cfg.enabled:
+                out[name] = inst.plugin.create(cfg, env)
         return out
 
     async def stop(self, grace_s: float = 10.0) -> None:

@@ -31,6 +31,7 @@ from bot.context import fmt_time
 from bot.events import Message
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.factcheck_text import (
     CLAIMS_SYSTEM,
     NO_SOURCES_NOTE,
@@ -219,3 +220,6 @@ def _as_data(tag: str, text: str) -> str:
 
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     return [FactCheckSkill(services, build_search_provider(services.settings.search))], []
+
+
+plugin = builtin("factcheck", build, 60, "fact checks of a replied message, with web search when configured")

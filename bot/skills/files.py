@@ -29,6 +29,7 @@ from bot.errors import DeliveryError
 from bot.events import Attachment, Message
 from bot.ports import MemoryRecord, SearchFilters, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.attachment_log import AttachmentLog, DocumentEntry, shared_log
 from bot.skills.file_parsing import (
     Chunk,
@@ -268,3 +269,6 @@ def _short(exc: Exception) -> str:
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     attachments, created = shared_log(services.extras, services.settings.data_path)
     return [FilesSkill(services, attachments)], [attachments] if created else []
+
+
+plugin = builtin("files", build, 40, "reads posted files (PDF, Word, text) into the group's memory; answers about them")

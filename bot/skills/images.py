@@ -34,6 +34,7 @@ from bot.errors import DeliveryError, LLMError
 from bot.events import Attachment, Message, Outgoing, OutgoingFile
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.attachment_log import AttachmentLog, shared_log
 from bot.skills.image_ops import (
     EditedImage,
@@ -274,3 +275,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     attachments, created = shared_log(services.extras, services.settings.data_path)
     generator = services.extras.get(EXTRAS_GENERATOR)
     return [ImagesSkill(services, attachments, generator)], [attachments] if created else []  # type: ignore[arg-type]
+
+
+plugin = builtin("images", build, 50, "image captions for the memory and image edits")

@@ -25,6 +25,7 @@ from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.events import Message, Outgoing, Poll
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.poll_store import PollRow, PollStore
 from bot.skills.register import Register, shared_register
@@ -316,3 +317,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = PollSkill(services, db, shared_register(services.extras, db))
     services.extras["skills.polls"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("polls", build, 30, "polls, native where the platform has them")

@@ -22,6 +22,7 @@ from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time
 from bot.ports import MemoryRecord, Tool
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.skilldb import SkillDB, skill_db
 
@@ -183,3 +184,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = PrivacySkill(services, db)
     services.extras["skills.privacy"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("privacy", build, 80, "/optout, /forget-me and what the member keeps about you")

@@ -26,6 +26,7 @@ from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.events import Message, Outgoing
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.reminder_store import Firing, GroupFull, ReminderStore
 from bot.skills.skilldb import SkillDB, skill_db
@@ -366,3 +367,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = ReminderSkill(services, db)
     services.extras["skills.reminders"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("reminders", build, 20, "reminders in natural language (one-off and repeating)")

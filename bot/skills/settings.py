@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.commands import Command, CommandCall, CommandRegistry
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import RUNTIME_SETTINGS, Services, parse_quiet_hours
+from bot.skills import builtin
 
 RESET = ("reset", "default", "unset", "重置", "默认")
 _MASS = re.compile(r"@(?:everyone|here|room|channel|all)\b", re.I)
@@ -195,3 +196,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     from bot.skills.proactive import ProactiveSkill
 
     return [SettingsSkill(services), ProactiveSkill(services)], []
+
+
+plugin = builtin("settings", build, 70, "per-group /settings and proactive hints")

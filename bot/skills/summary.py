@@ -29,6 +29,7 @@ from bot.context import fmt_time, format_record
 from bot.events import Message, Outgoing, SentRef
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.digest import digest, parse_since
 from bot.skills.register import LIST_MARK, Item, Register, shared_register
 from bot.skills.reminders import _iso, fmt_when
@@ -473,3 +474,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     services.extras["skills.summary"] = skill
     services.sent_hooks.append(skill.on_sent)
     return [skill], [db] if created else []
+
+
+plugin = builtin("summary", build, 10, "summaries, digests and the group's to-do list")
