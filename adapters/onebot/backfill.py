@@ -1,0 +1,54 @@
+"""Catching up on a group's messages that arrived while paibot was not listening.
+
+OneBot has no acknowledgements and no cursor: an implementation pushes each event once, to whoever is
+connected at that moment. What was pushed while paibot was down, disconnected, or killed before its inbox
+committed it is gone from the live stream. ``get_group_msg_history`` (a go-cqhttp extension that NapCat,
+Lagrange and LLOneBot offer) returns a group's recent messages, newest page first; paging goes back with
+the oldest message of a page as the next anchor (sent both as ``message_seq``, NapCat's name, and
+``message_id``, Lagrange's). Paging stops at the first page reaching back to the group's last committed
+message time (its cursor), at ``max_pages``, or when a page brings nothing new.
+
+``history`` does the paging and returns the raw messages oldest first; the adapter converts and commits
+them (the inbox drops the ones it has by ``event_id``). What can still be missed is listed in docs/qq.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
+CURSOR_PREFIX = "onebot:last:"  # + group id -> unix time of the group's newest committed message
+
+
+def _time(msg: dict[str, Any]) -> float:
+    t = msg.get("time")
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
+
+
+async def history(call: Call, group_id: str, since: float, page_size: int, max_pages: int) -> list[dict[str, Any]]:
+    """The group's messages from ``since`` (unix seconds, inclusive) on, oldest first, as far back as
+    ``max_pages`` pages of ``page_size`` reach. Raises what ``call`` raises (an implementation without the
+    action answers with ``ActionFailed``)."""
+    found: dict[str, dict[str, Any]] = {}
+    anchor: str | None = None
+    for _ in range(max_pages):
+        params: dict[str, Any] = {"group_id": int(group_id), "count": page_size}
+        if anchor is not None:
+            params["message_seq"] = int(anchor)
+            params["message_id"] = int(anchor)
+        data = await call("get_group_msg_history", params)
+        page = data.get("messages") if isinstance(data, dict) else data
+        if not isinstance(page, list):
+            break
+        items = [m for m in page if isinstance(m, dict) and m.get("message_id") is not None]
+        fresh = [m for m in items if str(m["message_id"]) not in found]
+        for m in fresh:
+            found[str(m["message_id"])] = m
+        if not fresh:
+            break
+        oldest = min(fresh, key=_time)
+        if _time(oldest) <= since or len(items) < page_size:
+            break
+        anchor = str(oldest["message_id"])
+    return sorted((m for m in found.values() if _time(m) >= since), key=_time)
