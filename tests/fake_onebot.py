@@ -106,6 +106,8 @@ class FakeOneBot:
         self.post_status: list[int] = []  # HTTP statuses paibot answered event POSTs with
         self.ws_url = ""
         self.http_url = ""
+        self.media: dict[str, bytes] = {}
+        self._media_base: str | None = None
 
     # ----------------------------------------------------------------- world
 
@@ -442,6 +444,27 @@ class FakeOneBot:
     def post_events_to(self, url: str, secret: str = "") -> None:
         self._post_target = (url, secret)
         self._session = self._session or aiohttp.ClientSession()
+
+    # ----------------------------------------------------------------- media (what QQ's CDN does)
+
+    async def media_url(self, name: str, data: bytes) -> str:
+        """Host ``data`` like QQ's multimedia server and return its URL."""
+        if self._media_base is None:
+            app = web.Application()
+            app.router.add_get("/download/{name}", self._media_handler)
+            self._media_base = "http://127.0.0.1:%d/download/" % await self._serve(app)
+        self.media[name] = data
+        return self._media_base + name + "?rkey=signed"
+
+    async def _media_handler(self, request: web.Request) -> web.Response:
+        data = self.media.get(request.match_info["name"])
+        return web.Response(status=404) if data is None else web.Response(body=data)
+
+    async def _a_get_image(self, p: dict[str, Any]) -> Any:
+        name = str(p["file"])
+        if name not in self.media:
+            raise KeyError(name)
+        return {"file": f"/data/image/{name}", "url": await self.media_url(name, self.media[name])}
 
     # ----------------------------------------------------------------- plumbing
 

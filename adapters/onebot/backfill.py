@@ -5,8 +5,9 @@ connected at that moment. What was pushed while paibot was down, disconnected, o
 committed it is gone from the live stream. ``get_group_msg_history`` (a go-cqhttp extension that NapCat,
 Lagrange and LLOneBot offer) returns a group's recent messages, newest page first; paging goes back with
 the oldest message of a page as the next anchor (sent both as ``message_seq``, NapCat's name, and
-``message_id``, Lagrange's). Paging stops at the first page reaching back to the group's last committed
-message time (its cursor), at ``max_pages``, or when a page brings nothing new.
+``message_id``, Lagrange's). Paging stops at the first page reaching back before the group's last committed
+message time (its cursor; seconds, so messages of that same second are fetched again and dropped by the
+inbox), at ``max_pages``, at the start of the history, or when a page brings nothing new.
 
 ``history`` does the paging and returns the raw messages oldest first; the adapter converts and commits
 them (the inbox drops the ones it has by ``event_id``). What can still be missed is listed in docs/qq.md.
@@ -30,7 +31,8 @@ async def history(call: Call, group_id: str, since: float, page_size: int, max_p
     """The group's messages from ``since`` (unix seconds, inclusive) on, oldest first, as far back as
     ``max_pages`` pages of ``page_size`` reach. Raises what ``call`` raises (an implementation without the
     action answers with ``ActionFailed``)."""
-    found: dict[str, dict[str, Any]] = {}
+    pages: list[list[dict[str, Any]]] = []
+    seen: set[str] = set()
     anchor: str | None = None
     for _ in range(max_pages):
         params: dict[str, Any] = {"group_id": int(group_id), "count": page_size}
@@ -42,13 +44,16 @@ async def history(call: Call, group_id: str, since: float, page_size: int, max_p
         if not isinstance(page, list):
             break
         items = [m for m in page if isinstance(m, dict) and m.get("message_id") is not None]
-        fresh = [m for m in items if str(m["message_id"]) not in found]
-        for m in fresh:
-            found[str(m["message_id"])] = m
+        fresh = [m for m in items if str(m["message_id"]) not in seen]
+        seen.update(str(m["message_id"]) for m in fresh)
         if not fresh:
             break
+        pages.append(fresh)
         oldest = min(fresh, key=_time)
-        if _time(oldest) <= since or len(items) < page_size:
+        if _time(oldest) < since or len(items) < page_size:  # reached past the cursor, or the start
             break
         anchor = str(oldest["message_id"])
-    return sorted((m for m in found.values() if _time(m) >= since), key=_time)
+    # Oldest page first, each page in the implementation's order; a stable sort by time keeps that order
+    # among messages of the same second.
+    ordered = [m for page in reversed(pages) for m in page]
+    return sorted((m for m in ordered if _time(m) >= since), key=_time)

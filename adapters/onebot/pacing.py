@@ -79,7 +79,7 @@ class ChatPacer:
         while True:
             now = self._t()
             wait = self._wait(chat, now)
-            if wait <= 0:
+            if wait < 0.001:  # below any clock's resolution: a sleep this short may not move time at all
                 break
             await self._clock.sleep(wait)
         self._next[chat] = now + self._p.interval_s + self._rng.uniform(0.0, self._p.jitter_s)
