@@ -39,10 +39,9 @@ from adapters.onebot.http import HttpLink
 from adapters.onebot.journal import SendJournal
 from adapters.onebot.link import AUTH_RETCODES, ActionFailed, Link
 from adapters.onebot.lookups import OneBotLookups
-from adapters.onebot.pacing import ChatPacer, Pacing
+from adapters.onebot.pacing import ChatPacer, Pacing, SystemClock
 from adapters.onebot.reverse import ReverseLink
 from adapters.onebot.text import outgoing_segments, split_text, wire_message
-from bot.clock import SystemClock
 from bot.errors import DeliveryError, DeliveryUncertain, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, Clock, IntakeSink
