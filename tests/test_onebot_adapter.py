@@ -179,6 +179,21 @@ async def test_images_go_out_as_base64_image_segments(kit: Kit) -> None:
 # --------------------------------------------------------------------------- intake and catching up
 
 
+async def test_a_group_first_heard_while_paibot_was_down_is_caught_up_too() -> None:
+    k = await make_kit()
+    try:
+        await k.fake.post(GROUP, ALICE, "有人吗")
+        await k.inbox.until(1)
+        await k.adapter.stop()
+        await k.fake.post(OTHER, BOB, "跑步群的第一条消息", push=False)
+        await k.restart_adapter()
+        events = await k.inbox.until(2)
+        assert events[-1].chat.chat_id == str(OTHER) and events[-1].text == "跑步群的第一条消息"
+    finally:
+        await k.adapter.stop()
+        await k.fake.close()
+
+
 async def test_after_a_restart_history_brings_what_was_missed_once_even_renumbered() -> None:
     k = await make_kit()
     try:
@@ -194,8 +209,9 @@ async def test_after_a_restart_history_brings_what_was_missed_once_even_renumber
         texts = [e.text for e in events]
         assert len(texts) == len(set(texts)) == 33
         assert texts[3:] == [f"停机时第{i}条" for i in range(30)]  # in order
-        history_calls = [p for a, p in k.fake.calls if a == "get_group_msg_history"]
-        assert all(p["group_id"] == GROUP for p in history_calls)  # only the group we had heard from
+        # Every group of the account was looked at; the quiet one cost one call.
+        history_calls = [p["group_id"] for a, p in k.fake.calls if a == "get_group_msg_history"]
+        assert history_calls.count(OTHER) == 1 and history_calls.count(GROUP) == 2
     finally:
         await k.adapter.stop()
         await k.fake.close()

@@ -119,7 +119,7 @@ async def test_a_member_message_reaches_the_inbox(kit: Kit) -> None:
     assert event.chat.key == f"onebot:{GROUP}" and event.chat.title == "读书会"
     assert event.author.display_name == "爱丽丝" and event.id == str(posted.message_id)
     assert event.mentions_me and event.text == "@派 今天读到第三章"
-    assert kit.inbox.cursors[f"onebot:last:{GROUP}"] == str(float(posted.time))
+    assert kit.inbox.cursors["onebot:last"] == str(float(posted.time))
 
 
 async def test_an_answer_reaches_the_group_quoting_and_mentioning(kit: Kit) -> None:

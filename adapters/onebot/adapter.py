@@ -2,9 +2,9 @@
 LLOneBot (any implementation of the OneBot 11 standard).
 
 Intake: every message event (and ``group_upload`` notice) becomes a core event (``adapters.onebot.convert``)
-committed to the inbox one at a time, in arrival order, together with the group's cursor (the time of its
-newest committed message). Each time the link becomes ready (start, reconnect) the groups that have a
-cursor are caught up from ``get_group_msg_history`` (``adapters.onebot.backfill``).
+committed to the inbox one at a time, in arrival order, together with the catch-up cursor (the time of the
+newest message committed). Each time the link becomes ready (start, reconnect) every group of the account is
+caught up from ``get_group_msg_history`` back to a little before that time (``adapters.onebot.backfill``).
 
 Sending: ``send_group_msg`` / ``send_private_msg`` with a ``reply`` segment quoting the message answered and
 an ``at`` of its author, the text split at ``message_limit`` characters, images as ``base64://`` image
@@ -80,7 +80,7 @@ class OneBotAdapter:
         self._link: Link | None = None
         self.me: Me | None = None
         self._intake = asyncio.Lock()
-        self._cursors: dict[str, float] = {}
+        self._last: float | None = None  # the catch-up cursor, once read
         self._history_offered = True
         self._catchups: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -182,54 +182,48 @@ class OneBotAdapter:
         await self._commit([event])
 
     async def _commit(self, events: list[Message]) -> int:
-        """Commit events (in order) and move their groups' cursors forward, one transaction per group."""
+        """Commit events (in order) together with the catch-up cursor: the time of the newest message
+        paibot has committed, in any chat (QQ's clock, seconds)."""
         assert self._sink is not None
-        added = 0
         async with self._intake:
-            by_chat: dict[str, list[Message]] = {}
-            for e in events:
-                by_chat.setdefault(e.chat.chat_id, []).append(e)
-            for chat_id, batch in by_chat.items():
-                if batch[0].is_direct:
-                    added += await self._sink.submit(batch)
-                    continue
-                newest = max(e.sent_at.timestamp() for e in batch)
-                cursor = max(newest, await self._cursor(chat_id))
-                added += await self._sink.submit(batch, cursor_key=backfill.CURSOR_PREFIX + chat_id, cursor=str(cursor))
-                self._cursors[chat_id] = cursor
+            newest = max([e.sent_at.timestamp() for e in events] + [await self._cursor()])
+            added = await self._sink.submit(events, cursor_key=backfill.CURSOR_KEY, cursor=str(newest))
+            self._last = newest
         return added
 
-    async def _cursor(self, group_id: str) -> float:
-        if group_id not in self._cursors:
+    async def _cursor(self) -> float:
+        if self._last is None:
             assert self._sink is not None
-            raw = await self._sink.cursor(backfill.CURSOR_PREFIX + group_id)
+            raw = await self._sink.cursor(backfill.CURSOR_KEY)
             try:
-                self._cursors[group_id] = float(raw) if raw else 0.0
+                self._last = float(raw) if raw else 0.0
             except ValueError:
-                self._cursors[group_id] = 0.0
-        return self._cursors[group_id]
+                self._last = 0.0
+        return self._last
 
     async def _catch_up(self) -> None:
-        """Backfill every group that has a cursor (a group we have heard from before)."""
-        if not self._history_offered:
-            return
+        """Fetch every group's messages since a little before the newest one paibot committed."""
+        last = await self._cursor()
+        if not self._history_offered or not last:
+            return  # the first start: what came before is for `paibot memory import`
         me = await self._identity()
         try:
             groups = await self._call("get_group_list", {})
         except (ActionFailed, DeliveryError) as exc:
             log.warning("onebot: cannot list the groups to catch up on (%s)", exc)
             return
+        since = last - backfill.SLACK_S
         total = 0
         for item in groups if isinstance(groups, list) else ():
             gid = str(item.get("group_id", "")) if isinstance(item, dict) else ""
-            if not gid.isdigit() or not (since := await self._cursor(gid)):
+            if not gid.isdigit():
                 continue
             try:
                 raws = await backfill.history(
                     self._call, gid, since, self._s.backfill_page_size, self._s.backfill_pages
                 )
             except ActionFailed as exc:
-                if exc.retcode == 1404 or "不支持" in exc.message or "not" in exc.message.lower():
+                if exc.retcode == 1404 or "不支持" in exc.message or "support" in exc.message.lower():
                     self._history_offered = False
                     log.warning(
                         "onebot: the implementation does not offer get_group_msg_history: messages sent while "

@@ -9,8 +9,11 @@ the oldest message of a page as the next anchor (sent both as ``message_seq``, N
 message time (its cursor; seconds, so messages of that same second are fetched again and dropped by the
 inbox), at ``max_pages``, at the start of the history, or when a page brings nothing new.
 
-``history`` does the paging and returns the raw messages oldest first; the adapter converts and commits
-them (the inbox drops the ones it has by ``event_id``). What can still be missed is listed in docs/qq.md.
+Events are handled in arrival order, so everything that arrived before the newest committed message was
+committed too: after a gap, every group is fetched back to ``SLACK_S`` before that message (the cursor),
+including groups paibot has not heard from yet. ``history`` does the paging and returns the raw messages
+oldest first; the adapter converts and commits them (the inbox drops the ones it has by ``event_id``).
+What can still be missed is listed in docs/qq.md.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
-CURSOR_PREFIX = "onebot:last:"  # + group id -> unix time of the group's newest committed message
+CURSOR_KEY = "onebot:last"  # unix time (QQ's clock) of the newest message committed, in any chat
+# Events of different chats can reach paibot slightly out of time order: catching up starts this long
+# before the newest committed message (what it finds twice, the inbox drops).
+SLACK_S = 30.0
 
 
 def _time(msg: dict[str, Any]) -> float:
