@@ -6,6 +6,7 @@ size limit, admins from group roles, and the CQ-string message format."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -189,6 +190,27 @@ async def test_a_group_first_heard_while_paibot_was_down_is_caught_up_too() -> N
         await k.restart_adapter()
         events = await k.inbox.until(2)
         assert events[-1].chat.chat_id == str(OTHER) and events[-1].text == "跑步群的第一条消息"
+    finally:
+        await k.adapter.stop()
+        await k.fake.close()
+
+
+async def test_a_catch_up_cut_short_is_resumed_though_live_talk_went_on() -> None:
+    k = await make_kit()
+    t0 = int(time.time()) - 3600
+    try:
+        await k.fake.post(GROUP, ALICE, "停机前", when=t0)
+        await k.inbox.until(1)
+        await k.adapter.stop()
+        for i in range(3):
+            await k.fake.post(GROUP, BOB, f"停机时{i}", when=t0 + 10 + i, push=False)
+        k.fake.fail("get_group_msg_history", 200, "internal error")  # the first group's catch-up fails
+        await k.restart_adapter()
+        await k.fake.post(OTHER, ALICE, "之后很久的新消息", when=t0 + 1800)  # moves the cursor far on
+        await k.inbox.until(2)
+        await k.restart_adapter()
+        texts = [e.text for e in await k.inbox.until(5)]
+        assert sorted(texts[2:]) == ["停机时0", "停机时1", "停机时2"]
     finally:
         await k.adapter.stop()
         await k.fake.close()

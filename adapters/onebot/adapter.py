@@ -83,6 +83,7 @@ class OneBotAdapter:
         self._last: float | None = None  # the catch-up cursor, once read
         self._history_offered = True
         self._catchups: set[asyncio.Task[None]] = set()
+        self._catching = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -202,18 +203,34 @@ class OneBotAdapter:
         return self._last
 
     async def _catch_up(self) -> None:
-        """Fetch every group's messages since a little before the newest one paibot committed."""
-        last = await self._cursor()
-        if not self._history_offered or not last:
-            return  # the first start: what came before is for `paibot memory import`
+        """Fetch every group's messages since a little before the newest one paibot committed, or since
+        where an earlier catch-up that did not finish (a kill, a failure) began. One at a time."""
+        async with self._catching:
+            assert self._sink is not None
+            last = await self._cursor()
+            raw = await self._sink.cursor(backfill.PENDING_KEY)
+            starts = [last - backfill.SLACK_S] if last else []
+            try:
+                starts += [float(raw)] if raw else []
+            except ValueError:
+                pass
+            if not starts or not self._history_offered:
+                return  # the first start: what came before is for `paibot memory import`
+            since = min(starts)
+            # Live messages move the cursor on while this runs: remember where it began until it is done.
+            await self._sink.submit([], cursor_key=backfill.PENDING_KEY, cursor=str(since))
+            if await self._fetch_groups(since):
+                await self._sink.submit([], cursor_key=backfill.PENDING_KEY, cursor="")
+
+    async def _fetch_groups(self, since: float) -> bool:
+        """Catch every group up from ``since``; True when every group was done (or history is not offered)."""
         me = await self._identity()
         try:
             groups = await self._call("get_group_list", {})
         except (ActionFailed, DeliveryError) as exc:
             log.warning("onebot: cannot list the groups to catch up on (%s)", exc)
-            return
-        since = last - backfill.SLACK_S
-        total = 0
+            return False
+        total, complete = 0, True
         for item in groups if isinstance(groups, list) else ():
             gid = str(item.get("group_id", "")) if isinstance(item, dict) else ""
             if not gid.isdigit():
@@ -229,12 +246,13 @@ class OneBotAdapter:
                         "onebot: the implementation does not offer get_group_msg_history: messages sent while "
                         "paibot was not connected cannot be caught up (see docs/qq.md)"
                     )
-                    return
+                    return True
                 log.warning("onebot: catching up on group %s failed: %s", gid, exc)
+                complete = False
                 continue
             except DeliveryError as exc:
                 log.warning("onebot: catching up stopped: %s", exc)
-                return
+                return False
             events: list[Message] = []
             for raw in raws:
                 raw.setdefault("message_type", "group")
@@ -250,6 +268,7 @@ class OneBotAdapter:
                 total += await self._commit(events)
         if total:
             log.info("onebot: caught up on %d message(s) sent while paibot was not listening", total)
+        return complete
 
     # ----------------------------------------------------------------- sending
 

@@ -26,6 +26,9 @@ CURSOR_KEY = "onebot:last"  # unix time (QQ's clock) of the newest message commi
 # Events of different chats can reach paibot slightly out of time order: catching up starts this long
 # before the newest committed message (what it finds twice, the inbox drops).
 SLACK_S = 30.0
+# Where a catch-up in progress began (empty once it finished): a catch-up a kill or a failure cut short is
+# resumed from there, though live messages moved CURSOR_KEY on meanwhile.
+PENDING_KEY = "onebot:catching-up-from"
 
 
 def _time(msg: dict[str, Any]) -> float:

@@ -142,7 +142,11 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
         try:
             await bot.guard(wait_for(settled, 120 + messages * 0.05, every=1.0), 150 + messages * 0.05)
         except TimeoutError:
-            pytest.fail("the bot did not catch up after the kills\n" + bot.log_tail())
+            status = inbox_status(data)
+            missing = [(s.peer, s.message_id, s.time, s.segments[-1]["data"].get("text"))
+                       for s, _ in sent if status.get(event_id(s)) != "done"]  # fmt: skip
+            pytest.fail(f"the bot did not catch up after the kills: {len(missing)} not handled, e.g. "
+                        f"{missing[:5]}\n" + bot.log_tail())
         await asyncio.sleep(1.5)  # a late duplicate reply would show up now
         replies = replies_by_target(fake)
         all_bot_messages = len(fake.sent)
