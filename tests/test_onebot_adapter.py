@@ -216,6 +216,27 @@ async def test_a_catch_up_cut_short_is_resumed_though_live_talk_went_on() -> Non
         await k.fake.close()
 
 
+async def test_a_live_message_right_after_a_reconnect_does_not_hide_the_gap() -> None:
+    k = await make_kit()
+    t0 = int(time.time()) - 3600
+    try:
+        await k.fake.post(GROUP, ALICE, "停机前", when=t0)
+        await k.inbox.until(1)
+        await k.adapter.stop()
+        await k.fake.post(GROUP, BOB, "停机时说的", when=t0 + 10, push=False)
+        k.fake.fail("get_login_info", 200, "busy")  # no catch-up after this start...
+        k.adapter = make_adapter(k.fake, k.clock)
+        await k.adapter.start(k.inbox)
+        await k.fake.post(OTHER, ALICE, "重连后马上来的", when=t0 + 1800)  # ...but live talk flows
+        await k.inbox.until(2)
+        await k.fake.drop_connections()  # the next connection catches up
+        texts = [e.text for e in await k.inbox.until(3)]
+        assert texts[-1] == "停机时说的"
+    finally:
+        await k.adapter.stop()
+        await k.fake.close()
+
+
 async def test_after_a_restart_history_brings_what_was_missed_once_even_renumbered() -> None:
     k = await make_kit()
     try:

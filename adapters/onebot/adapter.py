@@ -81,6 +81,9 @@ class OneBotAdapter:
         self.me: Me | None = None
         self._intake = asyncio.Lock()
         self._last: float | None = None  # the catch-up cursor, once read
+        # Until a catch-up has noted where it starts, live events must not move the cursor: they may be
+        # newer than messages pushed while nobody listened (see _catch_up).
+        self._hold = True
         self._history_offered = True
         self._catchups: set[asyncio.Task[None]] = set()
         self._catching = asyncio.Lock()
@@ -92,12 +95,12 @@ class OneBotAdapter:
         s = self._s
         if s.mode == "reverse":
             return ReverseLink(s.listen, s.port, s.path, s.access_token, self._on_event, self._on_ready,
-                               call_timeout_s=s.call_timeout_s)  # fmt: skip
+                               call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
         if s.mode == "http":
             return HttpLink(s.url, s.access_token, s.secret, s.listen, s.port, s.path, self._on_event, self._on_ready,
-                            call_timeout_s=s.call_timeout_s)  # fmt: skip
+                            call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
         return ForwardLink(s.url, s.access_token, self._on_event, self._on_ready, clock=self._clock, rng=self._rng,
-                           call_timeout_s=s.call_timeout_s)  # fmt: skip
+                           call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
 
     @property
     def link(self) -> Link | None:
@@ -182,11 +185,16 @@ class OneBotAdapter:
             self.lookups.note_member(event.chat.chat_id, event.author.user_id, event.author.display_name)
         await self._commit([event])
 
+    def _on_lost(self) -> None:
+        self._hold = True
+
     async def _commit(self, events: list[Message]) -> int:
         """Commit events (in order) together with the catch-up cursor: the time of the newest message
-        paibot has committed, in any chat (QQ's clock, seconds)."""
+        paibot has committed, in any chat (QQ's clock, seconds), unless a gap has not been caught up."""
         assert self._sink is not None
         async with self._intake:
+            if self._hold:
+                return await self._sink.submit(events)
             newest = max([e.sent_at.timestamp() for e in events] + [await self._cursor()])
             added = await self._sink.submit(events, cursor_key=backfill.CURSOR_KEY, cursor=str(newest))
             self._last = newest
@@ -203,8 +211,10 @@ class OneBotAdapter:
         return self._last
 
     async def _catch_up(self) -> None:
-        """Fetch every group's messages since a little before the newest one paibot committed, or since
-        where an earlier catch-up that did not finish (a kill, a failure) began. One at a time."""
+        """Fetch every group's messages since a little before the newest one paibot committed before the
+        gap, or since where an earlier catch-up that did not finish (a kill, a failure) began. One at a
+        time. From the start and from each lost connection until here, live events did not move the
+        cursor (``_hold``): otherwise one committed right after a reconnect would hide the gap before it."""
         async with self._catching:
             assert self._sink is not None
             last = await self._cursor()
@@ -215,10 +225,12 @@ class OneBotAdapter:
             except ValueError:
                 pass
             if not starts or not self._history_offered:
-                return  # the first start: what came before is for `paibot memory import`
+                self._hold = False  # the first start: what came before is for `paibot memory import`
+                return
             since = min(starts)
-            # Live messages move the cursor on while this runs: remember where it began until it is done.
+            # Live messages move the cursor on from now: remember where this began until it is done.
             await self._sink.submit([], cursor_key=backfill.PENDING_KEY, cursor=str(since))
+            self._hold = False
             if await self._fetch_groups(since):
                 await self._sink.submit([], cursor_key=backfill.PENDING_KEY, cursor="")
 

@@ -22,6 +22,7 @@ from adapters.onebot.link import (
     Backoff,
     EventHandler,
     EventPump,
+    LostHook,
     ReadyHook,
     WsChannel,
     bearer,
@@ -46,11 +47,13 @@ class ForwardLink:
         rng: random.Random | None = None,
         call_timeout_s: float = 30.0,
         reconnect_cap_s: float = 60.0,
+        on_lost: LostHook = lambda: None,
     ) -> None:
         self.url = url
         self._token = token
         self._pump = EventPump(on_event)
         self._on_ready = on_ready
+        self._on_lost = on_lost
         self._clock = clock
         self._backoff = Backoff(rng or random.Random(), cap_s=reconnect_cap_s)
         self._timeout = call_timeout_s
@@ -103,6 +106,7 @@ class ForwardLink:
     async def _keep_up(self, reader: asyncio.Task[None]) -> None:
         while True:
             await asyncio.gather(reader, return_exceptions=True)
+            self._on_lost()
             refused = self._channel is not None and self._channel.refused
             self._channel = None
             warned = False

@@ -26,6 +26,7 @@ from aiohttp import web
 from adapters.onebot.link import (
     ActionFailed,
     EventHandler,
+    LostHook,
     ReadyHook,
     bearer,
     bound_port,
@@ -55,6 +56,7 @@ class HttpLink:
         on_ready: ReadyHook,
         *,
         call_timeout_s: float = 30.0,
+        on_lost: LostHook = lambda: None,
     ) -> None:
         self.url = url.rstrip("/")
         self._token = token
@@ -63,6 +65,7 @@ class HttpLink:
         self._path = "/" + path.strip("/")
         self._on_event = on_event
         self._on_ready = on_ready
+        self._on_lost = on_lost
         self._timeout = call_timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -127,6 +130,8 @@ class HttpLink:
             # Nothing was answered; a request the server dropped unread is safe to repeat, one it dropped
             # after reading may have acted: only a connection that never opened is "unavailable".
             if isinstance(exc, aiohttp.ClientConnectorError):
+                if not self._down:
+                    self._on_lost()
                 self._down = True
                 raise PlatformUnavailable(f"cannot reach the OneBot HTTP API at {self.url} ({exc})") from exc
             raise DeliveryUncertain(f"{action}: the OneBot HTTP API closed the connection") from exc

@@ -9,7 +9,8 @@ WebSocket modes share.
 Events go to the ``EventHandler`` given at construction, one at a time and in the order they arrived; the
 handler returns once the event is committed (the HTTP POST mode answers the implementation only then). The
 ``on_ready`` hook runs each time the link (again) has both a way to call the API and a way to receive
-events: the adapter backfills history then, since events sent while nobody listened are gone.
+events: the adapter backfills history then, since events sent while nobody listened are gone. ``on_lost``
+hears, at once, that events may have stopped reaching paibot (a connection closed, the API unreachable).
 
 Errors of ``call``:
 
@@ -47,6 +48,7 @@ log = logging.getLogger("paibot.onebot")
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 ReadyHook = Callable[[], Awaitable[None]]
+LostHook = Callable[[], None]
 AUTH_RETCODES = (1401, 1403)
 RECONNECT_CAP_S = 60.0
 

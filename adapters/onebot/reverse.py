@@ -20,7 +20,16 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.onebot.link import EventHandler, EventPump, ReadyHook, WsChannel, bound_port, log, offered_token
+from adapters.onebot.link import (
+    EventHandler,
+    EventPump,
+    LostHook,
+    ReadyHook,
+    WsChannel,
+    bound_port,
+    log,
+    offered_token,
+)
 from bot.errors import AdapterConfigError, PlatformUnavailable
 
 ROLES = ("universal", "api", "event")
@@ -37,12 +46,14 @@ class ReverseLink:
         on_ready: ReadyHook,
         *,
         call_timeout_s: float = 30.0,
+        on_lost: LostHook = lambda: None,
     ) -> None:
         self._listen, self._port = listen, port
         self._path = "/" + path.strip("/")
         self._token = token
         self._pump = EventPump(on_event)
         self._on_ready = on_ready
+        self._on_lost = on_lost
         self._timeout = call_timeout_s
         self._runner: web.AppRunner | None = None
         self._api: WsChannel | None = None
@@ -145,6 +156,7 @@ class ReverseLink:
                 self._api = None
             if self._events is channel:
                 self._events = None
+                self._on_lost()
             if not self.ready and not self._stopping:
                 log.warning("onebot: the %s connection from the implementation closed; waiting for it to return",
                             role)
