@@ -2,7 +2,8 @@
 
 What the cache holds, and for how long: group cards / nicknames by (group, QQ number) and group names, for
 ``ttl_s`` (default 6 hours), at most ``max_entries`` of each (least recently used dropped first), and the
-text and author of the last few hundred quoted messages. Nothing is written to disk; a restart empties it.
+text and author of at most 500 quoted messages for 10 minutes. Nothing is written to disk; a restart
+empties it.
 Names are refreshed from every message a member sends (the event carries the card), so a member who
 changes their card shows under the new one at once. ``forget_member`` drops a member's entries.
 
@@ -23,6 +24,7 @@ from bot.ports import Clock
 
 log = logging.getLogger("paibot.onebot")
 
+QUOTE_TTL_S = 600.0  # quoted text is member content: kept only as long as a conversation around it
 K = TypeVar("K")
 V = TypeVar("V")
 Call = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -64,7 +66,7 @@ class OneBotLookups:
         self._retry = retry_s
         self._members: _Cache[tuple[str, str], str] = _Cache(clock, ttl_s, max_entries)
         self._groups: _Cache[str, str] = _Cache(clock, ttl_s, max_entries)
-        self._quotes: _Cache[str, Quoted | None] = _Cache(clock, ttl_s, 500)
+        self._quotes: _Cache[str, Quoted | None] = _Cache(clock, QUOTE_TTL_S, 500)
 
     def note_member(self, group_id: str, user_id: str, name: str) -> None:
         """A name seen on a live message (fresher than any lookup)."""
