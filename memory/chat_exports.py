@@ -91,8 +91,12 @@ class _Ids:
         return f"{self._prefix}:{hashlib.sha256(raw).hexdigest()[:20]}"
 
 
-def _record(pai: str, chat: str, rid: str, author_id: str, author: str, text: str, when: datetime) -> MemoryRecord:
-    return MemoryRecord(id=rid, pai=pai, chat_key=chat, author_id=author_id, author_name=author, text=text, sent_at=when)
+def _record(
+    pai: str, chat: str, rid: str, author_id: str, author: str, text: str, when: datetime
+) -> MemoryRecord:
+    return MemoryRecord(
+        id=rid, pai=pai, chat_key=chat, author_id=author_id, author_name=author, text=text, sent_at=when
+    )
 
 
 # --------------------------------------------------------------------------- QQ message manager .txt
@@ -219,7 +223,9 @@ def guess(path: Path) -> str | None:
     return None
 
 
-def read(path: Path, fmt: str, group_key: str, pai: str, tz: str | None) -> Iterator[MemoryRecord | ImportProblem]:
+def read(
+    path: Path, fmt: str, group_key: str, pai: str, tz: str | None
+) -> Iterator[MemoryRecord | ImportProblem]:
     if fmt not in FORMATS:
         raise MemoryError_(f"unknown chat export format {fmt!r} (use one of {', '.join(FORMATS)})")
     zone = parse_tz(tz)

@@ -116,7 +116,9 @@ class FakeOneBot:
         g.members.setdefault(self.self_id, Member(self.self_id, self.nickname))
         return g
 
-    def member(self, group_id: int, user_id: int, nickname: str, card: str = "", role: str = "member") -> Member:
+    def member(
+        self, group_id: int, user_id: int, nickname: str, card: str = "", role: str = "member"
+    ) -> Member:
         m = Member(user_id, nickname, card, role)
         self.groups[group_id].members[user_id] = m
         return m
@@ -144,7 +146,9 @@ class FakeOneBot:
                 return g.members[user_id].nickname
         return str(user_id)
 
-    def _store(self, message_type: str, peer: int, user_id: int, segments: Segments, when: int | None) -> Stored:
+    def _store(
+        self, message_type: str, peer: int, user_id: int, segments: Segments, when: int | None
+    ) -> Stored:
         s = Stored(next(self._ids), message_type, peer, user_id, segments, int(when or self.clock()))
         self.messages[s.message_id] = s
         return s
@@ -166,8 +170,9 @@ class FakeOneBot:
         return ev
 
     async def post(
-        self, group_id: int, user_id: int, text: str = "", *, at_bot: bool = False, reply_to: int | None = None,
-        segments: Segments | None = None, when: int | None = None, push: bool = True,
+        self, group_id: int, user_id: int, text: str = "", *, at_bot: bool = False,
+        reply_to: int | None = None, segments: Segments | None = None, when: int | None = None,
+        push: bool = True,
     ) -> Stored:  # fmt: skip
         """A member posts in a group: stored in history and pushed to whoever listens (unless ``push``
         is False: the message exists on QQ but the implementation missed it)."""
@@ -292,7 +297,12 @@ class FakeOneBot:
 
     async def _a_get_group_info(self, p: dict[str, Any]) -> Any:
         g = self.groups[int(p["group_id"])]
-        return {"group_id": g.group_id, "group_name": g.name, "member_count": len(g.members), "max_member_count": 500}
+        return {
+            "group_id": g.group_id,
+            "group_name": g.name,
+            "member_count": len(g.members),
+            "max_member_count": 500,
+        }
 
     async def _a_get_group_list(self, p: dict[str, Any]) -> Any:
         return [await self._a_get_group_info({"group_id": gid}) for gid in self.groups]
@@ -397,7 +407,9 @@ class FakeOneBot:
         self._session = self._session or aiohttp.ClientSession()
         roles = ("API", "Event") if split else ("Universal",)
         for role in roles:
-            self._reverse.append(asyncio.create_task(self._dial(url, role, retry_s), name=f"fake-onebot-{role}"))
+            self._reverse.append(
+                asyncio.create_task(self._dial(url, role, retry_s), name=f"fake-onebot-{role}")
+            )
 
     async def _dial(self, url: str, role: str, retry_s: float) -> None:
         assert self._session is not None
@@ -407,7 +419,9 @@ class FakeOneBot:
         while True:
             try:
                 async with self._session.ws_connect(url, headers=headers) as ws:
-                    await self._talk(ws, api=role in ("API", "Universal"), events=role in ("Event", "Universal"))
+                    await self._talk(
+                        ws, api=role in ("API", "Universal"), events=role in ("Event", "Universal")
+                    )
             except aiohttp.WSServerHandshakeError as exc:
                 self.post_status.append(exc.status)
                 await self._notify()
@@ -415,7 +429,7 @@ class FakeOneBot:
                 pass
             await asyncio.sleep(retry_s)
 
-    # ----------------------------------------------------------------- HTTP API (server) and HTTP POST (client)
+    # ----------------------------------------------------------------- HTTP API (server), HTTP POST (client)
 
     async def serve_http(self) -> str:
         app = web.Application()
@@ -479,7 +493,9 @@ class FakeOneBot:
     async def close(self) -> None:
         for task in [*self._reverse, *([self._pusher] if self._pusher else [])]:
             task.cancel()
-        await asyncio.gather(*self._reverse, *([self._pusher] if self._pusher else []), return_exceptions=True)
+        await asyncio.gather(
+            *self._reverse, *([self._pusher] if self._pusher else []), return_exceptions=True
+        )
         await self.drop_connections()
         for runner in self._runners:
             await runner.cleanup()

@@ -1,6 +1,7 @@
 """A fake WeCom (企业微信) calling an AI bot's callback URL the way the real one does, on 127.0.0.1.
 
-Written from WeCom's published AI bot documents (接收消息, 被动回复消息, 回调和回复的加解密方案, 主动回复消息):
+Written from WeCom's published AI bot documents (接收消息, 被动回复消息, 回调和回复的加解密方案,
+主动回复消息):
 
 * URL verification: ``GET <url>?msg_signature&timestamp&nonce&echostr``; the answer must be the decrypted
   echostr, nothing else.
@@ -134,29 +135,35 @@ class FakeWeCom:
         async with self._http.get(self.callback_url, params=params) as resp:
             return resp.status, (await resp.text()) if resp.status == 200 else echo
 
-    async def _post(self, plain: dict[str, Any], *, token: str | None = None) -> tuple[int, dict[str, Any] | None]:
+    async def _post(
+        self, plain: dict[str, Any], *, token: str | None = None
+    ) -> tuple[int, dict[str, Any] | None]:
         cipher_text = self.seal(json.dumps(plain, ensure_ascii=False))
         ts, nonce = str(int(time.time())), os.urandom(4).hex()
         sig = FakeWeCom(token or self.token, self.aes).sign(ts, nonce, cipher_text)
         assert self._http is not None
-        async with self._http.post(self.callback_url, params={"msg_signature": sig, "timestamp": ts, "nonce": nonce},
-                                   json={"encrypt": cipher_text}) as resp:  # fmt: skip
+        query = {"msg_signature": sig, "timestamp": ts, "nonce": nonce}
+        async with self._http.post(self.callback_url, params=query, json={"encrypt": cipher_text}) as resp:
             self.statuses.append(resp.status)
             text = await resp.text()
             if resp.status != 200 or not text.strip():
                 return resp.status, None
             packet = json.loads(text)
-        assert packet["msgsignature"] == self.sign(packet["timestamp"], packet["nonce"], packet["encrypt"]), \
+        assert packet["msgsignature"] == self.sign(packet["timestamp"], packet["nonce"], packet["encrypt"]), (
             "the bot's answer is not signed like WeCom expects"
+        )
         return resp.status, json.loads(self.open_(packet["encrypt"]))
 
-    def message(self, text: str = "", *, chat: str = "", user: str = "zhangsan", kind: str = "text",
-                body: dict[str, Any] | None = None, quote: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    def message(
+        self, text: str = "", *, chat: str = "", user: str = "zhangsan", kind: str = "text",
+        body: dict[str, Any] | None = None, quote: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """A callback payload as WeCom builds it (``chat`` empty: a direct message)."""
         msgid = f"CAIQ{next(self._ids):06d}"
         p: dict[str, Any] = {
             "msgid": msgid, "aibotid": AIBOTID, "chattype": "group" if chat else "single",
-            "from": {"userid": user}, "response_url": f"{self._base}/cgi-bin/aibot/response?response_code={msgid}",
+            "from": {"userid": user},
+            "response_url": f"{self._base}/cgi-bin/aibot/response?response_code={msgid}",
             "msgtype": kind, kind: body if body is not None else {"content": text},
         }  # fmt: skip
         if chat:
@@ -171,7 +178,9 @@ class FakeWeCom:
         status, first = await self._post(payload, token=token)
         conv.first = first
         if first is not None and first.get("msgtype") == "stream":
-            task = asyncio.create_task(self._refresh(conv, first["stream"]["id"], payload), name="fake-wecom-refresh")
+            task = asyncio.create_task(
+                self._refresh(conv, first["stream"]["id"], payload), name="fake-wecom-refresh"
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:

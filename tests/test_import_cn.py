@@ -41,7 +41,7 @@ QQ_EXPORT = """消息记录（此消息记录为文本格式，不支持重新�
 WECHAT_CSV = (
     "localId,TalkerId,Type,SubType,IsSender,CreateTime,Status,StrContent,StrTime,Remark,NickName,Sender\n"
     "1,5,1,0,0,1709295301,2,周末去爬山吗,2024-03-01 20:15:01,,小明,wxid_aaa\n"
-    "2,5,1,0,1,1709295322,2,\"好啊, 几点?\",2024-03-01 20:15:22,,我,\n"
+    '2,5,1,0,1,1709295322,2,"好啊, 几点?",2024-03-01 20:15:22,,我,\n'
     "3,5,3,0,0,1709295330,2,<msg><img/></msg>,2024-03-01 20:15:30,,小明,wxid_aaa\n"
     "4,5,10000,0,0,1709295340,2,你撤回了一条消息,2024-03-01 20:15:40,,,\n"
     "5,5,1,0,0,not-a-time,2,坏行,,,小明,wxid_aaa\n"
@@ -84,14 +84,34 @@ def test_a_wechat_csv_imports_text_and_placeholders(
 ) -> None:
     src = tmp_path / "chat.csv"
     src.write_text(WECHAT_CSV, encoding="utf-8")
-    assert cli(settings, "import", str(src), "--group", "wecom:wrkA", "--format", "wechat", "--tz", "Asia/Shanghai") == 0
+    assert (
+        cli(
+            settings,
+            "import",
+            str(src),
+            "--group",
+            "wecom:wrkA",
+            "--format",
+            "wechat",
+            "--tz",
+            "Asia/Shanghai",
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "reading the export's times as Asia/Shanghai" in err and "row 6:" in err
     rows = export(settings, "wecom:wrkA", capsys)
     assert [(r["author"], r["text"]) for r in rows] == [
-        ("小明", "周末去爬山吗"), ("我", "好啊, 几点?"), ("小明", "[图片]"), ("小红", "本地时间的行")]
+        ("小明", "周末去爬山吗"),
+        ("我", "好啊, 几点?"),
+        ("小明", "[图片]"),
+        ("小红", "本地时间的行"),
+    ]
     assert rows[0]["author_id"] == "wxid_aaa" and rows[1]["author_id"] == "me"
-    assert rows[0]["sent_at"] == "2024-03-01T12:15:01+00:00" and rows[3]["sent_at"] == "2024-03-01T12:20:00+00:00"
+    assert (
+        rows[0]["sent_at"] == "2024-03-01T12:15:01+00:00"
+        and rows[3]["sent_at"] == "2024-03-01T12:20:00+00:00"
+    )
 
 
 def test_the_ids_depend_on_content_and_time_only(tmp_path: Path) -> None:
@@ -113,7 +133,12 @@ def test_the_ids_depend_on_content_and_time_only(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 def test_anything_else_is_a_clear_error(
-    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str], content: str, fmt: str, message: str
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    fmt: str,
+    message: str,
 ) -> None:
     src = tmp_path / "x.txt"
     src.write_text(content, encoding="utf-8")
@@ -126,6 +151,9 @@ def test_a_bad_time_zone_is_refused_before_reading(
 ) -> None:
     src = tmp_path / "x.txt"
     src.write_text(QQ_EXPORT, encoding="utf-8")
-    assert cli(settings, "import", str(src), "--group", "onebot:1", "--format", "qq", "--tz", "Mars/Olympus") == 1
+    assert (
+        cli(settings, "import", str(src), "--group", "onebot:1", "--format", "qq", "--tz", "Mars/Olympus")
+        == 1
+    )
     assert "--tz 'Mars/Olympus'" in capsys.readouterr().err
     assert chat_exports.parse_tz("-05:30").utcoffset(None).total_seconds() == -5.5 * 3600  # type: ignore[union-attr]

@@ -26,7 +26,9 @@ CHAT = ChatRef("onebot", str(GROUP))
 
 
 class Kit:
-    def __init__(self, fake: FakeOneBot, adapter: OneBotAdapter, inbox: WaitingInbox, clock: ManualClock) -> None:
+    def __init__(
+        self, fake: FakeOneBot, adapter: OneBotAdapter, inbox: WaitingInbox, clock: ManualClock
+    ) -> None:
         self.fake, self.adapter, self.inbox, self.clock = fake, adapter, inbox, clock
 
     async def restart_adapter(self, **over: Any) -> None:
@@ -40,7 +42,9 @@ def make_adapter(fake: FakeOneBot, clock: ManualClock, **over: Any) -> OneBotAda
     cfg: dict[str, Any] = {"enabled": True, "mode": "forward", "url": fake.ws_url, "send_interval_s": 0.0,
                            "group_per_minute": 0}  # fmt: skip
     cfg.update(over)
-    return OneBotAdapter(OneBotSettings(**cfg), AdapterEnv("派", None, max_attachment_bytes=1000), clock=clock)
+    return OneBotAdapter(
+        OneBotSettings(**cfg), AdapterEnv("派", None, max_attachment_bytes=1000), clock=clock
+    )
 
 
 async def make_kit(fake: FakeOneBot | None = None, **over: Any) -> Kit:
@@ -83,7 +87,9 @@ async def test_a_long_answer_goes_out_in_parts_only_the_first_quoting() -> None:
         ref = await k.adapter.send(out(text, reply_to="42", mention_user_ids=(str(ALICE),)))
         sent = k.fake.sent
         assert len(sent) > 1 and ref.part_ids == tuple(str(s.message_id) for s in sent)
-        texts = ["".join(seg["data"].get("text", "") for seg in s.segments if seg["type"] == "text") for s in sent]
+        texts = [
+            "".join(seg["data"].get("text", "") for seg in s.segments if seg["type"] == "text") for s in sent
+        ]
         assert all(len(t.strip()) <= 60 for t in texts) and "".join(t.strip() for t in texts) == text
         assert [seg["type"] for seg in sent[0].segments][:2] == ["reply", "at"]
         assert all(seg["type"] == "text" for s in sent[1:] for seg in s.segments)
@@ -108,10 +114,25 @@ async def test_messages_to_one_group_are_paced_other_groups_are_not_held_up() ->
         await k.fake.close()
 
 
+async def test_all_chats_together_stay_under_the_global_cap() -> None:
+    k = await make_kit(global_per_minute=2)
+    try:
+        await k.adapter.send(out("一"))
+        await k.adapter.send(out("二", chat=ChatRef("onebot", str(OTHER))))
+        assert k.clock.slept == []
+        await k.adapter.send(out("三", chat=ChatRef("onebot", f"private:{ALICE}")))
+        assert sum(k.clock.slept) >= 59.99  # the third message of the minute waited for the window
+    finally:
+        await k.adapter.stop()
+        await k.fake.close()
+
+
 async def test_a_private_answer_goes_to_the_member() -> None:
     k = await make_kit()
     try:
-        await k.adapter.send(out("你好", chat=ChatRef("onebot", f"private:{ALICE}"), mention_user_ids=(str(ALICE),)))
+        await k.adapter.send(
+            out("你好", chat=ChatRef("onebot", f"private:{ALICE}"), mention_user_ids=(str(ALICE),))
+        )
         (sent,) = k.fake.sent
         assert (sent.message_type, sent.peer) == ("private", ALICE)
         assert [s["type"] for s in sent.segments] == ["text"]  # no at in a private chat
@@ -301,7 +322,9 @@ async def test_an_image_is_fetched_within_the_size_limit(kit: Kit) -> None:
     with pytest.raises(DeliveryError, match="limit"):
         await kit.adapter.fetch_attachment(Attachment("image", "B.png", "image/png", 0, big), 10_000)
     kit.fake.media["C.jpg"] = b"z" * 10
-    by_name = await kit.adapter.fetch_attachment(Attachment("image", "C.jpg", "image/jpeg", 0, "image:C.jpg"), 100)
+    by_name = await kit.adapter.fetch_attachment(
+        Attachment("image", "C.jpg", "image/jpeg", 0, "image:C.jpg"), 100
+    )
     assert by_name == b"z" * 10
 
 

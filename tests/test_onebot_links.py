@@ -75,7 +75,9 @@ async def bring_up(mode: str, *, token: str = TOKEN, fake_token: str | None = No
         await fake.serve_ws()
     elif mode == "http":
         await fake.serve_http()
-    adapter = OneBotAdapter(settings_for(mode, fake, token, **over), AdapterEnv("派", None), clock=ManualClock())
+    adapter = OneBotAdapter(
+        settings_for(mode, fake, token, **over), AdapterEnv("派", None), clock=ManualClock()
+    )
     inbox = WaitingInbox()
     try:
         await adapter.start(inbox)
@@ -130,7 +132,9 @@ async def test_an_answer_reaches_the_group_quoting_and_mentioning(kit: Kit) -> N
     (sent,) = kit.fake.sent
     assert ref.message_id == str(sent.message_id)
     assert [s["type"] for s in sent.segments] == ["reply", "at", "text"]
-    assert sent.segments[0]["data"]["id"] == str(q.message_id) and sent.segments[1]["data"]["qq"] == str(ALICE)
+    assert sent.segments[0]["data"]["id"] == str(q.message_id) and sent.segments[1]["data"]["qq"] == str(
+        ALICE
+    )
 
 
 async def test_a_refused_token_stops_the_start_with_one_clear_error() -> None:
@@ -142,7 +146,9 @@ async def test_a_refused_token_stops_the_start_with_one_clear_error() -> None:
 async def test_napcat_refuses_a_token_after_accepting_the_socket() -> None:
     fake = FakeOneBot(token=TOKEN, refuse_like_napcat=True)
     await fake.serve_ws()
-    adapter = OneBotAdapter(settings_for("forward", fake, "wrong"), AdapterEnv("派", None), clock=ManualClock())
+    adapter = OneBotAdapter(
+        settings_for("forward", fake, "wrong"), AdapterEnv("派", None), clock=ManualClock()
+    )
     try:
         with pytest.raises(CredentialsRejected):
             await adapter.start(WaitingInbox())

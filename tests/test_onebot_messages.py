@@ -30,7 +30,9 @@ def test_the_standard_example_parses_into_its_segment_array() -> None:
 
 def test_values_split_at_the_first_equals_sign_and_unescape_commas() -> None:
     segs = cqcode.parse("[CQ:share,title=标题中有=等号&#44;逗号,url=http://baidu.com/?a=1&amp;b=2]")
-    assert segs == [{"type": "share", "data": {"title": "标题中有=等号,逗号", "url": "http://baidu.com/?a=1&b=2"}}]
+    assert segs == [
+        {"type": "share", "data": {"title": "标题中有=等号,逗号", "url": "http://baidu.com/?a=1&b=2"}}
+    ]
 
 
 def test_codes_without_parameters_and_unclosed_codes() -> None:
@@ -43,7 +45,10 @@ def test_rendering_escapes_text_and_values() -> None:
         {"type": "text", "data": {"text": "- [x] 使用 `&data`"}},
         {"type": "share", "data": {"title": "震惊,小伙", "url": "http://x/?a=1&b=2"}},
     ]
-    assert cqcode.render(segs) == "- &#91;x&#93; 使用 `&amp;data`[CQ:share,title=震惊&#44;小伙,url=http://x/?a=1&amp;b=2]"
+    assert (
+        cqcode.render(segs)
+        == "- &#91;x&#93; 使用 `&amp;data`[CQ:share,title=震惊&#44;小伙,url=http://x/?a=1&amp;b=2]"
+    )
 
 
 safe_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
@@ -60,10 +65,21 @@ def test_rendering_then_parsing_gives_the_segments_back(segs: list[dict[str, Any
 
 
 def test_normalize_accepts_strings_arrays_and_single_segments_and_drops_junk() -> None:
-    assert cqcode.normalize({"type": "text", "data": {"text": "hi"}}) == [{"type": "text", "data": {"text": "hi"}}]
-    assert cqcode.normalize([{"type": "text", "data": {"text": "a"}}, {"type": "text", "data": {"text": "b"}}, 5,
-                             {"data": {}}, {"type": "face", "data": None}]) == [  # fmt: skip
-        {"type": "text", "data": {"text": "ab"}}, {"type": "face", "data": {}}]
+    assert cqcode.normalize({"type": "text", "data": {"text": "hi"}}) == [
+        {"type": "text", "data": {"text": "hi"}}
+    ]
+    assert cqcode.normalize(
+        [
+            {"type": "text", "data": {"text": "a"}},
+            {"type": "text", "data": {"text": "b"}},
+            5,
+            {"data": {}},
+            {"type": "face", "data": None},
+        ]
+    ) == [  # fmt: skip
+        {"type": "text", "data": {"text": "ab"}},
+        {"type": "face", "data": {}},
+    ]
     assert cqcode.normalize(None) == []
 
 
@@ -115,14 +131,17 @@ class Names:
         return "读书会"
 
     async def quoted(self, message_id: str) -> Quoted | None:
-        return {"900": Quoted("上次的答案", ME.self_id, "派"), "901": Quoted("别人的话", "222", "小红")}.get(message_id)
+        return {"900": Quoted("上次的答案", ME.self_id, "派"), "901": Quoted("别人的话", "222", "小红")}.get(
+            message_id
+        )
 
 
 def group_event(message: Any, **over: Any) -> dict[str, Any]:
     ev = {
         "time": 1_700_000_000, "self_id": int(ME.self_id), "post_type": "message", "message_type": "group",
-        "sub_type": "normal", "message_id": -2147000001, "group_id": 445566, "user_id": 111, "message": message,
-        "raw_message": "", "font": 0, "sender": {"user_id": 111, "nickname": "xiaoming", "card": "小明"},
+        "sub_type": "normal", "message_id": -2147000001, "group_id": 445566, "user_id": 111,
+        "message": message, "raw_message": "", "font": 0,
+        "sender": {"user_id": 111, "nickname": "xiaoming", "card": "小明"},
     }  # fmt: skip
     ev.update(over)
     return ev
@@ -162,7 +181,9 @@ async def test_a_sender_without_card_field_is_looked_up() -> None:
 
 
 async def test_private_messages_are_direct_and_keyed_by_the_peer() -> None:
-    ev = await to_event(group_event("在吗", message_type="private", group_id=None, sub_type="friend"), ME, Names())
+    ev = await to_event(
+        group_event("在吗", message_type="private", group_id=None, sub_type="friend"), ME, Names()
+    )
     assert ev is not None and ev.is_direct and ev.chat.key == "onebot:private:111"
 
 
@@ -173,7 +194,12 @@ async def test_images_become_attachments_with_their_url() -> None:
     assert ev is not None and ev.text == ""
     (att,) = ev.attachments
     assert (att.kind, att.name, att.mime, att.size, att.source) == (
-        "image", "A507E29F.png", "image/png", 871157, "https://multimedia.example/d?x=1")
+        "image",
+        "A507E29F.png",
+        "image/png",
+        871157,
+        "https://multimedia.example/d?x=1",
+    )
 
 
 async def test_messages_with_nothing_to_remember_are_skipped() -> None:
@@ -184,7 +210,8 @@ async def test_the_event_id_survives_renumbering_and_changing_media_urls() -> No
     """NapCat numbers messages afresh after a restart and re-signs media URLs: the same message fetched from
     history again must get the same event id."""
     live = group_event([{"type": "reply", "data": {"id": "5"}}, {"type": "text", "data": {"text": "看图"}},
-                        {"type": "image", "data": {"file": "A.png", "url": "https://x/?rkey=1"}}])  # fmt: skip
+                        {"type": "image", "data": {"file": "A.png", "url": "https://x/?rkey=1"}}],
+                       )  # fmt: skip
     again = group_event([{"type": "reply", "data": {"id": "99"}}, {"type": "text", "data": {"text": "看图"}},
                          {"type": "image", "data": {"file": "A.png", "url": "https://x/?rkey=2"}}],
                         message_id=123)  # fmt: skip
@@ -201,8 +228,15 @@ def test_the_fingerprint_reads_cq_strings_and_arrays_alike() -> None:
 
 
 async def test_a_group_file_upload_becomes_a_message_with_the_file() -> None:
-    raw = {"time": 1_700_000_000, "self_id": 2000001, "post_type": "notice", "notice_type": "group_upload",
-           "group_id": 445566, "user_id": 222, "file": {"id": "/abc", "name": "讲义.pdf", "size": 2048, "busid": 102}}
+    raw = {
+        "time": 1_700_000_000,
+        "self_id": 2000001,
+        "post_type": "notice",
+        "notice_type": "group_upload",
+        "group_id": 445566,
+        "user_id": 222,
+        "file": {"id": "/abc", "name": "讲义.pdf", "size": 2048, "busid": 102},
+    }
     ev = await upload_event(raw, ME, Names())
     assert ev is not None and ev.author.display_name == "小红"
     (att,) = ev.attachments

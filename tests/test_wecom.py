@@ -66,7 +66,9 @@ def test_a_wrong_encoding_aes_key_is_refused() -> None:
 
 
 class Kit:
-    def __init__(self, fake: FakeWeCom, adapter: WeComAdapter, inbox: RecordingInbox, clock: ManualClock) -> None:
+    def __init__(
+        self, fake: FakeWeCom, adapter: WeComAdapter, inbox: RecordingInbox, clock: ManualClock
+    ) -> None:
         self.fake, self.adapter, self.inbox, self.clock = fake, adapter, inbox, clock
 
 
@@ -74,7 +76,9 @@ async def make_kit(inbox: RecordingInbox | None = None, clock: ManualClock | Non
                    fake: FakeWeCom | None = None) -> Kit:  # fmt: skip
     fake = fake or FakeWeCom()
     clock = clock or ManualClock()
-    cfg = WeComSettings(enabled=True, token=fake.token, encoding_aes_key=fake.aes, port=0, mention_name="AI助手")
+    cfg = WeComSettings(
+        enabled=True, token=fake.token, encoding_aes_key=fake.aes, port=0, mention_name="AI助手"
+    )
     adapter = WeComAdapter(cfg, AdapterEnv("派", None, max_attachment_bytes=10_000), clock=clock)
     inbox = inbox or RecordingInbox()
     await adapter.start(inbox)
@@ -94,7 +98,9 @@ async def kit() -> Any:
 
 def reply_to(k: Kit, conv: Any, text: str, **kw: Any) -> Outgoing:
     event = k.inbox.events[f"wecom:{conv.msgid}"]
-    return Outgoing(chat=event.chat, text=text, reply_to=event.id, mention_user_ids=(event.author.user_id,), **kw)
+    return Outgoing(
+        chat=event.chat, text=text, reply_to=event.id, mention_user_ids=(event.author.user_id,), **kw
+    )
 
 
 async def test_the_callback_url_verifies_and_a_wrong_token_is_refused_once(
@@ -153,8 +159,8 @@ async def test_mixed_and_quote_messages(kit: Kit) -> None:
     url = await kit.fake.media_url("p.jpg", b"\xff\xd8jpegdata")
     mixed = {"msg_item": [{"msgtype": "text", "text": {"content": "@AI助手 看看这张图"}},
                           {"msgtype": "image", "image": {"url": url}}]}  # fmt: skip
-    await kit.fake.send(kit.fake.message(chat=GROUP, kind="mixed", body=mixed,
-                                         quote={"msgtype": "text", "text": {"content": "原来的方案"}}))  # fmt: skip
+    quote = {"msgtype": "text", "text": {"content": "原来的方案"}}
+    await kit.fake.send(kit.fake.message(chat=GROUP, kind="mixed", body=mixed, quote=quote))
     (event,) = kit.inbox.in_order()
     assert event.text == "@派 看看这张图" and event.reply_to.text == "原来的方案"  # type: ignore[union-attr]
     (att,) = event.attachments

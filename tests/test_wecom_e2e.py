@@ -14,7 +14,10 @@ from tests.fake_wecom import FakeWeCom
 from tests.fakes import ScriptedLLM
 
 GROUP = "wrkSFfCgBBBB"
-ANSWER = "周报已经汇总好了：销售部完成率百分之九十二，研发部上线了两个版本，客服部满意度提升三个点，下周重点是年终盘点和预算。"
+ANSWER = (
+    "周报已经汇总好了：销售部完成率百分之九十二，研发部上线了两个版本，"
+    "客服部满意度提升三个点，下周重点是年终盘点和预算。"
+)
 
 
 async def test_a_wecom_mention_gets_a_streamed_answer(tmp_path: Path) -> None:

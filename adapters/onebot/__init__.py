@@ -24,6 +24,6 @@ plugin = AdapterPlugin(
     settings=OneBotSettings,
     create=_create,
     validate=validate,
-    description="QQ groups and private chats through a OneBot v11 implementation (NapCat, Lagrange, LLOneBot)",
+    description="QQ groups and private chats through OneBot v11 (NapCat, Lagrange, LLOneBot)",
     secret_keys=("access_token", "secret"),
 )

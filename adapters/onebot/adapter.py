@@ -70,10 +70,9 @@ class OneBotAdapter:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self.capabilities = Capabilities(max_text_length=settings.message_limit, files=True)
-        self._pacer = ChatPacer(
-            self._clock, Pacing(settings.send_interval_s, min(0.5, settings.send_interval_s / 2),
-                                settings.group_per_minute), self._rng,
-        )  # fmt: skip
+        pacing = Pacing(settings.send_interval_s, min(0.5, settings.send_interval_s / 2),
+                        settings.group_per_minute, settings.global_per_minute)  # fmt: skip
+        self._pacer = ChatPacer(self._clock, pacing, self._rng)
         self.lookups = OneBotLookups(self._call, self._clock)
         self._journal = SendJournal(None)
         self._sink: IntakeSink | None = None
@@ -97,10 +96,11 @@ class OneBotAdapter:
             return ReverseLink(s.listen, s.port, s.path, s.access_token, self._on_event, self._on_ready,
                                call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
         if s.mode == "http":
-            return HttpLink(s.url, s.access_token, s.secret, s.listen, s.port, s.path, self._on_event, self._on_ready,
-                            call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
-        return ForwardLink(s.url, s.access_token, self._on_event, self._on_ready, clock=self._clock, rng=self._rng,
-                           call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
+            return HttpLink(s.url, s.access_token, s.secret, s.listen, s.port, s.path, self._on_event,
+                            self._on_ready, call_timeout_s=s.call_timeout_s,
+                            on_lost=self._on_lost)  # fmt: skip
+        return ForwardLink(s.url, s.access_token, self._on_event, self._on_ready, clock=self._clock,
+                           rng=self._rng, call_timeout_s=s.call_timeout_s, on_lost=self._on_lost)  # fmt: skip
 
     @property
     def link(self) -> Link | None:
@@ -255,8 +255,8 @@ class OneBotAdapter:
                 if exc.retcode == 1404 or "不支持" in exc.message or "support" in exc.message.lower():
                     self._history_offered = False
                     log.warning(
-                        "onebot: the implementation does not offer get_group_msg_history: messages sent while "
-                        "paibot was not connected cannot be caught up (see docs/qq.md)"
+                        "onebot: the implementation does not offer get_group_msg_history: messages sent "
+                        "while paibot was not connected cannot be caught up (see docs/qq.md)"
                     )
                     return True
                 log.warning("onebot: catching up on group %s failed: %s", gid, exc)
@@ -315,8 +315,8 @@ class OneBotAdapter:
                 if i < len(sent):
                     continue  # delivered before a crash, the journal says
                 params = {id_field: target, "message": wire_message(segments, self._s.message_format)}
-                mid = await self._send_one(out.chat.chat_id, action, params, lambda n=i: self._journal.attempting(
-                    key, sent, n))  # fmt: skip
+                before = lambda n=i: self._journal.attempting(key, sent, n)  # noqa: E731 - bound per part
+                mid = await self._send_one(out.chat.chat_id, action, params, before)
                 sent.append(mid)
                 await self._journal.record(key, sent)
         return SentRef(out.chat, sent[0], part_ids=tuple(sent), sent_at=self._clock.now())
@@ -359,8 +359,8 @@ class OneBotAdapter:
         if kind != "group" or not user.user_id.isdigit():
             return False
         try:
-            data = await self._call("get_group_member_info", {"group_id": target, "user_id": int(user.user_id),
-                                                              "no_cache": True})  # fmt: skip
+            params = {"group_id": target, "user_id": int(user.user_id), "no_cache": True}
+            data = await self._call("get_group_member_info", params)
         except (ActionFailed, DeliveryError):
             return False
         return isinstance(data, dict) and data.get("role") in ("owner", "admin")

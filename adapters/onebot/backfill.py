@@ -36,7 +36,9 @@ def _time(msg: dict[str, Any]) -> float:
     return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
 
 
-async def history(call: Call, group_id: str, since: float, page_size: int, max_pages: int) -> list[dict[str, Any]]:
+async def history(
+    call: Call, group_id: str, since: float, page_size: int, max_pages: int
+) -> list[dict[str, Any]]:
     """The group's messages from ``since`` (unix seconds, inclusive) on, oldest first, as far back as
     ``max_pages`` pages of ``page_size`` reach. Raises what ``call`` raises (an implementation without the
     action answers with ``ActionFailed``)."""

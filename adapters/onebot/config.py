@@ -31,7 +31,8 @@ class OneBotSettings:
     message_format: str = "array"  # what paibot sends: array (segments) or string (CQ codes)
     message_limit: int = 1500  # characters per QQ message; longer answers are split
     send_interval_s: float = 1.5  # at least this long between two messages in one chat (plus jitter)
-    group_per_minute: int = 20  # at most this many messages a minute in one chat
+    group_per_minute: int = 20  # at most this many messages a minute in one chat (0: no cap)
+    global_per_minute: int = 60  # at most this many messages a minute in all chats together (0: no cap)
     backfill: bool = True  # after a reconnect or restart, catch up from get_group_msg_history
     backfill_pages: int = 5  # at most this many pages of history per group
     backfill_page_size: int = 20
@@ -44,9 +45,13 @@ def validate(cfg: OneBotSettings, path: str) -> None:
     if cfg.mode not in MODES:
         raise ConfigError(f"{path}.mode", f"must be one of {', '.join(MODES)}, got {cfg.mode!r}")
     if cfg.mode == "forward" and not cfg.url.startswith(("ws://", "wss://")):
-        raise ConfigError(f"{path}.url", "forward mode needs the implementation's WebSocket URL (ws://host:port)")
+        raise ConfigError(
+            f"{path}.url", "forward mode needs the implementation's WebSocket URL (ws://host:port)"
+        )
     if cfg.mode == "http" and not cfg.url.startswith(("http://", "https://")):
-        raise ConfigError(f"{path}.url", "http mode needs the implementation's HTTP API URL (http://host:port)")
+        raise ConfigError(
+            f"{path}.url", "http mode needs the implementation's HTTP API URL (http://host:port)"
+        )
     if cfg.mode in ("reverse", "http"):
         if not 0 <= cfg.port <= 65535:
             raise ConfigError(f"{path}.port", "must be a TCP port (1-65535)")
@@ -56,16 +61,18 @@ def validate(cfg: OneBotSettings, path: str) -> None:
         if cfg.listen not in LOOPBACK and not key:
             raise ConfigError(
                 f"{path}.access_token",
-                f"listening on {cfg.listen} lets anyone on the network act as your QQ account's implementation; "
-                "set an access_token (and the same token in the implementation)",
+                f"listening on {cfg.listen} lets anyone on the network act as your QQ account's "
+                "implementation; set an access_token (and the same token in the implementation)",
             )
     if cfg.message_format not in ("array", "string"):
         raise ConfigError(f"{path}.message_format", "must be 'array' or 'string'")
     if not 50 <= cfg.message_limit <= 4500:
         raise ConfigError(f"{path}.message_limit", "must be between 50 and 4500 characters")
-    if cfg.send_interval_s < 0 or cfg.group_per_minute < 0:
+    if cfg.send_interval_s < 0 or cfg.group_per_minute < 0 or cfg.global_per_minute < 0:
         raise ConfigError(f"{path}.send_interval_s", "pacing values must not be negative")
     if cfg.backfill_pages < 0 or not 1 <= cfg.backfill_page_size <= 100:
-        raise ConfigError(f"{path}.backfill_page_size", "backfill_pages >= 0 and 1 <= backfill_page_size <= 100")
+        raise ConfigError(
+            f"{path}.backfill_page_size", "backfill_pages >= 0 and 1 <= backfill_page_size <= 100"
+        )
     if cfg.call_timeout_s <= 0:
         raise ConfigError(f"{path}.call_timeout_s", "must be greater than 0")

@@ -119,13 +119,19 @@ def _file_name(data: dict[str, Any]) -> str:
 
 def _attachment(kind: str, data: dict[str, Any]) -> Attachment:
     name = _file_name(data) or kind
-    mime = mimetypes.guess_type(name)[0] or {"image": "image/jpeg", "audio": "audio/amr", "video": "video/mp4"}.get(
-        _MEDIA[kind], "application/octet-stream"
-    )
+    mime = mimetypes.guess_type(name)[0] or {
+        "image": "image/jpeg",
+        "audio": "audio/amr",
+        "video": "video/mp4",
+    }.get(_MEDIA[kind], "application/octet-stream")
     size_raw = data.get("file_size") or data.get("size") or 0
     size = int(size_raw) if str(size_raw).isdigit() else 0
     url = str(data.get("url") or "")
-    source = url if url.startswith(("http://", "https://")) else f"{kind}:{data.get('file_id') or data.get('file') or ''}"
+    source = (
+        url
+        if url.startswith(("http://", "https://"))
+        else f"{kind}:{data.get('file_id') or data.get('file') or ''}"
+    )
     return Attachment(_MEDIA[kind], name, mime, size, source)
 
 

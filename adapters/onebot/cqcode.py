@@ -70,7 +70,9 @@ def render(segments: list[Segment]) -> str:
         if kind == "text":
             parts.append(escape(str(data.get("text", ""))))
             continue
-        params = "".join(f",{k}={escape(_scalar(v), in_value=True)}" for k, v in data.items() if v is not None)
+        params = "".join(
+            f",{k}={escape(_scalar(v), in_value=True)}" for k, v in data.items() if v is not None
+        )
         parts.append(f"[CQ:{kind}{params}]")
     return "".join(parts)
 

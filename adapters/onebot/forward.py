@@ -66,19 +66,24 @@ class ForwardLink:
         assert self._session is not None
         try:
             ws = await self._session.ws_connect(
-                self.url, headers=bearer(self._token), heartbeat=30.0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                self.url, headers=bearer(self._token), heartbeat=30.0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 max_msg_size=64 * 1024 * 1024,
             )  # fmt: skip
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
                 raise token_refused(self.url, f"HTTP {exc.status}") from None
-            raise PlatformUnavailable(f"the OneBot WebSocket at {self.url} answered HTTP {exc.status}") from exc
+            raise PlatformUnavailable(
+                f"the OneBot WebSocket at {self.url} answered HTTP {exc.status}"
+            ) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise PlatformUnavailable(f"cannot reach the OneBot WebSocket at {self.url} ({exc})") from exc
         return WsChannel(ws, self.url, self._pump.queue, api=True, timeout_s=self._timeout)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S)
+        )
         try:
             channel = await self._connect()
             reader = asyncio.create_task(channel.run(), name="onebot-ws-read")
@@ -116,8 +121,11 @@ class ForwardLink:
                     log.error("onebot: %s; retrying in the background", token_refused(self.url))
                     warned = True
                 elif not warned:
-                    log.warning("onebot: the connection to %s was lost; reconnecting (at most %.0fs apart)",
-                                self.url, self._backoff.cap_s)
+                    log.warning(
+                        "onebot: the connection to %s was lost; reconnecting (at most %.0fs apart)",
+                        self.url,
+                        self._backoff.cap_s,
+                    )
                     warned = True
                 await self._clock.sleep(self._backoff.next_delay())
                 outage += 1

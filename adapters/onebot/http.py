@@ -80,7 +80,9 @@ class HttpLink:
         return f"http://{self._listen}:{self.port}{self._path}"
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout, connect=15.0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout, connect=15.0)
+        )
         self._down = False
         try:
             await self._request("get_login_info", {})
@@ -136,7 +138,9 @@ class HttpLink:
                 raise PlatformUnavailable(f"cannot reach the OneBot HTTP API at {self.url} ({exc})") from exc
             raise DeliveryUncertain(f"{action}: the OneBot HTTP API closed the connection") from exc
         except TimeoutError as exc:
-            raise DeliveryUncertain(f"{action}: no answer from {self.url} within {self._timeout:.0f}s") from exc
+            raise DeliveryUncertain(
+                f"{action}: no answer from {self.url} within {self._timeout:.0f}s"
+            ) from exc
         except (aiohttp.ClientError, ValueError) as exc:
             raise DeliveryUncertain(f"{action}: a broken answer from {self.url} ({exc})") from exc
         if self._down:
@@ -169,8 +173,9 @@ class HttpLink:
         self._refusals += 1
         if self._refusals == 1:
             log.error(
-                "onebot: refused an event POST from %s: %s. The implementation must sign with the same key as "
-                "adapters.onebot.secret (or, without a secret, adapters.onebot.access_token)", request.remote,
+                "onebot: refused an event POST from %s: %s. The implementation must sign with the same key "
+                "as adapters.onebot.secret (or, without a secret, adapters.onebot.access_token)",
+                request.remote,
                 "it is not signed" if not offered else "its signature does not match",
             )  # fmt: skip
         return web.Response(status=401 if not offered else 403)

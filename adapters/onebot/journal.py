@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+
 from bot.events import Outgoing
 from bot.ports import IntakeSink
 
@@ -59,4 +60,3 @@ class SendJournal:
             await self._sink.submit([], cursor_key=key, cursor=json.dumps({"sent": sent}))
         except Exception:  # noqa: BLE001 - see docstring
             log.exception("onebot: could not record a delivered message (%s)", key)
-

@@ -74,9 +74,10 @@ class Link(Protocol):
 def token_refused(where: str, detail: str = "") -> CredentialsRejected:
     """The one error (and log line) for a refused access token."""
     return CredentialsRejected(
-        f"the OneBot implementation at {where} refused paibot's access token{f' ({detail})' if detail else ''}: "
-        "make adapters.onebot.access_token equal to the token in its network settings (NapCat: the 'token' of "
-        "the WebSocket/HTTP entry; Lagrange: AccessToken in appsettings.json; LLOneBot: the token setting)"
+        f"the OneBot implementation at {where} refused paibot's access token"
+        f"{f' ({detail})' if detail else ''}: make adapters.onebot.access_token equal to the token in its "
+        "network settings (NapCat: the 'token' of the WebSocket/HTTP entry; Lagrange: AccessToken in "
+        "appsettings.json; LLOneBot: the token setting)"
     )
 
 
@@ -118,7 +119,13 @@ class WsChannel:
     ``refused``, fails the calls in flight and ends the connection."""
 
     def __init__(
-        self, ws: Any, where: str, events: asyncio.Queue[dict[str, Any]] | None, *, api: bool, timeout_s: float
+        self,
+        ws: Any,
+        where: str,
+        events: asyncio.Queue[dict[str, Any]] | None,
+        *,
+        api: bool,
+        timeout_s: float,
     ) -> None:
         self.ws = ws
         self.where = where
@@ -178,7 +185,9 @@ class WsChannel:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[echo] = fut
         try:
-            await self.ws.send_str(json.dumps({"action": action, "params": params, "echo": echo}, ensure_ascii=False))
+            await self.ws.send_str(
+                json.dumps({"action": action, "params": params, "echo": echo}, ensure_ascii=False)
+            )
         except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
             self._pending.pop(echo, None)
             raise PlatformUnavailable(f"the connection to {self.where} is gone ({exc})") from exc
@@ -187,7 +196,9 @@ class WsChannel:
                 answer = await fut
         except TimeoutError as exc:
             self._pending.pop(echo, None)
-            raise DeliveryUncertain(f"{action}: no answer from {self.where} within {self._timeout:.0f}s") from exc
+            raise DeliveryUncertain(
+                f"{action}: no answer from {self.where} within {self._timeout:.0f}s"
+            ) from exc
         return result_of(action, answer)
 
     async def close(self) -> None:

@@ -18,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from adapters.onebot.cqcode import normalize
 from adapters.onebot.convert import Quoted
+from adapters.onebot.cqcode import normalize
 from bot.ports import Clock
 
 log = logging.getLogger("paibot.onebot")
@@ -60,7 +60,13 @@ class _Cache(Generic[K, V]):
 
 class OneBotLookups:
     def __init__(
-        self, call: Call, clock: Clock, *, ttl_s: float = 6 * 3600, max_entries: int = 5000, retry_s: float = 300
+        self,
+        call: Call,
+        clock: Clock,
+        *,
+        ttl_s: float = 6 * 3600,
+        max_entries: int = 5000,
+        retry_s: float = 300,
     ) -> None:
         self._call = call
         self._retry = retry_s

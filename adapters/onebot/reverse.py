@@ -87,8 +87,8 @@ class ReverseLink:
         except OSError as exc:
             await runner.cleanup()
             raise AdapterConfigError(
-                f"cannot listen for the OneBot implementation on {self._listen}:{self._port} ({exc}); pick a free "
-                "adapters.onebot.port"
+                f"cannot listen for the OneBot implementation on {self._listen}:{self._port} ({exc}); pick a "
+                "free adapters.onebot.port"
             ) from exc
         self._runner = runner
         self.port = bound_port(runner, self._port)
@@ -112,12 +112,16 @@ class ReverseLink:
         self._refusals += 1
         if self._refusals == 1:
             log.error(
-                "onebot: refused a connection from %s to %s: %s. Make the token in the implementation's reverse "
-                "WebSocket settings equal to adapters.onebot.access_token", request.remote, self.where,
+                "onebot: refused a connection from %s to %s: %s. Make the token in the implementation's "
+                "reverse WebSocket settings equal to adapters.onebot.access_token",
+                request.remote, self.where,
                 "it presented no access token" if offered is None else "its access token is wrong",
             )  # fmt: skip
-        return web.Response(status=401 if offered is None else 403, text="access token refused",
-                            headers={"Connection": "close"})
+        return web.Response(
+            status=401 if offered is None else 403,
+            text="access token refused",
+            headers={"Connection": "close"},
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
@@ -158,8 +162,9 @@ class ReverseLink:
                 self._events = None
                 self._on_lost()
             if not self.ready and not self._stopping:
-                log.warning("onebot: the %s connection from the implementation closed; waiting for it to return",
-                            role)
+                log.warning(
+                    "onebot: the %s connection from the implementation closed; waiting for it to return", role
+                )
         return ws
 
     async def _announce(self) -> None:
@@ -190,4 +195,3 @@ class ReverseLink:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-

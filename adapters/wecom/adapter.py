@@ -112,7 +112,10 @@ class WeComAdapter:
                 self.port = int(addr[1])
                 break
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=10))
-        log.info("wecom: receiving the AI bot's callbacks on %s (publish it over HTTPS as the bot's URL)", self.where)
+        log.info(
+            "wecom: receiving the AI bot's callbacks on %s (publish it over HTTPS as the bot's URL)",
+            self.where,
+        )
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -128,8 +131,8 @@ class WeComAdapter:
         self._refusals += 1
         if self._refusals == 1:
             log.error(
-                "wecom: refused a callback from %s: %s. Make adapters.wecom.token and encoding_aes_key equal to "
-                "the Token and EncodingAESKey of the AI bot's API settings", request.remote, why,
+                "wecom: refused a callback from %s: %s. Make adapters.wecom.token and encoding_aes_key equal "
+                "to the Token and EncodingAESKey of the AI bot's API settings", request.remote, why,
             )  # fmt: skip
         return web.Response(status=403)
 
@@ -137,7 +140,9 @@ class WeComAdapter:
         q = request.query
         echostr = q.get("echostr", "")
         try:
-            self._crypto.verify(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""), echostr)
+            self._crypto.verify(
+                q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""), echostr
+            )
             plain = self._crypto.decrypt(echostr)
         except CryptoError as exc:
             return self._refuse(request, str(exc))
@@ -165,7 +170,9 @@ class WeComAdapter:
             sid = str((payload.get("stream") or {}).get("id") or "")
             await self._restore(sid)
             content, finish = self._board.refresh(sid, self._now())
-            return self._sealed({"msgtype": "stream", "stream": {"id": sid, "finish": finish, "content": content}})
+            return self._sealed(
+                {"msgtype": "stream", "stream": {"id": sid, "finish": finish, "content": content}}
+            )
         try:
             slot = await self._intake(payload)
         except MalformedCallback as exc:
@@ -210,7 +217,9 @@ class WeComAdapter:
             if not isinstance(rec, dict):
                 return None
             chat = ChatRef(PLATFORM, str(rec["chat"]), str(rec.get("title") or ""))
-            return self._board.open(str(rec["msgid"]), chat, str(rec.get("response_url") or ""), float(rec["at"]))
+            return self._board.open(
+                str(rec["msgid"]), chat, str(rec.get("response_url") or ""), float(rec["at"])
+            )
         except (ValueError, KeyError, TypeError):
             return None
 

@@ -30,12 +30,18 @@ def validate(cfg: WeComSettings, path: str) -> None:
     if not cfg.enabled:
         return
     if not cfg.token:
-        raise ConfigError(f"{path}.token", "wecom is enabled but has no token (the Token of the bot's API settings)")
+        raise ConfigError(
+            f"{path}.token", "wecom is enabled but has no token (the Token of the bot's API settings)"
+        )
     if len(cfg.encoding_aes_key) != 43:
-        raise ConfigError(f"{path}.encoding_aes_key", "must be the 43-character EncodingAESKey of the bot's API settings")
+        raise ConfigError(
+            f"{path}.encoding_aes_key", "must be the 43-character EncodingAESKey of the bot's API settings"
+        )
     if not cfg.path.startswith("/"):
         raise ConfigError(f"{path}.path", "must start with /")
     if not 0 <= cfg.port <= 65535:
         raise ConfigError(f"{path}.port", "must be a TCP port")
     if not 10 <= cfg.stream_window_s <= 360:
-        raise ConfigError(f"{path}.stream_window_s", "must be between 10 and 360 seconds (WeCom stops at 6 minutes)")
+        raise ConfigError(
+            f"{path}.stream_window_s", "must be between 10 and 360 seconds (WeCom stops at 6 minutes)"
+        )

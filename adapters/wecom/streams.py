@@ -73,7 +73,12 @@ class StreamBoard:
         """The chat's newest slot whose ``response_url`` is unused and still valid."""
         best = None
         for slot in self._by_msg.values():
-            if slot.chat.chat_id == chat.chat_id and slot.response_url and not slot.response_used and now - slot.opened < self._ttl:
+            if (
+                slot.chat.chat_id == chat.chat_id
+                and slot.response_url
+                and not slot.response_used
+                and now - slot.opened < self._ttl
+            ):
                 if best is None or slot.opened >= best.opened:
                     best = slot
         return best

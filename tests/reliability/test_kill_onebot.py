@@ -42,7 +42,9 @@ from tests.reliability.harness import (
 pytestmark = pytest.mark.slow
 
 PARALLEL_CHATS = 8  # bot.runtime's default: chats handled at once, so replies in flight at one kill
-INTERRUPTED = re.compile(r"the reply to (onebot:\S+) (?:was interrupted by a restart and )?may not have arrived")
+INTERRUPTED = re.compile(
+    r"the reply to (onebot:\S+) (?:was interrupted by a restart and )?may not have arrived"
+)
 TOKEN = "kill-test-token"
 
 
@@ -57,6 +59,7 @@ def onebot_config(fake: FakeOneBot) -> str:
         "    access_token: ${OB_TOKEN}\n"
         "    send_interval_s: 0\n"
         "    group_per_minute: 0\n"
+        "    global_per_minute: 0\n"
         "    backfill_pages: 20\n"
     )
 
@@ -145,8 +148,10 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
             status = inbox_status(data)
             missing = [(s.peer, s.message_id, s.time, s.segments[-1]["data"].get("text"))
                        for s, _ in sent if status.get(event_id(s)) != "done"]  # fmt: skip
-            pytest.fail(f"the bot did not catch up after the kills: {len(missing)} not handled, e.g. "
-                        f"{missing[:5]}\n" + bot.log_tail())
+            pytest.fail(
+                f"the bot did not catch up after the kills: {len(missing)} not handled, e.g. "
+                f"{missing[:5]}\n" + bot.log_tail()
+            )
         await asyncio.sleep(1.5)  # a late duplicate reply would show up now
         replies = replies_by_target(fake)
         all_bot_messages = len(fake.sent)

@@ -187,24 +187,28 @@ async def test_qq_gets_every_answer_as_text_segments_never_a_cq_code_or_at_all()
     fake.group(445566, "g")
     await fake.serve_ws()
     for fmt in ("array", "string"):
-        cfg = OneBotSettings(enabled=True, url=fake.ws_url, send_interval_s=0, group_per_minute=0, message_format=fmt)
+        cfg = OneBotSettings(
+            enabled=True, url=fake.ws_url, send_interval_s=0, group_per_minute=0, message_format=fmt
+        )
         adapter = OneBotAdapter(cfg, AdapterEnv("Pai", None), clock=ManualClock())
         await adapter.start(RecordingInbox())
         try:
             for text in (*QQ_HOSTILE, LONG):
                 fake.sent.clear()
-                await adapter.send(Outgoing(ChatRef("onebot", "445566"), text, mention_user_ids=("all", "123")))
+                out = Outgoing(ChatRef("onebot", "445566"), text, mention_user_ids=("all", "123"))
+                await adapter.send(out)
                 segs = [seg for m in fake.sent for seg in m.segments]
                 assert {s["type"] for s in segs} <= {"text", "at"}
                 assert all(s["data"]["qq"] == "123" for s in segs if s["type"] == "at")
-                assert all(len(s["data"]["text"]) <= cfg.message_limit + 1 for s in segs if s["type"] == "text")
-                got = " ".join(s["data"]["text"] for s in segs if s["type"] == "text")
+                texts = [s["data"]["text"] for s in segs if s["type"] == "text"]
+                assert all(len(t) <= cfg.message_limit + 1 for t in texts)
+                got = " ".join(texts)
                 assert squash(got) == squash(text)
         finally:
             await adapter.stop()
     await fake.close()
-    print(f"qq: {len(QQ_HOSTILE)} hostile texts and the 100,000-character answer delivered as text segments in "
-          "both message formats; no CQ code, no @全体成员")
+    print(f"qq: {len(QQ_HOSTILE)} hostile texts and the 100,000-character answer delivered as text segments "
+          "in both message formats; no CQ code, no @全体成员")
 
 
 async def test_wecom_answers_never_mention_anyone():
