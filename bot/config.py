@@ -26,20 +26,23 @@ import yaml
 
 from bot import plugins as plugin_api
 from bot.errors import ConfigError
+from bot.i18n import N_
 
 # --------------------------------------------------------------------------- schema
+
+DEFAULT_PERSONA = N_(
+    "You are {name}, a friendly, concise member of this group chat. You have been listening to the whole "
+    "conversation. Answer like a helpful member: short, concrete, in the language the group uses."
+)
 
 
 @dataclass(frozen=True)
 class BotSettings:
     name: str = "Pai"
     aliases: tuple[str, ...] = ()
-    persona: str = (
-        "You are {name}, a friendly, concise member of this group chat. You have been listening to the whole "
-        "conversation. Answer like a helpful member: short, concrete, in the language the group uses."
-    )
+    persona: str = DEFAULT_PERSONA
     language: str = "auto"
-    timezone: str = "UTC"
+    timezone: str = ""  # empty: the host's local zone (``host_timezone``), resolved when the config is read
     data_dir: str = "./data"
     admins: tuple[str, ...] = ()  # "platform:user_id" of operators with every admin right
     welcome: bool = True  # the first message in a new group says what is recorded
@@ -332,6 +335,22 @@ def _check_semantics(s: Settings, missing: dict[str, str], catalog: plugin_api.P
         raise ConfigError("llm", "max_tool_rounds and max_retries must not be negative")
 
 
+def host_timezone() -> str:
+    """The host's local IANA time zone (tzlocal: the ``TZ`` variable, else the system's setting), or UTC
+    when it cannot be told."""
+    from zoneinfo import ZoneInfo
+
+    import tzlocal
+
+    try:
+        # TZ first, read on every call (tzlocal caches the zone it found first for the whole process)
+        name = os.environ.get("TZ", "").lstrip(":") or tzlocal.get_localzone_name()
+        ZoneInfo(name or "")
+    except Exception:  # noqa: BLE001 - an unreadable or odd host setting: fall back, never fail to start
+        return "UTC"
+    return str(name)
+
+
 def _check_admins(s: Settings, catalog: plugin_api.PluginCatalog) -> None:
     unverified = {name for name, inst in catalog.adapters.items() if not inst.plugin.verified_identities}
     admin_lists = [("bot.admins", s.bot.admins)] + [(f'groups."{k}".admins', g.admins) for k, g in s.groups.items()]
@@ -410,6 +429,8 @@ def parse_settings(
     settings = dataclasses.replace(
         settings, **{kind: _plugin_sections(kind, value, catalog) for kind, value in owned.items()}
     )
+    if not settings.bot.timezone:
+        settings = dataclasses.replace(settings, bot=dataclasses.replace(settings.bot, timezone=host_timezone()))
     _check_semantics(settings, missing, catalog)
     return settings
 

@@ -43,6 +43,7 @@ from bot.ports import AdapterEnv, ChatAdapter, Tool
 if TYPE_CHECKING:
     from bot.commands import CommandRegistry, Skill
     from bot.services import Services
+    from bot.skills.resources import SkillResources
 
 log = logging.getLogger("paibot.plugins")
 
@@ -86,8 +87,9 @@ class SkillEnv:
     """What a skill plugin is built with."""
 
     settings: Any  # its own section, skills.<name>
-    services: Services  # the core's shared handles (memory, state, clock, brain, send)
+    services: Services  # the core's shared handles (memory, state, clock, random source, brain, send)
     registry: CommandRegistry
+    shared: SkillResources  # stores several skills share (skills' database, register, posted files), typed
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,9 @@ def discover() -> PluginCatalog:
             dist = ep.dist
             origin = f"{dist.name} {dist.version}" if dist is not None else ep.value
             if ep.name in found[kind]:
-                problems[where] = f"registered twice (also by {found[kind][ep.name].distribution}); {origin} ignored"
+                problems[where] = (
+                    f"registered twice (also by {found[kind][ep.name].distribution}); {origin} ignored"
+                )
                 continue
             try:
                 plugin = ep.load()
@@ -213,7 +217,9 @@ def discover() -> PluginCatalog:
 def _check_plugin(plugin: object, group: str, name: str) -> None:
     expected = _TYPES[group]
     if not isinstance(plugin, expected):
-        raise TypeError(f"the entry point must name a bot.plugins.{expected.__name__}, got {type(plugin).__name__}")
+        raise TypeError(
+            f"the entry point must name a bot.plugins.{expected.__name__}, got {type(plugin).__name__}"
+        )
     if plugin.name != name:  # type: ignore[attr-defined]
         raise ValueError(f"the entry point is named {name!r} but the plugin calls itself {plugin.name!r}")  # type: ignore[attr-defined]
     schema = plugin.settings  # type: ignore[attr-defined]

@@ -60,12 +60,15 @@ class ChatAdapter(Protocol):
     """One platform connection.
 
     ``start`` connects and begins delivering events to ``sink``; it returns once running (the adapter owns
-    its own named background tasks) and raises ``bot.errors.AdapterConfigError`` with an operator-facing
-    explanation when the platform refuses (bad token, missing intent). ``stop`` stops intake, lets in-flight
-    sends finish and closes connections; it must be idempotent. ``send`` delivers one ``Outgoing`` (splitting
-    it at the platform limit, sanitising mass pings and link previews) and returns the first part's ref; it
-    raises ``bot.errors.DeliveryError`` when the platform refuses for good. Adapters never call the LLM,
-    never touch memory, and never decide whether to speak.
+    its own named background tasks). It is one connection attempt: it raises
+    ``bot.errors.PlatformUnavailable`` (naming the URL, never a secret) when the platform cannot be reached,
+    after releasing what it opened, and may then be called again (``bot.supervisor`` retries it with
+    backoff); it raises ``bot.errors.AdapterConfigError`` (``CredentialsRejected`` for a refused token or
+    password) with an operator-facing explanation when the platform refuses. ``stop`` stops intake, lets
+    in-flight sends finish and closes connections; it must be idempotent. ``send`` delivers one ``Outgoing``
+    (splitting it at the platform limit, sanitising mass pings and link previews) and returns the first
+    part's ref; it raises ``bot.errors.DeliveryError`` when the platform refuses for good. Adapters never
+    call the LLM, never touch memory, and never decide whether to speak.
     """
 
     name: str
@@ -107,6 +110,18 @@ class SendJournal(Protocol):
     False means nothing went out, so the core may send it after a crash without risking a duplicate."""
 
     async def delivery_attempted(self, out: Outgoing) -> bool: ...
+
+
+class ConnectionWatch(Protocol):
+    """Optional adapter role, for an adapter that cannot get its platform back by itself once connected.
+
+    ``connection_lost()`` returns once the running connection has ended for good, after releasing it, with
+    what happened as an exception (returned, not raised): ``bot.errors.PlatformUnavailable`` when the
+    platform went away (the supervisor makes new ``start`` attempts with backoff; replies wait meanwhile),
+    an ``AdapterConfigError`` when the platform now refuses the adapter (it stops). It is awaited again after
+    every successful ``start``; cancelling it must leave the connection alone."""
+
+    async def connection_lost(self) -> Exception: ...
 
 
 class AdminChecker(Protocol):
@@ -283,6 +298,22 @@ class CommandInfo:
     usage: str = ""
 
 
+class KeyValueStore(Protocol):
+    """A small durable key-value store of one adapter (``AdapterEnv.store``), namespaced by the adapter's name:
+    state that must outlive a restart but is not an intake cursor, such as a journal of sends.
+
+    ``put`` commits before it returns. An entry put with ``ttl_s`` expires after that many seconds: from then
+    on it reads as absent and the core deletes it, so a journal written once per reply does not grow without
+    bound. Values are text (serialise to JSON). Another adapter's entries are never visible.
+    """
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str, *, ttl_s: float | None = None) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AdapterEnv:
     """What the composition root hands an adapter factory besides its own config section."""
@@ -292,6 +323,7 @@ class AdapterEnv:
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
+    store: KeyValueStore | None = None  # this adapter's durable key-value store (None: the adapter keeps none)
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting
@@ -315,6 +347,9 @@ class ToolHandler(Protocol):
 class Tool:
     spec: ToolSpec
     run: ToolHandler
+    # Where the tool comes from, when it is outside paibot (e.g. "MCP weather/forecast"): an answer built on
+    # it names the source in the chat.
+    source: str = ""
 
 
 class UsageLedger(Protocol):

@@ -21,7 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT = ROOT / "bot"
-CONTRACTS = {"bot.events", "bot.ports", "bot.errors"}
+# bot.i18n belongs here: the translation catalogs every sentence a member reads comes from, adapters' pages
+# included; it holds no core state and imports nothing from bot (a test below checks that).
+CONTRACTS = {"bot.events", "bot.ports", "bot.errors", "bot.i18n"}
 PLUGIN_API = {"bot.plugins"}
 PLATFORM_SDKS = {"telegram": "telegram", "discord": "discord", "nio": "matrix"}
 LIBRARIES_OUTSIDE_THE_CORE = ("litellm", "chromadb")
@@ -202,3 +204,7 @@ def test_the_rules_see_real_imports():
     assert any(within(n, "bot.providers") for n in imports_of(BOT / "app" / "compose.py"))
     assert len(core_files()) > 30
     assert platform_names_in(ROOT / "adapters" / "telegram" / "__init__.py", platforms()) == {"telegram"}
+
+
+def test_the_translation_contract_depends_on_nothing_else_of_bot():
+    assert bot_imports(BOT / "i18n.py") == set()

@@ -91,7 +91,7 @@ async def test_a_mention_is_answered_from_the_groups_unaddressed_talk(napcat: Fa
 async def test_a_reply_to_the_bot_is_answered_without_a_mention(napcat: FakeOneBot, world: Any) -> None:
     llm = ScriptedLLM(["第一个回答。", "第二个回答。"])
     await world(llm)
-    await napcat.post(GROUP, ALICE, "你好", at_bot=True)
+    await napcat.post(GROUP, ALICE, "周末天气怎么样？", at_bot=True)
     await napcat.wait_until(lambda: len(napcat.sent) == 1)
     await napcat.post(GROUP, ALICE, "还有呢？", reply_to=napcat.sent[0].message_id)
     await napcat.wait_until(lambda: len(napcat.sent) == 2)

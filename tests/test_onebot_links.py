@@ -15,8 +15,7 @@ import pytest
 
 from adapters.onebot.adapter import OneBotAdapter
 from adapters.onebot.config import OneBotSettings
-from adapters.onebot.link import CredentialsRejected
-from bot.errors import PlatformUnavailable
+from bot.errors import CredentialsRejected, PlatformUnavailable
 from bot.events import ChatRef, Outgoing
 from bot.ports import AdapterEnv
 from tests.fake_onebot import FakeOneBot

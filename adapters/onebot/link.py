@@ -34,15 +34,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from bot.errors import AdapterConfigError, DeliveryUncertain, PaibotError, PlatformUnavailable
-
-try:  # the adapter supervisor brings this class to bot.errors
-    from bot.errors import CredentialsRejected
-except ImportError:  # pragma: no cover - until then, the same role under the same name
-
-    class CredentialsRejected(AdapterConfigError):  # type: ignore[no-redef]
-        """The platform rejected the token or password: the adapter stops."""
-
+from bot.errors import CredentialsRejected, DeliveryUncertain, PaibotError, PlatformUnavailable
 
 log = logging.getLogger("paibot.onebot")
 

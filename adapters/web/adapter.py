@@ -410,12 +410,14 @@ class WebAdapter:
         """Messages as the API shows them (files and polls looked up once for the whole batch)."""
         store = self._require_store()
         ids = [m.id for m in msgs]
-        files = await asyncio.to_thread(store.files_of, ids) if ids else {}
+        quoted = [m.reply_to for m in msgs if m.reply_to is not None]
+        files = await asyncio.to_thread(store.files_of, ids + quoted) if ids else {}
         polls = await asyncio.to_thread(store.polls_of, ids) if ids else {}
         out = []
         for m in msgs:
             target = await asyncio.to_thread(store.message, m.reply_to) if m.reply_to is not None else None
-            out.append(message_json(m, target, files.get(m.id, []), polls.get(m.id)))
+            target_files = files.get(target.id, []) if target is not None else []
+            out.append(message_json(m, target, files.get(m.id, []), polls.get(m.id), target_files))
         return out
 
 # --------------------------------------------------------------------------- helpers and factory

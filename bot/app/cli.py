@@ -26,7 +26,7 @@ import yaml
 
 from bot import plugins as plugin_api
 from bot.app.logsetup import RedactSecrets, setup_logging
-from bot.config import Settings, load_settings, masked, secrets_of
+from bot.config import Settings, default_config_path, load_settings, masked, secrets_of
 from bot.errors import AdapterConfigError, ConfigError, DataDirLocked, PaibotError
 from bot.plugins import PluginCatalog
 
@@ -104,9 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _configured_timezone(args: argparse.Namespace) -> str:
+    """``bot.timezone`` as written in the config file ("" when it leaves the choice to the host)."""
+    try:
+        raw = yaml.safe_load(Path(_config_path(args) or default_config_path()).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    bot = raw.get("bot") if isinstance(raw, dict) else None
+    return str(bot.get("timezone") or "") if isinstance(bot, dict) else ""
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatalog) -> int:
     if args.cmd == "check":
         print(yaml.safe_dump(masked(settings), sort_keys=False, allow_unicode=True), end="")
+        if not _configured_timezone(args):
+            print(f"time zone: {settings.bot.timezone} (the host's local zone; set bot.timezone to choose "
+                  "another)", file=sys.stderr)
         print("config OK", file=sys.stderr)
         return 0
     if args.cmd == "run":

@@ -2,38 +2,50 @@
 
     App(settings).start()
       lock the data directory -> open state (inbox) and memory -> brain (if a model is configured)
-      -> command registry and skills -> member pipeline -> adapters (intake) -> inbox worker, background
-
-Adapters and skills are plugins (``bot.plugins``), found through entry points unless a catalog is given;
-this module names none of them.
+      -> command registry and skills -> member pipeline -> inbox worker
+      -> adapters, each under a supervisor (bot.supervisor), until each first attempt has an outcome
+      -> background services
     App.stop()
-      intake closes -> background -> worker drains (adapters still up to deliver replies) -> adapters
-      -> memory, state, lock
+      intake closes -> adapters still connecting stop trying -> background -> worker drains (adapters
+      still up to deliver replies) -> adapters -> memory, state, lock
+
+An adapter whose platform cannot be reached keeps connecting in the background (capped, jittered
+backoff) while the others serve; events and replies of its platform wait in the inbox until it is
+connected (``Services.unavailable``). An adapter the platform refuses (a rejected token) stops with the
+operator's instruction; start-up, and ``run_forever``, end with ``AdapterConfigError`` only once no
+adapter is left running or connecting.
+
+Adapters, skills and tool sources are plugins (``bot.plugins``), found through entry points unless a catalog
+is given; this module names none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.clock import SystemClock
 from bot import plugins as plugin_api
+from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
 from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
-from bot.plugins import PluginCatalog, SkillEnv
+from bot.middlewares import default_chains
+from bot.plugins import PluginCatalog, SkillEnv, SkillSet, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
+from bot.skills.resources import SkillResources
 from bot.state import StateDB
+from bot.supervisor import RUNNING, STOPPED, AdapterSupervisor
 
 log = logging.getLogger("paibot.app")
 
@@ -55,7 +67,9 @@ class App:
         skills: Sequence[Skill] | None = None,
         rng: random.Random | None = None,
         plugins: PluginCatalog | None = None,
+        connect_clock: Clock | None = None,
     ) -> None:
+        """``connect_clock`` times the waits between connection attempts (tests pass one they control)."""
         self.settings = settings
         self._plugins = plugins
         self._llm = llm
@@ -68,8 +82,13 @@ class App:
         self.services: Services | None = None
         self.worker: InboxWorker | None = None
         self.registry = CommandRegistry()
-        self._started: list[ChatAdapter] = []
+        self._connect_clock = connect_clock or SystemClock()
+        self._supervisors: list[AdapterSupervisor] = []
+        self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
+        self._tool_providers: list[ToolProvider] = []
+        self.skill_sets: dict[str, SkillSet] = {}
+        self.shared = SkillResources(settings.data_path)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -82,8 +101,11 @@ class App:
         self._lock = acquire_data_dir_lock(data)
         try:
             await self._start_core(open_memory)
+            assert self.worker is not None
+            self.worker.start()
             await self._start_adapters()
-            await self._start_work()
+            for svc in self._background:
+                await svc.start()
         except BaseException:
             await self.stop()
             raise
@@ -91,6 +113,9 @@ class App:
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
         state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        pruned = await state.kv_prune()  # adapters' expired entries (e.g. old send records)
+        if pruned:
+            log.info("pruned %d expired adapter entries", pruned)
         if self._memory_in is not None:
             memory = self._memory_in
         else:
@@ -108,26 +133,41 @@ class App:
 
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        image_generator = None
         if settings.llm.image_model:
-            from bot.providers.litellm_llm import load_litellm
             from bot.providers.litellm_images import LiteLLMImageGenerator
+            from bot.providers.litellm_llm import load_litellm
 
-            self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
+            image_generator = LiteLLMImageGenerator(settings.llm, load_litellm())
+        self.shared = SkillResources(settings.data_path, image_generator=image_generator)
         limiter = RateLimiter(settings.limits, self._clock.now, state)
-        member = Member(self.services, self.registry, limiter)
+        member = Member(self.services, self.registry, default_chains(self.services, limiter))
         self.member = member
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
+        await self._start_tool_providers()
         self.worker = InboxWorker(state, member.handle)
 
-    async def _start_work(self) -> None:
-        """Handle the inbox and run background services only once every adapter is up: an event left
-        pending by a crash is handled at once, and its reply needs its platform's adapter to be there."""
-        assert self.worker is not None
-        self.worker.start()
-        for svc in self._background:
-            await svc.start()
+    async def _start_tool_providers(self) -> None:
+        """Every enabled tool plugin's provider, started (its tools discovered) before any message is
+        handled. A provider must not fail its start for one bad source; if it raises anyway, the bot
+        starts without it."""
+        env = ToolEnv(bot_name=self.settings.bot.name, data_dir=self.settings.data_path)
+        for name, inst in self.plugins.tools.items():
+            cfg = self.settings.tools.get(name) or inst.plugin.settings()
+            if not cfg.enabled:
+                continue
+            provider = inst.plugin.create(cfg, env)
+            try:
+                await provider.start()
+            except Exception:
+                log.exception("the %s tools could not start; going on without them", name)
+                with contextlib.suppress(Exception):
+                    await provider.stop()
+                continue
+            self._tool_providers.append(provider)
+            self.registry.add_tool_source(provider)
 
     @property
     def plugins(self) -> PluginCatalog:
@@ -136,7 +176,8 @@ class App:
         return self._plugins
 
     def _default_skills(self) -> list[Skill]:
-        """Every enabled skill plugin, in /help order."""
+        """Every enabled skill plugin, in /help order. A store a skill opened on the shared resources runs
+        as a background service before that skill's own (so it is closed after them)."""
         assert self.services is not None
         skills: list[Skill] = []
         installed = sorted(self.plugins.skills.items(), key=lambda kv: (kv[1].plugin.order, kv[0]))
@@ -144,29 +185,67 @@ class App:
             cfg = self.settings.skills.get(name) or inst.plugin.settings()
             if not cfg.enabled:
                 continue
-            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry))
+            opened = len(self.shared.opened)
+            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry, self.shared))
+            self.skill_sets[name] = built
             skills.extend(built.skills)
+            self._background.extend(self.shared.opened[opened:])
             self._background.extend(built.background)
         return skills
 
+    def skill(self, name: str) -> Any:
+        """The main object of the skill plugin ``name`` (its first ``Skill``), e.g. to inspect its store."""
+        return self.skill_sets[name].skills[0]
+
+    @property
+    def background(self) -> list[Any]:
+        """The background services (skills' schedulers and stores), in start order."""
+        return list(self._background)
+
     async def _start_adapters(self) -> None:
+        """Start every adapter under its supervisor, all at once; return when each first attempt has an
+        outcome. The inbox worker is already running: events of a platform still connecting (pending since
+        a crash) wait for it (``PlatformUnavailable``) and are retried as soon as it connects."""
         assert self.services is not None
         adapters = self._adapters_in
         if adapters is None:
             adapters = self._build_adapters()
-        env_sink = self.services.state
-        for name, adapter in adapters.items():
-            log.info("starting the %s adapter", name)
-            try:
-                await adapter.start(env_sink)
-            except AdapterConfigError:
-                raise
-            except Exception as exc:
-                raise AdapterConfigError(f"the {name} adapter could not start: {exc}") from exc
-            self._started.append(adapter)
-            self.services.adapters[getattr(adapter, "platform", None) or adapter.name] = adapter
         if not adapters:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
+            return
+        for name, adapter in adapters.items():
+            platform = getattr(adapter, "platform", None) or adapter.name
+            sup = AdapterSupervisor(
+                name, adapter, self.services.state, clock=self._connect_clock, rng=self._rng,
+                on_change=lambda s, p=platform: self._adapter_changed(s, p),
+            )
+            self.services.unavailable[platform] = sup.reason
+            self._supervisors.append(sup)
+            sup.launch()
+        await asyncio.gather(*(s.settled.wait() for s in self._supervisors))
+        if self._no_adapter_left.is_set():
+            raise AdapterConfigError(self._why_no_adapter())
+
+    def _adapter_changed(self, sup: AdapterSupervisor, platform: str) -> None:
+        services = self.services
+        if services is None:
+            return
+        if sup.state == RUNNING:
+            services.unavailable.pop(platform, None)
+            services.adapters[platform] = sup.adapter
+            if self.worker is not None:
+                self.worker.wake()  # replies that waited for this platform go out now
+        else:
+            services.adapters.pop(platform, None)
+            services.unavailable[platform] = sup.reason
+        if all(s.state == STOPPED for s in self._supervisors):
+            self._no_adapter_left.set()
+
+    def _why_no_adapter(self) -> str:
+        stopped = [s for s in self._supervisors if s.state == STOPPED]
+        if len(stopped) == 1:
+            return stopped[0].reason
+        return "no adapter is left running:\n" + "\n".join(f"- {s.name}: {s.reason}" for s in stopped)
 
     def _build_adapters(self) -> dict[str, ChatAdapter]:
         """One adapter per enabled adapter plugin (a section left out of config.yaml has its defaults)."""
@@ -177,11 +256,13 @@ class App:
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
             command_prefixes=self.settings.triggers.command_prefixes,
         )
+        assert self.services is not None
         out: dict[str, ChatAdapter] = {}
         for name, inst in self.plugins.adapters.items():
             cfg = self.settings.adapters.get(name) or inst.plugin.settings()
             if cfg.enabled:
-                out[name] = inst.plugin.create(cfg, env)
+                own = dataclasses.replace(env, store=self.services.state.store(name))
+                out[name] = inst.plugin.create(cfg, own)
         return out
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -193,18 +274,23 @@ class App:
         arrive again after the restart."""
         if self.services is not None:
             self.services.state.close_intake()
+        for sup in self._supervisors:
+            await sup.cancel()  # no point connecting any more
         for svc in reversed(self._background):
             with contextlib.suppress(Exception):
                 await svc.stop()
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
-        for adapter in reversed(self._started):
+        for provider in reversed(self._tool_providers):
             try:
-                await adapter.stop()
+                await provider.stop()
             except Exception:
-                log.exception("stopping the %s adapter failed", adapter.name)
-        self._started.clear()
+                log.exception("stopping a tool provider failed")
+        self._tool_providers.clear()
+        for sup in reversed(self._supervisors):
+            await sup.stop()
+        self._supervisors.clear()
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()
@@ -221,16 +307,37 @@ class App:
         await self.worker.drain(timeout)
 
     async def run_forever(self) -> None:
-        """Start, then run until SIGTERM or SIGINT; then stop gracefully."""
+        """Start, then run until SIGTERM or SIGINT, or until no adapter is left (``AdapterConfigError``
+        with the operator's instruction); then stop gracefully. A signal during a slow start (a platform
+        that accepts connections but does not answer) ends the start at once."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        log.info("%s is running", self.settings.bot.name)
+        signalled = asyncio.create_task(stop.wait(), name="wait-for-signal")
+        starting = asyncio.create_task(self.start(), name="app-start")
         try:
-            await stop.wait()
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("stopping before start-up finished")
+                return  # the start is cancelled below; it releases what it began
+            starting.result()
+            log.info("%s is running", self.settings.bot.name)
+            gone = asyncio.create_task(self._no_adapter_left.wait(), name="wait-for-adapters")
+            why = ""
+            try:
+                await asyncio.wait({signalled, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                await asyncio.gather(gone, return_exceptions=True)
+                if self._no_adapter_left.is_set() and not stop.is_set():
+                    why = self._why_no_adapter()
+                log.info("stopping")
+                await self.stop()
+            if why:
+                raise AdapterConfigError(why)
         finally:
-            log.info("stopping")
-            await self.stop()
+            for task in (starting, signalled):
+                task.cancel()
+            await asyncio.gather(starting, signalled, return_exceptions=True)

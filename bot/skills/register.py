@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS register_lists (
 );
 """
 
-LIST_MARK = "📝 To-dos"
+LIST_MARK = "📝"  # starts every to-do list the bot posts (replies "done N" to one are understood)
 _COLS = "id, group_key, no, kind, text, owner_id, owner_name, due_ts, status, source"
 
 
@@ -192,12 +192,3 @@ class Register:
             ).fetchone()
         )
         return row is not None
-
-
-def shared_register(extras: dict, db: SkillDB) -> Register:
-    """The App's one ``Register`` (summary and polls both write to it)."""
-    reg = extras.get("skills.register")
-    if not isinstance(reg, Register):
-        reg = Register(db, ReminderStore(db))
-        extras["skills.register"] = reg
-    return reg

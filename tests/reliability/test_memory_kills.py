@@ -11,7 +11,6 @@ import asyncio
 import random
 import shutil
 import signal
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from memory.store import open_memory
-from tests.reliability.harness import ROOT, env_int, figure, transcript_ids
+from tests.reliability.harness import ROOT, env_int, figure, read_db, transcript_ids
 from tests.reliability.memory_writer import PAI
 from tests.test_memory_contract import settings_for
 
@@ -64,17 +63,23 @@ async def one_life(data: Path, first: int, rng: random.Random, logs: Path) -> tu
 
 
 def integrity(data: Path) -> str:
-    with sqlite3.connect(f"file:{data / 'memory.sqlite3'}?mode=ro", uri=True, timeout=10) as conn:
+    with read_db(data / "memory.sqlite3") as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-async def rebuilt_search(data: Path, n: int) -> tuple[int, int]:
-    """Open the store, let the index catch up; returns (vectors in the index, hits for a query)."""
+async def rebuilt_search(data: Path, kept: set[str]) -> tuple[int, int, str]:
+    """Open the store, let the index catch up; returns (vectors in the index, hits for a query, and what
+    differs between the index and the transcript, for the failure message)."""
     mem = await open_memory(settings_for(data))  # type: ignore[arg-type]
     try:
         await mem.flush()
         hits = await mem.search(PAI, "harbour festival lantern", 5)
-        return mem.index.count(PAI), len(hits)
+        count = mem.index.count(PAI)
+        ids = await asyncio.to_thread(mem.index.ids, PAI)
+        diff = f"index-only {sorted(set(ids) - kept)[:10]}, transcript-only {sorted(kept - set(ids))[:10]}"
+        if len(ids) != len(set(ids)):
+            diff += f", repeated ids {len(ids) - len(set(ids))}"
+        return count, len(hits), diff
     finally:
         await mem.close()
 
@@ -99,13 +104,13 @@ async def run_scenario(tmp_path: Path, kills: int, seed: int) -> None:
     kept = transcript_ids(data).get(PAI, set())
     broken_aside = len(list(data.glob("chroma.broken-*")))
 
-    vectors_before, _ = await rebuilt_search(data, len(kept))
+    vectors_before, _, diff_before = await rebuilt_search(data, kept)
     shutil.rmtree(data / "chroma")
-    vectors_deleted, hits_deleted = await rebuilt_search(data, len(kept))
+    vectors_deleted, hits_deleted, diff_deleted = await rebuilt_search(data, kept)
     for f in (data / "chroma").rglob("*"):
         if f.is_file():
             f.write_bytes(b"\x00not a database" * 64)
-    vectors_corrupt, hits_corrupt = await rebuilt_search(data, len(kept))
+    vectors_corrupt, hits_corrupt, diff_corrupt = await rebuilt_search(data, kept)
     line = figure(
         "memory kills", seed=seed, kills=kills, failed_opens=failed_opens, acknowledged=len(acked),
         lost=len(acked - kept), kills_with_a_loss=len(missing_after), records=len(kept),
@@ -116,9 +121,9 @@ async def run_scenario(tmp_path: Path, kills: int, seed: int) -> None:
     )  # fmt: skip
     assert failed_opens == 0, line + "\n" + (tmp_path / "writer.log").read_text(errors="replace")[-3000:]
     assert acked and acked <= kept and missing_after == [], line
-    assert vectors_before == len(kept), line
-    assert vectors_deleted == len(kept) and hits_deleted == 5, line
-    assert vectors_corrupt == len(kept) and hits_corrupt == 5, line
+    assert vectors_before == len(kept), f"{line}\nafter the kills: {diff_before}"
+    assert vectors_deleted == len(kept) and hits_deleted == 5, f"{line}\nafter deleting the index: {diff_deleted}"
+    assert vectors_corrupt == len(kept) and hits_corrupt == 5, f"{line}\nafter corrupting the index: {diff_corrupt}"
 
 
 async def test_memory_store_survives_kills_during_writes_and_rebuilds_a_broken_index(tmp_path: Path) -> None:
