@@ -165,6 +165,10 @@ async def test_mixed_and_quote_messages(kit: Kit) -> None:
     assert event.text == "@派 看看这张图" and event.reply_to.text == "原来的方案"  # type: ignore[union-attr]
     (att,) = event.attachments
     assert await kit.adapter.fetch_attachment(att, 10_000) == b"\xff\xd8jpegdata"  # decrypted
+    own_key = FakeWeCom(aes=new_aes_key())  # a file encrypted with a key of its own, named in the callback
+    kit.fake.files["k.jpg"] = own_key.encrypt_media(b"keyed")
+    keyed = Attachment("image", "k.jpg", "image/jpeg", 0, f"{kit.fake._base}/media/k.jpg#aeskey={own_key.aes}=")
+    assert await kit.adapter.fetch_attachment(keyed, 10_000) == b"keyed"
     big = Attachment("image", "big.jpg", "image/jpeg", 0, await kit.fake.media_url("big.jpg", b"x" * 20_000))
     with pytest.raises(DeliveryError, match="limit"):
         await kit.adapter.fetch_attachment(big, 10_000)

@@ -281,13 +281,18 @@ class WeComAdapter:
 
     async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes:
         """Download an image or file from its callback URL and decrypt it (WeCom encrypts them with the
-        bot's EncodingAESKey)."""
+        bot's EncodingAESKey, or with the ``aeskey`` the callback names for the file)."""
         limit = min(max_bytes, self._env.max_attachment_bytes)
         http = self._http
         if http is None:
             raise DeliveryError("the WeCom adapter is not running")
+        url, _, key = att.source.partition("#aeskey=")
         try:
-            async with http.get(att.source) as resp:
+            crypto = WeComCrypto(self._s.token, key.rstrip("=")[:43]) if key else self._crypto
+        except CryptoError as exc:
+            raise DeliveryError(f"cannot decrypt {att.name}: {exc}") from exc
+        try:
+            async with http.get(url) as resp:
                 if resp.status != 200:
                     raise DeliveryError(f"cannot fetch {att.name}: HTTP {resp.status}")
                 data = await resp.content.read(limit + 64)
@@ -296,7 +301,7 @@ class WeComAdapter:
         if len(data) > limit + 32:
             raise DeliveryError(f"{att.name} is over the {limit}-byte limit")
         try:
-            plain = await asyncio.to_thread(self._crypto.decrypt_media, data)
+            plain = await asyncio.to_thread(crypto.decrypt_media, data)
         except CryptoError as exc:
             raise DeliveryError(f"cannot decrypt {att.name}: {exc}") from exc
         if len(plain) > limit:

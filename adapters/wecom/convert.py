@@ -44,7 +44,8 @@ def _text_of(kind: str, body: Any) -> tuple[str, list[Attachment]]:
             return "", []
         name = "image.jpg" if kind == "image" else str(body.get("filename") or body.get("name") or "file")
         mime = "image/jpeg" if kind == "image" else "application/octet-stream"
-        return "", [Attachment(kind, name, mime, 0, url)]
+        key = str(body.get("aeskey") or "")  # a per-file key, where WeCom gives one (else the bot's key)
+        return "", [Attachment(kind, name, mime, 0, f"{url}#aeskey={key}" if key else url)]
     if kind == "mixed":
         texts: list[str] = []
         atts: list[Attachment] = []
