@@ -39,7 +39,8 @@ def test_mistakes_name_their_key(section: str, path: str, words: str) -> None:
 
 def test_a_reverse_endpoint_on_the_network_is_fine_with_a_token_and_secrets_are_masked() -> None:
     s = settings(
-        "  onebot: {enabled: true, mode: reverse, listen: 0.0.0.0, access_token: obtoken-123, secret: sig-456}\n"
+        "  onebot: {enabled: true, mode: reverse, listen: 0.0.0.0, access_token: obtoken-123,"
+        " secret: sig-456}\n"
         f"  wecom: {{enabled: true, token: wctoken-789, encoding_aes_key: {AES}}}\n"
     )
     shown = masked(s)["adapters"]
