@@ -28,6 +28,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.events import ChatRef, PersonRef
+from bot.i18n import Translator
 from bot.state import StateDB
 
 TABLES = """
@@ -144,17 +145,21 @@ class PaiDirectory:
     def relays(self, chat_key: str) -> bool:
         return bool(self.relay_targets(chat_key))
 
-    def platform_label(self, platform: str) -> str:
-        return self.labels.get(platform) or platform
+    def platform_label(self, platform: str, t: Translator | None = None) -> str:
+        """The platform's short name (``AdapterPlugin.label``), in the members' language when ``t`` is given
+        (``Web`` reads 网页; a plugin marks its label with ``N_``). The prompt's labels stay as they are."""
+        label = self.labels.get(platform) or platform
+        return t._(label) if t is not None else label
 
     def title(self, chat_key: str) -> str:
         return self._titles.get(chat_key, "")
 
-    def label(self, chat_key: str) -> str:
+    def label(self, chat_key: str, t: Translator | None = None) -> str:
         """How lines of a group are labelled inside its pai: the platform's short name (``TG``), with the
-        group's title when the pai has several groups on that platform (``TG · Family``)."""
+        group's title when the pai has several groups on that platform (``TG · Family``). Translated for
+        members with ``t`` (relayed copies), as it is for the model (the prompt)."""
         platform = chat_key.split(":", 1)[0]
-        short = self.platform_label(platform)
+        short = self.platform_label(platform, t)
         pai = self._by_chat.get(chat_key)
         same = [k for k in (pai.chats if pai else ()) if k.split(":", 1)[0] == platform]
         title = self._titles.get(chat_key, "")

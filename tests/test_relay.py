@@ -37,11 +37,11 @@ class Platform(FakeAdapter):
         return [o.text for o in self.sent]
 
 
-def settings(tmp_path, relay: bool = True):
+def settings(tmp_path, relay: bool = True, extra: str = ""):
     return parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path}', welcome: false}}\n"
         "llm: {retry_base_s: 0.01, retry_max_s: 0.01}\n"
-        f"pais: {{bridge: {{groups: ['alpha:g1', 'beta:g2'], relay: {str(relay).lower()}}}}}\n",
+        f"pais: {{bridge: {{groups: ['alpha:g1', 'beta:g2'], relay: {str(relay).lower()}}}}}\n" + extra,
         env={},
     )
 
@@ -50,10 +50,11 @@ def settings(tmp_path, relay: bool = True):
 async def world(tmp_path):
     apps: list[App] = []
 
-    async def build(llm=None, relay: bool = True, beta_caps: Capabilities | None = None):
-        alpha, beta = Platform("alpha", "AL"), Platform("beta", "BE", beta_caps)
+    async def build(llm=None, relay: bool = True, beta_caps: Capabilities | None = None, labels=("AL", "BE"),
+                    extra: str = ""):
+        alpha, beta = Platform("alpha", labels[0]), Platform("beta", labels[1], beta_caps)
         memory = FakeMemory()
-        app = App(settings(tmp_path, relay), llm=llm, adapters={"alpha": alpha, "beta": beta}, memory=memory,
+        app = App(settings(tmp_path, relay, extra), llm=llm, adapters={"alpha": alpha, "beta": beta}, memory=memory,
                   skills=[], clock=ManualClock())
         await app.start()
         apps.append(app)
@@ -82,6 +83,22 @@ async def test_a_member_message_reaches_the_other_group_with_name_and_platform(w
     assert all(o.mention_user_ids == () for o in (*alpha.sent, *beta.sent))
     # each message is remembered once, in the group it was written in; copies are not remembered
     assert memory.texts(PAI) == ["hello from alpha", "hello from beta"]
+
+
+async def test_each_group_reads_the_platform_labels_in_its_own_language(world):
+    llm = ScriptedLLM(["嗨"])
+    app, alpha, beta, _ = await world(llm, labels=("Web", "WeCom"), extra="groups: {'beta:g2': {language: 中文}}\n")
+    await alpha.inject(in_alpha("hello", author="alice", name="Alice"))
+    await beta.inject(in_beta("你好", author="bob", name="Bob"))
+    await app.drain()
+    assert beta.texts() == ["[网页] Alice: hello"]
+    assert alpha.texts() == ["[WeCom] Bob: 你好"]
+    # a reply to the Chinese copy reads as a reply to Alice's own words; the prompt's labels stay English
+    await beta.inject(in_beta("@Pai 她说了什么?", author="bob", name="Bob", mentions_me=True,
+                              reply_to=ReplyRef("bot-1", "[网页] Alice: hello", None)))
+    await app.drain()
+    assert 'replying to Alice: "hello"' in llm.prompts[0]
+    assert "[Web] Alice: hello" in llm.prompts[0]
 
 
 async def test_without_relay_a_pai_only_shares_memory(world):

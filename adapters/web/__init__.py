@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.web.config import WebAdapterSettings, validate
+from bot.i18n import N_
 from bot.plugins import AdapterPlugin
 from bot.ports import AdapterEnv
 
@@ -25,7 +26,7 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="a local web group chat in the browser",
-    label="Web",
+    label=N_("Web"),  # translated where members read it ("[网页] Alice: ...")
     secret_keys=("access_token",),
     # Anyone who can open the page picks their own name and id: nobody there can be an admin.
     verified_identities=False,

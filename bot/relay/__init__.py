@@ -92,26 +92,31 @@ class Relay:
         if msg.deleted or msg.edited:
             kind = "delete" if msg.deleted else "edit"
             copied = await self.jobs.targets(chat, msg.id)
-            payload = {"text": self._text(msg)} if msg.edited else {}
-            jobs = [NewJob(f"{msg.event_id}>{t}", t, kind, chat, msg.id, msg.author.key, payload)
+            jobs = [NewJob(f"{msg.event_id}>{t}", t, kind, chat, msg.id, msg.author.key,
+                           {"text": await self._text(msg, t)} if msg.edited else {})
                     for t in targets if t in copied]
         else:
             reply = await self._reply_origin(msg)
-            payload = {
-                "text": self._text(msg), "prefix": self._prefix(msg), "author_name": msg.author.display_name,
-                "reply": reply, "files": [dataclasses.asdict(a) for a in msg.attachments], "origin_url": msg.url,
-            }
-            jobs = [NewJob(f"{msg.event_id}>{t}", t, "copy", chat, msg.id, msg.author.key, payload) for t in targets]
+            files = [dataclasses.asdict(a) for a in msg.attachments]
+            jobs = []
+            for target in targets:
+                payload = {
+                    "text": await self._text(msg, target), "prefix": await self._prefix(msg, target),
+                    "author_name": msg.author.display_name, "reply": reply, "files": files, "origin_url": msg.url,
+                }
+                jobs.append(NewJob(f"{msg.event_id}>{target}", target, "copy", chat, msg.id, msg.author.key, payload))
         await self._queue(jobs)
 
-    def _prefix(self, msg: Message) -> str:
-        return copy_prefix(self.s.pais.label(msg.chat.key), msg.author.display_name)
+    async def _prefix(self, msg: Message, target: str) -> str:
+        """``[TG] Alice: `` in the target group's language (``[网页] Alice: ``)."""
+        t = await self.s.translator(target)
+        return copy_prefix(self.s.pais.label(msg.chat.key, t), msg.author.display_name)
 
-    def _text(self, msg: Message) -> str:
+    async def _text(self, msg: Message, target: str) -> str:
         text = msg.text
         if msg.attachments and not text.strip():
             text = " ".join(f"📎 {a.name}" for a in msg.attachments)
-        return self._prefix(msg) + text
+        return await self._prefix(msg, target) + text
 
     async def _reply_origin(self, msg: Message) -> list[str] | None:
         """The original a message replies to: the replied message itself, or what it is a copy of."""

@@ -154,12 +154,12 @@ class IdentitySkill:
         ids = self.s.people.identities(identity)
         if len(ids) < 2:
             return ""
-        return t.join([self.account(i) for i in ids])
+        return t.join([self.account(i, t) for i in ids])
 
-    def account(self, identity: str) -> str:
+    def account(self, identity: str, t: Translator | None = None) -> str:
         platform = identity.split(":", 1)[0]
         name = self.s.people.name_of(identity) or identity.split(":", 1)[1]
-        return f"{name} ({self.s.pais.platform_label(platform)})"
+        return f"{name} ({self.s.pais.platform_label(platform, t)})"
 
 
 def build(env: SkillEnv) -> SkillSet:

@@ -84,7 +84,7 @@ class PaiSkill:
                  if pai.number else t._("This group is in the pai 「{name}」:", name=pai.name)]
         for key in pai.chats:
             owner = t._(" (owner)") if key == pai.owner_chat else ""
-            lines.append(f"• {self._group(key)}{owner}")
+            lines.append(f"• {self._group(key, t=t)}{owner}")
         if not pai.relay:
             lines.append(t._("Its groups share one memory; messages are not passed on between them."))
         if call.is_admin and pai.invite:
@@ -93,7 +93,7 @@ class PaiSkill:
         if pai.number and self._owns(call.message, pai):
             for req in await self.s.pais.requests(pai.number):
                 lines.append(t._("Request {no}: {group} asks to join (/pai accept {no} or /pai reject {no}).",
-                                 no=req.no, group=self._group(req.chat_key, req.chat_title)))
+                                 no=req.no, group=self._group(req.chat_key, req.chat_title, t)))
         return "\n".join(lines)
 
     async def _create(self, call: CommandCall, t: Translator, name: str) -> str:
@@ -115,7 +115,7 @@ class PaiSkill:
         owner_t = await self.s.translator(pai.owner_chat)
         await self._notify(pai.owner_chat, owner_t._(
             "{group} asks to join the pai 「{name}」 (request {no}). Its owner answers with /pai accept {no} or "
-            "/pai reject {no}.", group=self._group(msg.chat.key, msg.chat.title), name=pai.name, no=req.no),
+            "/pai reject {no}.", group=self._group(msg.chat.key, msg.chat.title, owner_t), name=pai.name, no=req.no),
             f"request:{req.no}")
         return t._("Asked to join the pai 「{name}」 (派号 {number}). I'll say here when its owner answers.",
                    name=pai.name, number=pai.number)
@@ -130,14 +130,13 @@ class PaiSkill:
         if not self._owns(call.message, pai):
             return t._("Only the owner of 「{name}」 answers its requests.", name=pai.name)
         await self.s.pais.answer(req.no, accept=accept)
-        group = self._group(req.chat_key, req.chat_title)
         if not accept:
             joiner_t = await self.s.translator(req.chat_key)
             await self._notify(req.chat_key, joiner_t._("The owner of 「{name}」 declined this group's request.",
                                                         name=pai.name), f"answer:{req.no}")
-            return t._("Declined: {group} does not join 「{name}」.", group=group, name=pai.name)
+            return t._("Declined: {group} does not join 「{name}」.", group=self._group(req.chat_key, req.chat_title, t),
+                       name=pai.name)
         joined = self.s.pais.by_number(req.number) or pai
-        groups = ", ".join(self._group(k) for k in joined.chats)
         for key in joined.chats:
             if key == call.message.chat.key:
                 continue
@@ -145,8 +144,10 @@ class PaiSkill:
             await self._notify(key, kt._(
                 "{group} has joined the pai 「{name}」. What is said in any of its groups ({groups}) is passed on "
                 "to the others from now on, with the speaker's name and platform; /pai shows them.",
-                group=group, name=joined.name, groups=groups), f"joined:{req.no}")
-        return t._("{group} has joined the pai 「{name}」 ({groups}).", group=group, name=joined.name, groups=groups)
+                group=self._group(req.chat_key, req.chat_title, kt), name=joined.name,
+                groups=self._groups(joined, kt)), f"joined:{req.no}")
+        return t._("{group} has joined the pai 「{name}」 ({groups}).", group=self._group(req.chat_key, req.chat_title, t),
+                   name=joined.name, groups=self._groups(joined, t))
 
     async def _leave(self, call: CommandCall, t: Translator) -> str:
         key = call.message.chat.key
@@ -160,7 +161,7 @@ class PaiSkill:
                 text = ot._("The pai 「{name}」 has ended: its owner's group left. Messages are no longer passed on.",
                             name=pai.name)
             else:
-                text = ot._("{group} has left the pai 「{name}」.", group=self._group(key, call.message.chat.title),
+                text = ot._("{group} has left the pai 「{name}」.", group=self._group(key, call.message.chat.title, ot),
                             name=pai.name)
             await self._notify(other, text, f"left:{key}:{stamp}")
         if ended:
@@ -174,10 +175,14 @@ class PaiSkill:
         people = self.s.people
         return bool(pai.owner) and people.person_of(msg.author.key) == people.person_of(pai.owner)
 
-    def _group(self, key: str, title: str = "") -> str:
-        platform = self.s.pais.platform_label(key.split(":", 1)[0])
+    def _group(self, key: str, title: str = "", t: Translator | None = None) -> str:
+        """``Family (TG)``, the platform's label in the reader's language."""
+        platform = self.s.pais.platform_label(key.split(":", 1)[0], t)
         title = title or self.s.pais.title(key) or key.split(":", 1)[1]
         return f"{title} ({platform})"
+
+    def _groups(self, pai: Pai, t: Translator) -> str:
+        return t.commas([self._group(k, t=t) for k in pai.chats])
 
     async def _notify(self, chat_key: str, text: str, key: str) -> None:
         if self.s.relay is not None:

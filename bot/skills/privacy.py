@@ -162,8 +162,8 @@ class PrivacySkill:
         else:
             lines.append(t._("• Kept until you or an admin remove it"))
         if len(accounts) > 1:
-            names = [f"{self.s.people.name_of(i) or i.split(':', 1)[1]} ({self.s.pais.platform_label(i.split(':', 1)[0])})"
-                     for i in accounts]
+            names = [f"{self.s.people.name_of(i) or i.split(':', 1)[1]} "
+                     f"({self.s.pais.platform_label(i.split(':', 1)[0], t)})" for i in accounts]
             lines.append(t._("• Your linked accounts (one person for me): {accounts} (/unlink)", accounts=t.join(names)))
         if opted_out:
             lines.append(t._("• Recording: off (you opted out; /optin)"))
