@@ -78,6 +78,7 @@ class FakeDiscord:
         self.files: dict[str, bytes] = {}
         self.messages: dict[int, list[dict[str, Any]]] = {}  # channel id -> messages, oldest first
         self.identified = asyncio.Event()
+        self._dispatched = asyncio.Condition()  # notified after every gateway event (every change of messages)
         self.closed_codes: list[int] = []
         self.server_close_codes: list[int] = []
         self._sessions: dict[str, GatewaySession] = {}
@@ -305,6 +306,13 @@ class FakeDiscord:
             if sess.ws is None or sess.ws.closed:
                 continue
             await self._send_dispatch(sess, event, data)
+        async with self._dispatched:
+            self._dispatched.notify_all()
+
+    async def until(self, predicate: Any, timeout: float = 20.0) -> None:
+        """Wait until ``predicate()`` holds, checked after every change (messages posted, edited, deleted)."""
+        async with self._dispatched:
+            await asyncio.wait_for(self._dispatched.wait_for(predicate), timeout)
 
     async def _send_dispatch(self, sess: GatewaySession, event: str, data: dict[str, Any]) -> None:
         sess.seq += 1
