@@ -55,6 +55,9 @@ class Capabilities:
     idempotent_sends: bool = False
     # The largest file ``send`` delivers (bytes); 0: not stated (the core's ``limits.max_attachment_bytes``).
     max_file_bytes: int = 0
+    # False when the bot may speak only in answer to a message addressed to it (the WeCom AI bot): nothing
+    # unprompted is sent there (a pai's relayed copies and notices).
+    unprompted: bool = True
 
 
 @runtime_checkable

@@ -167,6 +167,21 @@ async def test_the_bot_answers_once_where_asked_and_its_answer_is_passed_on(worl
     assert len(llm.calls) == 2 and beta.texts()[-1] == "At five."
 
 
+async def test_nothing_unasked_goes_where_the_bot_speaks_only_when_asked(world):
+    """A platform like the WeCom AI bot (Capabilities.unprompted False): its members' messages are passed
+    on, nothing is passed into it, and the bot still answers there when asked."""
+    llm = ScriptedLLM(["At five."])
+    caps = Capabilities(max_text_length=4000, edit=True, unprompted=False)
+    app, alpha, beta, memory = await world(llm, beta_caps=caps)
+    await alpha.inject(in_alpha("hello from alpha", author="alice", name="Alice"))
+    question = in_beta("@Pai when is the cake?", author="bob", name="Bob", mentions_me=True)
+    await beta.inject(question)
+    await app.drain()
+    assert beta.texts() == ["At five."] and beta.sent[0].reply_to == question.id
+    assert alpha.texts() == ["[BE] Bob: @Pai when is the cake?", "At five."]
+    assert memory.texts(PAI) == ["hello from alpha", "@Pai when is the cake?", "At five."]
+
+
 async def test_commands_and_their_answers_stay_in_their_group(world):
     app, alpha, beta, _ = await world(ScriptedLLM(["x"]))
     await alpha.inject(in_alpha("/help", author="alice"))

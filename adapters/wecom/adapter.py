@@ -66,7 +66,7 @@ class WeComAdapter:
     """``ChatAdapter`` (plus ``StreamFinisher`` and ``AttachmentFetcher``) for the WeCom AI bot."""
 
     name = PLATFORM
-    capabilities = Capabilities(max_text_length=6000, edit=True, links=True)
+    capabilities = Capabilities(max_text_length=6000, edit=True, links=True, unprompted=False)
 
     def __init__(self, settings: WeComSettings, env: AdapterEnv, *, clock: Clock | None = None) -> None:
         self._s = settings

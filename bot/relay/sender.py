@@ -45,6 +45,10 @@ class RelaySender:
         self.jobs = jobs
 
     async def run(self, job: Job) -> None:
+        if job.kind in ("copy", "notice") and not self._takes(job.target):
+            log.info("%s is not passed on to %s: the bot speaks there only when asked", job.key, job.target)
+            await self.jobs.done(job.seq)
+            return
         if job.kind == "copy":
             await self._copy(job)
         elif job.kind == "edit":
@@ -56,6 +60,12 @@ class RelaySender:
         else:
             log.error("unknown relay job kind %r (%s)", job.kind, job.key)
             await self.jobs.done(job.seq)
+
+    def _takes(self, target: str) -> bool:
+        """Whether the target group's platform lets the bot post unasked (a platform not connected yet is
+        assumed to: the job waits for it)."""
+        adapter = self.s.adapters.get(target.split(":", 1)[0])
+        return adapter is None or adapter.capabilities.unprompted
 
     # ----------------------------------------------------------------- copies
 
