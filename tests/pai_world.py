@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,8 @@ from bot.config import parse_settings
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
 from bot.ports import Capabilities
 from tests.fakes import FakeAdapter, FakeMemory, ManualClock, ScriptedLLM, make_message
+
+WAIT_S = 20  # a bound on a hang, not a timing assertion
 
 
 class Platform(FakeAdapter):
@@ -43,6 +46,29 @@ class Platform(FakeAdapter):
     def say(self, text: str, *, chat: str, author: str, name: str = "", **kw: Any) -> Message:
         return make_message(text, chat=chat, platform=self.platform, author=author, name=name or author.capitalize(),
                             **kw)
+
+
+class Watched(Platform):
+    """The fake platform, with waits on what the core sends and deletes there."""
+
+    def __init__(self, platform: str = "alpha", label: str = "AL") -> None:
+        super().__init__(platform, label)
+        self.changed = asyncio.Condition()
+
+    async def send(self, out: Outgoing) -> SentRef:
+        ref = await super().send(out)
+        async with self.changed:
+            self.changed.notify_all()
+        return ref
+
+    async def delete(self, ref: SentRef) -> None:
+        await super().delete(ref)
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def until(self, predicate: Any) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(predicate), WAIT_S)
 
 
 class HostPlatform(Platform):

@@ -5,48 +5,19 @@ Discord."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from adapters.discord.adapter import DiscordAdapter
 from bot.app import App
 from bot.config import parse_settings
-from bot.events import Outgoing, SentRef
 from bot.ports import AdapterEnv
 from tests.fake_discord import FakeDiscord
 from tests.fakes import FakeMemory
-from tests.pai_world import Platform
-
-WAIT_S = 20  # a bound on a hang, not a timing assertion
-
-
-class Watched(Platform):
-    """The fake platform, with waits on what the core sends and deletes there."""
-
-    def __init__(self) -> None:
-        super().__init__("alpha", "AL")
-        self.changed = asyncio.Condition()
-
-    async def send(self, out: Outgoing) -> SentRef:
-        ref = await super().send(out)
-        async with self.changed:
-            self.changed.notify_all()
-        return ref
-
-    async def delete(self, ref: SentRef) -> None:
-        await super().delete(ref)
-        async with self.changed:
-            self.changed.notify_all()
-
-    async def until(self, predicate: Any) -> None:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(predicate), WAIT_S)
-
+from tests.pai_world import Watched
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
