@@ -37,7 +37,8 @@ adapters:
   discord: {{enabled: true, token: "{fake.token}", api_base: "{fake.api_base}", gateway_url: "{fake.gateway_url}"}}
 pais: {{bridge: {{groups: ["discord:{fake.general}", "alpha:g1"], relay: true}}}}
 """, env={})
-    discord = DiscordAdapter(settings.adapters.discord, AdapterEnv(bot_name="Pai", data_dir=tmp_path), guild_ready_timeout=0.05, ready_timeout_s=20)
+    env = AdapterEnv(bot_name="Pai", data_dir=tmp_path)
+    discord = DiscordAdapter(settings.adapters.discord, env, guild_ready_timeout=0.05, ready_timeout_s=20)
     alpha, memory = Watched(), FakeMemory()
     app = App(settings, adapters={"discord": discord, "alpha": alpha}, memory=memory, skills=[])
     await app.start()

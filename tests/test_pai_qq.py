@@ -57,7 +57,8 @@ def texts(napcat: FakeOneBot) -> list[str]:
     return ["".join(s["data"].get("text", "") for s in m.segments) for m in napcat.sent]
 
 
-async def test_a_qq_group_talks_with_another_platform_and_recalls_follow(bridged: Any, napcat: FakeOneBot) -> None:
+async def test_a_qq_group_talks_with_another_platform_and_recalls_follow(bridged: Any, napcat: FakeOneBot
+                                                                         ) -> None:
     app, web, memory = bridged
     said = await napcat.post(GROUP, ALICE, "周六去爬山吗")
     await web.until(lambda: len(web.sent) == 1)

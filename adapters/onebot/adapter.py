@@ -1,14 +1,14 @@
 """The OneBot v11 adapter: the AI member in QQ groups and private chats, through NapCat, Lagrange or
 LLOneBot (any implementation of the OneBot 11 standard).
 
-Intake: every message event (and ``group_upload`` notice; recalls as deletions) becomes a core event (``adapters.onebot.convert``)
-committed to the inbox one at a time, in arrival order, together with the catch-up cursor (the time of the
+Intake: every message event (and ``group_upload`` notice; recall notices as deletions) becomes a core event
+(``adapters.onebot.convert``) committed to the inbox one at a time, in arrival order, together with the catch-up cursor (the time of the
 newest message committed). Each time the link becomes ready (start, reconnect) every group of the account is
 caught up from ``get_group_msg_history`` back to a little before that time (``adapters.onebot.backfill``).
 
 Sending: ``send_group_msg`` / ``send_private_msg`` with a ``reply`` segment quoting the message answered and
-an ``at`` of its author (``send_direct``: a private message), the text split at ``message_limit`` characters, images as ``base64://`` image
-segments; paced per chat (``adapters.onebot.pacing``) and journaled (``adapters.onebot.journal``). Errors:
+an ``at`` of its author (``send_direct``: a private message), the text split at ``message_limit`` characters,
+images as ``base64://`` image segments; ``delete_msg`` recalls the bot's messages (``delete``); paced per chat (``adapters.onebot.pacing``) and journaled (``adapters.onebot.journal``). Errors:
 not connected -> PlatformUnavailable (the core retries later); no answer -> DeliveryUncertain (never
 repeated); ``retcode`` 1400/1404 or a refused token -> DeliveryError; any other failure is retried once
 after a pause, then DeliveryError.

@@ -102,9 +102,11 @@ class Relay:
             for target in targets:
                 payload = {
                     "text": await self._text(msg, target), "prefix": await self._prefix(msg, target),
-                    "author_name": msg.author.display_name, "reply": reply, "files": files, "origin_url": msg.url,
+                    "author_name": msg.author.display_name, "reply": reply, "files": files,
+                    "origin_url": msg.url,
                 }
-                jobs.append(NewJob(f"{msg.event_id}>{target}", target, "copy", chat, msg.id, msg.author.key, payload))
+                key = f"{msg.event_id}>{target}"
+                jobs.append(NewJob(key, target, "copy", chat, msg.id, msg.author.key, payload))
         await self._queue(jobs)
 
     async def _prefix(self, msg: Message, target: str) -> str:

@@ -130,12 +130,12 @@ class PaiSkill:
         if not self._owns(call.message, pai):
             return t._("Only the owner of 「{name}」 answers its requests.", name=pai.name)
         await self.s.pais.answer(req.no, accept=accept)
+        group = self._group(req.chat_key, req.chat_title, t)
         if not accept:
             joiner_t = await self.s.translator(req.chat_key)
             await self._notify(req.chat_key, joiner_t._("The owner of 「{name}」 declined this group's request.",
                                                         name=pai.name), f"answer:{req.no}")
-            return t._("Declined: {group} does not join 「{name}」.", group=self._group(req.chat_key, req.chat_title, t),
-                       name=pai.name)
+            return t._("Declined: {group} does not join 「{name}」.", group=group, name=pai.name)
         joined = self.s.pais.by_number(req.number) or pai
         for key in joined.chats:
             if key == call.message.chat.key:
@@ -146,8 +146,8 @@ class PaiSkill:
                 "to the others from now on, with the speaker's name and platform; /pai shows them.",
                 group=self._group(req.chat_key, req.chat_title, kt), name=joined.name,
                 groups=self._groups(joined, kt)), f"joined:{req.no}")
-        return t._("{group} has joined the pai 「{name}」 ({groups}).", group=self._group(req.chat_key, req.chat_title, t),
-                   name=joined.name, groups=self._groups(joined, t))
+        return t._("{group} has joined the pai 「{name}」 ({groups}).", group=group, name=joined.name,
+                   groups=self._groups(joined, t))
 
     async def _leave(self, call: CommandCall, t: Translator) -> str:
         key = call.message.chat.key
