@@ -50,12 +50,13 @@ def format_record(
     rec: MemoryRecord, tz: ZoneInfo, limit: int = 600, quoted: MemoryRecord | None = None
 ) -> str:
     """``[2026-11-01 12:03] Bob (replying to Alice: "…"): text`` — who said what, when, and to whom."""
-    if rec.kind in ("file", "caption"):
+    if rec.kind in ("file", "caption", "subtitle"):
         limit = max(limit, 1300)  # a file chunk or caption is one unit: cutting it loses what was asked for
     who = f"{rec.author_name} (bot)" if rec.is_bot else rec.author_name
     if quoted is not None:
         who += f' (replying to {quoted.author_name}: "{_one_line(quoted.text, 120)}")'
-    prefix = {"file": "[file] ", "caption": "[image] "}.get(rec.kind, "")
+    # Subtitle lines are what was said in a film or song the group watched, not what members said.
+    prefix = {"file": "[file] ", "caption": "[image] ", "subtitle": "[subtitles] ", "watch": "[watched] "}.get(rec.kind, "")
     link = f" (link: {rec.url})" if rec.url else ""  # so an answer about the past can point at the original
     return f"[{fmt_time(rec.sent_at, tz)}] {who}: {prefix}{_one_line(rec.text, limit)}{link}"
 

@@ -92,6 +92,13 @@ class AttachmentFetcher(Protocol):
     async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes: ...
 
 
+class LocalAttachments(Protocol):
+    """Optional adapter role: where an attachment's bytes already lie on this machine (the web group's
+    uploads), so large media can be read in place instead of fetched into memory; None when they don't."""
+
+    async def attachment_path(self, att: Attachment) -> Any: ...  # pathlib.Path | None
+
+
 class SendJournal(Protocol):
     """Optional adapter role for platforms without idempotent sends: whether a send of ``out`` (same
     idempotency key and content) was ever attempted, i.e. whether a request may have reached the platform.
@@ -282,6 +289,74 @@ class AdapterEnv:
     data_dir: Any  # pathlib.Path
     commands: tuple[CommandInfo, ...] = ()
     max_attachment_bytes: int = 20 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- watching together
+
+
+@dataclass(frozen=True, slots=True)
+class WatchView:
+    """A watch session as its players see it. ``playback`` is where it is: ``position`` media seconds at
+    server time ``at`` (epoch seconds), moving at ``rate`` when ``playing``; ``duration`` once known (see
+    ``bot.skills.watch.sync.Playback``). The media is an uploaded ``media`` file (the adapter serves it) or
+    a ``link``. ``control`` is ``"all"`` (every member steers) or ``"starter"``. ``seq`` grows with every
+    change, so a player can ignore a stale update."""
+
+    session: str
+    chat: ChatRef
+    title: str
+    kind: str  # "video" | "audio"
+    media: Attachment | None
+    link: str
+    starter_id: str
+    starter_name: str
+    control: str
+    playback: dict[str, Any]
+    seq: int
+    cues: int = 0  # how many subtitle lines the session has
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCommand:
+    """One player command from a member: ``action`` is play, pause, seek, rate, duration, control or end;
+    ``value`` the position (seconds), speed, duration or control mode it needs."""
+
+    action: str
+    value: Any = None
+    session: str = ""  # the session the player was showing (a command for an ended one is refused)
+
+
+class WatchControl(Protocol):
+    """The core's side of watching together, used by an adapter that hosts synchronised players.
+
+    ``now`` is the server clock the playback positions are anchored to (epoch seconds); players estimate
+    their offset to it with pings the adapter answers with ``now()``. ``current`` is the chat's running
+    session (None when none runs). ``control`` applies a member's command and returns the new view (which
+    the core also shows to every player through ``WatchHost.show_watch``); it raises
+    ``bot.errors.WatchRefused`` when the member may not give it. ``cues`` are the session's subtitle lines
+    ``(start, end, text)`` in time order. The member's identity is the adapter's to vouch for.
+    """
+
+    def now(self) -> float: ...
+
+    async def current(self, chat: ChatRef) -> WatchView | None: ...
+
+    async def control(self, chat: ChatRef, member: PersonRef, command: WatchCommand) -> WatchView: ...
+
+    async def cues(self, chat: ChatRef, session: str) -> list[tuple[float, float, str]]: ...
+
+
+@runtime_checkable
+class WatchHost(Protocol):
+    """Optional adapter role: a platform with a synchronised player (the web group). ``host_watch`` hands it
+    the core's ``WatchControl`` once, at start-up; ``show_watch`` shows every open player of the chat the
+    new state of its session (``ended`` closes it). Best effort: never raises (a player that misses an
+    update catches up from ``WatchControl.current``)."""
+
+    def host_watch(self, control: WatchControl) -> None: ...
+
+    async def show_watch(self, view: WatchView) -> None: ...
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting

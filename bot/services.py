@@ -28,6 +28,9 @@ log = logging.getLogger("paibot.services")
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
+# Called by /forget-me with (chat, pai, user id): a skill removes what it keeps of that member in that chat
+# beyond their memory records (which the privacy skill removes itself); returns how many items went.
+ForgetHook = Callable[[ChatRef, str, str], Awaitable[int]]
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
     sent_hooks: list[SentHook] = field(default_factory=list)
+    forget_hooks: list[ForgetHook] = field(default_factory=list)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:

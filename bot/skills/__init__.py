@@ -17,6 +17,7 @@ SKILL_MODULES = (
     "bot.skills.reminders",
     "bot.skills.polls",
     "bot.skills.files",
+    "bot.skills.watch",
     "bot.skills.images",
     "bot.skills.factcheck",
     "bot.skills.settings",

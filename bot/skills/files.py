@@ -39,6 +39,7 @@ from bot.skills.file_parsing import (
     document_kind,
     parse_document,
 )
+from bot.skills.watch.cues import subtitle_format
 
 log = logging.getLogger("paibot.skills.files")
 
@@ -110,7 +111,8 @@ class FilesSkill:
 
     async def _observe(self, seen: Observation) -> str | Reply | None:
         msg = seen.message
-        docs = [a for a in msg.attachments if a.kind == "file"]
+        # Subtitles and lyrics are timed lines, not documents: the watch skill reads them (bot.skills.watch).
+        docs = [a for a in msg.attachments if a.kind == "file" and subtitle_format(a.name, a.mime) is None]
         if not docs:
             return None
         await self._log.remember(msg)

@@ -82,6 +82,8 @@ class PrivacySkill:
         attachments = self.s.extras.get("skills.attachment_log")  # the files skill's list of posted files
         if attachments is not None:
             await attachments.forget_author(call.message.chat.key, user)
+        for hook in self.s.forget_hooks:  # what other skills keep of the member (watch sessions, subtitles)
+            await hook(call.message.chat, call.pai, user)
         return (
             f"Done: I removed {removed} of your messages from this group's memory (the transcript and the "
             "search indexes). New messages are still recorded; /optout stops that."
