@@ -110,6 +110,7 @@ class WebAdapterSettings:
     port: int = 8765
     access_token: str = ""
     public_url: str = ""
+    max_media_bytes: int = 2 * 1024 * 1024 * 1024  # a video or audio file to watch together
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
   committed (``adapters.web.attachments``); they reach the core as ``Message.attachments`` whose ``source``
   is the file id, which ``fetch_attachment`` reads back. The bot's ``Outgoing.files`` are stored the same
   way and shown with its message.
+* Watching together: the adapter hosts synchronised players (``bot.ports.WatchHost``); ``adapters.web.watch``
+  carries the players' commands to the core's session and its state back, and streams uploaded media with
+  range requests. Video and audio uploads have their own size limit (``adapters.web.max_media_bytes``).
 * Polls: ``Outgoing.poll`` is stored with the bot's message and drawn as buttons. A button posts an ordinary
   reply to the poll message (``vote <n>``): the core has no vote event, and counting replies is how the
   polls skill tallies everywhere, so the page and the skill can never disagree.
@@ -38,10 +41,11 @@ from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
+from adapters.web.watch import WebWatch
 from bot.config import Settings
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, IntakeSink, WatchControl, WatchView
 
 log = logging.getLogger("paibot.web")
 
@@ -49,6 +53,7 @@ PLATFORM = "web"
 BOT_USER_ID = "bot"
 MAX_TEXT_LENGTH = 8000
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+MAX_MEDIA_BYTES = 2 * 1024 * 1024 * 1024
 
 
 class WebAdapter:
@@ -68,6 +73,7 @@ class WebAdapter:
         public_url: str = "",
         max_text_length: int = MAX_TEXT_LENGTH,
         max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        max_media_bytes: int = MAX_MEDIA_BYTES,
     ) -> None:
         check_exposure(host, access_token)
         self.bot_name = bot_name
@@ -77,7 +83,10 @@ class WebAdapter:
             files=True, polls=True,
         )
         self.hub = LiveHub()
-        self.attachments = WebAttachments(Path(data_dir) / "web_files", max_attachment_bytes)
+        self.attachments = WebAttachments(
+            Path(data_dir) / "web_files", max_attachment_bytes, max_media_bytes=max_media_bytes
+        )
+        self.watch = WebWatch(self.hub, PLATFORM)
         self._db_path = Path(data_dir) / "web.db"
         self._host = host
         self._port = port
@@ -252,6 +261,22 @@ class WebAdapter:
             raise DeliveryError(f"there is no web group file {att.source[:80]!r}")
         return await self.attachments.read(stored, max_bytes)
 
+    async def attachment_path(self, att: Attachment) -> Path | None:
+        """Where a posted file's bytes lie (``LocalAttachments``): media are read in place, never loaded."""
+        stored = None
+        if valid_file_id(att.source):
+            stored = await asyncio.to_thread(self._require_store().file, att.source, pending_too=True)
+        path = self.attachments.path(stored) if stored is not None else None
+        return path if path is not None and path.is_file() else None
+
+    # ----------------------------------------------------------------- watching together (WatchHost)
+
+    def host_watch(self, control: WatchControl) -> None:
+        self.watch.host_watch(control)
+
+    async def show_watch(self, view: WatchView) -> None:
+        await self.watch.show_watch(view)
+
     async def edit(self, ref: SentRef, text: str) -> None:
         store = self._require_store()
         if not ref.message_id.isdigit():
@@ -297,7 +322,8 @@ class WebAdapter:
         await self.attachments.drop(staged)
 
     def limits_json(self) -> dict[str, int]:
-        return {"max_file_bytes": self.attachments.max_bytes, "max_files": self.attachments.max_files}
+        return {"max_file_bytes": self.attachments.max_bytes, "max_files": self.attachments.max_files,
+                "max_media_bytes": self.attachments.max_media_bytes}  # fmt: skip
 
     def group_json(self, group: StoredGroup) -> dict[str, Any]:
         return {
@@ -462,4 +488,5 @@ def create_adapter(settings: Settings, env: AdapterEnv) -> WebAdapter:
         access_token=cfg.access_token,
         public_url=cfg.public_url,
         max_attachment_bytes=env.max_attachment_bytes,
+        max_media_bytes=cfg.max_media_bytes,
     )

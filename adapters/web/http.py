@@ -14,6 +14,7 @@ Routes (``{group}`` is a group's number):
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
+    GET  /api/media/{id}, /api/groups/{group}/watch...   watching together (``adapters.web.watch``)
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
@@ -39,6 +40,7 @@ from aiohttp import WSMsgType, web
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
 from adapters.web.store import StoredFile, StoredGroup
+from adapters.web.watch import WebWatch
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
@@ -56,7 +58,8 @@ MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 STATIC_DIR = Path(__file__).with_name("static")
-_STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css"}
+_STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css",
+                 "watch.js": "text/javascript", "watch.css": "text/css"}
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -76,6 +79,7 @@ class GroupService(Protocol):
     bot_name: str
     max_text_length: int
     hub: LiveHub
+    watch: WebWatch
 
     async def create_group(self, name: str) -> StoredGroup: ...
 
@@ -236,6 +240,7 @@ class WebHttp:
         r.add_get("/api/groups/{group}/messages", self.get_messages)
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
+        self.service.watch.add_routes(r, self.service)
         return app
 
     # ----------------------------------------------------------------- middlewares
@@ -288,7 +293,8 @@ class WebHttp:
             resp.headers.setdefault(
                 "Content-Security-Policy",
                 f"default-src 'self'; connect-src 'self' ws://{request.host} wss://{request.host}; "
-                "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                "img-src 'self' data: blob:; media-src 'self' https: http: blob:; object-src 'none'; "
+                "base-uri 'none'; frame-ancestors 'none'",
             )
             resp.headers.setdefault("X-Content-Type-Options", "nosniff")
             resp.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -373,7 +379,9 @@ class WebHttp:
         """The fields and staged files of a multipart message; on any refusal nothing staged is kept."""
         limits = self.service.limits_json()
         max_files, max_bytes = limits["max_files"], limits["max_file_bytes"]
-        most = max_files * (max_bytes + 4096) + MAX_BODY_BYTES  # 4 KiB per file for its part headers
+        max_media = limits.get("max_media_bytes", max_bytes)
+        # 4 KiB per file for its part headers; one of the files may be a video or audio file (its own limit).
+        most = max_files * (max_bytes + 4096) + max(0, max_media - max_bytes) + MAX_BODY_BYTES
         if request.content_length is not None and request.content_length > most:
             raise ApiError(413, f"the upload is too large (at most {max_files} files of {max_bytes} bytes)")
         fields: dict[str, Any] = {}
@@ -393,6 +401,8 @@ class WebHttp:
                     # Browsers escape '"' and line breaks as %22/%0A, some clients every non-ASCII byte.
                     name = unquote(part.filename or "", errors="replace")
                     uploads.append(await self.service.stage_upload(group, name, mime, _chunks(part)))
+                    if sum(u.file.kind in ("video", "audio") for u in uploads) > 1:
+                        raise ApiError(413, "at most one video or audio file per message")
                 elif part.name in ("author", "author_id", "text", "reply_to", "nonce"):
                     fields[part.name] = await _field(part)
                 else:
@@ -448,10 +458,13 @@ class WebHttp:
         return ws
 
     async def _on_socket_text(self, group: str, ws: web.WebSocketResponse, raw: str) -> None:
-        """Clients may announce that a person is typing; anything else is ignored."""
+        """Clients may announce that a person is typing, and players talk to their watch session
+        (``adapters.web.watch``); anything else is ignored."""
         try:
             data = json.loads(raw)
-            if not isinstance(data, dict) or data.get("type") != "typing":
+            if not isinstance(data, dict):
+                return
+            if await self.service.watch.on_socket(group, ws, data) or data.get("type") != "typing":
                 return
             name = clean_line(data.get("name"), "name", MAX_NICK_CHARS)
         except (json.JSONDecodeError, ApiError):

@@ -1,0 +1,158 @@
+"""Watching together in the web group: the transport between the page's players and the core's session.
+
+The core owns sessions and decides (``bot.ports.WatchControl``, implemented by the watch skill); this module
+only carries messages and serves media:
+
+    page --WS {"type": "watch", "action", "value", "session", "author_id", "author"}--> control.control()
+    core --show_watch(view)--> every socket of the group: {"type": "watch", "watch": <view JSON>}
+    page --WS {"type": "clock", "t": <page time>}--> {"type": "clock", "t", "server": control.now()}
+    GET /api/groups/{group}/watch           the running session (or null), for a page that just opened
+    GET /api/groups/{group}/watch/{session}/cues   its subtitle lines [[start, end, text], ...]
+    GET /api/media/{file_id}                 an uploaded video or audio file, inline, with range requests
+
+Media are served with ``aiohttp.web.FileResponse``, which answers ``Range`` requests with 206 and the asked
+bytes, so players seek without downloading the whole file. Only files whose first bytes were sniffed as video
+or audio are served here, with ``nosniff`` and a sandboxing CSP; anything else is a download at
+``/api/files/{id}``. The page's identity (author id and nickname) is as trustworthy as for posting messages
+(see SECURITY.md): the core checks who may control a session against it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from adapters.web.files import media_type, valid_file_id
+from adapters.web.live import LiveHub
+from bot.errors import WatchRefused
+from bot.events import ChatRef, PersonRef
+from bot.ports import WatchCommand, WatchControl, WatchView
+
+if TYPE_CHECKING:
+    from adapters.web.http import GroupService
+
+log = logging.getLogger("paibot.web")
+
+ACTIONS = frozenset({"play", "pause", "seek", "rate", "duration", "control", "end"})
+MEDIA_CSP = "default-src 'none'; sandbox"
+_AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+_SESSION = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def view_json(view: WatchView) -> dict[str, Any]:
+    """A session as the page reads it (media as a URL of this origin, links only when http(s))."""
+    media_url = f"/api/media/{view.media.source}" if view.media is not None and valid_file_id(view.media.source) else ""
+    link = view.link if view.link.lower().startswith(("https://", "http://")) else ""
+    return {
+        "session": view.session, "title": view.title, "kind": view.kind, "media_url": media_url, "link": link,
+        "mime": view.media.mime if view.media else "", "starter_id": view.starter_id,
+        "starter_name": view.starter_name, "control": view.control, "playback": view.playback, "seq": view.seq,
+        "cues": view.cues, "ended": view.ended,
+    }  # fmt: skip
+
+
+class WebWatch:
+    """The web group's ``WatchHost`` half (``host_watch`` / ``show_watch``) and its HTTP and socket routes."""
+
+    def __init__(self, hub: LiveHub, platform: str) -> None:
+        self.hub = hub
+        self.platform = platform
+        self.control: WatchControl | None = None
+
+    # ----------------------------------------------------------------- the core's side
+
+    def host_watch(self, control: WatchControl) -> None:
+        self.control = control
+
+    async def show_watch(self, view: WatchView) -> None:
+        try:
+            await self.hub.push(view.chat.chat_id, {"type": "watch", "watch": view_json(view)})
+        except Exception as exc:  # best effort: players catch up with GET .../watch
+            log.debug("watch push failed: %s", exc)
+
+    # ----------------------------------------------------------------- routes
+
+    def add_routes(self, router: web.UrlDispatcher, service: GroupService) -> None:
+        async def current(request: web.Request) -> web.Response:
+            group = await _group(service, request)
+            view = await self.control.current(_chat(self.platform, group)) if self.control else None
+            return web.json_response({"watch": view_json(view) if view else None})
+
+        async def cues(request: web.Request) -> web.Response:
+            group = await _group(service, request)
+            session = request.match_info["session"]
+            if self.control is None or not _SESSION.match(session):
+                raise web.HTTPNotFound()
+            lines = await self.control.cues(_chat(self.platform, group), session)
+            return web.json_response({"cues": [[round(a, 3), round(b, 3), t] for a, b, t in lines]})
+
+        async def media(request: web.Request) -> web.StreamResponse:
+            stored = await service.find_file(request.match_info["file_id"])
+            inline = media_type(stored.kind, stored.mime) if stored is not None else None
+            if stored is None or inline is None:
+                raise web.HTTPNotFound()
+            path = service.file_path(stored)
+            if not path.is_file():
+                raise web.HTTPNotFound()
+            return web.FileResponse(path, headers={
+                "Content-Type": inline, "X-Content-Type-Options": "nosniff", "Content-Security-Policy": MEDIA_CSP,
+                "Cache-Control": "private, max-age=86400", "Cross-Origin-Resource-Policy": "same-origin",
+                "Accept-Ranges": "bytes",
+            })  # fmt: skip
+
+        router.add_get("/api/groups/{group}/watch", current)
+        router.add_get("/api/groups/{group}/watch/{session}/cues", cues)
+        router.add_get("/api/media/{file_id}", media)
+
+    # ----------------------------------------------------------------- socket messages
+
+    async def on_socket(self, group: str, ws: web.WebSocketResponse, data: dict[str, Any]) -> bool:
+        """Handle a ``clock`` or ``watch`` message from a page; False when it is neither."""
+        kind = data.get("type")
+        if kind == "clock":
+            t = data.get("t")
+            if self.control is not None and isinstance(t, (int, float)) and not isinstance(t, bool):
+                await ws.send_json({"type": "clock", "t": t, "server": self.control.now()})
+            return True
+        if kind != "watch":
+            return False
+        command, who = _command(data, self.platform)
+        if command is None or who is None or self.control is None:
+            await ws.send_json({"type": "watch_refused", "error": "not a valid player command"})
+            return True
+        try:
+            await self.control.control(ChatRef(self.platform, group), who, command)
+        except WatchRefused as exc:
+            await ws.send_json({"type": "watch_refused", "error": str(exc)})
+        return True
+
+
+def _command(data: dict[str, Any], platform: str) -> tuple[WatchCommand | None, PersonRef | None]:
+    action, session = data.get("action"), data.get("session", "")
+    author_id, author = data.get("author_id"), data.get("author")
+    if action not in ACTIONS or not isinstance(session, str) or (session and not _SESSION.match(session)):
+        return None, None
+    if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
+        return None, None
+    if not isinstance(author, str) or not 1 <= len(author.strip()) <= 40:
+        return None, None
+    value = data.get("value")
+    if not (value is None or isinstance(value, (int, float, str)) and len(json.dumps(value)) < 64):
+        return None, None
+    return WatchCommand(action, value, session), PersonRef(platform, author_id, " ".join(author.split()))
+
+
+def _chat(platform: str, group: Any) -> ChatRef:
+    return ChatRef(platform, group.number, title=group.name)
+
+
+async def _group(service: GroupService, request: web.Request) -> Any:
+    number = request.match_info["group"]
+    group = await service.find_group(number) if number.isdigit() else None
+    if group is None:
+        raise web.HTTPNotFound()
+    return group

@@ -1,0 +1,111 @@
+"""The web group's side of watching together, over real HTTP and WebSockets on loopback: uploads with their
+own size limit, media streamed with range requests (206), the session's state and lines, clock pings, and
+player commands carried to the core and back to every socket of the group."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.app import App
+from bot.config import parse_settings
+from tests.media_factory import make_video, make_vtt
+
+
+@pytest.fixture
+async def paibot(tmp_path):
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "limits: {max_attachment_bytes: 200000}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, max_media_bytes: 3000000}}\n"
+    )
+    app = App(settings)
+    await app.start()
+    try:
+        yield app, app.services.adapters["web"].base_url
+    finally:
+        await app.stop()
+
+
+async def post_files(http: aiohttp.ClientSession, number: str, text: str, files: list[tuple[str, bytes, str]],
+                     author: str = "Alice", author_id: str = "alice-1") -> aiohttp.ClientResponse:  # fmt: skip
+    form = aiohttp.FormData()
+    form.add_field("author", author)
+    form.add_field("author_id", author_id)
+    form.add_field("text", text)
+    for name, data, mime in files:
+        form.add_field("file", data, filename=name, content_type=mime)
+    return await http.post(f"/api/groups/{number}/messages", data=form)
+
+
+async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        msg = await asyncio.wait_for(ws.receive_json(), 10)
+        if msg.get("type") == kind:
+            return msg
+
+
+async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_every_player(paibot, tmp_path):
+    app, url = paibot
+    film = make_video(tmp_path / "harbour.webm", 42).read_bytes()
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "Movie night"})).json()
+        number = group["number"]
+        assert (await (await http.get(f"/api/groups/{number}/watch")).json()) == {"watch": None}
+        resp = await post_files(http, number, "/watch", [("harbour.webm", film, "video/webm"),
+                                                          ("harbour.vtt", make_vtt(), "text/vtt")])
+        assert resp.status == 200, await resp.text()
+        posted = await resp.json()
+        assert [f["kind"] for f in posted["files"]] == ["video", "file"]
+        await app.drain(30)
+        watch = (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"]
+        assert watch["title"] == "harbour.webm" and watch["cues"] == 10 and watch["kind"] == "video"
+        assert watch["media_url"] == f"/api/media/{posted['files'][0]['id']}" and watch["control"] == "all"
+
+        # Range requests: a player seeking asks for the middle of the file and gets exactly that.
+        part = await http.get(watch["media_url"], headers={"Range": "bytes=1000-1999"})
+        assert part.status == 206 and part.headers["Content-Range"] == f"bytes 1000-1999/{len(film)}"
+        assert await part.read() == film[1000:2000] and part.headers["Content-Type"] == "video/webm"
+        assert part.headers["X-Content-Type-Options"] == "nosniff"
+        whole = await http.get(watch["media_url"])
+        assert whole.status == 200 and await whole.read() == film
+        vtt_id = posted["files"][1]["id"]
+        assert (await http.get(f"/api/media/{vtt_id}")).status == 404  # not a media file: downloads only
+
+        cues = (await (await http.get(f"/api/groups/{number}/watch/{watch['session']}/cues")).json())["cues"]
+        assert cues[3] == [13.0, 15.5, "我把钥匙放在灯塔里了。"]
+
+        async with http.ws_connect(f"/api/groups/{number}/ws") as alice, \
+                http.ws_connect(f"/api/groups/{number}/ws") as bob:  # fmt: skip
+            await alice.send_json({"type": "clock", "t": 123.5})
+            pong = await next_of(alice, "clock")
+            assert pong["t"] == 123.5 and abs(pong["server"] - app.services.clock.now().timestamp()) < 5
+            await bob.send_json({"type": "watch", "action": "seek", "value": 12.0, "session": watch["session"],
+                                 "author_id": "bob-1", "author": "Bob"})  # fmt: skip
+            seen_by_alice = (await next_of(alice, "watch"))["watch"]
+            seen_by_bob = (await next_of(bob, "watch"))["watch"]
+            assert seen_by_alice == seen_by_bob and seen_by_alice["playback"]["position"] == 12.0
+            await bob.send_json({"type": "watch", "action": "jump", "author_id": "bob-1", "author": "Bob"})
+            assert (await next_of(bob, "watch_refused"))["error"]
+            await bob.send_json({"type": "watch", "action": "play", "session": "stale", "author_id": "bob-1",
+                                 "author": "Bob"})  # fmt: skip
+            assert "ended" in (await next_of(bob, "watch_refused"))["error"]
+
+
+async def test_media_uploads_have_their_own_limit_and_one_per_message(paibot, tmp_path):
+    _, url = paibot
+    film = make_video(tmp_path / "small.webm", 6).read_bytes()
+    assert 200_000 < 3_000_000
+    async with aiohttp.ClientSession(base_url=url) as http:
+        number = (await (await http.post("/api/groups", json={"name": "Limits"})).json())["number"]
+        big_doc = b"x" * 250_000  # over the file limit, under the media limit: still refused
+        assert (await post_files(http, number, "doc", [("notes.txt", big_doc, "text/plain")])).status == 413
+        padded = film + b"\0" * (250_000 - len(film))  # a video over the file limit: fine
+        assert (await post_files(http, number, "film", [("small.webm", padded, "video/webm")])).status == 200
+        huge = film + b"\0" * 3_100_000
+        assert (await post_files(http, number, "film", [("big.webm", huge, "video/webm")])).status == 413
+        two = [("a.webm", film, "video/webm"), ("b.webm", film, "video/webm")]
+        assert (await post_files(http, number, "two", two)).status == 413
