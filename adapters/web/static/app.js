@@ -229,6 +229,7 @@
     if (Array.isArray(m.files) && m.files.length) bubble.append(media.filesNode(m.files));
     if (hasPoll) bubble.append(media.pollNode(m, castVote, myVote(m)));
     if (m.edited) meta.append(el("span", "edited", "edited"));
+    emit("message", { node: bubble, message: m });
     li.append(av, bubble);
     li.addEventListener("click", () => startReply(m));
     li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") startReply(m); });
@@ -365,6 +366,7 @@
     ws.addEventListener("open", () => {
       state.wsRetry = 0;
       document.body.classList.remove("offline");
+      emit("connected", state.group);
       catchUp().catch((e) => toast(e.message));
     });
     ws.addEventListener("message", (ev) => {
@@ -373,6 +375,7 @@
       if (data.type === "message" && data.message) addMessages([data.message]);
       else if (data.type === "edit" && data.message) replaceMessage(data.message);
       else if (data.type === "typing" && typeof data.name === "string") showTyping(data.name);
+      else emit("socket", data);
     });
     ws.addEventListener("close", () => {
       if (state.ws !== ws) return;
@@ -405,6 +408,7 @@
     $("banner-link").textContent = group.invite_url;
     $("invite-banner").hidden = !fresh;
     showScreen("chat");
+    emit("open", group);
     if (!nickname()) askNickname(group.name);
     try {
       const data = await api("GET", `/api/groups/${group.number}/messages?limit=200`);
@@ -420,6 +424,7 @@
   }
 
   function leaveGroup() {
+    if (state.group) emit("leave", state.group);
     const ws = state.ws;
     state.ws = null;
     if (ws) ws.close();
@@ -651,6 +656,43 @@
     $("send-button").disabled = false;
     box.focus();
   }
+
+  // ------------------------------------------------------------------ what other scripts of the page use
+
+  // Other parts of the page (watch.js) hear about the group through "pai:<name>" events on window and
+  // act through window.PaiApp; app.js knows nothing about them.
+  function emit(name, detail) {
+    window.dispatchEvent(new CustomEvent("pai:" + name, { detail }));
+  }
+
+  window.PaiApp = {
+    userId,
+    nickname,
+    toast,
+    api,
+    get group() { return state.group; },
+    askNickname: () => askNickname(state.group && state.group.name),
+    // Send a JSON message over the group's socket; false when it is not open.
+    sendSocket(data) {
+      if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+      state.ws.send(JSON.stringify(data));
+      return true;
+    },
+    // Post a message (with files, optionally as a reply) as the member; resolves the stored message.
+    async post(text, files = [], replyTo = null) {
+      if (!state.group) throw new ApiError(0, "No group is open.");
+      if (!nickname()) { askNickname(state.group.name); throw new ApiError(400, "Pick a nickname first."); }
+      const body = { author: nickname(), author_id: userId(), text, nonce: nonce() };
+      if (replyTo !== null) body.reply_to = replyTo;
+      try {
+        const msg = await postOnce(body, files);
+        addMessages([msg]);
+        return msg;
+      } finally {
+        setProgress(null);
+      }
+    },
+  };
 
   async function init() {
     wire();

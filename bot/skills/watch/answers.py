@@ -8,6 +8,7 @@ model is unavailable) the answer quotes those lines with their times, which is o
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -53,7 +54,7 @@ class Answers:
     async def about_moment(
         self, msg: Message, pai: str, session: Session, cues: list[Cue], moment: Moment, question: str
     ) -> str:
-        lang = T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""))
+        lang = T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title)
         if not cues:
             return T.say(lang, T.NO_SUBTITLES_FOR, title=session.title)
         if moment.now and not session.player:
@@ -71,7 +72,7 @@ class Answers:
         return "\n".join([head, *cue_lines(lines), *self._note(lang)])
 
     async def recap(self, msg: Message, pai: str, session: Session, cues: list[Cue]) -> str:
-        lang = T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""))
+        lang = T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title)
         upto = session.watched_to(self.s.clock.now().timestamp())
         head = T.say(lang, T.RECAP_HEAD, title=session.title, watched=self._watched(lang, session, upto))
         seen = [c for c in cues if c.start <= upto]
@@ -179,10 +180,14 @@ def _short(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def talk_during(records: Sequence[MemoryRecord], chat_key: str, start: datetime, end: datetime | None) -> list[MemoryRecord]:
-    """The members' own messages of a chat while a session ran (not commands, not the bot)."""
+def talk_during(
+    records: Sequence[MemoryRecord], chat_key: str, start: datetime, end: datetime | None, to_bot: re.Pattern[str]
+) -> list[MemoryRecord]:
+    """What members said among themselves in a chat while a session ran (not commands, not questions to
+    the bot, not the bot)."""
     return [
         r for r in records
         if r.chat_key == chat_key and not r.is_bot and r.kind == "message" and r.sent_at >= start
         and (end is None or r.sent_at <= end) and not r.text.lstrip().startswith(("/", "!"))
+        and not to_bot.search(r.text)
     ]  # fmt: skip

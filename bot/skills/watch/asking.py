@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bot.skills.watch.cues import Cue, fmt_ts
 
-JUST_NOW_SPAN_S = 25.0  # "what did she just say?" looks this far back from the current position
+JUST_NOW_SPAN_S = 15.0  # "what did she just say?" looks this far back from the current position
 AT_BEFORE_S = 4.0  # "what happened at 12:30?" shows the lines from a little before ...
 AT_AFTER_S = 6.0  # ... to a little after that moment
 MAX_LINES = 8

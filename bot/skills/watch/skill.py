@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.commands import Command, CommandCall, Observation, Reply
 from bot.events import Attachment, ChatRef, Message, Outgoing
+from bot.policy import name_pattern
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.attachment_log import AttachmentLog
@@ -355,7 +356,9 @@ class WatchSkill:
 
     async def _digest(self, session: Session, trigger: Message | None) -> str:
         recent = await self.s.memory.recent(session.pai, 300)
-        talk = talk_during(recent, session.group_key, session.started_at, session.ended_at)
+        bot = self.s.settings.bot
+        to_bot = name_pattern((self.s.name_for(session.group_key), bot.name, *bot.aliases))
+        talk = talk_during(recent, session.group_key, session.started_at, session.ended_at, to_bot)
         text = await self.answers.digest(session, await self.sessions.cues_of(session), talk, trigger)
         await self.s.memory.record(self._watch_record(session))
         return text
@@ -444,7 +447,7 @@ class WatchSkill:
     # ----------------------------------------------------------------- helpers
 
     def _lang(self, msg: Message) -> str:
-        return T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""))
+        return T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

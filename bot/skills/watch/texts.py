@@ -3,7 +3,7 @@
 Templates are the English text (with ``{fields}``); ``ZH`` maps each to its translation. When the shared
 translation catalogs (gettext) reach this code base, these move there unchanged: the English strings are the
 message ids. ``language_of`` picks the reader's language: the group's ``language`` setting when it names
-one, else the script of the message being answered (Han characters mean Chinese).
+one, else the script of the message being answered (Han characters mean Chinese), else of the group's name.
 """
 
 from __future__ import annotations
@@ -18,16 +18,20 @@ _EN_NAMES = {"en", "en-us", "en-gb", "english", "英文", "英语"}
 _NOISE = re.compile(r"[@＠]\S+|(?:^|\s)/[\w-]+|https?://\S+")
 
 
-def language_of(text: str, setting: str = "") -> str:
-    """``"zh"`` or ``"en"``: the group's language setting if it names one of them, else the text's script."""
+def language_of(text: str, setting: str = "", fallback: str = "") -> str:
+    """``"zh"`` or ``"en"``: the group's language setting if it names one of them, else the text's script,
+    else (a bare command says nothing) the script of ``fallback`` (the group's name)."""
     wanted = setting.strip().casefold()
     if wanted in _ZH_NAMES:
         return "zh"
     if wanted in _EN_NAMES:
         return "en"
-    text = _NOISE.sub(" ", text)
-    han, latin = len(_HAN.findall(text)), len(_LATIN.findall(text))
-    return "zh" if han and han * 3 >= latin else "en"
+    for candidate in (text, fallback):
+        candidate = _NOISE.sub(" ", candidate)
+        han, latin = len(_HAN.findall(candidate)), len(_LATIN.findall(candidate))
+        if han or latin >= 2:
+            return "zh" if han and han * 3 >= latin else "en"
+    return "en"
 
 
 def say(lang: str, template: str, /, **fields: object) -> str:
@@ -49,7 +53,7 @@ WATCH_DESCRIPTION = "Watch or listen together: share a video, audio file or link
 WATCH_USAGE = "/watch [link] [only-me] · /watch end"
 RECAP_DESCRIPTION = "What we have watched so far, in short"
 
-STARTED_PLAYER = "🎬 {name} started {activity} {title} together. The player is open above the chat; {who}."
+STARTED_PLAYER = "🎬 {name} started {activity} {title} together. The player is open on the group's page; {who}."
 STARTED_FOLLOW = "🎬 Following {title}."
 ACTIVITY_WATCH = "watching"
 ACTIVITY_LISTEN = "listening to"
@@ -97,7 +101,7 @@ ZH: dict[str, str] = {
     WATCH_DESCRIPTION: "一起看、一起听：用 /watch 分享视频、音频文件或链接",
     WATCH_USAGE: "/watch [链接] [only-me] · /watch end",
     RECAP_DESCRIPTION: "简单回顾到目前为止看了什么",
-    STARTED_PLAYER: "🎬 {name}发起了一起{activity}《{title}》。播放器在聊天上方；{who}。",
+    STARTED_PLAYER: "🎬 {name}发起了一起{activity}《{title}》。播放器已在群聊页面打开；{who}。",
     STARTED_FOLLOW: "🎬 正在跟进《{title}》。",
     ACTIVITY_WATCH: "看",
     ACTIVITY_LISTEN: "听",
