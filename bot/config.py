@@ -172,6 +172,23 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class TranscriptionSettings:
+    """Speech to subtitles for watch sessions without any (docs/watch-together.md). Off unless a backend is
+    named; the model is one the operator installed (a path or the name of a model already in the cache)."""
+
+    backend: str = ""  # "" (none) | faster-whisper
+    model: str = ""
+    device: str = "cpu"
+    compute_type: str = "int8"
+    language: str = ""  # "" = detect; "zh", "en", ...
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    transcription: TranscriptionSettings = TranscriptionSettings()
+
+
+@dataclass(frozen=True)
 class GroupOverride:
     """Per-group settings; unset (None/empty) fields inherit the bot-wide value."""
 
@@ -196,6 +213,7 @@ class Settings:
     access: AccessSettings = AccessSettings()
     limits: LimitSettings = LimitSettings()
     search: SearchSettings = SearchSettings()
+    watch: WatchSettings = WatchSettings()
     adapters: AdapterSettings = AdapterSettings()
     groups: dict[str, GroupOverride] = field(default_factory=dict)
     pais: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -310,7 +328,7 @@ def _build(cls: Any, data: Any, path: str) -> Any:
 
 def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
     def enabled_prefixes() -> list[str]:
-        out = ["bot", "memory", "triggers", "access", "limits", "search", "groups", "pais"]
+        out = ["bot", "memory", "triggers", "access", "limits", "search", "watch", "groups", "pais"]
         if s.llm.model:
             out.append("llm")
         for name in ("web", "telegram", "discord", "matrix"):
@@ -362,6 +380,11 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
     for positive in ("member_per_minute", "group_per_minute", "max_input_chars"):
         if getattr(s.limits, positive) <= 0:
             raise ConfigError(f"limits.{positive}", "must be greater than 0")
+    tr = s.watch.transcription
+    if tr.backend not in ("", "faster-whisper"):
+        raise ConfigError("watch.transcription.backend", f"must be '' (none) or 'faster-whisper', got {tr.backend!r}")
+    if tr.backend and not tr.model:
+        raise ConfigError("watch.transcription.model", "name the Whisper model you installed (a path or a model name)")
     if s.llm.max_tool_rounds < 0 or s.llm.max_retries < 0:
         raise ConfigError("llm", "max_tool_rounds and max_retries must not be negative")
 

@@ -225,3 +225,45 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
             assert not [e for e in errors if "Content Security Policy" in e or "TypeError" in e], errors
     finally:
         await app.stop()
+
+
+async def test_the_pages_sync_model_agrees_with_the_servers(browser, tmp_path):
+    """watch.js mirrors bot/skills/watch/sync.py: the same positions, corrections and clock offsets."""
+    from bot.skills.watch.sync import ClockOffset, Playback, correct
+
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+    )
+    app = App(settings)
+    await app.start()
+    try:
+        page = await browser.new_page()
+        await page.goto(app.services.adapters["web"].base_url + "/")
+        playbacks = [Playback(12.0, 100.0, 1.5, True, 30.0), Playback(5.0, 100.0, 1.0, False, None),
+                     Playback(29.0, 100.0, 2.0, True, 30.0)]  # fmt: skip
+        nows = [99.0, 100.0, 103.3, 140.0]
+        want = [[pb.position_at(t) for t in nows] for pb in playbacks]
+        got = await page.evaluate(
+            "([pbs, nows]) => pbs.map((pb) => nows.map((t) => window.PaiWatch.positionAt(pb, t)))",
+            [[pb.to_dict() for pb in playbacks], nows],
+        )
+        for g, w in zip(got, want):
+            assert g == pytest.approx(w)
+        cases = [(10.0, 10.01, 1.0, True), (10.0, 10.2, 1.0, True), (10.3, 10.0, 1.5, True), (5.0, 10.0, 1.0, True),
+                 (10.0, 10.3, 1.0, False), (10.0, 10.02, 2.0, False)]  # fmt: skip
+        want_fix = [correct(*c) for c in cases]
+        got_fix = await page.evaluate("(cs) => cs.map((c) => window.PaiWatch.correct(...c))", cases)
+        for w, g in zip(want_fix, got_fix):
+            assert (g["kind"], g["rate"], g.get("position")) == (w.kind, pytest.approx(w.rate), w.position)
+        samples = [(100.0, 105.4, 100.8), (101.0, 106.05, 101.1), (102.0, 107.9, 103.0), (104.0, 1.0, 103.0)]
+        clock = ClockOffset()
+        for s in samples:
+            clock.add(*s)
+        got_offset = await page.evaluate(
+            "(ss) => { const c = new window.PaiWatch.ClockOffset(); for (const s of ss) c.add(...s); return c.offset; }",
+            samples,
+        )
+        assert got_offset == pytest.approx(clock.offset)
+    finally:
+        await app.stop()

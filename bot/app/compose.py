@@ -105,6 +105,11 @@ class App:
             from bot.providers.litellm_images import LiteLLMImageGenerator
 
             self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
+        if settings.watch.transcription.backend:
+            from bot.providers.whisper import build_transcriber
+
+            # Picked up by the watch skill (bot.skills.watch.TRANSCRIBER_KEY) for media without subtitles.
+            self.services.extras["watch.transcriber"] = build_transcriber(settings.watch.transcription)
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, limiter)
         self.member = member
