@@ -41,13 +41,19 @@ def _stamp(t: float, sep: str) -> str:
 
 def make_vtt(cues: Sequence[Cue] | None = None) -> bytes:
     cues = film_cues() if cues is None else cues
-    blocks = [f"c{i}\n{_stamp(c.start, '.')} --> {_stamp(c.end, '.')} line:90%\n{c.text}" for i, c in enumerate(cues)]
+    blocks = [
+        f"c{i}\n{_stamp(c.start, '.')} --> {_stamp(c.end, '.')} line:90%\n{c.text}"
+        for i, c in enumerate(cues)
+    ]
     return ("WEBVTT - test film\n\nNOTE made by the test\n\n" + "\n\n".join(blocks) + "\n").encode()
 
 
 def make_srt(cues: Sequence[Cue] | None = None, encoding: str = "utf-8") -> bytes:
     cues = film_cues() if cues is None else cues
-    blocks = [f"{i + 1}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n<i>{c.text}</i>" for i, c in enumerate(cues)]
+    blocks = [
+        f"{i + 1}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n<i>{c.text}</i>"
+        for i, c in enumerate(cues)
+    ]
     return ("\n\n".join(blocks) + "\n").encode(encoding)
 
 
@@ -56,11 +62,20 @@ def make_lrc(lines: Sequence[tuple[float, str]]) -> bytes:
         m, s = divmod(t, 60)
         return f"[{int(m):02d}:{s:05.2f}]"
 
-    return ("[ti:Test song]\n[ar:Test]\n" + "\n".join(f"{stamp(t)}{text}" for t, text in lines) + "\n").encode()
+    return (
+        "[ti:Test song]\n[ar:Test]\n" + "\n".join(f"{stamp(t)}{text}" for t, text in lines) + "\n"
+    ).encode()
 
 
-def make_video(path: Path, seconds: float = 42.0, *, fps: int = 10, size: tuple[int, int] = (160, 90),
-               subtitles: bytes | None = None, audio: bool = False) -> Path:
+def make_video(
+    path: Path,
+    seconds: float = 42.0,
+    *,
+    fps: int = 10,
+    size: tuple[int, int] = (160, 90),
+    subtitles: bytes | None = None,
+    audio: bool = False,
+) -> Path:
     """A WebM (or, with ``subtitles`` as SRT bytes, a Matroska file with that SubRip track) whose frames
     change colour every second and show a moving bar, so a screenshot shows where it is."""
     import av
@@ -88,7 +103,7 @@ def make_video(path: Path, seconds: float = 42.0, *, fps: int = 10, size: tuple[
         second = i // fps
         arr[:, :] = ((second * 37) % 200 + 30, (second * 71) % 200 + 30, (second * 113) % 200 + 30)
         x = int((i % fps) / fps * w)
-        arr[h // 3: 2 * h // 3, x: x + 6] = 255
+        arr[h // 3 : 2 * h // 3, x : x + 6] = 255
         frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
         frame.pts = i
         frame.time_base = Fraction(1, fps)

@@ -7,14 +7,13 @@ adapter with the ``WatchHost`` role that records what the core shows its players
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.errors import WatchRefused
-from bot.events import Attachment, Message, PersonRef, ReplyRef
+from bot.events import Message, PersonRef, ReplyRef
 from bot.ports import WatchCommand, WatchView
 from tests.fakes import ScriptedLLM, make_message
 from tests.media_factory import make_audio, make_srt, make_video, make_vtt
@@ -96,7 +95,9 @@ async def test_a_session_starts_plays_in_sync_and_pai_says_what_was_just_said(wo
     assert "[0:13] 我把钥匙放在灯塔里了。" in answer and "[0:09] Tie the boat to the old pier." in answer
     assert "Nobody leaves" not in answer  # 0:17 has not been said yet
     (answer,) = await say(app, adapter, msg("@Pai what happened at 0:26?", "bob"))
-    assert answer.startswith("Around 0:26 in harbour.webm:") and "[0:25] Raise the red flag at noon." in answer
+    assert (
+        answer.startswith("Around 0:26 in harbour.webm:") and "[0:25] Raise the red flag at noon." in answer
+    )
 
     # The lines are in memory, in chunks with their media times and session.
     recs = subtitle_records(memory)
@@ -181,7 +182,9 @@ async def test_a_session_that_stood_at_its_end_ends_by_itself(world, tmp_path):
 async def test_watch_as_a_reply_to_a_shared_video_and_subtitles_added_later(world, tmp_path):
     app, adapter, _ = await start(world)
     video = make_video(tmp_path / "clip.webm", 20)
-    shared = attach(msg("look at this"), file_att(adapter, "clip.webm", video.read_bytes(), "video/webm", kind="video"))
+    shared = attach(
+        msg("look at this"), file_att(adapter, "clip.webm", video.read_bytes(), "video/webm", kind="video")
+    )
     assert await say(app, adapter, shared) == []
     (started,) = await say(app, adapter, msg("/watch Clip night", "bob", reply_to=ReplyRef(shared.id)))
     assert "Bob started watching Clip night together" in started and "no subtitles" in started
@@ -207,7 +210,9 @@ async def test_forget_me_removes_the_sessions_and_lines_a_member_shared(world, t
 
 async def test_subtitles_shared_on_a_chat_platform_get_a_digest_and_timestamped_answers(world, tmp_path):
     app, adapter, memory = await start(world, player=False)
-    (digest,) = await say(app, adapter, attach(msg("tonight's film"), file_att(adapter, "harbour.srt", make_srt(), "")))
+    (digest,) = await say(
+        app, adapter, attach(msg("tonight's film"), file_att(adapter, "harbour.srt", make_srt(), ""))
+    )
     assert digest.startswith("🎬 Following harbour.srt.")
     assert "📝 harbour.srt: 10 lines, 0:39 long." in digest and "what happened at 0:21" in digest
     assert len(subtitle_records(memory)) == 1
@@ -223,14 +228,27 @@ async def test_a_media_file_with_its_own_subtitle_track_gets_a_digest_with_a_mod
     llm = ScriptedLLM(["A crew prepares for a storm and hides a key in the lighthouse."])
     app, adapter, _ = await start(world, llm, player=False)
     film = make_video(tmp_path / "harbour.mkv", 6, subtitles=make_srt())
-    (digest,) = await say(app, adapter, attach(msg("film"), file_att(adapter, "harbour.mkv", film.read_bytes(),
-                                                                    "video/x-matroska", kind="video")))
+    (digest,) = await say(
+        app,
+        adapter,
+        attach(
+            msg("film"), file_att(adapter, "harbour.mkv", film.read_bytes(), "video/x-matroska", kind="video")
+        ),
+    )
     assert "A crew prepares for a storm" in digest and "10 lines" in digest
     prompt = llm.calls[-1]["messages"][-1]["content"]
     assert "[0:01] Good morning, captain." in prompt
     plain = make_video(tmp_path / "plain.webm", 2)
-    assert await say(app, adapter, attach(msg("a clip"), file_att(adapter, "plain.webm", plain.read_bytes(),
-                                                                  "video/webm", kind="video"))) == []
+    assert (
+        await say(
+            app,
+            adapter,
+            attach(
+                msg("a clip"), file_att(adapter, "plain.webm", plain.read_bytes(), "video/webm", kind="video")
+            ),
+        )
+        == []
+    )
 
 
 class FakeTranscriber:
@@ -247,11 +265,17 @@ async def test_audio_without_subtitles_is_transcribed_by_the_optional_backend(wo
     app, adapter, _ = await start(world, player=False, extras={"watch.transcriber": transcriber})
     watch_skill(app).sources.transcriber = transcriber
     song = make_audio(tmp_path / "song.ogg", 6)
-    replies = await say(app, adapter, attach(msg("our song"), file_att(adapter, "song.ogg", song.read_bytes(),
-                                                                       "audio/ogg", kind="audio")))
+    replies = await say(
+        app,
+        adapter,
+        attach(msg("our song"), file_att(adapter, "song.ogg", song.read_bytes(), "audio/ogg", kind="audio")),
+    )
     assert "transcribing the audio" in replies[0]
     await adapter.wait_sent(2)
-    assert adapter.sent[-1].text == "📝 The transcript of song.ogg is ready: 2 lines. Ask me what was said at any moment."
+    assert (
+        adapter.sent[-1].text
+        == "📝 The transcript of song.ogg is ready: 2 lines. Ask me what was said at any moment."
+    )
     assert transcriber.paths and transcriber.paths[0].suffix == ".ogg"
     (answer,) = await say(app, adapter, msg("@Pai what did they sing at 0:03?", "bob"))
     assert "[0:03] we sing along" in answer

@@ -78,21 +78,24 @@ async def status(page) -> dict:
 async def until_playing(page, playing: bool = True, timeout: float = 30_000) -> None:
     await page.wait_for_function(
         "(want) => { const s = window.PaiWatch.status(); return !!s && s.playing === want && s.readyState >= 2; }",
-        arg=playing, timeout=timeout,
+        arg=playing,
+        timeout=timeout,
     )
 
 
 async def until_near(page, position: float, within: float = 0.3, timeout: float = 30_000) -> None:
     await page.wait_for_function(
         "([p, w]) => { const s = window.PaiWatch.status(); return !!s && Math.abs(s.position - p) < w; }",
-        arg=[position, within], timeout=timeout,
+        arg=[position, within],
+        timeout=timeout,
     )
 
 
 async def until_settled(page, within: float = 0.05) -> None:
     await page.wait_for_function(
         "(w) => { const s = window.PaiWatch.status(); return !!s && Math.abs(s.position - s.expected) < w; }",
-        arg=within, timeout=30_000,
+        arg=within,
+        timeout=30_000,
     )
 
 
@@ -115,7 +118,9 @@ def report(label: str, drifts: list[float]) -> float:
 
 
 @pytest.mark.parametrize("with_model", [False, True], ids=["no-model", "scripted-model"])
-async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_just_said(browser, tmp_path, with_model):
+async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_just_said(
+    browser, tmp_path, with_model
+):
     llm = ScriptedLLM([MODEL_ANSWER]) if with_model else None
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
@@ -172,7 +177,9 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         assert paused < 0.1
 
         # Bob seeks to 0:20: Alice's player follows.
-        await bob.eval_on_selector(".watch-seek", "(s) => { s.value = '20'; s.dispatchEvent(new Event('change')); }")
+        await bob.eval_on_selector(
+            ".watch-seek", "(s) => { s.value = '20'; s.dispatchEvent(new Event('change')); }"
+        )
         await until_near(alice, 20.0)
         await until_near(bob, 20.0)
 
@@ -184,7 +191,9 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         await carol.wait_for_selector("#watch:not([hidden]) video")
         await until_playing(carol)
         await carol.wait_for_timeout(1500)
-        late = report(f"[{suffix}] late joiner against a player that was there", await measure(alice, carol, 10))
+        late = report(
+            f"[{suffix}] late joiner against a player that was there", await measure(alice, carol, 10)
+        )
         start = (await status(carol))["position"]
         print(f"[{suffix}] late joiner started at {start:.1f} s (the session had been seeked to 20 s)")
         assert start > 20.0 and late < SYNC_BOUND_S
@@ -193,7 +202,9 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         # Alice brings everyone to 0:14.2 and pauses; Bob asks Pai what was just said.
         await alice.click(".watch-play")
         await until_playing(alice, False)
-        await alice.eval_on_selector(".watch-seek", "(s) => { s.value = '14.2'; s.dispatchEvent(new Event('change')); }")
+        await alice.eval_on_selector(
+            ".watch-seek", "(s) => { s.value = '14.2'; s.dispatchEvent(new Event('change')); }"
+        )
         for page in (alice, bob, carol):
             await until_near(page, 14.2)
         await bob.fill("#text", "@Pai 刚才他说了什么？")
@@ -204,7 +215,9 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         text = await answer.text_content() or ""
         if with_model:
             prompt = llm.calls[-1]["messages"][-1]["content"]
-            assert "[0:13] 我把钥匙放在灯塔里了。" in prompt and "[0:09] Tie the boat to the old pier." in prompt
+            assert (
+                "[0:13] 我把钥匙放在灯塔里了。" in prompt and "[0:09] Tie the boat to the old pier." in prompt
+            )
             assert "Nobody leaves" not in prompt
         else:
             assert "刚才（0:14）" in text and "[0:09] Tie the boat to the old pier." in text

@@ -45,7 +45,12 @@ def test_ass_fansub_dialogue_without_override_tags_or_comments():
 def test_lrc_lyrics_with_repeated_lines_and_an_offset():
     lrc = make_lrc([(0.5, "第一句"), (4.25, "Second line")]) + b"[00:08.00][00:12.00]Chorus\n[offset:500]\n"
     cues = parse_lrc(lrc.decode())
-    assert [(c.start, c.text) for c in cues] == [(0.0, "第一句"), (3.75, "Second line"), (7.5, "Chorus"), (11.5, "Chorus")]
+    assert [(c.start, c.text) for c in cues] == [
+        (0.0, "第一句"),
+        (3.75, "Second line"),
+        (7.5, "Chorus"),
+        (11.5, "Chorus"),
+    ]
     assert cues[0].end == 3.75 and cues[-1].end == 16.5
 
 
@@ -60,7 +65,10 @@ def test_formats_times_and_windows():
     assert subtitle_format("Movie.ZH.SRT") == "srt" and subtitle_format("x.bin", "text/vtt") == "vtt"
     assert subtitle_format("song.lrc") == "lrc" and subtitle_format("notes.txt") is None
     assert (fmt_ts(750), fmt_ts(3723), fmt_ts(5.9)) == ("12:30", "1:02:03", "0:05")
-    assert [c.text for c in window(film_cues(), 10.0, 14.0)] == ["Tie the boat to the old pier.", "我把钥匙放在灯塔里了。"]
+    assert [c.text for c in window(film_cues(), 10.0, 14.0)] == [
+        "Tie the boat to the old pier.",
+        "我把钥匙放在灯塔里了。",
+    ]
     assert parse_subtitles(to_webvtt(film_cues()).encode(), "vtt") == film_cues()
 
 

@@ -19,9 +19,15 @@ def test_the_backend_is_off_unless_named_and_needs_a_model():
         parse_settings("watch: {transcription: {backend: faster-whisper}}")
     with pytest.raises(ConfigError, match="watch.transcription.backend"):
         parse_settings("watch: {transcription: {backend: cloud-magic, model: x}}")
-    s = parse_settings("watch: {transcription: {backend: faster-whisper, model: /models/whisper-small, language: zh}}")
+    s = parse_settings(
+        "watch: {transcription: {backend: faster-whisper, model: /models/whisper-small, language: zh}}"
+    )
     t = build_transcriber(s.watch.transcription)
-    assert isinstance(t, FasterWhisperTranscriber) and t.model_name == "/models/whisper-small" and t.language == "zh"
+    assert (
+        isinstance(t, FasterWhisperTranscriber)
+        and t.model_name == "/models/whisper-small"
+        and t.language == "zh"
+    )
 
 
 def test_a_missing_library_or_model_is_an_operator_facing_error(tmp_path):

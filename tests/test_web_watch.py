@@ -55,8 +55,12 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
         group = await (await http.post("/api/groups", json={"name": "Movie night"})).json()
         number = group["number"]
         assert (await (await http.get(f"/api/groups/{number}/watch")).json()) == {"watch": None}
-        resp = await post_files(http, number, "/watch", [("harbour.webm", film, "video/webm"),
-                                                          ("harbour.vtt", make_vtt(), "text/vtt")])
+        resp = await post_files(
+            http,
+            number,
+            "/watch",
+            [("harbour.webm", film, "video/webm"), ("harbour.vtt", make_vtt(), "text/vtt")],
+        )
         assert resp.status == 200, await resp.text()
         posted = await resp.json()
         assert [f["kind"] for f in posted["files"]] == ["video", "file"]

@@ -45,7 +45,11 @@ _SESSION = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 def view_json(view: WatchView) -> dict[str, Any]:
     """A session as the page reads it (media as a URL of this origin, links only when http(s))."""
-    media_url = f"/api/media/{view.media.source}" if view.media is not None and valid_file_id(view.media.source) else ""
+    media_url = (
+        f"/api/media/{view.media.source}"
+        if view.media is not None and valid_file_id(view.media.source)
+        else ""
+    )
     link = view.link if view.link.lower().startswith(("https://", "http://")) else ""
     return {
         "session": view.session, "title": view.title, "kind": view.kind, "media_url": media_url, "link": link,

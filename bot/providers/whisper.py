@@ -20,7 +20,9 @@ class TranscriptionUnavailable(RuntimeError):
 
 
 class FasterWhisperTranscriber:
-    def __init__(self, model: str, *, device: str = "cpu", compute_type: str = "int8", language: str = "") -> None:
+    def __init__(
+        self, model: str, *, device: str = "cpu", compute_type: str = "int8", language: str = ""
+    ) -> None:
         self.model_name = model
         self.device = device
         self.compute_type = compute_type
@@ -39,7 +41,10 @@ class FasterWhisperTranscriber:
                     ) from exc
                 try:
                     self._model = WhisperModel(
-                        self.model_name, device=self.device, compute_type=self.compute_type, local_files_only=True
+                        self.model_name,
+                        device=self.device,
+                        compute_type=self.compute_type,
+                        local_files_only=True,
                     )
                 except Exception as exc:  # the library raises several types for a model it cannot open
                     raise TranscriptionUnavailable(

@@ -54,7 +54,9 @@ class Answers:
     async def about_moment(
         self, msg: Message, pai: str, session: Session, cues: list[Cue], moment: Moment, question: str
     ) -> str:
-        lang = T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title)
+        lang = T.language_of(
+            msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title
+        )
         if not cues:
             return T.say(lang, T.NO_SUBTITLES_FOR, title=session.title)
         if moment.now and not session.player:
@@ -66,27 +68,39 @@ class Answers:
         if not lines:
             return T.say(lang, T.NOTHING_SAID, title=session.title, position=where)
         context = self._session_block(session, lines, f"{'now at ' if moment.now else 'asked about '}{where}")
-        answer = await self._ask_model(msg, pai, context, f"{msg.author.display_name} asks: {question}", ANSWER_TASK)
+        answer = await self._ask_model(
+            msg, pai, context, f"{msg.author.display_name} asks: {question}", ANSWER_TASK
+        )
         if answer:
             return answer
         return "\n".join([head, *cue_lines(lines), *self._note(lang)])
 
     async def recap(self, msg: Message, pai: str, session: Session, cues: list[Cue]) -> str:
-        lang = T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title)
+        lang = T.language_of(
+            msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title
+        )
         upto = session.watched_to(self.s.clock.now().timestamp())
         head = T.say(lang, T.RECAP_HEAD, title=session.title, watched=self._watched(lang, session, upto))
         seen = [c for c in cues if c.start <= upto]
         if not seen:
             return head
-        context = self._session_block(session, spread(seen, None, DIGEST_SAMPLE), f"watched up to {fmt_ts(upto)}")
-        answer = await self._ask_model(msg, pai, context, f"{msg.author.display_name} asks: /recap", RECAP_TASK)
+        context = self._session_block(
+            session, spread(seen, None, DIGEST_SAMPLE), f"watched up to {fmt_ts(upto)}"
+        )
+        answer = await self._ask_model(
+            msg, pai, context, f"{msg.author.display_name} asks: /recap", RECAP_TASK
+        )
         if answer:
             return f"{head}\n{answer}"
-        return "\n".join([head, T.say(lang, T.RECAP_LINES), *cue_lines(spread(seen, None, 8)), *self._note(lang)])
+        return "\n".join(
+            [head, T.say(lang, T.RECAP_LINES), *cue_lines(spread(seen, None, 8)), *self._note(lang)]
+        )
 
     # ----------------------------------------------------------------- digests
 
-    async def digest(self, session: Session, cues: list[Cue], talk: Sequence[MemoryRecord], trigger: Message | None) -> str:
+    async def digest(
+        self, session: Session, cues: list[Cue], talk: Sequence[MemoryRecord], trigger: Message | None
+    ) -> str:
         """The message posted when a session ends: what, how far, who, when; then a summary or quotes."""
         lang = session.lang
         upto = session.furthest if not session.running else session.watched_to(self.s.clock.now().timestamp())
@@ -103,8 +117,12 @@ class Answers:
         seen = [c for c in cues if c.start <= upto]
         summary = None
         if trigger is not None and (seen or talk):
-            context = self._session_block(session, spread(seen, None, DIGEST_SAMPLE), f"watched up to {fmt_ts(upto)}")
-            said = [f"[{fmt_time(r.sent_at, tz)}] {r.author_name}: {' '.join(r.text.split())[:300]}" for r in talk]
+            context = self._session_block(
+                session, spread(seen, None, DIGEST_SAMPLE), f"watched up to {fmt_ts(upto)}"
+            )
+            said = [
+                f"[{fmt_time(r.sent_at, tz)}] {r.author_name}: {' '.join(r.text.split())[:300]}" for r in talk
+            ]
             if said:
                 context += "\n<members_messages_during_session>\n" + "\n".join(said[-TALK_LINES:])
                 context += "\n</members_messages_during_session>"
@@ -115,7 +133,10 @@ class Answers:
         if seen:
             parts += [T.say(lang, T.DIGEST_LINES), *cue_lines(spread(seen, None, QUOTED_SAMPLE))]
         if talk:
-            parts += [T.say(lang, T.DIGEST_TALK), *(f"• {r.author_name}: {_short(r.text)}" for r in talk[-3:])]
+            parts += [
+                T.say(lang, T.DIGEST_TALK),
+                *(f"• {r.author_name}: {_short(r.text)}" for r in talk[-3:]),
+            ]
         return "\n".join(parts)
 
     async def shared(self, msg: Message, session: Session, cues: list[Cue]) -> str:
@@ -156,11 +177,18 @@ class Answers:
             return None
         key = msg.chat.key
         system = system_prompt(
-            self.s.group_setting(key, "persona"), self.s.name_for(key), msg.chat.title, self.s.clock.now(),
-            self.s.tz_for(key), self.s.group_setting(key, "language"),
+            self.s.group_setting(key, "persona"),
+            self.s.name_for(key),
+            msg.chat.title,
+            self.s.clock.now(),
+            self.s.tz_for(key),
+            self.s.group_setting(key, "language"),
         )
         messages = [
-            {"role": "system", "content": f"{system}\n{task}" if RULES in system else f"{system}\n{RULES}\n{task}"},
+            {
+                "role": "system",
+                "content": f"{system}\n{task}" if RULES in system else f"{system}\n{RULES}\n{task}",
+            },
             {"role": "user", "content": f"{context}\n\n{request}"},
         ]
         try:
@@ -181,7 +209,11 @@ def _short(text: str, width: int = 120) -> str:
 
 
 def talk_during(
-    records: Sequence[MemoryRecord], chat_key: str, start: datetime, end: datetime | None, to_bot: re.Pattern[str]
+    records: Sequence[MemoryRecord],
+    chat_key: str,
+    start: datetime,
+    end: datetime | None,
+    to_bot: re.Pattern[str],
 ) -> list[MemoryRecord]:
     """What members said among themselves in a chat while a session ran (not commands, not questions to
     the bot, not the bot)."""

@@ -27,7 +27,8 @@ _ZH_TIME = re.compile(
     re.IGNORECASE,
 )
 _AGO = re.compile(
-    r"(\d{1,3})\s*(?:(分钟|分|min(?:ute)?s?\b)|(秒钟|秒|s(?:ec(?:ond)?s?)?\b))\s*(?:前|之前|以前|ago\b)", re.IGNORECASE
+    r"(\d{1,3})\s*(?:(分钟|分|min(?:ute)?s?\b)|(秒钟|秒|s(?:ec(?:ond)?s?)?\b))\s*(?:前|之前|以前|ago\b)",
+    re.IGNORECASE,
 )
 _MINUTE_WORD = re.compile(r"\b(?:at\s+)?minute\s+(\d{1,3})\b", re.IGNORECASE)
 _JUST_NOW = re.compile(
@@ -35,8 +36,10 @@ _JUST_NOW = re.compile(
     r"did\s+(?:he|she|they|it|that|someone|the\s+\w+)\s+just|what\s+was\s+(?:that|said)\b|刚刚那句|上一句|这句",
     re.IGNORECASE,
 )
-_SAID = re.compile(r"说了?什么|说啥|讲了?什么|唱了?什么|什么意思|\bsa(?:y|id)\b|\bsing(?:s|ing)?\b|\bsang\b|台词|歌词",
-                   re.IGNORECASE)
+_SAID = re.compile(
+    r"说了?什么|说啥|讲了?什么|唱了?什么|什么意思|\bsa(?:y|id)\b|\bsing(?:s|ing)?\b|\bsang\b|台词|歌词",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,9 @@ def subtitle_format(name: str, mime: str = "") -> str | None:
     for ext, fmt in SUBTITLE_EXTENSIONS.items():
         if lower.endswith(ext):
             return fmt
-    return {"text/vtt": "vtt", "application/x-subrip": "srt", "text/x-ssa": "ass"}.get(mime.split(";")[0].strip())
+    return {"text/vtt": "vtt", "application/x-subrip": "srt", "text/x-ssa": "ass"}.get(
+        mime.split(";")[0].strip()
+    )
 
 
 def decode(data: bytes) -> str:
@@ -73,7 +75,9 @@ def _parse_with_pysubs2(text: str, fmt: str) -> list[Cue]:
     except Exception as exc:  # pysubs2 raises a handful of its own types and ValueError for malformed files
         raise SubtitleError(f"not a readable {fmt} file: {exc}") from exc
     return clean_cues(
-        Cue(e.start / 1000, e.end / 1000, e.plaintext) for e in subs if not e.is_comment and e.type == "Dialogue"
+        Cue(e.start / 1000, e.end / 1000, e.plaintext)
+        for e in subs
+        if not e.is_comment and e.type == "Dialogue"
     )
 
 
@@ -94,7 +98,7 @@ def vtt_as_srt(text: str) -> str:
         m = _VTT_TIMING.match(lines[at])
         assert m is not None
         start, end = (_pad_hours(x).replace(".", ",") for x in m.groups())
-        body = [_VTT_TAG.sub("", line) for line in lines[at + 1:]]
+        body = [_VTT_TAG.sub("", line) for line in lines[at + 1 :]]
         n += 1
         out.append(f"{n}\n{start} --> {end}\n" + "\n".join(body))
     return "\n\n".join(out) + "\n"
@@ -120,7 +124,7 @@ def parse_lrc(text: str) -> list[Cue]:
         rest = raw.strip()
         while (s := _LRC_STAMP.match(rest)) is not None:
             stamps.append(int(s.group(1)) * 60 + float(s.group(2).replace(":", ".")))
-            rest = rest[s.end():]
+            rest = rest[s.end() :]
         rest = re.sub(r"<\d{1,3}:\d{1,2}(?:\.\d{1,3})?>", "", rest)  # enhanced LRC's per-word stamps
         timed += [(max(0.0, t + shift), rest.strip()) for t in stamps]
     timed.sort(key=lambda pair: pair[0])

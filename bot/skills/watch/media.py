@@ -154,8 +154,19 @@ class CueSources:
 
 
 def subtitle_records(
-    *, session: str, title: str, pai: str, chat_key: str, base: str, tag: str, cues: Sequence[Cue],
-    author_id: str, author_name: str, sent_at: datetime, source: str, url: str = "",
+    *,
+    session: str,
+    title: str,
+    pai: str,
+    chat_key: str,
+    base: str,
+    tag: str,
+    cues: Sequence[Cue],
+    author_id: str,
+    author_name: str,
+    sent_at: datetime,
+    source: str,
+    url: str = "",
 ) -> list[MemoryRecord]:
     """The lines as memory records: chunks of up to ``CHUNK_SECONDS`` / ``CHUNK_LINES``, ids ``<base>#<tag><n>``."""
     chunks: list[list[Cue]] = []

@@ -155,7 +155,10 @@ class WatchSessions:
         if member.user_id not in participants and len(participants) < MAX_PARTICIPANTS:
             participants = {**participants, member.user_id: member.display_name}
         return dataclasses.replace(
-            session, seq=session.seq + 1, furthest=session.watched_to(now), participants=participants,
+            session,
+            seq=session.seq + 1,
+            furthest=session.watched_to(now),
+            participants=participants,
             **changes,  # type: ignore[arg-type]
         )
 
@@ -163,7 +166,10 @@ class WatchSessions:
         """End a session (the caller holds the group's lock): paused where it got to, shown as ended."""
         now = self.now()
         done = dataclasses.replace(
-            session, playback=session.playback.pause(now), furthest=session.watched_to(now), seq=session.seq + 1,
+            session,
+            playback=session.playback.pause(now),
+            furthest=session.watched_to(now),
+            seq=session.seq + 1,
             ended_at=self.s.clock.now(),
         )
         log.info("watch session %s in %s ended by %s", session.id, session.group_key, by or "the bot")

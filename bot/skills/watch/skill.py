@@ -72,8 +72,13 @@ WATCH_LINES_SPEC = ToolSpec(
 
 class WatchSkill:
     def __init__(
-        self, services: Services, sessions: WatchSessions, sources: CueSources, attachments: AttachmentLog | None,
-        *, poll_s: float = 30.0,
+        self,
+        services: Services,
+        sessions: WatchSessions,
+        sources: CueSources,
+        attachments: AttachmentLog | None,
+        *,
+        poll_s: float = 30.0,
     ) -> None:
         self.s = services
         self.sessions = sessions
@@ -89,7 +94,9 @@ class WatchSkill:
 
     def commands(self) -> Iterable[Command]:
         return [
-            Command("watch", T.WATCH_DESCRIPTION, self._watch_command, usage=T.WATCH_USAGE, aliases=("listen",)),
+            Command(
+                "watch", T.WATCH_DESCRIPTION, self._watch_command, usage=T.WATCH_USAGE, aliases=("listen",)
+            ),
             Command("recap", T.RECAP_DESCRIPTION, self._recap_command),
         ]
 
@@ -137,15 +144,27 @@ class WatchSkill:
     async def _shared_files(self, msg: Message) -> tuple[Attachment | None, list[Attachment]]:
         """The media and subtitle files of the message, else of the message it replies to."""
         atts = list(msg.attachments)
-        if not any(media_kind(a) for a in atts) and msg.reply_to is not None and self._attachments is not None:
+        if (
+            not any(media_kind(a) for a in atts)
+            and msg.reply_to is not None
+            and self._attachments is not None
+        ):
             logged = await self._attachments.attachments_of(msg.chat.key, msg.reply_to.message_id)
             atts += [x.attachment for x in logged]
         media = next((a for a in atts if media_kind(a) is not None), None)
         return media, subtitle_files(atts)
 
     async def start_session(
-        self, msg: Message, pai: str, *, media: Attachment | None, link: str, subs: list[Attachment],
-        title: str = "", control: str = "all", inside: tuple[list[Cue], float | None] | None = None,
+        self,
+        msg: Message,
+        pai: str,
+        *,
+        media: Attachment | None,
+        link: str,
+        subs: list[Attachment],
+        title: str = "",
+        control: str = "all",
+        inside: tuple[list[Cue], float | None] | None = None,
     ) -> str:
         """Start a session for ``msg`` (ending the group's running one); returns what the member says."""
         key = msg.chat.key
@@ -198,7 +217,11 @@ class WatchSkill:
         return await self._digest(done, msg) if done.player else ""
 
     async def _load_lines(
-        self, msg: Message, session: Session, media: Attachment | None, subs: list[Attachment],
+        self,
+        msg: Message,
+        session: Session,
+        media: Attachment | None,
+        subs: list[Attachment],
         inside: tuple[list[Cue], float | None] | None = None,
     ) -> list[str]:
         """Lines from the shared subtitle files, else the media's own track (``inside``, when already read);
@@ -215,7 +238,9 @@ class WatchSkill:
                 current = await self.sessions.running(session.group_key)
                 if current is not None and current.id == session.id and current.playback.duration is None:
                     now = self.s.clock.now().timestamp()
-                    await self.sessions.put(dataclasses.replace(current, playback=current.playback.with_duration(now, duration)))
+                    await self.sessions.put(
+                        dataclasses.replace(current, playback=current.playback.with_duration(now, duration))
+                    )
         if cues and not loaded:
             await self._store_lines(session, cues, msg, "embedded", media.name, "emb")
             loaded = True
@@ -224,7 +249,9 @@ class WatchSkill:
             self._spawn(self._transcribe(msg, session, media), f"watch-transcribe:{session.id}")
         return notes
 
-    async def _add_subtitle_file(self, msg: Message, session: Session, att: Attachment, notes: list[str]) -> bool:
+    async def _add_subtitle_file(
+        self, msg: Message, session: Session, att: Attachment, notes: list[str]
+    ) -> bool:
         try:
             cues = await self.sources.subtitles_of(msg.chat, att)
         except SubtitleError as exc:
@@ -236,7 +263,9 @@ class WatchSkill:
         await self._store_lines(session, cues, msg, att.name, att.name, tag)
         return True
 
-    async def _store_lines(self, session: Session, cues: list[Cue], msg: Message, source: str, label: str, tag: str) -> None:
+    async def _store_lines(
+        self, session: Session, cues: list[Cue], msg: Message, source: str, label: str, tag: str
+    ) -> None:
         await self.sessions.add_cues(session, cues, source, msg.author.user_id)
         base = record_base(msg, session.pai)
         for rec in subtitle_records(
@@ -252,16 +281,22 @@ class WatchSkill:
             cues = await self.sources.transcribe_of(msg.chat, media)
         except Exception as exc:  # any backend failure ends as one sentence in the chat
             log.warning("transcribing %s in %s failed: %s", media.name, msg.chat.key, exc)
-            await self._post(session, T.say(session.lang, T.TRANSCRIBE_FAILED, title=session.title), "transcribe")
+            await self._post(
+                session, T.say(session.lang, T.TRANSCRIBE_FAILED, title=session.title), "transcribe"
+            )
             return
         if not cues:
-            await self._post(session, T.say(session.lang, T.TRANSCRIBE_FAILED, title=session.title), "transcribe")
+            await self._post(
+                session, T.say(session.lang, T.TRANSCRIBE_FAILED, title=session.title), "transcribe"
+            )
             return
         await self._store_lines(session, cues, msg, "transcript", "transcript", "asr-")
         current = await self.sessions.running(session.group_key)
         if current is not None and current.id == session.id:
             await self.sessions.show(await self.sessions.view(current))
-        await self._post(session, T.say(session.lang, T.TRANSCRIBED, title=session.title, count=len(cues)), "transcribe")
+        await self._post(
+            session, T.say(session.lang, T.TRANSCRIBED, title=session.title, count=len(cues)), "transcribe"
+        )
 
     # ----------------------------------------------------------------- every message
 
@@ -283,7 +318,9 @@ class WatchSkill:
             if await self._add_subtitle_file(msg, running, subs[0], notes):
                 await self.sessions.show(await self.sessions.view(running))
                 count = len(await self.sessions.cues_of(running))
-                return T.say(running.lang, T.SUBTITLES_ADDED, count=count, file=subs[0].name, title=running.title)
+                return T.say(
+                    running.lang, T.SUBTITLES_ADDED, count=count, file=subs[0].name, title=running.title
+                )
             return "\n".join(notes) or None
         if (subs or media is not None) and self.sessions.host_of(msg.chat) is None:
             return await self._follow(msg, seen.pai, media, subs)
@@ -291,7 +328,9 @@ class WatchSkill:
             return await self._question(msg, seen.pai, decision.prompt or msg.text)
         return None
 
-    async def _follow(self, msg: Message, pai: str, media: Attachment | None, subs: list[Attachment]) -> str | None:
+    async def _follow(
+        self, msg: Message, pai: str, media: Attachment | None, subs: list[Attachment]
+    ) -> str | None:
         """Media or subtitles shared where there is no player: a session to ask about, if it has lines."""
         inside = None
         if media is not None and not subs:
@@ -300,7 +339,9 @@ class WatchSkill:
                 return None  # a media file with nothing to follow: nothing to say
         link = first_link(msg.text)
         title = (media.name if media else "") or (link and link_title(link)) or subs[0].name
-        return await self.start_session(msg, pai, media=media, link=link, subs=subs, title=title, inside=inside)
+        return await self.start_session(
+            msg, pai, media=media, link=link, subs=subs, title=title, inside=inside
+        )
 
     async def _note_participant(self, session: Session, msg: Message) -> None:
         if msg.author.user_id in session.participants or msg.author.is_bot:
@@ -342,7 +383,9 @@ class WatchSkill:
         if session is None:
             return "No watch session in this group."
         at = str(args.get("at") or "now")
-        moment = Moment(True) if at.strip().lower() in ("now", "刚才") else moment_of(f"at {at}", running=False)
+        moment = (
+            Moment(True) if at.strip().lower() in ("now", "刚才") else moment_of(f"at {at}", running=False)
+        )
         if moment is None:
             return "Give 'now' or a time like 12:30."
         if moment.now and not session.player:
@@ -350,7 +393,11 @@ class WatchSkill:
         position = session.playback.position_at(self.s.clock.now().timestamp())
         lines = lines_for(await self.sessions.cues_of(session), moment, position)
         head = f"Subtitle lines of {session.title!r} (untrusted data), position now {fmt_ts(position)}:"
-        return "\n".join([head, *cue_lines(lines)]) if lines else f"No lines near that moment of {session.title!r}."
+        return (
+            "\n".join([head, *cue_lines(lines)])
+            if lines
+            else f"No lines near that moment of {session.title!r}."
+        )
 
     # ----------------------------------------------------------------- endings and digests
 
@@ -441,13 +488,17 @@ class WatchSkill:
             self.sessions.forget_cached(chat.key, [s.id for s in sessions])
         for s in sessions:
             if s.running and s.player:
-                await self.sessions.show(await self.sessions.view(dataclasses.replace(s, ended_at=self.s.clock.now())))
+                await self.sessions.show(
+                    await self.sessions.view(dataclasses.replace(s, ended_at=self.s.clock.now()))
+                )
         return removed
 
     # ----------------------------------------------------------------- helpers
 
     def _lang(self, msg: Message) -> str:
-        return T.language_of(msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title)
+        return T.language_of(
+            msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title
+        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

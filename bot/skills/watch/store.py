@@ -138,7 +138,9 @@ class WatchStore:
     async def save(self, s: Session) -> None:
         row = _row(s)
         marks = ",".join("?" * len(row))
-        await self.db.run(lambda c: c.execute(f"INSERT OR REPLACE INTO watch_sessions({_COLS}) VALUES ({marks})", row))
+        await self.db.run(
+            lambda c: c.execute(f"INSERT OR REPLACE INTO watch_sessions({_COLS}) VALUES ({marks})", row)
+        )
 
     async def running(self, group_key: str) -> Session | None:
         row = await self.db.run(lambda c: c.execute(
@@ -235,7 +237,9 @@ class WatchStore:
         return await self.db.tx(body)
 
     async def groups(self) -> list[str]:
-        rows = await self.db.run(lambda c: c.execute("SELECT DISTINCT group_key FROM watch_sessions").fetchall())
+        rows = await self.db.run(
+            lambda c: c.execute("SELECT DISTINCT group_key FROM watch_sessions").fetchall()
+        )
         return [r[0] for r in rows]
 
 

@@ -144,7 +144,11 @@ def correct(local: float, expected: float, base_rate: float, playing: bool) -> C
     drift = local - expected
     if not playing:
         # Paused: only the position matters, and small differences are invisible.
-        return Correction("seek", base_rate, expected) if abs(drift) > NUDGE_ABOVE else Correction("none", base_rate)
+        return (
+            Correction("seek", base_rate, expected)
+            if abs(drift) > NUDGE_ABOVE
+            else Correction("none", base_rate)
+        )
     if abs(drift) > SEEK_ABOVE:
         return Correction("seek", base_rate, expected)
     if abs(drift) > NUDGE_ABOVE:

@@ -53,14 +53,20 @@ WATCH_DESCRIPTION = "Watch or listen together: share a video, audio file or link
 WATCH_USAGE = "/watch [link] [only-me] · /watch end"
 RECAP_DESCRIPTION = "What we have watched so far, in short"
 
-STARTED_PLAYER = "🎬 {name} started {activity} {title} together. The player is open on the group's page; {who}."
+STARTED_PLAYER = (
+    "🎬 {name} started {activity} {title} together. The player is open on the group's page; {who}."
+)
 STARTED_FOLLOW = "🎬 Following {title}."
 ACTIVITY_WATCH = "watching"
 ACTIVITY_LISTEN = "listening to"
 EVERYONE_CONTROLS = "everyone can play, pause and seek"
 STARTER_CONTROLS = "only {name} controls playback"
-LINES_LOADED = "{count} subtitle lines loaded: ask me “what did she just say?” or “what happened at {example}?”."
-NO_LINES = "There are no subtitles, so I can't follow what is said. Share an SRT, VTT, ASS or LRC file to add them."
+LINES_LOADED = (
+    "{count} subtitle lines loaded: ask me “what did she just say?” or “what happened at {example}?”."
+)
+NO_LINES = (
+    "There are no subtitles, so I can't follow what is said. Share an SRT, VTT, ASS or LRC file to add them."
+)
 TRANSCRIBING = "No subtitles came with it: I'm transcribing the audio and will say when the lines are ready."
 TRANSCRIBED = "📝 The transcript of {title} is ready: {count} lines. Ask me what was said at any moment."
 TRANSCRIBE_FAILED = "I couldn't transcribe {title}, so I can't follow what is said in it."
@@ -70,7 +76,9 @@ USAGE = (
     "Share a video or audio file, or a link to one, with /watch (add “only-me” if only you should control "
     "playback). /watch end ends the session; /recap sums up what was watched."
 )
-NOTHING_RUNNING = "Nothing is being watched here right now. Start with /watch and a video, audio file or link."
+NOTHING_RUNNING = (
+    "Nothing is being watched here right now. Start with /watch and a video, audio file or link."
+)
 NOTHING_WATCHED = "Nothing has been watched here yet."
 ONLY_STARTER = "Only {name}, who started it, controls playback."
 ONLY_STARTER_ENDS = "Only {name}, who started it, can end the session."
