@@ -113,3 +113,20 @@ async def test_media_uploads_have_their_own_limit_and_one_per_message(paibot, tm
         assert (await post_files(http, number, "film", [("big.webm", huge, "video/webm")])).status == 413
         two = [("a.webm", film, "video/webm"), ("b.webm", film, "video/webm")]
         assert (await post_files(http, number, "two", two)).status == 413
+
+
+async def test_a_socket_flooding_player_commands_is_slowed_down():
+    """The bucket in isolation, with a manual clock: a burst passes, a flood does not, time refills it."""
+    from adapters.web.live import LiveHub
+    from adapters.web.watch import COMMAND_BURST, COMMANDS_PER_S, WebWatch
+
+    now = [0.0]
+    relay = WebWatch(LiveHub(), "web", clock=lambda: now[0])
+    class Socket:  # anything weakly referenceable stands in for a socket here
+        pass
+
+    ws, other = Socket(), Socket()
+    passed = [relay._allowed(ws) for _ in range(50)]  # noqa: SLF001 - the bucket is the unit under test
+    assert passed.count(True) == COMMAND_BURST and relay._allowed(other)  # noqa: SLF001
+    now[0] += 1.0
+    assert [relay._allowed(ws) for _ in range(10)].count(True) == COMMANDS_PER_S  # noqa: SLF001

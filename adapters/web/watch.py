@@ -22,6 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("paibot.web")
 
+COMMANDS_PER_S = 4.0
+COMMAND_BURST = 10.0
 ACTIONS = frozenset({"play", "pause", "seek", "rate", "duration", "control", "end"})
 MEDIA_CSP = "default-src 'none'; sandbox"
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
@@ -62,10 +67,26 @@ def view_json(view: WatchView) -> dict[str, Any]:
 class WebWatch:
     """The web group's ``WatchHost`` half (``host_watch`` / ``show_watch``) and its HTTP and socket routes."""
 
-    def __init__(self, hub: LiveHub, platform: str) -> None:
+    def __init__(self, hub: LiveHub, platform: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.hub = hub
         self.platform = platform
         self.control: WatchControl | None = None
+        self._clock = clock
+        self._buckets: weakref.WeakKeyDictionary[web.WebSocketResponse, tuple[float, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _allowed(self, ws: web.WebSocketResponse) -> bool:
+        """A token bucket per socket: ``COMMAND_BURST`` commands at once, ``COMMANDS_PER_S`` after that (a
+        member scrubbing the seek bar sends a few; a script flooding the group's players is cut off)."""
+        now = self._clock()
+        tokens, since = self._buckets.get(ws, (COMMAND_BURST, now))
+        tokens = min(COMMAND_BURST, tokens + (now - since) * COMMANDS_PER_S)
+        if tokens < 1:
+            self._buckets[ws] = (tokens, now)
+            return False
+        self._buckets[ws] = (tokens - 1, now)
+        return True
 
     # ----------------------------------------------------------------- the core's side
 
@@ -124,6 +145,9 @@ class WebWatch:
             return True
         if kind != "watch":
             return False
+        if not self._allowed(ws):
+            await ws.send_json({"type": "watch_refused", "error": "too many player commands; slow down"})
+            return True
         command, who = _command(data, self.platform)
         if command is None or who is None or self.control is None:
             await ws.send_json({"type": "watch_refused", "error": "not a valid player command"})
