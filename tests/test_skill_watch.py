@@ -222,6 +222,12 @@ async def test_subtitles_shared_on_a_chat_platform_get_a_digest_and_timestamped_
     assert "no shared player" in answer
     (answer,) = await say(app, adapter, msg("@Pai 12分钟的时候说了什么", "bob"))
     assert "《harbour.srt》12:00 前后" in answer and "[0:37] The end of the voyage." in answer
+    # A day later the session has been put away: a time in a question is no longer about the film.
+    world.clock.advance(13 * 3600)
+    assert await watch_skill(app).run_due(world.clock.now()) == 1
+    world.clock.advance(13 * 3600)
+    (later,) = await say(app, adapter, msg("@Pai what did they say at 0:13?", "bob"))
+    assert not later.startswith("Around 0:13")
 
 
 async def test_a_media_file_with_its_own_subtitle_track_gets_a_digest_with_a_model(world, tmp_path):

@@ -449,7 +449,8 @@ class WatchSkill:
             log.exception("could not post to %s about watch session %s", session.group_key, session.id)
 
     async def run_due(self, now: datetime) -> int:
-        """End player sessions that stood at their end or paused too long; apply retention hourly."""
+        """End player sessions that stood at their end or paused too long (and, silently, player-less ones
+        after ``FOLLOW_HOURS``); apply retention hourly."""
         ended = 0
         stamp = now.timestamp()
         for session in await self.sessions.store.all_running():
@@ -459,6 +460,14 @@ class WatchSkill:
                 finished_at = pb.at + max(0.0, pb.duration - pb.position) / pb.rate
             idle = not pb.playing and stamp - pb.at > IDLE_END_S
             over = finished_at is not None and stamp - finished_at > END_GRACE_S
+            if not session.player and now - session.started_at > timedelta(hours=FOLLOW_HOURS):
+                # Subtitles shared without a player: nothing to post, questions keep working a while longer.
+                async with self.sessions.lock(session.group_key):
+                    current = await self.sessions.running(session.group_key)
+                    if current is not None and current.id == session.id:
+                        await self.sessions.end(current, "")
+                        ended += 1
+                continue
             if session.player and (idle or over):
                 async with self.sessions.lock(session.group_key):
                     current = await self.sessions.running(session.group_key)
