@@ -280,3 +280,50 @@ async def test_the_pages_sync_model_agrees_with_the_servers(browser, tmp_path):
         assert got_offset == pytest.approx(clock.offset)
     finally:
         await app.stop()
+
+
+async def test_listening_together_shows_the_lyrics_line_being_sung(browser, tmp_path):
+    """一起听: an audio file with LRC lyrics; the player shows the lyrics and lights the current line."""
+    from tests.media_factory import make_audio, make_lrc
+
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+    )
+    app = App(settings)
+    await app.start()
+    out = shots(tmp_path)
+    try:
+        url = app.services.adapters["web"].base_url
+        song = make_audio(tmp_path / "song.ogg", 20).read_bytes()
+        lyrics = make_lrc([(0.5, "月亮代表我的心"), (3.0, "你问我爱你有多深"), (6.0, "我爱你有几分"), (9.0, "我的情也真")])
+        async with aiohttp.ClientSession(base_url=url) as http:
+            group = await (await http.post("/api/groups", json={"name": "一起听歌"})).json()
+            form = aiohttp.FormData()
+            for key, value in (("author", "Alice"), ("author_id", "alice-1"), ("text", "/watch")):
+                form.add_field(key, value)
+            form.add_field("file", song, filename="song.ogg", content_type="audio/ogg")
+            form.add_field("file", lyrics, filename="song.lrc", content_type="text/plain")
+            assert (await http.post(f"/api/groups/{group['number']}/messages", data=form)).status == 200
+        await app.drain(30)
+        for width, height in ((1280, 800), (390, 844)):
+            page, errors = await member_page(browser, url, group["number"], "Bob", width, height, locale="zh-CN")
+            await page.wait_for_selector(".watch-lyrics li")
+            assert await page.locator(".watch-lyrics li").count() == 4
+            if width == 1280:  # play, then stop in the second line: the lit line is known
+                await page.click(".watch-play")
+                await until_playing(page)
+                await page.click(".watch-play")
+                await until_playing(page, False)
+                await page.eval_on_selector(
+                    ".watch-seek", "(s) => { s.value = '4'; s.dispatchEvent(new Event('change')); }"
+                )
+                await until_near(page, 4.0)
+                await page.wait_for_selector(".watch-lyrics li.now >> text=你问我爱你有多深")
+            else:  # a phone joining: the lyrics are there and one line is lit
+                await page.wait_for_selector(".watch-lyrics li.now")
+            await page.screenshot(path=str(out / f"listen-{width}.png"))
+            assert not [e for e in errors if "Content Security Policy" in e or "TypeError" in e], errors
+            await page.context.close()
+    finally:
+        await app.stop()
