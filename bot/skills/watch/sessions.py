@@ -46,6 +46,7 @@ class WatchSessions:
         self._running: dict[str, Session | None] = {}
         self._cues: OrderedDict[str, list[Cue]] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._hosted: set[int] = set()  # adapters (by id) that have this control
         self.on_end: EndHook | None = None  # set by the skill: posts the digest of a session a player ended
 
     # ----------------------------------------------------------------- reading
@@ -187,7 +188,12 @@ class WatchSessions:
 
     def host_of(self, chat: ChatRef) -> WatchHost | None:
         adapter = self.s.adapters.get(chat.platform)
-        return adapter if isinstance(adapter, WatchHost) else None
+        if not isinstance(adapter, WatchHost):
+            return None
+        if id(adapter) not in self._hosted:  # connected after start-up (a platform that was down)
+            self._hosted.add(id(adapter))
+            adapter.host_watch(self)
+        return adapter
 
     async def show(self, view: WatchView) -> None:
         host = self.host_of(view.chat)
@@ -199,9 +205,11 @@ class WatchSessions:
             log.warning("could not show the watch session of %s", view.chat.key, exc_info=True)
 
     def attach(self) -> None:
-        """Hand this control to every adapter that hosts players (after the adapters started)."""
+        """Hand this control to every connected adapter that hosts players (after the adapters started;
+        one that connects later gets it the first time a session of its platform is started or shown)."""
         for adapter in self.s.adapters.values():
-            if isinstance(adapter, WatchHost):
+            if isinstance(adapter, WatchHost) and id(adapter) not in self._hosted:
+                self._hosted.add(id(adapter))
                 adapter.host_watch(self)
 
 
