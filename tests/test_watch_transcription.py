@@ -1,5 +1,5 @@
-"""The optional transcription backend: configured by name, never downloading a model, failing with a
-sentence the operator can act on when faster-whisper or the model is missing."""
+"""The optional transcription backend: configured by name in the watch skill's section, never downloading a
+model, failing with a sentence the operator can act on when faster-whisper or the model is missing."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ import pytest
 
 from bot.config import parse_settings
 from bot.errors import ConfigError
-from bot.providers.whisper import FasterWhisperTranscriber, TranscriptionUnavailable, build_transcriber
+from bot.skills.watch.whisper import FasterWhisperTranscriber, TranscriptionUnavailable, build_transcriber
 
 
 def test_the_backend_is_off_unless_named_and_needs_a_model():
-    assert parse_settings("{}").watch.transcription.backend == ""
-    assert build_transcriber(parse_settings("{}").watch.transcription) is None
-    with pytest.raises(ConfigError, match="watch.transcription.model"):
-        parse_settings("watch: {transcription: {backend: faster-whisper}}")
-    with pytest.raises(ConfigError, match="watch.transcription.backend"):
-        parse_settings("watch: {transcription: {backend: cloud-magic, model: x}}")
+    assert parse_settings("{}").skills.watch.transcription.backend == ""
+    assert build_transcriber(parse_settings("{}").skills.watch.transcription) is None
+    with pytest.raises(ConfigError, match="skills.watch.transcription.model"):
+        parse_settings("skills: {watch: {transcription: {backend: faster-whisper}}}")
+    with pytest.raises(ConfigError, match="skills.watch.transcription.backend"):
+        parse_settings("skills: {watch: {transcription: {backend: cloud-magic, model: x}}}")
     s = parse_settings(
-        "watch: {transcription: {backend: faster-whisper, model: /models/whisper-small, language: zh}}"
+        "skills: {watch: {transcription: {backend: faster-whisper, model: /models/whisper-small, language: zh}}}"
     )
-    t = build_transcriber(s.watch.transcription)
+    t = build_transcriber(s.skills.watch.transcription)
     assert (
         isinstance(t, FasterWhisperTranscriber)
         and t.model_name == "/models/whisper-small"

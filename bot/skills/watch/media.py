@@ -49,7 +49,7 @@ _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
 
 class Transcriber(Protocol):
-    """Speech to timed lines (an optional backend, e.g. ``bot.providers.whisper``). ``transcribe`` blocks
+    """Speech to timed lines (an optional backend, e.g. ``bot.skills.watch.whisper``). ``transcribe`` blocks
     (it is called on a worker thread), reads the media file at ``path`` and returns ``(start, end, text)``
     lines in media seconds; it raises any ``Exception`` when it cannot (the member is told, the log says
     why). It never downloads a model: the operator installs one."""

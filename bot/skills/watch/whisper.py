@@ -2,10 +2,10 @@
 
 Optional: ``pip install 'paibot[transcribe]'`` brings faster-whisper; the operator installs a Whisper model
 (a CTranslate2 model directory, or a model name already in the local Hugging Face cache) and names it in
-``watch.transcription.model``. Nothing is downloaded here: the model is opened with ``local_files_only``,
+``skills.watch.transcription.model``. Nothing is downloaded here: the model is opened with ``local_files_only``,
 so a missing model is an error the operator sees in the log, never a download from a hub. The model is
 loaded on first use and kept; ``transcribe`` blocks and is called on a worker thread
-(``bot.skills.watch.media.Transcriber``).
+(``bot.skills.watch.media.Transcriber``). faster-whisper is imported only when a model is first used.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class FasterWhisperTranscriber:
 
 
 def build_transcriber(settings: Any) -> FasterWhisperTranscriber | None:
-    """The transcriber ``watch.transcription`` names, or None when it names none."""
+    """The transcriber ``skills.watch.transcription`` names, or None when it names none."""
     if settings.backend != "faster-whisper":
         return None
     return FasterWhisperTranscriber(
