@@ -29,6 +29,8 @@ log = logging.getLogger("paibot.services")
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
 
 LANGUAGE_WINDOW = 20  # members' messages that decide the language of a group set to "auto"
+# What ``record_of`` appends to a message's text for each attachment: " [video: harbour.webm]".
+_ATTACHMENT_NOTES = re.compile(r"(?: \[[a-z]+: [^\n]*?\])+\Z")
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
 # Called by /forget-me with (chat, pai, user id): a skill removes what it keeps of that member in that chat
@@ -171,7 +173,11 @@ class Services:
         """The language of the group's last messages written by members (not the bot, files or captions)."""
         recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
         detected = detect_language(
-            (r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"),
+            (
+                _ATTACHMENT_NOTES.sub("", r.text)  # the names of shared files are not what members write
+                for r in recent
+                if r.chat_key == group_key and not r.is_bot and r.kind == "message"
+            ),
             LANGUAGE_WINDOW,
         )
         # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)

@@ -6,8 +6,9 @@ new ``t._("...")`` without a Chinese entry fails here until someone runs ``make 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import dataclasses
 import functools
+from datetime import datetime, timezone
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
 from bot.config import parse_settings
+from bot.events import Attachment
 from bot.i18n import Catalogs, Translator, detect_language, placeholders, script_language
 from bot.ports import MemoryRecord
 from bot.services import Services, record_of
@@ -185,6 +187,18 @@ async def test_the_bots_own_messages_do_not_count(tmp_path):
     for i in range(5):
         await s.memory.record(MemoryRecord(f"b{i}", "web:g", "web:g", "@me", "Pai", "Here is what I found",
                                            datetime(2026, 11, 2, tzinfo=timezone.utc), is_bot=True))
+    assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_the_names_of_shared_files_do_not_count(tmp_path):
+    s = await services_with(tmp_path, "auto", ["今晚一起看这部片子吧"])
+    shared = dataclasses.replace(
+        make_message("/watch", platform="web", chat="g"),
+        attachments=(Attachment("video", "harbour.webm", "video/webm", 1000, "f1"),
+                     Attachment("file", "harbour subtitles.vtt", "text/vtt", 100, "f2")),
+    )  # fmt: skip
+    await s.memory.record(record_of(shared, "web:g"))
+    assert "[video: harbour.webm]" in (await s.memory.recent("web:g", 5))[-1].text
     assert await s.locale_of("web:g") == CHINESE
 
 
