@@ -142,6 +142,11 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         alice, alice_errors = await member_page(browser, url, number, "Alice")
         bob, bob_errors = await member_page(browser, url, number, "Bob")
 
+        # The group talks Chinese (its pages are in English), so Pai speaks Chinese there (docs/i18n.md).
+        await alice.fill("#text", "今晚一起看这部片子吧")
+        await alice.press("#text", "Enter")
+        await bob.wait_for_selector(".msg >> text=今晚一起看这部片子吧")
+
         # Alice starts a session from the dialog: the video, its subtitles, everyone controls.
         await alice.click("#watch-button")
         await alice.set_input_files("#watch-media", str(film))
@@ -149,7 +154,6 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         await alice.click("#watch-start")
         for page in (alice, bob):
             await page.wait_for_selector("#watch:not([hidden]) video")
-            # The group's name is Chinese and "/watch" says nothing more: Pai answers in Chinese.
             await page.wait_for_selector(".msg.from-bot >> text=Alice发起了一起看")
             await page.wait_for_function(
                 "() => (document.querySelector('.watch-sub') || {}).textContent.includes('10 subtitle lines')"
@@ -310,6 +314,11 @@ async def test_listening_together_shows_the_lyrics_line_being_sung(browser, tmp_
             page, errors = await member_page(browser, url, group["number"], "Bob", width, height, locale="zh-CN")
             await page.wait_for_selector(".watch-lyrics li")
             assert await page.locator(".watch-lyrics li").count() == 4
+            # A Chinese browser reads the player and the dialog from the bot's catalogs (/api/i18n).
+            head = await page.text_content(".watch-sub") or ""
+            assert head.startswith("一起听 · 由Alice发起 · 所有人都能控制 · 4 句字幕"), head
+            assert await page.get_attribute("#watch-button", "title") == "一起看 / 一起听"
+            assert await page.text_content("#watch-form-title") == "一起看 / 一起听"
             if width == 1280:  # play, then stop in the second line: the lit line is known
                 await page.click(".watch-play")
                 await until_playing(page)

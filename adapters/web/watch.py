@@ -4,6 +4,8 @@ The core owns sessions and decides (``bot.ports.WatchControl``, implemented by t
 only carries messages and serves media:
 
     page --WS {"type": "watch", "action", "value", "session", "author_id", "author"}--> control.control()
+         refused: {"type": "watch_refused", "error": <the core's sentence, in the group's language>}, or
+         "reason": "busy" (too many commands) | "invalid" (unreadable) that the page words in its language
     core --show_watch(view)--> every socket of the group: {"type": "watch", "watch": <view JSON>}
     page --WS {"type": "clock", "t": <page time>}--> {"type": "clock", "t", "server": control.now()}
     GET /api/groups/{group}/watch           the running session (or null), for a page that just opened
@@ -146,11 +148,13 @@ class WebWatch:
         if kind != "watch":
             return False
         if not self._allowed(ws):
-            await ws.send_json({"type": "watch_refused", "error": "too many player commands; slow down"})
+            refusal = {"type": "watch_refused", "reason": "busy", "error": "too many player commands"}
+            await ws.send_json(refusal)
             return True
         command, who = _command(data, self.platform)
         if command is None or who is None or self.control is None:
-            await ws.send_json({"type": "watch_refused", "error": "not a valid player command"})
+            refusal = {"type": "watch_refused", "reason": "invalid", "error": "not a valid player command"}
+            await ws.send_json(refusal)
             return True
         try:
             await self.control.control(ChatRef(self.platform, group), who, command)

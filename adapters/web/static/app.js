@@ -784,8 +784,8 @@
     },
     // Post a message (with files, optionally as a reply) as the member; resolves the stored message.
     async post(text, files = [], replyTo = null) {
-      if (!state.group) throw new ApiError(0, "No group is open.");
-      if (!nickname()) { askNickname(state.group.name); throw new ApiError(400, "Pick a nickname first."); }
+      if (!state.group) throw new ApiError(0, _("No group is open."));
+      if (!nickname()) { askNickname(state.group.name); throw new ApiError(400, _("Pick a nickname first.")); }
       const body = { author: nickname(), author_id: userId(), text, nonce: nonce() };
       if (replyTo !== null) body.reply_to = replyTo;
       try {

@@ -10,54 +10,8 @@
 "use strict";
 
 window.PaiWatch = (() => {
-  // ------------------------------------------------------------------ words (English and Chinese)
-
-  const ZH = {
-    "Watching together": "一起看",
-    "Listening together": "一起听",
-    "started by {name}": "由{name}发起",
-    "Everyone controls": "所有人都能控制",
-    "Only {name} controls": "只有{name}能控制",
-    "Let everyone control": "让所有人控制",
-    "Only I control": "只有我控制",
-    "End": "结束",
-    "End the session for everyone?": "要为所有人结束这一场吗？",
-    "Play": "播放",
-    "Pause": "暂停",
-    "Speed": "速度",
-    "Tap to unmute": "点击开启声音",
-    "Only {name}, who started it, controls playback.": "只有发起人{name}可以控制播放。",
-    "{count} subtitle lines": "{count} 句字幕",
-    "No subtitles": "没有字幕",
-    "Watch together": "一起看",
-    "Listen together": "一起听",
-    "Watch or listen together": "一起看 / 一起听",
-    "Share a video or audio file, or a link to one. Everyone's player stays in sync.": "分享一个视频或音频文件，或者它的链接。每个人的播放器都会保持同步。",
-    "Video or audio file": "视频或音频文件",
-    "… or a link to a media file": "……或者一个媒体文件的链接",
-    "Subtitles or lyrics (SRT, VTT, ASS, LRC), optional": "字幕或歌词（SRT、VTT、ASS、LRC），可选",
-    "Only I control playback": "只有我能控制播放",
-    "Cancel": "取消",
-    "Start watching": "开始一起看",
-    "Choose a video or audio file, or paste a link.": "请选择一个视频或音频文件，或者粘贴一个链接。",
-    "Starting…": "正在开始……",
-    "The session has ended.": "这一场已经结束了。",
-    "Close": "关闭",
-    "This media can't be played here.": "这里无法播放这个媒体。",
-  };
-
-  function locale() {
-    if (window.PaiI18n && window.PaiI18n.locale) return window.PaiI18n.locale;
-    let chosen = null;
-    try { chosen = localStorage.getItem("pai.lang"); } catch (e) { chosen = null; }
-    return chosen || navigator.language || "en";
-  }
-
-  function _(text, fields) {
-    if (window.PaiI18n && typeof window.PaiI18n._ === "function") return window.PaiI18n._(text, fields);
-    const template = /^zh/i.test(locale()) && ZH[text] ? ZH[text] : text;
-    return template.replace(/\{(\w+)\}/g, (m, k) => (fields && k in fields ? String(fields[k]) : m));
-  }
+  // Sentences are marked with _() and ngettext() and come from the bot's catalogs, like app.js's (i18n.js).
+  const { _, ngettext } = window.PaiI18n;
 
   // ------------------------------------------------------------------ the sync model (as sync.py)
 
@@ -282,13 +236,13 @@ window.PaiWatch = (() => {
   function renderHead() {
     const view = st.view;
     const box = $("watch");
-    const lines = view.cues ? _("{count} subtitle lines", { count: view.cues }) : _("No subtitles");
+    const lines = view.cues ? ngettext("{n} subtitle line", "{n} subtitle lines", view.cues) : _("No subtitles");
     const who = view.control === "all" ? _("Everyone controls") : _("Only {name} controls", { name: view.starter_name });
-    box.querySelector(".watch-sub").textContent =
-      `${view.kind === "audio" ? _("Listening together") : _("Watching together")} · ${_("started by {name}", { name: view.starter_name })} · ${who} · ${lines}`;
-    const starter = view.starter_id === app().userId();
+    const what = view.kind === "audio" ? _("Listening together") : _("Watching together");
+    const starter = _("started by {name}", { name: view.starter_name });
+    box.querySelector(".watch-sub").textContent = [what, starter, who, lines].join(" · ");
     const mode = box.querySelector(".watch-mode");
-    mode.hidden = !starter;
+    mode.hidden = view.starter_id !== app().userId();
     mode.textContent = view.control === "all" ? _("Only I control") : _("Let everyone control");
     box.querySelector(".watch-end").hidden = !mayControl(view);
     const allowed = mayControl(view);
@@ -431,27 +385,9 @@ window.PaiWatch = (() => {
     node.append(button);
   }
 
-  function translateDialog() {
-    const texts = {
-      "watch-form-title": "Watch or listen together",
-      "watch-form-text": "Share a video or audio file, or a link to one. Everyone's player stays in sync.",
-      "watch-media-label": "Video or audio file",
-      "watch-link-label": "… or a link to a media file",
-      "watch-subs-label": "Subtitles or lyrics (SRT, VTT, ASS, LRC), optional",
-      "watch-only-me-label": "Only I control playback",
-      "watch-cancel": "Cancel",
-      "watch-start": "Start watching",
-    };
-    for (const [id, text] of Object.entries(texts)) $(id).textContent = _(text);
-    const label = _("Watch or listen together");
-    $("watch-button").title = label;
-    $("watch-button").setAttribute("aria-label", label);
-  }
-
   // ------------------------------------------------------------------ wiring
 
   function wire() {
-    translateDialog();
     $("watch-button").addEventListener("click", openDialog);
     $("watch-cancel").addEventListener("click", () => { $("watch-modal").hidden = true; });
     $("watch-form").addEventListener("submit", submitDialog);
@@ -474,7 +410,10 @@ window.PaiWatch = (() => {
       else if (data.type === "clock" && Number.isFinite(data.t) && Number.isFinite(data.server)) {
         st.clock.add(data.t, data.server, localNow());
       } else if (data.type === "watch_refused" && typeof data.error === "string") {
-        app().toast(data.error);
+        // The core says why in the group's language; the socket's own refusals come as a reason.
+        if (data.reason === "busy") app().toast(_("Too many player commands at once; wait a moment."));
+        else if (data.reason === "invalid") app().toast(_("The player sent a command the group could not read."));
+        else app().toast(data.error);
         refresh();
       }
     });
@@ -497,5 +436,5 @@ window.PaiWatch = (() => {
     };
   }
 
-  return { positionAt, correct, ClockOffset, status, _ };
+  return { positionAt, correct, ClockOffset, status };
 })();

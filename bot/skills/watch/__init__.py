@@ -3,8 +3,7 @@
 sync.py      the clock-sync model (pure)           cues.py, embedded.py   subtitles and media tracks
 store.py     sessions and lines (SQLite)            sessions.py            running sessions, player control
 media.py     where lines come from, memory records  asking.py, answers.py  questions, recaps, digests
-texts.py     what members read (English, Chinese)   skill.py               commands, observer, endings
-whisper.py   optional transcription (faster-whisper)
+whisper.py   optional transcription (faster-whisper) skill.py              commands, observer, endings
 
 The ``watch`` skill plugin; its section is ``skills.watch`` in config.yaml.
 """
@@ -85,7 +84,7 @@ plugin = builtin(
     "watch",
     build,
     45,
-    "watch and listen together: synced players in the web group, subtitles in memory, questions about moments",
+    "watch and listen together: synced players in the web group, subtitles in memory, questions on moments",
     settings=WatchSettings,
     validate=validate,
 )

@@ -15,9 +15,9 @@ from datetime import datetime
 from bot.brain import BrainUnavailable
 from bot.context import RULES, fmt_time, system_prompt
 from bot.events import Message
+from bot.i18n import Translator
 from bot.ports import MemoryRecord, ToolContext
 from bot.services import Services
-from bot.skills.watch import texts as T
 from bot.skills.watch.asking import Moment, cue_lines, lines_for, spread
 from bot.skills.watch.cues import Cue, fmt_ts
 from bot.skills.watch.store import Session
@@ -54,33 +54,37 @@ class Answers:
     async def about_moment(
         self, msg: Message, pai: str, session: Session, cues: list[Cue], moment: Moment, question: str
     ) -> str:
-        lang = T.language_of(
-            msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title
-        )
+        t = await self.s.translator(msg.chat.key)
         if not cues:
-            return T.say(lang, T.NO_SUBTITLES_FOR, title=session.title)
+            return t._("I have no subtitles for {title}, so I can't tell what was said.", title=session.title)
         if moment.now and not session.player:
-            return T.say(lang, T.NO_POSITION, title=session.title, example=fmt_ts(cues[len(cues) // 2].start))
+            return t._(
+                "There's no shared player here, so I don't know where you are in {title}: ask about a "
+                "moment, like “what did they say at {example}?”.",
+                title=session.title, example=fmt_ts(cues[len(cues) // 2].start),
+            )  # fmt: skip
         position = session.playback.position_at(self.s.clock.now().timestamp())
         lines = lines_for(cues, moment, position)
         where = fmt_ts(max(0.0, position - moment.back)) if moment.now else fmt_ts(moment.at)
-        head = T.say(lang, T.JUST_NOW_HEAD if moment.now else T.AT_HEAD, title=session.title, position=where)
+        if moment.now:
+            head = t._("Just now in {title} (at {position}):", title=session.title, position=where)
+        else:
+            head = t._("Around {position} in {title}:", title=session.title, position=where)
         if not lines:
-            return T.say(lang, T.NOTHING_SAID, title=session.title, position=where)
+            return t._("Nothing is said around {position} in {title}.", title=session.title, position=where)
         context = self._session_block(session, lines, f"{'now at ' if moment.now else 'asked about '}{where}")
         answer = await self._ask_model(
             msg, pai, context, f"{msg.author.display_name} asks: {question}", ANSWER_TASK
         )
         if answer:
             return answer
-        return "\n".join([head, *cue_lines(lines), *self._note(lang)])
+        return "\n".join([head, *cue_lines(lines), *self._note(t)])
 
     async def recap(self, msg: Message, pai: str, session: Session, cues: list[Cue]) -> str:
-        lang = T.language_of(
-            msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title
-        )
+        t = await self.s.translator(msg.chat.key)
         upto = session.watched_to(self.s.clock.now().timestamp())
-        head = T.say(lang, T.RECAP_HEAD, title=session.title, watched=self._watched(lang, session, upto))
+        watched = self._watched(t, session, upto)
+        head = t._("📺 {title}: {watched} watched so far.", title=session.title, watched=watched)
         seen = [c for c in cues if c.start <= upto]
         if not seen:
             return head
@@ -93,7 +97,7 @@ class Answers:
         if answer:
             return f"{head}\n{answer}"
         return "\n".join(
-            [head, T.say(lang, T.RECAP_LINES), *cue_lines(spread(seen, None, 8)), *self._note(lang)]
+            [head, t._("Lines so far:"), *cue_lines(spread(seen, None, 8)), *self._note(t)]
         )
 
     # ----------------------------------------------------------------- digests
@@ -102,18 +106,24 @@ class Answers:
         self, session: Session, cues: list[Cue], talk: Sequence[MemoryRecord], trigger: Message | None
     ) -> str:
         """The message posted when a session ends: what, how far, who, when; then a summary or quotes."""
-        lang = session.lang
+        t = await self.s.translator(session.group_key)
         upto = session.furthest if not session.running else session.watched_to(self.s.clock.now().timestamp())
         tz = self.s.tz_for(session.group_key)
-        parts = [T.say(
-            lang, T.DIGEST_HEAD, title=session.title, watched=self._watched(lang, session, upto),
-            starter=session.starter_name, time=fmt_time(session.started_at, tz),
+        parts = [t._(
+            "🎬 {title} — watched together, {watched}, started by {starter} at {time}.",
+            title=session.title, watched=self._watched(t, session, upto), starter=session.starter_name,
+            time=fmt_time(session.started_at, tz),
         )]  # fmt: skip
         others = [n for uid, n in session.participants.items() if uid != session.starter_id]
         if others:
-            names = T.join(lang, others[:MAX_NAMES])
-            parts.append(T.say(lang, T.DIGEST_WITH, names=names) if len(others) <= MAX_NAMES
-                         else T.say(lang, T.DIGEST_MORE, names=names, count=len(others) - MAX_NAMES))  # fmt: skip
+            names = t.join(others[:MAX_NAMES])
+            more = len(others) - MAX_NAMES
+            if more <= 0:
+                parts.append(t._("With {names}.", names=names))
+            else:
+                parts.append(
+                    t.ngettext("With {names} and {n} more.", "With {names} and {n} more.", more, names=names)
+                )
         seen = [c for c in cues if c.start <= upto]
         summary = None
         if trigger is not None and (seen or talk):
@@ -131,20 +141,23 @@ class Answers:
             parts.append(summary)
             return "\n".join(parts)
         if seen:
-            parts += [T.say(lang, T.DIGEST_LINES), *cue_lines(spread(seen, None, QUOTED_SAMPLE))]
+            parts += [t._("Some lines:"), *cue_lines(spread(seen, None, QUOTED_SAMPLE))]
         if talk:
             parts += [
-                T.say(lang, T.DIGEST_TALK),
+                t._("What the group said:"),
                 *(f"• {r.author_name}: {_short(r.text)}" for r in talk[-3:]),
             ]
         return "\n".join(parts)
 
     async def shared(self, msg: Message, session: Session, cues: list[Cue]) -> str:
         """What the member says when subtitles are shared without a player: length, lines, and a summary."""
-        lang = session.lang
+        t = await self.s.translator(msg.chat.key)
         length = fmt_ts(max(c.end for c in cues)) if cues else "0:00"
-        head = T.say(lang, T.SHARED_HEAD, title=session.title, count=len(cues), length=length)
-        ask = T.say(lang, T.LINES_LOADED, count=len(cues), example=fmt_ts(cues[len(cues) // 2].start))
+        head = t.ngettext(
+            "📝 {title}: {n} line, {length} long.", "📝 {title}: {n} lines, {length} long.", len(cues),
+            title=session.title, length=length,
+        )  # fmt: skip
+        ask = lines_loaded(t, cues)
         context = self._session_block(session, spread(cues, None, DIGEST_SAMPLE), "the whole file")
         summary = await self._ask_model(msg, session.pai, context, "Summarise what it is about.", RECAP_TASK)
         if summary:
@@ -153,14 +166,16 @@ class Answers:
 
     # ----------------------------------------------------------------- helpers
 
-    def _watched(self, lang: str, session: Session, upto: float) -> str:
+    def _watched(self, t: Translator, session: Session, upto: float) -> str:
         duration = session.playback.duration
         if duration:
-            return T.say(lang, T.OF_DURATION, watched=fmt_ts(upto), duration=fmt_ts(duration))
+            return t._("{watched} of {duration}", watched=fmt_ts(upto), duration=fmt_ts(duration))
         return fmt_ts(upto)
 
-    def _note(self, lang: str) -> list[str]:
-        return [T.say(lang, T.NO_MODEL_NOTE)] if self.s.brain is None else []
+    def _note(self, t: Translator) -> list[str]:
+        if self.s.brain is not None:
+            return []
+        return [t._("(No language model is configured, so I quote the subtitles.)")]
 
     @staticmethod
     def _session_block(session: Session, lines: list[Cue], where: str) -> str:
@@ -197,6 +212,15 @@ class Answers:
             log.warning("no model answered about a watch session in %s; quoting instead", key)
             return None
         return reply.text.strip() or None
+
+
+def lines_loaded(t: Translator, cues: list[Cue]) -> str:
+    """What a member may ask once a session has lines (``cues`` is not empty)."""
+    return t.ngettext(
+        "{n} subtitle line loaded: ask me “what did she just say?” or “what happened at {example}?”.",
+        "{n} subtitle lines loaded: ask me “what did she just say?” or “what happened at {example}?”.",
+        len(cues), example=fmt_ts(cues[len(cues) // 2].start),
+    )  # fmt: skip
 
 
 def _attr(text: str) -> str:

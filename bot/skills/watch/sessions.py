@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 
 from bot.errors import WatchRefused
 from bot.events import ChatRef, PersonRef
+from bot.i18n import N_, Translator
 from bot.ports import WatchCommand, WatchHost, WatchView
 from bot.services import Services
-from bot.skills.watch import texts as T
 from bot.skills.watch.cues import Cue
 from bot.skills.watch.store import Session, WatchStore
 from bot.skills.watch.sync import BadCommand, Playback
@@ -29,6 +29,12 @@ log = logging.getLogger("paibot.skills.watch")
 
 CUE_CACHE = 16  # sessions whose lines stay in memory (the running ones and the last asked about)
 MAX_PARTICIPANTS = 500
+
+# Said both by /watch and by the players' controls (marked here, translated where they are said).
+NOTHING_RUNNING = N_(
+    "Nothing is being watched here right now. Start with /watch and a video, audio file or link."
+)
+ONLY_STARTER_ENDS = N_("Only {name}, who started it, can end the session.")
 
 EndHook = Callable[[Session, str], Awaitable[None]]  # (the ended session, who ended it) -> post the digest
 
@@ -110,33 +116,40 @@ class WatchSessions:
         return [(c.start, c.end, c.text) for c in await self.cues_of(found)]
 
     async def control(self, chat: ChatRef, member: PersonRef, command: WatchCommand) -> WatchView:
-        """Apply a member's player command (see ``bot.ports.WatchControl``)."""
+        """Apply a member's player command (see ``bot.ports.WatchControl``). A refusal says why in the
+        group's language."""
         ended: Session | None = None
+        t = await self.s.translator(chat.key)
         async with self.lock(chat.key):
             session = await self.running(chat.key)
             if session is None or not session.player or (command.session and command.session != session.id):
-                lang = session.lang if session else "en"
-                raise WatchRefused(T.say(lang, T.SESSION_GONE if command.session else T.NOTHING_RUNNING))
+                raise WatchRefused(
+                    t._("That session has ended.") if command.session else t._(NOTHING_RUNNING)
+                )
             starter = member.user_id == session.starter_id
             if command.action == "end":
                 if session.control == "starter" and not starter:
-                    raise WatchRefused(T.say(session.lang, T.ONLY_STARTER_ENDS, name=session.starter_name))
+                    raise WatchRefused(t._(ONLY_STARTER_ENDS, name=session.starter_name))
                 ended = await self.end(session, member.display_name)
                 changed = ended
             else:
-                changed = await self.put(self._changed(session, member, command, starter))
+                changed = await self.put(self._changed(session, member, command, starter, t))
         if ended is not None and self.on_end is not None:
             await self.on_end(ended, member.display_name)
         view = await self.view(changed)
         await self.show(view)
         return view
 
-    def _changed(self, session: Session, member: PersonRef, command: WatchCommand, starter: bool) -> Session:
+    def _changed(
+        self, session: Session, member: PersonRef, command: WatchCommand, starter: bool, t: Translator
+    ) -> Session:
         now = self.now()
-        lang = session.lang
         if command.action == "control":
             if not starter:
-                raise WatchRefused(T.say(lang, T.ONLY_STARTER_CHANGES, name=session.starter_name))
+                who = session.starter_name
+                raise WatchRefused(
+                    t._("Only {name}, who started it, decides who controls playback.", name=who)
+                )
             if command.value not in ("all", "starter"):
                 raise WatchRefused("control must be 'all' or 'starter'")
             return self._bump(session, member, now, control=str(command.value))
@@ -144,7 +157,8 @@ class WatchSessions:
             if session.playback.duration is not None:
                 return session  # the first player to know it says it; the others agree or are ignored
         elif session.control == "starter" and not starter:
-            raise WatchRefused(T.say(lang, T.ONLY_STARTER, name=session.starter_name))
+            who = session.starter_name
+            raise WatchRefused(t._("Only {name}, who started it, controls playback.", name=who))
         try:
             playback = session.playback.apply(command.action, now, command.value)
         except BadCommand as exc:

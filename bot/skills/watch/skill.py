@@ -24,14 +24,14 @@ from typing import Any
 
 from bot.commands import Command, CommandCall, Observation, Reply
 from bot.events import Attachment, ChatRef, Message, Outgoing
+from bot.i18n import N_
 from bot.policy import name_pattern
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.attachment_log import AttachmentLog
 from bot.skills.duejobs import DueLoop
 from bot.skills.files import record_base
-from bot.skills.watch import texts as T
-from bot.skills.watch.answers import Answers, talk_during
+from bot.skills.watch.answers import Answers, lines_loaded, talk_during
 from bot.skills.watch.asking import Moment, cue_lines, lines_for, moment_of
 from bot.skills.watch.cues import Cue, SubtitleError, fmt_ts
 from bot.skills.watch.media import (
@@ -43,7 +43,13 @@ from bot.skills.watch.media import (
     subtitle_files,
     subtitle_records,
 )
-from bot.skills.watch.sessions import WatchSessions, new_session_id, start_playback
+from bot.skills.watch.sessions import (
+    NOTHING_RUNNING,
+    ONLY_STARTER_ENDS,
+    WatchSessions,
+    new_session_id,
+    start_playback,
+)
 from bot.skills.watch.store import Session
 
 log = logging.getLogger("paibot.skills.watch")
@@ -54,6 +60,26 @@ FOLLOW_HOURS = 12  # a question with a time refers to the last session for this 
 PURGE_EVERY = timedelta(hours=1)
 _END_WORDS = {"end", "stop", "off", "done", "结束", "停止", "停"}
 _ONLY_ME = {"only-me", "onlyme", "only_me", "solo", "host", "仅我", "只有我", "我来控制"}
+
+# What the member says when a session with a player starts: (audio?, only the starter controls?) -> sentence.
+STARTED = {
+    (False, False): N_(
+        "🎬 {name} started watching {title} together. The player is open on the group's page; everyone can "
+        "play, pause and seek."
+    ),
+    (False, True): N_(
+        "🎬 {name} started watching {title} together. The player is open on the group's page; only {name} "
+        "controls playback."
+    ),
+    (True, False): N_(
+        "🎬 {name} started listening to {title} together. The player is open on the group's page; everyone "
+        "can play, pause and seek."
+    ),
+    (True, True): N_(
+        "🎬 {name} started listening to {title} together. The player is open on the group's page; only "
+        "{name} controls playback."
+    ),
+}
 
 WATCH_LINES_SPEC = ToolSpec(
     name="watch_lines",
@@ -95,9 +121,13 @@ class WatchSkill:
     def commands(self) -> Iterable[Command]:
         return [
             Command(
-                "watch", T.WATCH_DESCRIPTION, self._watch_command, usage=T.WATCH_USAGE, aliases=("listen",)
+                "watch",
+                N_("Watch or listen together: share a video, audio file or link with /watch"),
+                self._watch_command,
+                usage=N_("/watch [link] [only-me] · /watch end"),
+                aliases=("listen",),
             ),
-            Command("recap", T.RECAP_DESCRIPTION, self._recap_command),
+            Command("recap", N_("What we have watched so far, in short"), self._recap_command),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -120,15 +150,15 @@ class WatchSkill:
 
     async def _watch_command(self, call: CommandCall) -> str:
         msg = call.message
-        lang = self._lang(msg)
+        t = await self.s.translator(msg.chat.key)
         words = call.args.split()
         if words and words[0].casefold() in _END_WORDS:
             async with self.sessions.lock(msg.chat.key):
                 session = await self.sessions.running(msg.chat.key)
                 if session is None:
-                    return T.say(lang, T.NOTHING_RUNNING)
+                    return t._(NOTHING_RUNNING)
                 if session.control == "starter" and msg.author.user_id != session.starter_id:
-                    return T.say(lang, T.ONLY_STARTER_ENDS, name=session.starter_name)
+                    return t._(ONLY_STARTER_ENDS, name=session.starter_name)
                 done = await self.sessions.end(session, msg.author.display_name)
             await self.sessions.show(await self.sessions.view(done))
             return await self._digest(done, msg)
@@ -137,7 +167,10 @@ class WatchSkill:
         title = " ".join(w for w in words if w.casefold() not in _ONLY_ME and w not in link).strip()
         media, subs = await self._shared_files(msg)
         if media is None and not link:
-            return T.say(lang, T.USAGE)
+            return t._(
+                "Share a video or audio file, or a link to one, with /watch (add “only-me” if only you "
+                "should control playback). /watch end ends the session; /recap sums up what was watched."
+            )
         return await self.start_session(msg, call.pai, media=media, link=link, subs=subs, title=title,
                                         control="starter" if only_me else "all")  # fmt: skip
 
@@ -168,7 +201,7 @@ class WatchSkill:
     ) -> str:
         """Start a session for ``msg`` (ending the group's running one); returns what the member says."""
         key = msg.chat.key
-        lang = self._lang(msg)
+        t = await self.s.translator(key)
         player = self.sessions.host_of(msg.chat) is not None
         kind = (media_kind(media) if media else link_kind(link)) or "video"
         name = title or (media.name if media else link_title(link))
@@ -177,7 +210,7 @@ class WatchSkill:
             id=new_session_id(), group_key=key, pai=pai, chat=msg.chat, title=name[:200], kind=kind,
             media=media, link="" if media else link, source_message=msg.id, record_base=record_base(msg, pai),
             starter_id=msg.author.user_id, starter_name=msg.author.display_name, control=control,
-            playback=start_playback(None, now.timestamp()), started_at=now, player=player, lang=lang,
+            playback=start_playback(None, now.timestamp()), started_at=now, player=player,
             participants={msg.author.user_id: msg.author.display_name},
         )  # fmt: skip
         previous = await self._replace_running(session, msg)
@@ -186,23 +219,22 @@ class WatchSkill:
         count = len(await self.sessions.cues_of(session))
         await self.sessions.show(await self.sessions.view(session))
         if player:
-            who = T.say(lang, T.STARTER_CONTROLS, name=session.starter_name) if control == "starter" \
-                else T.say(lang, T.EVERYONE_CONTROLS)  # fmt: skip
-            activity = T.say(lang, T.ACTIVITY_LISTEN if kind == "audio" else T.ACTIVITY_WATCH)
-            parts = [T.say(lang, T.STARTED_PLAYER, name=session.starter_name, activity=activity, title=session.title,
-                           who=who)]  # fmt: skip
+            started = STARTED[(kind == "audio", control == "starter")]
+            parts = [t._(started, name=session.starter_name, title=session.title)]
         else:
-            parts = [T.say(lang, T.STARTED_FOLLOW, title=session.title)]
+            parts = [t._("🎬 Following {title}.", title=session.title)]
         if previous:
             parts.insert(0, previous)
         parts += notes
         if count and not player:
             parts.append(await self.answers.shared(msg, session, await self.sessions.cues_of(session)))
         elif count:
-            cues = await self.sessions.cues_of(session)
-            parts.append(T.say(lang, T.LINES_LOADED, count=count, example=fmt_ts(cues[len(cues) // 2].start)))
+            parts.append(lines_loaded(t, await self.sessions.cues_of(session)))
         elif not notes:
-            parts.append(T.say(lang, T.NO_LINES))
+            parts.append(t._(
+                "There are no subtitles, so I can't follow what is said. Share an SRT, VTT, ASS or LRC file "
+                "to add them."
+            ))  # fmt: skip
         return "\n\n".join(parts)
 
     async def _replace_running(self, session: Session, msg: Message) -> str:
@@ -245,7 +277,10 @@ class WatchSkill:
             await self._store_lines(session, cues, msg, "embedded", media.name, "emb")
             loaded = True
         if not loaded and self.sources.transcriber is not None:
-            notes.append(T.say(session.lang, T.TRANSCRIBING))
+            t = await self.s.translator(session.group_key)
+            notes.append(t._(
+                "No subtitles came with it: I'm transcribing the audio and will say when the lines are ready."
+            ))  # fmt: skip
             self._spawn(self._transcribe(msg, session, media), f"watch-transcribe:{session.id}")
         return notes
 
@@ -256,7 +291,8 @@ class WatchSkill:
             cues = await self.sources.subtitles_of(msg.chat, att)
         except SubtitleError as exc:
             log.info("no lines from %s in %s: %s", att.name, msg.chat.key, exc)
-            notes.append(T.say(session.lang, T.SUBTITLES_UNREADABLE, file=att.name))
+            t = await self.s.translator(session.group_key)
+            notes.append(t._("I couldn't read the subtitles in {file}: no timed lines found.", file=att.name))
             return False
         n = len([a for a in msg.attachments if a.kind == "file"])
         tag = f"sub{[a.source for a in msg.attachments].index(att.source) if n > 1 else ''}-"
@@ -281,22 +317,23 @@ class WatchSkill:
             cues = await self.sources.transcribe_of(msg.chat, media)
         except Exception as exc:  # any backend failure ends as one sentence in the chat
             log.warning("transcribing %s in %s failed: %s", media.name, msg.chat.key, exc)
-            await self._post(
-                session, T.say(session.lang, T.TRANSCRIBE_FAILED, title=session.title), "transcribe"
-            )
-            return
+            cues = []
+        t = await self.s.translator(session.group_key)
         if not cues:
-            await self._post(
-                session, T.say(session.lang, T.TRANSCRIBE_FAILED, title=session.title), "transcribe"
-            )
+            title = session.title
+            failed = t._("I couldn't transcribe {title}, so I can't follow what is said in it.", title=title)
+            await self._post(session, failed, "transcribe")
             return
         await self._store_lines(session, cues, msg, "transcript", "transcript", "asr-")
         current = await self.sessions.running(session.group_key)
         if current is not None and current.id == session.id:
             await self.sessions.show(await self.sessions.view(current))
-        await self._post(
-            session, T.say(session.lang, T.TRANSCRIBED, title=session.title, count=len(cues)), "transcribe"
-        )
+        ready = t.ngettext(
+            "📝 The transcript of {title} is ready: {n} line. Ask me what was said at any moment.",
+            "📝 The transcript of {title} is ready: {n} lines. Ask me what was said at any moment.",
+            len(cues), title=session.title,
+        )  # fmt: skip
+        await self._post(session, ready, "transcribe")
 
     # ----------------------------------------------------------------- every message
 
@@ -318,9 +355,12 @@ class WatchSkill:
             if await self._add_subtitle_file(msg, running, subs[0], notes):
                 await self.sessions.show(await self.sessions.view(running))
                 count = len(await self.sessions.cues_of(running))
-                return T.say(
-                    running.lang, T.SUBTITLES_ADDED, count=count, file=subs[0].name, title=running.title
-                )
+                t = await self.s.translator(key)
+                return t.ngettext(
+                    "📝 Added {n} subtitle line from {file} to {title}.",
+                    "📝 Added {n} subtitle lines from {file} to {title}.",
+                    count, file=subs[0].name, title=running.title,
+                )  # fmt: skip
             return "\n".join(notes) or None
         if (subs or media is not None) and self.sessions.host_of(msg.chat) is None:
             return await self._follow(msg, seen.pai, media, subs)
@@ -374,7 +414,7 @@ class WatchSkill:
     async def _recap_command(self, call: CommandCall) -> str:
         session = await self.sessions.latest(call.message.chat.key)
         if session is None:
-            return T.say(self._lang(call.message), T.NOTHING_WATCHED)
+            return (await self.s.translator(call.message.chat.key))._("Nothing has been watched here yet.")
         return await self.answers.recap(call.message, call.pai, session, await self.sessions.cues_of(session))
 
     async def _lines_tool(self, args: dict[str, Any], ctx: ToolContext) -> str:
@@ -503,11 +543,6 @@ class WatchSkill:
         return removed
 
     # ----------------------------------------------------------------- helpers
-
-    def _lang(self, msg: Message) -> str:
-        return T.language_of(
-            msg.text, str(self.s.group_setting(msg.chat.key, "language") or ""), msg.chat.title
-        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

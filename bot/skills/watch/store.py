@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS watch_sessions (
     furthest REAL NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL DEFAULT 0,
     player INTEGER NOT NULL DEFAULT 0,     -- 1: members watch in a synchronised player
-    lang TEXT NOT NULL DEFAULT 'en',
     participants TEXT NOT NULL DEFAULT '{}',
     started_ts REAL NOT NULL,
     ended_ts REAL
@@ -61,7 +60,7 @@ CREATE TABLE IF NOT EXISTS watch_cues (
 
 _COLS = (
     "id, group_key, pai, platform, chat_id, chat_title, title, kind, media, link, source_message, record_base, "
-    "starter_id, starter_name, control, playback, furthest, seq, player, lang, participants, started_ts, ended_ts"
+    "starter_id, starter_name, control, playback, furthest, seq, player, participants, started_ts, ended_ts"
 )
 
 
@@ -85,7 +84,6 @@ class Session:
     furthest: float = 0.0
     seq: int = 0
     player: bool = False
-    lang: str = "en"
     participants: dict[str, str] = field(default_factory=dict)
     ended_at: datetime | None = None
 
@@ -112,20 +110,20 @@ def _row(s: Session) -> tuple:
     return (
         s.id, s.group_key, s.pai, s.chat.platform, s.chat.chat_id, s.chat.title, s.title, s.kind, media, s.link,
         s.source_message, s.record_base, s.starter_id, s.starter_name, s.control, json.dumps(s.playback.to_dict()),
-        s.furthest, s.seq, int(s.player), s.lang, json.dumps(s.participants, ensure_ascii=False),
+        s.furthest, s.seq, int(s.player), json.dumps(s.participants, ensure_ascii=False),
         s.started_at.timestamp(), _ts(s.ended_at),
     )  # fmt: skip
 
 
 def _session(r: tuple) -> Session:
     (sid, gk, pai, platform, chat_id, title_, title, kind, media, link, src, base, starter_id, starter_name,
-     control, playback, furthest, seq, player, lang, participants, started, ended) = r  # fmt: skip
+     control, playback, furthest, seq, player, participants, started, ended) = r  # fmt: skip
     att = Attachment(**json.loads(media)) if media else None
     return Session(
         id=sid, group_key=gk, pai=pai, chat=ChatRef(platform, chat_id, title_), title=title, kind=kind, media=att,
         link=link, source_message=src, record_base=base, starter_id=starter_id, starter_name=starter_name,
         control=control, playback=Playback.from_dict(json.loads(playback)), started_at=_dt(started),  # type: ignore[arg-type]
-        furthest=furthest, seq=seq, player=bool(player), lang=lang, participants=json.loads(participants),
+        furthest=furthest, seq=seq, player=bool(player), participants=json.loads(participants),
         ended_at=_dt(ended),
     )  # fmt: skip
 
