@@ -109,7 +109,9 @@ window.PaiWatch = (() => {
   function command(action, value) {
     const view = st.view;
     if (!view || !app()) return;
-    if (!app().nickname()) { app().askNickname(); return; }
+    // The duration is reported by the player itself, not by a member: never open the nickname dialog for it
+    // (it would clear what the member is typing there).
+    if (!app().nickname()) { if (action !== "duration") app().askNickname(); return; }
     if (action !== "duration" && action !== "control" && !mayControl(view)) {
       app().toast(_("Only {name}, who started it, controls playback.", { name: view.starter_name }));
       return;
