@@ -293,3 +293,31 @@ async def test_watch_without_media_explains_itself_in_the_members_language(world
     (nothing,) = await say(app, adapter, msg("/recap 我们看了什么"))
     assert nothing == "这里还没有一起看过任何内容。"
 
+
+# --------------------------------------------------------------------------- the plugin and its settings
+
+
+def test_watching_together_is_the_watch_plugin_and_its_settings_are_its_own_sections(capsys):
+    from bot.app.cli import main
+    from bot.config import parse_settings
+    from bot.errors import ConfigError
+
+    assert main(["plugins"]) == 0
+    assert any(line.split()[:2] == ["watch", "enabled"] for line in capsys.readouterr().out.splitlines())
+    s = parse_settings(
+        "skills: {watch: {enabled: false}}\nadapters: {web: {max_media_bytes: 1000000}}\n", env={}
+    )
+    assert not s.skills.watch.enabled and s.adapters.web.max_media_bytes == 1_000_000
+    with pytest.raises(ConfigError, match="adapters.web.max_media_bytes"):
+        parse_settings("adapters: {web: {max_media_bytes: lots}}\n", env={})
+    with pytest.raises(ConfigError, match="skills.watch.transcriptions"):
+        parse_settings("skills: {watch: {transcriptions: {}}}\n", env={})
+
+
+async def test_skills_watch_enabled_false_turns_watching_together_off(world, tmp_path):
+    adapter = FetchingAdapter()
+    app, _, memory = await world.start(extra="skills: {watch: {enabled: false}}\n", adapter=adapter)
+    assert "skills.watch" not in app.services.extras
+    assert app.registry.get("watch") is None and app.registry.get("recap") is None
+    await share_film(world, app, adapter, tmp_path)
+    assert subtitle_records(memory) == []
