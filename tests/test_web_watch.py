@@ -54,7 +54,8 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Movie night"})).json()
         number = group["number"]
-        assert (await (await http.get(f"/api/groups/{number}/watch")).json()) == {"watch": None}
+        current = await (await http.get(f"/api/groups/{number}/watch")).json()
+        assert current == {"watch": None, "available": True}
         resp = await post_files(
             http,
             number,
@@ -113,6 +114,23 @@ async def test_media_uploads_have_their_own_limit_and_one_per_message(paibot, tm
         assert (await post_files(http, number, "film", [("big.webm", huge, "video/webm")])).status == 413
         two = [("a.webm", film, "video/webm"), ("b.webm", film, "video/webm")]
         assert (await post_files(http, number, "two", two)).status == 413
+
+
+async def test_with_the_watch_skill_turned_off_the_page_is_told_there_is_nothing_to_start(tmp_path):
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "skills: {watch: {enabled: false}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+    )
+    app = App(settings)
+    await app.start()
+    try:
+        async with aiohttp.ClientSession(base_url=app.services.adapters["web"].base_url) as http:
+            number = (await (await http.post("/api/groups", json={"name": "No films"})).json())["number"]
+            current = await (await http.get(f"/api/groups/{number}/watch")).json()
+            assert current == {"watch": None, "available": False}
+    finally:
+        await app.stop()
 
 
 async def test_a_socket_flooding_player_commands_is_slowed_down():

@@ -8,7 +8,7 @@ only carries messages and serves media:
          "reason": "busy" (too many commands) | "invalid" (unreadable) that the page words in its language
     core --show_watch(view)--> every socket of the group: {"type": "watch", "watch": <view JSON>}
     page --WS {"type": "clock", "t": <page time>}--> {"type": "clock", "t", "server": control.now()}
-    GET /api/groups/{group}/watch           the running session (or null), for a page that just opened
+    GET /api/groups/{group}/watch           the running session (or null) and whether sessions are available
     GET /api/groups/{group}/watch/{session}/cues   its subtitle lines [[start, end, text], ...]
     GET /api/media/{file_id}                 an uploaded video or audio file, inline, with range requests
 
@@ -107,7 +107,9 @@ class WebWatch:
         async def current(request: web.Request) -> web.Response:
             group = await _group(service, request)
             view = await self.control.current(_chat(self.platform, group)) if self.control else None
-            return web.json_response({"watch": view_json(view) if view else None})
+            # "available" is false when no watch skill runs (skills.watch.enabled: false): the page hides its button.
+            available = self.control is not None
+            return web.json_response({"watch": view_json(view) if view else None, "available": available})
 
         async def cues(request: web.Request) -> web.Response:
             group = await _group(service, request)

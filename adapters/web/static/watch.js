@@ -127,6 +127,7 @@ window.PaiWatch = (() => {
     if (!group) return;
     try {
       const data = await app().api("GET", `/api/groups/${group.number}/watch`);
+      $("watch-button").hidden = data.available === false; // watching together is turned off
       if (st.group === group) show(data.watch);
     } catch (e) { /* the socket's next update brings it */ }
   }
