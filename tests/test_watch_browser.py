@@ -67,6 +67,8 @@ async def member_page(browser, url: str, number: str, nick: str, width: int = 12
     await page.fill("#nick-modal-input", nick)
     await page.click("#nick-modal-form button[type=submit]")
     await page.wait_for_selector("#chat-screen:not([hidden])")
+    # Joined means the nickname dialog has closed too (the player's duration report used to reopen it).
+    await page.wait_for_selector("#nick-modal", state="hidden")
     return page, errors
 
 
