@@ -51,7 +51,7 @@ async def start(world: World, llm: Any = None, *, player: bool = True):
 
 
 def watch_skill(app: Any) -> Any:
-    return app.services.extras["skills.watch"]
+    return app.skill("watch")
 
 
 def subtitle_records(memory: Any) -> list[Any]:
@@ -317,7 +317,7 @@ def test_watching_together_is_the_watch_plugin_and_its_settings_are_its_own_sect
 async def test_skills_watch_enabled_false_turns_watching_together_off(world, tmp_path):
     adapter = FetchingAdapter()
     app, _, memory = await world.start(extra="skills: {watch: {enabled: false}}\n", adapter=adapter)
-    assert "skills.watch" not in app.services.extras
+    assert "watch" not in app.skill_sets
     assert app.registry.get("watch") is None and app.registry.get("recap") is None
     await share_film(world, app, adapter, tmp_path)
     assert subtitle_records(memory) == []

@@ -11,16 +11,10 @@ The ``watch`` skill plugin; its section is ``skills.watch`` in config.yaml.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from bot.commands import CommandRegistry
 from bot.errors import ConfigError
-from bot.services import Services
-from bot.skills import builtin
-from bot.skills.attachment_log import shared_log
-from bot.skills.skilldb import skill_db
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 
-EXTRAS_KEY = "skills.watch"
 TRANSCRIPTION_BACKENDS = ("", "faster-whisper")
 
 
@@ -56,35 +50,29 @@ def validate(cfg: WatchSettings, path: str) -> None:
         )
 
 
-def build(
-    services: Services, registry: CommandRegistry, settings: WatchSettings | None = None
-) -> tuple[list[Any], list[Any]]:
+def build(env: SkillEnv) -> SkillSet:
     from bot.skills.watch.media import CueSources
     from bot.skills.watch.sessions import WatchSessions
     from bot.skills.watch.skill import WatchSkill
     from bot.skills.watch.store import WatchStore
     from bot.skills.watch.whisper import build_transcriber
 
-    settings = settings or WatchSettings()
-    db, db_created = skill_db(services)
-    attachments, log_created = shared_log(services.extras, services.settings.data_path)
-    sessions = WatchSessions(services, WatchStore(db))
+    settings: WatchSettings = env.settings
+    services = env.services
+    sessions = WatchSessions(services, WatchStore(env.shared.db))
     sources = CueSources(services, build_transcriber(settings.transcription))
-    skill = WatchSkill(services, sessions, sources, attachments)
-    services.extras[EXTRAS_KEY] = skill
+    skill = WatchSkill(services, sessions, sources, env.shared.attachments)
     services.forget_hooks.append(skill.forget_member)
-    background: list[Any] = [db] if db_created else []
-    if log_created:
-        background.append(attachments)
-    background.append(skill)
-    return [skill], background
+    return SkillSet([skill], [skill])
 
 
-plugin = builtin(
-    "watch",
-    build,
-    45,
-    "watch and listen together: synced players in the web group, subtitles in memory, questions on moments",
+plugin = SkillPlugin(
+    name="watch",
+    build=build,
     settings=WatchSettings,
     validate=validate,
+    order=45,
+    description=(
+        "watch and listen together: synced players in the web group, subtitles in memory, questions on moments"
+    ),
 )
