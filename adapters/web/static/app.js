@@ -519,7 +519,8 @@
     clearInterval(state.pollTimer);
     // Safety net when the socket is down (proxies that drop WebSockets): poll now and then.
     state.pollTimer = setInterval(() => { if (!state.ws || state.ws.readyState !== WebSocket.OPEN) catchUp().catch(() => {}); }, 8000);
-    $("text").focus();
+    // Not while the nickname dialog is open: what the member is typing there would land in the composer.
+    if ($("nick-modal").hidden) $("text").focus();
   }
 
   function leaveGroup() {
