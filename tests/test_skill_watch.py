@@ -203,6 +203,22 @@ async def test_forget_me_removes_the_sessions_and_lines_a_member_shared(world, t
     assert await skill.sessions.store.latest(chat.key) is None
 
 
+async def test_nothing_an_opted_out_member_shares_is_kept_and_their_questions_are_answered(world, tmp_path):
+    app, adapter, memory = await start(world)
+    await say(app, adapter, msg("/optout", "bob"))  # (what was kept before stays until /forget-me)
+    await share_film(world, app, adapter, tmp_path, subs=False)  # Alice starts a session without subtitles
+    srt = file_att(adapter, "harbour.srt", make_srt(), "")
+    assert await say(app, adapter, attach(msg("subs", "bob"), srt)) == []
+    chat = adapter.shown[-1].chat
+    session = await watch_skill(app).sessions.running(chat.key)
+    assert await watch_skill(app).sessions.cues_of(session) == [] and "bob" not in session.participants
+    assert subtitle_records(memory) == []
+    (added,) = await say(app, adapter, attach(msg("subs", "carol"), srt))
+    assert added == "📝 Added 10 subtitle lines from harbour.srt to harbour.webm."
+    (answer,) = await say(app, adapter, msg("@Pai what did they say at 0:13?", "bob"))
+    assert "[0:13] 我把钥匙放在灯塔里了。" in answer
+
+
 # --------------------------------------------------------------------------- without a player
 
 

@@ -341,15 +341,18 @@ class WatchSkill:
         msg = seen.message
         key = msg.chat.key
         decision: Any = seen.decision
-        if any(media_kind(a) for a in msg.attachments) and self._attachments is not None:
+        # A member who opted out (/optout) is not recorded: nothing of what they share is kept (no media
+        # in the log, no name among the participants, no subtitle lines); their questions are answered.
+        recording = not await self.s.state.group_get(key, f"optout:{msg.author.user_id}")
+        if recording and any(media_kind(a) for a in msg.attachments) and self._attachments is not None:
             await self._attachments.remember(msg)  # so "/watch" as a reply to it finds the media
         running = await self.sessions.running(key)
-        if running is not None:
+        if running is not None and recording:
             await self._note_participant(running, msg)
         if decision.command in ("watch", "listen", "recap"):
             return None
-        subs = subtitle_files(msg.attachments)
-        media = next((a for a in msg.attachments if media_kind(a)), None)
+        subs = subtitle_files(msg.attachments) if recording else []
+        media = next((a for a in msg.attachments if media_kind(a)), None) if recording else None
         if subs and running is not None and not await self.sessions.cues_of(running) and media is None:
             notes: list[str] = []
             if await self._add_subtitle_file(msg, running, subs[0], notes):
