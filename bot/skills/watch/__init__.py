@@ -73,6 +73,7 @@ plugin = SkillPlugin(
     validate=validate,
     order=45,
     description=(
-        "watch and listen together: synced players in the web group, subtitles in memory, questions on moments"
+        "watch and listen together: synced players in the web group, subtitles in memory, "
+        "questions on moments"
     ),
 )

@@ -141,7 +141,9 @@ class CueSources:
                 cues = await asyncio.to_thread(read_embedded, path) if info.subtitle_tracks else []
                 return cues, info.duration
         except MediaError as exc:
-            log.info("could not look inside %s in %s: %s", att.name, chat.key, exc)
+            # file names are member content: only at DEBUG
+            log.info("could not look inside a media file in %s (%s)", chat.key, type(exc).__name__)
+            log.debug("could not look inside %s: %s", att.name, exc)
             return [], None
 
     async def transcribe_of(self, chat: ChatRef, att: Attachment) -> list[Cue]:

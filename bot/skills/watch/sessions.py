@@ -187,7 +187,7 @@ class WatchSessions:
             seq=session.seq + 1,
             ended_at=self.s.clock.now(),
         )
-        log.info("watch session %s in %s ended by %s", session.id, session.group_key, by or "the bot")
+        log.info("watch session %s in %s ended", session.id, session.group_key)  # no member names in logs
         return await self.put(done)
 
     # ----------------------------------------------------------------- showing

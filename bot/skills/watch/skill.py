@@ -290,7 +290,8 @@ class WatchSkill:
         try:
             cues = await self.sources.subtitles_of(msg.chat, att)
         except SubtitleError as exc:
-            log.info("no lines from %s in %s: %s", att.name, msg.chat.key, exc)
+            log.info("no subtitle lines in a file of message %s in %s", msg.id, msg.chat.key)
+            log.debug("no lines from %s: %s", att.name, exc)
             t = await self.s.translator(session.group_key)
             notes.append(t._("I couldn't read the subtitles in {file}: no timed lines found.", file=att.name))
             return False
@@ -310,13 +311,16 @@ class WatchSkill:
             source=label, url=msg.url,
         ):  # fmt: skip
             await self.s.memory.record(rec)
-        log.info("watch session %s in %s: %d lines from %s", session.id, msg.chat.key, len(cues), label)
+        log.info("watch session %s in %s: %d lines from message %s", session.id, msg.chat.key, len(cues),
+                 msg.id)
 
     async def _transcribe(self, msg: Message, session: Session, media: Attachment) -> None:
         try:
             cues = await self.sources.transcribe_of(msg.chat, media)
         except Exception as exc:  # any backend failure ends as one sentence in the chat
-            log.warning("transcribing %s in %s failed: %s", media.name, msg.chat.key, exc)
+            log.warning("transcribing a media file of message %s in %s failed (%s)", msg.id, msg.chat.key,
+                        type(exc).__name__)
+            log.debug("transcribing %s failed: %s", media.name, exc)
             cues = []
         t = await self.s.translator(session.group_key)
         if not cues:
