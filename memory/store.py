@@ -34,11 +34,11 @@ import numpy as np
 
 from bot.config import Settings
 from bot.errors import MemoryError_
-from bot.ports import MemoryHit, MemoryRecord, SearchFilters
+from bot.ports import BOT, MemoryHit, MemoryRecord, SearchFilters
 from memory.embedding import Embedder, make_embedder
+from memory.kinds import KindRules
 from memory.retrieval import HybridRetriever, RetrievalParams
-from memory.textnorm import index_terms
-from memory.transcript import Pending, Transcript
+from memory.transcript import Pending, Transcript, default_index_text
 from memory.vector import ChromaIndex, connect_embedded, connect_http, forget_cached_system
 
 log = logging.getLogger("paibot.memory")
@@ -55,9 +55,7 @@ class ImportResult:
     added: int
 
 
-def index_text(rec: MemoryRecord) -> tuple[str, str]:
-    """What the lexical index holds for a record: (author terms, body terms)."""
-    return index_terms(rec.author_name), index_terms(rec.text)
+index_text = default_index_text
 
 
 def embed_text(rec: MemoryRecord | Pending) -> str:
@@ -81,8 +79,11 @@ class HybridMemoryStore:
         self._idx_exec = ThreadPoolExecutor(1, thread_name_prefix="paibot-memory-index")
         self._search_exec = ThreadPoolExecutor(4, thread_name_prefix="paibot-memory-search")
         self._authors: dict[str, dict[str, str]] = {}
-        self.retriever = HybridRetriever(transcript, self._dense, params, authors=self._author_names)
+        self._bots: dict[str, set[str]] = {}
+        self.retriever = HybridRetriever(transcript, self._dense, params, authors=self._author_names,
+                                         bot_ids=self._bot_ids)  # fmt: skip
         self.retriever.dense_floor = getattr(embedder, "floor", 0.0)
+        self.retriever.dense_weight = getattr(embedder, "weight", 0.3)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
@@ -175,18 +176,28 @@ class HybridMemoryStore:
             names = self._authors[pai] = self.transcript.author_names(pai)
         return names
 
+    def _bot_ids(self, pai: str) -> set[str]:
+        ids = self._bots.get(pai)
+        if ids is None:
+            ids = self._bots[pai] = self.transcript.bot_ids(pai)
+        return ids
+
     def _remember_author(self, rec: MemoryRecord) -> None:
         names = self._authors.get(rec.pai)
         if names is not None and rec.author_name:
             names.setdefault(rec.author_name.casefold(), rec.author_id)
+        bots = self._bots.get(rec.pai)
+        if bots is not None and rec.kind == BOT:
+            bots.add(rec.author_id)
 
     # ------------------------------------------------------------------ MemoryStore
 
     async def record(self, rec: MemoryRecord) -> None:
         """Durable when it returns (transcript committed, FULL sync); indexing follows in the background."""
         rec = _aware_record(rec)
-        await self._run(self._db_exec, self.transcript.insert, [rec], index_text)
-        self._remember_author(rec)
+        rows = await self._run(self._db_exec, self.transcript.insert, [rec], index_text)
+        for row in rows:
+            self._remember_author(row.record)
         self._kick()
 
     async def search(self, pai: str, query: str, k: int = 8, filters: SearchFilters | None = None) -> list[MemoryHit]:
@@ -203,6 +214,7 @@ class HybridMemoryStore:
         keeps retrying that part if chroma is unavailable). Search never returns a forgotten record."""
         removed = await self._run(self._db_exec, self.transcript.forget, pai, author_id, tuple(ids))
         self._authors.pop(pai, None)
+        self._bots.pop(pai, None)
         try:
             await self.flush()
         except MemoryError_ as exc:
@@ -301,6 +313,7 @@ class HybridMemoryStore:
         n = await self._run(self._db_exec, purge)
         if n:
             self._authors.clear()
+            self._bots.clear()
             self._kick()
         return n
 
@@ -345,7 +358,9 @@ def open_memory_sync(settings: Settings, params: RetrievalParams | None = None) 
     from a lost or damaged chroma directory, are queued for indexing and done in the background."""
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
-    transcript = Transcript(data_dir / "memory.sqlite3")
+    names = (settings.bot.name, *settings.bot.aliases, *(g.name for g in settings.groups.values() if g.name))
+    rules = KindRules(tuple(dict.fromkeys(n for n in names if n)), settings.triggers.command_prefixes)
+    transcript = Transcript(data_dir / "memory.sqlite3", rules, index_text)
     embedder = make_embedder(settings.memory)
     rebuilt = False
     if settings.memory.backend == "http":
