@@ -24,9 +24,9 @@ from bot.context import build_prompt, system_prompt
 from bot.errors import DeliveryUncertain, PlatformUnavailable
 from bot.events import Message, Outgoing
 from bot.limits import REFUSALS, RateLimiter
-from bot.policy import Decision, Facts, decide, may_record, name_pattern
-from bot.ports import MemoryHit, TextSink, ToolContext
-from bot.recall import memory_answer, quotable, search_query
+from bot.policy import Decision, Facts, decide, may_record, record_kind
+from bot.ports import TextSink, ToolContext
+from bot.recall import memory_answer, quotable, recall_filters, search_query
 from bot.services import Services, record_of
 from bot.streaming import ReplyStream, resume_streamed, streamed_payload
 
@@ -71,8 +71,12 @@ class Member:
             log.debug("ignoring %s from a group that is not served", msg.event_id)
             return
         pai = settings.pai_of(msg.chat.key)
+        reply_to_me = (not msg.from_me and bool(msg.reply_to)
+                       and await self.s.is_own_message(msg.chat, msg.reply_to.message_id))  # fmt: skip
+        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
+        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         if await self._recording_allowed(msg):
-            await self.s.memory.record(record_of(msg, pai))
+            await self.s.memory.record(record_of(msg, pai, record_kind(msg, decision)))
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
@@ -83,9 +87,6 @@ class Member:
             elif replied == "sending":
                 await self._resume_reply(msg)
             return
-        reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
-        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
-        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         if decision.speak and decision.reason == "keyword" and self.s.quiet_now(msg.chat.key):
             decision = Decision(False, "quiet hours")  # unasked-for answers wait; mentions and commands don't
         # Rate limits and budgets are decided before anything that may cost (observers answering included).
@@ -174,10 +175,11 @@ class Member:
         s = self.s
         settings = s.settings
         tz = s.tz_for(msg.chat.key)
-        hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
+        query = search_query(question) or msg.text
+        hits = await s.memory.search(pai, query, k=settings.memory.recall_hits, filters=recall_filters(question))
+        hits = [h for h in hits if h.record.id != msg.id]
         if s.brain is None:
-            asked = self._questions_to_me(hits)
-            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, with_hint=True)
+            return memory_answer(quotable(hits, question), tz, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         key = msg.chat.key
         system = system_prompt(
@@ -198,11 +200,6 @@ class Member:
             log.warning("no model answered for %s", msg.event_id)
             return APOLOGY
         return reply.text.strip() or "🤔"
-
-    def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
-        """Ids of hits that were themselves questions put to the bot (they hold no answer)."""
-        pattern = name_pattern((self.s.settings.bot.name, *self.s.settings.bot.aliases))
-        return {h.record.id for h in hits if pattern.search(h.record.text)}
 
     async def _reply(self, msg: Message, text: str, extra: dict[str, object] | None = None) -> None:
         s = self.s

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from bot.context import fmt_time
-from bot.ports import MemoryHit
+from bot.ports import BOT, EVIDENCE_KINDS, QUESTION, MemoryHit, SearchFilters
 
+NOT_FOUND = "I can't find anything about that in this group's memory yet."
+FOUND = "Here is what this group said about it:"
+FOUND_SEARCH = "Found in this group's memory:"
 NO_MODEL_HINT = (
     "(No language model is configured, so I can only quote the group's memory. "
     "Set llm.model in config.yaml to let me answer properly.)"
@@ -44,14 +47,31 @@ def _terms(text: str) -> set[str]:
     return terms
 
 
+# "what did you say about ...", "你刚才说", "your answer": the asker wants the bot's own words back
+_OWN_WORDS = re.compile(
+    r"\b(?:did\s+you\s+(?:say|tell|answer|write|reply|mention)|you\s+(?:said|told|answered|wrote|replied|mentioned)|"
+    r"your\s+(?:answer|reply|message|summary))\b|你(?:刚才|之前|上次|昨天)?(?:说|讲|回答|提到|回复)",
+    re.IGNORECASE,
+)
+
+
+def recall_filters(question: str) -> SearchFilters | None:
+    """What a question may be answered from: the group's evidence (the memory's default), and also the
+    bot's own messages when the question asks what the bot said."""
+    if _OWN_WORDS.search(question):
+        return SearchFilters(kinds=(*EVIDENCE_KINDS, QUESTION, BOT))
+    return None
+
+
 def quotable(hits: Sequence[MemoryHit], question: str, exclude_ids: set[str] = frozenset()) -> list[MemoryHit]:
-    """The hits worth quoting back without a model: not the bot's own words, not other questions put to the
-    bot, and sharing at least one term with the question (dense neighbours alone are too loose to quote)."""
+    """The hits worth quoting back without a model: evidence (and the bot's own words, when they were asked
+    for: only then does search return them), not other questions put to the bot, and sharing at least one
+    term with the question (dense neighbours alone are too loose to quote)."""
     wanted = _terms(search_query(question))
     out = []
     for hit in hits:
         rec = hit.record
-        if rec.is_bot or rec.id in exclude_ids:
+        if rec.kind == QUESTION or rec.id in exclude_ids:
             continue
         if wanted and not (wanted & _terms(rec.text)):
             continue
@@ -67,13 +87,11 @@ def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: 
         if len(text) > width:
             text = text[: width - 1] + "…"
         link = f" ({rec.url})" if rec.url else ""
-        lines.append(f"• {rec.author_name}, {fmt_time(rec.sent_at, tz)}: {text}{link}")
+        who = f"{rec.author_name} (bot)" if rec.kind == BOT else rec.author_name  # never passed off as a member's
+        lines.append(f"• {who}, {fmt_time(rec.sent_at, tz)}: {text}{link}")
     return lines
 
 
 def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, *, with_hint: bool) -> str:
-    if hits:
-        body = "Here is what this group said about it:\n" + "\n".join(format_hits(hits, tz))
-    else:
-        body = "I can't find anything about that in this group's memory yet."
+    body = f"{FOUND}\n" + "\n".join(format_hits(hits, tz)) if hits else NOT_FOUND
     return f"{body}\n\n{NO_MODEL_HINT}" if with_hint else body

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError
 from bot.events import ChatRef, Message, Outgoing, SentRef
-from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import BOT, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -160,6 +160,7 @@ class Services:
                 reply_to_id=out.reply_to,
                 url=ref.url,
                 is_bot=True,
+                kind=BOT,
             )
         )
 
@@ -181,8 +182,9 @@ def parse_quiet_hours(span: str) -> tuple[int, int] | None:
     return None if start == end else (start, end)
 
 
-def record_of(msg: Message, pai: str) -> MemoryRecord:
-    """The memory record of an inbound message (attachments noted in the text for search)."""
+def record_of(msg: Message, pai: str, kind: str = UNCLASSIFIED) -> MemoryRecord:
+    """The memory record of an inbound message (attachments noted in the text for search), of ``kind``
+    (``bot.policy.record_kind``; unclassified, the memory derives it from the text)."""
     text = msg.text
     if msg.attachments:
         text += "".join(f" [{a.kind}: {a.name}]" for a in msg.attachments)
@@ -200,4 +202,5 @@ def record_of(msg: Message, pai: str) -> MemoryRecord:
         url=msg.url,
         is_bot=msg.author.is_bot or msg.from_me,
         meta={"thread": msg.thread} if msg.thread else {},
+        kind=kind,
     )

@@ -62,7 +62,7 @@ class RetrievalParams:
     recency_weight: float = 0.0
     question_weight: float = 0.3  # a member's question to the bot ranks below statements
     repeat_share: float = 0.8  # a question holding this share of the query's terms repeats it: dropped
-    floor: float = 0.34  # least share of the query's term weight the best hits must hold; 0 = no floor
+    floor: float = 0.15  # least share of the query's term weight the best hits must hold; 0 = no floor
     floor_hits: int = 3  # how many of the best hits the floor looks at
     dense_floor: float | None = None  # None = the embedder's own floor (below it a dense hit is noise)
     dense_relevance: float | None = None  # a dense hit this similar passes the floor (None: 1.5 x dense floor)
@@ -151,7 +151,8 @@ class HybridRetriever:
         if evidence:
             lexical.update(self.lexical(pai, terms, n, _evidence_filters(filters, evidence), counts=counts))
         if others:
-            lexical.update(self._others(pai, q, n, _with_kinds(filters, others), metas))
+            as_evidence = filters is None or not filters.kinds  # questions weighed as (weak) evidence
+            lexical.update(self._others(pai, q, n, _with_kinds(filters, others), metas, as_evidence))
         scores = lexical
         w_dense = self.dense_weight if p.w_dense is None else p.w_dense
         close = False  # whether a dense hit is similar enough to count as relevant on its own
@@ -183,14 +184,14 @@ class HybridRetriever:
         others = (QUESTION, BOT) if q.named & self._bot_ids(pai) else (QUESTION,)
         return EVIDENCE_KINDS, others
 
-    def _others(self, pai: str, q: _Query, n: int, filters: SearchFilters,
-                metas: dict[int, Meta]) -> dict[int, float]:  # fmt: skip
-        """Questions, commands and the bot's messages matching the query; questions scaled down, and those
-        repeating the query dropped."""
+    def _others(self, pai: str, q: _Query, n: int, filters: SearchFilters, metas: dict[int, Meta],
+                as_evidence: bool) -> dict[int, float]:  # fmt: skip
+        """Questions, commands and the bot's messages matching the query. Next to evidence, questions are
+        scaled down and those repeating the query dropped; asked for by kind, they rank as they are."""
         p = self.params
         found = self.transcript.lexical(pai, fts_match(q.terms), n, filters, p.weights.other(), evidence=False)
-        if not found:
-            return {}
+        if not found or not as_evidence:
+            return dict(found)
         metas.update(self.transcript.metas(pai, [s for s, _ in found]))
         questions = [s for s, _ in found if s in metas and metas[s].kind == QUESTION]
         matched = self.transcript.matched_terms(pai, questions, q.terms, evidence=False)

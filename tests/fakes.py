@@ -252,12 +252,14 @@ class FakeMemory:
         self.records.setdefault((rec.pai, rec.id), rec)
 
     async def search(self, pai: str, query: str, k: int = 8, filters: Any = None) -> list[Any]:
-        from bot.ports import MemoryHit
+        """Word overlap over the kinds the contract searches (evidence and questions, unless told)."""
+        from bot.ports import EVIDENCE_KINDS, QUESTION, UNCLASSIFIED, MemoryHit
 
+        kinds = set(filters.kinds) if filters is not None and filters.kinds else {*EVIDENCE_KINDS, QUESTION}
         words = {w for w in query.lower().split() if len(w) > 2}
         scored = []
         for (p, _), rec in self.records.items():
-            if p != pai:
+            if p != pai or (rec.kind not in kinds and not (rec.kind == UNCLASSIFIED and not rec.is_bot)):
                 continue
             score = sum(1 for w in words if w in rec.text.lower())
             if score:

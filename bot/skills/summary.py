@@ -27,7 +27,7 @@ from bot.brain import BrainUnavailable
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time, format_record
 from bot.events import Message, Outgoing, SentRef
-from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
+from bot.ports import CAPTION, QUESTION, STATEMENT, MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.digest import digest, parse_since
 from bot.skills.register import LIST_MARK, Item, Register, shared_register
@@ -38,6 +38,7 @@ from bot.skills.timeparse import parse_when
 log = logging.getLogger("paibot.skills.summary")
 
 MAX_RECORDS = 400
+CONVERSATION = (STATEMENT, QUESTION, CAPTION)  # what a summary reads: what members said, asked and showed
 _MISSED = re.compile(
     r"^(?:me|mine|missed|what i missed|what you missed|since my last message|catch ?up|我|我错过的?|错过)$",
     re.I,
@@ -183,18 +184,11 @@ class SummarySkill:
             if before < (last_own or floor):
                 break
         lower = since if not missed else (last_own or since)
-        prefixes = tuple(p for p in self.s.settings.triggers.command_prefixes if p)
         records = sorted(
-            (
-                r
-                for r in seen.values()
-                if r.sent_at >= lower
-                and not r.is_bot
-                and r.id != msg.id
-                and not (prefixes and r.text.lstrip().startswith(prefixes))
-            ),  # commands are not conversation
+            (r for r in seen.values() if r.sent_at >= lower and r.kind in CONVERSATION and not r.is_bot
+             and r.id != msg.id),  # commands and the bot's own messages are not the group's conversation
             key=lambda r: r.sent_at,
-        )
+        )  # fmt: skip
         return records, len(seen) >= MAX_RECORDS, last_own
 
     async def _llm_summary(
