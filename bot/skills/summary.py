@@ -158,10 +158,15 @@ class SummarySkill:
         if missed and last_own is None:
             intro = "I haven't seen you write here before, so here is the last day.\n"
         if self.s.brain is None:
-            return intro + digest(records, since, tz, truncated=truncated)
+            return intro + digest(records, since, tz, truncated=truncated, names=self._names(key))
         if not records:
             return intro + f"Nothing was said here since {fmt_time(since, tz)}."
         return intro + await self._llm_summary(msg, pai, records, since, tz, now)
+
+    def _names(self, key: str) -> tuple[str, ...]:
+        """The bot's names in a group (its name there, the configured name and aliases)."""
+        bot = self.s.settings.bot
+        return (self.s.name_for(key), bot.name, *bot.aliases)
 
     async def _window(
         self, msg: Message, pai: str, since: datetime, missed: bool
@@ -213,7 +218,7 @@ class SummarySkill:
         except BrainUnavailable:
             log.warning("no model for the summary in %s; giving the digest", msg.chat.key)
             return "(My language model is unavailable, so here is a mechanical digest.)\n" + digest(
-                records, since, tz
+                records, since, tz, names=self._names(msg.chat.key)
             )
         data = _json_object(reply.text)
         if data is None:
