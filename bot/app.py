@@ -62,6 +62,7 @@ class App:
         self.registry = CommandRegistry()
         self._started: list[ChatAdapter] = []
         self._background: list[Any] = []
+        self._warmup: asyncio.Future[Any] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -96,10 +97,10 @@ class App:
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
         if settings.llm.image_model:
-            from bot.llm_litellm import load_litellm
+            from bot.llm_litellm import LazyLiteLLM
             from bot.skills.image_gen_litellm import LiteLLMImageGenerator
 
-            self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
+            self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, LazyLiteLLM())
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, limiter)
         self.member = member
@@ -115,6 +116,11 @@ class App:
         self.worker.start()
         for svc in self._background:
             await svc.start()
+        if self._llm is None and (self.settings.llm.model or self.settings.llm.image_model):
+            # litellm takes most of a start-up to import: import it on a worker thread once the bot serves
+            from bot.llm_litellm import load_litellm
+
+            self._warmup = asyncio.get_running_loop().run_in_executor(None, load_litellm)
 
     def _default_skills(self) -> list[Skill]:
         from bot.skills import default_skills
@@ -185,6 +191,10 @@ class App:
             await self.services.state.flush()
             self.services.state.close()
             self.services = None
+        if self._warmup is not None:
+            with contextlib.suppress(Exception):  # an import cut short by the stop is nobody's concern
+                await asyncio.wait_for(asyncio.shield(self._warmup), timeout=30)
+            self._warmup = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
