@@ -17,6 +17,7 @@ own connections (WAL). Nothing blocking runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -45,6 +46,9 @@ log = logging.getLogger("paibot.memory")
 T = TypeVar("T")
 
 INDEX_BATCH = 5000  # chromadb pays a fixed cost per write call: bulk indexing goes in large batches
+# Live messages arrive one by one; the indexer waits this long after the first one so that one chromadb write
+# takes all that arrived meanwhile (one write per message spent about half the CPU on chromadb's fixed cost).
+INDEX_DELAY_S = 0.5
 RETENTION_EVERY_S = 3600.0
 DENSE_OVERFETCH = 4  # dense candidates fetched per wanted one when search filters apply
 
@@ -69,8 +73,9 @@ class HybridMemoryStore:
 
     def __init__(self, transcript: Transcript, index: ChromaIndex, embedder: Embedder, *,
                  params: RetrievalParams | None = None, retention: Callable[[str], int] | None = None,
-                 data_dir: Path | None = None) -> None:  # fmt: skip
+                 data_dir: Path | None = None, index_delay_s: float = INDEX_DELAY_S) -> None:  # fmt: skip
         self.transcript = transcript
+        self.index_delay_s = index_delay_s
         self.index = index
         self.embedder = embedder
         self.data_dir = data_dir
@@ -88,6 +93,8 @@ class HybridMemoryStore:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._last_retention = 0.0
+        self._queued: list[tuple[MemoryRecord, asyncio.Future[None]]] = []  # records waiting for a commit
+        self._writer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -115,6 +122,8 @@ class HybridMemoryStore:
             else:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=30.0)
+                    if self.index_delay_s > 0:
+                        await asyncio.sleep(self.index_delay_s)  # gather a batch (see INDEX_DELAY_S)
                 except TimeoutError:
                     pass
             self._wake.clear()
@@ -193,12 +202,37 @@ class HybridMemoryStore:
     # ------------------------------------------------------------------ MemoryStore
 
     async def record(self, rec: MemoryRecord) -> None:
-        """Durable when it returns (transcript committed, FULL sync); indexing follows in the background."""
-        rec = _aware_record(rec)
-        rows = await self._run(self._db_exec, self.transcript.insert, [rec], index_text)
-        for row in rows:
-            self._remember_author(row.record)
-        self._kick()
+        """Durable when it returns (transcript committed, FULL sync); indexing follows in the background.
+
+        Concurrent calls share commits: while one transaction is on disk, the records that arrive wait and
+        then go in the next one together (one fsync for all of them), each call returning once its own
+        record is committed."""
+        if self._closed:
+            raise MemoryError_("the memory store is closed")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((_aware_record(rec), done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._commit_queued(), name="paibot-memory-writer")
+        await asyncio.shield(done)
+
+    async def _commit_queued(self) -> None:
+        """Commit what ``record`` queued, all that waits in one transaction, until nothing waits. Runs as
+        its own task: a caller cancelled while waiting cancels nobody else's commit."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                rows = await self._run(self._db_exec, self.transcript.insert, [r for r, _ in batch], index_text)
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for row in rows:
+                self._remember_author(row.record)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+            self._kick()
 
     async def search(self, pai: str, query: str, k: int = 8, filters: SearchFilters | None = None) -> list[MemoryHit]:
         if k <= 0 or not query.strip():
@@ -224,6 +258,9 @@ class HybridMemoryStore:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(Exception):  # records already queued are committed first
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=30)
         self._closed = True
         if self._wake is not None:
             self._wake.set()
