@@ -45,7 +45,7 @@ class Weights:
     author: float = 0.6
     body: float = 1.0
     prev: float = 0.5
-    far: float = 0.2
+    far: float = 0.3
 
     def evidence(self) -> tuple[float, ...]:
         return (self.author, self.body, self.prev, self.far)

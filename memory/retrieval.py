@@ -51,7 +51,7 @@ class RetrievalParams:
     w_dense: float | None = None  # None = the embedder's own weight
     rrf_k: float = 60.0
     score_share: float = 2.0  # weight of min-max normalised scores next to reciprocal ranks (dense fusion)
-    answer_weight: float = 0.2  # share of a question turn's score given to the turn after it
+    answer_weight: float = 0.3  # share of a question turn's score given to the turn after it
     answer_pool: int = 50
     neighbour_width: int = 0  # symmetric neighbour propagation (measured: no gain over the context columns)
     neighbour_weight: float = 0.0
