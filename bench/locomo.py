@@ -40,7 +40,6 @@ import re
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path

@@ -25,21 +25,23 @@ one lock. All methods block; the store calls them off the event loop.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
 from bot.ports import EVIDENCE_KINDS, RECORD_KINDS, MemoryRecord, SearchFilters
 from memory import fts
 from memory.fts import IndexText
 from memory.kinds import KindRules
+from memory.rows import (
+    COLS, META_COLS, NO_VECTOR, SCHEMA_VERSION, Meta, Pending, Row, casefold, chunks, filter_sql, pai_tag,
+    record_params, to_row, ts_of,
+)  # fmt: skip
 from memory.textnorm import index_terms
+
+__all__ = ["Meta", "Pending", "Row", "Transcript", "default_index_text", "filter_sql", "pai_tag"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
@@ -59,71 +61,6 @@ CREATE TABLE IF NOT EXISTS pais(pai TEXT PRIMARY KEY, tag TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS index_tombstones(pai TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY(pai, id));
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-_COLS = "seq, pai, id, chat_key, author_id, author_name, text, sent_at, kind, reply_to_id, url, is_bot, meta"
-# ``asks``: whether the text holds a question mark (the turn after it may answer it), computed in SQL so
-# ranking reads no text
-_META_COLS = "seq, chat_key, author_id, author_name, ts, kind, (instr(text, '?') + instr(text, '？')) > 0"
-SCHEMA_VERSION = "2"  # 2: kinds, evidence and other FTS tables, context columns
-NO_VECTOR = 2  # records.indexed: the record is not embedded (not evidence)
-
-
-def pai_tag(pai: str) -> str:
-    """A stable, name-safe tag for a pai key (used for its FTS table and its chroma collection)."""
-    return hashlib.sha256(pai.encode("utf-8")).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A transcript record with its storage sequence number (order of arrival, used for neighbours)."""
-
-    seq: int
-    record: MemoryRecord
-
-
-class Pending(NamedTuple):
-    """A record waiting for the vector index."""
-
-    seq: int
-    pai: str
-    id: str
-    author_name: str
-    text: str
-
-
-class Meta(NamedTuple):
-    """The columns ranking needs, without the text: candidates are scored on these and only the final hits
-    are read in full."""
-
-    seq: int
-    chat_key: str
-    author_id: str
-    author_name: str
-    ts: float
-    kind: str
-    asks: bool = False
-
-
-def _to_row(r: sqlite3.Row | tuple) -> Row:
-    seq, pai, rid, chat, aid, aname, text, sent_at, kind, reply, url, is_bot, meta = r
-    rec = MemoryRecord(
-        id=rid, pai=pai, chat_key=chat, author_id=aid, author_name=aname, text=text,
-        sent_at=datetime.fromisoformat(sent_at), kind=kind, reply_to_id=reply, url=url,
-        is_bot=bool(is_bot), meta=json.loads(meta) if meta != "{}" else {},
-    )  # fmt: skip
-    return Row(seq, rec)
-
-
-def _record_params(seq: int, rec: MemoryRecord) -> tuple:
-    meta = json.dumps(rec.meta, ensure_ascii=False, default=str) if rec.meta else "{}"
-    indexed = 0 if rec.kind in EVIDENCE_KINDS else NO_VECTOR
-    return (seq, rec.pai, rec.id, rec.chat_key, rec.author_id, rec.author_name, rec.text, _ts(rec.sent_at),
-            rec.sent_at.isoformat(), rec.kind, rec.reply_to_id, rec.url, int(rec.is_bot), meta, indexed)  # fmt: skip
-
-
-def _ts(dt: datetime) -> float:
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-
 
 class Transcript:
     """The SQLite source of truth. See the module docstring for the durability and isolation rules."""
@@ -150,7 +87,7 @@ class Transcript:
             db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.create_function("casefold", 1, _casefold, deterministic=True)
+            db.create_function("casefold", 1, casefold, deterministic=True)
             self._local.db = db
             with self._conns_lock:
                 self._conns.append(db)
@@ -202,9 +139,9 @@ class Transcript:
             fts.drop_tables(db, tag)
             fts.create_tables(db, tag)
             after = 0
-            while batch := db.execute(f"SELECT {_COLS} FROM records WHERE pai = ? AND seq > ? ORDER BY seq LIMIT 5000",
+            while batch := db.execute(f"SELECT {COLS} FROM records WHERE pai = ? AND seq > ? ORDER BY seq LIMIT 5000",
                                       (pai, after)).fetchall():  # fmt: skip
-                loaded = [_to_row(r) for r in batch]
+                loaded = [to_row(r) for r in batch]
                 fts.write_rows(db, tag, pai, [(r.seq, r.record) for r in loaded], index_text)
                 after = loaded[-1].seq
         db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -235,7 +172,7 @@ class Transcript:
                 old = known.get((rec.pai, rec.id))
                 if old is None:
                     seq, next_seq = next_seq, next_seq + 1
-                    new_rows.append(_record_params(seq, rec))
+                    new_rows.append(record_params(seq, rec))
                 elif (old[1], old[2]) != (rec.text, rec.author_name):
                     seq = old[0]
                     self._flush_new(db, new_rows, fts_rows, index_text)  # the edited row may be among them
@@ -277,7 +214,7 @@ class Transcript:
             by_pai.setdefault(rec.pai, []).append(rec.id)
         known: dict[tuple[str, str], tuple[int, str, str, str]] = {}
         for pai, ids in by_pai.items():
-            for chunk in _chunks(ids, 500):
+            for chunk in chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
                 for rid, seq, text, name, kind in db.execute(
                     f"SELECT id, seq, text, author_name, kind FROM records WHERE pai = ? AND id IN ({marks})",
@@ -320,7 +257,7 @@ class Transcript:
         with self._write_lock, self._db() as db:
             if author_id is not None:
                 removed += self._delete(db, pai, "author_id = ?", (author_id,))
-            for chunk in _chunks(list(ids), 500):
+            for chunk in chunks(list(ids), 500):
                 marks = ",".join("?" * len(chunk))
                 removed += self._delete(db, pai, f"id IN ({marks})", tuple(chunk))
         return removed
@@ -329,13 +266,13 @@ class Transcript:
         """Retention: delete records sent before ``cutoff`` (of one chat, or all); returns ``(pai, id)``."""
         out: list[tuple[str, str]] = []
         with self._write_lock, self._db() as db:
-            q, args = "SELECT DISTINCT pai FROM records WHERE ts < ?", (_ts(cutoff),)
+            q, args = "SELECT DISTINCT pai FROM records WHERE ts < ?", (ts_of(cutoff),)
             if chat_key is not None:
                 q, args = q + " AND chat_key = ?", (*args, chat_key)
             for (pai,) in db.execute(q, args).fetchall():
-                where, wargs = ("ts < ?", (_ts(cutoff),))
+                where, wargs = ("ts < ?", (ts_of(cutoff),))
                 if chat_key is not None:
-                    where, wargs = "ts < ? AND chat_key = ?", (_ts(cutoff), chat_key)
+                    where, wargs = "ts < ? AND chat_key = ?", (ts_of(cutoff), chat_key)
                 out += [(pai, rid) for rid in self._delete(db, pai, where, wargs)]
         return out
 
@@ -470,22 +407,22 @@ class Transcript:
     def by_seqs(self, pai: str, seqs: Sequence[int]) -> dict[int, Row]:
         """Full rows (text, metadata) of the pai's records with these sequence numbers."""
         out: dict[int, Row] = {}
-        for chunk in _chunks(list(seqs), 500):
+        for chunk in chunks(list(seqs), 500):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT {_COLS} FROM records WHERE +pai = ? AND seq IN ({marks})", (pai, *chunk)
+                f"SELECT {COLS} FROM records WHERE +pai = ? AND seq IN ({marks})", (pai, *chunk)
             ):
-                row = _to_row(r)
+                row = to_row(r)
                 out[row.seq] = row
         return out
 
     def metas(self, pai: str, seqs: Sequence[int]) -> dict[int, Meta]:
         """What ranking needs of the pai's records with these sequence numbers (no text, no JSON)."""
         out: dict[int, Meta] = {}
-        for chunk in _chunks(list(seqs), 500):
+        for chunk in chunks(list(seqs), 500):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT {_META_COLS} FROM records WHERE +pai = ? AND seq IN ({marks})", (pai, *chunk)
+                f"SELECT {META_COLS} FROM records WHERE +pai = ? AND seq IN ({marks})", (pai, *chunk)
             ):
                 out[r[0]] = Meta(*r[:6], bool(r[6]))
         return out
@@ -494,10 +431,10 @@ class Transcript:
         """``metas`` keyed by record id, for the pai's records with these ids that pass the filters."""
         where, args = filter_sql(filters, alias="")
         out: dict[str, Meta] = {}
-        for chunk in _chunks(list(ids), 500):
+        for chunk in chunks(list(ids), 500):
             marks = ",".join("?" * len(chunk))
             for r in self._db().execute(
-                f"SELECT id, {_META_COLS} FROM records WHERE pai = ? AND id IN ({marks}){where}",
+                f"SELECT id, {META_COLS} FROM records WHERE pai = ? AND id IN ({marks}){where}",
                 (pai, *chunk, *args),
             ):
                 out[r[0]] = Meta(*r[1:7], bool(r[7]))
@@ -525,12 +462,12 @@ class Transcript:
         return int(row[0]) if row else None
 
     def recent(self, pai: str, n: int, before: datetime | None = None) -> list[MemoryRecord]:
-        where, args = ("", ()) if before is None else (" AND ts < ?", (_ts(before),))
+        where, args = ("", ()) if before is None else (" AND ts < ?", (ts_of(before),))
         rows = self._db().execute(
-            f"SELECT {_COLS} FROM records WHERE pai = ?{where} ORDER BY ts DESC, seq DESC LIMIT ?",
+            f"SELECT {COLS} FROM records WHERE pai = ?{where} ORDER BY ts DESC, seq DESC LIMIT ?",
             (pai, *args, n),
         ).fetchall()
-        return [_to_row(r).record for r in reversed(rows)]
+        return [to_row(r).record for r in reversed(rows)]
 
     def author_names(self, pai: str) -> dict[str, str]:
         """Normalised display name -> author id, for spotting members named in a query."""
@@ -545,15 +482,15 @@ class Transcript:
         return {r[0] for r in rows}
 
     def export(self, pai: str) -> Iterator[MemoryRecord]:
-        cur = self._db().execute(f"SELECT {_COLS} FROM records WHERE pai = ? ORDER BY ts, seq", (pai,))
+        cur = self._db().execute(f"SELECT {COLS} FROM records WHERE pai = ? ORDER BY ts, seq", (pai,))
         for r in cur:
-            yield _to_row(r).record
+            yield to_row(r).record
 
     def all_rows(self, after_seq: int, limit: int) -> list[Row]:
         rows = self._db().execute(
-            f"SELECT {_COLS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            f"SELECT {COLS} FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
         ).fetchall()
-        return [_to_row(r) for r in rows]
+        return [to_row(r) for r in rows]
 
     def stats(self) -> list[dict[str, object]]:
         rows = self._db().execute(
@@ -572,37 +509,3 @@ def default_index_text(rec: MemoryRecord) -> tuple[str, str]:
     return index_terms(rec.author_name), index_terms(rec.text)
 
 
-def filter_sql(filters: SearchFilters | None, alias: str = "r.") -> tuple[str, tuple]:
-    """SQL conditions (with a leading AND) for the search filters."""
-    if filters is None:
-        return "", ()
-    parts: list[str] = []
-    args: list[object] = []
-    if filters.author_ids or filters.author_names:
-        ors = []
-        if filters.author_ids:
-            ors.append(f"{alias}author_id IN ({','.join('?' * len(filters.author_ids))})")
-            args += filters.author_ids
-        if filters.author_names:
-            ors.append(f"casefold({alias}author_name) IN ({','.join('?' * len(filters.author_names))})")
-            args += [n.casefold() for n in filters.author_names]
-        parts.append("(" + " OR ".join(ors) + ")")
-    if filters.since is not None:
-        parts.append(f"{alias}ts >= ?")
-        args.append(_ts(filters.since))
-    if filters.until is not None:
-        parts.append(f"{alias}ts < ?")
-        args.append(_ts(filters.until))
-    if filters.kinds:
-        parts.append(f"{alias}kind IN ({','.join('?' * len(filters.kinds))})")
-        args += filters.kinds
-    return ("".join(" AND " + p for p in parts), tuple(args))
-
-
-def _casefold(value: str | None) -> str | None:
-    return value.casefold() if value else value
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
