@@ -1,4 +1,5 @@
-"""Platform adapters. Each module exposes ``create_adapter(settings, env) -> ChatAdapter``.
+"""Platform adapters, one subpackage per platform; each ``<platform>.adapter`` module exposes
+``create_adapter(settings, env) -> ChatAdapter``.
 
 Adapters are found by name: third-party packages register a factory under the entry-point group
 ``paibot.adapters``; the built-in ones are listed below so a source checkout works without installing.
@@ -12,10 +13,10 @@ from importlib.metadata import entry_points
 from typing import Any
 
 BUILTIN = {
-    "web": "adapters.web:create_adapter",
-    "telegram": "adapters.telegram:create_adapter",
-    "discord": "adapters.discord:create_adapter",
-    "matrix": "adapters.matrix:create_adapter",
+    "web": "adapters.web.adapter:create_adapter",
+    "telegram": "adapters.telegram.adapter:create_adapter",
+    "discord": "adapters.discord.adapter:create_adapter",
+    "matrix": "adapters.matrix.adapter:create_adapter",
 }
 
 

@@ -1,8 +1,9 @@
 """``paibot memory ...``: import, search, stats, export, forget, reindex.
 
 ``register(subparsers)`` adds the ``memory`` command to the ``paibot`` parser; ``run(args, settings)``
-executes it and returns the exit code (0 ok, 1 failed, 2 the data directory is in use). The same commands
-run without the ``paibot`` script as ``python -m memory.cli [--config FILE] memory ...``.
+executes it and returns the exit code (0 ok, 1 failed, 2 the data directory is in use). The composition root
+(``bot.app.cli``) loads the settings and calls them; without the ``paibot`` script the same commands run as
+``python -m bot [--config FILE] memory ...``.
 
 The CLI takes the data-directory lock like the bot does: with the embedded backend two processes must not
 write one chroma directory, so stop the bot (or point ``--config`` at another data_dir) first.
@@ -18,10 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.config import Settings
 from bot.errors import ConfigError, DataDirLocked, MemoryError_
 from bot.ports import MemoryHit, MemoryRecord
+from memory.config import LitellmLoader, MemoryConfig
 from memory.importers import FORMATS, ImportProblem, Parsed, count_items, guess_format, read_records
+from memory.kinds import KindRules
 from memory.lock import acquire_data_dir_lock
 from memory.store import HybridMemoryStore, open_memory
 
@@ -59,15 +61,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return mem
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Run one ``memory`` subcommand; returns the process exit code."""
+def run(
+    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None,
+) -> int:
+    """Run one ``memory`` subcommand; returns the process exit code (``load_litellm``: as ``open_memory``)."""
     try:
         lock = acquire_data_dir_lock(settings.data_path)
     except DataDirLocked as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args, settings))
+        return asyncio.run(_run(args, settings, load_litellm, kinds))
     except (MemoryError_, ConfigError) as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 1
@@ -75,8 +80,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         lock.release()
 
 
-async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    store = await open_memory(settings)
+async def _run(args: argparse.Namespace, settings: MemoryConfig, load_litellm: LitellmLoader | None,
+               kinds: KindRules | None) -> int:  # fmt: skip
+    store = await open_memory(settings, load_litellm=load_litellm, kinds=kinds)
     try:
         handler = {
             "import": _import, "search": _search, "stats": _stats, "export": _export, "forget": _forget,
@@ -112,7 +118,7 @@ class _Progress:
             self.out.write("\n")
 
 
-async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: Settings) -> int:
+async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     path: Path = args.file
     if not path.is_file():
         print(f"paibot memory import: no such file: {path}", file=sys.stderr)
@@ -148,7 +154,7 @@ def hit_json(h: MemoryHit) -> dict[str, Any]:
             "text": r.text, "score": h.score}  # fmt: skip
 
 
-async def _search(store: HybridMemoryStore, args: argparse.Namespace, settings: Settings) -> int:
+async def _search(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     pai = settings.pai_of(args.group)
     if (args.query is None) == (args.queries is None):
         print("paibot memory search: give a QUERY or --queries FILE (not both)", file=sys.stderr)
@@ -170,7 +176,7 @@ async def _search(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     return 0
 
 
-async def _stats(store: HybridMemoryStore, args: argparse.Namespace, settings: Settings) -> int:
+async def _stats(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     stats = await store.stats()
     if args.json:
         print(json.dumps(stats, ensure_ascii=False))
@@ -183,7 +189,7 @@ async def _stats(store: HybridMemoryStore, args: argparse.Namespace, settings: S
     return 0
 
 
-async def _export(store: HybridMemoryStore, args: argparse.Namespace, settings: Settings) -> int:
+async def _export(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     for r in await store.export(settings.pai_of(args.group)):
         row = {"id": r.id, "author": r.author_name, "author_id": r.author_id, "text": r.text,
                "sent_at": r.sent_at.isoformat(), "kind": r.kind, "chat": r.chat_key}  # fmt: skip
@@ -193,7 +199,7 @@ async def _export(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     return 0
 
 
-async def _forget(store: HybridMemoryStore, args: argparse.Namespace, settings: Settings) -> int:
+async def _forget(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     if not args.author and not args.ids:
         print("paibot memory forget: give --author ID and/or --id MESSAGE_ID", file=sys.stderr)
         return 1
@@ -202,7 +208,7 @@ async def _forget(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     return 0
 
 
-async def _reindex(store: HybridMemoryStore, args: argparse.Namespace, settings: Settings) -> int:
+async def _reindex(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     n = await store.reindex()
     print(f"re-indexed {n} records")
     return 0
@@ -216,23 +222,3 @@ def _size(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m memory.cli [--config FILE] memory <subcommand> ...`` (same commands as ``paibot``)."""
-    from bot.config import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m memory.cli")
-    parser.add_argument("--config", help="path to config.yaml (default: $PAIBOT_CONFIG or ./config.yaml)")
-    register(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings(getattr(args, "config_sub", None) or args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    return run(args, settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bot.config import MemorySettings
 from bot.errors import ConfigError, MemoryError_
+from memory.config import EmbeddingConfig, LitellmLoader
 from memory.textnorm import STOPWORDS, cjk_grams, words
 
 log = logging.getLogger("paibot.memory")
@@ -194,8 +194,11 @@ class ChromaDefaultEmbedder:
 class LiteLLMEmbedder:
     """Any embedding model litellm supports (``litellm:<model>``)."""
 
-    def __init__(self, model: str, api_base: str = "", api_key: str = "") -> None:
+    def __init__(
+        self, model: str, api_base: str = "", api_key: str = "", load_litellm: LitellmLoader | None = None
+    ) -> None:
         self.model = model
+        self._load_litellm = load_litellm or _import_litellm
         self._api_base = api_base or None
         self._api_key = api_key or None
         self.fingerprint = "litellm-" + format(zlib.crc32(model.encode()), "08x")
@@ -203,9 +206,7 @@ class LiteLLMEmbedder:
         self.weight = 0.3
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from bot.llm_litellm import load_litellm  # quiet import: bundled cost map, no download
-
-        litellm = load_litellm()
+        litellm = self._load_litellm()
 
         try:
             resp = litellm.embedding(
@@ -263,16 +264,25 @@ _ST_MISSING = (
 )
 
 
-def make_embedder(mem: MemorySettings) -> Embedder:
+def _import_litellm() -> Any:
+    import litellm
+
+    return litellm
+
+
+def make_embedder(mem: EmbeddingConfig, *, load_litellm: LitellmLoader | None = None) -> Embedder:
     """The embedder ``memory.embedding`` names. A named package that is not installed is a ``ConfigError``
-    here, at start, rather than a failure at the first message."""
+    here, at start, rather than a failure at the first message. ``load_litellm`` imports litellm for a
+    ``litellm:<model>`` embedding (the composition root injects its quiet import; default a plain import)."""
     name = mem.embedding
     if name == "offline":
         return HashingEmbedder()
     if name == "chroma-default":
         return ChromaDefaultEmbedder()
     if name.startswith("litellm:") and name[len("litellm:") :]:
-        return LiteLLMEmbedder(name[len("litellm:") :], mem.embedding_api_base, mem.embedding_api_key)
+        return LiteLLMEmbedder(
+            name[len("litellm:") :], mem.embedding_api_base, mem.embedding_api_key, load_litellm
+        )
     if name.startswith(ST_PREFIX) and name[len(ST_PREFIX) :].strip():
         if importlib.util.find_spec("sentence_transformers") is None:
             raise ConfigError("memory.embedding", _ST_MISSING)

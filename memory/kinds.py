@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.ports import BOT, COMMAND, QUESTION, RECORD_KINDS, STATEMENT, UNCLASSIFIED, MemoryRecord
 
@@ -28,6 +29,13 @@ class KindRules:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_pattern", _name_pattern(self.names))
+
+    @classmethod
+    def of(cls, settings: Any) -> KindRules:
+        """The rules for a bot's settings (duck-typed: ``bot.name``, ``bot.aliases``, the groups' own names and
+        ``triggers.command_prefixes``), so the memory reads nothing else of the core's configuration."""
+        names = (settings.bot.name, *settings.bot.aliases, *(g.name for g in settings.groups.values() if g.name))
+        return cls(tuple(dict.fromkeys(n for n in names if n)), tuple(settings.triggers.command_prefixes))
 
     def classify(self, text: str, is_bot: bool) -> str:
         if is_bot:

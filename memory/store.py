@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bot.config import Settings
 from bot.errors import MemoryError_
 from bot.ports import BOT, MemoryHit, MemoryRecord, SearchFilters
+from memory.config import LitellmLoader, MemoryConfig
 from memory.embedding import Embedder, make_embedder
 from memory.kinds import KindRules
 from memory.retrieval import HybridRetriever, RetrievalParams
@@ -384,21 +384,33 @@ def _open_embedded_index(path: Path) -> tuple[Any, bool]:
         return connect_embedded(path), True
 
 
-async def open_memory(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+async def open_memory(
+    settings: MemoryConfig,
+    params: RetrievalParams | None = None,
+    *,
+    load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None,
+) -> HybridMemoryStore:
     """Build the store the settings describe (the blocking opening runs on a worker thread). Does not take
-    the data-directory lock; the caller holds it (``memory.lock.acquire_data_dir_lock``)."""
-    return await asyncio.to_thread(open_memory_sync, settings, params)
+    the data-directory lock; the caller holds it (``memory.lock.acquire_data_dir_lock``). ``load_litellm``
+    imports litellm for a ``litellm:<model>`` embedding (default: a plain import); ``kinds`` recognises the
+    bot in unclassified records (its names and the command prefixes; ``KindRules.of(settings)``)."""
+    return await asyncio.to_thread(open_memory_sync, settings, params, load_litellm=load_litellm, kinds=kinds)
 
 
-def open_memory_sync(settings: Settings, params: RetrievalParams | None = None) -> HybridMemoryStore:
+def open_memory_sync(
+    settings: MemoryConfig,
+    params: RetrievalParams | None = None,
+    *,
+    load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None,
+) -> HybridMemoryStore:
     """Blocking variant of ``open_memory`` (opens SQLite and chroma). Records left unindexed by a crash, and vectors missing
     from a lost or damaged chroma directory, are queued for indexing and done in the background."""
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
-    names = (settings.bot.name, *settings.bot.aliases, *(g.name for g in settings.groups.values() if g.name))
-    rules = KindRules(tuple(dict.fromkeys(n for n in names if n)), settings.triggers.command_prefixes)
-    transcript = Transcript(data_dir / "memory.sqlite3", rules, index_text)
-    embedder = make_embedder(settings.memory)
+    transcript = Transcript(data_dir / "memory.sqlite3", kinds, index_text)
+    embedder = make_embedder(settings.memory, load_litellm=load_litellm)
     rebuilt = False
     if settings.memory.backend == "http":
         client = connect_http(settings.memory.url)

@@ -239,6 +239,14 @@ class ChromaIndex:
         except Exception as exc:
             raise MemoryError_(f"chroma count failed: {type(exc).__name__}: {exc}") from exc
 
+    def ids(self, pai: str) -> list[str]:
+        """Every record id with a vector of the pai (operator checks and tests; reads them all)."""
+        try:
+            scope = self._scope(pai)
+            return [scope.rid(i) for i in scope.col.get(where=scope.where, include=[])["ids"]]
+        except Exception as exc:
+            raise MemoryError_(f"chroma get failed: {type(exc).__name__}: {exc}") from exc
+
     def drop(self, pai: str) -> None:
         """Delete the pai's vectors wherever they are (a rebuild starts from nothing)."""
         name = collection_name(pai, self.fingerprint)

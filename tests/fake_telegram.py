@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from adapters.telegram import TelegramAdapter
-from adapters.telegram_flow import Pacing
-from adapters.telegram_text import utf16_len
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.flow import Pacing
+from adapters.telegram.text import utf16_len
 from bot.config import TelegramAdapterSettings, WebhookSettings
 from bot.ports import AdapterEnv, CommandInfo
 from tests.fakes import RecordingInbox

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord import DiscordAdapter
+from adapters.discord.adapter import DiscordAdapter
 from bot.app import App
 from bot.config import Settings, parse_settings
 from bot.ports import AdapterEnv

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.discord_text import neutralize_mass_pings, nonce_for, split_message, text_poll
+from adapters.discord.text import neutralize_mass_pings, nonce_for, split_message, text_poll
 
 
 def test_short_text_is_one_part_and_blank_text_none() -> None:

@@ -24,7 +24,7 @@ import pytest
 from bot.brain import Brain, BrainUnavailable
 from bot.config import LLMSettings
 from bot.errors import LLMContextTooLong, LLMFatal, LLMRateLimited, LLMRetryable, LLMTimeout
-from bot.llm_litellm import LiteLLMModel, build_language_model, parse_retry_after, translate_error
+from bot.providers.litellm_llm import LiteLLMModel, build_language_model, parse_retry_after, translate_error
 from bot.ports import Tool, ToolContext, ToolSpec
 from tests.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 - the fixture
 from tests.fakes import ManualClock, make_message
@@ -338,7 +338,7 @@ def guarded(host, *a, **k):
     seen.append(host)
     raise socket.gaierror("offline")
 socket.getaddrinfo = guarded
-import bot.llm_litellm as m
+import bot.providers.litellm_llm as m
 assert "litellm" not in sys.modules, "litellm imported at module import"
 from bot.config import LLMSettings
 model = m.build_language_model(LLMSettings(model="openai/x", api_base="http://127.0.0.1:9/v1"))

@@ -7,8 +7,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.matrix_convert import Me, Quoted, RoomFacts, replied_event_id, to_message
-from adapters.matrix_format import (
+from adapters.matrix.convert import Me, Quoted, RoomFacts, replied_event_id, to_message
+from adapters.matrix.format import (
     markdown_to_html,
     matrix_to,
     mentions_user_link,
@@ -18,7 +18,7 @@ from adapters.matrix_format import (
     strip_reply_fallback,
     transaction_id,
 )
-from adapters.matrix_sync import inviter_allowed
+from adapters.matrix.sync import inviter_allowed
 
 ME = Me("@pai:hs.test", ("Pai",), ("!", "/"), "/")
 ROOM = RoomFacts("!r:hs.test", "Team", False, {"@alice:hs.test": "Alice", "@pai:hs.test": "Pai"})

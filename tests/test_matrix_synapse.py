@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.matrix import MatrixAdapter
-from adapters.matrix_sync import E2E_WARNED, NEXT_BATCH, SyncOptions
+from adapters.matrix.adapter import MatrixAdapter
+from adapters.matrix.sync import E2E_WARNED, NEXT_BATCH, SyncOptions
 from bot.config import MatrixAdapterSettings
 from bot.events import ChatRef, Outgoing, OutgoingFile
 from tests.matrix_helpers import Human, RecordingSink, sent_by

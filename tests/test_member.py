@@ -168,7 +168,7 @@ async def test_send_failure_is_retried_and_answered_once(world):
     app, adapter, _ = await world(ScriptedLLM(["ok"]))
     adapter.fail_sends = ConnectionError("platform down")
     await adapter.inject(make_message("@Pai hi"))
-    await asyncio.sleep(0.2)
+    await adapter.until_send_attempts(1)
     adapter.fail_sends = None
     await app.drain(timeout=20)
     assert [o.text for o in adapter.sent] == ["ok"]
@@ -272,7 +272,7 @@ async def _crash_mid_send(tmp_path, adapter):
     adapter.fail_sends = asyncio.CancelledError()  # the process dies while the platform call is in flight
     msg = make_message("@Pai question")
     await adapter.inject(msg)
-    await asyncio.sleep(0.3)
+    await adapter.until_send_attempts(1)
     await app.stop(grace_s=0.1)
     # what a SIGKILL at that moment leaves behind: the claim, not yet released
     state = StateDB(tmp_path / "paibot.db")
@@ -387,7 +387,7 @@ async def test_a_platform_outage_keeps_the_reply_and_delivers_it_once_when_it_he
         adapter.fail_sends = PlatformUnavailable("connection refused")
         await adapter.inject(make_message("@Pai question"))
         await adapter.inject(make_message("@Pai question", chat="other"))
-        await asyncio.sleep(0.5)  # several tries during the outage
+        await adapter.until_send_attempts(6)  # several tries (of both replies) during the outage
         assert adapter.sent == []
         adapter.fail_sends = None
         await app.drain(timeout=20)
@@ -408,7 +408,7 @@ async def test_a_reply_waiting_out_an_outage_survives_a_restart_without_a_second
     await app.start()
     adapter.fail_sends = PlatformUnavailable("down")
     await adapter.inject(make_message("@Pai question"))
-    await asyncio.sleep(0.3)
+    await adapter.until_send_attempts(1)
     await app.stop(grace_s=0.1)
     adapter.fail_sends = None
     llm2 = ScriptedLLM(["should not be asked"])

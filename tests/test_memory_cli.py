@@ -1,4 +1,4 @@
-"""`paibot memory ...` through `memory.cli.register`/`run`, as bot/cli.py wires it."""
+"""`paibot memory ...` through `memory.cli.register`/`run`, as bot/app/cli.py wires it."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_module_entry_point(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"bot:\n  data_dir: {tmp_path / 'd'}\nadapters:\n  web:\n    enabled: false\n")
     src = write_jsonl(tmp_path / "h.jsonl", ROWS[:1])
-    base = [sys.executable, "-m", "memory.cli", "--config", str(cfg), "memory"]
+    base = [sys.executable, "-m", "bot", "--config", str(cfg), "memory"]
     imp = subprocess.run([*base, "import", str(src), "--group", "web:1"], capture_output=True, text=True, cwd=ROOT,
                          timeout=120)  # fmt: skip
     assert imp.returncode == 0, imp.stderr

@@ -139,7 +139,7 @@ def test_kill_9_during_import_loses_nothing_reported_and_a_rerun_completes(tmp_p
             fh.write(json.dumps(row) + "\n")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"bot:\n  data_dir: {tmp_path / 'data'}\nadapters:\n  web:\n    enabled: false\n")
-    cmd = [sys.executable, "-m", "memory.cli", "--config", str(cfg), "memory", "import", str(src), "--group", "web:k"]
+    cmd = [sys.executable, "-m", "bot", "--config", str(cfg), "memory", "import", str(src), "--group", "web:k"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     reported = 0
     assert proc.stderr is not None

@@ -14,7 +14,7 @@ from bot.config import parse_settings
 from bot.errors import LLMFatal, LLMRateLimited
 from bot.events import ReplyRef
 from bot.ports import SearchFilters
-from bot.skills.image_gen_litellm import LiteLLMImageGenerator
+from bot.providers.litellm_images import LiteLLMImageGenerator
 from bot.skills.image_ops import EditRequest, ImageRejected, apply_edit, parse_edit, request_from_args
 from tests.doc_factory import make_image
 from tests.fakes import ScriptedLLM, tool_call
@@ -272,7 +272,7 @@ async def fake_image_api():
 
 
 async def test_litellm_image_generator_speaks_the_openai_images_api(fake_image_api):
-    from bot.llm_litellm import load_litellm
+    from bot.providers.litellm_llm import load_litellm
 
     settings = parse_settings(
         f"llm: {{model: openai/chat, image_model: openai/gpt-image-1, api_base: '{fake_image_api['base']}', "

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.brain import Brain
 from bot.errors import LLMFatal, LLMRateLimited, LLMRetryable
-from bot.llm_litellm import LiteLLMModel
+from bot.providers.litellm_llm import LiteLLMModel
 from bot.ports import StreamingLanguageModel, ToolContext, ToolSpec
 from tests.fake_openai import FakeOpenAI
 from tests.fakes import ManualClock, make_message

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from adapters.telegram_text import utf16_len
+from adapters.telegram.text import utf16_len
 from tests.fakes import ScriptedLLM
 from tests.test_telegram_e2e import ALICE, MENTION, fake, mention, say, settle, world  # noqa: F401 - fixtures
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from telegram import Update
 
-from adapters.telegram_convert import BotIdentity, Migration, migration_of, replies_to_me, to_event
+from adapters.telegram.convert import BotIdentity, Migration, migration_of, replies_to_me, to_event
 
 DATA = Path(__file__).parent / "data" / "telegram"
 ME = BotIdentity(777000, "pai_test_bot", "Pai")

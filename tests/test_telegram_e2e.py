@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.telegram_text import utf16_len
+from adapters.telegram.text import utf16_len
 from bot.app import App
 from bot.config import parse_settings
 from tests.fake_telegram import FakeTelegram, make_adapter

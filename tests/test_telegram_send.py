@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from adapters.telegram_flow import Pacing
-from adapters.telegram_text import utf16_len
+from adapters.telegram.flow import Pacing
+from adapters.telegram.text import utf16_len
 from bot.errors import DeliveryError
 from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, Poll
 from tests.fake_telegram import FakeTelegram, RecordingClock, RecordingSink, make_adapter

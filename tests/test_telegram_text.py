@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.telegram_flow import Backoff, ChatPacer, Pacing
-from adapters.telegram_text import escape_markdown_v2, message_link, split_text, truncate, utf16_len, utf16_slice
+from adapters.telegram.flow import Backoff, ChatPacer, Pacing
+from adapters.telegram.text import escape_markdown_v2, message_link, split_text, truncate, utf16_len, utf16_slice
 from tests.fakes import ManualClock
 
 

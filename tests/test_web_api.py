@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.web import WebAdapter
+from adapters.web.adapter import WebAdapter
 from bot.events import ChatRef, Message, Outgoing
 from bot.errors import DeliveryError
 
@@ -219,7 +219,7 @@ async def test_messages_survive_a_restart(tmp_path):
 
 
 async def test_a_message_left_pending_by_a_crash_is_handed_to_the_inbox_at_start(tmp_path):
-    from adapters.web_store import WebStore
+    from adapters.web.store import WebStore
 
     store = WebStore(tmp_path / "web.db")
     group = store.create_group("Crashy")

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.web import WebAdapter
-from adapters.web_files import safe_file_name, sniff
-from adapters.web_store import NewFile, WebStore
+from adapters.web.adapter import WebAdapter
+from adapters.web.files import safe_file_name, sniff
+from adapters.web.store import NewFile, WebStore
 from bot.errors import DeliveryError
 from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, Poll
 from tests.doc_factory import make_image, make_pdf
@@ -351,7 +351,7 @@ async def test_a_poll_is_shown_with_its_options_and_how_to_vote(web):
 
 
 def test_temp_and_blob_paths_cannot_leave_the_files_directory(tmp_path):
-    from adapters.web_files import BlobDir, WebFileError
+    from adapters.web.files import BlobDir, WebFileError
 
     blobs_dir = BlobDir(tmp_path / "web_files")
     for group, file_id in (("../x", "abcdefghijklmnopqrst"), ("123456", "../../../etc/passwd"), ("123456", "")):

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from adapters.web import WebAdapter
+from adapters.web.adapter import WebAdapter
 from bot.events import ChatRef, Outgoing
 from tests.test_web_api import RecordingSink, new_group, post
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from adapters.web import WebAdapter, create_adapter
-from adapters.web_http import MAX_BODY_BYTES
+from adapters.web.adapter import WebAdapter, create_adapter
+from adapters.web.http import MAX_BODY_BYTES
 from bot.config import parse_settings
 from bot.errors import AdapterConfigError
 from bot.ports import AdapterEnv
@@ -239,9 +239,9 @@ async def test_control_characters_are_stripped_from_names_and_text(web):
 
 def test_the_page_never_builds_html_from_strings():
     """User text must reach the DOM as text only: no innerHTML and friends anywhere in the script."""
-    script = (Path(__file__).parents[1] / "adapters" / "web_static" / "app.js").read_text(encoding="utf-8")
+    script = (Path(__file__).parents[1] / "adapters" / "web" / "static" / "app.js").read_text(encoding="utf-8")
     for sink_name in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink_name not in script
-    page = (Path(__file__).parents[1] / "adapters" / "web_static" / "index.html").read_text(encoding="utf-8")
+    page = (Path(__file__).parents[1] / "adapters" / "web" / "static" / "index.html").read_text(encoding="utf-8")
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://…", "")
     assert "https://" not in page  # no CDN: the page works offline

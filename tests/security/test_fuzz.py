@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from telegram import Bot, Update
 
-from adapters.matrix_convert import Me, Quoted, RoomFacts, to_message
-from adapters.telegram_chats import ChatMap
-from adapters.telegram_convert import BotIdentity
-from adapters.telegram_intake import TelegramIntake
-from adapters.web import WebAdapter
+from adapters.matrix.convert import Me, Quoted, RoomFacts, to_message
+from adapters.telegram.chats import ChatMap
+from adapters.telegram.convert import BotIdentity
+from adapters.telegram.intake import TelegramIntake
+from adapters.web.adapter import WebAdapter
 from bot.config import parse_settings
 from bot.errors import ConfigError
 from bot.events import Attachment, ChatRef, Message, PersonRef, ReplyRef

@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 
-from adapters.discord_text import MAX_MESSAGE_CHARS
-from adapters.matrix import MatrixAdapter
-from adapters.telegram_text import utf16_len
-from adapters.web import WebAdapter
+from adapters.discord.text import MAX_MESSAGE_CHARS
+from adapters.matrix.adapter import MatrixAdapter
+from adapters.telegram.text import utf16_len
+from adapters.web.adapter import WebAdapter
 from bot.config import MatrixAdapterSettings
 from bot.events import ChatRef, Outgoing
 from tests.fake_discord import FakeDiscord

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.web_attachments import file_json
-from adapters.web_store import StoredFile, StoredMessage, StoredPoll
+from adapters.web.attachments import file_json
+from adapters.web.store import StoredFile, StoredMessage, StoredPoll
 from bot.events import Outgoing
 
 QUOTE_CHARS = 300

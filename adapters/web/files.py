@@ -1,7 +1,7 @@
 """Files of the web group: safe names, sniffed types, and the durable blob directory.
 
 Posted and bot-written files live under ``<data_dir>/web_files/<group>/<file id>``; their metadata (name,
-type, size, owning message) is a row in ``web.db`` (``adapters.web_store``). Contract:
+type, size, owning message) is a row in ``web.db`` (``adapters.web.store``). Contract:
 
 * A file id is a random URL-safe token (unguessable), also used as ``Attachment.source``.
 * Bytes are made durable before the row naming them is committed: ``BlobDir.stage`` writes to a temp file

@@ -109,17 +109,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(App(settings).run_forever())
         return 0
     if args.cmd == "invite":
-        from adapters.discord import invite_url
+        from adapters.discord.adapter import invite_url
 
         print(invite_url(settings))
         return 0
     if args.cmd == "usage":
         return _usage(settings, args.group)
     if args.cmd == "memory":
+        from bot.providers.litellm_llm import load_litellm
         from memory.cli import run
+        from memory.kinds import KindRules
 
         setup_logging("WARNING", secrets_of(settings))
-        return run(args, settings)
+        return run(args, settings, load_litellm=load_litellm, kinds=KindRules.of(settings))
     raise AssertionError(args.cmd)
 
 

@@ -1,8 +1,8 @@
 """The local web group ("pai"): a small group chat served by paibot itself, needing no token or account.
 
 The web group is its own platform. It keeps groups and messages in ``<data_dir>/web.db`` (see
-``adapters.web_store``), serves a single page and a JSON API (``adapters.web_http``) and pushes live
-updates over WebSockets (``adapters.web_live``). Towards the core it is an ordinary ``ChatAdapter``:
+``adapters.web.store``), serves a single page and a JSON API (``adapters.web.http``) and pushes live
+updates over WebSockets (``adapters.web.live``). Towards the core it is an ordinary ``ChatAdapter``:
 
 * A person's message is stored (pending), committed to the core's inbox with ``sink.submit`` (event id
   ``web:<group>:<message id>``), then made visible; only then does the poster get its 200. If the inbox
@@ -12,7 +12,7 @@ updates over WebSockets (``adapters.web_live``). Towards the core it is an ordin
   returns a ``SentRef`` whose url is ``<public_url or http://host:port>/g/<group>#m<id>``.
 * ``mentions_me`` is set when the text holds ``@<bot name>``; there are no direct messages here.
 * Files: uploads (multipart) are made durable under ``<data_dir>/web_files`` before the message is
-  committed (``adapters.web_attachments``); they reach the core as ``Message.attachments`` whose ``source``
+  committed (``adapters.web.attachments``); they reach the core as ``Message.attachments`` whose ``source``
   is the file id, which ``fetch_attachment`` reads back. The bot's ``Outgoing.files`` are stored the same
   way and shown with its message.
 * Polls: ``Outgoing.poll`` is stored with the bot's message and drawn as buttons. A button posts an ordinary
@@ -32,12 +32,12 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.web_attachments import StagedFile, WebAttachments, attachment
-from adapters.web_files import WebFileError, valid_file_id
-from adapters.web_http import LOOPBACK_HOSTS, ApiError, WebHttp
-from adapters.web_live import LiveHub
-from adapters.web_render import message_json, poll_row
-from adapters.web_store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
+from adapters.web.attachments import StagedFile, WebAttachments, attachment
+from adapters.web.files import WebFileError, valid_file_id
+from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
+from adapters.web.live import LiveHub
+from adapters.web.render import message_json, poll_row
+from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from bot.config import Settings
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef

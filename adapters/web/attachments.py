@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from adapters.web_files import SNIFF_BYTES, BlobDir, WebFileError, new_file_id, safe_file_name, sniff
-from adapters.web_http import ApiError
-from adapters.web_store import NewFile, StoredFile, WebStore
+from adapters.web.files import SNIFF_BYTES, BlobDir, WebFileError, new_file_id, safe_file_name, sniff
+from adapters.web.http import ApiError
+from adapters.web.store import NewFile, StoredFile, WebStore
 from bot.errors import DeliveryError
 from bot.events import Attachment, OutgoingFile
 

@@ -27,9 +27,9 @@ from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.warnings import PTBUserWarning
 
-from adapters.telegram_convert import BotIdentity, migration_of, to_event
-from adapters.telegram_flow import Backoff
-from adapters.telegram_chats import ChatMap
+from adapters.telegram.convert import BotIdentity, migration_of, to_event
+from adapters.telegram.flow import Backoff
+from adapters.telegram.chats import ChatMap
 from bot.events import Message
 from bot.ports import Clock, IntakeSink
 

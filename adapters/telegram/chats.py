@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from adapters.telegram_convert import Migration
+from adapters.telegram.convert import Migration
 from bot.ports import IntakeSink
 
 log = logging.getLogger("paibot.telegram")

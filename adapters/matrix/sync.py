@@ -29,8 +29,8 @@ from typing import Any
 
 from nio import AsyncClient, ErrorResponse, MessageDirection, SyncResponse
 
-from adapters.matrix_convert import Me, Quoted, RoomFacts, quoted_text, replied_event_id, to_message
-from adapters.matrix_retry import TRANSPORT_ERRORS, RetryPolicy, retry_delay
+from adapters.matrix.convert import Me, Quoted, RoomFacts, quoted_text, replied_event_id, to_message
+from adapters.matrix.retry import TRANSPORT_ERRORS, RetryPolicy, retry_delay
 from bot.errors import PaibotError
 from bot.events import Message
 from bot.ports import IntakeSink

@@ -36,14 +36,14 @@ from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 
-from adapters.web_files import download_type, inline_type
-from adapters.web_live import LiveHub
-from adapters.web_store import StoredFile, StoredGroup
+from adapters.web.files import download_type, inline_type
+from adapters.web.live import LiveHub
+from adapters.web.store import StoredFile, StoredGroup
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
 
-    from adapters.web_attachments import StagedFile
+    from adapters.web.attachments import StagedFile
 
 log = logging.getLogger("paibot.web")
 
@@ -55,7 +55,7 @@ MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-STATIC_DIR = Path(__file__).with_name("web_static")
+STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css"}
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -10,7 +10,7 @@ core's memory. Contract:
   be handed to the inbox; ``discard`` removes a message the inbox refused.
 * Bot messages are written visible at once and are unique per idempotency key.
 * Message ids grow monotonically across the whole store, so ``after=<id>`` paging is exact.
-* A message's files (``StoredFile`` rows; the bytes live in ``adapters.web_files.BlobDir``) are written in
+* A message's files (``StoredFile`` rows; the bytes live in ``adapters.web.files.BlobDir``) are written in
   the same transaction as the message, and ``discard`` removes them with it. A bot message may carry a
   poll (``StoredPoll``), written in that transaction too.
 """

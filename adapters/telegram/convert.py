@@ -7,7 +7,7 @@ Identity rules for Telegram:
   the group keeps its memory across the upgrade.
 * ``Message.event_id`` is ``telegram:<real chat id>:<message id>`` for a new message and gets
   ``:edit:<unix time>`` appended for an edit, so the inbox stores each edit once.
-* Entity offsets are UTF-16 code units; see ``adapters.telegram_text``.
+* Entity offsets are UTF-16 code units; see ``adapters.telegram.text``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from telegram import Message as TgMessage
 from telegram import MessageEntity, Update
 from telegram import User as TgUser
 
-from adapters.telegram_text import message_link, utf16_slice
+from adapters.telegram.text import message_link, utf16_slice
 from bot.events import Attachment, ChatRef, Message, PersonRef, ReplyRef
 
 PLATFORM = "telegram"

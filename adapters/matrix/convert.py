@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from adapters.matrix_format import (
+from adapters.matrix.format import (
     matrix_to,
     mentions_user_link,
     normalise_command,

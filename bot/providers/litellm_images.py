@@ -3,8 +3,8 @@
 The litellm module is *injected* by the composition root (which already loads it quietly for the chat model),
 so this module imports no vendor library and the core stays free of it::
 
-    from bot.llm_litellm import load_litellm
-    from bot.skills.image_gen_litellm import LiteLLMImageGenerator
+    from bot.providers.litellm_llm import load_litellm
+    from bot.providers.litellm_images import LiteLLMImageGenerator
     services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
 
 only when ``llm.image_model`` is set. ``api_base``/``api_key`` of the chat model are reused when the image
