@@ -160,3 +160,23 @@ async def test_an_older_transcript_is_migrated_once_kinds_derived_and_index_rebu
             assert store.transcript.tombstones(10) == []  # the non-evidence vectors were dropped
         finally:
             await store.close()
+
+
+async def test_concurrent_records_share_commits_and_each_returns_once_its_own_is_durable(tmp_path: Path) -> None:
+    store = await open_memory(settings_for(tmp_path))  # type: ignore[arg-type]
+    calls: list[int] = []
+    insert = store.transcript.insert
+
+    def counting(records, index_text):  # type: ignore[no-untyped-def]
+        calls.append(len(records))
+        return insert(records, index_text)
+
+    store.transcript.insert = counting  # type: ignore[method-assign]
+    try:
+        import asyncio
+
+        await asyncio.gather(*(store.record(rec(i, f"message {i} about the lantern festival")) for i in range(40)))
+        assert sum(calls) == 40 and len(calls) < 40  # batched: fewer transactions than records
+        assert len(await store.export(PAI)) == 40  # and every one of them committed when record() returned
+    finally:
+        await store.close()
