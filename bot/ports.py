@@ -130,6 +130,9 @@ class AdminChecker(Protocol):
 STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION = "statement", "question", "command", "bot", "file", "caption"
 RECORD_KINDS = (STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION)
 EVIDENCE_KINDS = (STATEMENT, FILE, CAPTION)
+# What members typed into the chat themselves (a command's words too: "/remind 每天 9点 打卡"), as opposed to
+# the bot's messages and the text of files and images. The language of a group is read from these.
+MEMBER_KINDS = (STATEMENT, QUESTION, COMMAND)
 UNCLASSIFIED = "message"  # a chat message whose kind the store derives from its text (imports, older data)
 
 
@@ -305,12 +308,13 @@ class CommandInfo:
 
 @dataclass(frozen=True, slots=True)
 class AdapterEnv:
-    """What the composition root hands an adapter factory besides the settings."""
+    """What the composition root hands an adapter factory besides its own config section."""
 
     bot_name: str
-    data_dir: Any  # pathlib.Path
-    commands: tuple[CommandInfo, ...] = ()
+    data_dir: Any  # pathlib.Path; an adapter keeps its files under it (e.g. ``<data_dir>/web_files``)
+    commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
+    command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting

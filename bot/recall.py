@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from bot.context import fmt_time
+from bot.i18n import N_, Translator
 from bot.ports import BOT, EVIDENCE_KINDS, QUESTION, MemoryHit, SearchFilters
 
-NOT_FOUND = "I can't find anything about that in this group's memory yet."
-FOUND = "Here is what this group said about it:"
-FOUND_SEARCH = "Found in this group's memory:"
-NO_MODEL_HINT = (
+NO_MODEL_HINT = N_(
     "(No language model is configured, so I can only quote the group's memory. "
     "Set llm.model in config.yaml to let me answer properly.)"
 )
@@ -79,7 +77,11 @@ def quotable(hits: Sequence[MemoryHit], question: str, exclude_ids: set[str] = f
     return out
 
 
-def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: int = 300) -> list[str]:
+def format_hits(
+    hits: Sequence[MemoryHit], tz: ZoneInfo, t: Translator, limit: int = 5, width: int = 300
+) -> list[str]:
+    """One line per hit: author, time, text (cut at ``width``), link. The bot's own messages are labelled as
+    the bot's, never passed off as a member's."""
     lines = []
     for hit in hits[:limit]:
         rec = hit.record
@@ -87,11 +89,14 @@ def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: 
         if len(text) > width:
             text = text[: width - 1] + "…"
         link = f" ({rec.url})" if rec.url else ""
-        who = f"{rec.author_name} (bot)" if rec.kind == BOT else rec.author_name  # never passed off as a member's
+        who = t._("{name} (bot)", name=rec.author_name) if rec.kind == BOT else rec.author_name
         lines.append(f"• {who}, {fmt_time(rec.sent_at, tz)}: {text}{link}")
     return lines
 
 
-def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, *, with_hint: bool) -> str:
-    body = f"{FOUND}\n" + "\n".join(format_hits(hits, tz)) if hits else NOT_FOUND
-    return f"{body}\n\n{NO_MODEL_HINT}" if with_hint else body
+def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, t: Translator, *, with_hint: bool) -> str:
+    if hits:
+        body = t._("Here is what this group said about it:") + "\n" + "\n".join(format_hits(hits, tz, t))
+    else:
+        body = t._("I can't find anything about that in this group's memory yet.")
+    return f"{body}\n\n{t._(NO_MODEL_HINT)}" if with_hint else body

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS register_lists (
 );
 """
 
-LIST_MARK = "📝 To-dos"
+LIST_MARK = "📝"  # starts every to-do list the bot posts (replies "done N" to one are understood)
 SAME_ITEM = 0.6  # least Jaccard overlap of content words for two items to be one
 _WORD = re.compile(r"[\u3400-\u9fff]+|[^\W\u3400-\u9fff]+")
 _STOP = frozenset(
