@@ -139,9 +139,6 @@ class AdminChecker(Protocol):
 STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION = "statement", "question", "command", "bot", "file", "caption"
 RECORD_KINDS = (STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION)
 EVIDENCE_KINDS = (STATEMENT, FILE, CAPTION)
-# What members typed into the chat themselves (a command's words too: "/remind 每天 9点 打卡"), as opposed to
-# the bot's messages and the text of files and images. The language of a group is read from these.
-MEMBER_KINDS = (STATEMENT, QUESTION, COMMAND)
 UNCLASSIFIED = "message"  # a chat message whose kind the store derives from its text (imports, older data)
 
 

@@ -15,7 +15,7 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
-from bot.ports import BOT, MEMBER_KINDS, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import BOT, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ log = logging.getLogger("paibot.services")
 # ``setting:<name>``. Precedence: runtime value > ``groups.<key>`` in config.yaml > the bot-wide value.
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
 
-LANGUAGE_WINDOW = 20  # members' messages that decide the language of a group set to "auto"
+LANGUAGE_WINDOW = 20  # members' statements that decide the language of a group set to "auto"
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
 
@@ -163,14 +163,16 @@ class Services:
         return self.catalogs.translator(await self.locale_of(group_key))
 
     async def _detected_language(self, group_key: str) -> str | None:
-        """The language of the group's last messages written by members (``MEMBER_KINDS``: statements,
-        questions and the words of commands, whose names tell nothing; not the bot, other bots, files or
-        captions)."""
+        """The language members write to each other in: that of their last statements. Commands, questions
+        and requests put to the bot and the bot's own messages do not decide it (a Chinese group that runs
+        English commands or asks the bot in English reads Chinese), nor do other bots, files or captions.
+        Only where the recent messages hold no statement at all (a direct chat, a platform that shows the bot
+        only what is addressed to it) do the questions to the bot decide."""
         recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
-        detected = detect_language(
-            (r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind in MEMBER_KINDS),
-            LANGUAGE_WINDOW,
-        )
+        members = [r for r in recent if r.chat_key == group_key and not r.is_bot]
+        detected = detect_language((r.text for r in members if r.kind == STATEMENT), LANGUAGE_WINDOW)
+        if detected is None:
+            detected = detect_language((r.text for r in members if r.kind == QUESTION), LANGUAGE_WINDOW)
         # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
         # or holds nothing new, e.g. a reminder firing after a long quiet spell.
         stored = await self.state.group_get(group_key, "language:detected")
