@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=(*FORMATS, *chat_exports.FORMATS, "auto"), default="auto")
     p.add_argument("--tz", default=None, help=f"qq and wechat exports: the zone of their times "
                    f"(default {chat_exports.DEFAULT_TZ}; a UTC offset or a name like Asia/Shanghai)")
+    p.add_argument("--bot-id", dest="bot_ids", action="append", default=[],
+                   help="the bot's own account id in the export (e.g. its QQ number; repeatable): its messages "
+                   "are recorded as the bot's, never as evidence")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")
     p.add_argument("--group", required=True)
@@ -146,9 +150,12 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
             if isinstance(item, ImportProblem):
                 problems.append(item)
                 print(f"paibot memory import: {path}: {item.where}: {item.reason} (skipped)", file=sys.stderr)
+            elif item.author_id in bot_ids and not item.is_bot:
+                yield dataclasses.replace(item, is_bot=True)
             else:
                 yield item
 
+    bot_ids = set(getattr(args, "bot_ids", ()))
     progress = _Progress(count_items(path, fmt), sys.stderr)
     result = await store.import_records(records(items), progress=progress)
     progress.end()

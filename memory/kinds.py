@@ -49,10 +49,19 @@ class KindRules:
         return STATEMENT
 
     def kind_of(self, rec: MemoryRecord) -> str:
-        """The record's kind: as given, or derived from its text when it is unclassified (or unknown)."""
+        """The record's kind: as given, or derived from its text when it is unclassified (or unknown). An
+        unclassified record is the bot's own when it says so, when its author is the core's id for the bot,
+        or when its author's name is the bot's name or an alias (how a QQ or WeChat export shows the bot's
+        account: by its name only)."""
         if rec.kind in RECORD_KINDS:
             return rec.kind
-        return self.classify(rec.text, rec.is_bot)
+        own = rec.is_bot or rec.author_id == OWN_AUTHOR_ID or self.is_bot_name(rec.author_name)
+        return self.classify(rec.text, own)
+
+    def is_bot_name(self, name: str) -> bool:
+        """Whether ``name`` is the bot's name or an alias as a whole (``Pai``, ``@派``), case-insensitively."""
+        folded = name.strip().lstrip("@＠").strip().casefold()
+        return bool(folded) and any(folded == n.casefold() for n in self.names)
 
 
 def _name_pattern(names: Sequence[str]) -> re.Pattern[str]:
