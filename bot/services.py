@@ -15,7 +15,7 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
-from bot.ports import BOT, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -166,13 +166,15 @@ class Services:
         """The language members write to each other in: that of their last statements. Commands, questions
         and requests put to the bot and the bot's own messages do not decide it (a Chinese group that runs
         English commands or asks the bot in English reads Chinese), nor do other bots, files or captions.
-        Only where the recent messages hold no statement at all (a direct chat, a platform that shows the bot
-        only what is addressed to it) do the questions to the bot decide."""
+        Only where the recent messages hold no statement at all (a new group whose first message is
+        "/remind 每天 9点 打卡", a direct chat, a platform that shows the bot only what is addressed to it) do
+        the words members addressed to the bot decide: their questions and their commands' words."""
         recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
         members = [r for r in recent if r.chat_key == group_key and not r.is_bot]
         detected = detect_language((r.text for r in members if r.kind == STATEMENT), LANGUAGE_WINDOW)
         if detected is None:
-            detected = detect_language((r.text for r in members if r.kind == QUESTION), LANGUAGE_WINDOW)
+            addressed = (r.text for r in members if r.kind in (QUESTION, COMMAND))
+            detected = detect_language(addressed, LANGUAGE_WINDOW)
         # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
         # or holds nothing new, e.g. a reminder firing after a long quiet spell.
         stored = await self.state.group_get(group_key, "language:detected")

@@ -238,6 +238,13 @@ async def test_where_members_only_talk_to_the_bot_their_questions_decide(tmp_pat
     assert await s.locale_of("web:g") == CHINESE
 
 
+async def test_a_new_group_whose_first_words_are_a_command_reads_the_commands_language(tmp_path):
+    s = await services_with(tmp_path, "auto", ["/remind 每天 9点 打卡"])
+    assert await s.locale_of("web:g") == CHINESE
+    await s.memory.record(record_of(make_message("what's up everyone", platform="web", chat="g"), "web:g"))
+    assert await s.locale_of("web:g") == "en"  # once members say something, that decides
+
+
 async def test_a_group_keeps_its_detected_language_when_its_memory_is_emptied(tmp_path):
     s = await services_with(tmp_path, "auto", ["大家好", "今晚吃什么"])
     assert await s.locale_of("web:g") == CHINESE
