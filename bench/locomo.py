@@ -26,7 +26,8 @@ adds. ``--floor`` calibrates the relevance floor: LoCoMo's category-5 (adversari
 in the conversation and are the negatives; for each candidate floor it prints the precision of "not found"
 (the share of questions answered "not found" that are unanswerable) and the recall@10 it costs on the
 answerable ones, then picks the floor leave-one-conversation-out (chosen on the other conversations, scored
-on the one left out) so the figure says how the choice generalises. ``--per-conversation`` prints recall@10
+on the one left out) so the figure says how the choice generalises; it does so twice, with the named-member
+check (``RetrievalParams.named_check``) and without it, same run. ``--per-conversation`` prints recall@10
 per conversation.
 """
 
@@ -166,6 +167,7 @@ class Asked:
     gold: set[str]
     ranked: dict[str, list[str]]  # system -> ids best first
     relevance: float = 0.0
+    relevance_without_name_check: float = 0.0
 
 
 async def ingest(store: HybridMemoryStore, data: list[dict[str, Any]]) -> float:
@@ -197,6 +199,8 @@ async def ask_all(store: HybridMemoryStore, data: list[dict[str, Any]], params: 
             entry.ranked[name] = [h.record.id for h in hits]
             if name == "memory":
                 entry.relevance = relevance
+            elif name == NO_NAME_CHECK:
+                entry.relevance_without_name_check = relevance
     return asked, leaks, t_search
 
 
@@ -237,6 +241,9 @@ def per_conversation(asked: list[Asked], systems: list[str]) -> None:
     for c in convs:
         group = [a for a in asked if a.conv == c and a.category in CATEGORIES]
         print(f"  {c:<16}" + "".join(f"{mean([recall(a.ranked.get(s, []), a.gold, 10) for a in group]):>9.3f}" for s in systems))
+
+
+NO_NAME_CHECK = "floor without the named-member check"
 
 
 def floor_report(asked: list[Asked]) -> None:
@@ -291,7 +298,7 @@ def floor_report(asked: list[Asked]) -> None:
 
 
 async def run(paths: list[Path], embedding: str, params: RetrievalParams, data_dir: Path, ablate: bool,
-              ) -> tuple[dict[tuple[str, str], Asked], dict[str, Any]]:  # fmt: skip
+              floor: bool = False) -> tuple[dict[tuple[str, str], Asked], dict[str, Any]]:  # fmt: skip
     data = [conv for p in paths for conv in json.loads(p.read_text(encoding="utf-8"))]
     settings = parse_settings(
         f"bot:\n  data_dir: {data_dir}\nmemory:\n  embedding: '{embedding}'\nadapters:\n  web:\n    enabled: false\n"
@@ -303,6 +310,8 @@ async def run(paths: list[Path], embedding: str, params: RetrievalParams, data_d
         if ablate:
             for name, change in ABLATIONS.items():
                 await ask_all(store, data, dataclasses.replace(params, **change), name, asked)
+        if floor:  # the relevance the floor would see without the named-member check, same run
+            await ask_all(store, data, dataclasses.replace(params, named_check=0.0), NO_NAME_CHECK, asked)
     finally:
         await store.close()
     n = sum(1 for a in asked.values() if a.category in CATEGORIES) + sum(1 for a in asked.values() if a.category == 5)
@@ -333,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     info: dict[str, Any] = {}
     for i, emb in enumerate(embeddings):
         with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
-            asked, info = asyncio.run(run(args.paths, emb, params, Path(tmp), args.ablate and i == 0))
+            asked, info = asyncio.run(run(args.paths, emb, params, Path(tmp), args.ablate and i == 0,
+                                          args.floor and i == 0))
         label = "memory" if len(embeddings) == 1 else f"m{i + 1}"
         for key, a in asked.items():
             entry = merged.setdefault(key, dataclasses.replace(a, ranked={}))
@@ -368,7 +378,10 @@ def main(argv: list[str] | None = None) -> int:
             print("(floor calibrated on m1)")
             for a in asked_list:
                 a.ranked["memory"] = a.ranked["m1"]
+        print("\nwith the named-member check (shipped):")
         floor_report(asked_list)
+        print("\nwithout the named-member check (relevance of the best hits only):")
+        floor_report([dataclasses.replace(a, relevance=a.relevance_without_name_check) for a in asked_list])
     return 0
 
 

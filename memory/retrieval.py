@@ -20,7 +20,9 @@
    turns from a date the query names (``date_boost``).
 5. Relevance floor: a result list whose best hits hold too small a share of the query's terms (weighted by
    rarity) is no answer at all: search returns nothing, and callers say "not found" (``floor``; calibrated on
-   the LoCoMo dev split with its unanswerable questions as negatives, see ``bench/locomo.py``).
+   the LoCoMo dev split with its unanswerable questions as negatives, see ``bench/locomo.py``). A query that
+   names members must also find its other words in a turn of theirs among the hits (``named_check``): the
+   same words said by someone else are no answer about them.
 
 Every part was kept because its ablation on the dev splits showed a gain (``bench/locomo.py --ablate``).
 Candidates are scored on light metadata rows (``transcript.Meta``); only the final k hits are read in full.
@@ -64,6 +66,10 @@ class RetrievalParams:
     repeat_share: float = 0.8  # a question holding this share of the query's terms repeats it: dropped
     floor: float = 0.15  # least share of the query's term weight the best hits must hold; 0 = no floor
     floor_hits: int = 3  # how many of the best hits the floor looks at
+    # A query naming members ("What did Caroline realize after her charity race?") is relevant only when a
+    # turn of theirs among the best hits holds its other words: the same words said by someone else are no
+    # answer about her (see ``relevance``). 0 = off.
+    named_check: float = 1.0
     dense_floor: float | None = None  # None = the embedder's own floor (below it a dense hit is noise)
     dense_relevance: float | None = None  # a dense hit this similar passes the floor (None: 1.5 x dense floor)
     # Cost bounds of the lexical side (see ``split_terms``): postings ranked over the whole history, and how
@@ -173,6 +179,8 @@ class HybridRetriever:
         scores = self._rerank(pai, q, scores, metas, filters, evidence)
         best = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
         relevance = 1.0 if close else self.relevance(pai, q, [s for s, _ in best[: p.floor_hits]], metas)
+        if not close and p.named_check > 0 and q.named - self._bot_ids(pai):
+            relevance = min(relevance, self.named_relevance(pai, q, [s for s, _ in best], metas))
         rows = self.transcript.by_seqs(pai, [s for s, _ in best])  # only the hits are read in full
         return [MemoryHit(rows[s].record, round(v, 6)) for s, v in best if s in rows], relevance
 
@@ -284,6 +292,24 @@ class HybridRetriever:
         other = [s for s in seqs if s not in ev]
         matched = self.transcript.matched_terms(pai, ev, q.terms)
         matched.update(self.transcript.matched_terms(pai, other, q.terms, evidence=False))
+        return max(sum(weight[t] for t in terms) / total for terms in matched.values())
+
+    def named_relevance(self, pai: str, q: _Query, seqs: Sequence[int], metas: dict[int, Meta]) -> float:
+        """For a query naming members: the largest share of the weight of its terms other than their names
+        that one of the named members' own turns among ``seqs`` holds in its text (0 when none of the hits
+        is theirs). "What did Caroline realize after her charity race?" when the race was Melanie's finds
+        Melanie's turns, or Caroline's without the race."""
+        named = q.named - self._bot_ids(pai)
+        names = {aid: name for name, aid in self._authors(pai).items()}
+        name_terms = {t for aid in named for t in query_terms(names.get(aid, ""))}
+        weight = {t: w for t, w in self._term_weights(pai, q).items() if t not in name_terms}
+        total = sum(weight.values())
+        if total <= 0:
+            return 1.0  # the query is only a name: nothing to check
+        own = [s for s in seqs if metas[s].author_id in named and metas[s].kind in EVIDENCE_KINDS]
+        if not own:
+            return 0.0
+        matched = self.transcript.matched_terms(pai, own, list(weight), columns=("body",))
         return max(sum(weight[t] for t in terms) / total for terms in matched.values())
 
     def _size(self, pai: str) -> int:

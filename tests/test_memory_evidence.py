@@ -77,3 +77,21 @@ async def test_the_recall_block_the_model_receives_holds_the_statement_after_hea
     block = recalled.group(1).splitlines()
     assert any("Alice: The venue is the Blue Hall" in line for line in block)
     assert not any("(bot)" in line or "@Pai" in line or "/search" in line for line in block)
+
+
+async def test_a_question_about_what_one_member_did_is_not_found_when_another_did_it(world):
+    # LoCoMo's adversarial questions swap the person: the words are in the group, said of someone else
+    app, adapter, _ = await world.start(memory="real")
+    for text, author, name in (
+        ("I ran a charity race for the shelter last Sunday", "mel", "Melanie"),
+        ("That's wonderful, I painted a lake sunrise this week", "caro", "Caroline"),
+        ("The race made me realize how much I love running", "mel", "Melanie"),
+    ):
+        await say(app, adapter, make_message(text, author=author, name=name))
+    asked = "/search what did {} realize after her charity race?"
+    (swapped,) = await say(app, adapter, make_message(asked.format("Caroline")))
+    assert swapped == "I can't find anything about that in this group's memory yet."
+    (right,) = await say(app, adapter, make_message(asked.format("Melanie")))
+    assert "• Melanie" in right and "realize" in right
+    (painted,) = await say(app, adapter, make_message("/search what did Caroline paint?"))
+    assert "• Caroline" in painted and "lake sunrise" in painted
