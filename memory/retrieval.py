@@ -299,8 +299,12 @@ class HybridRetriever:
         that one of the named members' own turns among ``seqs`` holds in its text (0 when none of the hits
         is theirs). "What did Caroline realize after her charity race?" when the race was Melanie's finds
         Melanie's turns, or Caroline's without the race."""
-        named = q.named - self._bot_ids(pai)
         names = {aid: name for name, aid in self._authors(pai).items()}
+        folded = fold(q.text)
+        # only members named in full: a word of a longer name ("party" of "Party Planner") is not a name
+        named = {aid for aid in q.named - self._bot_ids(pai) if _names_in_full(names.get(aid, ""), folded)}
+        if not named:
+            return 1.0
         name_terms = {t for aid in named for t in query_terms(names.get(aid, ""))}
         weight = {t: w for t, w in self._term_weights(pai, q).items() if t not in name_terms}
         total = sum(weight.values())
@@ -319,6 +323,15 @@ class HybridRetriever:
         if cached is None or now - cached[0] > 60.0:
             cached = self._sizes[pai] = (now, self.transcript.size(pai))
         return cached[1]
+
+
+def _names_in_full(name: str, folded_query: str) -> bool:
+    """Whether the (folded) display name occurs in the folded query as a whole."""
+    if not name:
+        return False
+    if not name.isascii():
+        return name in folded_query
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded_query) is not None
 
 
 def split_terms(terms: Sequence[str], counts: Sequence[int], budget: int) -> tuple[list[str], list[str]]:

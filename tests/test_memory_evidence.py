@@ -95,3 +95,11 @@ async def test_a_question_about_what_one_member_did_is_not_found_when_another_di
     assert "• Melanie" in right and "realize" in right
     (painted,) = await say(app, adapter, make_message("/search what did Caroline paint?"))
     assert "• Caroline" in painted and "lake sunrise" in painted
+
+
+async def test_a_word_of_a_members_name_in_a_query_is_not_taken_for_her(world):
+    app, adapter, _ = await world.start(memory="real")
+    await say(app, adapter, make_message("The party is at the Blue Hall on Friday", author="bob", name="Bob"))
+    await say(app, adapter, make_message("I'll bring the cake", author="pp", name="Party Planner"))
+    (found,) = await say(app, adapter, make_message("/search where is the party on Friday?"))
+    assert "• Bob" in found and "Blue Hall" in found
