@@ -27,9 +27,9 @@ from bot.events import Message
 from bot.limits import REFUSALS
 from bot.middleware import Turn, chain
 from bot.middlewares import Chains
-from bot.policy import Facts, decide, may_record, name_pattern
-from bot.ports import MemoryHit, TextSink, Tool, ToolContext
-from bot.recall import memory_answer, quotable, search_query
+from bot.policy import Facts, decide, may_record, record_kind
+from bot.ports import TextSink, Tool, ToolContext
+from bot.recall import memory_answer, quotable, recall_filters, search_query
 from bot.services import Services, record_of
 from bot.streaming import ReplyStream
 
@@ -57,16 +57,19 @@ class Member:
             log.debug("ignoring %s from a group that is not served", msg.event_id)
             return
         pai = settings.pai_of(msg.chat.key)
+        # The decision is made before recording: it says what the record is (a question to the bot, a
+        # command, a statement), which decides whether it counts as evidence later (bot.policy.record_kind).
+        reply_to_me = (not msg.from_me and bool(msg.reply_to)
+                       and await self.s.is_own_message(msg.chat, msg.reply_to.message_id))  # fmt: skip
+        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
+        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         if await self._recording_allowed(msg):
-            await self.s.memory.record(record_of(msg, pai))
+            await self.s.memory.record(record_of(msg, pai, record_kind(msg, decision)))
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
         if await self.delivery.pending(msg):  # handled before: never think or answer twice
             return
-        reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
-        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
-        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         await self._gated(Turn(msg, pai, decision, reply_to_me))
 
     async def _respond(self, turn: Turn) -> None:
@@ -141,11 +144,12 @@ class Member:
         s = self.s
         settings = s.settings
         tz = s.tz_for(msg.chat.key)
-        hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
+        query = search_query(question) or msg.text
+        hits = await s.memory.search(pai, query, k=settings.memory.recall_hits, filters=recall_filters(question))
+        hits = [h for h in hits if h.record.id != msg.id]
         if s.brain is None:
-            asked = self._questions_to_me(hits)
             t = await s.translator(msg.chat.key)
-            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, t, with_hint=True)
+            return memory_answer(quotable(hits, question), tz, t, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         key = msg.chat.key
         system = system_prompt(
@@ -167,11 +171,6 @@ class Member:
             log.warning("no model answered for %s", msg.event_id)
             return (await s.translator(msg.chat.key))._(APOLOGY)
         return (reply.text.strip() or "🤔") + _sources_note(tools, reply.tool_calls_made)
-
-    def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
-        """Ids of hits that were themselves questions put to the bot (they hold no answer)."""
-        pattern = name_pattern((self.s.settings.bot.name, *self.s.settings.bot.aliases))
-        return {h.record.id for h in hits if pattern.search(h.record.text)}
 
     # ------------------------------------------------------------------ streamed answers
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.events import Message
+from bot.ports import BOT, COMMAND, QUESTION, STATEMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,22 @@ def decide(msg: Message, settings: Settings, facts: Facts) -> Decision:
     if any(k and k.lower() in low for k in keywords):
         return Decision(True, "keyword", prompt=prompt)
     return Decision(False, "not addressed")
+
+
+_ADDRESSED = frozenset({"mention", "reply to me", "direct message"})
+
+
+def record_kind(msg: Message, decision: Decision) -> str:
+    """What a message is, for the memory (``bot.ports.RECORD_KINDS``): the bot's own message, a command, a
+    question or request put to the bot (a mention, a reply to the bot, a direct message), or a statement.
+    Only statements (and files and captions, recorded by their skills) are evidence of what the group said."""
+    if msg.from_me:
+        return BOT
+    if decision.command or decision.reason == "command for another bot":
+        return COMMAND
+    if decision.reason in _ADDRESSED:
+        return QUESTION
+    return STATEMENT
 
 
 def clean_prompt(text: str) -> str:

@@ -140,6 +140,15 @@ class AdminChecker(Protocol):
 # --------------------------------------------------------------------------- memory
 
 
+# What a record is. Only members' content is evidence of what the group said: their statements, the chunks of
+# files they posted and the captions of their images. Questions and requests put to the bot, commands and the
+# bot's own messages are kept (a member may ask what Pai said), but search does not offer them as evidence.
+STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION = "statement", "question", "command", "bot", "file", "caption"
+RECORD_KINDS = (STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION)
+EVIDENCE_KINDS = (STATEMENT, FILE, CAPTION)
+UNCLASSIFIED = "message"  # a chat message whose kind the store derives from its text (imports, older data)
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryRecord:
     """One remembered item of a pai: a chat message, a file chunk or an image caption."""
@@ -151,7 +160,7 @@ class MemoryRecord:
     author_name: str
     text: str
     sent_at: datetime
-    kind: str = "message"  # "message" | "file" | "caption"
+    kind: str = UNCLASSIFIED  # one of RECORD_KINDS, or UNCLASSIFIED for the store to classify
     reply_to_id: str | None = None
     url: str = ""
     is_bot: bool = False
@@ -166,6 +175,10 @@ class MemoryHit:
 
 @dataclass(frozen=True, slots=True)
 class SearchFilters:
+    """Narrow a search. ``kinds`` empty means evidence: members' statements, files and captions, then their
+    questions to the bot (ranked below statements, never a repeat of the query itself), and the bot's own
+    messages only when the query names the bot. Given kinds are searched as asked, nothing else."""
+
     author_ids: tuple[str, ...] = ()
     author_names: tuple[str, ...] = ()
     since: datetime | None = None
@@ -177,8 +190,9 @@ class MemoryStore(Protocol):
     """A pai's long-term memory. The ``pai`` always comes from the trusted event envelope.
 
     ``record`` is durable when it returns (the transcript is the source of truth; indexes may lag) and is
-    idempotent on ``(pai, record.id)``. ``search`` never returns a record of another pai. Implementations
-    keep blocking work (SQLite, chromadb, embeddings) off the event loop.
+    idempotent on ``(pai, record.id)``. ``search`` never returns a record of another pai, ranks evidence as
+    ``SearchFilters`` describes, and returns nothing ("not found") when no record passes its relevance
+    floor. Implementations keep blocking work (SQLite, chromadb, embeddings) off the event loop.
     """
 
     async def record(self, rec: MemoryRecord) -> None: ...

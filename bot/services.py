@@ -15,7 +15,7 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
-from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ log = logging.getLogger("paibot.services")
 # ``setting:<name>``. Precedence: runtime value > ``groups.<key>`` in config.yaml > the bot-wide value.
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
 
-LANGUAGE_WINDOW = 20  # members' messages that decide the language of a group set to "auto"
+LANGUAGE_WINDOW = 20  # members' statements that decide the language of a group set to "auto"
 # What ``record_of`` appends to a message's text for each attachment: " [video: harbour.webm]".
 _ATTACHMENT_NOTES = re.compile(r"(?: \[[a-z]+: [^\n]*?\])+\Z")
 
@@ -169,16 +169,21 @@ class Services:
         return self.catalogs.translator(await self.locale_of(group_key))
 
     async def _detected_language(self, group_key: str) -> str | None:
-        """The language of the group's last messages written by members (not the bot, files or captions)."""
+        """The language members write to each other in: that of their last statements. Commands, questions
+        and requests put to the bot and the bot's own messages do not decide it (a Chinese group that runs
+        English commands or asks the bot in English reads Chinese), nor do other bots, files or captions.
+        Only where the recent messages hold no statement at all (a new group whose first message is
+        "/remind 每天 9点 打卡", a direct chat, a platform that shows the bot only what is addressed to it) do
+        the words members addressed to the bot decide: their questions and their commands' words."""
         recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
+        members = [r for r in recent if r.chat_key == group_key and not r.is_bot]
+        # the names of shared files are not what members write
         detected = detect_language(
-            (
-                _ATTACHMENT_NOTES.sub("", r.text)  # the names of shared files are not what members write
-                for r in recent
-                if r.chat_key == group_key and not r.is_bot and r.kind == "message"
-            ),
-            LANGUAGE_WINDOW,
+            (_ATTACHMENT_NOTES.sub("", r.text) for r in members if r.kind == STATEMENT), LANGUAGE_WINDOW
         )
+        if detected is None:
+            addressed = (_ATTACHMENT_NOTES.sub("", r.text) for r in members if r.kind in (QUESTION, COMMAND))
+            detected = detect_language(addressed, LANGUAGE_WINDOW)
         # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
         # or holds nothing new, e.g. a reminder firing after a long quiet spell.
         stored = await self.state.group_get(group_key, "language:detected")
@@ -230,6 +235,7 @@ class Services:
                 reply_to_id=out.reply_to,
                 url=ref.url,
                 is_bot=True,
+                kind=BOT,
             )
         )
 
@@ -251,8 +257,9 @@ def parse_quiet_hours(span: str) -> tuple[int, int] | None:
     return None if start == end else (start, end)
 
 
-def record_of(msg: Message, pai: str) -> MemoryRecord:
-    """The memory record of an inbound message (attachments noted in the text for search)."""
+def record_of(msg: Message, pai: str, kind: str = UNCLASSIFIED) -> MemoryRecord:
+    """The memory record of an inbound message (attachments noted in the text for search), of ``kind``
+    (``bot.policy.record_kind``; unclassified, the memory derives it from the text)."""
     text = msg.text
     if msg.attachments:
         text += "".join(f" [{a.kind}: {a.name}]" for a in msg.attachments)
@@ -270,4 +277,5 @@ def record_of(msg: Message, pai: str) -> MemoryRecord:
         url=msg.url,
         is_bot=msg.author.is_bot or msg.from_me,
         meta={"thread": msg.thread} if msg.thread else {},
+        kind=kind,
     )

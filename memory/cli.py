@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from bot.ports import MemoryHit, MemoryRecord
 from memory import chat_exports
 from memory.config import LitellmLoader, MemoryConfig
 from memory.importers import FORMATS, ImportProblem, Parsed, count_items, guess_format, read_records
+from memory.kinds import KindRules
 from memory.lock import acquire_data_dir_lock
 from memory.store import HybridMemoryStore, open_memory
 
@@ -45,6 +47,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=(*FORMATS, *chat_exports.FORMATS, "auto"), default="auto")
     p.add_argument("--tz", default=None, help=f"qq and wechat exports: the zone of their times "
                    f"(default {chat_exports.DEFAULT_TZ}; a UTC offset or a name like Asia/Shanghai)")
+    p.add_argument("--bot-id", dest="bot_ids", action="append", default=[],
+                   help="the bot's own account id in the export (e.g. its QQ number; repeatable): its messages "
+                   "are recorded as the bot's, never as evidence")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")
     p.add_argument("--group", required=True)
@@ -64,7 +69,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(
-    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None
+    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None,
 ) -> int:
     """Run one ``memory`` subcommand; returns the process exit code (``load_litellm``: as ``open_memory``)."""
     try:
@@ -73,7 +79,7 @@ def run(
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args, settings, load_litellm))
+        return asyncio.run(_run(args, settings, load_litellm, kinds))
     except (MemoryError_, ConfigError) as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 1
@@ -81,8 +87,9 @@ def run(
         lock.release()
 
 
-async def _run(args: argparse.Namespace, settings: MemoryConfig, load_litellm: LitellmLoader | None) -> int:
-    store = await open_memory(settings, load_litellm=load_litellm)
+async def _run(args: argparse.Namespace, settings: MemoryConfig, load_litellm: LitellmLoader | None,
+               kinds: KindRules | None) -> int:  # fmt: skip
+    store = await open_memory(settings, load_litellm=load_litellm, kinds=kinds)
     try:
         handler = {
             "import": _import, "search": _search, "stats": _stats, "export": _export, "forget": _forget,
@@ -143,9 +150,12 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
             if isinstance(item, ImportProblem):
                 problems.append(item)
                 print(f"paibot memory import: {path}: {item.where}: {item.reason} (skipped)", file=sys.stderr)
+            elif item.author_id in bot_ids and not item.is_bot:
+                yield dataclasses.replace(item, is_bot=True)
             else:
                 yield item
 
+    bot_ids = set(getattr(args, "bot_ids", ()))
     progress = _Progress(count_items(path, fmt), sys.stderr)
     result = await store.import_records(records(items), progress=progress)
     progress.end()

@@ -60,6 +60,7 @@ async def test_missing_or_corrupt_chroma_directory_is_rebuilt_from_the_transcrip
             if f.is_file():
                 f.write_bytes(b"\x00garbage" * 64)
     mem = await open_memory(settings)  # type: ignore[arg-type]
+    mem.retriever.dense_weight = 0.3  # rank with the vectors, as a real embedding model does
     try:
         await mem.flush()
         assert mem.index.count("web:1") == 20

@@ -55,7 +55,7 @@ def watch_skill(app: Any) -> Any:
 
 
 def subtitle_records(memory: Any) -> list[Any]:
-    return sorted((r for r in memory.records.values() if r.kind == "subtitle"), key=lambda r: r.meta["start"])
+    return sorted((r for r in memory.records.values() if "start" in r.meta), key=lambda r: r.meta["start"])
 
 
 async def share_film(world: World, app: Any, adapter: FetchingAdapter, tmp_path: Path, text: str = "/watch",
@@ -155,7 +155,7 @@ async def test_ending_from_a_player_posts_a_digest_and_memory_keeps_what_was_wat
     digest = adapter.sent[sent].text
     assert digest.startswith("🎬 harbour.webm — watched together, 0:30 of 0:42, started by Alice")
     assert "With Bob." in digest and "Some lines:" in digest and "Bob: the storm scene is great" in digest
-    (watched,) = [r for r in memory.records.values() if r.kind == "watch"]
+    (watched,) = [r for r in memory.records.values() if r.id.endswith("#watch")]
     assert "harbour.webm" in watched.text and "up to 0:30 of 0:42" in watched.text
     assert watched.author_id == "alice" and watched.meta["session"] == view.session
     (recap,) = await say(app, adapter, msg("/recap", "carol"))

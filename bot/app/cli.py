@@ -138,9 +138,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
     if args.cmd == "memory":
         from bot.providers.litellm_llm import load_litellm
         from memory.cli import run
+        from memory.kinds import KindRules
 
         setup_logging("WARNING", secrets_of(settings))
-        return run(args, settings, load_litellm=load_litellm)
+        return run(args, settings, load_litellm=load_litellm, kinds=KindRules.of(settings))
     raise AssertionError(args.cmd)
 
 

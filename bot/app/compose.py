@@ -86,6 +86,7 @@ class App:
         self._supervisors: list[AdapterSupervisor] = []
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
+        self._warmup: asyncio.Future[Any] | None = None
         self._tool_providers: list[ToolProvider] = []
         self.skill_sets: dict[str, SkillSet] = {}
         self.shared = SkillResources(settings.data_path)
@@ -106,6 +107,11 @@ class App:
             await self._start_adapters()
             for svc in self._background:
                 await svc.start()
+            if self._llm is None and (settings.llm.model or settings.llm.image_model):
+                # litellm takes most of a start-up to import: import it on a worker thread once the bot serves
+                from bot.providers.litellm_llm import load_litellm
+
+                self._warmup = asyncio.get_running_loop().run_in_executor(None, load_litellm)
         except BaseException:
             await self.stop()
             raise
@@ -120,8 +126,9 @@ class App:
             memory = self._memory_in
         else:
             from bot.providers.litellm_llm import load_litellm
+            from memory.kinds import KindRules
 
-            memory = await open_memory(settings, load_litellm=load_litellm)
+            memory = await open_memory(settings, load_litellm=load_litellm, kinds=KindRules.of(settings))
         llm = self._llm
         if llm is None and settings.llm.model:
             from bot.providers.litellm_llm import build_language_model
@@ -136,9 +143,9 @@ class App:
         image_generator = None
         if settings.llm.image_model:
             from bot.providers.litellm_images import LiteLLMImageGenerator
-            from bot.providers.litellm_llm import load_litellm
+            from bot.providers.litellm_llm import LazyLiteLLM
 
-            image_generator = LiteLLMImageGenerator(settings.llm, load_litellm())
+            image_generator = LiteLLMImageGenerator(settings.llm, LazyLiteLLM())
         self.shared = SkillResources(settings.data_path, image_generator=image_generator)
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, default_chains(self.services, limiter))
@@ -297,6 +304,10 @@ class App:
             await self.services.state.flush()
             self.services.state.close()
             self.services = None
+        if self._warmup is not None:
+            with contextlib.suppress(Exception):  # an import cut short by the stop is nobody's concern
+                await asyncio.wait_for(asyncio.shield(self._warmup), timeout=30)
+            self._warmup = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

@@ -31,7 +31,7 @@ from bot.context import fmt_time
 from bot.events import Message
 from bot.i18n import N_, Translator
 from bot.plugins import SkillEnv, SkillPlugin, SkillSet
-from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
+from bot.ports import STATEMENT, MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.factcheck_text import (
     CLAIMS_SYSTEM,
@@ -186,7 +186,7 @@ class FactCheckSkill:
         recent = await self._s.memory.recent(pai, THREAD_SIZE * 2)
         return [
             r for r in recent
-            if r.chat_key == msg.chat.key and r.kind == "message" and not r.is_bot and r.id != msg.id
+            if r.chat_key == msg.chat.key and r.kind == STATEMENT and not r.is_bot and r.id != msg.id
             and (msg.thread is None or r.meta.get("thread") == msg.thread)
         ][-THREAD_SIZE:]  # fmt: skip
 

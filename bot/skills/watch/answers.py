@@ -16,7 +16,7 @@ from bot.brain import BrainUnavailable
 from bot.context import RULES, fmt_time, system_prompt
 from bot.events import Message
 from bot.i18n import Translator
-from bot.ports import MemoryRecord, ToolContext
+from bot.ports import STATEMENT, UNCLASSIFIED, MemoryRecord, ToolContext
 from bot.services import Services
 from bot.skills.watch.asking import Moment, cue_lines, lines_for, spread
 from bot.skills.watch.cues import Cue, fmt_ts
@@ -243,7 +243,7 @@ def talk_during(
     the bot, not the bot)."""
     return [
         r for r in records
-        if r.chat_key == chat_key and not r.is_bot and r.kind == "message" and r.sent_at >= start
+        if r.chat_key == chat_key and not r.is_bot and r.kind in (STATEMENT, UNCLASSIFIED) and r.sent_at >= start
         and (end is None or r.sent_at <= end) and not r.text.lstrip().startswith(("/", "!"))
         and not to_bot.search(r.text)
     ]  # fmt: skip

@@ -6,7 +6,7 @@
 
 Media bytes are read where they lie when the adapter has them on disk (``bot.ports.LocalAttachments``, the
 web group), else fetched (``AttachmentFetcher``) up to ``limits.max_attachment_bytes`` into a temporary file. Parsing
-and decoding run on worker threads. In memory, lines are kept as ``MemoryRecord(kind="subtitle")`` chunks of
+and decoding run on worker threads. In memory, lines are kept as file chunks (``MemoryRecord(kind=FILE)``: evidence, like a document) of
 about a minute, each with its media times and session in ``meta`` and the times in its text, authored by the
 member who shared them (so ``/forget-me`` and retention reach them like their messages).
 """
@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from bot.errors import DeliveryError
 from bot.events import Attachment, ChatRef
-from bot.ports import MemoryRecord
+from bot.ports import FILE, MemoryRecord
 from bot.services import Services
 from bot.skills.watch.cues import (
     MAX_SUBTITLE_BYTES,
@@ -183,7 +183,7 @@ def subtitle_records(
         lines = " / ".join(f"[{fmt_ts(c.start)}] {c.text}" for c in chunk)
         records.append(MemoryRecord(
             id=f"{base}#{tag}{n}", pai=pai, chat_key=chat_key, author_id=author_id, author_name=author_name,
-            text=f"{title} [{fmt_ts(start)}–{fmt_ts(end)}]: {lines}", sent_at=sent_at, kind="subtitle", url=url,
+            text=f"{title} [{fmt_ts(start)}–{fmt_ts(end)}]: {lines}", sent_at=sent_at, kind=FILE, url=url,
             meta={"session": session, "title": title, "start": start, "end": end, "source": source, "chunk": n},
         ))  # fmt: skip
     return records

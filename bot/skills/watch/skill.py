@@ -458,7 +458,7 @@ class WatchSkill:
         return text
 
     def _watch_record(self, session: Session) -> Any:
-        from bot.ports import MemoryRecord
+        from bot.ports import STATEMENT, MemoryRecord
 
         upto = session.furthest
         duration = session.playback.duration
@@ -471,7 +471,7 @@ class WatchSkill:
         return MemoryRecord(
             id=f"{session.record_base}#watch", pai=session.pai, chat_key=session.group_key,
             author_id=session.starter_id, author_name=session.starter_name, text=text, sent_at=session.started_at,
-            kind="watch", meta={"session": session.id, "title": session.title, "watched_to": upto,
+            kind=STATEMENT, meta={"session": session.id, "title": session.title, "watched_to": upto,
                                 "duration": duration, "ended_at": session.ended_at.isoformat() if session.ended_at else ""},
         )  # fmt: skip
 
