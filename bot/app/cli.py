@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.app.datadir import make_private
 from bot.config import Settings, load_settings, masked, secrets_of
 from bot.errors import AdapterConfigError, ConfigError, DataDirLocked, PaibotError
 from bot.logsetup import RedactSecrets, setup_logging
@@ -104,6 +105,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.cmd == "run":
         setup_logging(settings.log_level, secrets_of(settings))
+        make_private(settings.data_path)
         from bot.app import App
 
         asyncio.run(App(settings).run_forever())
@@ -120,6 +122,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from memory.cli import run
 
         setup_logging("WARNING", secrets_of(settings))
+        make_private(settings.data_path)
         return run(args, settings, load_litellm=load_litellm)
     raise AssertionError(args.cmd)
 

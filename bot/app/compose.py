@@ -18,6 +18,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.app.datadir import make_private
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
@@ -68,7 +69,7 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         data = settings.data_path
-        data.mkdir(parents=True, exist_ok=True)
+        make_private(data)
         from memory import acquire_data_dir_lock, open_memory
 
         self._lock = acquire_data_dir_lock(data)
