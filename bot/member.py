@@ -71,7 +71,8 @@ class Member:
             log.debug("ignoring %s from a group that is not served", msg.event_id)
             return
         pai = settings.pai_of(msg.chat.key)
-        if await self._recording_allowed(msg):
+        recording = await self._recording_allowed(msg)
+        if recording:
             await self.s.memory.record(record_of(msg, pai))
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
@@ -92,7 +93,7 @@ class Member:
         # A quoted message is input too (a fact check sends it whole): it counts towards the size limit.
         quoted = msg.reply_to.text if msg.reply_to is not None else ""
         verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text + quoted) if decision.speak else None
-        if await self._observe(msg, pai, decision, reply_to_me, verdict is None or verdict.allowed):
+        if await self._observe(msg, pai, decision, reply_to_me, verdict is None or verdict.allowed, recording):
             return
         if not decision.speak:
             log.debug("not speaking on %s: %s", msg.event_id, decision.reason)
@@ -110,13 +111,13 @@ class Member:
             await self._reply(msg, text, extra)
 
     async def _observe(
-        self, msg: Message, pai: str, decision: Decision, reply_to_me: bool, may_answer: bool
+        self, msg: Message, pai: str, decision: Decision, reply_to_me: bool, may_answer: bool, may_record: bool
     ) -> bool:
         """Run the skills' observers; True when one of them answered the message."""
         observers = self.registry.observers()
         if not observers or msg.author.is_bot:
             return False
-        seen = Observation(msg, pai, decision, reply_to_me, self.s, may_answer)
+        seen = Observation(msg, pai, decision, reply_to_me, self.s, may_answer, may_record)
         for observer in observers:
             result = await observer(seen)
             if result is None or result == "":
@@ -130,7 +131,7 @@ class Member:
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
         flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
-        return not flag  # /optin stores "" (StateDB has no delete)
+        return not flag
 
     async def is_admin(self, msg: Message) -> bool:
         """Admins by immutable id: configured operators, the group's configured admins, or platform admins."""

@@ -24,6 +24,7 @@ from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
 from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
+from bot.intake import IntakePolicy
 from bot.limits import RateLimiter
 from bot.member import Member
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
@@ -83,7 +84,8 @@ class App:
 
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
-        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        policy = IntakePolicy(settings, self.registry.names)
+        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now, policy=policy)
         if self._memory_in is not None:
             memory = self._memory_in
         else:

@@ -111,7 +111,7 @@ class FilesSkill:
     async def _observe(self, seen: Observation) -> str | Reply | None:
         msg = seen.message
         docs = [a for a in msg.attachments if a.kind == "file"]
-        if not docs:
+        if not docs or not seen.may_record:
             return None
         await self._log.remember(msg)
         results: list[Ingested] = []

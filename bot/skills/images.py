@@ -118,7 +118,7 @@ class ImagesSkill:
     async def _observe(self, seen: Observation) -> str | Reply | None:
         msg = seen.message
         images = [a for a in msg.attachments if a.kind == "image"]
-        if images:
+        if images and seen.may_record:
             await self._log.remember(msg)
             if self._s.settings.llm.vision and self._s.brain is not None:
                 for i, att in enumerate(images):
