@@ -167,6 +167,61 @@ class MemoryStore(Protocol):
     async def close(self) -> None: ...
 
 
+# --------------------------------------------------------------------------- forgetting
+
+
+def passage_key(text: str) -> str:
+    """How passages are compared when looking for quotes: whitespace collapsed, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What to forget in the chats ``chat_keys`` of the pai ``pai`` (``/forget-me``, ``paibot memory forget``,
+    retention). Any of:
+
+    * ``author_id``: everything the member with this (platform) id wrote there: her messages, her files and
+      their text, captions of her images, her reminders, to-dos, polls and votes;
+    * ``message_ids``: these messages (platform ids, as ``Message.id``) and what was derived from them;
+    * ``before``: everything sent before this moment (retention). Live items (an active reminder, an open
+      poll or to-do) stay while they are live.
+
+    ``quotes`` (made with ``passage_key``) are passages being forgotten: a bot message that contains one, or
+    that replies to a forgotten message, is redacted too, wherever the bot's messages are kept.
+    """
+
+    pai: str
+    chat_keys: tuple[str, ...]
+    author_id: str | None = None
+    message_ids: tuple[str, ...] = ()
+    before: datetime | None = None
+    quotes: tuple[str, ...] = ()
+
+    def quoted_in(self, text: str) -> bool:
+        """Whether ``text`` contains one of the passages being forgotten."""
+        if not self.quotes or not text:
+            return False
+        key = passage_key(text)
+        return any(q in key for q in self.quotes)
+
+
+class ContentEraser(Protocol):
+    """Anything that keeps member content (the memory, the inbox, a skill's store, a platform's own store such
+    as the web group) and can forget it. Every store that can hold member content implements this and is
+    listed in SECURITY.md's data map.
+
+    ``passages`` returns the texts the store holds that ``erasure`` forgets (her messages, file names,
+    reminder texts), so quotes of them are found elsewhere; it is called on every eraser before any
+    ``erase``. ``erase`` removes (or, where a placeholder must stay, redacts to nothing) what the erasure
+    names, and bot messages that quote it; it is idempotent and returns counts by kind of item removed.
+    Implementations keep blocking work off the event loop.
+    """
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]: ...
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]: ...
+
+
 # --------------------------------------------------------------------------- LLM
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError
 from bot.events import ChatRef, Message, Outgoing, SentRef
-from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import ChatAdapter, Clock, ContentEraser, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -42,6 +42,10 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
     sent_hooks: list[SentHook] = field(default_factory=list)
+    # Every store that keeps member content (``bot.ports.ContentEraser``): the memory, the inbox, the skills'
+    # stores, platforms that keep messages themselves. ``/forget-me`` and retention reach them all through
+    # ``bot.erasure.Forgetter``; a skill creating such a store appends it here.
+    erasers: list[ContentEraser] = field(default_factory=list)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:

@@ -9,7 +9,7 @@ move them to the dead-letter state so the stream behind them is not held up.
 The inbox is a queue, not an archive. The intake policy (``bot.intake.IntakePolicy``) decides inside the
 submit transaction, before anything is written: a refused event leaves only its id (status ``refused``),
 so a redelivery is still recognised. An event's payload (the message as JSON) is kept only while it waits:
-marking it done or dead empties it, and ``forget_author`` removes a member's waiting events.
+marking it done or dead empties it, and ``erase`` (``ContentEraser``) removes a member's waiting events.
 
 The reply ledger makes replies at-most-once across crashes: a reply is marked *sending* before the platform
 call and *sent* after it; an event whose reply is already *sending* or *sent* is never answered again. It
@@ -20,6 +20,7 @@ All SQLite work runs on one connection guarded by a lock, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import PaibotError
 from bot.events import Message
-from bot.ports import Usage
+from bot.ports import Erasure, Usage
 
 if TYPE_CHECKING:
     from bot.events import ChatRef
@@ -103,6 +104,7 @@ class StateDB:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute("PRAGMA secure_delete=ON")  # emptied payloads are overwritten, not left in free pages
         self._conn.executescript(_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(replies)")}
         if "payload" not in columns:  # data directories from before replies kept their payload
@@ -249,6 +251,58 @@ class StateDB:
         return await self._run(
             lambda c: c.execute("SELECT event_id, last_error, attempts FROM inbox WHERE status='dead'").fetchall()
         )
+
+    # ----------------------------------------------------------------- forgetting (ContentEraser)
+
+    def _waiting(self, conn: sqlite3.Connection, e: Erasure) -> list[tuple[int, Message]]:
+        marks = ",".join("?" * len(e.chat_keys))
+        rows = conn.execute(
+            f"SELECT seq, payload FROM inbox WHERE status='pending' AND chat_key IN ({marks})", e.chat_keys
+        ).fetchall()
+        return [(seq, Message.from_dict(json.loads(payload))) for seq, payload in rows if payload]
+
+    @staticmethod
+    def _forgets(e: Erasure, msg: Message) -> bool:
+        hers = e.author_id is not None and msg.author.user_id == e.author_id and not msg.from_me
+        return hers or msg.id in e.message_ids or (e.before is not None and msg.sent_at < e.before)
+
+    async def passages(self, erasure: Erasure) -> list[str]:
+        """The texts of waiting events that ``erasure`` forgets."""
+        waiting = await self._run(lambda c: self._waiting(c, erasure))
+        return [m.text for _, m in waiting if self._forgets(erasure, m)]
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """Waiting events the erasure forgets leave only their id (as if refused); a waiting event quoting a
+        forgotten message loses the quote; a reply still in the ledger that mentions the member or quotes
+        her loses its payload (it can then no longer be resent after a crash)."""
+        e = erasure
+
+        def body(conn: sqlite3.Connection) -> dict[str, int]:
+            dropped = quotes = replies = 0
+            for seq, msg in self._waiting(conn, e):
+                if self._forgets(e, msg):
+                    conn.execute("UPDATE inbox SET status='refused', payload='' WHERE seq=?", (seq,))
+                    dropped += 1
+                elif msg.reply_to is not None and (
+                    (msg.reply_to.author is not None and msg.reply_to.author.user_id == e.author_id)
+                    or msg.reply_to.message_id in e.message_ids or e.quoted_in(msg.reply_to.text)
+                ):
+                    quiet = dataclasses.replace(msg, reply_to=dataclasses.replace(msg.reply_to, text=""))
+                    payload = json.dumps(quiet.to_dict(), ensure_ascii=False)
+                    conn.execute("UPDATE inbox SET payload=? WHERE seq=?", (payload, seq))
+                    quotes += 1
+            if e.author_id is not None or e.message_ids:
+                for event_id, payload in conn.execute("SELECT event_id, payload FROM replies WHERE payload!=''").fetchall():
+                    data = json.loads(payload)
+                    if e.author_id in data.get("mention_user_ids", ()) or e.quoted_in(str(data.get("text", ""))):
+                        conn.execute("UPDATE replies SET payload='' WHERE event_id=?", (event_id,))
+                        replies += 1
+            return {"queued events": dropped, "quotes in queued events": quotes, "replies being sent": replies}
+
+        counts = await self._run(lambda c: self._tx(c, body))
+        if any(counts.values()):
+            await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        return counts
 
     # ----------------------------------------------------------------- reply ledger
 

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bot.errors import MemoryError_
-from bot.ports import MemoryHit, MemoryRecord, SearchFilters
+from bot.ports import Erasure, MemoryHit, MemoryRecord, SearchFilters
+from memory import erasure as memory_erasure
 from memory.config import LitellmLoader, MemoryConfig
 from memory.embedding import Embedder, make_embedder
 from memory.retrieval import HybridRetriever, RetrievalParams
@@ -66,8 +67,9 @@ def embed_text(rec: MemoryRecord | Pending) -> str:
 
 
 class HybridMemoryStore:
-    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) plus the operator
-    methods the CLI uses (import_records, export, stats, reindex, flush, purge_expired)."""
+    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) and ``ContentEraser``
+    (passages, erase), plus the operator methods the CLI uses (import_records, export, stats, reindex,
+    flush, purge_expired)."""
 
     def __init__(self, transcript: Transcript, index: ChromaIndex, embedder: Embedder, *,
                  params: RetrievalParams | None = None, retention: Callable[[str], int] | None = None,
@@ -208,6 +210,24 @@ class HybridMemoryStore:
         except MemoryError_ as exc:
             log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
         return len(removed)
+
+    # ------------------------------------------------------------------ ContentEraser
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]:
+        """The texts of the records ``erasure`` forgets (to find quotes of them elsewhere)."""
+        return await self._run(self._db_exec, memory_erasure.passages, self.transcript, erasure)
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """Forget what ``erasure`` names (``memory.erasure``): the transcript and lexical index at once, the
+        vectors through their tombstones (retried while chroma is unavailable)."""
+        counts, removed = await self._run(self._db_exec, memory_erasure.erase, self.transcript, erasure)
+        if removed:
+            self._authors.pop(erasure.pai, None)
+            try:
+                await self.flush()
+            except MemoryError_ as exc:
+                log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
+        return counts
 
     async def close(self) -> None:
         if self._closed:

@@ -135,6 +135,7 @@ class Transcript:
             db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA secure_delete=ON")  # deleted text is overwritten, not left in free pages
             db.create_function("casefold", 1, _casefold, deterministic=True)
             self._local.db = db
             with self._conns_lock:
@@ -245,6 +246,19 @@ class Transcript:
             db.execute("INSERT OR IGNORE INTO index_tombstones(pai, id) VALUES (?, ?)", (pai, rid))
         return [rid for _, rid in rows]
 
+    def _scrub(self, db: sqlite3.Connection, pais: Iterable[str]) -> None:
+        """After deleting: rewrite the pais' lexical indexes (FTS5 keeps a deleted row's terms in its older
+        segments until they are merged), so forgotten words leave the file, not only the query results."""
+        for pai in set(pais):
+            fts = self._fts(db, pai, create=False)
+            if fts:
+                db.execute(f"INSERT INTO {fts}({fts}) VALUES('optimize')")
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database and truncate it (it would keep old copies of deleted pages)."""
+        with self._write_lock:
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def forget(self, pai: str, author_id: str | None = None, ids: Sequence[str] = ()) -> list[str]:
         """Delete the pai's records by author and/or id (either matches); returns the removed ids and leaves
         a tombstone for each so the vector index drops them too."""
@@ -255,7 +269,27 @@ class Transcript:
             for chunk in _chunks(list(ids), 500):
                 marks = ",".join("?" * len(chunk))
                 removed += self._delete(db, pai, f"id IN ({marks})", tuple(chunk))
+            if removed:
+                self._scrub(db, [pai])
+        if removed:
+            self.checkpoint()
         return removed
+
+    def remove(self, pai: str, seqs: Sequence[int]) -> list[str]:
+        """Delete the pai's records with these sequence numbers (as ``forget``); returns their ids."""
+        removed: list[str] = []
+        with self._write_lock, self._db() as db:
+            for chunk in _chunks(list(seqs), 500):
+                removed += self._delete(db, pai, f"seq IN ({','.join('?' * len(chunk))})", tuple(chunk))
+            if removed:
+                self._scrub(db, [pai])
+        if removed:
+            self.checkpoint()
+        return removed
+
+    def select(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """A read on this thread's connection (for queries that live beside the transcript, e.g. erasures)."""
+        return self._db().execute(sql, args).fetchall()
 
     def purge_before(self, cutoff: datetime, chat_key: str | None = None) -> list[tuple[str, str]]:
         """Retention: delete records sent before ``cutoff`` (of one chat, or all); returns ``(pai, id)``."""
@@ -269,6 +303,10 @@ class Transcript:
                 if chat_key is not None:
                     where, wargs = "ts < ? AND chat_key = ?", (_ts(cutoff), chat_key)
                 out += [(pai, rid) for rid in self._delete(db, pai, where, wargs)]
+            if out:
+                self._scrub(db, {pai for pai, _ in out})
+        if out:
+            self.checkpoint()
         return out
 
     # ------------------------------------------------------------------ index bookkeeping

@@ -255,7 +255,8 @@ async def test_the_bots_reply_is_listed_marked_as_bot_with_its_quote_and_a_link(
     [reply] = listed["messages"]
     assert reply["id"] == int(ref.message_id)
     assert reply["is_bot"] and reply["author"] == "Pai" and reply["text"] == "Not much!"
-    assert reply["reply_to"] == {"id": asked["id"], "author": "Alice", "is_bot": False, "text": "@Pai what's up?"}
+    assert reply["reply_to"] == {"id": asked["id"], "author": "Alice", "is_bot": False, "text": "@Pai what's up?",
+                                 "removed": False}
 
 
 async def test_send_is_idempotent_on_the_idempotency_key(web, tmp_path):

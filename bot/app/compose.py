@@ -23,6 +23,7 @@ from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
 from bot.core_commands import CoreSkill
+from bot.erasure import memory_eraser
 from bot.errors import AdapterConfigError
 from bot.intake import IntakePolicy
 from bot.limits import RateLimiter
@@ -103,6 +104,7 @@ class App:
 
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        self.services.erasers += [memory_eraser(memory), state]
         if settings.llm.image_model:
             from bot.providers.litellm_llm import load_litellm
             from bot.providers.litellm_images import LiteLLMImageGenerator
@@ -148,6 +150,8 @@ class App:
                 raise AdapterConfigError(f"the {name} adapter could not start: {exc}") from exc
             self._started.append(adapter)
             self.services.adapters[getattr(adapter, "platform", None) or adapter.name] = adapter
+            if callable(getattr(adapter, "erase", None)):  # a platform keeping messages itself (the web group)
+                self.services.erasers.append(adapter)  # type: ignore[arg-type]
         if not adapters:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
 

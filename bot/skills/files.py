@@ -131,18 +131,21 @@ class FilesSkill:
         """Read one attachment into memory; never raises for a bad file (returns why it was skipped)."""
         kind = document_kind(att.name, att.mime)
         if kind is None:
-            log.info("not reading %s in %s: unsupported type %s", att.name, msg.chat.key, att.mime or "?")
+            log.info("not reading a file of message %s in %s: unsupported type %s", msg.id, msg.chat.key,
+                     att.mime or "?")
             return Ingested(att.name, 0, "I can only read PDF, DOCX, TXT, Markdown and CSV files")
         try:
             data = await self._fetch(msg, att)
             doc = await asyncio.to_thread(parse_document, att.name, att.mime, data, self._limits)
             chunks = await asyncio.to_thread(chunk_pages, doc.pages)
         except (FileRejected, DeliveryError) as exc:
-            log.warning("skipped %s posted in %s (message %s): %s", att.name, msg.chat.key, msg.id, exc)
+            # file names and parser messages are member content: only at DEBUG
+            log.warning("skipped a file of message %s in %s (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("skipped %s of message %s: %s", att.name, msg.id, exc)
             await self._note_document(msg, pai, att, None, 0, f"refused: {exc}")
             return Ingested(att.name, 0, _short(exc))
         if not chunks:
-            log.warning("skipped %s in %s: no text found (a scanned PDF?)", att.name, msg.chat.key)
+            log.warning("skipped a file of message %s in %s: no text found (a scanned PDF?)", msg.id, msg.chat.key)
             await self._note_document(msg, pai, att, doc.total_pages, 0, "refused: no text")
             return Ingested(att.name, 0, "it contains no text I can read (a scanned document?)")
         for i, chunk in enumerate(chunks):
@@ -150,9 +153,9 @@ class FilesSkill:
         note = ""
         if doc.truncated:
             note = f"only the first {len(doc.pages)} pages / {doc.chars} characters were read"
-            log.info("%s in %s was read partially: %s", att.name, msg.chat.key, note)
+            log.info("a file of message %s in %s was read partially: %s", msg.id, msg.chat.key, note)
         await self._note_document(msg, pai, att, doc.total_pages, len(chunks), "partial" if note else "ok")
-        log.info("read %s posted in %s: %d chunks", att.name, msg.chat.key, len(chunks))
+        log.info("read a file of message %s in %s: %d chunks", msg.id, msg.chat.key, len(chunks))
         return Ingested(att.name, len(chunks), note)
 
     async def _fetch(self, msg: Message, att: Attachment) -> bytes:
@@ -267,4 +270,6 @@ def _short(exc: Exception) -> str:
 
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     attachments, created = shared_log(services.extras, services.settings.data_path)
+    if created:
+        services.erasers.append(attachments)
     return [FilesSkill(services, attachments)], [attachments] if created else []

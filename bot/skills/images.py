@@ -168,10 +168,12 @@ class ImagesSkill:
             ]  # fmt: skip
             reply = await brain.respond(messages, [], ToolContext(msg, pai), msg.chat.key)
         except (ImageRejected, DeliveryError) as exc:
-            log.warning("no caption for %s in %s: %s", att.name, msg.chat.key, exc)
+            log.warning("no caption for an image of message %s in %s (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("no caption for %s of message %s: %s", att.name, msg.id, exc)
             return
         except (BrainUnavailable, LLMError) as exc:
-            log.warning("no caption for %s in %s: the model failed (%s)", att.name, msg.chat.key, type(exc).__name__)
+            log.warning("no caption for an image of message %s in %s: the model failed (%s)", msg.id, msg.chat.key,
+                        type(exc).__name__)
             return
         caption = " ".join(reply.text.split())[:600]
         if not caption:
@@ -184,7 +186,7 @@ class ImagesSkill:
             meta={"image": att.name, "posted_by": msg.author.display_name, "posted_by_id": msg.author.user_id,
                   "posted_at": msg.sent_at.isoformat(), "source_message": msg.id, "model": reply.model},
         ))  # fmt: skip
-        log.info("captioned %s in %s", att.name, msg.chat.key)
+        log.info("captioned an image of message %s in %s", msg.id, msg.chat.key)
 
     # ------------------------------------------------------------------ edits
 
@@ -229,7 +231,8 @@ class ImagesSkill:
         try:
             file = await self.edited(msg, target, req)
         except (ImageRejected, DeliveryError) as exc:
-            log.warning("edit of %s in %s failed: %s", target.name, msg.chat.key, exc)
+            log.warning("an image edit for message %s in %s failed (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("edit of %s failed: %s", target.name, exc)
             return f"I couldn't edit {target.name}: {exc}."
         return Reply(f"Here it is, {req.describe()}.", {"files": (file,)})
 
@@ -245,7 +248,8 @@ class ImagesSkill:
             try:
                 file = await self.edited(msg, target, None, call.args.strip())
             except (ImageRejected, DeliveryError, LLMError) as exc:
-                log.warning("generative edit in %s failed: %s", msg.chat.key, exc)
+                log.warning("generative edit in %s failed (%s)", msg.chat.key, type(exc).__name__)
+                log.debug("generative edit failed: %s", exc)
                 return f"I couldn't edit {target.name} that way right now."
             return Reply("Here it is.", {"files": (file,)})
         return EDIT_HELP
@@ -272,5 +276,7 @@ class ImagesSkill:
 
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     attachments, created = shared_log(services.extras, services.settings.data_path)
+    if created:
+        services.erasers.append(attachments)
     generator = services.extras.get(EXTRAS_GENERATOR)
     return [ImagesSkill(services, attachments, generator)], [attachments] if created else []  # type: ignore[arg-type]

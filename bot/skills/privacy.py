@@ -5,22 +5,29 @@
     /optout · /optin             stop / resume recording your messages in this group
 
 Everything is scoped to the caller (their immutable user id) and to the group the command came from.
-Opt-out is the core's group_kv flag ``optout:<user_id>`` that the member pipeline checks before recording.
-Retention: a background loop (hourly by the injected clock) removes records older than the group's
-``retention_days`` (``/settings retention_days 90``, ``groups.<key>.retention_days`` or
-``memory.retention_days``) from the group's memory, through ``MemoryStore.recent``/``forget``.
+Forgetting goes through ``bot.erasure.Forgetter`` to every store that keeps member content (memory, inbox,
+reply ledger, skills' stores, the web group's own store): see SECURITY.md's data map. Asked in plain words
+("@Pai forget what I said", "忘掉我说过的话") the bot explains and asks for the command: forgetting is
+never done on the model's or a sentence's say-so.
+Opt-out is the core's group_kv flag ``optout:<user_id>``, checked at intake (``bot.intake``) and before
+recording. Retention: a background loop (hourly by the injected clock) forgets what was sent before the
+group's ``retention_days`` (``/settings retention_days 90``, ``groups.<key>.retention_days`` or
+``memory.retention_days``), everywhere.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time
-from bot.ports import MemoryRecord, Tool
+from bot.erasure import Forgetter, member_scope
+from bot.events import Message
+from bot.ports import Erasure, MemoryRecord, Tool
 from bot.services import Services
 from bot.skills.duejobs import DueLoop
 from bot.skills.skilldb import SkillDB, skill_db
@@ -30,6 +37,39 @@ log = logging.getLogger("paibot.skills.privacy")
 SCAN_LIMIT = 20_000  # records looked at for /what-do-you-know-about-me
 PURGE_EVERY = timedelta(hours=1)
 PAGE = 500
+
+# What a member reads from this module (English, Simplified Chinese), in one place for the translation catalog.
+SAY = {
+    "forgotten": (
+        "Done: I removed {messages} of your messages from this group's memory (the transcript and the search "
+        "indexes) and {other} other items: your files and their text, image captions, reminders, to-dos, "
+        "polls and votes, and my own messages that quoted you. New messages are still recorded; /optout "
+        "stops that.",
+        "好了：我从本群的记忆（聊天记录和搜索索引）中删除了你的 {messages} 条消息，以及另外 {other} 项内容："
+        "你的文件及其文字、图片说明、提醒、待办、投票，以及我引用过你的消息。新消息仍会被记录；发送 /optout 可停止记录。",
+    ),
+    "partly": (
+        "Some of it could not be removed right now; please send /forget-me again later.",
+        "有一部分暂时无法删除，请稍后再发送一次 /forget-me。",
+    ),
+    "how_to_forget": (
+        "I can forget everything you said in this group: your messages, files, image captions, reminders, "
+        "to-dos, polls and my own messages that quote you. To confirm, send /forget-me (I don't do it on a "
+        "sentence alone, so nobody can make me forget you by accident). /optout stops recording you from now on.",
+        "我可以忘掉你在本群说过的所有内容：你的消息、文件、图片说明、提醒、待办、投票，以及我引用过你的消息。"
+        "请发送 /forget-me 确认（只凭一句话我不会删除，以免误删）。发送 /optout 可从现在起停止记录你的消息。",
+    ),
+}
+_FORGET_WORDS = re.compile(
+    r"\bforget\s+(?:(?:what|everything|all)\s+(?:that\s+)?i(?:'ve|\s+have)?\s+(?:said|wrote|written|posted|sent)"
+    r"|about\s+me|me\b)|\b(?:delete|erase|remove)\s+(?:all\s+)?my\s+(?:messages|data|history)"
+    r"|忘[掉记了]\s*(?:我|关于我)|删[掉除]\s*我的(?:消息|记录|数据|聊天)",
+    re.IGNORECASE,
+)
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# Counts of the erasers that repeat the member's messages themselves (not "other items").
+_SAME_MESSAGES = frozenset({"messages", "web messages", "queued events", "quotes in queued events"})
+_MEMORY_KINDS = frozenset({"messages", "file passages", "image captions", "bot messages", "memory records"})
 
 
 class PrivacySkill:
@@ -63,7 +103,7 @@ class PrivacySkill:
         return []  # deliberately no LLM tools: only the member themself, by command, changes their data
 
     def observers(self) -> list[Any]:
-        return [self._note_group]
+        return [self._note_group, self._forget_in_words]
 
     async def start(self) -> None:
         await self.loop.start()
@@ -74,18 +114,33 @@ class PrivacySkill:
     async def _note_group(self, obs: Observation) -> None:
         await self.db.note_group(obs.message.chat)
 
+    async def _forget_in_words(self, obs: Observation) -> str | None:
+        """"@Pai forget what I said": explain and ask for the command (a sentence never erases anything)."""
+        decision = obs.decision
+        if not getattr(decision, "speak", False) or getattr(decision, "command", None):
+            return None
+        if not _FORGET_WORDS.search(getattr(decision, "prompt", "") or obs.message.text):
+            return None
+        return self._say(obs.message, "how_to_forget")
+
+    def _say(self, msg: Message, key: str, **values: object) -> str:
+        """A sentence in the group's language (Chinese when set so, or when the member wrote Chinese)."""
+        en, zh = SAY[key]
+        language = str(self.s.group_setting(msg.chat.key, "language") or "")
+        chinese = language.lower().startswith("zh") or (language in ("", "auto") and bool(_CJK.search(msg.text)))
+        return (zh if chinese else en).format(**values)
+
     # ----------------------------------------------------------------- commands
 
     async def _forget(self, call: CommandCall) -> str:
-        user = call.message.author.user_id
-        removed = await self.s.memory.forget(call.pai, author_id=user)
-        attachments = self.s.extras.get("skills.attachment_log")  # the files skill's list of posted files
-        if attachments is not None:
-            await attachments.forget_author(call.message.chat.key, user)
-        return (
-            f"Done: I removed {removed} of your messages from this group's memory (the transcript and the "
-            "search indexes). New messages are still recorded; /optout stops that."
-        )
+        msg = call.message
+        pai, chats = member_scope(self.s.settings, msg.chat.key)
+        report = await Forgetter(self.s.erasers).forget(Erasure(pai, chats, author_id=msg.author.user_id))
+        messages = report.counts.get("messages", 0)
+        other = sum(n for kind, n in report.counts.items() if kind not in _SAME_MESSAGES)
+        log.info("forgot a member in %s: %s", msg.chat.key, report.counts)
+        text = self._say(msg, "forgotten", messages=messages, other=other)
+        return f"{text}\n{self._say(msg, 'partly')}" if report.failed else text
 
     async def _optout(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "1")
@@ -156,21 +211,12 @@ class PrivacySkill:
         return removed
 
     async def purge_group(self, group_key: str, cutoff: datetime) -> int:
-        """Forget the group's records sent before ``cutoff`` (other chats of a shared pai keep theirs)."""
-        pai = self.s.settings.pai_of(group_key)
-        removed, before = 0, cutoff
-        seen: set[str] = set()
-        for _ in range(10_000):
-            page = await self.s.memory.recent(pai, PAGE, before=before)
-            batch = [r for r in page if r.sent_at < cutoff and r.id not in seen]
-            if not batch:
-                break
-            seen.update(r.id for r in batch)
-            doomed = [r.id for r in batch if r.chat_key == group_key]
-            if doomed:
-                removed += await self.s.memory.forget(pai, ids=doomed)
-            before = min(r.sent_at for r in batch)
-        return removed
+        """Forget what the group sent before ``cutoff``, everywhere (other chats of a shared pai keep theirs);
+        returns how many memory records went."""
+        report = await Forgetter(self.s.erasers).expire(self.s.settings.pai_of(group_key), group_key, cutoff)
+        if report.failed:
+            log.warning("retention in %s could not reach %s; trying again next time", group_key, report.failed)
+        return sum(n for kind, n in report.counts.items() if kind in _MEMORY_KINDS)
 
 
 def _short(text: str, width: int = 120) -> str:
