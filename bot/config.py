@@ -355,7 +355,9 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
     for path, ids in admin_lists:
         for i, ident in enumerate(ids):
             if ident.startswith("web:"):
-                raise ConfigError(f"{path}[{i}]", "web group identities are not authenticated and cannot be admins")
+                raise ConfigError(
+                    f"{path}[{i}]", "web group admins are kept by the web group itself (its creator, /admin add)"
+                )
             if ":" not in ident:
                 raise ConfigError(f"{path}[{i}]", 'admins are "<platform>:<user id>", e.g. "telegram:123456"')
     for positive in ("member_per_minute", "group_per_minute", "max_input_chars"):

@@ -106,6 +106,22 @@ class AdminChecker(Protocol):
     async def is_chat_admin(self, chat: ChatRef, user: PersonRef) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What ``AdminGranter.grant_admin`` did: ``status`` is ``granted``, ``already`` (an admin before),
+    ``unknown`` (nobody of that name posted in the chat) or ``ambiguous`` (several did)."""
+
+    status: str
+    name: str
+
+
+class AdminGranter(Protocol):
+    """Optional adapter role, for platforms whose chats keep their admins themselves (the web group): make
+    the chat's member called ``name`` an admin. The core calls it only for a caller who is an admin."""
+
+    async def grant_admin(self, chat: ChatRef, name: str) -> Grant: ...
+
+
 # --------------------------------------------------------------------------- memory
 
 

@@ -18,6 +18,7 @@ import pytest
 from bot.app import App
 from bot.config import parse_settings
 from tests.fakes import ScriptedLLM
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.browser
 
@@ -113,7 +114,8 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
     app, url, llm = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Book club"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Alice", "text": "@Pai hi!"})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"text": "@Pai hi!"},
+                        headers=await member_headers(http, "Alice"))
     await app.drain(30)
 
     bob = await browser.new_page()
@@ -125,7 +127,8 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
 
     # A message posted elsewhere appears without reloading.
     async with aiohttp.ClientSession(base_url=url) as http:
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Carol", "text": "Chapter 3?"})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"text": "Chapter 3?"},
+                        headers=await member_headers(http, "Carol"))
     await bob.wait_for_selector("text=Chapter 3?")
 
     # Click the bot's message to reply to it; the reply alone (no @mention) makes the bot answer.
@@ -145,7 +148,8 @@ async def test_hostile_text_is_shown_as_text_and_never_runs(browser, paibot):
     hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>bold?</b>'
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "<i>Evil</i> group"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "<b>Mallory</b>", "text": hostile})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"text": hostile},
+                        headers=await member_headers(http, "<b>Mallory</b>"))
     page = await browser.new_page()
     await page.goto(f"{url}/g/{group['number']}")
     await page.fill("#nick-modal-input", "Alice")
@@ -235,7 +239,8 @@ async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, 
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Dinner"})).json()
         await http.post(f"/api/groups/{group['number']}/messages",
-                        json={"author": "Carol", "text": "/poll Where do we eat? | Luigi's | Sushi Go for 30m"})
+                        json={"text": "/poll Where do we eat? | Luigi's | Sushi Go for 30m"},
+                        headers=await member_headers(http, "Carol"))
     await app.drain(30)
     page, errors = await open_group_as(browser, url, group["number"], "Bob")
     options = page.locator(".msg.from-bot .poll-option")
@@ -248,4 +253,20 @@ async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, 
     await page.wait_for_selector("text=Bob: Sushi Go")
     assert "chosen" in (await options.nth(1).get_attribute("class") or "")
     await page.screenshot(path=str(tmp_path / "web-poll.png"))
+    assert not errors, errors
+
+
+async def test_after_forget_me_her_messages_show_as_removed_live(browser, paibot):
+    app, url, _ = paibot
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "Secrets"})).json()
+    page, errors = await open_group_as(browser, url, group["number"], "Alice")
+    await page.fill("#text", "my door code is 4711")
+    await page.press("#text", "Enter")
+    await page.wait_for_selector(".msg.mine .text:has-text('4711')")
+    await page.fill("#text", "/forget-me")
+    await page.press("#text", "Enter")
+    await page.wait_for_selector(".msg.from-bot .text:has-text('Done: I removed')")
+    await page.wait_for_selector(".msg.removed .removed-text:has-text('message removed')")
+    assert "4711" not in (await page.text_content("#messages") or "")
     assert not errors, errors

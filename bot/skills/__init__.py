@@ -20,6 +20,7 @@ SKILL_MODULES = (
     "bot.skills.images",
     "bot.skills.factcheck",
     "bot.skills.settings",
+    "bot.skills.admins",
     "bot.skills.privacy",
 )
 

@@ -29,6 +29,7 @@ from bot.erasure import Forgetter, member_scope
 from bot.events import Message
 from bot.ports import Erasure, MemoryRecord, Tool
 from bot.services import Services
+from bot.skills.bilingual import pick
 from bot.skills.duejobs import DueLoop
 from bot.skills.skilldb import SkillDB, skill_db
 
@@ -66,7 +67,6 @@ _FORGET_WORDS = re.compile(
     r"|忘[掉记了]\s*(?:我|关于我)|删[掉除]\s*我的(?:消息|记录|数据|聊天)",
     re.IGNORECASE,
 )
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 # Counts of the erasers that repeat the member's messages themselves (not "other items").
 _SAME_MESSAGES = frozenset({"messages", "web messages", "queued events", "quotes in queued events"})
 _MEMORY_KINDS = frozenset({"messages", "file passages", "image captions", "bot messages", "memory records"})
@@ -124,11 +124,7 @@ class PrivacySkill:
         return self._say(obs.message, "how_to_forget")
 
     def _say(self, msg: Message, key: str, **values: object) -> str:
-        """A sentence in the group's language (Chinese when set so, or when the member wrote Chinese)."""
-        en, zh = SAY[key]
-        language = str(self.s.group_setting(msg.chat.key, "language") or "")
-        chinese = language.lower().startswith("zh") or (language in ("", "auto") and bool(_CJK.search(msg.text)))
-        return (zh if chinese else en).format(**values)
+        return pick(self.s, msg, SAY[key], **values)
 
     # ----------------------------------------------------------------- commands
 

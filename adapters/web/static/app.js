@@ -11,6 +11,7 @@
 
   const state = {
     botName: "Pai",
+    me: null,           // {author_id, nickname}: who this browser's member key says we are
     maxText: 8000,
     group: null,        // {number, name, invite_url, ...}
     lastId: 0,
@@ -28,27 +29,39 @@
   const media = window.PaiMedia;
 
   // ------------------------------------------------------------------ identity
+  // Picking a nickname makes this browser a member: the server answers with a member key in an HttpOnly
+  // cookie (this script never sees it) and every post is then made as that member, so nobody can post
+  // under someone else's name or id. The nickname can change; the member id stays.
 
-  function userId() {
-    let id = store.get("uid");
-    if (!id || !/^[A-Za-z0-9_-]{4,64}$/.test(id)) {
-      const bytes = new Uint8Array(12);
-      crypto.getRandomValues(bytes);
-      id = "u" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-      store.set("uid", id);
+  const userId = () => (state.me ? state.me.author_id : "");
+  const nickname = () => (state.me ? state.me.nickname : "");
+  const zh = /^zh/i.test(navigator.language || "");
+  const REMOVED = zh ? "消息已删除" : "message removed";
+
+  async function loadMe() {
+    try {
+      state.me = await api("GET", "/api/members/me");  // 204 (null): no member key yet
+    } catch (e) {
+      state.me = null;  // no member key yet (or it was forgotten): picking a nickname makes one
     }
-    return id;
+    showMe();
   }
-  const nickname = () => (store.get("nick") || "").trim();
 
-  function setNickname(value) {
+  async function setNickname(value) {
     const nick = value.replace(/\s+/g, " ").trim().slice(0, 40);
     if (!nick) return false;
     if (nick.toLowerCase() === state.botName.toLowerCase()) {
       toast(`"${nick}" is the AI's name — please pick another one.`);
       return false;
     }
-    store.set("nick", nick);
+    try {
+      if (!state.me) state.me = await api("POST", "/api/members", { nickname: nick });
+      else if (state.me.nickname !== nick) state.me = await api("PATCH", "/api/members/me", { nickname: nick });
+    } catch (e) {
+      toast(e.message);
+      return false;
+    }
+    state.me = { author_id: state.me.author_id, nickname: state.me.nickname };
     showMe();
     return true;
   }
@@ -196,14 +209,14 @@
   }
 
   function messageNode(m) {
-    const mine = !m.is_bot && m.author_id === userId();
+    const mine = !m.is_bot && Boolean(userId()) && m.author_id === userId();
     const li = el("li", "msg" + (m.is_bot ? " from-bot" : "") + (mine ? " mine" : ""));
     li.id = "m" + m.id;
     li.dataset.id = m.id;
     li.tabIndex = 0;
     li.title = "Click to reply";
     const av = el("div", "avatar");
-    avatar(av, m.author_name || m.author, m.author_id || m.author, m.is_bot);
+    avatar(av, m.author_name || m.author || "?", m.author_id || m.author || "?", m.is_bot);
     const bubble = el("div", "bubble");
     const meta = el("div", "meta");
     meta.append(el("span", "author", m.author_name || m.author));
@@ -211,8 +224,9 @@
     meta.append(el("time", "time", formatTime(m.sent_at)));
     bubble.append(meta);
     if (m.reply_to) {
-      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : ""));
-      q.append(el("b", null, m.reply_to.author), document.createTextNode(" " + m.reply_to.text));
+      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : "") + (m.reply_to.removed ? " removed" : ""));
+      if (m.reply_to.removed) q.append(el("i", null, REMOVED));
+      else q.append(el("b", null, m.reply_to.author), document.createTextNode(" " + m.reply_to.text));
       q.addEventListener("click", (ev) => {
         ev.stopPropagation();
         const target = state.rendered.get(String(m.reply_to.id));
@@ -221,7 +235,10 @@
       bubble.append(q);
     }
     const hasPoll = Boolean(m.poll && Array.isArray(m.poll.options));
-    if (m.text && m.text.trim() && !hasPoll) {
+    if (m.removed) {
+      li.classList.add("removed");
+      bubble.append(el("div", "text removed-text", REMOVED));
+    } else if (m.text && m.text.trim() && !hasPoll) {
       const body = el("div", "text");
       fillText(body, m.text);
       bubble.append(body);
@@ -276,6 +293,7 @@
   }
 
   function startReply(m) {
+    if (m.removed) return;
     state.replyTo = m;
     $("reply-author").textContent = m.author_name || m.author;
     $("reply-text").textContent = summary(m);
@@ -301,7 +319,7 @@
     if (!state.group) return false;
     if (!nickname()) { askNickname(state.group.name); return false; }
     try {
-      const body = { author: nickname(), author_id: userId(), text, reply_to: m.id, nonce: nonce() };
+      const body = { text, reply_to: m.id, nonce: nonce() };
       const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
       addMessages([msg]);
       store.set(voteKey(m), String(n));
@@ -484,20 +502,23 @@
   function wire() {
     $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); history.pushState({}, "", "/"); goHome(); });
     $("change-nick").addEventListener("click", () => askNickname(state.group && state.group.name));
-    $("nick-form").addEventListener("submit", (ev) => {
+    $("nick-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-input").value)) toast("Nickname saved.");
+      if (await setNickname($("nick-input").value)) toast("Nickname saved.");
     });
-    $("nick-modal-form").addEventListener("submit", (ev) => {
+    $("nick-modal-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-modal-input").value)) {
+      if (await setNickname($("nick-modal-input").value)) {
         $("nick-modal").hidden = true;
+        // Messages drawn before we knew who we are: mark ours.
+        for (const node of Array.from(state.rendered.values())) replaceMessage(node._message);
         $("text").focus();
       }
     });
     $("create-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
+      // The member creating a group is its admin: make sure we are one before creating it.
+      if (!nickname() && !(await setNickname($("nick-input").value))) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
       $("create-button").disabled = true;
       try {
         const group = await api("POST", "/api/groups", { name: $("create-name").value });
@@ -511,7 +532,7 @@
     });
     $("join-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
+      if (!nickname() && !(await setNickname($("nick-input").value))) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
       const target = parseJoin($("join-input").value);
       if (!target) { toast("That is neither a group number nor an invite link."); return; }
       try {
@@ -624,7 +645,7 @@
     if ((!value && !files.length) || !state.group || state.sending) return;
     if (!nickname()) { askNickname(state.group.name); return; }
     if (value.length > state.maxText) { toast(`Messages can be at most ${state.maxText} characters.`); return; }
-    const body = { author: nickname(), author_id: userId(), text: value, nonce: nonce() };
+    const body = { text: value, nonce: nonce() };
     if (state.replyTo) body.reply_to = state.replyTo.id;
     state.sending = true;
     $("send-button").disabled = true;
@@ -668,6 +689,7 @@
       if (e.status === 401) return;
       toast(e.message);
     }
+    await loadMe();
     await route();
   }
 
