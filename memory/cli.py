@@ -14,17 +14,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError, DataDirLocked, MemoryError_
 from bot.ports import MemoryHit, MemoryRecord
 from memory.config import LitellmLoader, MemoryConfig
-from memory.importers import FORMATS, ImportProblem, Parsed, count_items, guess_format, read_records
+from memory.importers import (
+    FORMATS,
+    ImportProblem,
+    ImportTarget,
+    Parsed,
+    Skipped,
+    count_items,
+    detect_format,
+    read_records,
+)
 from memory.lock import acquire_data_dir_lock
-from memory.store import HybridMemoryStore, open_memory
+from memory.store import HybridMemoryStore, ImportResult, open_memory
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -42,6 +54,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--group", required=True, help='group key, e.g. "telegram:-100123"')
     p.add_argument("--format", choices=(*FORMATS, "auto"), default="auto")
+    p.add_argument("--tz", help="time zone of times written without one, e.g. Europe/Berlin")
+    p.add_argument("--chat", help="the chat to take from a whole-account Telegram export (its name or id)")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")
     p.add_argument("--group", required=True)
@@ -52,7 +66,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = cmd("export", "print a group's memory as JSONL (the import format)")
     p.add_argument("--group", required=True)
-    p = cmd("forget", "remove a member's messages (or given message ids) from a group's memory")
+    p = cmd("forget", "forget a member (or messages) in a group: memory, inbox, files, reminders, to-dos, polls")
     p.add_argument("--group", required=True)
     p.add_argument("--author", help="the member's id")
     p.add_argument("--id", dest="ids", action="append", default=[], help="a message id (repeatable)")
@@ -60,10 +74,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return mem
 
 
+ForgetCommand = Callable[[argparse.Namespace, Any], int]
+
+
 def run(
-    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None
+    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None,
+    forget: ForgetCommand | None = None,
 ) -> int:
-    """Run one ``memory`` subcommand; returns the process exit code (``load_litellm``: as ``open_memory``)."""
+    """Run one ``memory`` subcommand; returns the process exit code (``load_litellm``: as ``open_memory``).
+    ``forget`` runs ``memory forget``: forgetting reaches stores beyond the memory (the inbox, the skills',
+    the web group's), so the composition root provides it (``bot.app.forget.forget_command``)."""
+    if args.memory_cmd == "forget":
+        if forget is None:
+            print("paibot memory forget: run it as `paibot memory forget` (it forgets in every store)",
+                  file=sys.stderr)
+            return 1
+        return forget(args, settings)
     try:
         lock = acquire_data_dir_lock(settings.data_path)
     except DataDirLocked as exc:
@@ -74,6 +100,9 @@ def run(
     except (MemoryError_, ConfigError) as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `paibot memory export | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     finally:
         lock.release()
 
@@ -82,8 +111,7 @@ async def _run(args: argparse.Namespace, settings: MemoryConfig, load_litellm: L
     store = await open_memory(settings, load_litellm=load_litellm)
     try:
         handler = {
-            "import": _import, "search": _search, "stats": _stats, "export": _export, "forget": _forget,
-            "reindex": _reindex,
+            "import": _import, "search": _search, "stats": _stats, "export": _export, "reindex": _reindex,
         }[args.memory_cmd]  # fmt: skip
         return await handler(store, args, settings)
     finally:
@@ -120,29 +148,48 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     if not path.is_file():
         print(f"paibot memory import: no such file: {path}", file=sys.stderr)
         return 1
-    fmt = guess_format(path) if args.format == "auto" else args.format
-    pai = settings.pai_of(args.group)
+    try:
+        tz = ZoneInfo(args.tz) if args.tz else None
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"paibot memory import: unknown time zone {args.tz!r} (e.g. Europe/Berlin, Asia/Shanghai)",
+              file=sys.stderr)
+        return 1
+    fmt, data = detect_format(path) if args.format == "auto" else (args.format, None)
+    target = ImportTarget(args.group, settings.pai_of(args.group), tz, args.chat)
     problems: list[ImportProblem] = []
+    skipped: Counter[str] = Counter()
 
     def records(items: Iterator[Parsed]) -> Iterator[MemoryRecord]:
         for item in items:
             if isinstance(item, ImportProblem):
                 problems.append(item)
                 print(f"paibot memory import: {path}: {item.where}: {item.reason} (skipped)", file=sys.stderr)
+            elif isinstance(item, Skipped):
+                skipped[item.why] += 1
             else:
                 yield item
 
     progress = _Progress(count_items(path, fmt), sys.stderr)
-    result = await store.import_records(records(read_records(path, fmt, args.group, pai)), progress=progress)
+    result = await store.import_records(records(read_records(path, fmt, target, data)), progress=progress)
     progress.end()
     print("indexing...", file=sys.stderr)
     await store.flush()
-    print(
-        f"imported {result.added} new of {result.seen} messages into {args.group} ({fmt});"
-        f" {len(problems)} malformed skipped",
-        file=sys.stderr,
-    )
+    print(import_summary(args.group, fmt, result, skipped, len(problems)), file=sys.stderr)
     return 0
+
+
+def import_summary(group: str, fmt: str, result: ImportResult, skipped: Counter[str], malformed: int) -> str:
+    unchanged = result.seen - result.added - result.updated
+    line = (f"imported into {group} ({fmt}): {result.added} new, {result.updated} updated, {unchanged} unchanged "
+            f"or refused (of {result.seen} records)")  # fmt: skip
+    left = [f"{skipped[k]} {k}" for k in ("empty", "service") if skipped[k]]
+    unknown = sorted((k.removeprefix("kind "), n) for k, n in skipped.items() if k.startswith("kind "))
+    if unknown:
+        left.append(f"{sum(n for _, n in unknown)} of kinds this importer does not know "
+                    f"({', '.join(f'{k}: {n}' for k, n in unknown)})")  # fmt: skip
+    if left:
+        line += f"; left out: {', '.join(left)}"
+    return line + f"; {malformed} malformed"
 
 
 def hit_json(h: MemoryHit) -> dict[str, Any]:
@@ -189,19 +236,11 @@ async def _stats(store: HybridMemoryStore, args: argparse.Namespace, settings: M
 async def _export(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     for r in await store.export(settings.pai_of(args.group)):
         row = {"id": r.id, "author": r.author_name, "author_id": r.author_id, "text": r.text,
-               "sent_at": r.sent_at.isoformat(), "kind": r.kind, "chat": r.chat_key}  # fmt: skip
+               "sent_at": r.sent_at.isoformat(), "kind": r.kind, "chat": r.chat_key,
+               "is_bot": r.is_bot}  # fmt: skip
         if r.reply_to_id:
             row["reply_to"] = r.reply_to_id
         print(json.dumps(row, ensure_ascii=False))
-    return 0
-
-
-async def _forget(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
-    if not args.author and not args.ids:
-        print("paibot memory forget: give --author ID and/or --id MESSAGE_ID", file=sys.stderr)
-        return 1
-    n = await store.forget(settings.pai_of(args.group), author_id=args.author, ids=args.ids)
-    print(f"forgot {n} records")
     return 0
 
 

@@ -37,6 +37,7 @@ from bot.ports import Erasure, MemoryHit, MemoryRecord, SearchFilters
 from memory import erasure as memory_erasure
 from memory.config import LitellmLoader, MemoryConfig
 from memory.embedding import Embedder, make_embedder
+from memory.migrations import migrate
 from memory.retrieval import HybridRetriever, RetrievalParams
 from memory.textnorm import index_terms
 from memory.transcript import Pending, Transcript
@@ -54,6 +55,7 @@ DENSE_OVERFETCH = 4  # dense candidates fetched per wanted one when search filte
 class ImportResult:
     seen: int
     added: int
+    updated: int = 0  # records it had already, changed (an edit by the same author)
 
 
 def index_text(rec: MemoryRecord) -> tuple[str, str]:
@@ -257,7 +259,7 @@ class HybridMemoryStore:
         """Import in committed batches; ``progress(seen, added)`` is called after each commit, so whatever it
         reports has reached disk. Idempotent: a re-import adds nothing. The indexer is woken once a full index
         batch is waiting (and at the end): chromadb writes cost least in large batches."""
-        seen = added = woken = 0
+        seen = added = updated = woken = 0
         source = iter(records)
 
         def take() -> list[MemoryRecord]:  # parsing reads files: keep it off the event loop
@@ -266,17 +268,18 @@ class HybridMemoryStore:
         while chunk := await asyncio.to_thread(take):
             seen += len(chunk)
             rows = await self._run(self._db_exec, self.transcript.insert, chunk, index_text)
-            added += len(rows)
+            updated += sum(1 for r in rows if r.updated)
+            added += sum(1 for r in rows if not r.updated)
             for r in rows:
                 self._remember_author(r.record)
-            if added - woken >= INDEX_BATCH:
-                woken = added
+            if added + updated - woken >= INDEX_BATCH:
+                woken = added + updated
                 self._kick()
             if progress:
                 progress(seen, added)
-        if added > woken:
+        if added + updated > woken:
             self._kick()
-        return ImportResult(seen, added)
+        return ImportResult(seen, added, updated)
 
     async def export(self, pai: str) -> list[MemoryRecord]:
         return await self._run(self._search_exec, lambda: list(self.transcript.export(pai)))
@@ -377,6 +380,7 @@ def open_memory_sync(
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
     transcript = Transcript(data_dir / "memory.sqlite3")
+    migrate(transcript)
     embedder = make_embedder(settings.memory, load_litellm=load_litellm)
     rebuilt = False
     if settings.memory.backend == "http":

@@ -18,8 +18,10 @@ one lock. All methods block; the store calls them off the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,6 +32,8 @@ from typing import NamedTuple
 
 from bot.ports import MemoryRecord, SearchFilters
 from memory.textnorm import fts_phrase
+
+log = logging.getLogger("paibot.memory")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
@@ -66,10 +70,12 @@ def pai_tag(pai: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A transcript record with its storage sequence number (order of arrival, used for neighbours)."""
+    """A transcript record with its storage sequence number (order of arrival, used for neighbours).
+    ``updated``: ``insert`` changed a record it already had (an edit) instead of adding one."""
 
     seq: int
     record: MemoryRecord
+    updated: bool = False
 
 
 class Pending(NamedTuple):
@@ -170,6 +176,8 @@ class Transcript:
     def insert(self, records: Sequence[MemoryRecord], index_text: IndexText) -> list[Row]:
         """Insert (or update, when the text or author name changed) in one transaction; returns the rows that
         are new or changed. Re-inserting an identical record changes nothing (idempotent on ``(pai, id)``).
+        An update is an edit only when the author is the same: a record whose id is taken by another
+        author is refused (and logged), never merged into the other person's record.
 
         New records are written with ``executemany`` under sequence numbers taken from ``sqlite_sequence``
         (what AUTOINCREMENT would have given them: the write lock makes this the only writer)."""
@@ -181,12 +189,16 @@ class Transcript:
             next_seq = (int(row[0]) if row else 0) + 1
             new_rows: list[tuple] = []
             fts_rows: dict[str, list[tuple[int, str, str]]] = {}
+            refused = 0
             for rec in records:
                 fts = self._fts(db, rec.pai, create=True)
                 old = known.get((rec.pai, rec.id))
                 if old is None:
                     seq, next_seq = next_seq, next_seq + 1
                     new_rows.append(_record_params(seq, rec))
+                elif old[3] != rec.author_id:
+                    refused += 1
+                    continue
                 elif (old[1], old[2]) != (rec.text, rec.author_name):
                     seq = old[0]
                     self._flush_new(db, new_rows, fts_rows)  # the edited row may be among them
@@ -197,14 +209,17 @@ class Transcript:
                     db.execute(f"DELETE FROM {fts} WHERE rowid = ?", (seq,))
                 else:
                     continue
-                known[(rec.pai, rec.id)] = (seq, rec.text, rec.author_name)
+                known[(rec.pai, rec.id)] = (seq, rec.text, rec.author_name, rec.author_id)
                 author, body = index_text(rec)
                 fts_rows.setdefault(fts, []).append((seq, author, body))
-                changed.append(Row(seq, rec))
+                changed.append(Row(seq, rec, updated=old is not None))
             self._flush_new(db, new_rows, fts_rows)
             if stones:
                 done = [(r.record.pai, r.record.id) for r in changed]
                 db.executemany("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", done)
+        if refused:
+            log.warning("refused %d record(s) whose id another author's record already has (pai %s)",
+                        refused, pai_tag(records[0].pai)[:8])
         return changed
 
     @staticmethod
@@ -221,19 +236,22 @@ class Transcript:
         fts_rows.clear()
 
     @staticmethod
-    def _known(db: sqlite3.Connection, records: Sequence[MemoryRecord]) -> dict[tuple[str, str], tuple[int, str, str]]:
-        """``(pai, id) -> (seq, text, author_name)`` of the records already in the transcript."""
+    def _known(
+        db: sqlite3.Connection, records: Sequence[MemoryRecord]
+    ) -> dict[tuple[str, str], tuple[int, str, str, str]]:
+        """``(pai, id) -> (seq, text, author_name, author_id)`` of the records already in the transcript."""
         by_pai: dict[str, list[str]] = {}
         for rec in records:
             by_pai.setdefault(rec.pai, []).append(rec.id)
-        known: dict[tuple[str, str], tuple[int, str, str]] = {}
+        known: dict[tuple[str, str], tuple[int, str, str, str]] = {}
         for pai, ids in by_pai.items():
             for chunk in _chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
-                for rid, seq, text, name in db.execute(
-                    f"SELECT id, seq, text, author_name FROM records WHERE pai = ? AND id IN ({marks})", (pai, *chunk)
+                for rid, seq, text, name, aid in db.execute(
+                    f"SELECT id, seq, text, author_name, author_id FROM records WHERE pai = ? AND id IN ({marks})",
+                    (pai, *chunk),
                 ):
-                    known[(pai, rid)] = (int(seq), text, name)
+                    known[(pai, rid)] = (int(seq), text, name, aid)
         return known
 
     def _delete(self, db: sqlite3.Connection, pai: str, where: str, args: tuple) -> list[str]:
@@ -286,6 +304,17 @@ class Transcript:
         if removed:
             self.checkpoint()
         return removed
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (committed on leaving, rolled back on an exception), for changes that live
+        beside the transcript, e.g. migrations."""
+        with self._write_lock, self._db() as db:
+            yield db
+
+    def delete_where(self, db: sqlite3.Connection, pai: str, where: str, args: tuple) -> list[str]:
+        """Inside ``transaction``: delete records as ``forget`` does (lexical rows, vector tombstones)."""
+        return self._delete(db, pai, where, args)
 
     def select(self, sql: str, args: tuple = ()) -> list[tuple]:
         """A read on this thread's connection (for queries that live beside the transcript, e.g. erasures)."""

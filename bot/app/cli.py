@@ -118,12 +118,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "usage":
         return _usage(settings, args.group)
     if args.cmd == "memory":
+        from bot.app.forget import forget_command
         from bot.providers.litellm_llm import load_litellm
         from memory.cli import run
 
         setup_logging("WARNING", secrets_of(settings))
         make_private(settings.data_path)
-        return run(args, settings, load_litellm=load_litellm)
+        return run(args, settings, load_litellm=load_litellm, forget=forget_command)
     raise AssertionError(args.cmd)
 
 
