@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bot.config import Settings
-from bot.ports import ContentEraser, Erasure, MemoryStore, passage_key
+from bot.ports import ContentEraser, Erasure, MemoryStore, passage_key, quote_units
 
 log = logging.getLogger("paibot.erasure")
 
@@ -86,7 +86,10 @@ class Forgetter:
                     texts += await eraser.passages(erasure)
                 except Exception:
                     log.exception("could not collect passages from %s", _name(eraser))
-            erasure = replace(erasure, quotes=quote_keys(texts))
+            units: set[str] = set()
+            for text in texts:
+                units |= quote_units(text)
+            erasure = replace(erasure, quotes=quote_keys(texts), quote_units=frozenset(units))
         for eraser in self.erasers:
             try:
                 report.add(await eraser.erase(erasure))

@@ -6,6 +6,7 @@ Each docstring is the contract: what an implementation must do, must not do, and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,6 +192,29 @@ def passage_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+QUOTE_WORDS = 5  # five words of hers in a row are a quote ...
+QUOTE_TOKEN_CHARS = 10  # ... and so is one long token with a digit, "@" or "/" (a number, an address, a link)
+QUOTE_CJK_CHARS = 6  # ... or six Chinese, Japanese or Korean characters in a row
+_WORD = re.compile(r"\w+")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{%d,}" % QUOTE_CJK_CHARS)
+_TOKEN_EDGE = ".,;:!?()[]{}<>'\"“”‘’«»"
+
+
+def quote_units(text: str) -> set[str]:
+    """The pieces of a text that count as quoted when they appear in another one (see the constants above);
+    two texts share a quote when their units intersect."""
+    key = passage_key(text)
+    words = _WORD.findall(key)
+    units = {" ".join(words[i : i + QUOTE_WORDS]) for i in range(len(words) - QUOTE_WORDS + 1)}
+    for token in key.split():
+        token = token.strip(_TOKEN_EDGE)
+        if len(token) >= QUOTE_TOKEN_CHARS and any(c.isdigit() or c in "@/" for c in token):
+            units.add(token)
+    for run in _CJK_RUN.findall(key):
+        units.update(run[i : i + QUOTE_CJK_CHARS] for i in range(len(run) - QUOTE_CJK_CHARS + 1))
+    return units
+
+
 @dataclass(frozen=True, slots=True)
 class Erasure:
     """What to forget in the chats ``chat_keys`` of the pai ``pai`` (``/forget-me``, ``paibot memory forget``,
@@ -202,8 +226,9 @@ class Erasure:
     * ``before``: everything sent before this moment (retention). Live items (an active reminder, an open
       poll or to-do) stay while they are live.
 
-    ``quotes`` (made with ``passage_key``) are passages being forgotten: a bot message that contains one, or
-    that replies to a forgotten message, is redacted too, wherever the bot's messages are kept.
+    ``quotes`` (whole passages, made with ``passage_key``) and ``quote_units`` (their ``quote_units``) are
+    what is being forgotten: a bot message that contains a passage or shares a unit with one, or that
+    replies to a forgotten message, is redacted too, wherever the bot's messages are kept.
     """
 
     pai: str
@@ -212,11 +237,14 @@ class Erasure:
     message_ids: tuple[str, ...] = ()
     before: datetime | None = None
     quotes: tuple[str, ...] = ()
+    quote_units: frozenset[str] = frozenset()
 
     def quoted_in(self, text: str) -> bool:
-        """Whether ``text`` contains one of the passages being forgotten."""
-        if not self.quotes or not text:
+        """Whether ``text`` quotes something being forgotten."""
+        if not text or not (self.quotes or self.quote_units):
             return False
+        if self.quote_units and not self.quote_units.isdisjoint(quote_units(text)):
+            return True
         key = passage_key(text)
         return any(q in key for q in self.quotes)
 
