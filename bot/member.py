@@ -65,6 +65,9 @@ class Member:
         self.limiter = limiter
 
     async def handle(self, msg: Message) -> None:
+        # An event of a platform still connecting (pending since a crash) waits until it is connected: its
+        # admin checks and its reply need the platform (PlatformUnavailable keeps it in the inbox).
+        self.s.ensure_connected(msg.chat.platform)
         await self.s.load_group(msg.chat.key)
         settings = self.s.settings_for(msg.chat.key)  # runtime /settings (e.g. the bot's name here) applied
         if not may_record(msg, settings):

@@ -61,12 +61,15 @@ class ChatAdapter(Protocol):
     """One platform connection.
 
     ``start`` connects and begins delivering events to ``sink``; it returns once running (the adapter owns
-    its own named background tasks) and raises ``bot.errors.AdapterConfigError`` with an operator-facing
-    explanation when the platform refuses (bad token, missing intent). ``stop`` stops intake, lets in-flight
-    sends finish and closes connections; it must be idempotent. ``send`` delivers one ``Outgoing`` (splitting
-    it at the platform limit, sanitising mass pings and link previews) and returns the first part's ref; it
-    raises ``bot.errors.DeliveryError`` when the platform refuses for good. Adapters never call the LLM,
-    never touch memory, and never decide whether to speak.
+    its own named background tasks). It is one connection attempt: it raises
+    ``bot.errors.PlatformUnavailable`` (naming the URL, never a secret) when the platform cannot be reached,
+    after releasing what it opened, and may then be called again (``bot.supervisor`` retries it with
+    backoff); it raises ``bot.errors.AdapterConfigError`` (``CredentialsRejected`` for a refused token or
+    password) with an operator-facing explanation when the platform refuses. ``stop`` stops intake, lets
+    in-flight sends finish and closes connections; it must be idempotent. ``send`` delivers one ``Outgoing``
+    (splitting it at the platform limit, sanitising mass pings and link previews) and returns the first
+    part's ref; it raises ``bot.errors.DeliveryError`` when the platform refuses for good. Adapters never
+    call the LLM, never touch memory, and never decide whether to speak.
     """
 
     name: str
@@ -99,6 +102,18 @@ class SendJournal(Protocol):
     False means nothing went out, so the core may send it after a crash without risking a duplicate."""
 
     async def delivery_attempted(self, out: Outgoing) -> bool: ...
+
+
+class ConnectionWatch(Protocol):
+    """Optional adapter role, for an adapter that cannot get its platform back by itself once connected.
+
+    ``connection_lost()`` returns once the running connection has ended for good, after releasing it, with
+    what happened as an exception (returned, not raised): ``bot.errors.PlatformUnavailable`` when the
+    platform went away (the supervisor makes new ``start`` attempts with backoff; replies wait meanwhile),
+    an ``AdapterConfigError`` when the platform now refuses the adapter (it stops). It is awaited again after
+    every successful ``start``; cancelling it must leave the connection alone."""
+
+    async def connection_lost(self) -> Exception: ...
 
 
 class AdminChecker(Protocol):

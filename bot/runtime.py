@@ -4,7 +4,8 @@ Order is kept per chat (one lane per chat key, events in arrival order); chats r
 bound. A failing event is retried with backoff up to ``max_attempts`` times, then moved to the dead-letter
 state so the chat's stream behind it moves on. An event whose platform is unreachable (``PlatformUnavailable``)
 is not at fault: it keeps its place and is retried with capped, jittered backoff for as long as the outage
-lasts, without using up attempts. ``stop`` stops taking new work and lets in-flight events
+lasts, without using up attempts (``wake`` ends those waits early: a platform just connected). ``stop`` stops
+taking new work and lets in-flight events
 finish (or, past the grace period, leaves them pending in the inbox for the next start).
 """
 
@@ -49,7 +50,7 @@ class InboxWorker:
         self._outage_base_s = outage_base_s
         self._outage_cap_s = outage_cap_s
         self._rng = rng or random.Random()
-        self._stop_event = asyncio.Event()
+        self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Queue[InboxItem]] = {}
         self._lane_tasks: dict[str, asyncio.Task[None]] = {}
         self._dispatched: set[int] = set()
@@ -110,7 +111,7 @@ class InboxWorker:
                         break
                     outage += 1
                     with contextlib.suppress(asyncio.TimeoutError):  # outside the semaphore: other chats go on
-                        await asyncio.wait_for(self._stop_event.wait(), wait)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                 self._dispatched.discard(item.seq)
         finally:
             # Anything left (we are stopping) stays pending in the inbox for the next start.
@@ -162,9 +163,14 @@ class InboxWorker:
 
         await asyncio.wait_for(until_idle(), timeout)
 
+    def wake(self) -> None:
+        """Retry now the events waiting out an unreachable platform (it has just connected)."""
+        woken, self._wake = self._wake, asyncio.Event()
+        woken.set()
+
     async def stop(self, grace_s: float = 10.0) -> None:
         self._stopping = True
-        self._stop_event.set()
+        self.wake()
         if self._main is not None:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):

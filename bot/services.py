@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.config import GroupOverride, Settings
-from bot.errors import DeliveryError
+from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.ports import ChatAdapter, Clock, ContentEraser, MemoryRecord, MemoryStore
 from bot.state import StateDB
@@ -37,6 +37,8 @@ class Services:
     state: StateDB
     clock: Clock
     brain: Brain | None = None
+    # The connected adapters, by platform. A configured platform that is not connected (still connecting
+    # through an outage, or stopped because the operator must act) is in ``unavailable``, with why.
     adapters: dict[str, ChatAdapter] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -46,13 +48,23 @@ class Services:
     # stores, platforms that keep messages themselves. ``/forget-me`` and retention reach them all through
     # ``bot.erasure.Forgetter``; a skill creating such a store appends it here.
     erasers: list[ContentEraser] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:
+        """The chat's connected adapter. Raises ``PlatformUnavailable`` when its platform is configured but
+        not connected (the reply waits in the inbox), ``DeliveryError`` when no adapter serves it at all."""
         adapter = self.adapters.get(chat.platform)
         if adapter is None:
+            self.ensure_connected(chat.platform)
             raise DeliveryError(f"no adapter is running for platform {chat.platform!r}")
         return adapter
+
+    def ensure_connected(self, platform: str) -> None:
+        """Raise ``PlatformUnavailable`` when ``platform``'s adapter is configured but not connected."""
+        reason = self.unavailable.get(platform)
+        if reason is not None:
+            raise PlatformUnavailable(reason)
 
     # ----------------------------------------------------------------- per-group settings
 

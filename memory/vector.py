@@ -154,6 +154,14 @@ class ChromaIndex:
         except Exception as exc:
             raise MemoryError_(f"chroma count failed: {type(exc).__name__}: {exc}") from exc
 
+    def ids(self, pai: str) -> list[str]:
+        """Every record id with a vector in the pai's collection (operator checks and tests; reads them all)."""
+        col = self._col(pai, create=False)
+        try:
+            return list(col.get(include=[])["ids"]) if col is not None else []
+        except Exception as exc:
+            raise MemoryError_(f"chroma get failed: {type(exc).__name__}: {exc}") from exc
+
     def drop(self, pai: str) -> None:
         """Delete the pai's collection (a rebuild starts from nothing)."""
         self.forget_handle(pai)

@@ -69,6 +69,7 @@ class FakeDiscord:
     def __init__(self, token: str = "fake-token") -> None:
         self.token = token
         self.message_content_enabled = True  # the portal toggle; False -> 4014 when the intent is requested
+        self.reject_identify = False  # True -> the gateway closes with 4004 (a token reset since the login)
         self.strip_content = False  # deliver empty contents for messages not addressed to the bot
         self.requests: list[Recorded] = []
         self.rate_limits: dict[tuple[str, str], list[float]] = {}
@@ -349,7 +350,7 @@ class FakeDiscord:
 
     async def _identify(self, sess: GatewaySession, d: dict[str, Any]) -> GatewaySession:
         assert sess.ws is not None
-        if d.get("token") != self.token:
+        if d.get("token") != self.token or self.reject_identify:
             self.server_close_codes.append(4004)
             await sess.ws.close(code=4004, message=b"Authentication failed.")
             return sess
@@ -585,7 +586,8 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Listen on ``port`` (0: any free one; a fixed one to come back where a stopped fake was)."""
         app = web.Application(middlewares=[self._middleware])
         api = "/api/v10"
         r = app.router
@@ -606,7 +608,7 @@ class FakeDiscord:
         r.add_get("/attachments/{key:.+}", self._attachment)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         server = site._server
         assert server is not None and server.sockets

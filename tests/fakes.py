@@ -1,4 +1,4 @@
-"""Fakes at the seams: a scripted LLM, a fake adapter and a manual clock."""
+"""Fakes at the seams: a scripted LLM, a fake adapter, a manual clock and a gated clock."""
 
 from __future__ import annotations
 
@@ -163,6 +163,42 @@ class FakeAdapter:
         return self.sent
 
 
+class FlakyAdapter(FakeAdapter):
+    """Fails its first starts as scripted (an exception per attempt), then connects."""
+
+    def __init__(self, *failures: BaseException, platform: str = "fake") -> None:
+        super().__init__(platform)
+        self.failures = list(failures)
+        self.starts = 0
+        self.stops = 0
+
+    async def start(self, sink: IntakeSink) -> None:
+        self.starts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        await super().start(sink)
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
+
+
+class WatchedAdapter(FlakyAdapter):
+    """Also a ``bot.ports.ConnectionWatch``: ``lose(problem)`` ends the running connection."""
+
+    def __init__(self, *failures: BaseException, platform: str = "fake") -> None:
+        super().__init__(*failures, platform=platform)
+        self._lost: asyncio.Queue[Exception] = asyncio.Queue()
+
+    def lose(self, problem: Exception) -> None:
+        self._lost.put_nowait(problem)
+
+    async def connection_lost(self) -> Exception:
+        problem = await self._lost.get()
+        self.sink = None  # the connection is released
+        return problem
+
+
 _counter = itertools.count(1)
 
 
@@ -250,6 +286,43 @@ class ManualClock:
         self.slept.append(seconds)
         self.advance(seconds)
         await asyncio.sleep(0)
+
+
+class GatedClock:
+    """Real time for ``now``; every ``sleep`` is recorded and lasts until the test calls ``release()``.
+
+    For backoff loops (``bot.supervisor``): the test waits until the loop is waiting (``sleeping(n)``),
+    changes the world (starts the platform), then lets the next attempt happen, without sleeping itself."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self._released = 0
+        self._changed = asyncio.Condition()
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    async def sleep(self, seconds: float) -> None:
+        async with self._changed:
+            self.slept.append(seconds)
+            mine = len(self.slept)
+            self._changed.notify_all()
+            await self._changed.wait_for(lambda: self._released >= mine)
+
+    async def sleeping(self, n: int = 1, timeout: float = 30.0) -> None:
+        """Wait until the ``n``-th sleep has begun."""
+
+        async def until() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.slept) >= n)
+
+        await asyncio.wait_for(until(), timeout)
+
+    async def release(self) -> None:
+        """End every sleep begun so far."""
+        async with self._changed:
+            self._released = len(self.slept)
+            self._changed.notify_all()
 
 
 class FakeMemory:

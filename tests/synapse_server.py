@@ -12,12 +12,14 @@ closed to the public and open only through the shared-secret admin API (``regist
 
 Import the fixture into the test module that needs it (``from tests.synapse_server import synapse``). A
 session-scoped fixture is shared per defining module, so keep every homeserver test in one module or
-register this module as a plugin in ``conftest.py``.
+register this module as a plugin in ``conftest.py``. A test that needs a homeserver of its own, started
+when it chooses (``running_synapse(workdir, port)``), does not use the fixture.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -202,16 +204,11 @@ def _tail(workdir: Path) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture(scope="session")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
-    """One real Synapse for the whole session (skipped, loudly, when ``.synapse-venv`` is missing)."""
-    if not SYNAPSE_PYTHON.exists():
-        msg = (f"SKIPPING the Matrix end-to-end tests: no Synapse at {SYNAPSE_PYTHON}; run `make synapse` "
-               "(or `make test`, which installs it)")
-        print(f"\n*** {msg}", file=sys.stderr)
-        pytest.skip(msg)
-    workdir = tmp_path_factory.mktemp("synapse")
-    port = free_port()
+@contextlib.contextmanager
+def running_synapse(workdir: Path, port: int | None = None) -> Iterator[SynapseServer]:
+    """A Synapse listening on ``port`` (a free one when None) until the block ends. Tests that need the
+    homeserver to come up late (an outage at the bot's start) choose the port first and enter this later."""
+    port = port or free_port()
     secret = secrets.token_hex(16)
     config_path = workdir / "homeserver.yaml"
     config_path.write_text(yaml.safe_dump(homeserver_config(workdir, port, secret)))
@@ -232,3 +229,20 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]
         proc.kill()
         proc.wait(timeout=30)
         stderr.close()
+
+
+def require_synapse() -> None:
+    """Skip (loudly) when ``.synapse-venv`` is missing."""
+    if not SYNAPSE_PYTHON.exists():
+        msg = (f"SKIPPING the Matrix end-to-end tests: no Synapse at {SYNAPSE_PYTHON}; run `make synapse` "
+               "(or `make test`, which installs it)")
+        print(f"\n*** {msg}", file=sys.stderr)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
+    """One real Synapse for the whole session (skipped, loudly, when ``.synapse-venv`` is missing)."""
+    require_synapse()
+    with running_synapse(tmp_path_factory.mktemp("synapse")) as server:
+        yield server

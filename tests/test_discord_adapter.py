@@ -4,6 +4,8 @@ loopback), with a recording inbox in place of the core."""
 from __future__ import annotations
 
 import logging
+import random
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,18 +16,27 @@ from discord.http import Route
 
 from adapters.discord.adapter import DiscordAdapter, create_adapter, invite_url
 from bot.config import DiscordAdapterSettings, parse_settings
-from bot.errors import AdapterConfigError, ConfigError, DeliveryError
-from bot.events import Attachment, Outgoing, Poll
+from bot.errors import (
+    AdapterConfigError,
+    ConfigError,
+    CredentialsRejected,
+    DeliveryError,
+    PlatformUnavailable,
+)
+from bot.events import Attachment, ChatRef, Outgoing, Poll
 from bot.ports import AdapterEnv, ChatAdapter, CommandInfo
+from bot.supervisor import CONNECTING, RUNNING, STOPPED, AdapterSupervisor
 from tests.fake_discord import FakeDiscord, RecordingSink
+from tests.fakes import GatedClock
 
 COMMANDS = (CommandInfo("ask", "Ask the AI member", "a question"), CommandInfo("summary", "Summarise", "when"),
             CommandInfo("remind", "Set a reminder"))
 
 
 def make_adapter(fake: FakeDiscord, tmp_path: Any, **cfg: Any) -> DiscordAdapter:
-    settings = DiscordAdapterSettings(enabled=True, token=cfg.pop("token", fake.token), api_base=fake.api_base,
-                                      gateway_url=fake.gateway_url, **cfg)
+    settings = DiscordAdapterSettings(enabled=True, token=cfg.pop("token", fake.token),
+                                      api_base=cfg.pop("api_base", fake.api_base),
+                                      gateway_url=cfg.pop("gateway_url", fake.gateway_url), **cfg)
     env = AdapterEnv(bot_name="Pai", data_dir=tmp_path, commands=COMMANDS, max_attachment_bytes=1024)
     return DiscordAdapter(settings, env, guild_ready_timeout=0.05, ready_timeout_s=20)
 
@@ -253,9 +264,101 @@ async def test_missing_message_content_intent_is_a_config_error(fake: FakeDiscor
 
 async def test_invalid_token_is_a_config_error(fake: FakeDiscord, tmp_path: Any) -> None:
     adapter = make_adapter(fake, tmp_path, token="wrong")
-    with pytest.raises(AdapterConfigError, match="token"):
+    with pytest.raises(CredentialsRejected, match="Reset Token"):
         await adapter.start(RecordingSink())
     await adapter.stop()
+
+
+async def test_a_token_refused_by_the_gateway_is_a_rejected_credential(fake: FakeDiscord, tmp_path: Any
+                                                                        ) -> None:
+    fake.reject_identify = True  # close code 4004: authentication failed
+    adapter = make_adapter(fake, tmp_path)
+    with pytest.raises(CredentialsRejected, match="4004"):
+        await adapter.start(RecordingSink())
+    await adapter.stop()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_discord_down_at_start_is_an_outage_naming_its_api_and_a_later_start_connects(tmp_path: Any
+                                                                                           ) -> None:
+    server = FakeDiscord()
+    server.port = port = closed_port()  # nothing listens there yet
+    adapter, sink = make_adapter(server, tmp_path), RecordingSink()
+    with pytest.raises(PlatformUnavailable) as err:
+        await adapter.start(sink)
+    assert f"cannot reach Discord's API at http://127.0.0.1:{port}/api/v10" in str(err.value)
+    assert server.token not in str(err.value)
+    await server.start(port)  # Discord is back
+    try:
+        await adapter.start(sink)
+        kim = server.add_user("kim")
+        assert (await said(server, sink, kim, "hello again")).text == "hello again"
+        await adapter.stop()
+    finally:
+        await server.stop()
+
+
+async def test_an_unreachable_gateway_is_an_outage_too(fake: FakeDiscord, tmp_path: Any) -> None:
+    port = closed_port()
+    adapter = make_adapter(fake, tmp_path, gateway_url=f"ws://127.0.0.1:{port}/gateway")
+    with pytest.raises(PlatformUnavailable, match=f"cannot reach Discord's gateway at ws://127.0.0.1:{port}"):
+        await adapter.start(RecordingSink())
+    await adapter.stop()
+
+
+async def test_a_long_outage_after_start_is_ridden_out_with_waits_of_at_most_60s(fake: FakeDiscord,
+                                                                                 tmp_path: Any) -> None:
+    """Discord goes away for good while the bot runs. discord.py cannot get it back, the adapter says so
+    (``connection_lost``) and its supervisor reconnects it with a fresh session, never waiting more than 60 s
+    between attempts (discord.py's own reconnect backoff grows to ~17 minutes); sends meanwhile are a wait
+    (PlatformUnavailable), not a failure. Back, it catches up on what was said meanwhile."""
+    clock = GatedClock()
+    adapter, sink = make_adapter(fake, tmp_path), RecordingSink()
+    sup = AdapterSupervisor("discord", adapter, sink, clock=clock, rng=random.Random(11))
+    sup.launch()
+    try:
+        await sink.wait_until(lambda: sup.state == RUNNING and adapter._sync is not None
+                              and adapter._sync.passes >= 1)
+        lena = fake.add_user("lena")
+        await said(fake, sink, lena, "before the outage")
+        await fake.stop()
+        for n in range(1, 12):  # the loss, then ten failed reconnections
+            await clock.sleeping(n)
+            assert sup.state == CONNECTING
+            await clock.release()
+        await clock.sleeping(12)
+        with pytest.raises(PlatformUnavailable):
+            await adapter.send(Outgoing(ChatRef("discord", str(fake.general)), "are you there?"))
+        assert max(clock.slept) <= 60.0 and min(clock.slept[7:]) >= 30.0
+        missed = await fake.user_says(lena, f"<@{fake.bot['id']}> said while the bot was away")
+        await fake.start(fake.port)  # back
+        await clock.release()
+        await sink.wait_until(lambda: f"discord:{missed['id']}" in sink.events, timeout=30)
+        assert sup.state == RUNNING
+        ref = await adapter.send(Outgoing(ChatRef("discord", str(fake.general)), "I am back"))
+        assert ref.message_id
+    finally:
+        await sup.stop()
+
+
+async def test_a_token_reset_while_running_stops_the_adapter_with_the_instruction(fake: FakeDiscord,
+                                                                                  tmp_path: Any) -> None:
+    adapter, sink = make_adapter(fake, tmp_path), RecordingSink()
+    sup = AdapterSupervisor("discord", adapter, sink, clock=GatedClock(), rng=random.Random(12))
+    sup.launch()
+    try:
+        await sink.wait_until(lambda: sup.state == RUNNING)
+        fake.reject_identify = True  # the token was reset in the portal
+        await fake.close_gateways(code=4004)
+        await sink.wait_until(lambda: sup.state == STOPPED, timeout=30)
+        assert "Reset Token" in sup.reason and "4004" in sup.reason
+    finally:
+        await sup.stop()
 
 
 async def test_endpoint_overrides_leave_discord_py_globals_alone(running: Any) -> None:

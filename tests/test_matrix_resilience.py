@@ -1,4 +1,5 @@
-"""The Matrix adapter against a misbehaving homeserver: rate limits, 5xx, revoked tokens, a failing inbox.
+"""The Matrix adapter against a misbehaving homeserver: rate limits, 5xx, revoked tokens, a failing inbox, a
+homeserver that is down when the bot starts, and refused credentials.
 
 A small aiohttp server on loopback speaks just enough of the client-server API (login, profile, sync, send)
 and answers from a script, so each failure mode is reproduced exactly; the adapter runs its unmodified nio
@@ -18,7 +19,7 @@ from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.retry import RetryPolicy
 from adapters.matrix.sync import HORIZON, NEXT_BATCH, SyncOptions
 from bot.config import MatrixAdapterSettings
-from bot.errors import DeliveryError
+from bot.errors import AdapterConfigError, CredentialsRejected, DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing
 from tests.matrix_helpers import RecordingSink
 
@@ -47,6 +48,7 @@ class FakeHomeserver:
     """Scripted replies per endpoint; once a script is used up, sync long-polls briefly and sends succeed."""
 
     def __init__(self) -> None:
+        self.login_script: list[Reply] = []
         self.sync_script: list[Reply] = []
         self.send_script: list[Reply] = []
         self.sync_since: list[str | None] = []
@@ -55,15 +57,16 @@ class FakeHomeserver:
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/_matrix/client/v3/login", self._login)
+        app.router.add_get("/_matrix/client/v3/account/whoami", self._whoami)
         app.router.add_get("/_matrix/client/v3/profile/{user}/displayname", self._displayname)
         app.router.add_get("/_matrix/client/v3/sync", self._sync)
         app.router.add_put("/_matrix/client/v3/rooms/{room}/send/{type}/{txn}", self._send)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{port}"
@@ -81,9 +84,16 @@ class FakeHomeserver:
 
     async def _login(self, request: web.Request) -> web.Response:
         self.logins += 1
+        if self.login_script:
+            return self._reply(self.login_script.pop(0))
         data = await request.json()
         return web.json_response({"user_id": BOT, "access_token": f"tok{self.logins}",
                                   "device_id": data.get("device_id") or "DEV1"})
+
+    async def _whoami(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer good-token":
+            return web.json_response({"errcode": "M_UNKNOWN_TOKEN", "error": "Invalid token"}, status=401)
+        return web.json_response({"user_id": BOT, "device_id": "DEV9"})
 
     async def _displayname(self, request: web.Request) -> web.Response:
         return web.json_response({"displayname": "Pai"})
@@ -119,10 +129,15 @@ async def hs() -> AsyncIterator[FakeHomeserver]:
     await server.stop()
 
 
+def adapter_for(base_url: str, sleep: RecordedSleep, **cfg: Any) -> MatrixAdapter:
+    base: dict[str, Any] = {"enabled": True, "homeserver": base_url, "user_id": BOT, "password": "pw",
+                            "allowed_inviters": ()}
+    settings = MatrixAdapterSettings(**{**base, **cfg})
+    return MatrixAdapter(settings, options=SyncOptions(sync_timeout_ms=100), retry=RetryPolicy(sleep=sleep))
+
+
 async def started(hs: FakeHomeserver, sink: Any, sleep: RecordedSleep) -> MatrixAdapter:
-    cfg = MatrixAdapterSettings(enabled=True, homeserver=hs.base_url, user_id=BOT, password="pw",
-                                allowed_inviters=())
-    adapter = MatrixAdapter(cfg, options=SyncOptions(sync_timeout_ms=100), retry=RetryPolicy(sleep=sleep))
+    adapter = adapter_for(hs.base_url, sleep)
     await adapter.start(sink)
     return adapter
 
@@ -219,3 +234,72 @@ async def test_send_refused_for_good_is_a_delivery_error_without_retries(hs: Fak
     finally:
         await adapter.stop()
 
+
+
+# --------------------------------------------------------------------------- start-up: outage or refusal
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_homeserver_down_at_start_is_an_outage_naming_it_and_a_later_start_connects() -> None:
+    port = closed_port()
+    sleep = RecordedSleep()
+    adapter = adapter_for(f"http://127.0.0.1:{port}", sleep)
+    sink = await resumed_sink()
+    with pytest.raises(PlatformUnavailable) as err:
+        await adapter.start(sink)
+    assert f"cannot reach the Matrix homeserver at http://127.0.0.1:{port} (login" in str(err.value)
+    assert sleep.delays == []  # one attempt: the retries of a start belong to the supervisor
+    hs = FakeHomeserver()
+    await hs.start(port)  # the homeserver is back
+    try:
+        hs.sync_script = [(200, sync_body("s1", [text_event("$a", "back")]))]
+        await adapter.start(sink)
+        await sink.wait_for(lambda m: m.id == "$a")
+        await adapter.stop()
+    finally:
+        await hs.stop()
+
+
+@pytest.mark.parametrize("reply", [(502, "<html>bad gateway</html>"), (503, {"errcode": "M_UNKNOWN"}),
+                                   rate_limited(2500)])
+async def test_a_homeserver_failing_the_login_is_an_outage(hs: FakeHomeserver, reply: Reply) -> None:
+    hs.login_script = [reply]
+    adapter = adapter_for(hs.base_url, RecordedSleep())
+    with pytest.raises(PlatformUnavailable, match="is not answering") as err:
+        await adapter.start(await resumed_sink())
+    assert err.value.retry_after == (2.5 if reply[0] == 429 else None)
+    assert hs.logins == 1
+    await adapter.start(await resumed_sink())  # the next attempt logs in
+    await adapter.stop()
+
+
+async def test_a_refused_password_stops_with_the_instruction(hs: FakeHomeserver) -> None:
+    hs.login_script = [(403, {"errcode": "M_FORBIDDEN", "error": "Invalid username or password"})]
+    with pytest.raises(CredentialsRejected) as err:
+        await adapter_for(hs.base_url, RecordedSleep()).start(await resumed_sink())
+    assert "refused the login of @pai:fake.test" in str(err.value)
+    assert "adapters.matrix.password" in str(err.value)
+
+
+async def test_a_rejected_access_token_stops_with_the_instruction(hs: FakeHomeserver) -> None:
+    adapter = adapter_for(hs.base_url, RecordedSleep(), password="", access_token="revoked-token")
+    with pytest.raises(CredentialsRejected, match="rejected adapters.matrix.access_token") as err:
+        await adapter.start(await resumed_sink())
+    assert "revoked-token" not in str(err.value)
+    ok = adapter_for(hs.base_url, RecordedSleep(), password="", access_token="good-token")
+    await ok.start(await resumed_sink())
+    await ok.stop()
+
+
+async def test_a_server_that_is_not_a_homeserver_is_an_operator_error(hs: FakeHomeserver) -> None:
+    hs.login_script = [(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})]
+    with pytest.raises(AdapterConfigError, match="adapters.matrix.homeserver") as err:
+        await adapter_for(hs.base_url, RecordedSleep()).start(await resumed_sink())
+    assert not isinstance(err.value, CredentialsRejected)

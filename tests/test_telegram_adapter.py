@@ -7,10 +7,11 @@ the inbox committed it. Start-up: token, privacy mode, commands.
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
-from bot.errors import AdapterConfigError
+from bot.errors import CredentialsRejected, PlatformUnavailable
 from bot.events import ChatRef, Outgoing
 from tests.fake_telegram import FakeTelegram, RecordingClock, RecordingSink, make_adapter
 
@@ -50,12 +51,68 @@ async def test_start_checks_token_registers_commands_and_leaves_webhook_mode(fak
 
 async def test_invalid_token_stops_start_with_an_operator_hint_and_no_token_in_it(fake, tmp_path):
     adapter = make_adapter(fake, tmp_path, token="999:wrong-secret-token")
-    with pytest.raises(AdapterConfigError) as err:
+    with pytest.raises(CredentialsRejected) as err:
         await adapter.start(RecordingSink())
     text = str(err.value)
     assert "BotFather" in text and "adapters.telegram.token" in text
     assert "wrong-secret-token" not in text
     assert not any(m == "getUpdates" for m, _ in fake.calls)
+
+
+async def test_a_404_on_getme_is_a_rejected_token_too(fake, tmp_path):
+    fake.fail("getMe", 404, "Not Found")  # what Telegram answers for a malformed token
+    with pytest.raises(CredentialsRejected, match="BotFather"):
+        await make_adapter(fake, tmp_path).start(RecordingSink())
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_bot_api_is_reported_by_url_and_a_later_start_connects(tmp_path):
+    """python-telegram-bot marks a Bot initialised before its getMe: after a failed start, the next start
+    must not reuse that Bot (it used to fail with "Bot is not properly initialized")."""
+    server = FakeTelegram()
+    server.port = port = closed_port()  # nothing listens there yet
+    adapter = make_adapter(server, tmp_path)
+    sink = RecordingSink()
+    with pytest.raises(PlatformUnavailable) as err:
+        await adapter.start(sink)
+    assert f"cannot reach the Telegram Bot API at http://127.0.0.1:{port}" in str(err.value)
+    assert server.token not in str(err.value)
+    await server.start(port)  # the platform is back
+    try:
+        await adapter.start(sink)
+        await server.message(GROUP, ALICE, "back online")
+        (msg,) = await sink.wait_for(1)
+        assert msg.text == "back online"
+        await adapter.stop()
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("code", [500, 502, 503])
+async def test_a_server_error_on_getme_is_an_outage_not_a_refusal(fake, tmp_path, code):
+    fake.fail("getMe", code, "Internal Server Error")
+    adapter = make_adapter(fake, tmp_path)
+    with pytest.raises(PlatformUnavailable, match="Telegram Bot API"):
+        await adapter.start(RecordingSink())
+    await adapter.start(RecordingSink())  # answered the next time
+    await adapter.stop()
+
+
+async def test_an_outage_after_getme_during_start_up_is_an_outage_too(fake, tmp_path):
+    fake.fail("deleteWebhook", 502, "Bad Gateway")
+    adapter = make_adapter(fake, tmp_path)
+    with pytest.raises(PlatformUnavailable):
+        await adapter.start(RecordingSink())
+    sink = RecordingSink()
+    await adapter.start(sink)
+    await fake.message(GROUP, ALICE, "hello")
+    await sink.wait_for(1)
+    await adapter.stop()
 
 
 async def test_privacy_mode_is_reported_with_how_to_turn_it_off(tmp_path, caplog):

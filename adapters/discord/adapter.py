@@ -4,10 +4,16 @@
 ``invite_url(settings)`` is the OAuth2 URL that adds the bot to a server with the scopes and permissions it
 needs (``paibot invite discord``).
 
-Lifecycle: ``start`` logs in (a 401 becomes ``AdapterConfigError``), registers the core's slash commands,
-connects the gateway and returns once READY (close code 4014 becomes ``AdapterConfigError`` naming the
-portal switch). On every READY/RESUMED it backfills each readable channel after its durable cursor (see
-``adapters.discord.sync``). ``stop`` closes the client; it is idempotent.
+Lifecycle: ``start`` is one connection attempt (the contract is in ``bot.supervisor``): a fresh client logs
+in, registers the core's slash commands, opens the gateway and returns once READY. Discord unreachable
+(refused, DNS, timeout, 5xx) is ``PlatformUnavailable`` naming the URL; a rejected token (HTTP 401, gateway
+close 4004) is ``CredentialsRejected``; close code 4014 is ``AdapterConfigError`` naming the portal switch.
+Once connected, discord.py resumes the session after the drops it can ride out. When it cannot reconnect
+(Discord is down), ``connection_lost`` (``bot.ports.ConnectionWatch``) reports it and the supervisor makes
+new ``start`` attempts with its capped, jittered backoff (at most 60 s apart; discord.py's own reconnect
+backoff grows to ~17 minutes); sends meanwhile raise ``PlatformUnavailable``. On every READY/RESUMED it
+backfills each readable channel after its durable cursor (see ``adapters.discord.sync``), so nothing said
+meanwhile is missed. ``stop`` closes the client; it is idempotent.
 
 Sending: Discord replies (``fail_if_not_exists=False``), split at 2000 characters, mass pings neutralised
 and disabled through ``AllowedMentions`` (only the replied-to user and the core's explicit
@@ -25,7 +31,6 @@ import asyncio
 import io
 import logging
 import math
-import random
 import re
 import time
 from collections import OrderedDict
@@ -36,13 +41,13 @@ import aiohttp
 import discord
 from discord.http import Route
 
-from adapters.discord.client import PaibotClient
+from adapters.discord.client import UNREACHABLE, PaibotClient, gateway_error, login_error
 from adapters.discord.convert import message_from_discord, message_from_interaction
 from adapters.discord.registration import application_id_of, invite_permissions, invite_url, slash_command_payload
 from adapters.discord.sync import ChannelSync
 from adapters.discord.text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
 from bot.config import DiscordAdapterSettings, Settings
-from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PlatformUnavailable
+from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PaibotError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
@@ -51,18 +56,13 @@ log = logging.getLogger("paibot.discord")
 __all__ = ["DiscordAdapter", "create_adapter", "invite_url", "invite_permissions", "application_id_of",
            "slash_command_payload"]
 
-INTENT_HELP = (
-    "Discord refused the gateway connection (close code 4014: disallowed intents). paibot needs the "
-    "privileged MESSAGE CONTENT INTENT: open https://discord.com/developers/applications, select your "
-    "application, go to Bot -> Privileged Gateway Intents, switch on 'Message Content Intent', save, and "
-    "start paibot again."
-)
 EMPTY_CONTENT_HELP = (
     "Discord delivers messages with empty text that do not mention the bot: the MESSAGE CONTENT INTENT is "
     "not in effect, so paibot cannot remember what the group says. Switch on 'Message Content Intent' under "
     "Bot -> Privileged Gateway Intents at https://discord.com/developers/applications."
 )
 INTERACTION_TTL_S = 14 * 60  # interaction tokens live 15 minutes
+CONNECTION_TASKS = ("discord-gateway", "discord-wait-ready", "discord-backfill")  # one connection's tasks
 _JUMP = re.compile(r"/channels/(?:\d+|@me)/(\d+)/(\d+)")
 
 
@@ -90,92 +90,94 @@ class DiscordAdapter:
         self._authors: OrderedDict[str, str] = OrderedDict()  # message id -> author id (for reply pings)
         self._warned_empty = False
         self._stopping = False
+        self._gateway: asyncio.Task[Any] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self, sink: IntakeSink) -> None:
+        """One connection attempt; raises as the module docstring says and leaves nothing open when it
+        fails, so it may be called again (also after ``connection_lost`` returned)."""
         self._stopping = False
+        self._sync = ChannelSync(sink, self._convert, self._cfg.backfill_limit)
+        self._gateway = await self._connect()
+
+    async def connection_lost(self) -> Exception:
+        """``bot.ports.ConnectionWatch``: returns once the gateway connection has ended and discord.py could
+        not get it back, with the client closed: ``PlatformUnavailable`` (Discord went away) or a refusal
+        (``CredentialsRejected`` for close code 4004, ``AdapterConfigError``)."""
+        gateway = self._gateway
+        if gateway is None:
+            raise RuntimeError("the Discord adapter is not connected")
+        await asyncio.wait({gateway})
+        self._ready.clear()  # sends wait (PlatformUnavailable) until connected again
+        problem = self._gateway_failure(gateway)
+        if self._client is not None:
+            await self._close(self._client)
+        return problem
+
+    async def _connect(self) -> asyncio.Task[Any]:
+        """Log in with a fresh client, register the slash commands, open the gateway and wait for READY.
+        Returns the task running the gateway; on failure closes the client and raises."""
         self._ready = asyncio.Event()
         client = PaibotClient(self, api_base=self._cfg.api_base, gateway_url=self._cfg.gateway_url,
                               guild_ready_timeout=self._guild_ready_timeout)
         self._client = client
-        self._sync = ChannelSync(sink, self._convert, self._cfg.backfill_limit)
         try:
-            await client.login(self._cfg.token)
-        except discord.LoginFailure as exc:
-            await client.close()
-            raise AdapterConfigError(
-                "Discord rejected the bot token (401 on /users/@me). Copy a fresh token from "
-                "https://discord.com/developers/applications -> your application -> Bot -> Reset Token, "
-                "and put it in the environment variable adapters.discord.token reads.") from exc
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
-            await client.close()
-            raise AdapterConfigError(f"could not log in to Discord: {exc}") from exc
-        await self._register_commands(client)
-        gateway = self._spawn(self._run_gateway(client), "discord-gateway")
-        waiter = self._spawn(self._ready.wait(), "discord-wait-ready")
-        done, _ = await asyncio.wait({gateway, waiter}, timeout=self._ready_timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
+            await self._login(client)
+            await self._register_commands(client)
+            # reconnect=False: when discord.py cannot reconnect, the task ends (it still resumes by itself
+            # after the drops the gateway asks for), and connection_lost says so.
+            gateway = self._spawn(client.connect(reconnect=False), "discord-gateway")
+            waiter = self._spawn(self._ready.wait(), "discord-wait-ready")
+            done, _ = await asyncio.wait({gateway, waiter}, timeout=self._ready_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if waiter in done:
+                log.info("discord: connected as %s (id %s)", client.user, getattr(client.user, "id", "?"))
+                return gateway
             waiter.cancel()
-            error = self._gateway_failure(gateway) if gateway in done else None
-            await self.stop()
-            if error is not None:
-                raise error
-            raise AdapterConfigError(f"Discord gateway not ready after {self._ready_timeout_s:.0f}s")
-        gateway.add_done_callback(self._on_gateway_done)
-        log.info("discord: connected as %s (id %s)", client.user, client.user.id if client.user else "?")
+            if gateway in done:
+                raise self._gateway_failure(gateway)
+            raise PlatformUnavailable(f"Discord's gateway at {self._gateway_url()} was not ready within "
+                                      f"{self._ready_timeout_s:.0f}s")
+        except BaseException:
+            await self._close(client)
+            raise
 
-    async def _run_gateway(self, client: PaibotClient) -> None:
-        """Keep the gateway connected. discord.py reconnects and resumes by itself; this loop restarts it
-        when an unexpected error (say, a payload it cannot parse) escapes ``connect``. Operator-fixable
-        refusals (4014 intents, 4004 token) end the loop."""
-        failures = 0
-        while not self._stopping and not client.is_closed():
-            try:
-                await client.connect(reconnect=True)
-                return
-            except (discord.PrivilegedIntentsRequired, discord.ConnectionClosed):
-                raise
-            except Exception:
-                if not self._ready.is_set():
-                    raise
-                failures += 1
-                delay = min(60.0, 2.0 ** min(failures, 6)) * random.uniform(0.5, 1.0)
-                log.exception("discord: gateway failed; reconnecting in %.1fs", delay)
-                await asyncio.sleep(delay)
+    async def _login(self, client: PaibotClient) -> None:
+        try:
+            await asyncio.wait_for(client.login(self._cfg.token), self._ready_timeout_s)
+        except (discord.LoginFailure, discord.HTTPException, *UNREACHABLE) as exc:
+            raise login_error(exc, self._cfg.api_base or Route.BASE) from exc
 
-    def _gateway_failure(self, task: asyncio.Task[Any]) -> Exception:
-        exc = task.exception() if not task.cancelled() else None
-        if isinstance(exc, discord.PrivilegedIntentsRequired):
-            return AdapterConfigError(INTENT_HELP)
-        if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
-            return AdapterConfigError("Discord closed the gateway: authentication failed (4004); reset the token")
-        if isinstance(exc, discord.ConnectionClosed) and exc.code == 4013:
-            return AdapterConfigError("Discord closed the gateway: invalid intents (4013)")
-        return AdapterConfigError(f"Discord gateway stopped before READY: {exc!r}")
+    def _gateway_failure(self, task: asyncio.Task[Any]) -> PaibotError:
+        return gateway_error(task.exception() if not task.cancelled() else None, self._gateway_url())
 
-    def _on_gateway_done(self, task: asyncio.Task[Any]) -> None:
-        if self._stopping or task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, discord.PrivilegedIntentsRequired):
-            log.error("discord: %s", INTENT_HELP)
-        elif exc is not None:
-            log.error("discord: gateway stopped: %r", exc)
+    def _gateway_url(self) -> str:
+        return self._cfg.gateway_url or str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+
+    async def _close(self, client: PaibotClient) -> None:
+        """Close one connection's client and end its tasks (its backfills too: the next connection redoes
+        them)."""
+        if not client.is_closed():
+            await client.close()
+        await self._cancel(lambda t: t.get_name().startswith(CONNECTION_TASKS))
 
     async def stop(self) -> None:
         self._stopping = True
         client, self._client = self._client, None
         if client is not None and not client.is_closed():
             await client.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel(lambda t: True)
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+    async def _cancel(self, which: Any) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current and which(t)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -193,9 +195,12 @@ class DiscordAdapter:
             log.warning("discord: could not register slash commands (%s); @mentions still work", exc)
 
     def _require(self) -> PaibotClient:
-        if self._client is None or self._client.user is None:
+        client = self._client
+        if client is not None and client.user is not None and self._ready.is_set() and not client.is_closed():
+            return client
+        if self._stopping or self._sync is None:
             raise DeliveryError("discord adapter is not running")
-        return self._client
+        raise PlatformUnavailable("discord: not connected to the gateway (reconnecting)")
 
     # ----------------------------------------------------------------- events from the client
 
@@ -291,7 +296,7 @@ class DiscordAdapter:
             return
         try:
             await self._sync.backfill(channel)
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+        except (discord.HTTPException, aiohttp.ClientError, OSError, PlatformUnavailable) as exc:
             log.warning("discord: backfill of channel %s failed (%s); retried on the next reconnect",
                         channel.id, exc)
 

@@ -7,18 +7,70 @@ request's URL and the gateway URL of each websocket connect, for its own client 
 untouched. What this does not cover: code paths of discord.py that bypass ``HTTPClient.request`` (the
 ``discord.Webhook`` / ``Interaction.response`` helpers build their own requests from the global
 ``Route.BASE``), which is why the adapter answers interactions with plain routes through this client.
+
+``login_error`` and ``gateway_error`` say what a failed connection means, in ``bot.errors`` terms (see
+``bot.supervisor``): an outage to wait out (``PlatformUnavailable``) or what the operator must fix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Protocol
 
+import aiohttp
 import discord
 import yarl
 from discord.http import HTTPClient, Route
 
+from bot.errors import AdapterConfigError, CredentialsRejected, PaibotError, PlatformUnavailable
+
 log = logging.getLogger("paibot.discord")
+
+INTENT_HELP = (
+    "Discord refused the gateway connection (close code 4014: disallowed intents). paibot needs the "
+    "privileged MESSAGE CONTENT INTENT: open https://discord.com/developers/applications, select your "
+    "application, go to Bot -> Privileged Gateway Intents, switch on 'Message Content Intent', save, and "
+    "start paibot again."
+)
+TOKEN_HELP = (
+    "Discord rejected the bot token in adapters.discord.token ({why}). Copy a fresh token from "
+    "https://discord.com/developers/applications -> your application -> Bot -> Reset Token, put it in the "
+    "environment variable your config.yaml reads (e.g. DISCORD_TOKEN) and start paibot again."
+)
+UNREACHABLE = (aiohttp.ClientError, OSError, asyncio.TimeoutError, discord.GatewayNotFound)
+
+
+def login_error(exc: BaseException, api: str) -> PaibotError:
+    """What a failed login (``GET /users/@me``) means."""
+    if isinstance(exc, discord.LoginFailure):
+        return CredentialsRejected(TOKEN_HELP.format(why="HTTP 401 on /users/@me"))
+    if isinstance(exc, discord.DiscordServerError):
+        return PlatformUnavailable(f"Discord's API at {api} answered {exc.status}")
+    if isinstance(exc, discord.HTTPException):
+        return AdapterConfigError(f"Discord's API at {api} refused the login ({exc.status}): "
+                                  f"{exc.text[:200]}; check adapters.discord.api_base")
+    return PlatformUnavailable(f"cannot reach Discord's API at {api} ({_describe(exc)})")
+
+
+def gateway_error(exc: BaseException | None, gateway: str) -> PaibotError:
+    """What the end of a gateway connection (``exc`` None: closed cleanly) means."""
+    if isinstance(exc, discord.PrivilegedIntentsRequired) or (
+            isinstance(exc, discord.ConnectionClosed) and exc.code == 4014):
+        return AdapterConfigError(INTENT_HELP)
+    if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
+        return CredentialsRejected(TOKEN_HELP.format(why="gateway close code 4004, authentication failed"))
+    if isinstance(exc, discord.ConnectionClosed) and exc.code in (4010, 4011, 4012, 4013):
+        return AdapterConfigError(f"Discord closed the gateway with code {exc.code} ({exc.reason})")
+    if exc is None or isinstance(exc, (*UNREACHABLE, discord.ConnectionClosed, discord.DiscordServerError)):
+        why = _describe(exc) if exc is not None else "it closed the connection"
+        return PlatformUnavailable(f"cannot reach Discord's gateway at {gateway} ({why})")
+    return AdapterConfigError(f"Discord gateway stopped: {exc!r}")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def paibot_intents() -> discord.Intents:

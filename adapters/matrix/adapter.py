@@ -34,10 +34,16 @@ from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, Up
 
 from adapters.matrix.convert import Me
 from adapters.matrix.format import matrix_to, message_content, split_text, transaction_id
-from adapters.matrix.retry import TRANSPORT_ERRORS, RetryPolicy
+from adapters.matrix.retry import TRANSPORT_ERRORS, RetryPolicy, is_rate_limited, is_transient
 from adapters.matrix.sync import MatrixSync, QuoteCache, SyncOptions
 from bot.config import MatrixAdapterSettings, Settings
-from bot.errors import AdapterConfigError, DeliveryError, PlatformUnavailable
+from bot.errors import (
+    AdapterConfigError,
+    CredentialsRejected,
+    DeliveryError,
+    PaibotError,
+    PlatformUnavailable,
+)
 from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
@@ -90,6 +96,9 @@ class MatrixAdapter:
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self, sink: IntakeSink) -> None:
+        """One connection attempt (see ``bot.supervisor`` for the contract): ``PlatformUnavailable`` when the
+        homeserver cannot be reached or answers 5xx/429, ``CredentialsRejected`` when it refuses the password
+        or access token; a failed attempt leaves nothing open, so ``start`` may be called again."""
         if self._task is not None:
             return
         self._sink = sink
@@ -99,7 +108,7 @@ class MatrixAdapter:
         self._client = AsyncClient(self._cfg.homeserver.rstrip("/"), self._cfg.user_id, device_id=device_id,
                                    config=config)
         try:
-            await self._login()
+            await self._login(attempts=1)  # one attempt: the supervisor owns the retries of a start
             await self._load_profile()
         except BaseException:
             await self._client.close()
@@ -123,15 +132,14 @@ class MatrixAdapter:
         if client is not None:
             await client.close()
 
-    async def _login(self) -> None:
+    async def _login(self, attempts: int | None = None) -> None:
         client = self._client
         assert client is not None and self._sink is not None
         if self._cfg.access_token:
             client.access_token = self._cfg.access_token
-            resp = await self._call(client.whoami, "whoami")
+            resp = await self._call(client.whoami, "whoami", attempts)
             if not isinstance(resp, WhoamiResponse):
-                raise AdapterConfigError(
-                    f"matrix: the homeserver refused adapters.matrix.access_token ({resp})")
+                raise self._refusal(resp, token=True)
             if resp.user_id != self._cfg.user_id:
                 raise AdapterConfigError(
                     f"matrix: the access token belongs to {resp.user_id}, not adapters.matrix.user_id "
@@ -141,12 +149,32 @@ class MatrixAdapter:
                 client.device_id = resp.device_id
             return
         resp = await self._call(lambda: client.login(self._cfg.password, device_name=self._cfg.device_name),
-                                "login")
+                                "login", attempts)
         if not isinstance(resp, LoginResponse):
-            raise AdapterConfigError(f"matrix: login as {self._cfg.user_id} failed ({resp}); check "
-                                     "adapters.matrix.user_id and password")
+            raise self._refusal(resp, token=False)
         if resp.device_id and resp.device_id != await self._sink.cursor(DEVICE_ID):
             await self._sink.submit([], cursor_key=DEVICE_ID, cursor=resp.device_id)
+
+    def _refusal(self, resp: Any, *, token: bool) -> PaibotError:
+        """What a failed login (or token check) means: an outage to wait out, or what the operator must do."""
+        where, user = self._cfg.homeserver, self._cfg.user_id
+        if is_transient(resp):
+            wait = resp.retry_after_ms / 1000 if is_rate_limited(resp) and resp.retry_after_ms else None
+            return PlatformUnavailable(f"the Matrix homeserver at {where} is not answering ({resp})",
+                                       retry_after=wait)
+        if getattr(resp, "status_code", None) in ("M_UNKNOWN_TOKEN", "M_FORBIDDEN", "M_USER_DEACTIVATED"):
+            if token:
+                return CredentialsRejected(
+                    f"matrix: the homeserver {where} rejected adapters.matrix.access_token for {user} "
+                    f"({resp}). Get a new access token for that account (or set adapters.matrix.password "
+                    "instead), put it in the environment variable your config.yaml reads and start again.")
+            return CredentialsRejected(
+                f"matrix: the homeserver {where} refused the login of {user} ({resp}). Check "
+                "adapters.matrix.user_id and adapters.matrix.password (in the environment variable your "
+                "config.yaml reads) and start again.")
+        what = "the access token check" if token else f"login as {user}"
+        return AdapterConfigError(f"matrix: {what} at {where} failed ({resp}); check "
+                                  "adapters.matrix.homeserver and adapters.matrix.user_id")
 
     async def _relogin(self) -> bool:
         """After ``M_UNKNOWN_TOKEN``: log in again when we have a password (same device)."""
@@ -155,21 +183,26 @@ class MatrixAdapter:
             return False
         try:
             await self._login()
+        except PlatformUnavailable as exc:
+            log.warning("matrix: could not log in again yet: %s", exc)
+            return False
         except AdapterConfigError as exc:
             log.error("%s", exc)
             return False
         return True
 
-    async def _call(self, call: Any, what: str) -> Any:
+    async def _call(self, call: Any, what: str, attempts: int | None = None) -> Any:
         try:
-            return await self._retry.call(call, what=f"matrix {what}")
+            return await self._retry.call(call, what=f"matrix {what}", attempts=attempts)
         except TRANSPORT_ERRORS as exc:
-            raise AdapterConfigError(f"matrix: cannot reach {self._cfg.homeserver} ({what}): {exc}") from exc
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise PlatformUnavailable(
+                f"cannot reach the Matrix homeserver at {self._cfg.homeserver} ({what}: {detail})") from exc
 
     async def _load_profile(self) -> None:
         assert self._client is not None
         client = self._client
-        resp = await self._retry.call(lambda: client.get_displayname(self._me.user_id), what="displayname")
+        resp = await self._call(lambda: client.get_displayname(self._me.user_id), "displayname", attempts=1)
         name = getattr(resp, "displayname", None)
         self._me = replace(self._me, user_id=self._client.user_id, display_names=(name,) if name else ())
 

@@ -26,7 +26,17 @@ from aiohttp import web
 from telegram import Bot, BotCommand, InputFile, LinkPreviewOptions, ReplyParameters
 from telegram import Message as TgMessage
 from telegram.constants import ChatAction, ChatMemberStatus
-from telegram.error import BadRequest, ChatMigrated, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.request import HTTPXRequest
 
 from adapters.telegram.chats import ChatMap
@@ -43,7 +53,14 @@ from adapters.telegram.text import (
     truncate,
 )
 from bot.config import Settings, TelegramAdapterSettings
-from bot.errors import AdapterConfigError, DeliveryError, DeliveryUncertain, PlatformUnavailable
+from bot.errors import (
+    AdapterConfigError,
+    CredentialsRejected,
+    DeliveryError,
+    DeliveryUncertain,
+    PaibotError,
+    PlatformUnavailable,
+)
 from bot.events import Attachment, ChatRef, Outgoing, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, Clock, CommandInfo, IntakeSink
 
@@ -146,36 +163,46 @@ class TelegramAdapter:
             get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=10.0, connect_timeout=10.0),
         )
 
-    async def _connect(self, bot: Bot) -> None:
-        where = _url_host(self._settings.base_url or "https://api.telegram.org")
-        backoff = Backoff(base=self._retry_base, cap=max(8.0, self._retry_base), rng=self._rng)
-        for attempt in range(4):
-            try:
-                await bot.initialize()
-                return
-            except InvalidToken as exc:
-                # PTB's own message repeats the token; chain the server's answer instead.
-                raise AdapterConfigError(
-                    f"Telegram ({where}) rejected the bot token in adapters.telegram.token. Create a bot or copy "
-                    "its token with @BotFather (/newbot or /token), put it in the environment variable your "
-                    "config.yaml reads (e.g. TELEGRAM_BOT_TOKEN) and start again."
-                ) from exc.__cause__
-            except TelegramError as exc:
-                if attempt == 3:
-                    raise AdapterConfigError(
-                        f"cannot reach the Telegram Bot API at {where} ({exc}); check the network or "
-                        "adapters.telegram.base_url"
-                    ) from exc
-                delay = backoff.next_delay()
-                log.warning("telegram: getMe failed (%s); retrying in %.1fs", exc, delay)
-                await self._clock.sleep(delay)
+    def _where(self) -> str:
+        return _url_host(self._settings.base_url or "https://api.telegram.org")
+
+    def _start_error(self, exc: TelegramError) -> PaibotError:
+        """What a failure while starting means to the supervisor (``bot.supervisor``): a rejected token
+        stops the adapter, a refusal needs the operator, anything else is an outage to wait out."""
+        where = self._where()
+        if isinstance(exc, InvalidToken):  # 401, or 404 for a malformed token
+            return CredentialsRejected(
+                f"Telegram ({where}) rejected the bot token in adapters.telegram.token. Create a bot or copy "
+                "its token with @BotFather (/newbot or /token), put it in the environment variable your "
+                "config.yaml reads (e.g. TELEGRAM_BOT_TOKEN) and start again."
+            )
+        if isinstance(exc, RetryAfter):
+            return PlatformUnavailable(f"the Telegram Bot API at {where} asks to wait ({exc})",
+                                       retry_after=retry_after_seconds(exc))
+        if isinstance(exc, (Forbidden, BadRequest, Conflict)):
+            return AdapterConfigError(
+                f"the Telegram Bot API at {where} refused the bot ({exc}); check adapters.telegram.base_url"
+            )
+        return PlatformUnavailable(f"cannot reach the Telegram Bot API at {where} ({exc})")
 
     async def start(self, sink: IntakeSink) -> None:
+        """One connection attempt (see ``bot.supervisor`` for the contract): ``PlatformUnavailable`` when the
+        Bot API cannot be reached, ``CredentialsRejected`` for a rejected token; a failed attempt leaves
+        nothing open, so ``start`` may be called again."""
         if self._bot is not None:
             raise RuntimeError("the Telegram adapter is already started")
+        # A fresh Bot per attempt: python-telegram-bot marks a Bot initialised before its getMe, so a Bot
+        # whose getMe failed cannot be initialised again.
         bot = self._make_bot()
         try:
-            await self._connect(bot)
+            await bot.initialize()  # opens the request pools, then getMe
+        except InvalidToken as exc:
+            await bot.shutdown()
+            # PTB's own message repeats the token; chain the server's answer instead.
+            raise self._start_error(exc) from exc.__cause__
+        except TelegramError as exc:
+            await bot.shutdown()
+            raise self._start_error(exc) from exc
         except BaseException:
             await bot.shutdown()
             raise
@@ -183,7 +210,7 @@ class TelegramAdapter:
         self._me = BotIdentity(user.id, user.username or "", user.first_name or self._env.bot_name)
         self._bot, self._sink, self._chats = bot, sink, ChatMap(sink)
         self._records = SendRecords(sink)
-        log.info("telegram: connected as @%s (id %s)", self._me.username, self._me.id)
+        log.info("telegram: connected to %s as @%s (id %s)", self._where(), self._me.username, self._me.id)
         if not user.can_read_all_group_messages:
             log.warning(PRIVACY_HINT, self._me.username)
         await self._register_commands()
@@ -197,6 +224,9 @@ class TelegramAdapter:
             else:
                 await bot.delete_webhook(drop_pending_updates=False)
                 self._task = asyncio.create_task(self._intake.run_polling(), name="telegram-poll")
+        except TelegramError as exc:
+            await self.stop()
+            raise self._start_error(exc) from exc
         except BaseException:
             await self.stop()
             raise
@@ -218,7 +248,13 @@ class TelegramAdapter:
         assert self._intake is not None
         self._runner = web.AppRunner(self._intake.webhook_app(hook.url_path, hook.secret_token))
         await self._runner.setup()
-        await web.TCPSite(self._runner, hook.listen, hook.port).start()
+        try:
+            await web.TCPSite(self._runner, hook.listen, hook.port).start()
+        except OSError as exc:
+            raise AdapterConfigError(
+                f"the Telegram webhook cannot listen on {hook.listen}:{hook.port} ({exc.strerror or exc}); "
+                "change adapters.telegram.webhook.port"
+            ) from exc
         # One connection at a time keeps the group's messages in order.
         await self.bot.set_webhook(
             hook.webhook_url,

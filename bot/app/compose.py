@@ -2,10 +2,18 @@
 
     App(settings).start()
       lock the data directory -> open state (inbox) and memory -> brain (if a model is configured)
-      -> command registry and skills -> member pipeline -> adapters (intake) -> inbox worker, background
+      -> command registry and skills -> member pipeline -> inbox worker
+      -> adapters, each under a supervisor (bot.supervisor), until each first attempt has an outcome
+      -> background services
     App.stop()
-      intake closes -> background -> worker drains (adapters still up to deliver replies) -> adapters
-      -> memory, state, lock
+      intake closes -> adapters still connecting stop trying -> background -> worker drains (adapters
+      still up to deliver replies) -> adapters -> memory, state, lock
+
+An adapter whose platform cannot be reached keeps connecting in the background (capped, jittered
+backoff) while the others serve; events and replies of its platform wait in the inbox until it is
+connected (``Services.unavailable``). An adapter the platform refuses (a rejected token) stops with the
+operator's instruction; start-up, and ``run_forever``, end with ``AdapterConfigError`` only once no
+adapter is left running or connecting.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
 from bot.state import StateDB
+from bot.supervisor import RUNNING, STOPPED, AdapterSupervisor
 
 log = logging.getLogger("paibot.app")
 
@@ -51,7 +60,9 @@ class App:
         memory: MemoryStore | None = None,
         skills: Sequence[Skill] | None = None,
         rng: random.Random | None = None,
+        connect_clock: Clock | None = None,
     ) -> None:
+        """``connect_clock`` times the waits between connection attempts (tests pass one they control)."""
         self.settings = settings
         self._llm = llm
         self._adapters_in = dict(adapters) if adapters is not None else None
@@ -63,7 +74,9 @@ class App:
         self.services: Services | None = None
         self.worker: InboxWorker | None = None
         self.registry = CommandRegistry()
-        self._started: list[ChatAdapter] = []
+        self._connect_clock = connect_clock or SystemClock()
+        self._supervisors: list[AdapterSupervisor] = []
+        self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
 
     # ----------------------------------------------------------------- lifecycle
@@ -77,8 +90,11 @@ class App:
         self._lock = acquire_data_dir_lock(data)
         try:
             await self._start_core(open_memory)
+            assert self.worker is not None
+            self.worker.start()
             await self._start_adapters()
-            await self._start_work()
+            for svc in self._background:
+                await svc.start()
         except BaseException:
             await self.stop()
             raise
@@ -118,14 +134,6 @@ class App:
             self.registry.add_skill(skill)
         self.worker = InboxWorker(state, member.handle)
 
-    async def _start_work(self) -> None:
-        """Handle the inbox and run background services only once every adapter is up: an event left
-        pending by a crash is handled at once, and its reply needs its platform's adapter to be there."""
-        assert self.worker is not None
-        self.worker.start()
-        for svc in self._background:
-            await svc.start()
-
     def _default_skills(self) -> list[Skill]:
         from bot.skills import default_skills
 
@@ -135,25 +143,51 @@ class App:
         return skills
 
     async def _start_adapters(self) -> None:
+        """Start every adapter under its supervisor, all at once; return when each first attempt has an
+        outcome. The inbox worker is already running: events of a platform still connecting (pending since
+        a crash) wait for it (``PlatformUnavailable``) and are retried as soon as it connects."""
         assert self.services is not None
         adapters = self._adapters_in
         if adapters is None:
             adapters = self._build_adapters()
-        env_sink = self.services.state
-        for name, adapter in adapters.items():
-            log.info("starting the %s adapter", name)
-            try:
-                await adapter.start(env_sink)
-            except AdapterConfigError:
-                raise
-            except Exception as exc:
-                raise AdapterConfigError(f"the {name} adapter could not start: {exc}") from exc
-            self._started.append(adapter)
-            self.services.adapters[getattr(adapter, "platform", None) or adapter.name] = adapter
-            if callable(getattr(adapter, "erase", None)):  # a platform keeping messages itself (the web group)
-                self.services.erasers.append(adapter)  # type: ignore[arg-type]
         if not adapters:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
+            return
+        for name, adapter in adapters.items():
+            platform = getattr(adapter, "platform", None) or adapter.name
+            if callable(getattr(adapter, "erase", None)):  # a platform keeping messages itself (the web group)
+                self.services.erasers.append(adapter)  # type: ignore[arg-type]
+            sup = AdapterSupervisor(
+                name, adapter, self.services.state, clock=self._connect_clock, rng=self._rng,
+                on_change=lambda s, p=platform: self._adapter_changed(s, p),
+            )
+            self.services.unavailable[platform] = sup.reason
+            self._supervisors.append(sup)
+            sup.launch()
+        await asyncio.gather(*(s.settled.wait() for s in self._supervisors))
+        if self._no_adapter_left.is_set():
+            raise AdapterConfigError(self._why_no_adapter())
+
+    def _adapter_changed(self, sup: AdapterSupervisor, platform: str) -> None:
+        services = self.services
+        if services is None:
+            return
+        if sup.state == RUNNING:
+            services.unavailable.pop(platform, None)
+            services.adapters[platform] = sup.adapter
+            if self.worker is not None:
+                self.worker.wake()  # replies that waited for this platform go out now
+        else:
+            services.adapters.pop(platform, None)
+            services.unavailable[platform] = sup.reason
+        if all(s.state == STOPPED for s in self._supervisors):
+            self._no_adapter_left.set()
+
+    def _why_no_adapter(self) -> str:
+        stopped = [s for s in self._supervisors if s.state == STOPPED]
+        if len(stopped) == 1:
+            return stopped[0].reason
+        return "no adapter is left running:\n" + "\n".join(f"- {s.name}: {s.reason}" for s in stopped)
 
     def _build_adapters(self) -> dict[str, ChatAdapter]:
         from adapters import adapter_factory
@@ -179,18 +213,17 @@ class App:
         arrive again after the restart."""
         if self.services is not None:
             self.services.state.close_intake()
+        for sup in self._supervisors:
+            await sup.cancel()  # no point connecting any more
         for svc in reversed(self._background):
             with contextlib.suppress(Exception):
                 await svc.stop()
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
-        for adapter in reversed(self._started):
-            try:
-                await adapter.stop()
-            except Exception:
-                log.exception("stopping the %s adapter failed", adapter.name)
-        self._started.clear()
+        for sup in reversed(self._supervisors):
+            await sup.stop()
+        self._supervisors.clear()
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()
@@ -207,16 +240,37 @@ class App:
         await self.worker.drain(timeout)
 
     async def run_forever(self) -> None:
-        """Start, then run until SIGTERM or SIGINT; then stop gracefully."""
+        """Start, then run until SIGTERM or SIGINT, or until no adapter is left (``AdapterConfigError``
+        with the operator's instruction); then stop gracefully. A signal during a slow start (a platform
+        that accepts connections but does not answer) ends the start at once."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        log.info("%s is running", self.settings.bot.name)
+        signalled = asyncio.create_task(stop.wait(), name="wait-for-signal")
+        starting = asyncio.create_task(self.start(), name="app-start")
         try:
-            await stop.wait()
+            await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                log.info("stopping before start-up finished")
+                return  # the start is cancelled below; it releases what it began
+            starting.result()
+            log.info("%s is running", self.settings.bot.name)
+            gone = asyncio.create_task(self._no_adapter_left.wait(), name="wait-for-adapters")
+            why = ""
+            try:
+                await asyncio.wait({signalled, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                await asyncio.gather(gone, return_exceptions=True)
+                if self._no_adapter_left.is_set() and not stop.is_set():
+                    why = self._why_no_adapter()
+                log.info("stopping")
+                await self.stop()
+            if why:
+                raise AdapterConfigError(why)
         finally:
-            log.info("stopping")
-            await self.stop()
+            for task in (starting, signalled):
+                task.cancel()
+            await asyncio.gather(starting, signalled, return_exceptions=True)

@@ -1,9 +1,9 @@
 """Start and stop order of the composition root, as crashes and SIGTERM exercise it.
 
 * After a crash the inbox holds events that were never handled. They are handled at the next start, and
-  their replies need the platform's adapter: the worker must not run before the adapters are up (it used
-  to, and a slow-connecting adapter made every pending mention fail three times and land in the
-  dead-letter table).
+  their replies need the platform's adapter: while it is still connecting they wait for it, without using
+  up attempts (a slow-connecting adapter used to make every pending mention fail three times and land in
+  the dead-letter table). The worker runs from the start, so other platforms are served meanwhile.
 * On a graceful stop, work in flight finishes and its reply still reaches the platform: the worker drains
   before the adapters stop (they used to stop first, failing the reply and counting an attempt).
 """

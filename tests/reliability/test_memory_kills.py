@@ -68,13 +68,19 @@ def integrity(data: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-async def rebuilt_search(data: Path, n: int) -> tuple[int, int]:
-    """Open the store, let the index catch up; returns (vectors in the index, hits for a query)."""
+async def rebuilt_search(data: Path, kept: set[str]) -> tuple[int, int, str]:
+    """Open the store, let the index catch up; returns (vectors in the index, hits for a query, and what
+    differs between the index and the transcript, for the failure message)."""
     mem = await open_memory(settings_for(data))  # type: ignore[arg-type]
     try:
         await mem.flush()
         hits = await mem.search(PAI, "harbour festival lantern", 5)
-        return mem.index.count(PAI), len(hits)
+        count = mem.index.count(PAI)
+        ids = await asyncio.to_thread(mem.index.ids, PAI)
+        diff = f"index-only {sorted(set(ids) - kept)[:10]}, transcript-only {sorted(kept - set(ids))[:10]}"
+        if len(ids) != len(set(ids)):
+            diff += f", repeated ids {len(ids) - len(set(ids))}"
+        return count, len(hits), diff
     finally:
         await mem.close()
 
@@ -99,13 +105,13 @@ async def run_scenario(tmp_path: Path, kills: int, seed: int) -> None:
     kept = transcript_ids(data).get(PAI, set())
     broken_aside = len(list(data.glob("chroma.broken-*")))
 
-    vectors_before, _ = await rebuilt_search(data, len(kept))
+    vectors_before, _, diff_before = await rebuilt_search(data, kept)
     shutil.rmtree(data / "chroma")
-    vectors_deleted, hits_deleted = await rebuilt_search(data, len(kept))
+    vectors_deleted, hits_deleted, diff_deleted = await rebuilt_search(data, kept)
     for f in (data / "chroma").rglob("*"):
         if f.is_file():
             f.write_bytes(b"\x00not a database" * 64)
-    vectors_corrupt, hits_corrupt = await rebuilt_search(data, len(kept))
+    vectors_corrupt, hits_corrupt, diff_corrupt = await rebuilt_search(data, kept)
     line = figure(
         "memory kills", seed=seed, kills=kills, failed_opens=failed_opens, acknowledged=len(acked),
         lost=len(acked - kept), kills_with_a_loss=len(missing_after), records=len(kept),
@@ -116,9 +122,9 @@ async def run_scenario(tmp_path: Path, kills: int, seed: int) -> None:
     )  # fmt: skip
     assert failed_opens == 0, line + "\n" + (tmp_path / "writer.log").read_text(errors="replace")[-3000:]
     assert acked and acked <= kept and missing_after == [], line
-    assert vectors_before == len(kept), line
-    assert vectors_deleted == len(kept) and hits_deleted == 5, line
-    assert vectors_corrupt == len(kept) and hits_corrupt == 5, line
+    assert vectors_before == len(kept), f"{line}\nafter the kills: {diff_before}"
+    assert vectors_deleted == len(kept) and hits_deleted == 5, f"{line}\nafter deleting the index: {diff_deleted}"
+    assert vectors_corrupt == len(kept) and hits_corrupt == 5, f"{line}\nafter corrupting the index: {diff_corrupt}"
 
 
 async def test_memory_store_survives_kills_during_writes_and_rebuilds_a_broken_index(tmp_path: Path) -> None:

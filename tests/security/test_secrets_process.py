@@ -1,14 +1,21 @@
 """Secrets at the process level: ``python -m bot run`` with its secrets in the environment, and an adapter
 that fails to start with the token in its exception text (as URL-bearing HTTP errors do) and logs it too.
-Nothing on stderr may show a secret; the operator still learns which adapter failed."""
+Nothing on stderr may show a secret; the operator still learns which adapter failed, and why.
+
+The real Telegram adapter is run twice: with its Bot API unreachable (it keeps connecting in the background
+and says so, naming the URL) and with its token rejected (it stops with the instruction; exit 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.fake_telegram import FakeTelegram
 
 SECRETS = {
     "TG_TOKEN": "424242:AAH-process-SECRET-token",
@@ -72,12 +79,56 @@ def test_a_failing_adapter_never_shows_the_token_on_stderr(tmp_path):
     assert leaked == [], output
 
 
-def test_the_real_telegram_adapter_failing_to_connect_shows_no_token(tmp_path):
-    """The same through ``python -m bot run`` and the real Telegram adapter, whose Bot API is unreachable."""
+async def run_until(args: list[str], env_extra: dict[str, str], seen: str | None, log: Path,
+                    timeout: float = 90.0) -> tuple[int, str]:
+    """Run the bot until a line containing ``seen`` shows in its output, then SIGTERM it; with ``seen=None``
+    until it exits by itself. Returns the exit code and the whole output. (A plain ``Popen`` watched by
+    polling: asyncio's child watcher can report a child that exits at once as "unknown", exit code 255.)"""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, **env_extra, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:  # noqa: ASYNC230 - a local file, instant
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        async def until_seen_or_exited() -> None:
+            while proc.poll() is None and (seen is None or seen not in log.read_text(errors="replace")):
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(until_seen_or_exited(), timeout)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(asyncio.to_thread(proc.wait), 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, log.read_text(errors="replace")
+
+
+async def test_the_real_telegram_adapter_unable_to_connect_says_where_and_shows_no_token(tmp_path):
+    """Nothing listens at the Bot API address: the adapter keeps trying in the background, with one clear
+    line naming the URL and the next try; stopped with SIGTERM, the bot exits cleanly."""
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG % (tmp_path / "data"))
     cfg.chmod(0o600)
-    res = run(["-m", "bot", "run", "--config", str(cfg)], SECRETS)
-    output = res.stdout + res.stderr
-    assert res.returncode == 2 and "Telegram" in res.stderr, output
+    code, output = await run_until(["-m", "bot", "run", "--config", str(cfg)], SECRETS,
+                                   seen="cannot reach the Telegram Bot API at http://127.0.0.1:9",
+                                   log=tmp_path / "bot.log")
+    (line,) = [x for x in output.splitlines() if "cannot reach the Telegram Bot API" in x and "WARNING" in x]
+    assert "next try in" in line, output
+    assert code == 0, output
+    assert [name for name, value in SECRETS.items() if value in output] == []
+
+
+async def test_the_real_telegram_adapter_with_a_rejected_token_stops_with_the_instruction(tmp_path):
+    fake = await FakeTelegram(token="111:the-token-telegram-knows").start()
+    try:
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text((CONFIG % (tmp_path / "data")).replace("http://127.0.0.1:9/bot", fake.base_url))
+        cfg.chmod(0o600)
+        code, output = await run_until(["-m", "bot", "run", "--config", str(cfg)], SECRETS, seen=None,
+                                       log=tmp_path / "bot.log")
+    finally:
+        await fake.close()
+    assert code == 2, output
+    assert "rejected the bot token in adapters.telegram.token" in output and "@BotFather" in output, output
     assert [name for name, value in SECRETS.items() if value in output] == []
