@@ -15,6 +15,7 @@ line at INFO and above, is searched for her markers: zero hits. The other member
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -172,3 +173,36 @@ async def test_forget_me_leaves_zero_bytes_of_her_anywhere(tmp_path, info_logs):
     assert [h for h in hits if h[1] != m["bob"]] == []
     assert unsettled == [], unsettled  # not even free pages or the WAL: what the bot leaves, before any vacuum
     assert any(name == "memory.sqlite3" for name, mk in hits if mk == m["bob"])
+
+
+async def test_paibot_memory_forget_with_the_bot_stopped_reaches_the_same_copies(tmp_path, info_logs):
+    """The operator's way (``paibot memory forget --group --author``, bot stopped) forgets what /forget-me
+    forgets, the web group's own store and files included."""
+    import argparse
+
+    from bot.app.forget import forget_command
+
+    data = tmp_path / "data"
+    paths = ("text", "reply", "file_name", "file_text", "image", "caption", "reminder", "todo", "poll",
+             "imported", "quoted")  # fmt: skip
+    m = {p: disk.marker(p.replace("_", "")) for p in (*paths, "bob")}
+    settings = settings_for(data)
+    app = App(settings, llm=ProbeModel(m["caption"]))
+    await app.start()
+    try:
+        web = app.services.adapters["web"]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession(base_url=web.base_url) as http:
+            created = await http.post("/api/groups", json={"name": "Sailing"}, headers=await member_headers(http, "Alice"))
+            site = Site(app, http, (await created.json())["number"])
+            await feed_her_content(site, m)
+            her = author_id_of(http, "Alice")
+            await import_her_history(app, her, site.group, m["imported"], tmp_path)
+            await app.services.memory.flush()  # type: ignore[union-attr]
+    finally:
+        await app.stop()
+    args = argparse.Namespace(group=f"web:{site.group}", author=her, ids=[])
+    assert await asyncio.to_thread(forget_command, args, settings) == 0  # a command of its own: its own loop
+    hits = disk.find(data, [*(m[p] for p in paths), m["bob"]], also=[("log", logged(info_logs))])
+    print(f"\npaibot memory forget: hits of her markers {[h for h in hits if h[1] != m['bob']]}")
+    assert [h for h in hits if h[1] != m["bob"]] == []
+    assert any(mk == m["bob"] for _, mk in hits)
