@@ -23,7 +23,6 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -35,14 +34,16 @@ from aiohttp import web
 
 from adapters.web.attachments import StagedFile, WebAttachments, attachment
 from adapters.web.files import WebFileError, valid_file_id
+from adapters.web.forgetting import WebForgetting
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
-from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMember, StoredMessage, WebStore
+from adapters.web.members import StoredMember
+from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from bot.config import Settings
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, Erasure, Grant, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, Grant, IntakeSink
 
 log = logging.getLogger("paibot.web")
 
@@ -52,7 +53,7 @@ MAX_TEXT_LENGTH = 8000
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 
 
-class WebAdapter:
+class WebAdapter(WebForgetting):
     """The web group as a ``ChatAdapter`` (and the ``GroupService`` behind its HTTP API)."""
 
     name = PLATFORM
@@ -409,59 +410,6 @@ class WebAdapter:
     async def list_messages(self, group: StoredGroup, after: int | None, limit: int) -> dict[str, Any]:
         msgs, more = await asyncio.to_thread(self._require_store().list_messages, group.number, after, limit)
         return {"messages": await self._render_many(msgs), "has_more": more}
-
-    # ----------------------------------------------------------------- forgetting (ContentEraser)
-
-    @staticmethod
-    def _groups(erasure: Erasure) -> list[str]:
-        return [key.split(":", 1)[1] for key in erasure.chat_keys if key.startswith(f"{PLATFORM}:")]
-
-    @contextlib.asynccontextmanager
-    async def _store_for_erasure(self) -> AsyncIterator[WebStore]:
-        """The running store, or (``paibot memory forget`` with the bot stopped) the file opened for the call."""
-        if self._store is not None:
-            yield self._store
-            return
-        store = await asyncio.to_thread(WebStore, self._db_path)
-        try:
-            yield store
-        finally:
-            await asyncio.to_thread(store.close)
-
-    async def passages(self, erasure: Erasure) -> list[str]:
-        """The texts and file names of the member's messages in the web groups of the erasure."""
-        groups = self._groups(erasure)
-        if erasure.author_id is None or not groups:
-            return []
-        async with self._store_for_erasure() as store:
-            found = await asyncio.to_thread(store.authored, groups, erasure.author_id)
-        return [t for text, names in found for t in (text, *names) if t]
-
-    async def erase(self, erasure: Erasure) -> dict[str, int]:
-        """The web group is a platform that keeps its messages itself: a member's messages (and the bot's
-        that reply to or quote them) become "message removed" placeholders with their files deleted;
-        retention deletes old messages. Open pages are told at once."""
-        groups = self._groups(erasure)
-        if not groups:
-            return {}
-        ids = [int(m) for m in erasure.message_ids if m.isdigit()]
-        async with self._store_for_erasure() as store:
-            redacted: list[int] = []
-            files: list[StoredFile] = []
-            if erasure.author_id is not None or ids:
-                redacted, files = await asyncio.to_thread(
-                    store.redact, groups, author_id=erasure.author_id, message_ids=ids, quoted=erasure.quoted_in
-                )
-            expired = 0
-            if erasure.before is not None:
-                expired, old_files = await asyncio.to_thread(store.expire, groups, erasure.before)
-                files += old_files
-            await self.attachments.drop_stored(files)
-            if self._store is store:
-                for msg in await asyncio.to_thread(lambda: [store.message(i) for i in redacted]):
-                    if msg is not None:
-                        await self.hub.push(msg.group, {"type": "edit", "message": await self._render(msg)})
-        return {"web messages": len(redacted) + expired, "web files": len(files)}
 
     # ----------------------------------------------------------------- translation
 

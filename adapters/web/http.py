@@ -46,7 +46,8 @@ from aiohttp import WSMsgType, web
 
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
-from adapters.web.store import StoredFile, StoredGroup, StoredMember
+from adapters.web.members import StoredMember
+from adapters.web.store import StoredFile, StoredGroup
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader

@@ -10,7 +10,7 @@ core's memory. Contract:
   be handed to the inbox; ``discard`` removes a message the inbox refused.
 * Bot messages are written visible at once and are unique per idempotency key.
 * Message ids grow monotonically across the whole store, so ``after=<id>`` paging is exact.
-* Members: a person gets an ``author_id`` and a secret key when they first pick a nickname
+* Members (``adapters.web.members``): a person gets an ``author_id`` and a secret key when they first pick a nickname
   (``add_member``); only the key's SHA-256 is stored, and ``member_by_key`` is how a request proves who
   it is. A group's creator is its first admin (``group_admins``); admins can make other members admins.
 * A message's files (``StoredFile`` rows; the bytes live in ``adapters.web.files.BlobDir``) are written in
@@ -25,7 +25,6 @@ core's memory. Contract:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import sqlite3
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from adapters.web.members import MemberTables
 from bot.errors import PaibotError
 
 _SCHEMA = """
@@ -101,16 +101,6 @@ class WebStoreError(PaibotError):
     """The web group's store failed (disk full, corrupt file)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMember:
-    """A person of the web groups: ``author_id`` is public (shown with messages), the key proving it is not."""
-
-    author_id: str
-    nickname: str
-
-
-def key_hash(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +191,7 @@ def _message(row: tuple) -> StoredMessage:
     )
 
 
-class WebStore:
+class WebStore(MemberTables):
     """SQLite store of web groups and messages (see the module docstring for the contract)."""
 
     def __init__(self, path: Path) -> None:
@@ -521,48 +511,3 @@ class WebStore:
             self._run(f"DELETE FROM files WHERE message_id IN ({marks})", chunk)
             self._run(f"DELETE FROM polls WHERE message_id IN ({marks})", chunk)
         return files
-
-    # ----------------------------------------------------------------- members and admins
-
-    def add_member(self, nickname: str, now: datetime | None = None) -> tuple[StoredMember, str]:
-        """A new member with a fresh public id and secret key; returns ``(member, key)``."""
-        created = (now or datetime.now(timezone.utc)).isoformat()
-        key = secrets.token_urlsafe(32)
-        member = StoredMember(f"m-{secrets.token_urlsafe(12)}", nickname)
-        with self._lock:
-            self._run(
-                "INSERT INTO members (author_id, nickname, key_hash, created_at) VALUES (?, ?, ?, ?)",
-                (member.author_id, nickname, key_hash(key), created),
-            )
-        return member, key
-
-    def member_by_key(self, key: str) -> StoredMember | None:
-        with self._lock:
-            row = self._run(
-                "SELECT author_id, nickname FROM members WHERE key_hash = ?", (key_hash(key),)
-            ).fetchone()
-        return StoredMember(*row) if row else None
-
-    def rename_member(self, author_id: str, nickname: str) -> None:
-        with self._lock:
-            self._run("UPDATE members SET nickname = ? WHERE author_id = ?", (nickname, author_id))
-
-    def add_admin(self, group: str, author_id: str) -> bool:
-        """Make a member an admin of a group; False if they were one already."""
-        with self._lock:
-            cur = self._run("INSERT OR IGNORE INTO group_admins (grp, author_id) VALUES (?, ?)", (group, author_id))
-        return cur.rowcount == 1
-
-    def is_admin(self, group: str, author_id: str) -> bool:
-        with self._lock:
-            row = self._run("SELECT 1 FROM group_admins WHERE grp = ? AND author_id = ?", (group, author_id))
-            return row.fetchone() is not None
-
-    def posters_named(self, group: str, nickname: str) -> list[str]:
-        """The ids of the group's members (people who posted there) whose nickname is ``nickname`` (any case)."""
-        with self._lock:
-            rows = self._run(
-                "SELECT DISTINCT m.author_id FROM members m JOIN messages g ON g.author_id = m.author_id"
-                " WHERE g.grp = ? AND g.is_bot = 0 AND lower(m.nickname) = lower(?)", (group, nickname),
-            ).fetchall()  # fmt: skip
-        return [r[0] for r in rows]
