@@ -62,7 +62,9 @@ async def test_asked_in_plain_words_the_bot_explains_and_forgets_nothing(world):
     app, adapter, mem = await world.start(memory="real")
     await say(app, adapter, make_message("my favourite colour is teal", author="ann", sent_at=at(1)))
     (en,) = await say(app, adapter, make_message("@Pai forget what I said", author="ann", mentions_me=True, sent_at=at(2)))
-    (zh,) = await say(app, adapter, make_message("@Pai 忘掉我说过的话", author="ann", mentions_me=True, sent_at=at(3)))
+    await say(app, adapter, make_message("我们周六去公园吧", author="ann", chat="g2", sent_at=at(3)))
+    (zh,) = await say(app, adapter, make_message("@Pai 忘掉我说过的话", author="ann", chat="g2", mentions_me=True,
+                                                 sent_at=at(4)))  # a group that writes Chinese reads Chinese
     assert "/forget-me" in en and "confirm" in en
     assert "/forget-me" in zh and "确认" in zh
     assert "my favourite colour is teal" in await texts(mem)

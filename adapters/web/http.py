@@ -5,6 +5,7 @@ Routes (``{group}`` is a group's number):
     GET  /  /g/{group}  /join/{invite}     the page (index.html)
     GET  /static/{app.js,app.css}          its script and style
     GET  /api/info                         {"bot_name", "max_text_length", "max_file_bytes", "max_files"}
+    GET  /api/i18n?lang=zh-CN              {"locale", "messages": {English: translation}} for the page
     POST /api/members                      {"nickname"} -> 201 {"author_id", "nickname", "key"} (+ cookie)
     GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
     PATCH /api/members/me                  {"nickname"} -> the renamed member
@@ -44,10 +45,12 @@ from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
 from adapters.web.members import StoredMember
 from adapters.web.store import StoredFile, StoredGroup
+from bot.i18n import SOURCE_LOCALE, Catalogs
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
@@ -65,9 +68,11 @@ MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
 MEMBER_COOKIE = "paibot_member"
 MEMBER_COOKIE_MAX_AGE = 400 * 86400  # browsers cap cookie lifetimes at 400 days
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LOOPBACK_HOSTS = frozenset(LOOPBACK)
 STATIC_DIR = Path(__file__).with_name("static")
-_STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css"}
+_STATIC_TYPES = {
+    "app.js": "text/javascript", "media.js": "text/javascript", "i18n.js": "text/javascript", "app.css": "text/css",
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -235,6 +240,7 @@ class WebHttp:
         self.public_origin = urlsplit(public_url).netloc.lower() if public_url else ""
         self.public_secure = public_url.lower().startswith("https://")
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
+        self._catalogs = Catalogs()
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -245,6 +251,7 @@ class WebHttp:
             r.add_get(path, self.page)
         r.add_get("/static/{name}", self.static)
         r.add_get("/api/info", self.info)
+        r.add_get("/api/i18n", self.translations)
         r.add_post("/api/members", self.create_member)
         r.add_get("/api/members/me", self.get_me)
         r.add_patch("/api/members/me", self.rename_me)
@@ -332,6 +339,12 @@ class WebHttp:
             {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length,
              **self.service.limits_json()}
         )  # fmt: skip
+
+    async def translations(self, request: web.Request) -> web.Response:
+        """The page's sentences in the language asked for (``?lang=zh-CN``, as the browser names it)."""
+        locale = self._catalogs.resolve(request.query.get("lang", "")[:35]) or SOURCE_LOCALE
+        messages = self._catalogs.messages(locale, suffixes=(".js", ".html"))
+        return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
     # ----------------------------------------------------------------- members
 

@@ -16,11 +16,10 @@ from typing import Any
 
 from bot.app.datadir import make_private
 from bot.clock import SystemClock
-from bot.commands import CommandRegistry
 from bot.config import Settings
 from bot.erasure import Forgetter, Report, member_scope, memory_eraser
 from bot.errors import DataDirLocked, PaibotError
-from bot.ports import AdapterEnv, Erasure
+from bot.ports import Erasure
 from bot.services import Services
 from bot.state import StateDB
 
@@ -64,32 +63,19 @@ async def forget_offline(settings: Settings, erasure: Erasure) -> Report:
         closing.append(memory)
         services = Services(settings, memory, state, SystemClock())
         services.erasers += [memory_eraser(memory), state]
-        from bot.skills import default_skills
+        from bot.app.compose import App
 
-        _, background = default_skills(services, CommandRegistry())
-        closing += background
-        services.erasers += _adapter_erasers(settings)
+        app = App(settings)  # its plugin wiring, nothing started
+        app.services = services
+        app._default_skills()  # the skills' stores register their erasers
+        closing += app._background
+        services.erasers += [a for a in app._build_adapters().values() if callable(getattr(a, "erase", None))]
         return await Forgetter(services.erasers).forget(erasure)
     finally:
         for part in reversed(closing):
             with contextlib.suppress(Exception):
                 await _close(part)
         lock.release()
-
-
-def _adapter_erasers(settings: Settings) -> list[Any]:
-    """The enabled adapters that keep messages themselves (they can erase without being started)."""
-    from adapters import adapter_factory
-
-    env = AdapterEnv(bot_name=settings.bot.name, data_dir=settings.data_path,
-                     max_attachment_bytes=settings.limits.max_attachment_bytes)  # fmt: skip
-    out = []
-    for name in ("web", "telegram", "discord", "matrix"):
-        if getattr(settings.adapters, name).enabled:
-            adapter = adapter_factory(name)(settings, env)
-            if callable(getattr(adapter, "erase", None)):
-                out.append(adapter)
-    return out
 
 
 async def _close(part: Any) -> None:

@@ -26,10 +26,10 @@ from typing import Any
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time
 from bot.erasure import Forgetter, member_scope
-from bot.events import Message
+from bot.i18n import N_
 from bot.ports import Erasure, MemoryRecord, Tool
 from bot.services import Services
-from bot.skills.bilingual import pick
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.skilldb import SkillDB, skill_db
 
@@ -39,28 +39,6 @@ SCAN_LIMIT = 20_000  # records looked at for /what-do-you-know-about-me
 PURGE_EVERY = timedelta(hours=1)
 PAGE = 500
 
-# What a member reads from this module (English, Simplified Chinese), in one place for the translation catalog.
-SAY = {
-    "forgotten": (
-        "Done: I removed {messages} of your messages from this group's memory (the transcript and the search "
-        "indexes) and {other} other items: your files and their text, image captions, reminders, to-dos, "
-        "polls and votes, and my own messages that quoted you. New messages are still recorded; /optout "
-        "stops that.",
-        "好了：我从本群的记忆（聊天记录和搜索索引）中删除了你的 {messages} 条消息，以及另外 {other} 项内容："
-        "你的文件及其文字、图片说明、提醒、待办、投票，以及我引用过你的消息。新消息仍会被记录；发送 /optout 可停止记录。",
-    ),
-    "partly": (
-        "Some of it could not be removed right now; please send /forget-me again later.",
-        "有一部分暂时无法删除，请稍后再发送一次 /forget-me。",
-    ),
-    "how_to_forget": (
-        "I can forget everything you said in this group: your messages, files, image captions, reminders, "
-        "to-dos, polls and my own messages that quote you. To confirm, send /forget-me (I don't do it on a "
-        "sentence alone, so nobody can make me forget you by accident). /optout stops recording you from now on.",
-        "我可以忘掉你在本群说过的所有内容：你的消息、文件、图片说明、提醒、待办、投票，以及我引用过你的消息。"
-        "请发送 /forget-me 确认（只凭一句话我不会删除，以免误删）。发送 /optout 可从现在起停止记录你的消息。",
-    ),
-}
 _FORGET_WORDS = re.compile(
     r"\bforget\s+(?:(?:what|everything|all)\s+(?:that\s+)?i(?:'ve|\s+have)?\s+(?:said|wrote|written|posted|sent)"
     r"|about\s+me|me\b)|\b(?:delete|erase|remove)\s+(?:all\s+)?my\s+(?:messages|data|history)"
@@ -83,20 +61,20 @@ class PrivacySkill:
         return [
             Command(
                 "forget_me",
-                "Remove your messages in this group from my memory",
+                N_("Remove your messages in this group from my memory"),
                 self._forget,
                 usage="/forget-me",
                 aliases=("forgetme",),
             ),
             Command(
                 "what_do_you_know_about_me",
-                "What I keep about you in this group",
+                N_("What I keep about you in this group"),
                 self._know,
                 usage="/what-do-you-know-about-me",
                 aliases=("whatdoyouknow",),
             ),
-            Command("optout", "Stop recording your messages in this group", self._optout),
-            Command("optin", "Resume recording your messages in this group", self._optin),
+            Command("optout", N_("Stop recording your messages in this group"), self._optout),
+            Command("optin", N_("Resume recording your messages in this group"), self._optin),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -121,10 +99,13 @@ class PrivacySkill:
             return None
         if not _FORGET_WORDS.search(getattr(decision, "prompt", "") or obs.message.text):
             return None
-        return self._say(obs.message, "how_to_forget")
-
-    def _say(self, msg: Message, key: str, **values: object) -> str:
-        return pick(self.s, msg, SAY[key], **values)
+        t = await self.s.translator(obs.message.chat.key)
+        return t._(
+            "I can forget everything you said in this group: your messages, files, image captions, reminders, "
+            "to-dos, polls and my own messages that quote you. To confirm, send /forget-me (I don't do it on a "
+            "sentence alone, so nobody can make me forget you by accident). /optout stops recording you from "
+            "now on."
+        )
 
     # ----------------------------------------------------------------- commands
 
@@ -135,44 +116,64 @@ class PrivacySkill:
         messages = report.counts.get("messages", 0)
         other = sum(n for kind, n in report.counts.items() if kind not in _SAME_MESSAGES)
         log.info("forgot a member in %s: %s", msg.chat.key, report.counts)
-        text = self._say(msg, "forgotten", messages=messages, other=other)
-        return f"{text}\n{self._say(msg, 'partly')}" if report.failed else text
+        t = await self.s.translator(msg.chat.key)
+        text = t.ngettext(
+            "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
+            "indexes) and {other} other items: your files and their text, image captions, reminders, to-dos, "
+            "polls and votes, and my own messages that quoted you. New messages are still recorded; /optout "
+            "stops that.",
+            "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
+            "indexes) and {other} other items: your files and their text, image captions, reminders, to-dos, "
+            "polls and votes, and my own messages that quoted you. New messages are still recorded; /optout "
+            "stops that.",
+            messages, other=other,
+        )  # fmt: skip
+        if report.failed:
+            text += "\n" + t._("Some of it could not be removed right now; please send /forget-me again later.")
+        return text
 
     async def _optout(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "1")
-        return (
+        t = await self.s.translator(call.message.chat.key)
+        return t._(
             "OK: from now on I don't record your messages in this group (I still answer you). What I kept "
             "before stays until you use /forget-me. /optin turns recording back on."
         )
 
     async def _optin(self, call: CommandCall) -> str:
         await self.s.state.group_delete(call.message.chat.key, f"optout:{call.message.author.user_id}")
-        return "OK: I record your messages in this group again."
+        return (await self.s.translator(call.message.chat.key))._("OK: I record your messages in this group again.")
 
     async def _know(self, call: CommandCall) -> str:
         msg = call.message
         key, user = msg.chat.key, msg.author.user_id
         await self.s.load_group(key)
+        t = await self.s.translator(key)
         tz = self.s.tz_for(key)
         mine, scanned_all = await self._records_of(call.pai, user, skip_id=msg.id)
         opted_out = bool(await self.s.state.group_get(key, f"optout:{user}"))
-        lines = ["What I keep about you in this group:"]
+        lines = [t._("What I keep about you in this group:")]
         if not mine:
-            lines.append("• No messages of yours are stored here.")
+            lines.append(t._("• No messages of yours are stored here."))
         else:
-            at_least = "" if scanned_all else "at least "
-            lines.append(
-                f"• {at_least}{len(mine)} messages, from {fmt_time(mine[0].sent_at, tz)} "
-                f"to {fmt_time(mine[-1].sent_at, tz)}"
-            )
-            lines.append("• The most recent:")
+            first, last = fmt_time(mine[0].sent_at, tz), fmt_time(mine[-1].sent_at, tz)
+            if scanned_all:
+                lines.append(t.ngettext("• {n} message, from {first} to {last}", "• {n} messages, from {first} to {last}",
+                                        len(mine), first=first, last=last))
+            else:
+                lines.append(t._("• at least {n} messages, from {first} to {last}", n=len(mine), first=first, last=last))
+            lines.append(t._("• The most recent:"))
             lines += [f"  [{fmt_time(r.sent_at, tz)}] {_short(r.text)}" for r in mine[-3:]]
         days = int(self.s.group_setting(key, "retention_days") or 0)
-        lines.append(f"• Kept for {days} days" if days > 0 else "• Kept until you or an admin remove it")
-        lines.append(
-            "• Recording: " + ("off (you opted out; /optin)" if opted_out else "on (/optout stops it)")
-        )
-        lines.append("Remove your messages with /forget-me.")
+        if days > 0:
+            lines.append(t.ngettext("• Kept for {n} day", "• Kept for {n} days", days))
+        else:
+            lines.append(t._("• Kept until you or an admin remove it"))
+        if opted_out:
+            lines.append(t._("• Recording: off (you opted out; /optin)"))
+        else:
+            lines.append(t._("• Recording: on (/optout stops it)"))
+        lines.append(t._("Remove your messages with /forget-me."))
         return "\n".join(lines)
 
     async def _records_of(self, pai: str, user: str, skip_id: str) -> tuple[list[MemoryRecord], bool]:
@@ -225,3 +226,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = PrivacySkill(services, db)
     services.extras["skills.privacy"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("privacy", build, 80, "/optout, /forget-me and what the member keeps about you")
