@@ -264,13 +264,21 @@ class Transcript:
             db.execute("INSERT OR IGNORE INTO index_tombstones(pai, id) VALUES (?, ?)", (pai, rid))
         return [rid for _, rid in rows]
 
-    def _scrub(self, db: sqlite3.Connection, pais: Iterable[str]) -> None:
+    @staticmethod
+    def _scrub(db: sqlite3.Connection, pais: Iterable[str]) -> None:
         """After deleting: rewrite the pais' lexical indexes (FTS5 keeps a deleted row's terms in its older
-        segments until they are merged), so forgotten words leave the file, not only the query results."""
+        segments until they are merged), so forgotten words leave the file, not only the query results.
+        Every FTS5 table named with the pai's tag is rewritten, however many the layout gives a pai."""
         for pai in set(pais):
-            fts = self._fts(db, pai, create=False)
-            if fts:
-                db.execute(f"INSERT INTO {fts}({fts}) VALUES('optimize')")
+            row = db.execute("SELECT tag FROM pais WHERE pai = ?", (pai,)).fetchone()
+            if row is None:
+                continue
+            tables = db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%fts5%'"
+                " AND name LIKE '%' || ?", (row[0],),
+            ).fetchall()  # fmt: skip
+            for (name,) in tables:
+                db.execute(f'INSERT INTO "{name}"("{name}") VALUES(\'optimize\')')
 
     def checkpoint(self) -> None:
         """Move the WAL into the database and truncate it (it would keep old copies of deleted pages)."""
