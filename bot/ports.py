@@ -90,6 +90,15 @@ class ChatAdapter(Protocol):
         ...
 
 
+class StreamFinisher(Protocol):
+    """Optional adapter role for platforms where a streamed answer must be closed (WeCom's stream): a send
+    with ``Outgoing.streaming`` opens it, edits update it, and ``finish_edit`` puts the final text in place
+    and closes it; nothing follows. Raises like ``edit``. Where an adapter lacks it, the last edit is a
+    plain ``edit``."""
+
+    async def finish_edit(self, ref: SentRef, text: str) -> None: ...
+
+
 class AttachmentFetcher(Protocol):
     """Optional adapter role: download an attachment's bytes, refusing (``DeliveryError``) past ``max_bytes``."""
 
@@ -388,6 +397,22 @@ class CommandInfo:
     usage: str = ""
 
 
+class KeyValueStore(Protocol):
+    """A small durable key-value store of one adapter (``AdapterEnv.store``), namespaced by the adapter's name:
+    state that must outlive a restart but is not an intake cursor, such as a journal of sends.
+
+    ``put`` commits before it returns. An entry put with ``ttl_s`` expires after that many seconds: from then
+    on it reads as absent and the core deletes it, so a journal written once per reply does not grow without
+    bound. Values are text (serialise to JSON). Another adapter's entries are never visible.
+    """
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str, *, ttl_s: float | None = None) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AdapterEnv:
     """What the composition root hands an adapter factory besides its own config section."""
@@ -397,6 +422,7 @@ class AdapterEnv:
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
+    store: KeyValueStore | None = None  # this adapter's durable key-value store (None: the adapter keeps none)
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting
@@ -420,6 +446,9 @@ class ToolHandler(Protocol):
 class Tool:
     spec: ToolSpec
     run: ToolHandler
+    # Where the tool comes from, when it is outside paibot (e.g. "MCP weather/forecast"): an answer built on
+    # it names the source in the chat.
+    source: str = ""
 
 
 class UsageLedger(Protocol):

@@ -20,10 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError, DataDirLocked, MemoryError_
 from bot.ports import MemoryHit, MemoryRecord
+from memory import chat_exports
 from memory.config import LitellmLoader, MemoryConfig
 from memory.importers import (
     FORMATS,
@@ -53,8 +53,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = cmd("import", "import a chat history into a group's memory (idempotent)")
     p.add_argument("file", type=Path)
     p.add_argument("--group", required=True, help='group key, e.g. "telegram:-100123"')
-    p.add_argument("--format", choices=(*FORMATS, "auto"), default="auto")
-    p.add_argument("--tz", help="time zone of times written without one, e.g. Europe/Berlin")
+    p.add_argument("--format", choices=(*FORMATS, *chat_exports.FORMATS, "auto"), default="auto")
+    p.add_argument("--tz", help="the zone of times written without one: a UTC offset like +08:00 or a name like "
+                   f"Europe/Berlin (qq and wechat exports: default {chat_exports.DEFAULT_TZ})")
     p.add_argument("--chat", help="the chat to take from a whole-account Telegram export (its name or id)")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")
@@ -148,14 +149,17 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     if not path.is_file():
         print(f"paibot memory import: no such file: {path}", file=sys.stderr)
         return 1
-    try:
-        tz = ZoneInfo(args.tz) if args.tz else None
-    except (ZoneInfoNotFoundError, ValueError):
-        print(f"paibot memory import: unknown time zone {args.tz!r} (e.g. Europe/Berlin, Asia/Shanghai)",
-              file=sys.stderr)
-        return 1
-    fmt, data = detect_format(path) if args.format == "auto" else (args.format, None)
-    target = ImportTarget(args.group, settings.pai_of(args.group), tz, args.chat)
+    fmt, data = (chat_exports.guess(path), None) if args.format == "auto" else (args.format, None)
+    if fmt is None:
+        fmt, data = detect_format(path)
+    pai = settings.pai_of(args.group)
+    zone = chat_exports.parse_tz(args.tz) if args.tz else None  # a bad --tz fails before anything is read
+    if fmt in chat_exports.FORMATS:
+        print(f"paibot memory import: reading the export's times as {chat_exports.describe_tz(args.tz)}"
+              + ("" if args.tz else " (the default; pass --tz to change it)"), file=sys.stderr)
+        items: Iterator[Parsed] = chat_exports.read(path, fmt, args.group, pai, args.tz)
+    else:
+        items = read_records(path, fmt, ImportTarget(args.group, pai, zone, args.chat), data)
     problems: list[ImportProblem] = []
     skipped: Counter[str] = Counter()
 
@@ -170,7 +174,7 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
                 yield item
 
     progress = _Progress(count_items(path, fmt), sys.stderr)
-    result = await store.import_records(records(read_records(path, fmt, target, data)), progress=progress)
+    result = await store.import_records(records(items), progress=progress)
     progress.end()
     print("indexing...", file=sys.stderr)
     await store.flush()

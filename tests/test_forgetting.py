@@ -48,7 +48,7 @@ async def test_forget_me_reaches_her_reminders_todos_polls_votes_files_and_the_b
     reminders = skill(app, "reminders")
     active = await reminders.store.active("fake:g1")
     assert [r.text for r in active] == ["bob's own reminder"]
-    register = app.services.extras["skills.register"]
+    register = app.shared.register
     assert [i.text for i in await register.items("fake:g1", "todo")] == []
     ann_poll = await polls.store.get("fake:g1", 1)
     assert (ann_poll.status, ann_poll.question, ann_poll.options) == ("cancelled", "", ())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
@@ -41,10 +42,11 @@ from bot.intake import IntakePolicy
 from bot.limits import RateLimiter
 from bot.member import Member
 from bot.middlewares import default_chains
-from bot.plugins import PluginCatalog, SkillEnv, ToolEnv, ToolProvider
+from bot.plugins import PluginCatalog, SkillEnv, SkillSet, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
+from bot.skills.resources import SkillResources
 from bot.state import StateDB
 from bot.supervisor import RUNNING, STOPPED, AdapterSupervisor
 
@@ -88,6 +90,8 @@ class App:
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
         self._tool_providers: list[ToolProvider] = []
+        self.skill_sets: dict[str, SkillSet] = {}
+        self.shared = SkillResources(settings.data_path)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -113,6 +117,9 @@ class App:
         settings = self.settings
         policy = IntakePolicy(settings, self.registry.names)
         state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now, policy=policy)
+        pruned = await state.kv_prune()  # adapters' expired entries (e.g. old send records)
+        if pruned:
+            log.info("pruned %d expired adapter entries", pruned)
         if self._memory_in is not None:
             memory = self._memory_in
         else:
@@ -131,11 +138,15 @@ class App:
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
         self.services.erasers += [memory_eraser(memory), state]
+        image_generator = None
         if settings.llm.image_model:
-            from bot.providers.litellm_llm import load_litellm
             from bot.providers.litellm_images import LiteLLMImageGenerator
+            from bot.providers.litellm_llm import load_litellm
 
-            self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
+            image_generator = LiteLLMImageGenerator(settings.llm, load_litellm())
+        self.shared = SkillResources(
+            settings.data_path, image_generator=image_generator, erasers=self.services.erasers
+        )
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, default_chains(self.services, limiter))
         self.member = member
@@ -172,7 +183,8 @@ class App:
         return self._plugins
 
     def _default_skills(self) -> list[Skill]:
-        """Every enabled skill plugin, in /help order."""
+        """Every enabled skill plugin, in /help order. A store a skill opened on the shared resources runs
+        as a background service before that skill's own (so it is closed after them)."""
         assert self.services is not None
         skills: list[Skill] = []
         installed = sorted(self.plugins.skills.items(), key=lambda kv: (kv[1].plugin.order, kv[0]))
@@ -180,10 +192,22 @@ class App:
             cfg = self.settings.skills.get(name) or inst.plugin.settings()
             if not cfg.enabled:
                 continue
-            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry))
+            opened = len(self.shared.opened)
+            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry, self.shared))
+            self.skill_sets[name] = built
             skills.extend(built.skills)
+            self._background.extend(self.shared.opened[opened:])
             self._background.extend(built.background)
         return skills
+
+    def skill(self, name: str) -> Any:
+        """The main object of the skill plugin ``name`` (its first ``Skill``), e.g. to inspect its store."""
+        return self.skill_sets[name].skills[0]
+
+    @property
+    def background(self) -> list[Any]:
+        """The background services (skills' schedulers and stores), in start order."""
+        return list(self._background)
 
     async def _start_adapters(self) -> None:
         """Start every adapter under its supervisor, all at once; return when each first attempt has an
@@ -241,11 +265,13 @@ class App:
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
             command_prefixes=self.settings.triggers.command_prefixes,
         )
+        assert self.services is not None
         out: dict[str, ChatAdapter] = {}
         for name, inst in self.plugins.adapters.items():
             cfg = self.settings.adapters.get(name) or inst.plugin.settings()
             if cfg.enabled:
-                out[name] = inst.plugin.create(cfg, env)
+                own = dataclasses.replace(env, store=self.services.state.store(name))
+                out[name] = inst.plugin.create(cfg, own)
         return out
 
     async def stop(self, grace_s: float = 10.0) -> None:

@@ -21,6 +21,7 @@ from bot.erasure import Forgetter, Report, member_scope, memory_eraser
 from bot.errors import DataDirLocked, PaibotError
 from bot.ports import Erasure
 from bot.services import Services
+from bot.skills.resources import SkillResources
 from bot.state import StateDB
 
 
@@ -67,6 +68,7 @@ async def forget_offline(settings: Settings, erasure: Erasure) -> Report:
 
         app = App(settings)  # its plugin wiring, nothing started
         app.services = services
+        app.shared = SkillResources(settings.data_path, erasers=services.erasers)
         app._default_skills()  # the skills' stores register their erasers
         closing += app._background
         services.erasers += [a for a in app._build_adapters().values() if callable(getattr(a, "erase", None))]

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
-from bot.commands import Command, CommandCall, CommandRegistry
+from bot.commands import Command, CommandCall
 from bot.i18n import N_
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Tool
 from bot.services import Services
-from bot.skills import builtin
 
 GRANTED = {
     "granted": N_("{name} is now an admin of this group."),
@@ -52,8 +51,13 @@ class AdminSkill:
         return t._(GRANTED[result.status], name=result.name)
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    return [AdminSkill(services)], []
+def build(env: SkillEnv) -> SkillSet:
+    return SkillSet([AdminSkill(env.services)])
 
 
-plugin = builtin("admins", build, 75, "/admin add: group admins where the platform keeps them (the web group)")
+plugin = SkillPlugin(
+    name="admins",
+    build=build,
+    order=75,
+    description="/admin add: group admins where the platform keeps them (the web group)",
+)

@@ -23,15 +23,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.commands import Command, CommandCall, CommandRegistry, Observation
+from bot.commands import Command, CommandCall, Observation
 from bot.context import fmt_time
 from bot.erasure import Forgetter, member_scope
 from bot.i18n import N_
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Erasure, MemoryRecord, Tool
 from bot.services import Services
-from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
-from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.skilldb import SkillDB
 
 log = logging.getLogger("paibot.skills.privacy")
 
@@ -221,11 +221,14 @@ def _short(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    db, created = skill_db(services)
-    skill = PrivacySkill(services, db)
-    services.extras["skills.privacy"] = skill
-    return [skill], ([db] if created else []) + [skill]
+def build(env: SkillEnv) -> SkillSet:
+    skill = PrivacySkill(env.services, env.shared.db)
+    return SkillSet([skill], [skill])
 
 
-plugin = builtin("privacy", build, 80, "/optout, /forget-me and what the member keeps about you")
+plugin = SkillPlugin(
+    name="privacy",
+    build=build,
+    order=80,
+    description="/optout, /forget-me and what the member keeps about you",
+)
