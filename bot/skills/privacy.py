@@ -46,7 +46,10 @@ _FORGET_WORDS = re.compile(
     re.IGNORECASE,
 )
 # Counts of the erasers that repeat the member's messages themselves (not "other items").
-_SAME_MESSAGES = frozenset({"messages", "web messages", "queued events", "quotes in queued events"})
+# Platforms' in-memory caches ("cached copies") repeat what is counted elsewhere.
+_SAME_MESSAGES = frozenset(
+    {"messages", "web messages", "queued events", "quotes in queued events", "cached copies"}
+)
 _MEMORY_KINDS = frozenset({"messages", "file passages", "image captions", "bot messages", "memory records"})
 
 
