@@ -54,8 +54,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--group", required=True, help='group key, e.g. "telegram:-100123"')
     p.add_argument("--format", choices=(*FORMATS, *chat_exports.FORMATS, "auto"), default="auto")
-    p.add_argument("--tz", help="the zone of times written without one: a UTC offset like +08:00 or a name like "
-                   f"Europe/Berlin (qq and wechat exports: default {chat_exports.DEFAULT_TZ})")
+    p.add_argument("--tz", help="the zone of times written without one: a UTC offset like +08:00 or a "
+                   f"name like Europe/Berlin (qq and wechat exports: default {chat_exports.DEFAULT_TZ})")
     p.add_argument("--chat", help="the chat to take from a whole-account Telegram export (its name or id)")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 class SkillResources:
     def __init__(
-        self, data_dir: Path, *, image_generator: ImageGenerator | None = None, erasers: list[Any] | None = None
+        self,
+        data_dir: Path,
+        *,
+        image_generator: ImageGenerator | None = None,
+        erasers: list[Any] | None = None,
     ) -> None:
         self._data_dir = Path(data_dir)
         self._erasers = erasers  # the app's ContentErasers: each store holding member content joins them
