@@ -63,14 +63,15 @@ class Member:
                        and await self.s.is_own_message(msg.chat, msg.reply_to.message_id))  # fmt: skip
         age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
         decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
-        if await self._recording_allowed(msg):
+        recording = await self._recording_allowed(msg)
+        if recording:
             await self.s.memory.record(record_of(msg, pai, record_kind(msg, decision)))
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
         if await self.delivery.pending(msg):  # handled before: never think or answer twice
             return
-        await self._gated(Turn(msg, pai, decision, reply_to_me))
+        await self._gated(Turn(msg, pai, decision, reply_to_me, may_record=recording))
 
     async def _respond(self, turn: Turn) -> None:
         """The end of the gates: observers, then the answer, or the refusal a gate decided."""
@@ -104,7 +105,9 @@ class Member:
         msg = turn.message
         if not observers or msg.author.is_bot:
             return False
-        seen = Observation(msg, turn.pai, turn.decision, turn.reply_to_me, self.s, turn.may_answer)
+        seen = Observation(
+            msg, turn.pai, turn.decision, turn.reply_to_me, self.s, turn.may_answer, turn.may_record
+        )
         for observer in observers:
             result = await observer(seen)
             if result is None or result == "":
@@ -118,7 +121,7 @@ class Member:
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
         flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
-        return not flag  # /optin stores "" (StateDB has no delete)
+        return not flag
 
     async def _think(self, turn: Turn) -> Answer:
         if turn.decision.command:

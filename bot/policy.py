@@ -114,6 +114,9 @@ def decide(msg: Message, settings: Settings, facts: Facts) -> Decision:
 
     if trig.commands:
         parsed = parse_command(msg.text, trig.command_prefixes)
+        if parsed is None and addressed:
+            # "@Pai /forget-me": where the bot hears only mentions (a WeCom group), a command follows one
+            parsed = parse_command(re.sub(r"^\s*[@＠]\S*\s*", "", prompt), trig.command_prefixes)
         if parsed is not None:
             name, target, args = parsed
             for_us = not target or target.lower() in {n.lower() for n in names if n} or msg.mentions_me

@@ -6,6 +6,7 @@ Each docstring is the contract: what an implementation must do, must not do, and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -137,6 +138,22 @@ class AdminChecker(Protocol):
     async def is_chat_admin(self, chat: ChatRef, user: PersonRef) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What ``AdminGranter.grant_admin`` did: ``status`` is ``granted``, ``already`` (an admin before),
+    ``unknown`` (nobody of that name posted in the chat) or ``ambiguous`` (several did)."""
+
+    status: str
+    name: str
+
+
+class AdminGranter(Protocol):
+    """Optional adapter role, for platforms whose chats keep their admins themselves (the web group): make
+    the chat's member called ``name`` an admin. The core calls it only for a caller who is an admin."""
+
+    async def grant_admin(self, chat: ChatRef, name: str) -> Grant: ...
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -210,6 +227,88 @@ class MemoryStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def passage_key(text: str) -> str:
+    """How passages are compared when looking for quotes: whitespace collapsed, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+QUOTE_WORDS = 5  # five words of hers in a row are a quote ...
+QUOTE_TOKEN_CHARS = 10  # ... and so is one long token with a digit, "@" or "/" (a number, an address, a link)
+QUOTE_CJK_CHARS = 6  # ... or six Chinese, Japanese or Korean characters in a row
+_WORD = re.compile(r"\w+")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{%d,}" % QUOTE_CJK_CHARS)
+_TOKEN_EDGE = ".,;:!?()[]{}<>'\"“”‘’«»"
+
+
+def quote_units(text: str) -> set[str]:
+    """The pieces of a text that count as quoted when they appear in another one (see the constants above);
+    two texts share a quote when their units intersect."""
+    key = passage_key(text)
+    words = _WORD.findall(key)
+    units = {" ".join(words[i : i + QUOTE_WORDS]) for i in range(len(words) - QUOTE_WORDS + 1)}
+    for token in key.split():
+        token = token.strip(_TOKEN_EDGE)
+        if len(token) >= QUOTE_TOKEN_CHARS and any(c.isdigit() or c in "@/" for c in token):
+            units.add(token)
+    for run in _CJK_RUN.findall(key):
+        units.update(run[i : i + QUOTE_CJK_CHARS] for i in range(len(run) - QUOTE_CJK_CHARS + 1))
+    return units
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What to forget in the chats ``chat_keys`` of the pai ``pai`` (``/forget-me``, ``paibot memory forget``,
+    retention). Any of:
+
+    * ``author_id``: everything the member with this (platform) id wrote there: her messages, her files and
+      their text, captions of her images, her reminders, to-dos, polls and votes;
+    * ``message_ids``: these messages (platform ids, as ``Message.id``) and what was derived from them;
+    * ``before``: everything sent before this moment (retention). Live items (an active reminder, an open
+      poll or to-do) stay while they are live.
+
+    ``quotes`` (whole passages, made with ``passage_key``) and ``quote_units`` (their ``quote_units``) are
+    what is being forgotten: a bot message that contains a passage or shares a unit with one, or that
+    replies to a forgotten message, is redacted too, wherever the bot's messages are kept.
+    """
+
+    pai: str
+    chat_keys: tuple[str, ...]
+    author_id: str | None = None
+    message_ids: tuple[str, ...] = ()
+    before: datetime | None = None
+    quotes: tuple[str, ...] = ()
+    quote_units: frozenset[str] = frozenset()
+
+    def quoted_in(self, text: str) -> bool:
+        """Whether ``text`` quotes something being forgotten."""
+        if not text or not (self.quotes or self.quote_units):
+            return False
+        if self.quote_units and not self.quote_units.isdisjoint(quote_units(text)):
+            return True
+        key = passage_key(text)
+        return any(q in key for q in self.quotes)
+
+
+class ContentEraser(Protocol):
+    """Anything that keeps member content (the memory, the inbox, a skill's store, a platform's own store such
+    as the web group) and can forget it. Every store that can hold member content implements this and is
+    listed in SECURITY.md's data map.
+
+    ``passages`` returns the texts the store holds that ``erasure`` forgets (her messages, file names,
+    reminder texts), so quotes of them are found elsewhere; it is called on every eraser before any
+    ``erase``. ``erase`` removes (or, where a placeholder must stay, redacts to nothing) what the erasure
+    names, and bot messages that quote it; it is idempotent and returns counts by kind of item removed.
+    Implementations keep blocking work off the event loop.
+    """
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]: ...
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]: ...
 
 
 # --------------------------------------------------------------------------- LLM

@@ -15,7 +15,9 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
-from bot.ports import BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import (
+    BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, ContentEraser, MemoryRecord, MemoryStore,
+)
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -33,9 +35,6 @@ LANGUAGE_WINDOW = 20  # members' statements that decide the language of a group 
 _ATTACHMENT_NOTES = re.compile(r"(?: \[[a-z]+: [^\n]*?\])+\Z")
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
-# Called by /forget-me with (chat, pai, user id): a skill removes what it keeps of that member in that chat
-# beyond their memory records (which the privacy skill removes itself); returns how many items went.
-ForgetHook = Callable[[ChatRef, str, str], Awaitable[int]]
 
 
 @dataclass
@@ -51,7 +50,10 @@ class Services:
     rng: random.Random = field(default_factory=random.Random)
     # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
     sent_hooks: list[SentHook] = field(default_factory=list)
-    forget_hooks: list[ForgetHook] = field(default_factory=list)
+    # Every store that keeps member content (``bot.ports.ContentEraser``): the memory, the inbox, the skills'
+    # stores, platforms that keep messages themselves. ``/forget-me`` and retention reach them all through
+    # ``bot.erasure.Forgetter``; a skill creating such a store appends it here.
+    erasers: list[ContentEraser] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     catalogs: Catalogs = field(default_factory=Catalogs)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)

@@ -6,17 +6,24 @@ one transaction, so an acknowledged event is never lost and a replayed one is ig
 event id). Workers take pending events in arrival order, mark them done, or after ``max_attempts`` failures
 move them to the dead-letter state so the stream behind them is not held up.
 
+The inbox is a queue, not an archive. The intake policy (``bot.intake.IntakePolicy``) decides inside the
+submit transaction, before anything is written: a refused event leaves only its id (status ``refused``),
+so a redelivery is still recognised. An event's payload (the message as JSON) is kept only while it waits:
+marking it done or dead empties it, and ``erase`` (``ContentEraser``) removes a member's waiting events.
+
 Adapters keep their own small durable state in ``adapter_kv`` (``store(name)``, a ``bot.ports.KeyValueStore``
 per adapter), whose entries may expire and are pruned.
 
 The reply ledger makes replies at-most-once across crashes: a reply is marked *sending* before the platform
-call and *sent* after it; an event whose reply is already *sending* or *sent* is never answered again.
+call and *sent* after it; an event whose reply is already *sending* or *sent* is never answered again. It
+keeps what is being sent (to resend it after a crash) only until it is sent.
 All SQLite work runs on one connection guarded by a lock, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -24,11 +31,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import PaibotError
 from bot.events import Message
-from bot.ports import Usage
+from bot.ports import Erasure, Usage
+
+if TYPE_CHECKING:
+    from bot.events import ChatRef
+    from bot.intake import IntakePolicy
 
 T = TypeVar("T")
 
@@ -38,7 +49,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     event_id TEXT NOT NULL UNIQUE,
     chat_key TEXT NOT NULL,
     payload TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending | done | dead
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending | done | dead | refused (payload '' unless pending)
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT '',
     received_at TEXT NOT NULL
@@ -78,26 +89,53 @@ class InboxItem:
     attempts: int
 
 
-class StateDB:
-    """The core's SQLite state. Thread-safe; every public coroutine runs its SQL off the event loop."""
+class _Flags:
+    """``GroupFlags`` read on the connection of the transaction that asks."""
 
-    def __init__(self, path: Path | str, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def get(self, group_key: str, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM group_kv WHERE group_key=? AND key=?", (group_key, key)).fetchone()
+        return row[0] if row else None
+
+
+class StateDB:
+    """The core's SQLite state. Thread-safe; every public coroutine runs its SQL off the event loop.
+    ``policy`` decides which submitted events are kept (None: all, for tests of the inbox alone)."""
+
+    def __init__(
+        self, path: Path | str, clock: Callable[[], datetime] | None = None, policy: IntakePolicy | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute("PRAGMA secure_delete=ON")  # emptied payloads are overwritten, not left in free pages
         self._conn.executescript(_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(replies)")}
         if "payload" not in columns:  # data directories from before replies kept their payload
             self._conn.execute("ALTER TABLE replies ADD COLUMN payload TEXT NOT NULL DEFAULT ''")
+        self._forget_handled_payloads()
+        self._policy = policy
         self._lock = threading.Lock()
         self._now = clock or (lambda: datetime.now(timezone.utc))
         self.new_events = asyncio.Event()
         self._unflushed: dict[str, int] = {}
         self._usage_writes: set[asyncio.Task[None]] = set()
         self._intake_closed = False
+
+    def _forget_handled_payloads(self) -> None:
+        """Data directories from before the inbox was a queue kept every payload: drop those no longer
+        needed (handled events, sent replies). Cheap when there are none."""
+        self._conn.execute("UPDATE inbox SET payload='' WHERE status!='pending' AND payload!=''")
+        self._conn.execute("UPDATE replies SET payload='' WHERE state='sent' AND payload!=''")
+
+    def serves(self, chat: ChatRef) -> bool:
+        """Whether events of this chat are taken at all (``IntakePolicy.serves``)."""
+        return self._policy is None or self._policy.serves(chat)
 
     def close_intake(self) -> None:
         """Refuse new events from now on (a graceful stop has begun): ``submit`` with events raises, so the
@@ -133,17 +171,27 @@ class StateDB:
     ) -> int:
         if events and self._intake_closed:
             raise PaibotError("the bot is stopping and takes no new events; they will be taken after the restart")
-        rows = [(e.event_id, e.chat.key, json.dumps(e.to_dict(), ensure_ascii=False)) for e in events]
         now = self._now().isoformat()
+        policy = self._policy
+        queued = 0
 
         def body(conn: sqlite3.Connection) -> int:
+            nonlocal queued
             new = 0
-            for event_id, chat_key, payload in rows:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO inbox(event_id, chat_key, payload, received_at) VALUES (?,?,?,?)",
-                    (event_id, chat_key, payload, now),
+            flags = _Flags(conn)
+            for e in events:
+                if conn.execute("SELECT 1 FROM inbox WHERE event_id=?", (e.event_id,)).fetchone():
+                    continue
+                if policy is None or policy.admit(e, flags):
+                    payload, status = json.dumps(e.to_dict(), ensure_ascii=False), "pending"
+                    queued += 1
+                else:  # refused: only the id stays, so a redelivery is recognised
+                    payload, status = "", "refused"
+                conn.execute(
+                    "INSERT INTO inbox(event_id, chat_key, payload, status, received_at) VALUES (?,?,?,?,?)",
+                    (e.event_id, e.chat.key, payload, status, now),
                 )
-                new += cur.rowcount
+                new += 1
             if cursor_key is not None and cursor is not None:
                 conn.execute(
                     "INSERT INTO cursors(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -152,7 +200,7 @@ class StateDB:
             return new
 
         new = await self._run(lambda c: self._tx(c, body))
-        if new:
+        if queued:
             self.new_events.set()
         return new
 
@@ -187,7 +235,7 @@ class StateDB:
         return out
 
     async def mark_done(self, seq: int) -> None:
-        await self._run(lambda c: c.execute("UPDATE inbox SET status='done' WHERE seq=?", (seq,)))
+        await self._run(lambda c: c.execute("UPDATE inbox SET status='done', payload='' WHERE seq=?", (seq,)))
 
     async def mark_failed(self, seq: int, error: str, max_attempts: int) -> bool:
         """Count a failed attempt; returns True when the event was moved to the dead-letter state."""
@@ -198,7 +246,7 @@ class StateDB:
             )
             (attempts,) = conn.execute("SELECT attempts FROM inbox WHERE seq=?", (seq,)).fetchone()
             if attempts >= max_attempts:
-                conn.execute("UPDATE inbox SET status='dead' WHERE seq=?", (seq,))
+                conn.execute("UPDATE inbox SET status='dead', payload='' WHERE seq=?", (seq,))
                 return True
             return False
 
@@ -212,6 +260,58 @@ class StateDB:
         return await self._run(
             lambda c: c.execute("SELECT event_id, last_error, attempts FROM inbox WHERE status='dead'").fetchall()
         )
+
+    # ----------------------------------------------------------------- forgetting (ContentEraser)
+
+    def _waiting(self, conn: sqlite3.Connection, e: Erasure) -> list[tuple[int, Message]]:
+        marks = ",".join("?" * len(e.chat_keys))
+        rows = conn.execute(
+            f"SELECT seq, payload FROM inbox WHERE status='pending' AND chat_key IN ({marks})", e.chat_keys
+        ).fetchall()
+        return [(seq, Message.from_dict(json.loads(payload))) for seq, payload in rows if payload]
+
+    @staticmethod
+    def _forgets(e: Erasure, msg: Message) -> bool:
+        hers = e.author_id is not None and msg.author.user_id == e.author_id and not msg.from_me
+        return hers or msg.id in e.message_ids or (e.before is not None and msg.sent_at < e.before)
+
+    async def passages(self, erasure: Erasure) -> list[str]:
+        """The texts of waiting events that ``erasure`` forgets."""
+        waiting = await self._run(lambda c: self._waiting(c, erasure))
+        return [m.text for _, m in waiting if self._forgets(erasure, m)]
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """Waiting events the erasure forgets leave only their id (as if refused); a waiting event quoting a
+        forgotten message loses the quote; a reply still in the ledger that mentions the member or quotes
+        her loses its payload (it can then no longer be resent after a crash)."""
+        e = erasure
+
+        def body(conn: sqlite3.Connection) -> dict[str, int]:
+            dropped = quotes = replies = 0
+            for seq, msg in self._waiting(conn, e):
+                if self._forgets(e, msg):
+                    conn.execute("UPDATE inbox SET status='refused', payload='' WHERE seq=?", (seq,))
+                    dropped += 1
+                elif msg.reply_to is not None and (
+                    (msg.reply_to.author is not None and msg.reply_to.author.user_id == e.author_id)
+                    or msg.reply_to.message_id in e.message_ids or e.quoted_in(msg.reply_to.text)
+                ):
+                    quiet = dataclasses.replace(msg, reply_to=dataclasses.replace(msg.reply_to, text=""))
+                    payload = json.dumps(quiet.to_dict(), ensure_ascii=False)
+                    conn.execute("UPDATE inbox SET payload=? WHERE seq=?", (payload, seq))
+                    quotes += 1
+            if e.author_id is not None or e.message_ids:
+                for event_id, payload in conn.execute("SELECT event_id, payload FROM replies WHERE payload!=''").fetchall():
+                    data = json.loads(payload)
+                    if e.author_id in data.get("mention_user_ids", ()) or e.quoted_in(str(data.get("text", ""))):
+                        conn.execute("UPDATE replies SET payload='' WHERE event_id=?", (event_id,))
+                        replies += 1
+            return {"queued events": dropped, "quotes in queued events": quotes, "replies being sent": replies}
+
+        counts = await self._run(lambda c: self._tx(c, body))
+        if any(counts.values()):
+            await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        return counts
 
     # ----------------------------------------------------------------- reply ledger
 
@@ -232,7 +332,8 @@ class StateDB:
         nothing was delivered, back to ``sending`` before the next try); False if it was not in ``from_state``."""
         cur = await self._run(
             lambda c: c.execute(
-                "UPDATE replies SET state=? WHERE event_id=? AND state=?", (to_state, event_id, from_state)
+                "UPDATE replies SET state=?, payload=CASE WHEN ?='sent' THEN '' ELSE payload END"
+                " WHERE event_id=? AND state=?", (to_state, to_state, event_id, from_state)
             )
         )
         return cur.rowcount == 1
@@ -255,7 +356,7 @@ class StateDB:
         now = self._now().isoformat()
         await self._run(
             lambda c: c.execute(
-                "UPDATE replies SET state='sent', sent_id=?, at=? WHERE event_id=?", (sent_id, now, event_id)
+                "UPDATE replies SET state='sent', sent_id=?, at=?, payload='' WHERE event_id=?", (sent_id, now, event_id)
             )
         )
 

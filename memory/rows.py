@@ -29,10 +29,12 @@ def pai_tag(pai: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A transcript record with its storage sequence number (order of arrival, used for neighbours)."""
+    """A transcript record with its storage sequence number (order of arrival, used for neighbours).
+    ``updated``: ``insert`` changed a record it already had (an edit) instead of adding one."""
 
     seq: int
     record: MemoryRecord
+    updated: bool = False
 
 
 class Pending(NamedTuple):

@@ -34,10 +34,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bot.errors import MemoryError_
-from bot.ports import BOT, MemoryHit, MemoryRecord, SearchFilters
+from bot.ports import BOT, Erasure, MemoryHit, MemoryRecord, SearchFilters
+from memory import erasure as memory_erasure
 from memory.config import LitellmLoader, MemoryConfig
 from memory.embedding import Embedder, make_embedder
 from memory.kinds import KindRules
+from memory.migrations import migrate
 from memory.retrieval import HybridRetriever, RetrievalParams
 from memory.transcript import Pending, Transcript, default_index_text
 from memory.vector import ChromaIndex, connect_embedded, connect_http, forget_cached_system
@@ -57,6 +59,7 @@ DENSE_OVERFETCH = 4  # dense candidates fetched per wanted one when search filte
 class ImportResult:
     seen: int
     added: int
+    updated: int = 0  # records it had already, changed (an edit by the same author)
 
 
 index_text = default_index_text
@@ -68,8 +71,9 @@ def embed_text(rec: MemoryRecord | Pending) -> str:
 
 
 class HybridMemoryStore:
-    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) plus the operator
-    methods the CLI uses (import_records, export, stats, reindex, flush, purge_expired)."""
+    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) and ``ContentEraser``
+    (passages, erase), plus the operator methods the CLI uses (import_records, export, stats, reindex,
+    flush, purge_expired)."""
 
     def __init__(self, transcript: Transcript, index: ChromaIndex, embedder: Embedder, *,
                  params: RetrievalParams | None = None, retention: Callable[[str], int] | None = None,
@@ -255,6 +259,24 @@ class HybridMemoryStore:
             log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
         return len(removed)
 
+    # ------------------------------------------------------------------ ContentEraser
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]:
+        """The texts of the records ``erasure`` forgets (to find quotes of them elsewhere)."""
+        return await self._run(self._db_exec, memory_erasure.passages, self.transcript, erasure)
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """Forget what ``erasure`` names (``memory.erasure``): the transcript and lexical index at once, the
+        vectors through their tombstones (retried while chroma is unavailable)."""
+        counts, removed = await self._run(self._db_exec, memory_erasure.erase, self.transcript, erasure)
+        if removed:
+            self._authors.pop(erasure.pai, None)
+            try:
+                await self.flush()
+            except MemoryError_ as exc:
+                log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
+        return counts
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -286,7 +308,7 @@ class HybridMemoryStore:
         """Import in committed batches; ``progress(seen, added)`` is called after each commit, so whatever it
         reports has reached disk. Idempotent: a re-import adds nothing. The indexer is woken once a full index
         batch is waiting (and at the end): chromadb writes cost least in large batches."""
-        seen = added = woken = 0
+        seen = added = updated = woken = 0
         source = iter(records)
 
         def take() -> list[MemoryRecord]:  # parsing reads files: keep it off the event loop
@@ -295,17 +317,18 @@ class HybridMemoryStore:
         while chunk := await asyncio.to_thread(take):
             seen += len(chunk)
             rows = await self._run(self._db_exec, self.transcript.insert, chunk, index_text)
-            added += len(rows)
+            updated += sum(1 for r in rows if r.updated)
+            added += sum(1 for r in rows if not r.updated)
             for r in rows:
                 self._remember_author(r.record)
-            if added - woken >= INDEX_BATCH:
-                woken = added
+            if added + updated - woken >= INDEX_BATCH:
+                woken = added + updated
                 self._kick()
             if progress:
                 progress(seen, added)
-        if added > woken:
+        if added + updated > woken:
             self._kick()
-        return ImportResult(seen, added)
+        return ImportResult(seen, added, updated)
 
     async def export(self, pai: str) -> list[MemoryRecord]:
         return await self._run(self._search_exec, lambda: list(self.transcript.export(pai)))
@@ -410,6 +433,7 @@ def open_memory_sync(
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
     transcript = Transcript(data_dir / "memory.sqlite3", kinds, index_text)
+    migrate(transcript)
     embedder = make_embedder(settings.memory, load_litellm=load_litellm)
     rebuilt = False
     if settings.memory.backend == "http":

@@ -24,7 +24,9 @@ one lock. All methods block; the store calls them off the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,6 +44,8 @@ from memory.rows import (
 from memory.textnorm import index_terms
 
 __all__ = ["Meta", "Pending", "Row", "Transcript", "default_index_text", "filter_sql", "pai_tag"]
+
+log = logging.getLogger("paibot.memory")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
@@ -87,6 +91,7 @@ class Transcript:
             db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA secure_delete=ON")  # deleted text is overwritten, not left in free pages
             db.create_function("casefold", 1, casefold, deterministic=True)
             self._local.db = db
             with self._conns_lock:
@@ -151,7 +156,9 @@ class Transcript:
     def insert(self, records: Sequence[MemoryRecord], index_text: IndexText) -> list[Row]:
         """Insert (or update, when the text or author name changed) in one transaction; returns the rows that
         are new or changed, with their kinds (unclassified records are classified here). Re-inserting an
-        identical record changes nothing (idempotent on ``(pai, id)``).
+        identical record changes nothing (idempotent on ``(pai, id)``). An update is an edit only when the
+        author is the same: a record whose id is taken by another author is refused (and logged), never merged
+        into the other person's record.
 
         New records are written with ``executemany`` under sequence numbers taken from ``sqlite_sequence``
         (what AUTOINCREMENT would have given them: the write lock makes this the only writer)."""
@@ -163,6 +170,7 @@ class Transcript:
             next_seq = (int(row[0]) if row else 0) + 1
             new_rows: list[tuple] = []
             fts_rows: dict[str, list[tuple[int, MemoryRecord]]] = {}
+            refused = 0
             for rec in records:
                 kind = self.rules.kind_of(rec)
                 if kind != rec.kind:
@@ -173,6 +181,9 @@ class Transcript:
                 if old is None:
                     seq, next_seq = next_seq, next_seq + 1
                     new_rows.append(record_params(seq, rec))
+                elif old[4] != rec.author_id:
+                    refused += 1
+                    continue
                 elif (old[1], old[2]) != (rec.text, rec.author_name):
                     seq = old[0]
                     self._flush_new(db, new_rows, fts_rows, index_text)  # the edited row may be among them
@@ -184,13 +195,16 @@ class Transcript:
                     rec = dataclasses.replace(rec, kind=old[3])  # a record keeps the kind it was stored with
                 else:
                     continue
-                known[(rec.pai, rec.id)] = (seq, rec.text, rec.author_name, rec.kind)
+                known[(rec.pai, rec.id)] = (seq, rec.text, rec.author_name, rec.kind, rec.author_id)
                 fts_rows.setdefault(rec.pai, []).append((seq, rec))
-                changed.append(Row(seq, rec))
+                changed.append(Row(seq, rec, updated=old is not None))
             self._flush_new(db, new_rows, fts_rows, index_text)
             if stones:
                 done = [(r.record.pai, r.record.id) for r in changed if fts.is_evidence(r.record.kind)]
                 db.executemany("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", done)
+        if refused:
+            log.warning("refused %d record(s) whose id another author's record already has (pai %s)",
+                        refused, pai_tag(records[0].pai)[:8])
         return changed
 
     def _flush_new(self, db: sqlite3.Connection, new_rows: list[tuple],
@@ -207,20 +221,23 @@ class Transcript:
         fts_rows.clear()
 
     @staticmethod
-    def _known(db: sqlite3.Connection, records: Sequence[MemoryRecord]) -> dict[tuple[str, str], tuple[int, str, str, str]]:
-        """``(pai, id) -> (seq, text, author_name, kind)`` of the records already in the transcript."""
+    def _known(
+        db: sqlite3.Connection, records: Sequence[MemoryRecord]
+    ) -> dict[tuple[str, str], tuple[int, str, str, str, str]]:
+        """``(pai, id) -> (seq, text, author_name, kind, author_id)`` of the records already in the transcript."""
         by_pai: dict[str, list[str]] = {}
         for rec in records:
             by_pai.setdefault(rec.pai, []).append(rec.id)
-        known: dict[tuple[str, str], tuple[int, str, str, str]] = {}
+        known: dict[tuple[str, str], tuple[int, str, str, str, str]] = {}
         for pai, ids in by_pai.items():
             for chunk in chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
-                for rid, seq, text, name, kind in db.execute(
-                    f"SELECT id, seq, text, author_name, kind FROM records WHERE pai = ? AND id IN ({marks})",
+                for rid, seq, text, name, kind, aid in db.execute(
+                    f"SELECT id, seq, text, author_name, kind, author_id FROM records"
+                    f" WHERE pai = ? AND id IN ({marks})",
                     (pai, *chunk),
                 ):
-                    known[(pai, rid)] = (int(seq), text, name, kind)
+                    known[(pai, rid)] = (int(seq), text, name, kind, aid)
         return known
 
     def _delete(self, db: sqlite3.Connection, pai: str, where: str, args: tuple) -> list[str]:
@@ -250,6 +267,27 @@ class Transcript:
         removal refreshes each gap once; context reaches only ``FAR + 1`` turns ahead)."""
         return sorted(s for s in removed if s >= first) if len(removed) <= 1000 else [first]
 
+    @staticmethod
+    def _scrub(db: sqlite3.Connection, pais: Iterable[str]) -> None:
+        """After deleting: rewrite the pais' lexical indexes (FTS5 keeps a deleted row's terms in its older
+        segments until they are merged), so forgotten words leave the file, not only the query results.
+        Every FTS5 table named with the pai's tag is rewritten, however many the layout gives a pai."""
+        for pai in set(pais):
+            row = db.execute("SELECT tag FROM pais WHERE pai = ?", (pai,)).fetchone()
+            if row is None:
+                continue
+            tables = db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%fts5%'"
+                " AND name LIKE '%' || ?", (row[0],),
+            ).fetchall()  # fmt: skip
+            for (name,) in tables:
+                db.execute(f'INSERT INTO "{name}"("{name}") VALUES(\'optimize\')')
+
+    def checkpoint(self) -> None:
+        """Move the WAL into the database and truncate it (it would keep old copies of deleted pages)."""
+        with self._write_lock:
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def forget(self, pai: str, author_id: str | None = None, ids: Sequence[str] = ()) -> list[str]:
         """Delete the pai's records by author and/or id (either matches); returns the removed ids and leaves
         a tombstone for each so the vector index drops them too."""
@@ -260,7 +298,38 @@ class Transcript:
             for chunk in chunks(list(ids), 500):
                 marks = ",".join("?" * len(chunk))
                 removed += self._delete(db, pai, f"id IN ({marks})", tuple(chunk))
+            if removed:
+                self._scrub(db, [pai])
+        if removed:
+            self.checkpoint()
         return removed
+
+    def remove(self, pai: str, seqs: Sequence[int]) -> list[str]:
+        """Delete the pai's records with these sequence numbers (as ``forget``); returns their ids."""
+        removed: list[str] = []
+        with self._write_lock, self._db() as db:
+            for chunk in chunks(list(seqs), 500):
+                removed += self._delete(db, pai, f"seq IN ({','.join('?' * len(chunk))})", tuple(chunk))
+            if removed:
+                self._scrub(db, [pai])
+        if removed:
+            self.checkpoint()
+        return removed
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (committed on leaving, rolled back on an exception), for changes that live
+        beside the transcript, e.g. migrations."""
+        with self._write_lock, self._db() as db:
+            yield db
+
+    def delete_where(self, db: sqlite3.Connection, pai: str, where: str, args: tuple) -> list[str]:
+        """Inside ``transaction``: delete records as ``forget`` does (lexical rows, vector tombstones)."""
+        return self._delete(db, pai, where, args)
+
+    def select(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """A read on this thread's connection (for queries that live beside the transcript, e.g. erasures)."""
+        return self._db().execute(sql, args).fetchall()
 
     def purge_before(self, cutoff: datetime, chat_key: str | None = None) -> list[tuple[str, str]]:
         """Retention: delete records sent before ``cutoff`` (of one chat, or all); returns ``(pai, id)``."""
@@ -274,6 +343,10 @@ class Transcript:
                 if chat_key is not None:
                     where, wargs = "ts < ? AND chat_key = ?", (ts_of(cutoff), chat_key)
                 out += [(pai, rid) for rid in self._delete(db, pai, where, wargs)]
+            if out:
+                self._scrub(db, {pai for pai, _ in out})
+        if out:
+            self.checkpoint()
         return out
 
     # ------------------------------------------------------------------ index bookkeeping

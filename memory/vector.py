@@ -61,6 +61,10 @@ def connect_embedded(path: Path) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
+    from memory.heap import wipe_recycled_memory
+
+    wipe_recycled_memory()  # its index files would otherwise carry freed memory (memory.heap)
+
     try:
         return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
     except Exception as exc:  # chromadb raises many types for a broken directory

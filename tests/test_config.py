@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from bot.config import load_settings, masked, parse_settings
+from bot.plugins import discover
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,10 +155,17 @@ def test_cli_missing_config_file_is_explained(tmp_path):
     assert res.returncode == 2 and "no config file" in res.stderr
 
 
-def test_admins_must_be_platform_ids_and_never_unauthenticated_web_ids():
-    assert error_of('bot: {admins: ["web:abc"]}').path == "bot.admins[0]"
+def test_admins_must_be_platform_ids_and_never_ids_a_platform_cannot_vouch_for():
     assert "platform" in str(error_of('bot: {admins: ["alice"]}'))
-    assert error_of('groups: {"telegram:-1": {admins: ["telegram:1", "web:x"]}}').path == 'groups."telegram:-1".admins[1]'
+    # Web ids are proven by member keys now: an operator may name a web member.
+    assert parse_settings('bot: {admins: ["web:m-abc"]}', env={}).bot.admins == ("web:m-abc",)
+    catalog = discover()
+    web = catalog.adapters["web"]
+    unverified = dataclasses.replace(web, plugin=dataclasses.replace(web.plugin, verified_identities=False))
+    loose = dataclasses.replace(catalog, adapters={**catalog.adapters, "web": unverified})
+    with pytest.raises(ConfigError) as info:
+        parse_settings('groups: {"telegram:-1": {admins: ["telegram:1", "web:x"]}}', env={}, plugins=loose)
+    assert info.value.path == 'groups."telegram:-1".admins[1]' and "not authenticated" in str(info.value)
 
 
 def test_memory_embedding_choices():

@@ -69,9 +69,9 @@ def test_a_qq_export_imports_once_in_beijing_time_with_qq_numbers(
     src.write_text(QQ_EXPORT, encoding="utf-8-sig")
     assert cli(settings, "import", str(src), "--group", "onebot:445566", "--format", "qq") == 0
     err = capsys.readouterr().err
-    assert "UTC+08:00 (the default; pass --tz to change it)" in err and "imported 4 new of 4" in err
+    assert "UTC+08:00 (the default; pass --tz to change it)" in err and "(qq): 4 new, 0 updated" in err
     assert cli(settings, "import", str(src), "--group", "onebot:445566") == 0  # auto-detected, again
-    assert "imported 0 new of 4" in capsys.readouterr().err
+    assert "(qq): 0 new, 0 updated, 4 unchanged" in capsys.readouterr().err
     rows = export(settings, "onebot:445566", capsys)
     assert [r["text"] for r in rows] == ["这周读第三章\n记得带笔记", "[图片]", "好", "好"]
     first = rows[0]

@@ -24,6 +24,7 @@ from bot.config import parse_settings
 from tests.fakes import ScriptedLLM
 from tests.media_factory import make_video, make_vtt
 from tests.test_web_browser import CHROMIUM_ARGS, chromium_path, skip_loudly, watch_console
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.browser
 
@@ -304,13 +305,14 @@ async def test_listening_together_shows_the_lyrics_line_being_sung(browser, tmp_
         song = make_audio(tmp_path / "song.ogg", 20).read_bytes()
         lyrics = make_lrc([(0.5, "月亮代表我的心"), (3.0, "你问我爱你有多深"), (6.0, "我爱你有几分"), (9.0, "我的情也真")])
         async with aiohttp.ClientSession(base_url=url) as http:
-            group = await (await http.post("/api/groups", json={"name": "一起听歌"})).json()
+            alice = await member_headers(http, "Alice")
+            group = await (await http.post("/api/groups", json={"name": "一起听歌"}, headers=alice)).json()
             form = aiohttp.FormData()
-            for key, value in (("author", "Alice"), ("author_id", "alice-1"), ("text", "/watch")):
-                form.add_field(key, value)
+            form.add_field("text", "/watch")
             form.add_field("file", song, filename="song.ogg", content_type="audio/ogg")
             form.add_field("file", lyrics, filename="song.lrc", content_type="text/plain")
-            assert (await http.post(f"/api/groups/{group['number']}/messages", data=form)).status == 200
+            posted = await http.post(f"/api/groups/{group['number']}/messages", data=form, headers=alice)
+            assert posted.status == 200
         await app.drain(30)
         for width, height in ((1280, 800), (390, 844)):
             page, errors = await member_page(browser, url, group["number"], "Bob", width, height, locale="zh-CN")

@@ -13,6 +13,7 @@ import pytest
 from bot.app import App
 from bot.config import parse_settings
 from tests.media_factory import make_video, make_vtt
+from tests.web_members import author_id_of, member_headers
 
 
 @pytest.fixture
@@ -31,14 +32,12 @@ async def paibot(tmp_path):
 
 
 async def post_files(http: aiohttp.ClientSession, number: str, text: str, files: list[tuple[str, bytes, str]],
-                     author: str = "Alice", author_id: str = "alice-1") -> aiohttp.ClientResponse:  # fmt: skip
+                     author: str = "Alice") -> aiohttp.ClientResponse:  # fmt: skip
     form = aiohttp.FormData()
-    form.add_field("author", author)
-    form.add_field("author_id", author_id)
     form.add_field("text", text)
     for name, data, mime in files:
         form.add_field("file", data, filename=name, content_type=mime)
-    return await http.post(f"/api/groups/{number}/messages", data=form)
+    return await http.post(f"/api/groups/{number}/messages", data=form, headers=await member_headers(http, author))
 
 
 async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
@@ -52,7 +51,8 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
     app, url = paibot
     film = make_video(tmp_path / "harbour.webm", 42).read_bytes()
     async with aiohttp.ClientSession(base_url=url) as http:
-        group = await (await http.post("/api/groups", json={"name": "Movie night"})).json()
+        alice_key = await member_headers(http, "Alice")
+        group = await (await http.post("/api/groups", json={"name": "Movie night"}, headers=alice_key)).json()
         number = group["number"]
         current = await (await http.get(f"/api/groups/{number}/watch")).json()
         assert current == {"watch": None, "available": True}
@@ -83,21 +83,30 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
         cues = (await (await http.get(f"/api/groups/{number}/watch/{watch['session']}/cues")).json())["cues"]
         assert cues[3] == [13.0, 15.5, "我把钥匙放在灯塔里了。"]
 
-        async with http.ws_connect(f"/api/groups/{number}/ws") as alice, \
-                http.ws_connect(f"/api/groups/{number}/ws") as bob:  # fmt: skip
+        bob_key = await member_headers(http, "Bob")
+        ws_url = f"/api/groups/{number}/ws"
+        async with http.ws_connect(ws_url, headers=alice_key) as alice, \
+                http.ws_connect(ws_url, headers=bob_key) as bob, http.ws_connect(ws_url) as stranger:  # fmt: skip
             await alice.send_json({"type": "clock", "t": 123.5})
             pong = await next_of(alice, "clock")
             assert pong["t"] == 123.5 and abs(pong["server"] - app.services.clock.now().timestamp()) < 5
-            await bob.send_json({"type": "watch", "action": "seek", "value": 12.0, "session": watch["session"],
-                                 "author_id": "bob-1", "author": "Bob"})  # fmt: skip
+            await bob.send_json({"type": "watch", "action": "seek", "value": 12.0, "session": watch["session"]})
             seen_by_alice = (await next_of(alice, "watch"))["watch"]
             seen_by_bob = (await next_of(bob, "watch"))["watch"]
             assert seen_by_alice == seen_by_bob and seen_by_alice["playback"]["position"] == 12.0
-            await bob.send_json({"type": "watch", "action": "jump", "author_id": "bob-1", "author": "Bob"})
+            await bob.send_json({"type": "watch", "action": "jump"})
             assert (await next_of(bob, "watch_refused"))["error"]
-            await bob.send_json({"type": "watch", "action": "play", "session": "stale", "author_id": "bob-1",
-                                 "author": "Bob"})  # fmt: skip
+            await bob.send_json({"type": "watch", "action": "play", "session": "stale"})
             assert "ended" in (await next_of(bob, "watch_refused"))["error"]
+            # A player acts as the member its socket belongs to: no key, or another member's id, is refused.
+            await stranger.send_json({"type": "watch", "action": "pause", "session": watch["session"],
+                                      "author_id": author_id_of(http, "Alice")})  # fmt: skip
+            assert (await next_of(stranger, "watch_refused"))["reason"] == "member"
+            await bob.send_json({"type": "watch", "action": "pause", "session": watch["session"],
+                                 "author_id": author_id_of(http, "Alice")})  # fmt: skip
+            assert (await next_of(bob, "watch_refused"))["reason"] == "member"
+            state = (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"]
+            assert state["playback"] == seen_by_bob["playback"]  # neither refusal moved the player
 
 
 async def test_media_uploads_have_their_own_limit_and_one_per_message(paibot, tmp_path):
@@ -105,7 +114,8 @@ async def test_media_uploads_have_their_own_limit_and_one_per_message(paibot, tm
     film = make_video(tmp_path / "small.webm", 6).read_bytes()
     assert 200_000 < 3_000_000
     async with aiohttp.ClientSession(base_url=url) as http:
-        number = (await (await http.post("/api/groups", json={"name": "Limits"})).json())["number"]
+        created = await http.post("/api/groups", json={"name": "Limits"}, headers=await member_headers(http, "Alice"))
+        number = (await created.json())["number"]
         big_doc = b"x" * 250_000  # over the file limit, under the media limit: still refused
         assert (await post_files(http, number, "doc", [("notes.txt", big_doc, "text/plain")])).status == 413
         padded = film + b"\0" * (250_000 - len(film))  # a video over the file limit: fine
@@ -148,3 +158,32 @@ async def test_a_socket_flooding_player_commands_is_slowed_down():
     assert passed.count(True) == COMMAND_BURST and relay._allowed(other)  # noqa: SLF001
     now[0] += 1.0
     assert [relay._allowed(ws) for _ in range(10)].count(True) == COMMANDS_PER_S  # noqa: SLF001
+
+
+async def test_forget_me_deletes_the_media_and_subtitles_a_member_uploaded_and_her_session(paibot, tmp_path):
+    app, url = paibot
+    film = make_video(tmp_path / "harbour.webm", 8).read_bytes()
+    async with aiohttp.ClientSession(base_url=url) as http:
+        alice = await member_headers(http, "Alice")
+        number = (await (await http.post("/api/groups", json={"name": "Film club"}, headers=alice)).json())["number"]
+        files = [("harbour.webm", film, "video/webm"), ("harbour.vtt", make_vtt(), "text/vtt")]
+        posted = await (await post_files(http, number, "/watch", files)).json()
+        await app.drain(30)
+        watch = (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"]
+        assert watch is not None and (await http.get(watch["media_url"])).status == 200
+        on_disk = sorted((tmp_path / "data" / "web_files").rglob("*"))
+        assert any(p.is_file() and p.read_bytes() == film for p in on_disk)
+        await app.services.memory.flush()
+        assert await app.services.memory.search(f"web:{number}", "钥匙 灯塔", 10)  # the subtitles are in memory
+
+        forgot = await http.post(f"/api/groups/{number}/messages", json={"text": "/forget-me"}, headers=alice)
+        assert forgot.status == 200
+        await app.drain(30)
+        assert (await http.get(watch["media_url"])).status == 404
+        for f in posted["files"]:
+            assert (await http.get(f"/api/files/{f['id']}")).status == 404
+        left = [p for p in (tmp_path / "data" / "web_files").rglob("*") if p.is_file()]
+        assert not any(p.read_bytes() in (film, make_vtt()) for p in left)
+        assert (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"] is None
+        lines = await app.services.memory.search(f"web:{number}", "钥匙 灯塔", 10)  # the subtitles' words
+        assert [h.record.id for h in lines] == []

@@ -38,14 +38,16 @@ from aiohttp import web
 from adapters.web.attachments import StagedFile, WebAttachments, attachment
 from adapters.web.config import WebAdapterSettings
 from adapters.web.files import WebFileError, valid_file_id
+from adapters.web.forgetting import WebForgetting
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
+from adapters.web.members import StoredMember
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from adapters.web.watch import WebWatch
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, IntakeSink, WatchControl, WatchView
+from bot.ports import AdapterEnv, Capabilities, Grant, IntakeSink, WatchControl, WatchView
 
 log = logging.getLogger("paibot.web")
 
@@ -56,7 +58,7 @@ MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
 MAX_MEDIA_BYTES = 2 * 1024 * 1024 * 1024
 
 
-class WebAdapter:
+class WebAdapter(WebForgetting):
     """The web group as a ``ChatAdapter`` (and the ``GroupService`` behind its HTTP API)."""
 
     name = PLATFORM
@@ -294,10 +296,42 @@ class WebAdapter:
 
     # ----------------------------------------------------------------- the page's side (GroupService)
 
-    async def create_group(self, name: str) -> StoredGroup:
-        group = await asyncio.to_thread(self._require_store().create_group, name)
+    async def create_group(self, name: str, creator: StoredMember | None = None) -> StoredGroup:
+        """A new group; the member creating it (if the request carried a key) is its first admin."""
+        store = self._require_store()
+        group = await asyncio.to_thread(store.create_group, name)
+        if creator is not None:
+            await asyncio.to_thread(store.add_admin, group.number, creator.author_id)
         log.info("web group %s created", group.number)
         return group
+
+    async def add_member(self, nickname: str) -> tuple[StoredMember, str]:
+        return await asyncio.to_thread(self._require_store().add_member, nickname)
+
+    async def member_by_key(self, key: str) -> StoredMember | None:
+        return await asyncio.to_thread(self._require_store().member_by_key, key)
+
+    async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember:
+        await asyncio.to_thread(self._require_store().rename_member, member.author_id, nickname)
+        return StoredMember(member.author_id, nickname)
+
+    # ----------------------------------------------------------------- admins (AdminChecker, AdminGranter)
+
+    async def is_chat_admin(self, chat: ChatRef, user: PersonRef) -> bool:
+        """Web identities are proven by member keys, so a group's admins (its creator and whom admins named)
+        are admins for the core too (``/settings``, ``/admin``)."""
+        if self._store is None or chat.platform != PLATFORM or user.platform != PLATFORM:
+            return False
+        return await asyncio.to_thread(self._store.is_admin, chat.chat_id, user.user_id)
+
+    async def grant_admin(self, chat: ChatRef, name: str) -> Grant:
+        """Make the group's member called ``name`` an admin (``/admin add <nickname>``)."""
+        store = self._require_store()
+        found = await asyncio.to_thread(store.posters_named, chat.chat_id, name)
+        if len(found) != 1:
+            return Grant("unknown" if not found else "ambiguous", name)
+        added = await asyncio.to_thread(store.add_admin, chat.chat_id, found[0])
+        return Grant("granted" if added else "already", name)
 
     async def find_group(self, number: str) -> StoredGroup | None:
         return await asyncio.to_thread(self._require_store().group, number)
@@ -321,6 +355,13 @@ class WebAdapter:
     async def drop_uploads(self, staged: Sequence[StagedFile]) -> None:
         await self.attachments.drop(staged)
 
+    def check_served(self, group: StoredGroup) -> None:
+        """Refuse (403) posts to a group the bot does not serve (``access.allowed_groups``): nothing of them
+        is written anywhere, not even here."""
+        serves = getattr(self._sink, "serves", None)
+        if serves is not None and not serves(ChatRef(PLATFORM, group.number)):
+            raise ApiError(403, "this group is not served here (the operator's access.allowed_groups)")
+
     def limits_json(self) -> dict[str, int]:
         return {"max_file_bytes": self.attachments.max_bytes, "max_files": self.attachments.max_files,
                 "max_media_bytes": self.attachments.max_media_bytes}  # fmt: skip
@@ -338,13 +379,13 @@ class WebAdapter:
         }
 
     async def post_message(
-        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
         nonce: str | None, uploads: Sequence[StagedFile] = (),
     ) -> dict[str, Any]:
-        """Store a person's message (with its staged ``uploads``, which this call owns from now on) and
+        """Store a member's message (with its staged ``uploads``, which this call owns from now on) and
         commit it to the inbox; returns it once both are durable."""
         try:
-            return await self._post(group, author_id, author_name, text, reply_to, nonce, uploads)
+            return await self._post(group, author.author_id, author.nickname, text, reply_to, nonce, uploads)
         except BaseException:
             await self.attachments.drop(uploads)
             raise
@@ -354,8 +395,7 @@ class WebAdapter:
         nonce: str | None, uploads: Sequence[StagedFile],
     ) -> dict[str, Any]:
         store = self._require_store()
-        if author_id == BOT_USER_ID:
-            raise ApiError(400, f"'author_id' {BOT_USER_ID!r} is reserved for the bot")
+        self.check_served(group)
         if len(uploads) > self.attachments.max_files:
             raise ApiError(413, f"at most {self.attachments.max_files} files per message")
         try:

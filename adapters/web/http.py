@@ -6,12 +6,16 @@ Routes (``{group}`` is a group's number):
     GET  /static/{app.js,app.css}          its script and style
     GET  /api/info                         {"bot_name", "max_text_length", "max_file_bytes", "max_files"}
     GET  /api/i18n?lang=zh-CN              {"locale", "messages": {English: translation}} for the page
-    POST /api/groups                       {"name"} -> 201 group
+    POST /api/members                      {"nickname"} -> 201 {"author_id", "nickname", "key"} (+ cookie)
+    GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
+    PATCH /api/members/me                  {"nickname"} -> the renamed member
+    POST /api/groups                       {"name"} -> 201 group (a member creating it is its first admin)
     GET  /api/groups/{group}               group
     GET  /api/invites/{invite}             group
-    POST /api/groups/{group}/messages      {"author", "text", "author_id"?, "reply_to"?, "nonce"?} -> message
-                                           or multipart/form-data: the same fields plus 1..max_files
-                                           ``file`` parts (text may then be empty); 413 past the limits
+    POST /api/groups/{group}/messages      {"text", "reply_to"?, "nonce"?, "author_id"?} -> message, as the
+                                           member whose key is sent; or multipart/form-data: the same
+                                           fields plus 1..max_files ``file`` parts (text may then be
+                                           empty); 413 past the limits
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
@@ -21,6 +25,10 @@ Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a cl
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
 Bearer``, ``?token=`` or the cookie the page sets); without one (loopback only) the Host header must name a
 loopback address (DNS rebinding) and a browser ``Origin`` must match the host (cross-site requests).
+
+Identity: posting (messages, votes, commands) needs a member key: ``Authorization: Member <key>`` or the
+HttpOnly cookie set when the page picks a nickname (``POST /api/members``). The message's author is the
+key's member; naming another ``author_id`` is refused with 403, posting without a key with 401.
 Files are served with ``nosniff``, a sandboxing CSP, and ``Content-Disposition: attachment`` unless they are
 one of the four sniffed image types; HTML and SVG are never rendered by this origin.
 """
@@ -41,6 +49,7 @@ from aiohttp import WSMsgType, web
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
+from adapters.web.members import StoredMember
 from adapters.web.store import StoredFile, StoredGroup
 from adapters.web.watch import WebWatch
 from bot.i18n import SOURCE_LOCALE, Catalogs
@@ -59,13 +68,14 @@ FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandb
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
+MEMBER_COOKIE = "paibot_member"
+MEMBER_COOKIE_MAX_AGE = 400 * 86400  # browsers cap cookie lifetimes at 400 days
 LOOPBACK_HOSTS = frozenset(LOOPBACK)
 STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {
     "app.js": "text/javascript", "media.js": "text/javascript", "i18n.js": "text/javascript", "app.css": "text/css",
     "watch.js": "text/javascript", "watch.css": "text/css",
 }
-_AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -86,7 +96,15 @@ class GroupService(Protocol):
     hub: LiveHub
     watch: WebWatch
 
-    async def create_group(self, name: str) -> StoredGroup: ...
+    async def create_group(self, name: str, creator: StoredMember | None = None) -> StoredGroup: ...
+
+    async def add_member(self, nickname: str) -> tuple[StoredMember, str]:
+        """A new member and its secret key."""
+        ...
+
+    async def member_by_key(self, key: str) -> StoredMember | None: ...
+
+    async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember: ...
 
     async def find_group(self, number: str) -> StoredGroup | None: ...
 
@@ -95,7 +113,7 @@ class GroupService(Protocol):
     def group_json(self, group: StoredGroup) -> dict[str, Any]: ...
 
     async def post_message(
-        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
         nonce: str | None, uploads: Sequence[StagedFile] = (),
     ) -> dict[str, Any]:
         """Store and commit a message; owns ``uploads`` from the call on (removes them if it fails)."""
@@ -116,6 +134,10 @@ class GroupService(Protocol):
     def file_path(self, stored: StoredFile) -> Path: ...
 
     def limits_json(self) -> dict[str, int]: ...
+
+    def check_served(self, group: StoredGroup) -> None:
+        """Raise ``ApiError(403)`` for a group the bot does not serve (nothing of it may be stored)."""
+        ...
 
 
 # --------------------------------------------------------------------------- validation
@@ -154,13 +176,6 @@ def parse_id(value: Any, field: str) -> int:
     if not isinstance(value, int) or not 0 <= value < 2**63:  # SQLite integers are 64-bit
         raise ApiError(400, f"'{field}' must be a message id (a whole number)")
     return value
-
-
-def default_author_id(nickname: str) -> str:
-    """Scripts that send only a nickname get an identity derived from it (stable, but not private)."""
-    import hashlib
-
-    return "nick-" + hashlib.sha256(nickname.casefold().encode()).hexdigest()[:16]
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -227,6 +242,7 @@ class WebHttp:
         self.allowed_hosts = allowed_hosts
         # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
         self.public_origin = urlsplit(public_url).netloc.lower() if public_url else ""
+        self.public_secure = public_url.lower().startswith("https://")
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
         self._catalogs = Catalogs()
 
@@ -240,6 +256,9 @@ class WebHttp:
         r.add_get("/static/{name}", self.static)
         r.add_get("/api/info", self.info)
         r.add_get("/api/i18n", self.translations)
+        r.add_post("/api/members", self.create_member)
+        r.add_get("/api/members/me", self.get_me)
+        r.add_patch("/api/members/me", self.rename_me)
         r.add_post("/api/groups", self.create_group)
         r.add_get("/api/groups/{group}", self.get_group)
         r.add_get("/api/invites/{invite}", self.get_invite)
@@ -333,10 +352,58 @@ class WebHttp:
         messages = self._catalogs.messages(locale, suffixes=(".js", ".html"))
         return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
+    # ----------------------------------------------------------------- members
+
+    async def _member(self, request: web.Request) -> StoredMember | None:
+        """The member whose key the request carries (``Authorization: Member <key>``, else the cookie)."""
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("member ") else ""
+        key = key or request.cookies.get(MEMBER_COOKIE, "")
+        if not key or len(key) > 200:
+            return None
+        return await self.service.member_by_key(key)
+
+    async def _required_member(self, request: web.Request) -> StoredMember:
+        member = await self._member(request)
+        if member is None:
+            raise ApiError(401, "a member key is required: get one with POST /api/members {\"nickname\": ...} "
+                                "and send it as 'Authorization: Member <key>'")
+        return member
+
+    def _nickname(self, data: dict[str, Any]) -> str:
+        nickname = clean_line(data.get("nickname"), "nickname", MAX_NICK_CHARS)
+        if nickname.casefold() == self.service.bot_name.casefold():
+            raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
+        return nickname
+
+    async def create_member(self, request: web.Request) -> web.Response:
+        nickname = self._nickname(await read_json(request))
+        member, key = await self.service.add_member(nickname)
+        body = {"author_id": member.author_id, "nickname": member.nickname, "key": key}
+        resp = web.json_response(body, status=201)
+        resp.set_cookie(MEMBER_COOKIE, key, httponly=True, samesite="Strict", path="/",
+                        max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
+        return resp
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        """The member of the key sent; 204 when there is none (not an error: the page has not picked a
+        nickname yet)."""
+        member = await self._member(request)
+        if member is None:
+            return web.Response(status=204)
+        return web.json_response({"author_id": member.author_id, "nickname": member.nickname})
+
+    async def rename_me(self, request: web.Request) -> web.Response:
+        member = await self._required_member(request)
+        renamed = await self.service.rename_member(member, self._nickname(await read_json(request)))
+        return web.json_response({"author_id": renamed.author_id, "nickname": renamed.nickname})
+
+    # ----------------------------------------------------------------- groups and messages
+
     async def create_group(self, request: web.Request) -> web.Response:
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
-        group = await self.service.create_group(name)
+        group = await self.service.create_group(name, await self._member(request))
         return web.json_response(self.service.group_json(group), status=201)
 
     async def _group(self, request: web.Request) -> StoredGroup:
@@ -357,6 +424,8 @@ class WebHttp:
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
+        member = await self._required_member(request)  # before reading a possibly large body
+        self.service.check_served(group)
         if request.content_type == "multipart/form-data":
             data, uploads = await self._read_upload(request, group)
         elif request.content_type == "application/x-www-form-urlencoded":  # a form without files
@@ -364,26 +433,23 @@ class WebHttp:
         else:
             data, uploads = await read_json(request), []
         try:
-            return await self._post(group, data, uploads)
+            return await self._post(group, member, data, uploads)
         except BaseException:
             await self.service.drop_uploads(uploads)
             raise
 
     async def _post(
-        self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile]
+        self, group: StoredGroup, member: StoredMember, data: dict[str, Any], uploads: list[StagedFile]
     ) -> web.Response:
-        nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
-        if nickname.casefold() == self.service.bot_name.casefold():
-            raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
-        author_id = data.get("author_id") or default_author_id(nickname)
-        if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
-            raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
+        claimed = data.get("author_id")
+        if claimed not in (None, "", member.author_id):
+            raise ApiError(403, "this member key belongs to another author_id: nobody can post as someone else")
         text = clean_text(data.get("text"), self.service.max_text_length, allow_empty=bool(uploads))
         reply_to = None if data.get("reply_to") in (None, "") else parse_id(data["reply_to"], "reply_to")
         nonce = data.get("nonce")
         if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= 64):
             raise ApiError(400, "'nonce' must be text of 1-64 characters")
-        message = await self.service.post_message(group, author_id, nickname, text, reply_to, nonce, uploads)
+        message = await self.service.post_message(group, member, text, reply_to, nonce, uploads)
         return web.json_response(message)
 
     async def _read_upload(
@@ -457,6 +523,7 @@ class WebHttp:
 
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
         group = await self._group(request)
+        member = await self._member(request)  # the page's cookie (or a key): who steers a player from here
         ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
         await ws.prepare(request)
         hub = self.service.hub
@@ -465,21 +532,23 @@ class WebHttp:
             await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    await self._on_socket_text(group.number, ws, msg.data)
+                    await self._on_socket_text(group.number, ws, msg.data, member)
         finally:
             hub.leave(group.number, ws)
         return ws
 
-    async def _on_socket_text(self, group: str, ws: web.WebSocketResponse, raw: str) -> None:
+    async def _on_socket_text(
+        self, group: str, ws: web.WebSocketResponse, raw: str, member: StoredMember | None
+    ) -> None:
         """Clients may announce that a person is typing, and players talk to their watch session
-        (``adapters.web.watch``); anything else is ignored."""
+        (``adapters.web.watch``, as the socket's member); anything else is ignored."""
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 return
-            if await self.service.watch.on_socket(group, ws, data) or data.get("type") != "typing":
+            if await self.service.watch.on_socket(group, ws, data, member) or data.get("type") != "typing":
                 return
-            name = clean_line(data.get("name"), "name", MAX_NICK_CHARS)
+            name = member.nickname if member else clean_line(data.get("name"), "name", MAX_NICK_CHARS)
         except (json.JSONDecodeError, ApiError):
             return
         await self.service.hub.push(group, {"type": "typing", "name": name, "is_bot": False}, skip=ws)

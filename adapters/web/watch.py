@@ -3,9 +3,11 @@
 The core owns sessions and decides (``bot.ports.WatchControl``, implemented by the watch skill); this module
 only carries messages and serves media:
 
-    page --WS {"type": "watch", "action", "value", "session", "author_id", "author"}--> control.control()
+    page --WS {"type": "watch", "action", "value", "session"}--> control.control(), as the socket's member
+         (the member key or cookie the socket connected with; a claimed "author_id" must be that member's)
          refused: {"type": "watch_refused", "error": <the core's sentence, in the group's language>}, or
-         "reason": "busy" (too many commands) | "invalid" (unreadable) that the page words in its language
+         "reason": "busy" (too many commands) | "invalid" (unreadable) | "member" (no member, or another
+         member's id) that the page words in its language
     core --show_watch(view)--> every socket of the group: {"type": "watch", "watch": <view JSON>}
     page --WS {"type": "clock", "t": <page time>}--> {"type": "clock", "t", "server": control.now()}
     GET /api/groups/{group}/watch           the running session (or null) and whether sessions are available
@@ -33,6 +35,7 @@ from aiohttp import web
 
 from adapters.web.files import media_type, valid_file_id
 from adapters.web.live import LiveHub
+from adapters.web.members import StoredMember
 from bot.errors import WatchRefused
 from bot.events import ChatRef, PersonRef
 from bot.ports import WatchCommand, WatchControl, WatchView
@@ -139,8 +142,11 @@ class WebWatch:
 
     # ----------------------------------------------------------------- socket messages
 
-    async def on_socket(self, group: str, ws: web.WebSocketResponse, data: dict[str, Any]) -> bool:
-        """Handle a ``clock`` or ``watch`` message from a page; False when it is neither."""
+    async def on_socket(
+        self, group: str, ws: web.WebSocketResponse, data: dict[str, Any], member: StoredMember | None = None
+    ) -> bool:
+        """Handle a ``clock`` or ``watch`` message from a page; False when it is neither. A player command
+        acts as the socket's member (the key or cookie it connected with), never as an id it claims."""
         kind = data.get("type")
         if kind == "clock":
             t = data.get("t")
@@ -153,11 +159,20 @@ class WebWatch:
             refusal = {"type": "watch_refused", "reason": "busy", "error": "too many player commands"}
             await ws.send_json(refusal)
             return True
-        command, who = _command(data, self.platform)
-        if command is None or who is None or self.control is None:
+        command = _command(data)
+        if command is None or self.control is None:
             refusal = {"type": "watch_refused", "reason": "invalid", "error": "not a valid player command"}
             await ws.send_json(refusal)
             return True
+        if member is None:
+            await ws.send_json({"type": "watch_refused", "reason": "member",
+                                "error": "only a member can steer the player: join the group first"})  # fmt: skip
+            return True
+        if data.get("author_id") not in (None, "", member.author_id):
+            await ws.send_json({"type": "watch_refused", "reason": "member",
+                                "error": "this member key belongs to another author_id"})  # fmt: skip
+            return True
+        who = PersonRef(self.platform, member.author_id, member.nickname)
         try:
             await self.control.control(ChatRef(self.platform, group), who, command)
         except WatchRefused as exc:
@@ -165,19 +180,17 @@ class WebWatch:
         return True
 
 
-def _command(data: dict[str, Any], platform: str) -> tuple[WatchCommand | None, PersonRef | None]:
+def _command(data: dict[str, Any]) -> WatchCommand | None:
     action, session = data.get("action"), data.get("session", "")
-    author_id, author = data.get("author_id"), data.get("author")
     if action not in ACTIONS or not isinstance(session, str) or (session and not _SESSION.match(session)):
-        return None, None
-    if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
-        return None, None
-    if not isinstance(author, str) or not 1 <= len(author.strip()) <= 40:
-        return None, None
+        return None
+    author_id = data.get("author_id")  # optional: checked against the socket's member
+    if author_id not in (None, "") and not (isinstance(author_id, str) and _AUTHOR_ID.match(author_id)):
+        return None
     value = data.get("value")
     if not (value is None or isinstance(value, (int, float, str)) and len(json.dumps(value)) < 64):
-        return None, None
-    return WatchCommand(action, value, session), PersonRef(platform, author_id, " ".join(author.split()))
+        return None
+    return WatchCommand(action, value, session)
 
 
 def _chat(platform: str, group: Any) -> ChatRef:

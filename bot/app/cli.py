@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from bot import plugins as plugin_api
+from bot.app.datadir import make_private
 from bot.app.logsetup import RedactSecrets, setup_logging
 from bot.config import Settings, default_config_path, load_settings, masked, secrets_of
 from bot.errors import AdapterConfigError, ConfigError, DataDirLocked, PaibotError
@@ -125,6 +126,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
     if args.cmd == "run":
         quiet = [name for inst in catalog.adapters.values() for name in inst.plugin.quiet_loggers]
         setup_logging(settings.log_level, secrets_of(settings), quiet)
+        make_private(settings.data_path)
         from bot.app import App
 
         asyncio.run(App(settings, plugins=catalog).run_forever())
@@ -136,12 +138,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
     if args.cmd == "usage":
         return _usage(settings, args.group)
     if args.cmd == "memory":
+        from bot.app.forget import forget_command
         from bot.providers.litellm_llm import load_litellm
         from memory.cli import run
         from memory.kinds import KindRules
 
         setup_logging("WARNING", secrets_of(settings))
-        return run(args, settings, load_litellm=load_litellm, kinds=KindRules.of(settings))
+        make_private(settings.data_path)
+        return run(args, settings, load_litellm=load_litellm, kinds=KindRules.of(settings), forget=forget_command)
     raise AssertionError(args.cmd)
 
 

@@ -31,11 +31,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import plugins as plugin_api
+from bot.app.datadir import make_private
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
 from bot.core_commands import CoreSkill
+from bot.erasure import memory_eraser
 from bot.errors import AdapterConfigError
+from bot.intake import IntakePolicy
 from bot.limits import RateLimiter
 from bot.member import Member
 from bot.middlewares import default_chains
@@ -96,7 +99,7 @@ class App:
     async def start(self) -> None:
         settings = self.settings
         data = settings.data_path
-        data.mkdir(parents=True, exist_ok=True)
+        make_private(data)
         from memory import acquire_data_dir_lock, open_memory
 
         self._lock = acquire_data_dir_lock(data)
@@ -118,7 +121,8 @@ class App:
 
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
-        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        policy = IntakePolicy(settings, self.registry.names)
+        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now, policy=policy)
         pruned = await state.kv_prune()  # adapters' expired entries (e.g. old send records)
         if pruned:
             log.info("pruned %d expired adapter entries", pruned)
@@ -140,13 +144,16 @@ class App:
 
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        self.services.erasers += [memory_eraser(memory), state]
         image_generator = None
         if settings.llm.image_model:
             from bot.providers.litellm_images import LiteLLMImageGenerator
             from bot.providers.litellm_llm import LazyLiteLLM
 
             image_generator = LiteLLMImageGenerator(settings.llm, LazyLiteLLM())
-        self.shared = SkillResources(settings.data_path, image_generator=image_generator)
+        self.shared = SkillResources(
+            settings.data_path, image_generator=image_generator, erasers=self.services.erasers
+        )
         limiter = RateLimiter(settings.limits, self._clock.now, state)
         member = Member(self.services, self.registry, default_chains(self.services, limiter))
         self.member = member
@@ -222,6 +229,8 @@ class App:
             return
         for name, adapter in adapters.items():
             platform = getattr(adapter, "platform", None) or adapter.name
+            if callable(getattr(adapter, "erase", None)):  # a platform keeping messages itself (the web group)
+                self.services.erasers.append(adapter)  # type: ignore[arg-type]
             sup = AdapterSupervisor(
                 name, adapter, self.services.state, clock=self._connect_clock, rng=self._rng,
                 on_change=lambda s, p=platform: self._adapter_changed(s, p),

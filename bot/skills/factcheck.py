@@ -143,7 +143,8 @@ class FactCheckSkill:
             try:
                 found = await provider.search(claim, self._s.settings.search.max_results)
             except SearchError as exc:
-                log.warning("search failed for a claim in %s: %s", msg.chat.key, exc)
+                log.warning("search failed for a claim in %s (%s)", msg.chat.key, type(exc).__name__)
+                log.debug("search failed: %s", exc)  # the error may quote the claim
                 failed += 1
                 continue
             sources.extend(r for r in found if r.url not in {s.url for s in sources})

@@ -119,7 +119,7 @@ class ImagesSkill:
     async def _observe(self, seen: Observation) -> str | Reply | None:
         msg = seen.message
         images = [a for a in msg.attachments if a.kind == "image"]
-        if images:
+        if images and seen.may_record:
             await self._log.remember(msg)
             if self._s.settings.llm.vision and self._s.brain is not None:
                 for i, att in enumerate(images):
@@ -169,10 +169,12 @@ class ImagesSkill:
             ]  # fmt: skip
             reply = await brain.respond(messages, [], ToolContext(msg, pai), msg.chat.key)
         except (ImageRejected, DeliveryError) as exc:
-            log.warning("no caption for %s in %s: %s", att.name, msg.chat.key, exc)
+            log.warning("no caption for an image of message %s in %s (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("no caption for %s of message %s: %s", att.name, msg.id, exc)
             return
         except (BrainUnavailable, LLMError) as exc:
-            log.warning("no caption for %s in %s: the model failed (%s)", att.name, msg.chat.key, type(exc).__name__)
+            log.warning("no caption for an image of message %s in %s: the model failed (%s)", msg.id, msg.chat.key,
+                        type(exc).__name__)
             return
         caption = " ".join(reply.text.split())[:600]
         if not caption:
@@ -185,7 +187,7 @@ class ImagesSkill:
             meta={"image": att.name, "posted_by": msg.author.display_name, "posted_by_id": msg.author.user_id,
                   "posted_at": msg.sent_at.isoformat(), "source_message": msg.id, "model": reply.model},
         ))  # fmt: skip
-        log.info("captioned %s in %s", att.name, msg.chat.key)
+        log.info("captioned an image of message %s in %s", msg.id, msg.chat.key)
 
     # ------------------------------------------------------------------ edits
 
@@ -230,7 +232,8 @@ class ImagesSkill:
         try:
             file = await self.edited(msg, target, req)
         except (ImageRejected, DeliveryError) as exc:
-            log.warning("edit of %s in %s failed: %s", target.name, msg.chat.key, exc)
+            log.warning("an image edit for message %s in %s failed (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("edit of %s failed: %s", target.name, exc)
             t = await self._s.translator(msg.chat.key)
             return t._("I couldn't edit {name}: {why}.", name=target.name, why=t.render(exc))
         t = await self._s.translator(msg.chat.key)
@@ -249,7 +252,8 @@ class ImagesSkill:
             try:
                 file = await self.edited(msg, target, None, call.args.strip())
             except (ImageRejected, DeliveryError, LLMError) as exc:
-                log.warning("generative edit in %s failed: %s", msg.chat.key, exc)
+                log.warning("generative edit in %s failed (%s)", msg.chat.key, type(exc).__name__)
+                log.debug("generative edit failed: %s", exc)
                 return t._("I couldn't edit {name} that way right now.", name=target.name)
             return Reply(t._("Here it is."), {"files": (file,)})
         return t._(EDIT_HELP)

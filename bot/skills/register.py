@@ -34,11 +34,12 @@ CREATE TABLE IF NOT EXISTS register_items (
     owner_id TEXT NOT NULL DEFAULT '',
     owner_name TEXT NOT NULL DEFAULT '',
     due_ts REAL,
-    status TEXT NOT NULL DEFAULT 'open', -- open | done
+    status TEXT NOT NULL DEFAULT 'open', -- open | done | removed (forgotten: text emptied)
     source TEXT NOT NULL DEFAULT '',    -- summary | poll | manual
     origin TEXT UNIQUE,
     created_ts REAL NOT NULL,
     done_by TEXT NOT NULL DEFAULT '',
+    requester_id TEXT NOT NULL DEFAULT '',  -- who added it (for forgetting what a member typed)
     UNIQUE (group_key, no)
 );
 CREATE TABLE IF NOT EXISTS register_lists (
@@ -110,6 +111,7 @@ class Register:
         self.db = db
         self.reminders = reminders
         db.ensure_schema(SCHEMA)
+        db.ensure_column("register_items", "requester_id", "TEXT NOT NULL DEFAULT ''")
 
     async def add(
         self,
@@ -147,7 +149,7 @@ class Register:
             ).fetchone()
             cur = c.execute(
                 "INSERT INTO register_items(group_key, no, kind, text, owner_id, owner_name, due_ts, source, origin,"
-                " created_ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " created_ts, requester_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     chat.key,
                     no,
@@ -159,6 +161,7 @@ class Register:
                     source,
                     origin,
                     now.timestamp(),
+                    requester[0],
                 ),
             )
             return _item(

@@ -11,6 +11,7 @@
 
   const state = {
     botName: "Pai",
+    me: null,           // {author_id, nickname}: who this browser's member key says we are
     maxText: 8000,
     group: null,        // {number, name, invite_url, ...}
     lastId: 0,
@@ -75,28 +76,51 @@
   }
 
   // ------------------------------------------------------------------ identity
+  // Picking a nickname makes this browser a member: the server answers with a member key in an HttpOnly
+  // cookie (this script never sees it) and every post is then made as that member, so nobody can post
+  // under someone else's name or id. The nickname can change; the member id stays.
 
-  function userId() {
-    let id = store.get("uid");
-    if (!id || !/^[A-Za-z0-9_-]{4,64}$/.test(id)) {
-      const bytes = new Uint8Array(12);
-      crypto.getRandomValues(bytes);
-      id = "u" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-      store.set("uid", id);
+  const userId = () => (state.me ? state.me.author_id : "");
+  const nickname = () => (state.me ? state.me.nickname : "");
+
+  async function loadMe() {
+    try {
+      state.me = await api("GET", "/api/members/me");  // 204 (null): no member key yet
+    } catch (e) {
+      state.me = null;  // no member key yet (or it was forgotten): picking a nickname makes one
     }
-    return id;
+    showMe();
   }
-  const nickname = () => (store.get("nick") || "").trim();
 
+  // Becoming a member is a request: a message sent meanwhile waits for it (state.joining).
   function setNickname(value) {
+    state.joining = becomeMember(value).finally(() => { state.joining = null; });
+    return state.joining;
+  }
+
+  async function becomeMember(value) {
     const nick = value.replace(/\s+/g, " ").trim().slice(0, 40);
     if (!nick) return false;
     if (nick.toLowerCase() === state.botName.toLowerCase()) {
       toast(_("“{nick}” is the AI's name — please pick another one.", { nick }));
       return false;
     }
-    store.set("nick", nick);
+    const joining = !state.me;
+    try {
+      if (!state.me) state.me = await api("POST", "/api/members", { nickname: nick });
+      else if (state.me.nickname !== nick) state.me = await api("PATCH", "/api/members/me", { nickname: nick });
+    } catch (e) {
+      toast(e.message);
+      return false;
+    }
+    state.me = { author_id: state.me.author_id, nickname: state.me.nickname };
     showMe();
+    if (joining && state.ws) {  // the socket opened before the member cookie existed: open it again as her
+      const old = state.ws;
+      state.ws = null;
+      old.close();
+      connect();
+    }
     return true;
   }
 
@@ -277,14 +301,14 @@
   }
 
   function messageNode(m) {
-    const mine = !m.is_bot && m.author_id === userId();
+    const mine = !m.is_bot && Boolean(userId()) && m.author_id === userId();
     const li = el("li", "msg" + (m.is_bot ? " from-bot" : "") + (mine ? " mine" : ""));
     li.id = "m" + m.id;
     li.dataset.id = m.id;
     li.tabIndex = 0;
     li.title = _("Click to reply");
     const av = el("div", "avatar");
-    avatar(av, m.author_name || m.author, m.author_id || m.author, m.is_bot);
+    avatar(av, m.author_name || m.author || "?", m.author_id || m.author || "?", m.is_bot);
     const bubble = el("div", "bubble");
     const meta = el("div", "meta");
     meta.append(el("span", "author", m.author_name || m.author));
@@ -292,8 +316,8 @@
     meta.append(el("time", "time", formatTime(m.sent_at)));
     bubble.append(meta);
     if (m.reply_to) {
-      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : ""));
-      if (typeof m.reply_to.image === "string" && /^\/api\/files\/[A-Za-z0-9_-]{16,64}$/.test(m.reply_to.image)) {
+      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : "") + (m.reply_to.removed ? " removed" : ""));
+      if (!m.reply_to.removed && typeof m.reply_to.image === "string" && /^\/api\/files\/[A-Za-z0-9_-]{16,64}$/.test(m.reply_to.image)) {
         const img = el("img", "quote-thumb");  // a reply to a photo shows the photo
         img.src = m.reply_to.image;
         img.alt = "";
@@ -301,13 +325,17 @@
         q.append(img);
       }
       const words = el("span", "quote-words");
-      words.append(el("b", null, m.reply_to.author), document.createTextNode(" " + (m.reply_to.text || (m.reply_to.image ? _("Photo") : ""))));
+      if (m.reply_to.removed) words.append(el("i", null, _("message removed")));
+      else words.append(el("b", null, m.reply_to.author), document.createTextNode(" " + (m.reply_to.text || (m.reply_to.image ? _("Photo") : ""))));
       q.append(words);
       q.addEventListener("click", (ev) => { ev.stopPropagation(); jumpTo(m.reply_to.id); });
       bubble.append(q);
     }
     const hasPoll = Boolean(m.poll && Array.isArray(m.poll.options));
-    if (m.text && m.text.trim() && !hasPoll) {
+    if (m.removed) {
+      li.classList.add("removed");
+      bubble.append(el("div", "text removed-text", _("message removed")));
+    } else if (m.text && m.text.trim() && !hasPoll) {
       const body = el("div", "text");
       fillText(body, m.text);
       bubble.append(body);
@@ -372,6 +400,7 @@
   }
 
   function startReply(m) {
+    if (m.removed) return;
     state.replyTo = m;
     $("reply-author").textContent = m.author_name || m.author;
     $("reply-text").textContent = summary(m);
@@ -400,7 +429,7 @@
     const before = store.get(voteKey(m));
     store.set(voteKey(m), String(n));
     try {
-      const body = { author: nickname(), author_id: userId(), text, reply_to: m.id, nonce: nonce() };
+      const body = { text, reply_to: m.id, nonce: nonce() };
       const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
       addMessages([msg]);
       return true;
@@ -590,20 +619,23 @@
   function wire() {
     $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); history.pushState({}, "", "/"); goHome(); });
     $("change-nick").addEventListener("click", () => askNickname(state.group && state.group.name));
-    $("nick-form").addEventListener("submit", (ev) => {
+    $("nick-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-input").value)) toast(_("Nickname saved."));
+      if (await setNickname($("nick-input").value)) toast(_("Nickname saved."));
     });
-    $("nick-modal-form").addEventListener("submit", (ev) => {
+    $("nick-modal-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-modal-input").value)) {
+      if (await setNickname($("nick-modal-input").value)) {
         $("nick-modal").hidden = true;
+        // Messages drawn before we knew who we are: mark ours.
+        for (const node of Array.from(state.rendered.values())) replaceMessage(node._message);
         $("text").focus();
       }
     });
     $("create-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
+      // The member creating a group is its admin: make sure we are one before creating it.
+      if (!nickname() && !(await setNickname($("nick-input").value))) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
       $("create-button").disabled = true;
       try {
         const group = await api("POST", "/api/groups", { name: $("create-name").value });
@@ -617,7 +649,7 @@
     });
     $("join-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
+      if (!nickname() && !(await setNickname($("nick-input").value))) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
       const target = parseJoin($("join-input").value);
       if (!target) { toast(_("That is neither a group number nor an invite link.")); return; }
       try {
@@ -732,9 +764,10 @@
     const value = box.value.trim();
     const files = state.tray ? state.tray.files : [];
     if ((!value && !files.length) || !state.group || state.sending) return;
+    if (state.joining) await state.joining;
     if (!nickname()) { askNickname(state.group.name); return; }
     if (value.length > state.maxText) { toast(_("Messages can be at most {max} characters.", { max: state.maxText })); return; }
-    const body = { author: nickname(), author_id: userId(), text: value, nonce: nonce() };
+    const body = { text: value, nonce: nonce() };
     if (state.replyTo) body.reply_to = state.replyTo.id;
     state.sending = true;
     $("send-button").disabled = true;
@@ -816,6 +849,7 @@
       if (e.status === 401) return;
       toast(e.message);
     }
+    await loadMe();
     await route();
   }
 

@@ -416,6 +416,7 @@ window.PaiWatch = (() => {
         // The core says why in the group's language; the socket's own refusals come as a reason.
         if (data.reason === "busy") app().toast(_("Too many player commands at once; wait a moment."));
         else if (data.reason === "invalid") app().toast(_("The player sent a command the group could not read."));
+        else if (data.reason === "member") app().toast(_("Join the group with a nickname to steer the player."));
         else app().toast(data.error);
         refresh();
       }

@@ -62,7 +62,7 @@ def build(env: SkillEnv) -> SkillSet:
     sessions = WatchSessions(services, WatchStore(env.shared.db))
     sources = CueSources(services, build_transcriber(settings.transcription))
     skill = WatchSkill(services, sessions, sources, env.shared.attachments)
-    services.forget_hooks.append(skill.forget_member)
+    services.erasers.append(skill)  # /forget-me, memory forget and retention reach sessions and lines
     return SkillSet([skill], [skill])
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from bot.commands import Command, CommandCall, Observation, Reply
 from bot.events import Attachment, ChatRef, Message, Outgoing
 from bot.i18n import N_
 from bot.policy import name_pattern
-from bot.ports import Tool, ToolContext, ToolSpec
+from bot.ports import Erasure, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.attachment_log import AttachmentLog
 from bot.skills.duejobs import DueLoop
@@ -536,18 +536,40 @@ class WatchSkill:
             if days > 0:
                 await self.sessions.store.purge_before(key, now - timedelta(days=days))
 
-    async def forget_member(self, chat: ChatRef, pai: str, user_id: str) -> int:
-        """``/forget-me``: the sessions this member started and the lines they shared in this group (their
-        memory records go with the member's other records)."""
-        async with self.sessions.lock(chat.key):
-            removed, sessions = await self.sessions.store.forget_member(chat.key, user_id)
-            self.sessions.forget_cached(chat.key, [s.id for s in sessions])
-        for s in sessions:
-            if s.running and s.player:
-                await self.sessions.show(
-                    await self.sessions.view(dataclasses.replace(s, ended_at=self.s.clock.now()))
-                )
-        return removed
+    # ----------------------------------------------------------------- forgetting (bot.ports.ContentEraser)
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]:
+        if erasure.author_id is None:
+            return []
+        out: list[str] = []
+        for key in erasure.chat_keys:
+            out += await self.sessions.store.texts_of_member(key, erasure.author_id)
+        return out
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """``/forget-me``: the sessions a member started and the lines they shared (their memory records go
+        with the member's other records; an uploaded file's bytes with the platform's store). A message
+        erasure removes the sessions started from those messages; retention the ended sessions older than
+        the cutoff."""
+        removed = 0
+        for key in erasure.chat_keys:
+            async with self.sessions.lock(key):
+                gone: list[Session] = []
+                if erasure.author_id is not None:
+                    n, sessions = await self.sessions.store.forget_member(key, erasure.author_id)
+                    removed, gone = removed + n, gone + sessions
+                if erasure.message_ids:
+                    n, sessions = await self.sessions.store.forget_shared_by(key, list(erasure.message_ids))
+                    removed, gone = removed + n, gone + sessions
+                if erasure.before is not None:
+                    removed += await self.sessions.store.purge_before(key, erasure.before)
+                self.sessions.forget_cached(key, [s.id for s in gone])
+            for s in gone:
+                if s.running and s.player:
+                    await self.sessions.show(
+                        await self.sessions.view(dataclasses.replace(s, ended_at=self.s.clock.now()))
+                    )
+        return {"watch sessions and lines": removed} if removed else {}
 
     # ----------------------------------------------------------------- helpers
 

@@ -220,6 +220,39 @@ class WatchStore:
 
         return await self.db.tx(body)
 
+    async def texts_of_member(self, group_key: str, user_id: str) -> list[str]:
+        """What ``forget_member`` would remove that a bot message could quote: the titles of the sessions the
+        member started (often a file name) and the lines they shared."""
+
+        def read(c: sqlite3.Connection) -> list[str]:
+            titles = [r[0] for r in c.execute(
+                "SELECT title FROM watch_sessions WHERE group_key=? AND starter_id=?", (group_key, user_id))]
+            lines = [r[0] for r in c.execute(
+                "SELECT text FROM watch_cues WHERE owner_id=? AND session IN (SELECT id FROM watch_sessions "
+                "WHERE group_key=?)", (user_id, group_key))]  # fmt: skip
+            return [t for t in (*titles, *lines) if t]
+
+        return await self.db.run(read)
+
+    async def forget_shared_by(self, group_key: str, message_ids: list[str]) -> tuple[int, list[Session]]:
+        """Remove the sessions (and their lines) started from these messages; returns (rows, sessions)."""
+
+        def body(c: sqlite3.Connection) -> tuple[int, list[Session]]:
+            marks = ",".join("?" * len(message_ids))
+            gone = [_session(r) for r in c.execute(
+                f"SELECT {_COLS} FROM watch_sessions WHERE group_key=? AND source_message IN ({marks})",
+                (group_key, *message_ids),
+            ).fetchall()]  # fmt: skip
+            removed = 0
+            for sess in gone:
+                removed += c.execute("DELETE FROM watch_cues WHERE session=?", (sess.id,)).rowcount
+                removed += c.execute("DELETE FROM watch_sessions WHERE id=?", (sess.id,)).rowcount
+            return removed, gone
+
+        if not message_ids:
+            return 0, []
+        return await self.db.tx(body)
+
     async def purge_before(self, group_key: str, cutoff: datetime) -> int:
         """Remove the group's ended sessions that started before ``cutoff`` (retention)."""
 
