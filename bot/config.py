@@ -101,6 +101,8 @@ class LimitSettings:
     max_input_chars: int = 8_000
     max_attachment_bytes: int = 20 * 1024 * 1024
     reminders_per_group: int = 50
+    concurrent_groups: int = 64  # groups whose messages are handled at once (one message each at most)
+    quiet_group_slots: int = 16  # of those, kept for groups back from quiet (bot.lanes)
 
 
 @dataclass(frozen=True)
@@ -358,9 +360,11 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
                 raise ConfigError(f"{path}[{i}]", "web group identities are not authenticated and cannot be admins")
             if ":" not in ident:
                 raise ConfigError(f"{path}[{i}]", 'admins are "<platform>:<user id>", e.g. "telegram:123456"')
-    for positive in ("member_per_minute", "group_per_minute", "max_input_chars"):
+    for positive in ("member_per_minute", "group_per_minute", "max_input_chars", "concurrent_groups"):
         if getattr(s.limits, positive) <= 0:
             raise ConfigError(f"limits.{positive}", "must be greater than 0")
+    if not 0 <= s.limits.quiet_group_slots < s.limits.concurrent_groups:
+        raise ConfigError("limits.quiet_group_slots", "must be at least 0 and less than limits.concurrent_groups")
     if s.llm.max_tool_rounds < 0 or s.llm.max_retries < 0:
         raise ConfigError("llm", "max_tool_rounds and max_retries must not be negative")
 

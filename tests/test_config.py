@@ -166,3 +166,9 @@ def test_memory_embedding_choices():
         assert parse_settings(f"memory: {{embedding: '{emb}'}}", env={}).memory.embedding == emb
     err = error_of("memory: {embedding: minilm}")
     assert err.path == "memory.embedding" and "sentence-transformers:" in str(err)
+
+
+def test_the_scheduling_cap_and_its_quiet_reserve_are_checked():
+    assert error_of("limits: {concurrent_groups: 0}\n").path == "limits.concurrent_groups"
+    assert error_of("limits: {concurrent_groups: 8, quiet_group_slots: 8}\n").path == "limits.quiet_group_slots"
+    assert parse_settings("limits: {concurrent_groups: 8, quiet_group_slots: 2}\n").limits.quiet_group_slots == 2

@@ -127,7 +127,10 @@ class App:
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
-        self.worker = InboxWorker(state, member.handle)
+        self.worker = InboxWorker(
+            state, member.handle, parallel=settings.limits.concurrent_groups,
+            reserve=settings.limits.quiet_group_slots,
+        )
 
     def _default_skills(self) -> list[Skill]:
         from bot.skills import default_skills
