@@ -98,6 +98,10 @@ class LimitSettings:
     member_per_minute: int = 6
     group_per_minute: int = 20
     daily_tokens_per_group: int = 300_000
+    daily_tokens_per_member: int = 100_000  # one member across every group
+    daily_tokens: int = 2_000_000  # the whole bot, every group together
+    daily_cost_usd: float = 0.0  # the whole bot, as priced by litellm (0 = no cost budget)
+    new_groups_per_hour: int = 20  # groups and direct chats the bot starts serving per hour (0 = no limit)
     max_input_chars: int = 8_000
     max_attachment_bytes: int = 20 * 1024 * 1024
     reminders_per_group: int = 50
@@ -363,6 +367,10 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
     for positive in ("member_per_minute", "group_per_minute", "max_input_chars", "concurrent_groups"):
         if getattr(s.limits, positive) <= 0:
             raise ConfigError(f"limits.{positive}", "must be greater than 0")
+    for budget in ("daily_tokens_per_group", "daily_tokens_per_member", "daily_tokens", "daily_cost_usd",
+                   "new_groups_per_hour"):
+        if getattr(s.limits, budget) < 0:
+            raise ConfigError(f"limits.{budget}", "must not be negative (0 means no limit)")
     if not 0 <= s.limits.quiet_group_slots < s.limits.concurrent_groups:
         raise ConfigError("limits.quiet_group_slots", "must be at least 0 and less than limits.concurrent_groups")
     if s.llm.max_tool_rounds < 0 or s.llm.max_retries < 0:

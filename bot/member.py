@@ -18,12 +18,15 @@ import contextlib
 import json
 import logging
 
+from bot.admission import REFUSAL as ADMISSION_REFUSAL
+from bot.admission import Admission
 from bot.brain import APOLOGY, BrainUnavailable
 from bot.commands import CommandCall, CommandRegistry, Observation, Reply
+from bot.config import Settings
 from bot.context import build_prompt, system_prompt
 from bot.errors import DeliveryUncertain, PlatformUnavailable
 from bot.events import Message, Outgoing
-from bot.limits import REFUSALS, RateLimiter
+from bot.limits import REFUSALS, RateLimiter, Verdict
 from bot.policy import Decision, Facts, decide, may_record, name_pattern
 from bot.ports import MemoryHit, TextSink, ToolContext
 from bot.recall import memory_answer, quotable, search_query
@@ -59,10 +62,17 @@ def decode_reply(msg: Message, payload: str) -> Outgoing | None:
 
 
 class Member:
-    def __init__(self, services: Services, registry: CommandRegistry, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        services: Services,
+        registry: CommandRegistry,
+        limiter: RateLimiter,
+        admission: Admission | None = None,
+    ) -> None:
         self.s = services
         self.registry = registry
         self.limiter = limiter
+        self.admission = admission
 
     async def handle(self, msg: Message) -> None:
         # An event of a platform still connecting (pending since a crash) waits until it is connected: its
@@ -72,6 +82,8 @@ class Member:
         settings = self.s.settings_for(msg.chat.key)  # runtime /settings (e.g. the bot's name here) applied
         if not may_record(msg, settings):
             log.debug("ignoring %s from a group that is not served", msg.event_id)
+            return
+        if self.admission is not None and not await self._admitted(msg, settings):
             return
         pai = settings.pai_of(msg.chat.key)
         if await self._recording_allowed(msg):
@@ -94,7 +106,18 @@ class Member:
         # Rate limits and budgets are decided before anything that may cost (observers answering included).
         # A quoted message is input too (a fact check sends it whole): it counts towards the size limit.
         quoted = msg.reply_to.text if msg.reply_to is not None else ""
-        verdict = self.limiter.check(msg.chat.key, msg.author.key, msg.text + quoted) if decision.speak else None
+        verdict = None
+        if decision.speak:
+            verdict = await self.limiter.check(msg.chat.key, msg.author.key, msg.text + quoted)
+        try:
+            await self._respond(msg, pai, decision, reply_to_me, verdict)
+        finally:
+            if verdict is not None and verdict.allowed:
+                self.limiter.done(msg.author.key)  # its usage is in the ledger now: release the reservation
+
+    async def _respond(
+        self, msg: Message, pai: str, decision: Decision, reply_to_me: bool, verdict: Verdict | None
+    ) -> None:
         if await self._observe(msg, pai, decision, reply_to_me, verdict is None or verdict.allowed):
             return
         if not decision.speak:
@@ -111,6 +134,25 @@ class Member:
         text, extra = await self._think(msg, decision, pai)
         if text:
             await self._reply(msg, text, extra)
+
+    async def _admitted(self, msg: Message, settings: Settings) -> bool:
+        """A group the bot does not serve yet is admitted only while the hour has room (bot.admission).
+        One that is not is neither recorded nor answered; addressed, it is told so, without a model call
+        and without leaving anything in its memory."""
+        assert self.admission is not None
+        verdict = await self.admission.check(msg.chat.key)
+        if verdict.allowed:
+            return True
+        log.info("not serving %s yet: too many new groups this hour", msg.chat.key)
+        addressed = decide(msg, settings, Facts(False, self.registry.names())).speak
+        if verdict.notify and addressed:
+            out = Outgoing(chat=msg.chat, text=ADMISSION_REFUSAL, reply_to=msg.id, thread=msg.thread,
+                           mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id)
+            try:
+                await self.s.adapter_for(msg.chat).send(out)
+            except Exception as exc:  # a notice is best effort: never retried, never kept
+                log.info("could not tell %s that it is not served yet: %s", msg.chat.key, exc)
+        return False
 
     async def _observe(
         self, msg: Message, pai: str, decision: Decision, reply_to_me: bool, may_answer: bool

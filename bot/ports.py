@@ -323,8 +323,16 @@ class Tool:
 
 
 class UsageLedger(Protocol):
-    """Token and cost accounting per group (durable)."""
+    """Token and cost accounting (durable), by day: per group, per member across groups, bot-wide.
 
-    def add_usage(self, group_key: str, model: str, usage: Usage) -> None: ...
+    ``add_usage`` counts one model call at once (the ``*_today`` figures include it when it returns) and
+    never blocks on storage; ``member_key`` ("platform:user_id") is the member whose message the call
+    answered, "" when none did (a reminder, a digest)."""
+
+    def add_usage(self, group_key: str, model: str, usage: Usage, member_key: str = "") -> None: ...
 
     def tokens_today(self, group_key: str) -> int: ...
+
+    def member_tokens_today(self, member_key: str) -> int: ...
+
+    def bot_today(self) -> Usage: ...

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
+from bot.limits import budget_spent
 from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
 
@@ -175,10 +176,10 @@ class Services:
             )
         )
 
-    def budget_spent(self, group_key: str) -> bool:
-        """Whether the group's daily token budget is used up (a budget of 0 means no budget)."""
-        budget = self.settings.limits.daily_tokens_per_group
-        return budget > 0 and self.state.tokens_today(group_key) >= budget
+    def budget_spent(self, group_key: str, member_key: str = "") -> bool:
+        """Whether a model call for ``member_key`` in the group would exceed a daily budget: the group's,
+        the member's across groups, or the whole bot's (``bot.limits.budget_spent``; 0 means no budget)."""
+        return budget_spent(self.settings.limits, self.state, group_key, member_key) is not None
 
     async def is_own_message(self, chat: ChatRef, message_id: str) -> bool:
         return await self.state.group_get(chat.key, f"own:{message_id}") is not None

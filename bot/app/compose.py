@@ -26,6 +26,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.admission import Admission
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
@@ -121,8 +122,11 @@ class App:
             from bot.providers.litellm_images import LiteLLMImageGenerator
 
             self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
-        limiter = RateLimiter(settings.limits, self._clock.now, state)
-        member = Member(self.services, self.registry, limiter)
+        # an answer in flight holds one model call's worth of tokens against the budgets until it is over
+        reserve = settings.llm.context_tokens + settings.llm.max_reply_tokens
+        limiter = RateLimiter(settings.limits, self._clock.now, state, reserve_tokens=reserve)
+        admission = Admission(settings, state, self._clock.now)
+        member = Member(self.services, self.registry, limiter, admission)
         self.member = member
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():

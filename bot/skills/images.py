@@ -136,10 +136,10 @@ class ImagesSkill:
 
     # ------------------------------------------------------------------ captions
 
-    def _caption_allowed(self, group_key: str) -> bool:
+    def _caption_allowed(self, group_key: str, member_key: str) -> bool:
         s = self._s
-        if s.budget_spent(group_key):
-            log.info("not captioning in %s: the daily token budget is spent", group_key)
+        if s.budget_spent(group_key, member_key):
+            log.info("not captioning in %s: a daily budget is spent", group_key)
             return False
         now = s.clock.now()
         window = self._captioned.setdefault(group_key, deque())
@@ -153,7 +153,7 @@ class ImagesSkill:
 
     async def _caption(self, msg: Message, pai: str, att: Attachment, index: int) -> None:
         brain = self._s.brain
-        if brain is None or not self._caption_allowed(msg.chat.key):
+        if brain is None or not self._caption_allowed(msg.chat.key, msg.author.key):
             return
         try:
             data = await self._fetch(msg, att)
