@@ -1,0 +1,307 @@
+"""Fairness under hostile load: a quiet group's answer time while other groups hammer the bot, against the
+same group's answer time with the bot idle, in one run.
+
+    python bench/fairness.py [--noisy 40] [--backlog 4] [--answer-s 5] [--questions 10]
+                             [--concurrent-groups N] [--quiet-slots N] [--typing-sockets 0]
+
+A real bot process (``python -m bot run``, its web group on a free loopback port, offline memory) talks to
+a fake OpenAI-compatible model in this process (``tests/fake_openai.py``) that takes ``--answer-s`` seconds
+per answer. Everything goes over the web group's real HTTP API and WebSockets:
+
+1. idle: the quiet group asks ``--questions`` questions, one after the other (each "@Pai ...?" posted, its
+   answer seen on the group's WebSocket);
+2. load: ``--noisy`` other groups each keep ``--backlog`` questions waiting at all times (from different
+   members, so the per-member limits do not refuse them; the per-group limits are raised so that nothing is
+   refused: every noisy question costs a model call). Once every noisy group has had its first answer the
+   quiet group asks its questions again, each after a random pause of up to one answer's time.
+   With ``--typing-sockets N`` one noisy group also holds N WebSockets, one of which sends ``typing`` as
+   fast as the server takes it (the web group's per-client limits apply).
+
+Printed: the quiet group's answer times (p50, p95, max) idle and under load, the ratio of the p95s (target
+<= 1.5), and how many noisy answers were given meanwhile. Timings are wall clock on a shared machine: the
+ratio is what to compare, both halves being measured minutes apart in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fake_openai import Behaviour, FakeOpenAI  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(data: Path, port: int, api_base: str, args: argparse.Namespace) -> str:
+    limits = {
+        "member_per_minute": 1000, "group_per_minute": 1000, "daily_tokens_per_group": 0,
+        "daily_tokens_per_member": 0, "daily_tokens": 0, "daily_cost_usd": 0, "new_groups_per_hour": 10_000,
+    }
+    if args.concurrent_groups:
+        limits["concurrent_groups"] = args.concurrent_groups
+    if args.quiet_slots is not None:
+        limits["quiet_group_slots"] = args.quiet_slots
+    known = _limit_keys()
+    limits_yaml = ", ".join(f"{k}: {v}" for k, v in limits.items() if k in known)
+    return f"""
+bot: {{name: Pai, data_dir: "{data}", welcome: false}}
+llm: {{model: openai/bench, api_base: "{api_base}", api_key: bench, stream: false, max_retries: 0, timeout_s: 120}}
+memory: {{embedding: offline}}
+limits: {{{limits_yaml}}}
+adapters:
+  web: {{enabled: true, host: 127.0.0.1, port: {port}}}
+log_level: WARNING
+"""
+
+
+def _limit_keys() -> set[str]:
+    import dataclasses
+
+    from bot.config import LimitSettings
+
+    return {f.name for f in dataclasses.fields(LimitSettings)}
+
+
+class Group:
+    """One web group seen by the bench: posts questions and learns of the bot's answers on a socket."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, number: str) -> None:
+        self.http = http
+        self.base = base
+        self.number = number
+        self.answered: dict[int, float] = {}
+        self.changed = asyncio.Event()
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.ws = await self.http.ws_connect(f"{self.base}/api/groups/{self.number}/ws")
+        self._reader = asyncio.create_task(self._read(), name=f"ws:{self.number}")
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = msg.json()
+            message = data.get("message") or {}
+            if data.get("type") == "message" and message.get("is_bot") and message.get("reply_to"):
+                self.answered.setdefault(int(message["reply_to"]["id"]), time.monotonic())
+                self.changed.set()
+
+    async def ask(self, text: str, author: str) -> int:
+        async with self.http.post(
+            f"{self.base}/api/groups/{self.number}/messages", json={"author": author, "text": text}
+        ) as resp:
+            resp.raise_for_status()
+            return int((await resp.json())["id"])
+
+    async def answer_time(self, text: str, author: str = "Quinn") -> float:
+        t0 = time.monotonic()
+        mid = await self.ask(text, author)
+        while mid not in self.answered:
+            self.changed.clear()
+            await self.changed.wait()
+        return self.answered[mid] - t0
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+
+async def create_group(http: aiohttp.ClientSession, base: str, name: str) -> Group:
+    async with http.post(f"{base}/api/groups", json={"name": name}) as resp:
+        resp.raise_for_status()
+        data = await resp.json()
+    group = Group(http, base, str(data["number"]))
+    await group.open()
+    return group
+
+
+async def hammer(group: Group, backlog: int, stop: asyncio.Event, counter: list[int], first: asyncio.Event,
+                 index: int) -> None:
+    """Keep ``backlog`` questions of this group waiting until ``stop``."""
+    authors = itertools.cycle([f"noisy{index}-{k}" for k in range(8)])
+    waiting: set[int] = set()
+    n = 0
+    while not stop.is_set():
+        while len(waiting) < backlog:
+            n += 1
+            waiting.add(await group.ask(f"@Pai noisy question {n} from group {index}?", next(authors)))
+        done = {m for m in waiting if m in group.answered}
+        if done:
+            counter[0] += len(done)
+            waiting -= done
+            first.set()
+            continue
+        group.changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(group.changed.wait(), 1.0)
+
+
+async def typing_spam(http: aiohttp.ClientSession, base: str, number: str, sockets: int,
+                      stop: asyncio.Event, sent: list[int]) -> None:
+    """Hold ``sockets`` WebSockets on one group; one of them sends typing as fast as it can."""
+    opened: list[aiohttp.ClientWebSocketResponse] = []
+    refused = 0
+    for _ in range(sockets):
+        try:
+            opened.append(await http.ws_connect(f"{base}/api/groups/{number}/ws"))
+        except aiohttp.WSServerHandshakeError:
+            refused += 1
+    sent.append(refused)
+    try:
+        spammer = opened[0] if opened else None
+        while spammer is not None and not stop.is_set() and not spammer.closed:
+            await spammer.send_json({"type": "typing", "name": "Mallory"})
+            sent[0] += 1
+            await asyncio.sleep(0)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summary(times: list[float]) -> tuple[float, float, float]:
+    q = sorted(times)
+    p95 = q[min(len(q) - 1, max(0, round(0.95 * len(q)) - 1))]
+    return statistics.median(q), p95, q[-1]
+
+
+async def run(args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    async with FakeOpenAI(Behaviour(text="ok, noted", delay_s=args.answer_s)) as fake:
+        with tempfile.TemporaryDirectory(prefix="paibot-fairness-") as tmp:
+            port = free_port()
+            cfg = Path(tmp) / "config.yaml"
+            cfg.write_text(config(Path(tmp) / "data", port, fake.base_url, args), encoding="utf-8")
+            cfg.chmod(0o600)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", "--config", str(cfg), cwd=str(ROOT),
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            base = f"http://127.0.0.1:{port}"
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+                    await wait_up(http, base, proc)
+                    await measure(http, base, args, rng, proc.pid)
+            finally:
+                proc.terminate()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 30)
+                if proc.returncode is None:
+                    proc.kill()
+
+
+async def wait_up(http: aiohttp.ClientSession, base: str, proc: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise SystemExit(f"the bot exited with {proc.returncode}")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(f"{base}/api/info") as resp:
+                if resp.status == 200:
+                    return
+        await asyncio.sleep(0.2)
+    raise SystemExit("the bot did not come up within 120 s")
+
+
+async def measure(http: aiohttp.ClientSession, base: str, args: argparse.Namespace, rng: random.Random,
+                  pid: int) -> None:
+    quiet = await create_group(http, base, "quiet")
+    noisy = [await create_group(http, base, f"noisy {i}") for i in range(args.noisy)]
+    await quiet.answer_time("@Pai warming up?")  # the first answer also loads the model client
+    cpu0 = cpu_seconds(pid)
+    idle = [await quiet.answer_time(f"@Pai idle question {i}?") for i in range(args.questions)]
+    cpu_idle = (cpu_seconds(pid) - cpu0) / len(idle)
+    cpu0 = cpu_seconds(pid)
+    stop, first_all = asyncio.Event(), []
+    counter = [0]
+    firsts = [asyncio.Event() for _ in noisy]
+    tasks = [asyncio.create_task(hammer(g, args.backlog, stop, counter, firsts[i], i)) for i, g in enumerate(noisy)]
+    typing_sent: list[int] = [0]
+    if args.typing_sockets:
+        tasks.append(asyncio.create_task(
+            typing_spam(http, base, noisy[0].number if noisy else quiet.number, args.typing_sockets, stop,
+                        typing_sent)))
+    t_load = time.monotonic()
+    await asyncio.gather(*(e.wait() for e in firsts))
+    first_all.append(time.monotonic() - t_load)
+    loaded = []
+    for i in range(args.questions):
+        await asyncio.sleep(rng.uniform(0, args.answer_s))
+        loaded.append(await quiet.answer_time(f"@Pai loaded question {i}?"))
+    stop.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for g in [quiet, *noisy]:
+        await g.close()
+    load_s = time.monotonic() - t_load
+    cpu_load = cpu_seconds(pid) - cpu0
+    report(args, idle, loaded, counter[0], load_s, first_all[0], typing_sent)
+    print(f"bot CPU: {cpu_idle * 1000:.0f} ms per answer idle; under load {cpu_load:.1f} s in {load_s:.0f} s "
+          f"({100 * cpu_load / load_s:.0f}% of one core), {1000 * cpu_load / max(1, counter[0] + len(loaded)):.0f} "
+          f"ms per answer; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def report(args: argparse.Namespace, idle: list[float], loaded: list[float], noisy_answers: int,
+           load_s: float, first_round_s: float, typing_sent: list[int]) -> None:
+    i50, i95, imax = summary(idle)
+    l50, l95, lmax = summary(loaded)
+    print(f"model answer time {args.answer_s:.1f} s; {args.noisy} noisy groups keeping {args.backlog} questions "
+          f"waiting each; {args.questions} quiet questions per phase")
+    print(f"idle : p50 {i50:6.2f} s  p95 {i95:6.2f} s  max {imax:6.2f} s")
+    print(f"load : p50 {l50:6.2f} s  p95 {l95:6.2f} s  max {lmax:6.2f} s")
+    print(f"ratio p95 load / idle: {l95 / i95:.2f}  (p50 {l50 / i50:.2f})")
+    print(f"noisy answers during the load phase: {noisy_answers} in {load_s:.0f} s "
+          f"({noisy_answers / load_s:.1f}/s); every noisy group had its first answer after {first_round_s:.1f} s")
+    if args.typing_sockets:
+        refused = typing_sent[1] if len(typing_sent) > 1 else 0
+        print(f"typing spam: {args.typing_sockets} sockets asked, {refused} refused; {typing_sent[0]} typing "
+              f"messages sent ({typing_sent[0] / load_s:.0f}/s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--noisy", type=int, default=40)
+    ap.add_argument("--backlog", type=int, default=4)
+    ap.add_argument("--answer-s", type=float, default=5.0)
+    ap.add_argument("--questions", type=int, default=10)
+    ap.add_argument("--concurrent-groups", type=int, default=0, help="limits.concurrent_groups (default: the bot's)")
+    ap.add_argument("--quiet-slots", type=int, default=None, help="limits.quiet_group_slots (default: the bot's)")
+    ap.add_argument("--typing-sockets", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=7)
+    asyncio.run(run(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
