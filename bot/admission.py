@@ -17,13 +17,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot.config import Settings
+from bot.i18n import N_
 from bot.limits import Verdict
 from bot.state import StateDB
 
 HOUR = timedelta(hours=1)
 NOTICES_PER_HOUR = 60  # groups told "not now" per hour, bot-wide: the notices themselves stay bounded
 
-REFUSAL = "I can't take on another new group right now. Please try again in an hour."
+REFUSAL = N_("I can't take on another new group right now. Please try again in an hour.")
 
 
 class Admission:

@@ -39,6 +39,7 @@ from typing import Any
 
 from bot.config import LLMSettings
 from bot.errors import LLMContextTooLong, LLMError, LLMRateLimited, LLMRetryable
+from bot.i18n import N_
 from bot.ports import (
     Clock,
     Completion,
@@ -55,7 +56,7 @@ from bot.ports import (
 
 log = logging.getLogger("paibot.brain")
 
-APOLOGY = "Sorry, I can't think right now (my language model is unavailable). Please try again in a minute."
+APOLOGY = N_("Sorry, I can't think right now (my language model is unavailable). Please try again in a minute.")
 
 MAX_TRIMS = 4  # context-too-long retries per model; each drops half of what may be dropped
 MAX_CALLS_PER_ROUND = 8  # tool calls honoured from one model answer; the rest get an error result

@@ -7,7 +7,8 @@ check the caller's authority themselves. A skill is any object with ``commands()
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,14 @@ from bot.ports import CommandInfo, Tool
 
 if TYPE_CHECKING:
     from bot.services import Services
+
+log = logging.getLogger("paibot.commands")
+
+
+class ToolSource(Protocol):
+    """Tools that depend on the group (``bot.plugins.ToolProvider``): no I/O, fast, never raises."""
+
+    def tools_for(self, group_key: str) -> Sequence[Tool]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,7 @@ class CommandRegistry:
         self._primary: list[Command] = []
         self._tools: dict[str, Tool] = {}
         self._observers: list[Observer] = []
+        self._sources: list[ToolSource] = []
 
     def add(self, command: Command) -> None:
         for name in (command.name, *command.aliases):
@@ -113,6 +123,9 @@ class CommandRegistry:
         for o in getattr(skill, "observers", lambda: [])():
             self._observers.append(o)
 
+    def add_tool_source(self, source: ToolSource) -> None:
+        self._sources.append(source)
+
     def observers(self) -> list[Observer]:
         return list(self._observers)
 
@@ -126,7 +139,22 @@ class CommandRegistry:
         return list(self._primary)
 
     def tools(self) -> list[Tool]:
+        """The skills' tools (the same in every group)."""
         return list(self._tools.values())
+
+    def tools_for(self, group_key: str) -> list[Tool]:
+        """The tools offered to the model in one group: the skills' tools, then those of the tool sources
+        enabled there (a name already taken keeps its first tool)."""
+        tools = dict(self._tools)
+        for source in self._sources:
+            try:
+                offered = list(source.tools_for(group_key))
+            except Exception:  # a broken source must not take the skills' tools down with it
+                log.exception("a tool source failed to list its tools for %s", group_key)
+                continue
+            for tool in offered:
+                tools.setdefault(tool.spec.name, tool)
+        return list(tools.values())
 
     def infos(self) -> tuple[CommandInfo, ...]:
         return tuple(c.info for c in self._primary)

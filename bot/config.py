@@ -4,6 +4,10 @@ Loading goes: YAML text -> ``${VAR}`` / ``${VAR:-default}`` interpolation from t
 against the dataclasses below (by their type hints) -> frozen ``Settings``. Every problem raises
 ``ConfigError`` naming the key path (``adapters.telegram.token``). Unknown keys are errors, so a typo never
 silently falls back to a default.
+
+The sections ``adapters``, ``skills`` and ``tools`` belong to plugins (``bot.plugins``): each installed
+plugin declares the schema of its own section (``adapters.<name>``), validated the same way; a section no
+installed plugin claims is an error.
 """
 
 from __future__ import annotations
@@ -13,28 +17,32 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bot import plugins as plugin_api
 from bot.errors import ConfigError
+from bot.i18n import N_
 
 # --------------------------------------------------------------------------- schema
+
+DEFAULT_PERSONA = N_(
+    "You are {name}, a friendly, concise member of this group chat. You have been listening to the whole "
+    "conversation. Answer like a helpful member: short, concrete, in the language the group uses."
+)
 
 
 @dataclass(frozen=True)
 class BotSettings:
     name: str = "Pai"
     aliases: tuple[str, ...] = ()
-    persona: str = (
-        "You are {name}, a friendly, concise member of this group chat. You have been listening to the whole "
-        "conversation. Answer like a helpful member: short, concrete, in the language the group uses."
-    )
+    persona: str = DEFAULT_PERSONA
     language: str = "auto"
-    timezone: str = "UTC"
+    timezone: str = ""  # empty: the host's local zone (``host_timezone``), resolved when the config is read
     data_dir: str = "./data"
     admins: tuple[str, ...] = ()  # "platform:user_id" of operators with every admin right
     welcome: bool = True  # the first message in a new group says what is recorded
@@ -110,66 +118,6 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
-class WebAdapterSettings:
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8765
-    access_token: str = ""
-    public_url: str = ""
-
-
-@dataclass(frozen=True)
-class WebhookSettings:
-    enabled: bool = False
-    listen: str = "127.0.0.1"
-    port: int = 8443
-    url_path: str = "telegram"
-    webhook_url: str = ""
-    secret_token: str = ""
-
-
-@dataclass(frozen=True)
-class TelegramAdapterSettings:
-    enabled: bool = False
-    token: str = ""
-    base_url: str = ""
-    base_file_url: str = ""
-    poll_timeout_s: int = 30
-    webhook: WebhookSettings = WebhookSettings()
-
-
-@dataclass(frozen=True)
-class DiscordAdapterSettings:
-    enabled: bool = False
-    token: str = ""
-    application_id: str = ""
-    api_base: str = ""
-    gateway_url: str = ""
-    backfill_limit: int = 200
-
-
-@dataclass(frozen=True)
-class MatrixAdapterSettings:
-    enabled: bool = False
-    homeserver: str = ""
-    user_id: str = ""
-    password: str = ""
-    access_token: str = ""
-    device_id: str = ""
-    device_name: str = "paibot"
-    allowed_inviters: tuple[str, ...] = ()  # user ids or ":server" suffixes; empty = nobody (fail-closed)
-    command_prefixes: tuple[str, ...] = ("!", "/")
-
-
-@dataclass(frozen=True)
-class AdapterSettings:
-    web: WebAdapterSettings = WebAdapterSettings()
-    telegram: TelegramAdapterSettings = TelegramAdapterSettings()
-    discord: DiscordAdapterSettings = DiscordAdapterSettings()
-    matrix: MatrixAdapterSettings = MatrixAdapterSettings()
-
-
-@dataclass(frozen=True)
 class SearchSettings:
     provider: str = ""  # "" (none) | searxng
     url: str = ""
@@ -192,6 +140,48 @@ class GroupOverride:
     quiet_hours: str = ""  # "23:00-07:00"
 
 
+class Sections(Mapping[str, Any]):
+    """The sections of one plugin kind by plugin name (``adapters.web``): a read-only mapping whose entries
+    also read as attributes (``settings.adapters.web.port``). Each value is the plugin's frozen settings."""
+
+    def __init__(self, items: Mapping[str, Any] | None = None, secret_keys: Mapping[str, tuple[str, ...]] | None = None):
+        self._items = dict(items or {})
+        self._secret_keys = dict(secret_keys or {})
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AttributeError(f"no plugin section named {name!r}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sections) and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items)))
+
+    def __repr__(self) -> str:
+        return f"Sections({self._items!r})"
+
+    def secret_keys(self, name: str) -> tuple[str, ...]:
+        """The key names the section's plugin declares secret."""
+        return self._secret_keys.get(name, ())
+
+    def enabled(self) -> list[str]:
+        return [name for name, s in self._items.items() if getattr(s, "enabled", False)]
+
+
 @dataclass(frozen=True)
 class Settings:
     bot: BotSettings = BotSettings()
@@ -201,7 +191,9 @@ class Settings:
     access: AccessSettings = AccessSettings()
     limits: LimitSettings = LimitSettings()
     search: SearchSettings = SearchSettings()
-    adapters: AdapterSettings = AdapterSettings()
+    adapters: Sections = field(default_factory=Sections)  # adapters.<name>: each adapter plugin's section
+    skills: Sections = field(default_factory=Sections)  # skills.<name>
+    tools: Sections = field(default_factory=Sections)  # tools.<name>
     groups: dict[str, GroupOverride] = field(default_factory=dict)
     pais: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = "INFO"
@@ -223,6 +215,7 @@ class Settings:
         return Path(self.bot.data_dir).expanduser()
 
 
+PLUGIN_KINDS = ("adapters", "skills", "tools")  # sections owned by plugins (bot.plugins)
 SECRET_KEYS = ("token", "api_key", "password", "access_token", "secret_token", "embedding_api_key")
 
 # --------------------------------------------------------------------------- interpolation
@@ -313,17 +306,12 @@ def _build(cls: Any, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
-def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
-    def enabled_prefixes() -> list[str]:
-        out = ["bot", "memory", "triggers", "access", "limits", "search", "groups", "pais"]
-        if s.llm.model:
-            out.append("llm")
-        for name in ("web", "telegram", "discord", "matrix"):
-            if getattr(s.adapters, name).enabled:
-                out.append(f"adapters.{name}")
-        return out
-
-    live = enabled_prefixes()
+def _check_semantics(s: Settings, missing: dict[str, str], catalog: plugin_api.PluginCatalog) -> None:
+    live = ["bot", "memory", "triggers", "access", "limits", "search", "groups", "pais"]
+    if s.llm.model:
+        live.append("llm")
+    for kind in PLUGIN_KINDS:
+        live += [f"{kind}.{name}" for name in _sections(s, kind).enabled()]
     for path, var in sorted(missing.items()):
         if any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in live):
             raise ConfigError(path, f"environment variable {var} is not set (and no ${{{var}:-default}} given)")
@@ -341,29 +329,11 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
             raise ConfigError(f'groups."{key}"', 'group keys look like "<platform>:<chat id>"')
         if g.timezone:
             _check_timezone(f'groups."{key}".timezone', g.timezone)
-    web = s.adapters.web
-    if web.enabled and web.host not in ("127.0.0.1", "localhost", "::1") and not web.access_token:
-        raise ConfigError(
-            "adapters.web.access_token",
-            f"binding the web group to {web.host} exposes it to the network; set an access_token first",
-        )
-    for name, field_name in (("telegram", "token"), ("discord", "token")):
-        a = getattr(s.adapters, name)
-        if a.enabled and not getattr(a, field_name):
-            raise ConfigError(f"adapters.{name}.{field_name}", f"{name} is enabled but has no {field_name}")
-    m = s.adapters.matrix
-    if m.enabled:
-        if not m.homeserver or not m.user_id:
-            raise ConfigError("adapters.matrix", "matrix is enabled but homeserver or user_id is empty")
-        if not (m.password or m.access_token):
-            raise ConfigError("adapters.matrix.password", "matrix needs a password or an access_token")
-    admin_lists = [("bot.admins", s.bot.admins)] + [(f'groups."{k}".admins', g.admins) for k, g in s.groups.items()]
-    for path, ids in admin_lists:
-        for i, ident in enumerate(ids):
-            if ident.startswith("web:"):
-                raise ConfigError(f"{path}[{i}]", "web group identities are not authenticated and cannot be admins")
-            if ":" not in ident:
-                raise ConfigError(f"{path}[{i}]", 'admins are "<platform>:<user id>", e.g. "telegram:123456"')
+    for kind in PLUGIN_KINDS:
+        for name, inst in catalog.section(kind).items():
+            if inst.plugin.validate is not None and name in _sections(s, kind):
+                inst.plugin.validate(_sections(s, kind)[name], f"{kind}.{name}")
+    _check_admins(s, catalog)
     for positive in ("member_per_minute", "group_per_minute", "max_input_chars", "concurrent_groups"):
         if getattr(s.limits, positive) <= 0:
             raise ConfigError(f"limits.{positive}", "must be greater than 0")
@@ -375,6 +345,64 @@ def _check_semantics(s: Settings, missing: dict[str, str]) -> None:
         raise ConfigError("limits.quiet_group_slots", "must be at least 0 and less than limits.concurrent_groups")
     if s.llm.max_tool_rounds < 0 or s.llm.max_retries < 0:
         raise ConfigError("llm", "max_tool_rounds and max_retries must not be negative")
+
+
+def host_timezone() -> str:
+    """The host's local IANA time zone (tzlocal: the ``TZ`` variable, else the system's setting), or UTC
+    when it cannot be told."""
+    from zoneinfo import ZoneInfo
+
+    import tzlocal
+
+    try:
+        # TZ first, read on every call (tzlocal caches the zone it found first for the whole process)
+        name = os.environ.get("TZ", "").lstrip(":") or tzlocal.get_localzone_name()
+        ZoneInfo(name or "")
+    except Exception:  # noqa: BLE001 - an unreadable or odd host setting: fall back, never fail to start
+        return "UTC"
+    return str(name)
+
+
+def _check_admins(s: Settings, catalog: plugin_api.PluginCatalog) -> None:
+    unverified = {name for name, inst in catalog.adapters.items() if not inst.plugin.verified_identities}
+    admin_lists = [("bot.admins", s.bot.admins)] + [(f'groups."{k}".admins', g.admins) for k, g in s.groups.items()]
+    for path, ids in admin_lists:
+        for i, ident in enumerate(ids):
+            if ":" not in ident:
+                raise ConfigError(f"{path}[{i}]", 'admins are "<platform>:<user id>", e.g. "<platform>:123456"')
+            platform = ident.split(":", 1)[0]
+            if platform in unverified:
+                raise ConfigError(
+                    f"{path}[{i}]", f"{platform} identities are not authenticated and cannot be admins"
+                )
+
+
+def _sections(s: Settings, kind: str) -> Sections:
+    return getattr(s, kind)
+
+
+def _plugin_sections(
+    kind: str, raw: Any, catalog: plugin_api.PluginCatalog
+) -> Sections:
+    """``adapters:`` (or ``skills:``, ``tools:``): every installed plugin's section, validated against its
+    schema; absent sections take the schema's defaults. A section no installed plugin claims is an error."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(kind, f"expected a mapping, got {raw!r}")
+    installed = catalog.section(kind)
+    for name in map(str, raw):
+        if name not in installed:
+            problem = catalog.problems.get(f"{kind}.{name}")
+            if problem:
+                raise ConfigError(f"{kind}.{name}", f"its plugin is installed but could not be loaded: {problem}")
+            known = ", ".join(sorted(installed)) or "none"
+            raise ConfigError(
+                f"{kind}.{name}", f"unknown key: no installed plugin claims it (known keys here: {known})"
+            )
+    items = {name: _build(inst.plugin.settings, raw.get(name), f"{kind}.{name}") for name, inst in installed.items()}
+    secrets = {name: tuple(inst.plugin.secret_keys) for name, inst in installed.items()}
+    return Sections(items, secrets)
 
 
 def _check_timezone(path: str, name: str) -> None:
@@ -389,7 +417,15 @@ def _check_timezone(path: str, name: str) -> None:
 # --------------------------------------------------------------------------- entry points
 
 
-def parse_settings(text: str, env: Mapping[str, str] | None = None, source: str = "config.yaml") -> Settings:
+def parse_settings(
+    text: str,
+    env: Mapping[str, str] | None = None,
+    source: str = "config.yaml",
+    plugins: plugin_api.PluginCatalog | None = None,
+) -> Settings:
+    """Parse config.yaml text. ``plugins`` are the installed plugins whose sections the file may hold
+    (default: those found through entry points, ``bot.plugins.discover``)."""
+    catalog = plugin_api.discover() if plugins is None else plugins
     try:
         raw = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as exc:
@@ -398,8 +434,16 @@ def parse_settings(text: str, env: Mapping[str, str] | None = None, source: str 
         raise ConfigError("", f"{source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
     missing: dict[str, str] = {}
     raw = _interpolate(raw if raw is not None else {}, "", os.environ if env is None else env, missing)
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"{source} must be a mapping of sections, got {raw!r}")
+    owned = {kind: raw.pop(kind, None) for kind in PLUGIN_KINDS}
     settings = _build(Settings, raw, "")
-    _check_semantics(settings, missing)
+    settings = dataclasses.replace(
+        settings, **{kind: _plugin_sections(kind, value, catalog) for kind, value in owned.items()}
+    )
+    if not settings.bot.timezone:
+        settings = dataclasses.replace(settings, bot=dataclasses.replace(settings.bot, timezone=host_timezone()))
+    _check_semantics(settings, missing, catalog)
     return settings
 
 
@@ -407,7 +451,11 @@ def default_config_path() -> Path:
     return Path(os.environ.get("PAIBOT_CONFIG", "config.yaml"))
 
 
-def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    plugins: plugin_api.PluginCatalog | None = None,
+) -> Settings:
     p = Path(path) if path else default_config_path()
     try:
         text = p.read_text(encoding="utf-8")
@@ -415,20 +463,22 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         raise ConfigError("", f"no config file at {p} (copy the shipped config.yaml or pass --config)") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError("", f"{p} is not UTF-8 text") from exc
-    return parse_settings(text, env, source=str(p))
+    return parse_settings(text, env, source=str(p), plugins=plugins)
 
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, with every secret replaced by ``***``."""
 
-    def walk(value: Any, key: str = "") -> Any:
+    def walk(value: Any, key: str = "", secret: frozenset[str] = frozenset(SECRET_KEYS)) -> Any:
         if dataclasses.is_dataclass(value):
-            return {f.name: walk(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+            return {f.name: walk(getattr(value, f.name), f.name, secret) for f in dataclasses.fields(value)}
+        if isinstance(value, Sections):
+            return {k: walk(v, k, secret | set(value.secret_keys(k))) for k, v in value.items()}
         if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items()}
+            return {k: walk(v, k, secret) for k, v in value.items()}
         if isinstance(value, tuple):
-            return [walk(v) for v in value]
-        if key in SECRET_KEYS and value:
+            return [walk(v, "", secret) for v in value]
+        if key in secret and value:
             return "***"
         return value
 
@@ -439,14 +489,17 @@ def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in the settings (for log redaction)."""
     found: list[str] = []
 
-    def walk(value: Any, key: str = "") -> None:
+    def walk(value: Any, key: str = "", secret: frozenset[str] = frozenset(SECRET_KEYS)) -> None:
         if dataclasses.is_dataclass(value):
             for f in dataclasses.fields(value):
-                walk(getattr(value, f.name), f.name)
+                walk(getattr(value, f.name), f.name, secret)
+        elif isinstance(value, Sections):
+            for k, v in value.items():
+                walk(v, k, secret | set(value.secret_keys(k)))
         elif isinstance(value, dict):
             for k, v in value.items():
-                walk(v, k)
-        elif key in SECRET_KEYS and isinstance(value, str) and len(value) >= 4:
+                walk(v, k, secret)
+        elif key in secret and isinstance(value, str) and len(value) >= 4:
             found.append(value)
 
     walk(settings)

@@ -1,4 +1,4 @@
-"""Rate limits and budgets, decided before any LLM call.
+"""Rate limits and budgets, decided before any LLM call (the gates in ``bot.middlewares.limits``).
 
 Sliding-window counters per member and per group (in memory: a restart forgives, which is fine for a
 flood guard) and daily budgets read from the durable usage ledger: tokens per group, tokens per member
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.config import LimitSettings
+from bot.i18n import N_
 from bot.ports import UsageLedger
 
 
@@ -26,11 +27,14 @@ class Verdict:
 
 
 class RateLimiter:
-    """Decides before every answer; ``check`` counts it, and an allowed answer holds a reservation of
-    ``reserve_tokens`` (one model call's worth) against the bot-wide and the member's budgets until ``done``.
-    Answers run side by side (one per group): without reservations every answer in flight when a budget runs
-    out would still be paid; with them a budget is overshot by less than one reservation (an answer's first
-    call; its tool rounds, if any, come on top), and only answers near the end of a budget wait."""
+    """``check_rate`` (input size, member and group windows) and ``check_budget`` decide; ``count`` records
+    an allowed request at the time ``check_rate`` saw it.
+
+    An answer the budgets allowed holds a reservation of ``reserve_tokens`` (one model call's worth) against
+    the bot-wide and the member's budgets until ``release``. Answers run side by side (one per group):
+    without reservations every answer in flight when a budget runs out would still be paid; with them a
+    budget is overshot by less than one reservation (an answer's first call; its tool rounds, if any, come
+    on top), and only answers near the end of a budget wait."""
 
     def __init__(
         self, limits: LimitSettings, now: Callable[[], datetime], ledger: UsageLedger | None,
@@ -46,6 +50,9 @@ class RateLimiter:
         self._released = asyncio.Event()  # set (and replaced) whenever an answer in flight ends
         self._checks = 0
 
+    def now(self) -> float:
+        return self._now().timestamp()
+
     def _window_ok(self, key: str, cap: int, t: float) -> bool:
         q = self._hits[key]
         while q and t - q[0] >= 60.0:
@@ -59,12 +66,8 @@ class RateLimiter:
         self._notified[key] = t
         return True
 
-    async def check(self, group_key: str, member_key: str, text: str) -> Verdict:
-        """Count one request; refuse (with a reason) when a limit is exceeded. An allowed request must be
-        followed by ``done(member_key)`` once its answer is over. When only the answers in flight stand
-        between a budget and its limit, this waits for them to end and decides then (never longer than the
-        answers already running take)."""
-        t = self._now().timestamp()
+    def check_rate(self, group_key: str, member_key: str, text: str, t: float) -> Verdict:
+        """Refuse (with a reason) an oversized input or a request past the member's or the group's window."""
         self._sweep(t)
         if len(text) > self._limits.max_input_chars:
             return Verdict(False, "too long", notify=True)
@@ -73,6 +76,13 @@ class RateLimiter:
             return Verdict(False, "member rate", notify=self._once(mkey, t))
         if not self._window_ok(gkey, self._limits.group_per_minute, t):
             return Verdict(False, "group rate", notify=self._once(gkey, t))
+        return Verdict(True)
+
+    async def check_budget(self, group_key: str, member_key: str, t: float) -> Verdict:
+        """Refuse once a daily budget is spent: the group's, the member's across groups, or the bot's
+        (``budget_spent``). An allowed answer holds its reservation until ``release(member_key)``. When only
+        the answers in flight stand between a budget and its limit, this waits for them to end and decides
+        then (never longer than the answers already running take)."""
         while self._ledger is not None:
             spent = budget_spent(self._limits, self._ledger, group_key, member_key)
             if spent == "member budget":
@@ -84,20 +94,22 @@ class RateLimiter:
                 break
             released = self._released
             await released.wait()
-        self._hits[mkey].append(t)
-        self._hits[gkey].append(t)
         self._held[""] += 1
         self._held[member_key] += 1
         return Verdict(True)
 
-    def done(self, member_key: str) -> None:
-        """The answer allowed by ``check`` is over (its usage is in the ledger): release its reservation."""
+    def release(self, member_key: str) -> None:
+        """The answer ``check_budget`` allowed is over (its usage is in the ledger): free its reservation."""
         for key in ("", member_key):
             self._held[key] -= 1
             if self._held[key] <= 0:
                 del self._held[key]
         released, self._released = self._released, asyncio.Event()
         released.set()
+
+    def count(self, group_key: str, member_key: str, t: float) -> None:
+        self._hits[f"m:{group_key}:{member_key}"].append(t)
+        self._hits[f"g:{group_key}"].append(t)
 
     def _sweep(self, t: float) -> None:
         """Forget empty windows and old notices now and then: members and groups come and go."""
@@ -146,10 +158,10 @@ def budget_spent(
 
 
 REFUSALS = {
-    "too long": "That message is too long for me to take in. Could you shorten it?",
-    "member rate": "You're going a bit fast for me. Give me a minute.",
-    "group rate": "This group is keeping me very busy. I'll be able to answer again in a minute.",
-    "daily budget": "This group has used up today's thinking budget. I'll be back tomorrow.",
-    "member budget": "You have used up your share of my thinking for today. I'll be back for you tomorrow.",
-    "bot budget": "I have used up today's thinking budget for all my groups. I'll be back tomorrow.",
+    "too long": N_("That message is too long for me to take in. Could you shorten it?"),
+    "member rate": N_("You're going a bit fast for me. Give me a minute."),
+    "group rate": N_("This group is keeping me very busy. I'll be able to answer again in a minute."),
+    "daily budget": N_("This group has used up today's thinking budget. I'll be back tomorrow."),
+    "member budget": N_("You have used up your share of my thinking for today. I'll be back for you tomorrow."),
+    "bot budget": N_("I have used up today's thinking budget for all my groups. I'll be back tomorrow."),
 }

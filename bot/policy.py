@@ -59,17 +59,20 @@ def user_allowed(msg: Message, settings: Settings) -> bool:
 
 
 def name_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
-    """Matches the bot's name or an alias: ``@name`` anywhere, or the bare name as a whole word."""
+    """Matches the bot's name or an alias: ``@name`` or ``＠name`` anywhere (also straight before more CJK
+    text: "@派帮我看看"); a bare Latin name as a whole word ("Pai, ..."); a bare CJK name only where it
+    addresses the bot, at the start of a sentence (a one-character name before a comma, colon or space:
+    "派，帮我看看", "派派在吗"), never inside other words ("派对", "分派")."""
     parts = []
-    for name in names:
-        if not name:
-            continue
+    for name in sorted({n for n in names if n}, key=len, reverse=True):  # "派派" before "派"
         esc = re.escape(name)
-        parts.append(f"@{esc}")
+        parts.append(f"[@＠]{esc}")
         if name.isascii():
-            parts.append(rf"(?<![\w@]){esc}(?!\w)")
+            parts.append(rf"(?<![\w@＠]){esc}(?!\w)")
+        elif len(name) > 1:  # "派派在吗": a name of several characters is no part of a longer word there
+            parts.append(rf"(?:^|(?<=[\s。！？!?…])){esc}")
         else:
-            parts.append(rf"(?<![@]){esc}")
+            parts.append(rf"(?:^|(?<=[\s。！？!?…])){esc}(?=[\s,，:：、!！?？~～]|$)")
     return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
 
 

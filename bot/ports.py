@@ -291,12 +291,13 @@ class CommandInfo:
 
 @dataclass(frozen=True, slots=True)
 class AdapterEnv:
-    """What the composition root hands an adapter factory besides the settings."""
+    """What the composition root hands an adapter factory besides its own config section."""
 
     bot_name: str
-    data_dir: Any  # pathlib.Path
-    commands: tuple[CommandInfo, ...] = ()
+    data_dir: Any  # pathlib.Path; an adapter keeps its files under it (e.g. ``<data_dir>/web_files``)
+    commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
+    command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting

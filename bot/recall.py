@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from bot.context import fmt_time
+from bot.i18n import N_, Translator
 from bot.ports import MemoryHit
 
-NO_MODEL_HINT = (
+NO_MODEL_HINT = N_(
     "(No language model is configured, so I can only quote the group's memory. "
     "Set llm.model in config.yaml to let me answer properly.)"
 )
@@ -71,9 +72,9 @@ def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: 
     return lines
 
 
-def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, *, with_hint: bool) -> str:
+def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, t: Translator, *, with_hint: bool) -> str:
     if hits:
-        body = "Here is what this group said about it:\n" + "\n".join(format_hits(hits, tz))
+        body = t._("Here is what this group said about it:") + "\n" + "\n".join(format_hits(hits, tz))
     else:
-        body = "I can't find anything about that in this group's memory yet."
-    return f"{body}\n\n{NO_MODEL_HINT}" if with_hint else body
+        body = t._("I can't find anything about that in this group's memory yet.")
+    return f"{body}\n\n{t._(NO_MODEL_HINT)}" if with_hint else body

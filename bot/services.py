@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
+from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
 from bot.limits import budget_spent
 from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
 from bot.state import StateDB
@@ -27,6 +28,8 @@ log = logging.getLogger("paibot.services")
 # Per-group settings members may change at run time (``/settings``), stored in the core's group_kv under
 # ``setting:<name>``. Precedence: runtime value > ``groups.<key>`` in config.yaml > the bot-wide value.
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
+
+LANGUAGE_WINDOW = 20  # members' messages that decide the language of a group set to "auto"
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
 
@@ -46,6 +49,7 @@ class Services:
     # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
     sent_hooks: list[SentHook] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
+    catalogs: Catalogs = field(default_factory=Catalogs)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:
@@ -139,11 +143,56 @@ class Services:
         minute = local.hour * 60 + local.minute
         return start <= minute < end if start <= end else (minute >= start or minute < end)
 
+    async def locale_of(self, group_key: str) -> str:
+        """The catalog locale a group reads: its own ``language`` setting (runtime > ``groups.<key>``), else
+        ``bot.language``; "auto" at either step means the language of the group's recent messages, and when
+        neither names a language with a catalog, English (the source language)."""
+        await self.load_group(group_key)
+        for language in (self.group(group_key).language, self.settings.bot.language):
+            if not language:
+                continue
+            if language.strip().lower() == "auto":
+                detected = await self._detected_language(group_key)
+                locale = self.catalogs.resolve(detected) if detected else None
+            else:
+                locale = self.catalogs.resolve(language)
+            if locale is not None:
+                return locale
+        return SOURCE_LOCALE
+
+    async def translator(self, group_key: str) -> Translator:
+        """The translator for what the bot writes in this group (see ``bot.i18n``)."""
+        return self.catalogs.translator(await self.locale_of(group_key))
+
+    async def _detected_language(self, group_key: str) -> str | None:
+        """The language of the group's last messages written by members (not the bot, files or captions)."""
+        recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
+        detected = detect_language(
+            (r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"),
+            LANGUAGE_WINDOW,
+        )
+        # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
+        # or holds nothing new, e.g. a reminder firing after a long quiet spell.
+        stored = await self.state.group_get(group_key, "language:detected")
+        if detected is None:
+            return stored or None
+        if detected != stored:
+            await self.state.group_set(group_key, "language:detected", detected)
+        return detected
+
     def tz_for(self, group_key: str) -> ZoneInfo:
         return ZoneInfo(self.group_setting(group_key, "timezone"))
 
     def name_for(self, group_key: str) -> str:
         return str(self.group_setting(group_key, "name"))
+
+    def name_shown(self, group_key: str, t: Translator) -> str:
+        """The name the bot gives itself in a sentence for this group: the group's own name if it set one,
+        else, for readers of a CJK language, the first alias written in CJK ("派" for "Pai"), else the name."""
+        if self.group(group_key).name or t.locale.split("_")[0] not in ("zh", "ja", "ko"):
+            return self.name_for(group_key)
+        cjk = [a for a in self.settings.bot.aliases if a and not a.isascii()]
+        return cjk[0] if cjk else self.name_for(group_key)
 
     async def send(self, out: Outgoing) -> SentRef:
         """Deliver through the chat's adapter and remember what the bot said (so replies to it are ours)."""

@@ -4,3 +4,10 @@ map (otherwise its first import tries to download one, whichever test imports it
 import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# bot.timezone unset means the host's local zone (tzlocal reads TZ first): the suite runs in UTC on any
+# machine unless a test says otherwise.
+os.environ.setdefault("TZ", "UTC")
+# The example plugin packages carry their own tests, run against the installed packages by
+# tests/test_plugin_packages.py; the suite does not collect them directly.
+collect_ignore_glob = ["plugins/*"]

@@ -31,7 +31,7 @@ from aiohttp import web
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.flow import Pacing
 from adapters.telegram.text import utf16_len
-from bot.config import TelegramAdapterSettings, WebhookSettings
+from adapters.telegram.config import TelegramAdapterSettings, WebhookSettings
 from bot.ports import AdapterEnv, CommandInfo
 from tests.fakes import RecordingInbox
 

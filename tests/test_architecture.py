@@ -7,7 +7,9 @@
 
 - The core (``bot/`` without ``bot/app/`` and ``bot/providers/``) imports no adapter, no memory
   implementation, no platform SDK, no litellm or chromadb, and not the composition root or the providers.
-- Adapters and the memory import from ``bot`` only the contracts (events, ports, errors).
+- The core and the composition root name no platform: adapters are plugins found through entry points.
+- Adapters import from ``bot`` only the contracts (events, ports, errors) and the plugin API; the memory
+  only the contracts.
 - A platform SDK is imported only by its own adapter package; an adapter imports no other adapter.
 - Only the composition root imports the providers.
 """
@@ -19,9 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT = ROOT / "bot"
-CONTRACTS = {"bot.events", "bot.ports", "bot.errors"}
-# Adapters still read their settings from bot.config until each adapter plugin owns its config section.
-ADAPTER_TRANSITIONAL = {"bot.config"}
+# bot.i18n belongs here: the translation catalogs every sentence a member reads comes from, adapters' pages
+# included; it holds no core state and imports nothing from bot (a test below checks that).
+CONTRACTS = {"bot.events", "bot.ports", "bot.errors", "bot.i18n"}
+PLUGIN_API = {"bot.plugins"}
 PLATFORM_SDKS = {"telegram": "telegram", "discord": "discord", "nio": "matrix"}
 LIBRARIES_OUTSIDE_THE_CORE = ("litellm", "chromadb")
 
@@ -140,7 +143,7 @@ def test_adapters_import_only_the_contracts_from_bot_and_only_their_own_sdk():
     for path in files(ROOT / "adapters"):
         name = module_name(path)
         names = imports_of(path)
-        bad = bot_imports(path) - CONTRACTS - ADAPTER_TRANSITIONAL
+        bad = bot_imports(path) - CONTRACTS - PLUGIN_API
         bad |= {top(n) for n in names if top(n) in {"memory", *LIBRARIES_OUTSIDE_THE_CORE}}
         platform = name.split(".")[1] if name.count(".") >= 1 else ""
         bad |= {top(n) for n in names if top(n) in PLATFORM_SDKS and PLATFORM_SDKS[top(n)] != platform}
@@ -154,6 +157,45 @@ def test_adapters_import_only_the_contracts_from_bot_and_only_their_own_sdk():
     assert offenders == {}
 
 
+def platforms() -> set[str]:
+    return {p.name for p in (ROOT / "adapters").iterdir() if (p / "__init__.py").exists()}
+
+
+def platform_names_in(path: Path, names: set[str]) -> set[str]:
+    """Platform names a module uses in code: string constants (docstrings excepted) equal to a platform
+    name or starting with "<platform>:" or "<platform>.", and attribute or variable names equal to one."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }  # fmt: skip
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            text = node.value.lower()
+            found |= {n for n in names if text == n or text.startswith((f"{n}:", f"{n}."))}
+        elif isinstance(node, ast.Attribute) and node.attr in names:
+            found.add(node.attr)
+        elif isinstance(node, ast.Name) and node.id in names:
+            found.add(node.id)
+    return found
+
+
+def test_the_core_and_the_composition_root_name_no_platform():
+    names = platforms()
+    assert {"telegram", "discord", "matrix", "web"} <= names
+    offenders = {}
+    for path in files(BOT):
+        if within(module_name(path), "bot.providers"):
+            continue
+        found = platform_names_in(path, names)
+        if found:
+            offenders[module_name(path)] = sorted(found)
+    assert offenders == {}
+
+
 def test_the_rules_see_real_imports():
     """Guard the guard: the resolver finds what the files really import."""
     assert "bot.events" in bot_imports(ROOT / "adapters" / "telegram" / "convert.py")
@@ -161,3 +203,8 @@ def test_the_rules_see_real_imports():
     assert "bot.ports" in bot_imports(ROOT / "memory" / "store.py")
     assert any(within(n, "bot.providers") for n in imports_of(BOT / "app" / "compose.py"))
     assert len(core_files()) > 30
+    assert platform_names_in(ROOT / "adapters" / "telegram" / "__init__.py", platforms()) == {"telegram"}
+
+
+def test_the_translation_contract_depends_on_nothing_else_of_bot():
+    assert bot_imports(BOT / "i18n.py") == set()

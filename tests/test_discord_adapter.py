@@ -15,7 +15,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord.adapter import DiscordAdapter, create_adapter, invite_url
-from bot.config import DiscordAdapterSettings, parse_settings
+from adapters.discord.config import DiscordAdapterSettings
+from bot.config import parse_settings
 from bot.errors import (
     AdapterConfigError,
     ConfigError,
@@ -369,7 +370,7 @@ async def test_endpoint_overrides_leave_discord_py_globals_alone(running: Any) -
 async def test_invite_url_and_factory() -> None:
     settings = parse_settings("adapters:\n  web: {enabled: false}\n  discord: {enabled: true, token: t0k3n, "
                               "application_id: '123456789012345678'}\n")
-    url = invite_url(settings)
+    url = invite_url(settings.adapters.discord)
     assert url.startswith("https://discord.com/oauth2/authorize?client_id=123456789012345678")
     assert "scope=bot+applications.commands" in url
     perms = discord.Permissions(int(url.split("permissions=")[1].split("&")[0]))
@@ -379,10 +380,10 @@ async def test_invite_url_and_factory() -> None:
     import base64
     token = base64.b64encode(b"987654321").decode().rstrip("=") + ".x.y"
     from_token = parse_settings(f"adapters:\n  discord: {{enabled: true, token: '{token}'}}\n")
-    assert "client_id=987654321" in invite_url(from_token)
+    assert "client_id=987654321" in invite_url(from_token.adapters.discord)
     with pytest.raises(ConfigError):
-        invite_url(parse_settings("adapters:\n  discord: {enabled: true, token: 'not-base64!'}\n"))
-    adapter = create_adapter(settings, AdapterEnv(bot_name="Pai", data_dir="."))
+        invite_url(parse_settings("adapters:\n  discord: {enabled: true, token: 'not-base64!'}\n").adapters.discord)
+    adapter = create_adapter(settings.adapters.discord, AdapterEnv(bot_name="Pai", data_dir="."))
     assert adapter.name == "discord"
 
 

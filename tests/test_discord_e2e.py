@@ -143,7 +143,7 @@ async def test_app_builds_the_adapter_and_registers_its_commands_as_slash_comman
         core_commands = {info.name.lstrip("/").lower() for info in app.registry.infos()}
         assert core_commands and {c["name"] for c in fake.commands} <= core_commands
         assert "help" in {c["name"] for c in fake.commands}
-        await fake.user_says(fake.add_user("zoe"), mention(fake, "hello"))
+        await fake.user_says(fake.add_user("zoe"), mention(fake, "hello, are you around?"))
         posts = await fake.wait_bot_messages(1)
         assert posts[0]["content"] == "hi there"
     finally:

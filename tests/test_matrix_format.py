@@ -194,15 +194,17 @@ def test_non_messages_and_redactions_are_skipped() -> None:
 def test_factory_builds_a_chat_adapter_from_settings() -> None:
     from pathlib import Path
 
-    from adapters import adapter_factory
     from bot.config import parse_settings
+    from bot.plugins import discover
     from bot.ports import AdapterEnv, ChatAdapter
 
     settings = parse_settings(
         "triggers: {command_prefixes: ['/']}\n"
         "adapters: {web: {enabled: false}, matrix: {enabled: true, homeserver: 'http://127.0.0.1:1',"
         " user_id: '@pai:hs.test', password: pw, allowed_inviters: [':hs.test']}}\n", env={})
-    adapter = adapter_factory("matrix")(settings, AdapterEnv(bot_name="Pai", data_dir=Path(".")))
+    plugin = discover().adapters["matrix"].plugin
+    env = AdapterEnv(bot_name="Pai", data_dir=Path("."), command_prefixes=settings.triggers.command_prefixes)
+    adapter = plugin.create(settings.adapters.matrix, env)
     assert isinstance(adapter, ChatAdapter) and adapter.name == "matrix"
     caps = adapter.capabilities
     assert caps.edit and caps.threads and caps.files and caps.typing and caps.links and not caps.polls

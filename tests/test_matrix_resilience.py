@@ -18,7 +18,7 @@ from aiohttp import web
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.retry import RetryPolicy
 from adapters.matrix.sync import HORIZON, NEXT_BATCH, SyncOptions
-from bot.config import MatrixAdapterSettings
+from adapters.matrix.config import MatrixAdapterSettings
 from bot.errors import AdapterConfigError, CredentialsRejected, DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing
 from tests.matrix_helpers import RecordingSink

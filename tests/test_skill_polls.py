@@ -25,12 +25,15 @@ async def test_text_poll_vote_by_reply_last_vote_wins_closes_once_and_records_a_
     assert poll_msg.text.startswith("📊 Poll #1: Where do we eat?\n1. Luigi's\n2. Sushi Go\n3. Taco Town")
     assert "Reply to this message with the number" in poll_msg.text and "today 20:30" in poll_msg.text
     ref = ReplyRef(*poll_ref(adapter))
-    (v1,) = await say(app, adapter, make_message("2", author="ann", name="Ann", reply_to=ref))
-    assert v1 == "🗳️ Ann: Sushi Go (1 votes so far)"
+    # Votes are counted silently: the poll message itself shows the tally, edited in place.
+    assert await say(app, adapter, make_message("2", author="ann", name="Ann", reply_to=ref)) == []
+    assert adapter.edits[-1][0].message_id == ref.message_id
+    assert adapter.edits[-1][1].endswith("2. Sushi Go — 1\n3. Taco Town — 0\n1 vote so far\n" + poll_msg.text.splitlines()[-1])
     await say(app, adapter, make_message("taco town", author="bob", name="Bob", reply_to=ref))
     await say(app, adapter, make_message("3", author="ann", name="Ann", reply_to=ref))  # Ann changes her mind
-    (v4,) = await say(app, adapter, make_message("#3", author="cat", name="Cat", reply_to=ref))
-    assert "(3 votes so far)" in v4  # Ann counted once
+    assert await say(app, adapter, make_message("#3", author="cat", name="Cat", reply_to=ref)) == []
+    assert "3. Taco Town — 3\n3 votes so far" in adapter.edits[-1][1]  # Ann counted once
+    assert len(adapter.edits) == 4  # one tally, four updates; no message per vote
     (bad,) = await say(app, adapter, make_message("9", author="dan", reply_to=ref))
     assert "🗳️" not in bad  # not an option: an ordinary reply to the bot
     polls = skill(app, "polls")
@@ -56,7 +59,7 @@ async def test_a_poll_due_while_down_closes_exactly_once_after_restarts(world):
     world.clock.advance(3600)
     app2, adapter2, _ = await world.start()
     assert await skill(app2, "polls").loop.tick() == 1
-    assert "Winner: tea (1 of 1 votes)" in adapter2.sent[-1].text
+    assert "Winner: tea (1 of 1 vote)" in adapter2.sent[-1].text
     await world.stop(app2)
     app3, adapter3, _ = await world.start()
     assert await skill(app3, "polls").loop.tick() == 0 and adapter3.sent == []
@@ -133,6 +136,6 @@ async def test_pick_is_random_from_the_injected_source(world):
     (picked,) = await say(app, adapter, make_message("/pick pizza, sushi, tacos"))
     assert picked == f"🎲 I pick: {expected}"
     (spaces,) = await say(app, adapter, make_message("/pick 火锅 烤肉"))
-    assert spaces.removeprefix("🎲 I pick: ") in ("火锅", "烤肉")
+    assert spaces.removeprefix("🎲 我选：") in ("火锅", "烤肉")  # the group's messages are half Chinese now
     (one,) = await say(app, adapter, make_message("/pick pizza"))
     assert "at least two" in one

@@ -30,19 +30,17 @@ async def test_remind_in_two_hours_fires_once_in_the_same_group_mentioning_the_o
 async def test_chinese_daily_reminder_repeats_without_a_burst_after_a_long_outage(world):
     app, adapter, _ = await world.start()
     (answer,) = await say(app, adapter, make_message("/remind 每天 9点 打卡", author="li", name="李"))
-    assert "every day at 09:00" in answer and "打卡" in answer and "tomorrow 09:00" in answer
+    assert "每天 09:00" in answer and "打卡" in answer and "明天 09:00" in answer  # a Chinese group reads Chinese
     await world.stop(app)
     world.clock.advance(3 * 86400)  # three mornings missed while the bot was down
     app, adapter, _ = await world.start()
     rem = skill(app, "reminders")
     assert await rem.loop.tick() == 1  # once, late; not three times
     await adapter.wait_sent(1)
-    assert len(adapter.sent) == 1 and adapter.sent[0].text.endswith(
-        "(late: was due 09:00)"
-    )  # the latest missed morning
+    assert len(adapter.sent) == 1 and adapter.sent[0].text.endswith("（迟到了：原定 09:00）")  # the latest missed morning
     assert await rem.loop.tick() == 0
     listing = await say(app, adapter, make_message("/reminders"))
-    assert "2026-11-05 09:00" in listing[0] or "tomorrow 09:00" in listing[0]
+    assert "2026-11-05 09:00" in listing[0] or "明天 09:00" in listing[0]
 
 
 async def test_a_due_reminder_fires_exactly_once_across_restarts_and_says_it_is_late(world):
@@ -147,7 +145,7 @@ async def test_cap_per_group(world):
         (ok,) = await say(app, adapter, make_message(f"/remind in {i + 1}h thing {i}"))
         assert "reminder #" in ok
     (refused,) = await say(app, adapter, make_message("/remind in 3h one too many"))
-    assert "can't add another reminder" in refused and "limit is 2" in refused
+    assert "can't add another reminder" in refused and "limit of 2" in refused
     (other,) = await say(app, adapter, make_message("/remind in 3h elsewhere", chat="g2"))
     assert "reminder #1" in other  # the cap is per group
 
@@ -199,7 +197,7 @@ async def test_the_model_sets_a_chinese_daily_reminder_from_natural_text(world):
 async def test_without_a_model_a_mention_asking_for_a_reminder_is_parsed(world):
     app, adapter, _ = await world.start()
     (answer,) = await say(app, adapter, make_message("@Pai 每天早上9点提醒我打卡", author="li", name="李"))
-    assert "every day at 09:00" in answer and "打卡" in answer
+    assert "每天 09:00" in answer and "打卡" in answer
     (answer2,) = await say(app, adapter, make_message("@Pai remind us Friday 3pm to submit the report"))
     assert "Fri 2026-11-06 15:00" in answer2 and "submit the report" in answer2
 

@@ -122,3 +122,23 @@ async def test_proactive_with_a_model_stays_silent_when_the_model_says_skip(worl
     assert "Question from Ann" in llm.prompts[0] and "sunflower42" in llm.prompts[0]
     replies = await say(app, adapter, make_message("what is the wifi password?", author="ann"))
     assert replies == ["Bob said on Nov 1 it's sunflower42."]
+
+
+async def test_an_admin_asking_in_plain_chinese_is_told_the_exact_command_in_chinese(world):
+    llm = ScriptedLLM([
+        tool_call("update_group_setting", '{"name": "timezone", "value": "北京时间"}'), "好的",
+        tool_call("update_group_setting", '{"name": "quiet_hours", "value": "23点到7点"}'), "好的",
+    ])
+    app, adapter, _ = await world.start(llm, tz="UTC")
+    await say(app, adapter, make_message("@Pai 把时区改成北京时间", author=ADMIN))
+    told = llm.calls[1]["messages"][-1]["content"]
+    assert told.startswith("未修改") and "/settings timezone Asia/Shanghai" in told
+    await say(app, adapter, make_message("@Pai 免打扰时间设成23点到7点", author=ADMIN))
+    assert "/settings quiet_hours 23:00-07:00" in llm.calls[3]["messages"][-1]["content"]
+    assert app.services.group_setting("fake:g1", "timezone") == "UTC"  # only the admin's own command changes it
+    (done,) = await say(app, adapter, make_message("/settings timezone 北京时间", author=ADMIN))
+    assert done == "timezone 已改为 Asia/Shanghai。"
+    (quiet,) = await say(app, adapter, make_message("/settings quiet_hours 23点到7点", author=ADMIN))
+    assert quiet == "quiet_hours 已改为 23:00-07:00。"
+    (lang,) = await say(app, adapter, make_message("/settings language English", author=ADMIN))
+    assert lang == "language is now English."  # the answer is already in the group's new language

@@ -8,7 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.skills.digest import parse_since
+from bot.i18n import Catalogs
 from bot.skills.timeparse import describe_rule, next_occurrence, parse_when
+
+EN = Catalogs().translator("en")
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)  # Monday 2026-11-02 09:00 in Shanghai
@@ -89,8 +92,8 @@ def test_recurrence_is_dst_safe_and_described():
     after = next_occurrence("daily 09:00", nxt, berlin)
     assert nxt.astimezone(berlin).hour == 9 and after.astimezone(berlin).hour == 9
     assert (after - nxt).total_seconds() == 25 * 3600
-    assert describe_rule("weekly 4 15:00") == "every Friday at 15:00"
-    assert describe_rule("weekdays 09:30") == "every weekday at 09:30"
+    assert describe_rule("weekly 4 15:00", EN) == "every Friday at 15:00"
+    assert describe_rule("weekdays 09:30", EN) == "every weekday at 09:30"
 
 
 SINCE = [

@@ -90,7 +90,7 @@ async def test_the_answer_appears_as_one_message_edited_into_the_whole_answer(gr
     assert kind == "message" and ANSWER.startswith(first_text) and len(first_text) < len(ANSWER)
     assert edits and all(k == "edit" and mid == first_id for k, mid, _ in edits)
     [reply] = stored  # one message in the group, holding the whole answer
-    assert reply["id"] == first_id and reply["text"] == ANSWER and reply["edited"]
+    assert reply["id"] == first_id and reply["text"] == ANSWER and not reply["edited"]  # streaming is no edit
     assert reply["reply_to"]["id"] == asked["id"]
     request = fake.requests[-1]
     assert request["stream"] is True and request["stream_options"] == {"include_usage": True}

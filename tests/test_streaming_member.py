@@ -17,7 +17,7 @@ from bot.brain import APOLOGY
 from bot.config import parse_settings
 from bot.errors import LLMFatal
 from bot.events import ChatRef, Outgoing, SentRef
-from bot.member import WELCOME
+from bot.middlewares.welcome import WELCOME
 from bot.ports import Capabilities
 from bot.streaming import EDIT_INTERVAL_S, FIRST_CHARS, INTERRUPTED
 from tests.fakes import CutStream, FakeAdapter, FakeMemory, ManualClock, ScriptedLLM, make_message

@@ -117,7 +117,7 @@ async def test_a_private_chat_is_answered_without_mention(fake, world):
     llm = ScriptedLLM(["Hi Alice, in private."])
     app = await world(llm)
     fake.chat(42, "private", title="Alice")
-    _, uid = await say(fake, ALICE, "hello", chat=42)
+    _, uid = await say(fake, ALICE, "are you free to chat?", chat=42)
     await settle(fake, app, uid)
     assert fake.texts_to(42) == ["Hi Alice, in private."]
 

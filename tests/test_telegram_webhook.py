@@ -7,7 +7,7 @@ import socket
 import aiohttp
 import pytest
 
-from bot.config import WebhookSettings
+from adapters.telegram.config import WebhookSettings
 from bot.errors import AdapterConfigError
 from tests.fake_telegram import FakeTelegram, RecordingSink, make_adapter
 

@@ -1,5 +1,5 @@
 """The web group's page in a real headless Chromium (the OS package, driven by playwright), through the real
-core: pick a nickname, create a group, send ``@Pai hello``, see the bot's reply; join by invite link; reply
+core: pick a nickname, create a group, ask ``@Pai`` something, see the bot's reply; join by invite link; reply
 by clicking; hostile text stays text.
 
 Skipped, loudly, when no Chromium binary is installed (``apt-get install chromium``). Playwright's own
@@ -94,17 +94,17 @@ async def test_create_a_group_say_hello_to_pai_and_see_the_reply(browser, paibot
     assert page.url.endswith(f"/g/{number}")
     assert "/join/" in (await page.text_content("#banner-link") or "")
 
-    await page.fill("#text", "@Pai hello")
+    await page.fill("#text", "@Pai hello, who is hiking on Saturday?")
     await page.press("#text", "Enter")
     mine = page.locator(".msg.mine").first
     await mine.wait_for()
-    assert "@Pai hello" in (await mine.text_content() or "")
+    assert "@Pai hello, who is hiking" in (await mine.text_content() or "")
 
     bot = page.locator(".msg.from-bot").first
     await bot.wait_for()
     text = await bot.text_content() or ""
     assert "Hi Alice! Nice to meet you all." in text and "AI member" in text
-    assert "@Pai hello" in (await bot.locator(".quote").text_content() or "")
+    assert "@Pai hello, who is hiking" in (await bot.locator(".quote").text_content() or "")
     assert "Alice" in llm.prompts[0] and "hello" in llm.prompts[0]
     await page.screenshot(path=str(tmp_path / "web-group.png"))
 
@@ -113,7 +113,7 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
     app, url, llm = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Book club"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Alice", "text": "@Pai hi!"})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Alice", "text": "@Pai hi! Any good books?"})
     await app.drain(30)
 
     bob = await browser.new_page()
@@ -131,12 +131,12 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
     # Click the bot's message to reply to it; the reply alone (no @mention) makes the bot answer.
     await bob.click(".msg.from-bot")
     assert not await bob.locator("#reply-bar").is_hidden()
-    await bob.fill("#text", "thanks!")
+    await bob.fill("#text", "thanks! which chapter is next?")
     await bob.press("#text", "Enter")
     await bob.wait_for_selector("text=You're welcome, Bob!")
     async with aiohttp.ClientSession(base_url=url) as http:
         listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
-    thanks = next(m for m in listed["messages"] if m["text"] == "thanks!")
+    thanks = next(m for m in listed["messages"] if m["text"] == "thanks! which chapter is next?")
     assert thanks["author"] == "Bob" and thanks["reply_to"]["is_bot"]
 
 
@@ -169,8 +169,8 @@ def watch_console(page) -> list[str]:
     return errors
 
 
-async def open_group_as(browser, url: str, number: str, nick: str):
-    page = await browser.new_page(viewport={"width": 1200, "height": 860})
+async def open_group_as(browser, url: str, number: str, nick: str, width: int = 1200):
+    page = await browser.new_page(viewport={"width": width, "height": 860})
     errors = watch_console(page)
     await page.goto(f"{url}/g/{number}")
     await page.fill("#nick-modal-input", nick)
@@ -222,6 +222,10 @@ async def test_attach_a_document_and_an_image_see_them_and_get_the_image_back_ed
     await mine.locator(".text").click()
     await page.fill("#text", "@Pai make this black and white")
     await page.press("#text", "Enter")
+    reply = page.locator(".msg.mine").nth(1)
+    await reply.wait_for()
+    quoted = reply.locator(".quote .quote-thumb")  # a reply to a photo shows the photo, not just its author
+    await page.wait_for_function("img => img.complete && img.naturalWidth === 120", arg=await quoted.element_handle())
     bot_img = page.locator(".msg.from-bot .thumb img").first
     await bot_img.wait_for()
     await page.wait_for_function("img => img.complete && img.naturalWidth === 120", arg=await bot_img.element_handle())
@@ -245,7 +249,176 @@ async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, 
 
     await options.nth(1).click()
     await page.wait_for_selector(".msg.mine .text:has-text('vote 2')")
-    await page.wait_for_selector("text=Bob: Sushi Go")
+    # One tally, updated in place: the poll's own card shows the count; no message per vote.
+    await page.wait_for_selector(".msg.from-bot .poll-option:nth-child(2) .poll-count:has-text('1')")
+    assert await page.locator(".msg.from-bot").count() == 1
     assert "chosen" in (await options.nth(1).get_attribute("class") or "")
     await page.screenshot(path=str(tmp_path / "web-poll.png"))
     assert not errors, errors
+
+
+# --------------------------------------------------------------------------- language, layout, citations
+
+
+def shots(tmp_path) -> str:
+    """Where screenshots go: ``PAIBOT_SCREENSHOTS`` when set (to look at them), else the test's own folder."""
+    folder = os.environ.get("PAIBOT_SCREENSHOTS") or str(tmp_path)
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+async def post(url: str, number: str, author: str, text: str, **extra) -> dict:
+    async with aiohttp.ClientSession(base_url=url) as http:
+        resp = await http.post(f"/api/groups/{number}/messages", json={"author": author, "text": text, **extra})
+        return await resp.json()
+
+
+async def new_group(url: str, name: str) -> dict:
+    async with aiohttp.ClientSession(base_url=url) as http:
+        return await (await http.post("/api/groups", json={"name": name})).json()
+
+
+async def test_the_page_reads_chinese_when_the_browser_does_and_has_a_switch(browser, paibot, tmp_path):
+    _, url, _ = paibot
+    context = await browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    errors = watch_console(page)
+    await page.goto(url + "/")
+    await page.wait_for_selector("#create-button:has-text('创建群')")
+    assert await page.text_content("h1") == "有 AI 成员的群聊"
+    assert "@Pai" in (await page.text_content(".hero p") or "")  # the {bot} slot kept its element
+    assert await page.get_attribute("#nick-input", "placeholder") == "例如 小李"
+    assert await page.evaluate("document.documentElement.lang") == "zh-CN"
+    await page.screenshot(path=f"{shots(tmp_path)}/home-zh-1280.png")
+
+    await page.click("#lang-switch")  # English, remembered
+    await page.wait_for_selector("#create-button:has-text('Create group')")
+    await page.reload()
+    await page.wait_for_selector("#create-button:has-text('Create group')")
+    assert not errors, errors
+    await context.close()
+
+
+async def test_a_streamed_answer_stays_in_view_while_it_grows(browser, tmp_path):
+    from tests.fakes import ManualClock
+
+    long_answer = " ".join(f"Sentence {i} of a long answer about the trip." for i in range(1, 40)) + " THE END."
+    clock = ManualClock()
+
+    async def tick() -> None:
+        clock.advance(2)  # past the stream's edit interval: every piece is an edit the page has to follow
+
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "llm: {stream: true}\ntriggers: {answer_within_minutes: 0}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+    )
+    app = App(settings, llm=ScriptedLLM([long_answer], chunk_chars=120, between_chunks=tick), clock=clock)
+    await app.start()
+    try:
+        url = app.services.adapters["web"].base_url
+        group = await new_group(url, "Trip")
+        for i in range(30):
+            await post(url, group["number"], "Carol", f"message {i} about the trip")
+        await app.drain(30)
+        page, errors = await open_group_as(browser, url, group["number"], "Alice", width=1280)
+        await page.wait_for_selector("text=message 29 about the trip")
+        await page.fill("#text", "@Pai tell us everything about the trip")
+        await page.press("#text", "Enter")
+        await page.wait_for_selector(".msg.from-bot .text:has-text('THE END.')")
+        # A layout fact: the end of the answer is inside the scrolled box, not below the fold.
+        gap = await page.evaluate("""() => {
+            const box = document.getElementById('messages').getBoundingClientRect();
+            const last = document.querySelector('#messages .msg:last-child').getBoundingClientRect();
+            return last.bottom - box.bottom;
+        }""")
+        assert gap <= 1, f"the last message ends {gap}px below the visible part of the conversation"
+        edited = await page.locator(".msg.from-bot .edited").count()
+        assert edited == 0  # growing while it streams is not an edit
+        await page.screenshot(path=f"{shots(tmp_path)}/streamed-1280.png")
+        assert not errors, errors
+    finally:
+        await app.stop()
+
+
+async def test_on_a_phone_the_invite_button_and_the_nickname_stay(browser, paibot, tmp_path):
+    app, url, _ = paibot
+    group = await new_group(url, "周末徒步群")
+    await post(url, group["number"], "小王", "周六谁开车？")
+    await post(url, group["number"], "小李", "@派 周六几点集合？")  # 派 is no alias in this test's config
+    await post(url, group["number"], "阿强", "https://example.org/trail 这条路线不错")
+    phone = await browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    page = await phone.new_page()
+    await page.goto(f"{url}/g/{group['number']}")
+    await page.fill("#nick-modal-input", "Alice")
+    await page.click("#nick-modal-form button[type=submit]")
+    await page.wait_for_selector("text=周六谁开车？")
+    assert "复制邀请链接" in (await page.text_content("#invite-button") or "")
+    for selector in ("#invite-button", "#me-name", "#group-name", "#send-button"):
+        box = await page.locator(selector).bounding_box()
+        assert box is not None and box["width"] > 0 and await page.locator(selector).is_visible(), selector
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 390, f"{selector} is cut off: {box}"
+    assert await page.text_content("#me-name") == "Alice"
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+    await page.screenshot(path=f"{shots(tmp_path)}/chat-390.png")
+    desk = await browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
+    wide = await desk.new_page()
+    await wide.goto(f"{url}/g/{group['number']}")
+    await wide.fill("#nick-modal-input", "Bob")
+    await wide.click("#nick-modal-form button[type=submit]")
+    await wide.wait_for_selector("text=周六谁开车？")
+    await wide.screenshot(path=f"{shots(tmp_path)}/chat-1280.png")
+    await phone.close()
+    await desk.close()
+
+
+async def test_a_citation_link_jumps_to_the_cited_message_and_highlights_it(browser, tmp_path):
+    import re
+
+    def answer(messages, tools):  # the model cites the first message link the prompt gave it
+        links = re.findall(r"\(link: (\S+)\)", messages[-1]["content"])
+        return f"Alice booked it: {links[0]}" if links else "no link"
+
+    settings = parse_settings(
+        f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+    )
+    app = App(settings, llm=ScriptedLLM(answer))
+    await app.start()
+    try:
+        url = app.services.adapters["web"].base_url
+        group = await new_group(url, "Party")
+        first = await post(url, group["number"], "Alice", "I booked Riverside Hall for the party")
+        for i in range(40):
+            await post(url, group["number"], "Carol", f"filler {i}")
+        await app.drain(30)
+        page, errors = await open_group_as(browser, url, group["number"], "Bob", width=1280)
+        await page.fill("#text", "@Pai who booked the hall?")
+        await page.press("#text", "Enter")
+        link = page.locator(".msg.from-bot a.citation")
+        await link.wait_for()
+        assert (await link.get_attribute("href") or "").endswith(f"#m{first['id']}")
+        await link.click()
+        cited = page.locator(f"#m{first['id']}")
+        await page.wait_for_function("el => el.classList.contains('flash')", arg=await cited.element_handle())
+        await page.wait_for_function("""el => { const r = el.getBoundingClientRect(),
+            b = document.getElementById('messages').getBoundingClientRect(); return r.top >= b.top && r.bottom <= b.bottom; }""",
+            arg=await cited.element_handle())
+        await page.screenshot(path=f"{shots(tmp_path)}/citation-1280.png")
+        assert not errors, errors
+    finally:
+        await app.stop()
+
+
+async def test_the_typing_line_clears_when_the_message_arrives(browser, paibot):
+    _, url, _ = paibot
+    group = await new_group(url, "Typing")
+    page, _ = await open_group_as(browser, url, group["number"], "Alice")
+    async with aiohttp.ClientSession(base_url=url) as http:
+        async with http.ws_connect(f"/api/groups/{group['number']}/ws") as ws:
+            await page.wait_for_function("() => true")
+            await ws.send_json({"type": "typing", "name": "Carol"})
+            await page.wait_for_selector("#typing:has-text('Carol')")
+            await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Carol", "text": "here I am"})
+            await page.wait_for_selector("text=here I am")
+            assert (await page.text_content("#typing") or "").strip() == ""  # at once, not after a timeout

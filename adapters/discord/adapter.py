@@ -1,7 +1,7 @@
 """Discord adapter: the AI member in Discord servers, through discord.py.
 
-``create_adapter(settings, env)`` builds a :class:`DiscordAdapter` from ``settings.adapters.discord``;
-``invite_url(settings)`` is the OAuth2 URL that adds the bot to a server with the scopes and permissions it
+``create_adapter(cfg, env)`` builds a :class:`DiscordAdapter` from its section ``adapters.discord``;
+``invite_url(cfg)`` is the OAuth2 URL that adds the bot to a server with the scopes and permissions it
 needs (``paibot invite discord``).
 
 Lifecycle: ``start`` is one connection attempt (the contract is in ``bot.supervisor``): a fresh client logs
@@ -46,7 +46,7 @@ from adapters.discord.convert import message_from_discord, message_from_interact
 from adapters.discord.registration import application_id_of, invite_permissions, invite_url, slash_command_payload
 from adapters.discord.sync import ChannelSync
 from adapters.discord.text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
-from bot.config import DiscordAdapterSettings, Settings
+from adapters.discord.config import DiscordAdapterSettings
 from bot.errors import AdapterConfigError, ConfigError, DeliveryError, PaibotError, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
@@ -493,9 +493,8 @@ class DiscordAdapter:
             cache.popitem(last=False)
 
 
-def create_adapter(settings: Settings, env: AdapterEnv) -> DiscordAdapter:
-    """The factory registered under the name ``discord``."""
-    cfg = settings.adapters.discord
+def create_adapter(cfg: DiscordAdapterSettings, env: AdapterEnv) -> DiscordAdapter:
+    """The factory of the ``discord`` plugin (``adapters.discord``)."""
     if not cfg.token:
         raise ConfigError("adapters.discord.token", "discord needs a bot token")
     return DiscordAdapter(cfg, env)

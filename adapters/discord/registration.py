@@ -8,7 +8,7 @@ from typing import Any
 
 import discord
 
-from bot.config import DiscordAdapterSettings, Settings
+from adapters.discord.config import DiscordAdapterSettings
 from bot.errors import ConfigError
 from bot.ports import CommandInfo
 
@@ -37,9 +37,9 @@ def application_id_of(cfg: DiscordAdapterSettings) -> str:
     return decoded
 
 
-def invite_url(settings: Settings) -> str:
-    """The OAuth2 URL that adds the bot (with slash commands) to a server."""
-    app_id = application_id_of(settings.adapters.discord)
+def invite_url(cfg: DiscordAdapterSettings) -> str:
+    """The OAuth2 URL that adds the bot (with slash commands) to a server (``paibot invite discord``)."""
+    app_id = application_id_of(cfg)
     return discord.utils.oauth_url(app_id, permissions=invite_permissions(),
                                    scopes=("bot", "applications.commands"))
 

@@ -1,6 +1,6 @@
 """Matrix adapter on matrix-nio's ``AsyncClient``: the AI member in Matrix rooms.
 
-Configuration: ``adapters.matrix`` (``bot.config.MatrixAdapterSettings``). The bot logs in with a password
+Configuration: ``adapters.matrix`` (``adapters.matrix.config.MatrixAdapterSettings``). The bot logs in with a password
 (keeping one device id across restarts: the configured ``device_id``, else the one stored in the cursor
 store under ``matrix:device_id``) or with an ``access_token``.
 
@@ -36,7 +36,7 @@ from adapters.matrix.convert import Me
 from adapters.matrix.format import matrix_to, message_content, split_text, transaction_id
 from adapters.matrix.retry import TRANSPORT_ERRORS, RetryPolicy, is_rate_limited, is_transient
 from adapters.matrix.sync import MatrixSync, QuoteCache, SyncOptions
-from bot.config import MatrixAdapterSettings, Settings
+from adapters.matrix.config import MatrixAdapterSettings
 from bot.errors import (
     AdapterConfigError,
     CredentialsRejected,
@@ -364,7 +364,7 @@ def _log_crash(task: asyncio.Task[None]) -> None:
         log.error("matrix: the sync loop stopped: %r", task.exception(), exc_info=task.exception())
 
 
-def create_adapter(settings: Settings, env: AdapterEnv) -> MatrixAdapter:
-    """The registered factory: reads ``settings.adapters.matrix``."""
-    prefixes = settings.triggers.command_prefixes
-    return MatrixAdapter(settings.adapters.matrix, core_prefix=prefixes[0] if prefixes else "/")
+def create_adapter(cfg: MatrixAdapterSettings, env: AdapterEnv) -> MatrixAdapter:
+    """The factory of the ``matrix`` plugin (``adapters.matrix``)."""
+    prefixes = env.command_prefixes
+    return MatrixAdapter(cfg, core_prefix=prefixes[0] if prefixes else "/")

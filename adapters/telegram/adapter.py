@@ -52,7 +52,7 @@ from adapters.telegram.text import (
     split_text,
     truncate,
 )
-from bot.config import Settings, TelegramAdapterSettings
+from adapters.telegram.config import TelegramAdapterSettings
 from bot.errors import (
     AdapterConfigError,
     CredentialsRejected,
@@ -527,6 +527,6 @@ class _InFlight:
             self._a._idle.set()
 
 
-def create_adapter(settings: Settings, env: AdapterEnv) -> TelegramAdapter:
-    """The factory the composition root calls (registered as ``telegram``)."""
-    return TelegramAdapter(settings.adapters.telegram, env)
+def create_adapter(cfg: TelegramAdapterSettings, env: AdapterEnv) -> TelegramAdapter:
+    """The factory of the ``telegram`` plugin (``adapters.telegram``)."""
+    return TelegramAdapter(cfg, env)

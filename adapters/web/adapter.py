@@ -38,7 +38,7 @@ from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
-from bot.config import Settings
+from adapters.web.config import WebAdapterSettings
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
@@ -410,12 +410,14 @@ class WebAdapter:
         """Messages as the API shows them (files and polls looked up once for the whole batch)."""
         store = self._require_store()
         ids = [m.id for m in msgs]
-        files = await asyncio.to_thread(store.files_of, ids) if ids else {}
+        quoted = [m.reply_to for m in msgs if m.reply_to is not None]
+        files = await asyncio.to_thread(store.files_of, ids + quoted) if ids else {}
         polls = await asyncio.to_thread(store.polls_of, ids) if ids else {}
         out = []
         for m in msgs:
             target = await asyncio.to_thread(store.message, m.reply_to) if m.reply_to is not None else None
-            out.append(message_json(m, target, files.get(m.id, []), polls.get(m.id)))
+            target_files = files.get(target.id, []) if target is not None else []
+            out.append(message_json(m, target, files.get(m.id, []), polls.get(m.id), target_files))
         return out
 
 # --------------------------------------------------------------------------- helpers and factory
@@ -451,9 +453,8 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
     return configured
 
 
-def create_adapter(settings: Settings, env: AdapterEnv) -> WebAdapter:
-    """The web group adapter from ``settings.adapters.web``."""
-    cfg = settings.adapters.web
+def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
+    """The factory of the ``web`` plugin (``adapters.web``)."""
     return WebAdapter(
         bot_name=env.bot_name,
         data_dir=Path(env.data_dir),

@@ -5,6 +5,7 @@ Routes (``{group}`` is a group's number):
     GET  /  /g/{group}  /join/{invite}     the page (index.html)
     GET  /static/{app.js,app.css}          its script and style
     GET  /api/info                         {"bot_name", "max_text_length", "max_file_bytes", "max_files"}
+    GET  /api/i18n?lang=zh-CN              {"locale", "messages": {English: translation}} for the page
     POST /api/groups                       {"name"} -> 201 group
     GET  /api/groups/{group}               group
     GET  /api/invites/{invite}             group
@@ -36,9 +37,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
 from adapters.web.store import StoredFile, StoredGroup
+from bot.i18n import SOURCE_LOCALE, Catalogs
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
@@ -54,9 +57,11 @@ FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandb
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
 TOKEN_COOKIE = "paibot_token"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LOOPBACK_HOSTS = frozenset(LOOPBACK)
 STATIC_DIR = Path(__file__).with_name("static")
-_STATIC_TYPES = {"app.js": "text/javascript", "media.js": "text/javascript", "app.css": "text/css"}
+_STATIC_TYPES = {
+    "app.js": "text/javascript", "media.js": "text/javascript", "i18n.js": "text/javascript", "app.css": "text/css",
+}
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -219,6 +224,7 @@ class WebHttp:
         # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
         self.public_origin = urlsplit(public_url).netloc.lower() if public_url else ""
         self._static = {name: (STATIC_DIR / name).read_bytes() for name in ("index.html", *_STATIC_TYPES)}
+        self._catalogs = Catalogs()
 
     def build(self) -> web.Application:
         app = web.Application(
@@ -229,6 +235,7 @@ class WebHttp:
             r.add_get(path, self.page)
         r.add_get("/static/{name}", self.static)
         r.add_get("/api/info", self.info)
+        r.add_get("/api/i18n", self.translations)
         r.add_post("/api/groups", self.create_group)
         r.add_get("/api/groups/{group}", self.get_group)
         r.add_get("/api/invites/{invite}", self.get_invite)
@@ -313,6 +320,12 @@ class WebHttp:
             {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length,
              **self.service.limits_json()}
         )  # fmt: skip
+
+    async def translations(self, request: web.Request) -> web.Response:
+        """The page's sentences in the language asked for (``?lang=zh-CN``, as the browser names it)."""
+        locale = self._catalogs.resolve(request.query.get("lang", "")[:35]) or SOURCE_LOCALE
+        messages = self._catalogs.messages(locale, suffixes=(".js", ".html"))
+        return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
     async def create_group(self, request: web.Request) -> web.Response:
         data = await read_json(request)

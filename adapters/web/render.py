@@ -3,7 +3,7 @@
 A message's JSON is what the page draws and what scripts read:
 
     {"id", "group", "author", "author_name", "author_id", "is_bot", "text", "sent_at", "edited",
-     "reply_to": {"id", "author", "is_bot", "text"} | null,
+     "reply_to": {"id", "author", "is_bot", "text", "image": "/api/files/<id>" | null} | null,
      "files": [{"id", "name", "mime", "kind": "image"|"file", "size", "url": "/api/files/<id>"}],
      "poll": {"question", "options", "multiple", "closes_at" | null, "vote_text": "vote {n}"} | null}
 
@@ -26,12 +26,18 @@ VOTE_TEXT = "vote {n}"
 
 
 def message_json(
-    msg: StoredMessage, target: StoredMessage | None, files: Sequence[StoredFile], poll: StoredPoll | None
+    msg: StoredMessage,
+    target: StoredMessage | None,
+    files: Sequence[StoredFile],
+    poll: StoredPoll | None,
+    target_files: Sequence[StoredFile] = (),
 ) -> dict[str, Any]:
     reply = None
     if target is not None:
+        images = [file_json(f) for f in target_files]
+        image = next((f["url"] for f in images if f["kind"] == "image"), None)  # a reply to a photo shows it
         reply = {"id": target.id, "author": target.author_name, "is_bot": target.is_bot,
-                 "text": target.text[:QUOTE_CHARS]}  # fmt: skip
+                 "text": target.text[:QUOTE_CHARS], "image": image}  # fmt: skip
     return {
         "id": msg.id,
         "group": msg.group,

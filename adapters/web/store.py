@@ -388,11 +388,11 @@ class WebStore:
         return [_message(r) for r in rows[:limit]], len(rows) > limit
 
     def edit_message(self, message_id: int, text: str) -> StoredMessage | None:
-        """Replace a bot message's text; None if no such bot message."""
+        """Replace a bot message's text; None if no such bot message. The bot updates its messages in place
+        while they are live (an answer streaming in, a poll's tally): that is not an edit a reader should be
+        told about, so ``edited`` stays as it was (it marks corrections of a finished message)."""
         with self._lock:
-            cur = self._run(
-                "UPDATE messages SET text = ?, edited = 1 WHERE id = ? AND is_bot = 1", (text, message_id)
-            )
+            cur = self._run("UPDATE messages SET text = ? WHERE id = ? AND is_bot = 1", (text, message_id))
             if cur.rowcount == 0:
                 return None
             row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()

@@ -3,8 +3,9 @@
     paibot run    [--config FILE]     start the bot
     paibot check  [--config FILE]     validate config.yaml and print the effective settings, secrets masked
     paibot memory ...                 import, search, stats, export, forget, reindex (see README)
-    paibot invite discord             print the URL that adds the bot to a Discord server
+    paibot invite PLATFORM            print the URL that adds the bot to a server (e.g. discord)
     paibot usage  [--group KEY]       token and cost accounting per group and day
+    paibot plugins [--json]           installed adapter, skill and tool plugins, and which are enabled
 
 The config file is ``--config``, else ``$PAIBOT_CONFIG``, else ``./config.yaml``.
 """
@@ -23,9 +24,11 @@ from pathlib import Path
 
 import yaml
 
-from bot.config import Settings, load_settings, masked, secrets_of
+from bot import plugins as plugin_api
+from bot.app.logsetup import RedactSecrets, setup_logging
+from bot.config import Settings, default_config_path, load_settings, masked, secrets_of
 from bot.errors import AdapterConfigError, ConfigError, DataDirLocked, PaibotError
-from bot.logsetup import RedactSecrets, setup_logging
+from bot.plugins import PluginCatalog
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,8 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
     inv = sub.add_parser("invite", help="print the link that adds the bot to a platform")
-    inv.add_argument("platform", choices=["discord"])
+    inv.add_argument("platform", help="an adapter plugin that has invite links (paibot plugins lists them)")
     inv.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
+    plu = sub.add_parser("plugins", help="list installed adapter, skill and tool plugins and which are enabled")
+    plu.add_argument("--json", action="store_true", help="one JSON object per plugin")
+    plu.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
     use = sub.add_parser("usage", help="token and cost accounting per group and day")
     use.add_argument("--group", default=None)
     use.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
@@ -73,8 +79,9 @@ def _warn_permissions(path: Path, settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = _config_path(args)
+    catalog = plugin_api.discover()
     try:
-        settings = load_settings(cfg)
+        settings = load_settings(cfg, plugins=catalog)
     except ConfigError as exc:
         print(f"paibot: {exc}", file=sys.stderr)
         return 2
@@ -83,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the token, e.g. in a request URL).
     redact = RedactSecrets(secrets_of(settings)).redact
     try:
-        return _dispatch(args, settings)
+        return _dispatch(args, settings, catalog)
     except (AdapterConfigError, DataDirLocked, ConfigError) as exc:
         print(redact(f"paibot: {exc}"), file=sys.stderr)
         return 2
@@ -97,22 +104,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+def _configured_timezone(args: argparse.Namespace) -> str:
+    """``bot.timezone`` as written in the config file ("" when it leaves the choice to the host)."""
+    try:
+        raw = yaml.safe_load(Path(_config_path(args) or default_config_path()).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    bot = raw.get("bot") if isinstance(raw, dict) else None
+    return str(bot.get("timezone") or "") if isinstance(bot, dict) else ""
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatalog) -> int:
     if args.cmd == "check":
         print(yaml.safe_dump(masked(settings), sort_keys=False, allow_unicode=True), end="")
+        if not _configured_timezone(args):
+            print(f"time zone: {settings.bot.timezone} (the host's local zone; set bot.timezone to choose "
+                  "another)", file=sys.stderr)
         print("config OK", file=sys.stderr)
         return 0
     if args.cmd == "run":
-        setup_logging(settings.log_level, secrets_of(settings))
+        quiet = [name for inst in catalog.adapters.values() for name in inst.plugin.quiet_loggers]
+        setup_logging(settings.log_level, secrets_of(settings), quiet)
         from bot.app import App
 
-        asyncio.run(App(settings).run_forever())
+        asyncio.run(App(settings, plugins=catalog).run_forever())
         return 0
     if args.cmd == "invite":
-        from adapters.discord.adapter import invite_url
-
-        print(invite_url(settings))
-        return 0
+        return _invite(args.platform, settings, catalog)
+    if args.cmd == "plugins":
+        return _plugins(settings, catalog, as_json=args.json)
     if args.cmd == "usage":
         return _usage(settings, args.group)
     if args.cmd == "memory":
@@ -122,6 +142,46 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         setup_logging("WARNING", secrets_of(settings))
         return run(args, settings, load_litellm=load_litellm)
     raise AssertionError(args.cmd)
+
+
+def _invite(platform: str, settings: Settings, catalog: PluginCatalog) -> int:
+    inst = catalog.adapters.get(platform)
+    if inst is None or inst.plugin.invite is None:
+        able = sorted(n for n, i in catalog.adapters.items() if i.plugin.invite is not None)
+        print(f"paibot: no invite link for {platform!r} (adapters with one: {', '.join(able) or 'none'})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print(inst.plugin.invite(settings.adapters[platform]))
+    return 0
+
+
+def _plugins(settings: Settings, catalog: PluginCatalog, *, as_json: bool) -> int:
+    """Installed plugins by kind: name, whether config.yaml enables it, where it comes from, what it does."""
+    rows = []
+    for kind, inst in catalog.all():
+        section = getattr(settings, kind).get(inst.plugin.name) or inst.plugin.settings()
+        rows.append({
+            "kind": kind, "name": inst.plugin.name, "enabled": bool(section.enabled),
+            "distribution": inst.distribution, "version": inst.version, "description": inst.plugin.description,
+        })  # fmt: skip
+    problems = [{"kind": where.split(".")[0], "name": where.split(".", 1)[1], "problem": why}
+                for where, why in sorted(catalog.problems.items())]  # fmt: skip
+    if as_json:
+        for row in [*rows, *problems]:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    for kind in ("adapters", "skills", "tools"):
+        print(f"{kind}:")
+        mine = [r for r in rows if r["kind"] == kind]
+        for r in mine:
+            state = "enabled " if r["enabled"] else "disabled"
+            origin = f"{r['distribution']} {r['version']}".strip()
+            print(f"  {r['name']:<12} {state}  {origin:<24} {r['description']}")
+        if not mine:
+            print("  (none installed)")
+    for p in problems:
+        print(f"broken: {p['kind']}.{p['name']}: {p['problem']}")
+    return 0
 
 
 def _usage(settings: Settings, group: str | None) -> int:

@@ -14,6 +14,9 @@ backoff) while the others serve; events and replies of its platform wait in the 
 connected (``Services.unavailable``). An adapter the platform refuses (a rejected token) stops with the
 operator's instruction; start-up, and ``run_forever``, end with ``AdapterConfigError`` only once no
 adapter is left running or connecting.
+
+Adapters, skills and tool sources are plugins (``bot.plugins``), found through entry points unless a catalog
+is given; this module names none of them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot import plugins as plugin_api
 from bot.admission import Admission
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
@@ -34,6 +38,8 @@ from bot.core_commands import CoreSkill
 from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
+from bot.middlewares import default_chains
+from bot.plugins import PluginCatalog, SkillEnv, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
@@ -44,9 +50,10 @@ log = logging.getLogger("paibot.app")
 
 
 class App:
-    """One running paibot. ``llm``/``memory``/``adapters`` may be injected (tests); otherwise they are built
-    from the settings: litellm when ``llm.model`` is set (else the no-model mode), the configured memory
-    backend, and every enabled adapter."""
+    """One running paibot. ``llm``/``memory``/``adapters``/``skills`` may be injected (tests); otherwise they
+    are built from the settings: litellm when ``llm.model`` is set (else the no-model mode), the configured
+    memory backend, every enabled adapter plugin and every enabled skill plugin of ``plugins`` (default: the
+    installed ones, ``bot.plugins.discover``)."""
 
     def __init__(
         self,
@@ -58,10 +65,12 @@ class App:
         memory: MemoryStore | None = None,
         skills: Sequence[Skill] | None = None,
         rng: random.Random | None = None,
+        plugins: PluginCatalog | None = None,
         connect_clock: Clock | None = None,
     ) -> None:
         """``connect_clock`` times the waits between connection attempts (tests pass one they control)."""
         self.settings = settings
+        self._plugins = plugins
         self._llm = llm
         self._adapters_in = dict(adapters) if adapters is not None else None
         self._clock = clock or SystemClock()
@@ -76,6 +85,7 @@ class App:
         self._supervisors: list[AdapterSupervisor] = []
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
+        self._tool_providers: list[ToolProvider] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -126,22 +136,55 @@ class App:
         reserve = settings.llm.context_tokens + settings.llm.max_reply_tokens
         limiter = RateLimiter(settings.limits, self._clock.now, state, reserve_tokens=reserve)
         admission = Admission(settings, state, self._clock.now)
-        member = Member(self.services, self.registry, limiter, admission)
+        member = Member(self.services, self.registry, default_chains(self.services, limiter), admission)
         self.member = member
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
+        await self._start_tool_providers()
         self.worker = InboxWorker(
             state, member.handle, parallel=settings.limits.concurrent_groups,
             reserve=settings.limits.quiet_group_slots,
         )
 
-    def _default_skills(self) -> list[Skill]:
-        from bot.skills import default_skills
+    async def _start_tool_providers(self) -> None:
+        """Every enabled tool plugin's provider, started (its tools discovered) before any message is
+        handled. A provider must not fail its start for one bad source; if it raises anyway, the bot
+        starts without it."""
+        env = ToolEnv(bot_name=self.settings.bot.name, data_dir=self.settings.data_path)
+        for name, inst in self.plugins.tools.items():
+            cfg = self.settings.tools.get(name) or inst.plugin.settings()
+            if not cfg.enabled:
+                continue
+            provider = inst.plugin.create(cfg, env)
+            try:
+                await provider.start()
+            except Exception:
+                log.exception("the %s tools could not start; going on without them", name)
+                with contextlib.suppress(Exception):
+                    await provider.stop()
+                continue
+            self._tool_providers.append(provider)
+            self.registry.add_tool_source(provider)
 
+    @property
+    def plugins(self) -> PluginCatalog:
+        if self._plugins is None:
+            self._plugins = plugin_api.discover()
+        return self._plugins
+
+    def _default_skills(self) -> list[Skill]:
+        """Every enabled skill plugin, in /help order."""
         assert self.services is not None
-        skills, background = default_skills(self.services, self.registry)
-        self._background.extend(background)
+        skills: list[Skill] = []
+        installed = sorted(self.plugins.skills.items(), key=lambda kv: (kv[1].plugin.order, kv[0]))
+        for name, inst in installed:
+            cfg = self.settings.skills.get(name) or inst.plugin.settings()
+            if not cfg.enabled:
+                continue
+            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry))
+            skills.extend(built.skills)
+            self._background.extend(built.background)
         return skills
 
     async def _start_adapters(self) -> None:
@@ -190,18 +233,19 @@ class App:
         return "no adapter is left running:\n" + "\n".join(f"- {s.name}: {s.reason}" for s in stopped)
 
     def _build_adapters(self) -> dict[str, ChatAdapter]:
-        from adapters import adapter_factory
-
+        """One adapter per enabled adapter plugin (a section left out of config.yaml has its defaults)."""
         env = AdapterEnv(
             bot_name=self.settings.bot.name,
             data_dir=self.settings.data_path,
             commands=self.registry.infos(),
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
+            command_prefixes=self.settings.triggers.command_prefixes,
         )
         out: dict[str, ChatAdapter] = {}
-        for name in ("web", "telegram", "discord", "matrix"):
-            if getattr(self.settings.adapters, name).enabled:
-                out[name] = adapter_factory(name)(self.settings, env)
+        for name, inst in self.plugins.adapters.items():
+            cfg = self.settings.adapters.get(name) or inst.plugin.settings()
+            if cfg.enabled:
+                out[name] = inst.plugin.create(cfg, env)
         return out
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -221,6 +265,12 @@ class App:
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
+        for provider in reversed(self._tool_providers):
+            try:
+                await provider.stop()
+            except Exception:
+                log.exception("stopping a tool provider failed")
+        self._tool_providers.clear()
         for sup in reversed(self._supervisors):
             await sup.stop()
         self._supervisors.clear()

@@ -1,37 +1,27 @@
-"""The member's skills: each module here exposes ``build(services, registry) -> (skills, background)``
-where ``skills`` are ``bot.commands.Skill`` objects (commands, LLM tools, observers) and ``background`` are
-long-running services with async ``start()``/``stop()`` (e.g. the reminder scheduler)."""
+"""The member's built-in skills. Each module here exposes ``build(services, registry) -> (skills,
+background)`` where ``skills`` are ``bot.commands.Skill`` objects (commands, LLM tools, observers) and
+``background`` are long-running services with async ``start()``/``stop()`` (e.g. the reminder scheduler), and
+a ``plugin`` (``bot.plugins.SkillPlugin``) registered under the ``paibot.skills`` entry-point group in
+pyproject.toml, exactly like a third-party skill. ``skills.<name>.enabled: false`` turns one off.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from collections.abc import Callable
 from typing import Any
 
-from bot.commands import CommandRegistry, Skill
+from bot.commands import CommandRegistry
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.services import Services
 
-# Listed in the order their commands appear in /help.
-SKILL_MODULES = (
-    "bot.skills.summary",
-    "bot.skills.reminders",
-    "bot.skills.polls",
-    "bot.skills.files",
-    "bot.skills.images",
-    "bot.skills.factcheck",
-    "bot.skills.settings",
-    "bot.skills.privacy",
-)
+Build = Callable[[Services, CommandRegistry], "tuple[list[Any], list[Any]]"]
 
 
-def default_skills(services: Services, registry: CommandRegistry) -> tuple[list[Skill], list[Any]]:
-    skills: list[Skill] = []
-    background: list[Any] = []
-    for name in SKILL_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
-        module = importlib.import_module(name)
-        s, b = module.build(services, registry)
-        skills.extend(s)
-        background.extend(b)
-    return skills, background
+def builtin(name: str, build: Build, order: int, description: str) -> SkillPlugin:
+    """The plugin of a built-in skill module (its ``build`` adapted to the plugin interface)."""
+
+    def build_set(env: SkillEnv) -> SkillSet:
+        skills, background = build(env.services, env.registry)
+        return SkillSet(skills, background)
+
+    return SkillPlugin(name=name, build=build_set, order=order, description=description)

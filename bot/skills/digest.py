@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.context import fmt_time
+from bot.i18n import Translator
 from bot.ports import MemoryRecord
 from bot.skills.timeparse import local_dt
 
@@ -103,38 +104,39 @@ def top_terms(records: Sequence[MemoryRecord], n: int = 8) -> list[tuple[str, in
     return [(t, c) for t, c in ranked[:n] if c > 1]
 
 
-def digest(records: Sequence[MemoryRecord], since: datetime, tz: ZoneInfo, *, truncated: bool = False) -> str:
+def digest(
+    records: Sequence[MemoryRecord], since: datetime, tz: ZoneInfo, tr: Translator, *, truncated: bool = False
+) -> str:
     """A mechanical digest of ``records`` (members' messages, oldest first)."""
-    head = f"📋 Digest since {fmt_time(since, tz)}"
-    note = (
+    head = tr._("📋 Digest since {time}", time=fmt_time(since, tz))
+    note = tr._(
         "(No language model is configured, so this is a mechanical digest — counts, frequent terms and "
         "messages that look like decisions or to-dos — not a real summary.)"
     )
     if not records:
-        return f"{head}\nNothing was said in this group in that time.\n{note}"
+        return f"{head}\n{tr._('Nothing was said in this group in that time.')}\n{note}"
     people = Counter(r.author_name for r in records)
-    lines = [head + (" (the most recent messages only)" if truncated else ""), note, ""]
-    lines.append(
-        f"{_n(len(records), 'message')} from {_n(len(people), 'person', 'people')}: "
-        + ", ".join(f"{name} ({n})" for name, n in people.most_common(10))
-    )
+    if truncated:
+        head += tr._(" (the most recent messages only)")
+    lines = [head, note, ""]
+    messages = tr.ngettext("{n} message", "{n} messages", len(records))
+    speakers = tr.ngettext("{n} person", "{n} people", len(people))
+    who = tr.commas([f"{name} ({n})" for name, n in people.most_common(10)])
+    lines.append(tr._("{messages} from {people}: {who}", messages=messages, people=speakers, who=who))
     terms = top_terms(records)
     if terms:
-        lines.append("Most discussed: " + ", ".join(f"{t} ({c})" for t, c in terms))
+        lines.append(tr._("Most discussed: {terms}", terms=tr.commas([f"{t} ({c})" for t, c in terms])))
     decisions = [r for r in records if DECISION_WORDS.search(r.text)]
     todos = [r for r in records if TODO_WORDS.search(r.text) and r not in decisions]
-    for title, found in (("Looks like a decision", decisions), ("Looks like a to-do", todos)):
+    titles = (tr._("Looks like a decision:"), tr._("Looks like a to-do:"))
+    for title, found in zip(titles, (decisions, todos), strict=True):
         if found:
-            lines.append(f"\n{title}:")
+            lines.append(f"\n{title}")
             lines.extend(
                 f"• {r.author_name}, {fmt_time(r.sent_at, tz)}: {_short(r.text)}" for r in found[-6:]
             )
-    lines.append("\nAdd a to-do with /todo add <task> [@owner] [by <when>].")
+    lines.append("\n" + tr._("Add a to-do with /todo add <task> [@owner] [by <when>]."))
     return "\n".join(lines)
-
-
-def _n(count: int, one: str, many: str = "") -> str:
-    return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
 def _short(text: str, width: int = 160) -> str:

@@ -29,13 +29,17 @@ from bot.brain import BrainUnavailable
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time
 from bot.events import Message
+from bot.i18n import N_, Translator
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.factcheck_text import (
     CLAIMS_SYSTEM,
     NO_SOURCES_NOTE,
     NO_SOURCES_SYSTEM,
+    REMOVED_LINK,
     SETTLE_SYSTEM,
+    VERDICTS,
     VERDICT_SYSTEM,
     numbered_sources,
     parse_claims,
@@ -47,9 +51,9 @@ from bot.skills.websearch import SearchError, SearchProvider, SearchResult, buil
 
 log = logging.getLogger("paibot.skills.factcheck")
 
-NEEDS_MODEL = "Checking facts needs a language model (set llm.model in config.yaml); I can't do it without one."
-NEEDS_TEXT = "Reply /check to the message you want checked, or write /check <statement>."
-MODEL_DOWN = "Sorry, I can't check that right now (my language model is unavailable)."
+NEEDS_MODEL = N_("Checking facts needs a language model (set llm.model in config.yaml); I can't do it without one.")
+NEEDS_TEXT = N_("Reply /check to the message you want checked, or write /check <statement>.")
+MODEL_DOWN = N_("Sorry, I can't check that right now (my language model is unavailable).")
 THREAD_SIZE = 30
 
 IS_IT_TRUE = re.compile(
@@ -73,9 +77,9 @@ class FactCheckSkill:
 
     def commands(self) -> Iterable[Command]:
         return [
-            Command("check", "Fact-check the message you reply to", self._check_command,
-                    usage="/check (as a reply) or /check <statement>", aliases=("factcheck",)),
-            Command("settle", "Lay out both sides of the recent argument", self._settle_command),
+            Command("check", N_("Fact-check the message you reply to"), self._check_command,
+                    usage=N_("/check (as a reply) or /check <statement>"), aliases=("factcheck",)),
+            Command("settle", N_("Lay out both sides of the recent argument"), self._settle_command),
         ]  # fmt: skip
 
     def tools(self) -> Iterable[Tool]:
@@ -117,20 +121,23 @@ class FactCheckSkill:
 
     async def check(self, msg: Message, pai: str, text: str) -> str:
         text = text.strip()
+        t = await self._s.translator(msg.chat.key)
         if not text:
-            return NEEDS_TEXT
+            return t._(NEEDS_TEXT)
         if self._s.brain is None:
-            return NEEDS_MODEL
+            return t._(NEEDS_MODEL)
         try:
             if self._provider is None:
                 answer = await self._ask(msg, pai, NO_SOURCES_SYSTEM, _as_data("message_to_check", text))
-                return f"{NO_SOURCES_NOTE}\n{scrub_urls(answer.strip(), set())}"
-            return await self._check_with_sources(msg, pai, text, self._provider)
+                return f"{t._(NO_SOURCES_NOTE)}\n{scrub_urls(answer.strip(), set(), t._(REMOVED_LINK))}"
+            return await self._check_with_sources(msg, pai, text, self._provider, t)
         except BrainUnavailable:
             log.warning("fact check in %s: no model answered", msg.chat.key)
-            return MODEL_DOWN
+            return t._(MODEL_DOWN)
 
-    async def _check_with_sources(self, msg: Message, pai: str, text: str, provider: SearchProvider) -> str:
+    async def _check_with_sources(
+        self, msg: Message, pai: str, text: str, provider: SearchProvider, t: Translator
+    ) -> str:
         claims = parse_claims(await self._ask(msg, pai, CLAIMS_SYSTEM, _as_data("message_to_check", text)), text)
         sources: list[SearchResult] = []
         failed = 0
@@ -143,13 +150,15 @@ class FactCheckSkill:
                 continue
             sources.extend(r for r in found if r.url not in {s.url for s in sources})
         if not sources:
-            why = "the search is not answering" if failed == len(claims) else "the search found nothing"
-            listed = "\n".join(f"{i}. “{c}” — ❓ unclear" for i, c in enumerate(claims, 1))
-            return f"I couldn't check this: {why}, so no sources were checked.\n{listed}"
+            listed = "\n".join(f"{i}. “{c}” — {t._(VERDICTS['unclear'])}" for i, c in enumerate(claims, 1))
+            if failed == len(claims):
+                return t._("I couldn't check this: the search is not answering, so no sources were checked.") + (
+                    f"\n{listed}")
+            return t._("I couldn't check this: the search found nothing, so no sources were checked.") + f"\n{listed}"
         body = (_as_data("claims", "\n".join(f"{i}. {c}" for i, c in enumerate(claims, 1))) + "\n"
                 + _as_data("search_results", numbered_sources(sources)))  # fmt: skip
         verdicts = parse_verdicts(await self._ask(msg, pai, VERDICT_SYSTEM, body), claims, sources)
-        return render_verdicts(verdicts, {s.url for s in sources})
+        return render_verdicts(verdicts, {s.url for s in sources}, t)
 
     async def _ask(self, msg: Message, pai: str, system: str, user: str) -> str:
         brain = self._s.brain
@@ -185,29 +194,31 @@ class FactCheckSkill:
 
     async def settle(self, msg: Message, pai: str) -> str:
         records = await self.thread(msg, pai)
+        t = await self._s.translator(msg.chat.key)
         if len({r.author_id for r in records}) < 2:
-            return "I don't see a disagreement between members in the recent messages here."
+            return t._("I don't see a disagreement between members in the recent messages here.")
         tz = self._s.tz_for(msg.chat.key)
         lines = [f"[{fmt_time(r.sent_at, tz)}] {r.author_name}: {' '.join(r.text.split())[:400]}" for r in records]
         if self._s.brain is None:
-            return _who_said_what(records)
+            return _who_said_what(records, t)
         try:
             answer = await self._ask(msg, pai, SETTLE_SYSTEM, _as_data("conversation", "\n".join(lines)))
         except BrainUnavailable:
-            return _who_said_what(records)
-        return scrub_urls(answer.strip(), {u for r in records for u in _urls(r.text)}) or _who_said_what(records)
+            return _who_said_what(records, t)
+        allowed = {u for r in records for u in _urls(r.text)}
+        return scrub_urls(answer.strip(), allowed, t._(REMOVED_LINK)) or _who_said_what(records, t)
 
 
 def _urls(text: str) -> list[str]:
     return [u.rstrip(".,;:!?。，") for u in re.findall(r"https?://\S+", text)]
 
 
-def _who_said_what(records: list[MemoryRecord]) -> str:
+def _who_said_what(records: list[MemoryRecord], t: Translator) -> str:
     """Without a model: each member's latest points, in order of first appearance, verbatim."""
     by_author: dict[str, list[str]] = {}
     for r in records:
         by_author.setdefault(r.author_name, []).append(" ".join(r.text.split())[:300])
-    lines = ["Who said what (no language model is configured, so I can only quote):"]
+    lines = [t._("Who said what (no language model is configured, so I can only quote):")]
     for name, texts in by_author.items():
         lines.append(f"{name}:")
         lines.extend(f"  • {t}" for t in texts[-3:])
@@ -221,3 +232,6 @@ def _as_data(tag: str, text: str) -> str:
 
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     return [FactCheckSkill(services, build_search_provider(services.settings.search))], []
+
+
+plugin = builtin("factcheck", build, 60, "fact checks of a replied message, with web search when configured")

@@ -8,12 +8,13 @@ import json
 import re
 from dataclasses import dataclass
 
+from bot.i18n import N_, Translator
 from bot.skills.websearch import SearchResult
 
-VERDICTS = {"supported": "✅ supported", "contradicted": "❌ contradicted", "unclear": "❓ unclear"}
+VERDICTS = {"supported": N_("✅ supported"), "contradicted": N_("❌ contradicted"), "unclear": N_("❓ unclear")}
 MAX_CLAIMS = 4
-REMOVED_LINK = "[link removed: not from a checked source]"
-NO_SOURCES_NOTE = "⚠️ I can't verify this: no web search is configured here, so no sources were checked."
+REMOVED_LINK = N_("[link removed: not from a checked source]")
+NO_SOURCES_NOTE = N_("⚠️ I can't verify this: no web search is configured here, so no sources were checked.")
 
 CLAIMS_SYSTEM = (
     "Split the message the user gives you into the separate factual claims it makes that could be checked "
@@ -103,14 +104,14 @@ def parse_verdicts(answer: str, claims: list[str], sources: list[SearchResult]) 
     return out
 
 
-def scrub_urls(text: str, allowed: set[str]) -> str:
-    """Replace every URL not in ``allowed`` (compared without trailing punctuation) with a marker."""
+def scrub_urls(text: str, allowed: set[str], marker: str = REMOVED_LINK) -> str:
+    """Replace every URL not in ``allowed`` (compared without trailing punctuation) with ``marker``."""
 
     def sub(m: re.Match[str]) -> str:
         url = m.group(0)
         core = url.rstrip(".,;:!?。，")
         tail = url[len(core) :]
-        return url if core in allowed else REMOVED_LINK + tail
+        return url if core in allowed else marker + tail
 
     return _URL.sub(sub, text)
 
@@ -119,14 +120,14 @@ def numbered_sources(sources: list[SearchResult]) -> str:
     return "\n".join(f"[{i}] {s.title} — {s.url}\n    {s.snippet}" for i, s in enumerate(sources, 1))
 
 
-def render_verdicts(verdicts: list[Verdict], allowed: set[str]) -> str:
-    lines = ["Fact check:"]
+def render_verdicts(verdicts: list[Verdict], allowed: set[str], t: Translator) -> str:
+    lines = [t._("Fact check:")]
     for i, v in enumerate(verdicts, 1):
-        lines.append(f"{i}. “{v.claim}” — {VERDICTS[v.verdict]}")
+        lines.append(f"{i}. “{v.claim}” — {t._(VERDICTS[v.verdict])}")
         if v.why:
-            lines.append(f"   {scrub_urls(v.why, allowed)}")
+            lines.append(f"   {scrub_urls(v.why, allowed, t._(REMOVED_LINK))}")
         for s in v.sources[:3]:
             lines.append(f"   • {s.title} — {s.url}")
     if all(v.verdict == "unclear" for v in verdicts):
-        lines.append("The sources I found don't settle it.")
+        lines.append(t._("The sources I found don't settle it."))
     return "\n".join(lines)

@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 
 from bot.errors import PaibotError
+from bot.i18n import N_, Text
 
 
 TEXT_EXTENSIONS = {".txt": "text", ".text": "text", ".log": "text", ".md": "markdown", ".markdown": "markdown",
@@ -86,7 +87,7 @@ def parse_document(name: str, mime: str, data: bytes, limits: ParseLimits = Pars
     """The text of a document. Raises ``FileRejected`` when it cannot or must not be read."""
     kind = document_kind(name, mime)
     if kind is None:
-        raise FileRejected(f"{name}: not a supported document type ({mime or 'unknown type'})")
+        raise FileRejected(Text(N_("{name}: not a supported document type ({mime})"), name=name, mime=mime or "?"))
     if kind == "pdf":
         return _parse_pdf(data, limits)
     if kind == "docx":
@@ -115,7 +116,7 @@ def _csv_as_text(text: str, tab: bool) -> str:
     try:
         rows = list(csv.reader(io.StringIO(text), delimiter="\t" if tab else ","))
     except csv.Error as exc:
-        raise FileRejected(f"not a readable CSV file ({exc})") from exc
+        raise FileRejected(Text(N_("not a readable CSV file ({error})"), error=exc)) from exc
     if not rows:
         return ""
     header, body = rows[0], rows[1:]
@@ -136,7 +137,7 @@ def _parse_pdf(data: bytes, limits: ParseLimits) -> ParsedDocument:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise FileRejected("the PDF is encrypted")
+            raise FileRejected(Text(N_("the PDF is encrypted")))
         total = len(reader.pages)
         pages: list[tuple[int | None, str]] = []
         for i in range(min(total, limits.max_pages)):
@@ -146,9 +147,9 @@ def _parse_pdf(data: bytes, limits: ParseLimits) -> ParsedDocument:
     except FileRejected:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
-        raise FileRejected(f"not a readable PDF ({type(exc).__name__}: {exc})") from exc
+        raise FileRejected(Text(N_("not a readable PDF ({error})"), error=f"{type(exc).__name__}: {exc}")) from exc
     except Exception as exc:  # pypdf raises assorted errors on hostile input; any of them means "unreadable"
-        raise FileRejected(f"not a readable PDF ({type(exc).__name__})") from exc
+        raise FileRejected(Text(N_("not a readable PDF ({error})"), error=type(exc).__name__)) from exc
     doc = _capped("pdf", pages, total, limits)
     if total > limits.max_pages:
         return ParsedDocument(doc.kind, doc.pages, total, True)
@@ -160,9 +161,10 @@ def _parse_docx(data: bytes, limits: ParseLimits) -> ParsedDocument:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             unzipped = sum(i.file_size for i in zf.infolist())
     except (zipfile.BadZipFile, OSError) as exc:
-        raise FileRejected(f"not a readable DOCX file ({exc})") from exc
+        raise FileRejected(Text(N_("not a readable DOCX file ({error})"), error=exc)) from exc
     if unzipped > limits.max_unzipped_bytes:
-        raise FileRejected(f"the DOCX unpacks to {unzipped} bytes, over the {limits.max_unzipped_bytes}-byte limit")
+        raise FileRejected(Text(N_("the DOCX unpacks to {size} bytes, over the {limit}-byte limit"), size=unzipped,
+                                limit=limits.max_unzipped_bytes))
     import docx
 
     try:
@@ -172,7 +174,7 @@ def _parse_docx(data: bytes, limits: ParseLimits) -> ParsedDocument:
             for row in table.rows:
                 parts.append(" | ".join(cell.text.strip() for cell in row.cells))
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors...: all mean "unreadable"
-        raise FileRejected(f"not a readable DOCX file ({type(exc).__name__})") from exc
+        raise FileRejected(Text(N_("not a readable DOCX file ({error})"), error=type(exc).__name__)) from exc
     return _capped("docx", [(None, "\n".join(parts))], None, limits)
 
 

@@ -27,8 +27,10 @@ from bot.commands import Command, CommandCall, CommandRegistry, Observation, Rep
 from bot.context import fmt_time
 from bot.errors import DeliveryError
 from bot.events import Attachment, Message
+from bot.i18n import N_, Text
 from bot.ports import MemoryRecord, SearchFilters, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.attachment_log import AttachmentLog, DocumentEntry, shared_log
 from bot.skills.file_parsing import (
     Chunk,
@@ -65,7 +67,7 @@ READ_FILE_SPEC = ToolSpec(
 class Ingested:
     name: str
     chunks: int
-    note: str = ""  # why it was skipped or cut short; empty when fully read
+    note: str | Text = ""  # why it was skipped or cut short; empty when fully read
 
 
 def record_base(msg: Message, pai: str) -> str:
@@ -98,7 +100,7 @@ class FilesSkill:
         self._limits = limits
 
     def commands(self) -> Iterable[Command]:
-        return [Command("files", "Documents posted here that I have read", self._list_command, usage="/files")]
+        return [Command("files", N_("Documents posted here that I have read"), self._list_command, usage="/files")]
 
     def tools(self) -> Iterable[Tool]:
         return [Tool(READ_FILE_SPEC, self._read_file_tool)]
@@ -124,7 +126,8 @@ class FilesSkill:
         addressed = bool(getattr(seen.decision, "speak", False))
         if refused and addressed and len(refused) == len(results):
             # The member spoke to us with only unreadable files: say so instead of answering blind.
-            return "\n".join(f"I couldn't read {r.name}: {r.note}." for r in refused)
+            t = await self._s.translator(msg.chat.key)
+            return "\n".join(t._("I couldn't read {name}: {why}.", name=r.name, why=t.render(r.note)) for r in refused)
         return None
 
     async def ingest(self, msg: Message, pai: str, att: Attachment, offset: int = 0) -> Ingested:
@@ -132,7 +135,7 @@ class FilesSkill:
         kind = document_kind(att.name, att.mime)
         if kind is None:
             log.info("not reading %s in %s: unsupported type %s", att.name, msg.chat.key, att.mime or "?")
-            return Ingested(att.name, 0, "I can only read PDF, DOCX, TXT, Markdown and CSV files")
+            return Ingested(att.name, 0, Text(N_("I can only read PDF, DOCX, TXT, Markdown and CSV files")))
         try:
             data = await self._fetch(msg, att)
             doc = await asyncio.to_thread(parse_document, att.name, att.mime, data, self._limits)
@@ -140,11 +143,11 @@ class FilesSkill:
         except (FileRejected, DeliveryError) as exc:
             log.warning("skipped %s posted in %s (message %s): %s", att.name, msg.chat.key, msg.id, exc)
             await self._note_document(msg, pai, att, None, 0, f"refused: {exc}")
-            return Ingested(att.name, 0, _short(exc))
+            return Ingested(att.name, 0, exc.args[0] if isinstance(exc.args[0], Text) else _short(exc))
         if not chunks:
             log.warning("skipped %s in %s: no text found (a scanned PDF?)", att.name, msg.chat.key)
             await self._note_document(msg, pai, att, doc.total_pages, 0, "refused: no text")
-            return Ingested(att.name, 0, "it contains no text I can read (a scanned document?)")
+            return Ingested(att.name, 0, Text(N_("it contains no text I can read (a scanned document?)")))
         for i, chunk in enumerate(chunks):
             await self._s.memory.record(chunk_record(msg, pai, att, doc, chunk, offset + i))
         note = ""
@@ -158,14 +161,14 @@ class FilesSkill:
     async def _fetch(self, msg: Message, att: Attachment) -> bytes:
         limit = self._s.settings.limits.max_attachment_bytes
         if att.size and att.size > limit:
-            raise FileRejected(f"it is {att.size} bytes, over the {limit}-byte limit")
+            raise FileRejected(Text(N_("it is {size} bytes, over the {limit}-byte limit"), size=att.size, limit=limit))
         adapter = self._s.adapter_for(msg.chat)
         fetch = getattr(adapter, "fetch_attachment", None)
         if fetch is None:
             raise DeliveryError(f"the {adapter.name} adapter cannot download attachments")
         data = await fetch(att, limit)
         if len(data) > limit:  # an adapter ignoring the limit must not make us parse the file
-            raise FileRejected(f"it is {len(data)} bytes, over the {limit}-byte limit")
+            raise FileRejected(Text(N_("it is {size} bytes, over the {limit}-byte limit"), size=len(data), limit=limit))
         return data
 
     async def _note_document(
@@ -230,13 +233,14 @@ class FilesSkill:
 
     async def _listing(self, pai: str, chat_key: str) -> str:
         docs = await self.documents(pai)
+        t = await self._s.translator(chat_key)
         if not docs:
-            return "No documents have been posted in this group yet (PDF, DOCX, TXT, Markdown and CSV are read)."
+            return t._("No documents have been posted in this group yet (PDF, DOCX, TXT, Markdown and CSV are read).")
         tz = self._s.tz_for(chat_key)
-        lines = ["Documents posted here:"]
+        lines = [t._("Documents posted here:")]
         for d in docs[:30]:
-            size = f", {d.pages} pages" if d.pages else ""
-            partial = " (read partially)" if d.status == "partial" else ""
+            size = t.ngettext(", {n} page", ", {n} pages", d.pages) if d.pages else ""
+            partial = t._(" (read partially)") if d.status == "partial" else ""
             lines.append(f"• {d.name} — {d.posted_by}, {fmt_time(d.posted_at, tz)}{size}{partial}")
         return "\n".join(lines)
 
@@ -268,3 +272,6 @@ def _short(exc: Exception) -> str:
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     attachments, created = shared_log(services.extras, services.settings.data_path)
     return [FilesSkill(services, attachments)], [attachments] if created else []
+
+
+plugin = builtin("files", build, 40, "reads posted files (PDF, Word, text) into the group's memory; answers about them")

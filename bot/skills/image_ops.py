@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import PaibotError
+from bot.i18n import N_, Text
 
 MAX_PIXELS = 40_000_000
 VISION_MAX_SIDE = 1024
@@ -33,17 +34,21 @@ class EditRequest:
     op: str
     args: dict[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> str:
+    def describe(self) -> Text:
         a = self.args
         if self.op == "rotate":
-            return f"rotated {a.get('degrees', 90)}° clockwise"
+            return Text(N_("rotated {degrees}° clockwise"), degrees=a.get("degrees", 90))
         if self.op == "flip":
-            return f"flipped {a.get('direction', 'horizontal')}ly"
+            if a.get("direction", "horizontal") == "vertical":
+                return Text(N_("flipped vertically"))
+            return Text(N_("flipped horizontally"))
         if self.op == "crop":
-            return f"cropped ({a.get('mode', 'square')})"
+            return Text(N_("cropped ({mode})"), mode=a.get("mode", "square"))
         if self.op == "caption":
-            return "with a caption"
-        return {"grayscale": "in black and white"}.get(self.op, self.op)
+            return Text(N_("with a caption"))
+        if self.op == "grayscale":
+            return Text(N_("in black and white"))
+        return Text(N_("edited ({op})"), op=self.op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,7 @@ def request_from_args(args: dict[str, Any]) -> EditRequest:
     if op == "rotate":
         degrees = args.get("degrees", 90)
         if not isinstance(degrees, int) or degrees % 360 not in (90, 180, 270):
-            raise ImageRejected("rotate takes degrees 90, 180 or 270 (clockwise)")
+            raise ImageRejected(Text(N_("rotate takes degrees 90, 180 or 270 (clockwise)")))
         return EditRequest("rotate", {"degrees": degrees % 360})
     if op == "flip":
         direction = "vertical" if str(args.get("direction", "")).lower().startswith("v") else "horizontal"
@@ -119,17 +124,17 @@ def request_from_args(args: dict[str, Any]) -> EditRequest:
     if op == "crop":
         mode = str(args.get("mode", "square")).lower()
         if mode not in ("square", "center", "left", "right", "top", "bottom"):
-            raise ImageRejected("crop mode is one of square, center, left, right, top, bottom")
+            raise ImageRejected(Text(N_("crop mode is one of square, center, left, right, top, bottom")))
         percent = args.get("percent", 80)
         if not isinstance(percent, int) or not 10 <= percent <= 95:
-            raise ImageRejected("crop percent is a whole number from 10 to 95")
+            raise ImageRejected(Text(N_("crop percent is a whole number from 10 to 95")))
         return EditRequest("crop", {"mode": mode, "percent": percent})
     if op == "caption":
         text = str(args.get("text", "")).strip()
         if not text:
-            raise ImageRejected("caption needs a text")
+            raise ImageRejected(Text(N_("caption needs a text")))
         return EditRequest("caption", {"text": text[:200]})
-    raise ImageRejected(f"unknown operation {op!r} (grayscale, rotate, flip, crop, caption)")
+    raise ImageRejected(Text(N_("unknown operation {op} (grayscale, rotate, flip, crop, caption)"), op=repr(op)))
 
 
 # --------------------------------------------------------------------------- pixels
@@ -141,13 +146,14 @@ def _open(data: bytes) -> Any:
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageRejected("not a readable image") from exc
+        raise ImageRejected(Text(N_("not a readable image"))) from exc
     if img.width * img.height > MAX_PIXELS:
-        raise ImageRejected(f"the image is {img.width}x{img.height}, over the {MAX_PIXELS}-pixel limit")
+        raise ImageRejected(Text(N_("the image is {width}x{height}, over the {limit}-pixel limit"), width=img.width,
+                                 height=img.height, limit=MAX_PIXELS))
     try:
         img.load()
     except (OSError, ValueError) as exc:
-        raise ImageRejected("not a readable image") from exc
+        raise ImageRejected(Text(N_("not a readable image"))) from exc
     return img
 
 
@@ -172,7 +178,7 @@ def apply_edit(data: bytes, req: EditRequest) -> EditedImage:
     elif req.op == "caption":
         out = add_caption(img, str(req.args.get("text", "")))
     else:
-        raise ImageRejected(f"unknown edit {req.op!r}")
+        raise ImageRejected(Text(N_("unknown edit {op}"), op=repr(req.op)))
     return _encode(out, source_format)
 
 

@@ -32,8 +32,10 @@ from bot.brain import BrainUnavailable
 from bot.commands import Command, CommandCall, CommandRegistry, Observation, Reply
 from bot.errors import DeliveryError, LLMError
 from bot.events import Attachment, Message, Outgoing, OutgoingFile
+from bot.i18n import N_, Text
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.attachment_log import AttachmentLog, shared_log
 from bot.skills.image_ops import (
     EditedImage,
@@ -57,7 +59,7 @@ CAPTION_SYSTEM = (
     "description only."
 )
 
-EDIT_HELP = (
+EDIT_HELP = N_(
     "Reply to an image with what to do: black and white, rotate [left|right|180], flip [vertically], "
     "crop [square|50%|left half], or add a caption \"text\"."
 )
@@ -104,8 +106,8 @@ class ImagesSkill:
         self._captioned: dict[str, deque[Any]] = {}
 
     def commands(self) -> Iterable[Command]:
-        return [Command("edit", "Edit the image you reply to", self._edit_command,
-                        usage="/edit black and white | rotate | flip | crop | caption \"text\"")]  # fmt: skip
+        return [Command("edit", N_("Edit the image you reply to"), self._edit_command,
+                        usage=N_("/edit black and white | rotate | flip | crop | caption \"text\""))]  # fmt: skip
 
     def tools(self) -> Iterable[Tool]:
         return [Tool(EDIT_IMAGE_SPEC, self._edit_tool)]
@@ -200,14 +202,14 @@ class ImagesSkill:
     async def _fetch(self, msg: Message, att: Attachment) -> bytes:
         limit = self._s.settings.limits.max_attachment_bytes
         if att.size and att.size > limit:
-            raise ImageRejected(f"the image is {att.size} bytes, over the {limit}-byte limit")
+            raise ImageRejected(Text(N_("the image is {size} bytes, over the {limit}-byte limit"), size=att.size, limit=limit))
         adapter = self._s.adapter_for(msg.chat)
         fetch = getattr(adapter, "fetch_attachment", None)
         if fetch is None:
             raise DeliveryError(f"the {adapter.name} adapter cannot download attachments")
         data = await fetch(att, limit)
         if len(data) > limit:
-            raise ImageRejected(f"the image is over the {limit}-byte limit")
+            raise ImageRejected(Text(N_("the image is over the {limit}-byte limit"), limit=limit))
         return data
 
     async def edited(self, msg: Message, target: Attachment, req: EditRequest | None, prompt: str = "") -> OutgoingFile:
@@ -218,7 +220,7 @@ class ImagesSkill:
             suffix = req.op
         else:
             if self._generator is None:
-                raise ImageRejected("generative edits need llm.image_model in config.yaml")
+                raise ImageRejected(Text(N_("generative edits need llm.image_model in config.yaml")))
             out = await self._generator.edit(data, target.mime or "image/png", prompt)
             result = EditedImage(out, "image/png", "png")
             suffix = "edited"
@@ -230,14 +232,17 @@ class ImagesSkill:
             file = await self.edited(msg, target, req)
         except (ImageRejected, DeliveryError) as exc:
             log.warning("edit of %s in %s failed: %s", target.name, msg.chat.key, exc)
-            return f"I couldn't edit {target.name}: {exc}."
-        return Reply(f"Here it is, {req.describe()}.", {"files": (file,)})
+            t = await self._s.translator(msg.chat.key)
+            return t._("I couldn't edit {name}: {why}.", name=target.name, why=t.render(exc))
+        t = await self._s.translator(msg.chat.key)
+        return Reply(t._("Here it is, {how}.", how=t.render(req.describe())), {"files": (file,)})
 
     async def _edit_command(self, call: CommandCall) -> str | Reply:
         msg = call.message
         target = await self._target(msg)
+        t = await self._s.translator(msg.chat.key)
         if target is None:
-            return EDIT_HELP
+            return t._(EDIT_HELP)
         req = parse_edit(call.args)
         if req is not None:
             return await self._edit_reply(msg, target, req)
@@ -246,9 +251,9 @@ class ImagesSkill:
                 file = await self.edited(msg, target, None, call.args.strip())
             except (ImageRejected, DeliveryError, LLMError) as exc:
                 log.warning("generative edit in %s failed: %s", msg.chat.key, exc)
-                return f"I couldn't edit {target.name} that way right now."
-            return Reply("Here it is.", {"files": (file,)})
-        return EDIT_HELP
+                return t._("I couldn't edit {name} that way right now.", name=target.name)
+            return Reply(t._("Here it is."), {"files": (file,)})
+        return t._(EDIT_HELP)
 
     async def _edit_tool(self, args: dict[str, Any], ctx: ToolContext) -> str:
         msg = ctx.message  # the envelope decides which chat and which image; arguments only say how
@@ -265,7 +270,8 @@ class ImagesSkill:
                 file = await self.edited(msg, target, request_from_args(args))
         except (ImageRejected, DeliveryError, LLMError) as exc:
             return f"error: {exc}"
-        await self._s.send(Outgoing(chat=msg.chat, text=f"Here it is ({file.name}).", reply_to=msg.id, thread=msg.thread, files=(file,),
+        t = await self._s.translator(msg.chat.key)
+        await self._s.send(Outgoing(chat=msg.chat, text=t._("Here it is ({name}).", name=file.name), reply_to=msg.id, thread=msg.thread, files=(file,),
                                     idempotency_key=f"{msg.event_id}:edit_image"))  # fmt: skip
         return f"posted {file.name} in the chat as a reply; tell the user briefly"
 
@@ -274,3 +280,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     attachments, created = shared_log(services.extras, services.settings.data_path)
     generator = services.extras.get(EXTRAS_GENERATOR)
     return [ImagesSkill(services, attachments, generator)], [attachments] if created else []  # type: ignore[arg-type]
+
+
+plugin = builtin("images", build, 50, "image captions for the memory and image edits")

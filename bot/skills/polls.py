@@ -20,24 +20,65 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from bot.commands import Command, CommandCall, CommandRegistry, Observation
-from bot.events import Message, Outgoing, Poll
+from bot.commands import HANDLED, Command, CommandCall, CommandRegistry, Observation, Reply
+from bot.events import Message, Outgoing, Poll, SentRef
+from bot.i18n import N_, Translator
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.poll_store import PollRow, PollStore
 from bot.skills.register import Register, shared_register
 from bot.skills.reminders import fmt_when
 from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.timeparse import parse_when, zh_numerals_to_digits
 
 log = logging.getLogger("paibot.skills.polls")
 
 DEFAULT_MINUTES = 60
 MAX_MINUTES = 7 * 24 * 60
 MAX_OPTIONS = 10
-USAGE = "Usage: /poll Question? | option a | option b [| ...] [for 30m]"
+USAGE = N_("Usage: /poll Question? | option a | option b [| ...] [for 30m]")
 _FOR = re.compile(r"\s+(?:for|in)\s+(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.I)
+# "1分钟", "半小时", "两小时", "1天" (optionally "内"/"后截止") closing the last option
+_FOR_ZH = re.compile(r"\s*(?:投票)?(?:时长|持续)?\s*(\d+|半)\s*(分钟|分|个?小时|个?钟头|天)(?:内|后截止|后结束)?\s*$")
+# "今晚8点截止", "明天中午前", "截止到周五", "until 8pm", "closes 8pm", "by 8pm"
+_DEADLINE = re.compile(
+    r"(?:\s+|^)(?:until|till|closes?|closing|by)\s+(?P<en>.+)$|(?P<zh>\S*?(?:截止|之前|以前|前|为止|结束))\s*$"
+    r"|(?:截止到|截至|截止)(?P<zh2>\S+)\s*$",
+    re.I,
+)
+
+
+def split_closing(text: str, now: datetime, tz: ZoneInfo) -> tuple[str, int | None]:
+    """Split a poll's closing time off the end of its last option: ``"日料 1分钟"`` -> ``("日料", 1)``,
+    ``"烧烤 今晚8点截止"`` -> ``("烧烤", minutes until 20:00)``, ``"tacos for 30m"`` -> ``("tacos", 30)``.
+    Minutes is None when the text names no closing time (the text is then returned unchanged)."""
+    m = _FOR.search(" " + text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2).lower()
+        return text[: max(0, m.start() - 1)].strip(), n * (60 if unit.startswith("h") else 1440 if unit.startswith("d") else 1)
+    work = zh_numerals_to_digits(text)
+    m = _FOR_ZH.search(work)
+    if m and m.start() > 0:
+        n = 0.5 if m.group(1) == "半" else int(m.group(1))
+        unit = m.group(2)
+        minutes = n * (1440 if unit == "天" else 60 if "时" in unit or "钟头" in unit else 1)
+        return work[: m.start()].strip(), max(1, int(minutes))
+    for start in range(1, len(text)):
+        head, tail = text[:start].strip(), text[start:].strip()
+        dm = _DEADLINE.fullmatch(" " + tail) or _DEADLINE.fullmatch(tail)
+        if not head or dm is None or text[start - 1] not in " \t" and not _CJK_BOUNDARY.match(text[start - 1 : start + 1]):
+            continue
+        when = parse_when(dm.group("en") or tail, now, tz)
+        if when is not None and not when.text and when.due > now:
+            return head, max(1, -(-int((when.due - now).total_seconds()) // 60))
+    return text, None
+
+
+_CJK_BOUNDARY = re.compile(r"[\u4e00-\u9fff][\u4e00-\u9fff\d]")
 _VOTE = re.compile(r"^\s*(?:vote\s*|投\s*)?#?(\d{1,2})\s*[.!。]?\s*$", re.I)
 
 
@@ -62,11 +103,11 @@ class PollSkill:
         return [
             Command(
                 "poll",
-                "Open a poll (members vote by replying with a number)",
+                N_("Open a poll (members vote by replying with a number)"),
                 self._cmd_poll,
-                usage="/poll Question? | a | b [for 30m]",
+                usage=N_("/poll Question? | a | b [for 30m]"),
             ),
-            Command("pick", "Pick one at random", self._cmd_pick, usage="/pick a b c"),
+            Command("pick", N_("Pick one at random"), self._cmd_pick, usage=N_("/pick a b c")),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -118,11 +159,18 @@ class PollSkill:
     # ----------------------------------------------------------------- opening
 
     async def open(self, msg: Message, question: str, options: list[str], minutes: int, origin: str) -> str:
+        """Open a poll in ``msg``'s group; returns the answer for whoever asked (the poll is its own message)."""
+        return (await self._open(msg, question, options, minutes, origin))[1]
+
+    async def _open(
+        self, msg: Message, question: str, options: list[str], minutes: int, origin: str
+    ) -> tuple[bool, str]:
         options = [o.strip()[:200] for o in options if o.strip()]
         options = list(dict.fromkeys(options))[:MAX_OPTIONS]
         question = question.strip()[:300]
+        tr = await self.s.translator(msg.chat.key)
         if not question or len(options) < 2:
-            return "A poll needs a question and at least two different options. " + USAGE
+            return False, tr._("A poll needs a question and at least two different options.") + " " + tr._(USAGE)
         minutes = max(1, min(int(minutes or DEFAULT_MINUTES), MAX_MINUTES))
         await self.db.note_group(msg.chat)
         await self.s.load_group(msg.chat.key)
@@ -141,7 +189,7 @@ class PollSkill:
             now=now,
         )
         if poll.message_id is None:  # new, or a replay of a request whose poll never went out
-            text = self.poll_text(poll, now)
+            text = self.poll_text(poll, now, tr)
             extra = {"poll": Poll(question, tuple(options), close_after_s=minutes * 60)} if native else {}
             ref = await self.s.send(
                 Outgoing(
@@ -155,14 +203,25 @@ class PollSkill:
             )  # type: ignore[arg-type]
             await self.store.set_message(poll.id, ref.message_id)
             self.loop.wake()
-        return f"Poll #{poll.no} is open until {fmt_when(poll.closes, self.s.tz_for(msg.chat.key), now)}."
+        until = fmt_when(poll.closes, self.s.tz_for(msg.chat.key), now, tr)
+        return True, tr._("Poll #{no} is open until {when}.", no=poll.no, when=until)
 
-    def poll_text(self, poll: PollRow, now: datetime) -> str:
-        lines = [f"📊 Poll #{poll.no}: {poll.question}"]
-        lines += [f"{i}. {opt}" for i, opt in enumerate(poll.options, 1)]
-        how = "Vote in the poll, or reply" if poll.native else "Reply"
-        closes = fmt_when(poll.closes, self.s.tz_for(poll.group_key), now)
-        lines.append(f"{how} to this message with the number of your choice. Closes {closes}.")
+    def poll_text(
+        self, poll: PollRow, now: datetime, tr: Translator, counts: dict[int, int] | None = None
+    ) -> str:
+        """The poll message; with ``counts``, the tally so far (the message is edited as votes come in)."""
+        lines = [tr._("📊 Poll #{no}: {question}", no=poll.no, question=poll.question)]
+        if counts:
+            lines += [f"{i}. {opt} — {counts.get(i, 0)}" for i, opt in enumerate(poll.options, 1)]
+            lines.append(tr.ngettext("{n} vote so far", "{n} votes so far", sum(counts.values())))
+        else:
+            lines += [f"{i}. {opt}" for i, opt in enumerate(poll.options, 1)]
+        closes = fmt_when(poll.closes, self.s.tz_for(poll.group_key), now, tr)
+        if poll.native:
+            lines.append(tr._("Vote in the poll, or reply to this message with the number of your choice. "
+                              "Closes {when}.", when=closes))
+        else:
+            lines.append(tr._("Reply to this message with the number of your choice. Closes {when}.", when=closes))
         return "\n".join(lines)
 
     async def _cmd_poll(self, call: CommandCall) -> str | None:
@@ -170,26 +229,27 @@ class PollSkill:
         m = re.match(r"^(?:close|end|结束)\s+#?(\d+)$", args, re.I)
         if m:
             return await self._close_early(call, int(m.group(1)))
-        minutes = DEFAULT_MINUTES
-        fm = _FOR.search(args)
-        if fm:
-            n, unit = int(fm.group(1)), fm.group(2).lower()
-            minutes = n * (60 if unit.startswith("h") else 1440 if unit.startswith("d") else 1)
-            args = args[: fm.start()]
         parts = [p.strip() for p in args.split("|")]
+        key = call.message.chat.key
+        await self.s.load_group(key)
+        last, closing = split_closing(parts[-1], self.s.clock.now(), self.s.tz_for(key))
+        minutes = closing or DEFAULT_MINUTES
+        parts = parts[:-1] + ([last] if last else [])
         if len(parts) < 3:
-            return USAGE
-        answer = await self.open(
+            return (await self.s.translator(call.message.chat.key))._(USAGE)
+        opened, answer = await self._open(
             call.message, parts[0], parts[1:], minutes, origin=f"cmd:{call.message.event_id}"
         )
-        return None if answer.startswith("Poll #") else answer  # the poll message itself is the answer
+        return None if opened else answer  # the poll message itself is the answer
 
     async def _close_early(self, call: CommandCall, no: int) -> str:
         poll = await self.store.get(call.message.chat.key, no)
+        tr = await self.s.translator(call.message.chat.key)
         if poll is None or poll.status != "open":
-            return f"There is no open poll #{no} here."
+            return tr._("There is no open poll #{no} here.", no=no)
         if poll.opener_id != call.message.author.user_id and not call.is_admin:
-            return f"Only {poll.opener_name} (who opened it) or a group admin can close poll #{no}."
+            return tr._("Only {opener} (who opened it) or a group admin can close poll #{no}.",
+                        opener=poll.opener_name, no=no)
         await self.store.close_now(poll.id, self.s.clock.now())
         await self.loop.tick()
         return ""
@@ -213,22 +273,23 @@ class PollSkill:
 
     # ----------------------------------------------------------------- picking
 
-    def pick(self, choices: list[str]) -> str:
+    def pick(self, choices: list[str], tr: Translator) -> str:
         choices = list(dict.fromkeys(c for c in choices if c))
         if len(choices) < 2:
-            return "Give me at least two things to pick from: /pick pizza sushi tacos"
-        return f"🎲 I pick: {self.s.rng.choice(choices)}"
+            return tr._("Give me at least two things to pick from: /pick pizza sushi tacos")
+        return tr._("🎲 I pick: {choice}", choice=self.s.rng.choice(choices))
 
     async def _cmd_pick(self, call: CommandCall) -> str:
-        return self.pick(split_choices(call.args))
+        return self.pick(split_choices(call.args), await self.s.translator(call.message.chat.key))
 
     async def _tool_pick(self, args: dict[str, Any], ctx: ToolContext) -> str:
         options = args.get("options")
-        return self.pick([str(o) for o in options] if isinstance(options, list) else [])
+        tr = await self.s.translator(ctx.message.chat.key)
+        return self.pick([str(o) for o in options] if isinstance(options, list) else [], tr)
 
     # ----------------------------------------------------------------- voting
 
-    async def _observe_vote(self, obs: Observation) -> str | None:
+    async def _observe_vote(self, obs: Observation) -> str | Reply | None:
         msg = obs.message
         if not obs.reply_to_me or msg.reply_to is None:
             return None
@@ -238,14 +299,30 @@ class PollSkill:
         choice = self._choice(poll, msg.text)
         if choice is None:
             return None  # not a vote: let the member answer the reply as usual
+        tr = await self.s.translator(msg.chat.key)
         if not await self.store.vote(
             poll.id, msg.author.user_id, msg.author.display_name, choice, self.s.clock.now()
         ):
-            return f"Poll #{poll.no} is already closed."
+            return tr._("Poll #{no} is already closed.", no=poll.no)
         counts = await self.store.tally(poll.id)
-        return (
-            f"🗳️ {msg.author.display_name}: {poll.options[choice - 1]} ({sum(counts.values())} votes so far)"
-        )
+        if await self._show_tally(poll, counts, tr):
+            return HANDLED  # one tally, updated in place: no message per vote
+        so_far = tr.ngettext("{n} vote so far", "{n} votes so far", sum(counts.values()))
+        return f"🗳️ {msg.author.display_name}: {poll.options[choice - 1]} ({so_far})"
+
+    async def _show_tally(self, poll: PollRow, counts: dict[int, int], tr: Translator) -> bool:
+        """Edit the poll message to show the tally; False where the platform cannot edit it (no edits, or a
+        native poll whose text cannot change): then the vote is acknowledged by a short reply instead."""
+        adapter = self.s.adapters.get(poll.chat.platform)
+        if poll.message_id is None or adapter is None or not adapter.capabilities.edit:
+            return False
+        text = self.poll_text(poll, self.s.clock.now(), tr, counts)
+        try:
+            await adapter.edit(SentRef(poll.chat, poll.message_id), text)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the vote is counted either way
+            log.info("the tally of poll %s in %s cannot be shown in place (%s)", poll.id, poll.group_key, exc)
+            return False
+        return True
 
     @staticmethod
     def _choice(poll: PollRow, text: str) -> int | None:
@@ -273,19 +350,24 @@ class PollSkill:
     async def result(self, poll: PollRow, now: datetime) -> tuple[str, str | None]:
         """The announcement and the decision to record (None when nobody voted)."""
         counts = await self.store.tally(poll.id)
-        lines = [f"📊 Poll #{poll.no} closed: {poll.question}"]
+        tr = await self.s.translator(poll.group_key)
+        lines = [tr._("📊 Poll #{no} closed: {question}", no=poll.no, question=poll.question)]
         lines += [f"{i}. {opt} — {counts.get(i, 0)}" for i, opt in enumerate(poll.options, 1)]
         if not counts:
-            return "\n".join(lines + ["Nobody voted, so nothing was decided."]), None
+            return "\n".join(lines + [tr._("Nobody voted, so nothing was decided.")]), None
         top = max(counts.values())
         leaders = [i for i in sorted(counts) if counts[i] == top]
         winner = leaders[0] if len(leaders) == 1 else self.s.rng.choice(leaders)
         if len(leaders) > 1:
-            tied = " and ".join(poll.options[i - 1] for i in leaders)
-            lines.append(f"Tie between {tied}; I picked {poll.options[winner - 1]} at random.")
+            tied = tr.join([poll.options[i - 1] for i in leaders])
+            lines.append(tr._("Tie between {tied}; I picked {winner} at random.", tied=tied,
+                              winner=poll.options[winner - 1]))
         else:
-            lines.append(f"Winner: {poll.options[winner - 1]} ({top} of {sum(counts.values())} votes).")
-        return "\n".join(lines), f"{poll.question} → {poll.options[winner - 1]} (poll #{poll.no})"
+            lines.append(tr.ngettext("Winner: {winner} ({top} of {n} vote).", "Winner: {winner} ({top} of {n} votes).",
+                                     sum(counts.values()), winner=poll.options[winner - 1], top=top))
+        decision = tr._("{question} → {winner} (poll #{no})", question=poll.question,
+                        winner=poll.options[winner - 1], no=poll.no)
+        return "\n".join(lines), decision
 
     async def _announce(self, poll: PollRow, now: datetime) -> int:
         text, decision = await self.result(poll, now)
@@ -293,7 +375,8 @@ class PollSkill:
             item, _ = await self.register.add(
                 poll.chat, "decision", decision, now=now, source="poll", origin=f"poll:{poll.id}"
             )
-            text += f"\nRecorded as decision #{item.no} (/decisions)."
+            tr = await self.s.translator(poll.group_key)
+            text += "\n" + tr._("Recorded as decision #{no} (/decisions).", no=item.no)
         out = Outgoing(
             chat=poll.chat,
             text=text,
@@ -316,3 +399,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = PollSkill(services, db, shared_register(services.extras, db))
     services.extras["skills.polls"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("polls", build, 30, "polls, native where the platform has them")

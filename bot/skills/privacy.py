@@ -20,8 +20,10 @@ from typing import Any
 
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time
+from bot.i18n import N_
 from bot.ports import MemoryRecord, Tool
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.skilldb import SkillDB, skill_db
 
@@ -43,20 +45,20 @@ class PrivacySkill:
         return [
             Command(
                 "forget_me",
-                "Remove your messages in this group from my memory",
+                N_("Remove your messages in this group from my memory"),
                 self._forget,
                 usage="/forget-me",
                 aliases=("forgetme",),
             ),
             Command(
                 "what_do_you_know_about_me",
-                "What I keep about you in this group",
+                N_("What I keep about you in this group"),
                 self._know,
                 usage="/what-do-you-know-about-me",
                 aliases=("whatdoyouknow",),
             ),
-            Command("optout", "Stop recording your messages in this group", self._optout),
-            Command("optin", "Resume recording your messages in this group", self._optin),
+            Command("optout", N_("Stop recording your messages in this group"), self._optout),
+            Command("optin", N_("Resume recording your messages in this group"), self._optin),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -82,46 +84,57 @@ class PrivacySkill:
         attachments = self.s.extras.get("skills.attachment_log")  # the files skill's list of posted files
         if attachments is not None:
             await attachments.forget_author(call.message.chat.key, user)
-        return (
-            f"Done: I removed {removed} of your messages from this group's memory (the transcript and the "
-            "search indexes). New messages are still recorded; /optout stops that."
+        t = await self.s.translator(call.message.chat.key)
+        return t.ngettext(
+            "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
+            "indexes). New messages are still recorded; /optout stops that.",
+            "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
+            "indexes). New messages are still recorded; /optout stops that.",
+            removed,
         )
 
     async def _optout(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "1")
-        return (
+        t = await self.s.translator(call.message.chat.key)
+        return t._(
             "OK: from now on I don't record your messages in this group (I still answer you). What I kept "
             "before stays until you use /forget-me. /optin turns recording back on."
         )
 
     async def _optin(self, call: CommandCall) -> str:
         await self.s.state.group_delete(call.message.chat.key, f"optout:{call.message.author.user_id}")
-        return "OK: I record your messages in this group again."
+        return (await self.s.translator(call.message.chat.key))._("OK: I record your messages in this group again.")
 
     async def _know(self, call: CommandCall) -> str:
         msg = call.message
         key, user = msg.chat.key, msg.author.user_id
         await self.s.load_group(key)
+        t = await self.s.translator(key)
         tz = self.s.tz_for(key)
         mine, scanned_all = await self._records_of(call.pai, user, skip_id=msg.id)
         opted_out = bool(await self.s.state.group_get(key, f"optout:{user}"))
-        lines = ["What I keep about you in this group:"]
+        lines = [t._("What I keep about you in this group:")]
         if not mine:
-            lines.append("• No messages of yours are stored here.")
+            lines.append(t._("• No messages of yours are stored here."))
         else:
-            at_least = "" if scanned_all else "at least "
-            lines.append(
-                f"• {at_least}{len(mine)} messages, from {fmt_time(mine[0].sent_at, tz)} "
-                f"to {fmt_time(mine[-1].sent_at, tz)}"
-            )
-            lines.append("• The most recent:")
+            first, last = fmt_time(mine[0].sent_at, tz), fmt_time(mine[-1].sent_at, tz)
+            if scanned_all:
+                lines.append(t.ngettext("• {n} message, from {first} to {last}", "• {n} messages, from {first} to {last}",
+                                        len(mine), first=first, last=last))
+            else:
+                lines.append(t._("• at least {n} messages, from {first} to {last}", n=len(mine), first=first, last=last))
+            lines.append(t._("• The most recent:"))
             lines += [f"  [{fmt_time(r.sent_at, tz)}] {_short(r.text)}" for r in mine[-3:]]
         days = int(self.s.group_setting(key, "retention_days") or 0)
-        lines.append(f"• Kept for {days} days" if days > 0 else "• Kept until you or an admin remove it")
-        lines.append(
-            "• Recording: " + ("off (you opted out; /optin)" if opted_out else "on (/optout stops it)")
-        )
-        lines.append("Remove your messages with /forget-me.")
+        if days > 0:
+            lines.append(t.ngettext("• Kept for {n} day", "• Kept for {n} days", days))
+        else:
+            lines.append(t._("• Kept until you or an admin remove it"))
+        if opted_out:
+            lines.append(t._("• Recording: off (you opted out; /optin)"))
+        else:
+            lines.append(t._("• Recording: on (/optout stops it)"))
+        lines.append(t._("Remove your messages with /forget-me."))
         return "\n".join(lines)
 
     async def _records_of(self, pai: str, user: str, skip_id: str) -> tuple[list[MemoryRecord], bool]:
@@ -183,3 +196,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = PrivacySkill(services, db)
     services.extras["skills.privacy"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("privacy", build, 80, "/optout, /forget-me and what the member keeps about you")

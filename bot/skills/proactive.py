@@ -106,7 +106,8 @@ class ProactiveSkill:
     async def _answer(self, obs: Observation, good: list[MemoryHit]) -> str | None:
         tz = self.s.tz_for(obs.message.chat.key)
         if self.s.brain is None:
-            return "I think this came up before:\n" + "\n".join(format_hits(good, tz, limit=3))
+            t = await self.s.translator(obs.message.chat.key)
+            return t._("I think this came up before:") + "\n" + "\n".join(format_hits(good, tz, limit=3))
         if self.s.budget_spent(obs.message.chat.key, obs.message.author.key):
             return None
         lines = "\n".join(format_record(h.record, tz) for h in good[:6])

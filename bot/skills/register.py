@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS register_lists (
 );
 """
 
-LIST_MARK = "📝 To-dos"
+LIST_MARK = "📝"  # starts every to-do list the bot posts (replies "done N" to one are understood)
 _COLS = "id, group_key, no, kind, text, owner_id, owner_name, due_ts, status, source"
 
 

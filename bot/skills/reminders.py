@@ -24,8 +24,10 @@ from zoneinfo import ZoneInfo
 
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.events import Message, Outgoing
+from bot.i18n import N_, Translator
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.reminder_store import Firing, GroupFull, ReminderStore
 from bot.skills.skilldb import SkillDB, skill_db
@@ -33,20 +35,27 @@ from bot.skills.timeparse import describe_rule, local_dt, next_occurrence, parse
 
 log = logging.getLogger("paibot.skills.reminders")
 
-USAGE = (
+USAGE = N_(
     "Usage: /remind <when> <what>, e.g. /remind in 2h stand up · /remind tomorrow 9:00 call the venue · "
     "/remind every day 9am standup · /remind 每天 9点 打卡"
 )
 _NATURAL = re.compile(r"^\s*(?:please\s+|pls\s+)?remind\b|提醒", re.I)
+# A reminder for the whole group, not for whoever set it: it mentions nobody and says so.
+_EVERYONE = re.compile(
+    r"提醒(?:一下)?(?:大家|所有人|全体|各位|我们)|(?:叫|通知)(?:大家|所有人|全体)|[@＠](?:所有人|全体成员)"
+    r"|\bremind\s+(?:us|everyone|everybody|all|the\s+(?:group|team))\b|\b(?:everyone|everybody)\b",
+    re.I,
+)
+EVERYONE = "everyone"  # the ``source`` of such a reminder
 
 
-def fmt_when(due: datetime, tz: ZoneInfo, now: datetime) -> str:
+def fmt_when(due: datetime, tz: ZoneInfo, now: datetime, t: Translator) -> str:
     local, today = due.astimezone(tz), now.astimezone(tz).date()
     if local.date() == today:
-        return f"today {local:%H:%M}"
+        return t._("today {time}", time=local.strftime("%H:%M"))
     if local.date() == today + timedelta(days=1):
-        return f"tomorrow {local:%H:%M}"
-    return f"{local:%a %Y-%m-%d %H:%M}"
+        return t._("tomorrow {time}", time=local.strftime("%H:%M"))
+    return t.datetime(local, "EEE yyyy-MM-dd HH:mm")
 
 
 class ReminderSkill:
@@ -61,15 +70,15 @@ class ReminderSkill:
     def commands(self) -> Iterable[Command]:
         return [
             Command(
-                "remind", "Set a reminder for this group", self._cmd_remind, usage="/remind <when> <what>"
+                "remind", N_("Set a reminder for this group"), self._cmd_remind, usage=N_("/remind <when> <what>")
             ),
             Command(
                 "reminders",
-                "List this group's reminders (or cancel one)",
+                N_("List this group's reminders (or cancel one)"),
                 self._cmd_list,
-                usage="/reminders [cancel N]",
+                usage=N_("/reminders [cancel N]"),
             ),
-            Command("unremind", "Cancel a reminder", self._cmd_unremind, usage="/unremind N"),
+            Command("unremind", N_("Cancel a reminder"), self._cmd_unremind, usage=N_("/unremind N")),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -89,6 +98,11 @@ class ReminderSkill:
                             },
                             "text": {"type": "string", "description": "what to remind about"},
                             "repeat": {"type": "string", "enum": ["none", "daily", "weekdays", "weekly"]},
+                            "for_everyone": {
+                                "type": "boolean",
+                                "description": "true when the whole group is to be reminded ('remind us', "
+                                "'提醒大家'), false when only the asker is",
+                            },
                         },
                         "required": ["when", "text"],
                     },
@@ -128,26 +142,36 @@ class ReminderSkill:
     # ----------------------------------------------------------------- creating
 
     async def create(
-        self, msg: Message, spec: str, *, origin: str, rule_hint: str | None = None, text: str | None = None
+        self,
+        msg: Message,
+        spec: str,
+        *,
+        origin: str,
+        rule_hint: str | None = None,
+        text: str | None = None,
+        everyone: bool | None = None,
     ) -> str:
         """Parse ``spec`` and store the reminder in ``msg``'s group; returns the member-facing answer."""
         key = msg.chat.key
         await self.s.load_group(key)
+        t = await self.s.translator(key)
         tz, now = self.s.tz_for(key), self.s.clock.now()
         when = parse_when(spec, now, tz)
         if when is None:
-            return f"I couldn't tell when. {USAGE}"
+            return t._("I couldn't tell when.") + " " + t._(USAGE)
         what = (text or when.text).strip()
         if not what:
-            return "What should I remind you about? " + USAGE
+            return t._("What should I remind you about?") + " " + t._(USAGE)
         rule = when.rule
         if rule is None and rule_hint in ("daily", "weekdays", "weekly"):
             local = when.due.astimezone(tz)
             head = f"weekly {local.weekday()}" if rule_hint == "weekly" else rule_hint
             rule = f"{head} {local:%H:%M}"
         if when.due <= now:
-            return "That time has already passed. " + USAGE
-        return await self._store(msg, what, when.due, rule, origin=origin, tz=tz, now=now)
+            return t._("That time has already passed.") + " " + t._(USAGE)
+        if everyone is None:
+            everyone = bool(_EVERYONE.search(spec))
+        return await self._store(msg, what, when.due, rule, origin=origin, tz=tz, now=now, everyone=everyone)
 
     async def _store(
         self,
@@ -159,8 +183,10 @@ class ReminderSkill:
         origin: str,
         tz: ZoneInfo,
         now: datetime,
+        everyone: bool = False,
     ) -> str:
         await self.db.note_group(msg.chat)
+        t = await self.s.translator(msg.chat.key)
         try:
             rem = await self.store.add(
                 chat=msg.chat,
@@ -173,16 +199,24 @@ class ReminderSkill:
                 cap=self.s.settings.limits.reminders_per_group,
                 now=now,
                 origin=origin,
+                source=EVERYONE if everyone else "",
             )
         except GroupFull as exc:
-            return f"I can't add another reminder: {exc}. Cancel one with /reminders cancel N."
+            log.info("reminder refused in %s: %s", msg.chat.key, exc)
+            return t._("I can't add another reminder: this group has reached its limit of {cap} active "
+                       "reminders. Cancel one with /reminders cancel N.",
+                       cap=self.s.settings.limits.reminders_per_group)
         self.loop.wake()
-        repeat = f" ({describe_rule(rem.rule)})" if rem.rule else ""
-        return f"⏰ OK, reminder #{rem.no} {fmt_when(rem.due, tz, now)}{repeat}: {rem.text}"
+        repeat = t._(" ({rule})", rule=describe_rule(rem.rule, t)) if rem.rule else ""
+        if rem.source == EVERYONE:
+            return t._("⏰ OK, I'll remind everyone: #{no} {when}{repeat}: {text}", no=rem.no,
+                       when=fmt_when(rem.due, tz, now, t), repeat=repeat, text=rem.text)
+        return t._("⏰ OK, reminder #{no} {when}{repeat}: {text}", no=rem.no, when=fmt_when(rem.due, tz, now, t),
+                   repeat=repeat, text=rem.text)
 
     async def _cmd_remind(self, call: CommandCall) -> str:
         if not call.args:
-            return USAGE
+            return (await self.s.translator(call.message.chat.key))._(USAGE)
         return await self.create(call.message, call.args, origin=f"cmd:{call.message.event_id}")
 
     async def _tool_set(self, args: dict[str, Any], ctx: ToolContext) -> str:
@@ -194,7 +228,8 @@ class ReminderSkill:
         tz, now = self.s.tz_for(msg.chat.key), self.s.clock.now()
         at = _iso(when, tz)
         if at is None:
-            return await self.create(msg, when, origin=origin, rule_hint=repeat, text=text or None)
+            return await self.create(msg, when, origin=origin, rule_hint=repeat, text=text or None,
+                                     everyone=args.get("for_everyone") is True)
         if not text:
             return "error: text is required"
         rule = None
@@ -206,34 +241,36 @@ class ReminderSkill:
                 at = next_occurrence(rule, now, tz)
         if at <= now:
             return "error: that time has already passed"
-        return await self._store(msg, text, at, rule, origin=origin, tz=tz, now=now)
+        everyone = args.get("for_everyone") is True
+        return await self._store(msg, text, at, rule, origin=origin, tz=tz, now=now, everyone=everyone)
 
     # ----------------------------------------------------------------- listing and cancelling
 
     async def listing(self, group_key: str) -> str:
         await self.s.load_group(group_key)
+        t = await self.s.translator(group_key)
         tz, now = self.s.tz_for(group_key), self.s.clock.now()
         items = await self.store.active(group_key)
         if not items:
-            return "No reminders are set in this group. Set one with /remind in 2h stand up."
-        lines = ["Reminders in this group:"]
+            return t._("No reminders are set in this group. Set one with /remind in 2h stand up.")
+        lines = [t._("Reminders in this group:")]
         for r in items:
-            repeat = f" ({describe_rule(r.rule)})" if r.rule else ""
-            lines.append(f"#{r.no} {fmt_when(r.due, tz, now)}{repeat}: {r.text} — set by {r.owner_name}")
-        lines.append("Cancel one with /reminders cancel N.")
+            repeat = t._(" ({rule})", rule=describe_rule(r.rule, t)) if r.rule else ""
+            lines.append(t._("#{no} {when}{repeat}: {text} — set by {owner}", no=r.no, when=fmt_when(r.due, tz, now, t),
+                             repeat=repeat, text=r.text, owner=r.owner_name))
+        lines.append(t._("Cancel one with /reminders cancel N."))
         return "\n".join(lines)
 
     async def cancel(self, group_key: str, no: int, user_id: str, is_admin: bool) -> str:
         rem = await self.store.get(group_key, no)
+        t = await self.s.translator(group_key)
         if rem is None or rem.status != "active":
-            return f"There is no active reminder #{no} in this group."
+            return t._("There is no active reminder #{no} in this group.", no=no)
         if rem.owner_id != user_id and not is_admin:
-            return (
-                f"Only {rem.owner_name} (who set it) or a group admin can cancel reminder #{no}; "
-                f"an admin sends /reminders cancel {no}."
-            )
+            return t._("Only {owner} (who set it) or a group admin can cancel reminder #{no}; "
+                       "an admin sends /reminders cancel {no}.", owner=rem.owner_name, no=no)
         await self.store.cancel(group_key, no)
-        return f"Cancelled reminder #{no}: {rem.text}"
+        return t._("Cancelled reminder #{no}: {text}", no=no, text=rem.text)
 
     async def _cmd_list(self, call: CommandCall) -> str:
         m = re.match(r"^(?:cancel|delete|remove|取消|删除)\s*#?(\d+)$", call.args.strip(), re.I)
@@ -246,7 +283,7 @@ class ReminderSkill:
     async def _cmd_unremind(self, call: CommandCall) -> str:
         m = re.match(r"^#?(\d+)$", call.args.strip())
         if not m:
-            return "Usage: /unremind N (see /reminders for the numbers)"
+            return (await self.s.translator(call.message.chat.key))._("Usage: /unremind N (see /reminders for the numbers)")
         return await self.cancel(
             call.message.chat.key, int(m.group(1)), call.message.author.user_id, call.is_admin
         )
@@ -305,13 +342,15 @@ class ReminderSkill:
                             f.reminder.id, f.reminder.group_key)
         return sent
 
-    def firing_text(self, f: Firing) -> str:
+    def firing_text(self, f: Firing, t: Translator) -> str:
         rem = f.reminder
         tz = self.s.tz_for(rem.group_key)
         if rem.source.startswith("todo:"):
-            text = f"⏰ To-do due, {rem.owner_name}: {rem.text}"
+            text = t._("⏰ To-do due, {owner}: {text}", owner=rem.owner_name, text=rem.text)
+        elif rem.source == EVERYONE:
+            text = t._("⏰ Reminder for everyone: {text}", text=rem.text)
         else:
-            text = f"⏰ Reminder for {rem.owner_name}: {rem.text}"
+            text = t._("⏰ Reminder for {owner}: {text}", owner=rem.owner_name, text=rem.text)
         if f.late:
             local = f.due.astimezone(tz)
             at = (
@@ -319,16 +358,16 @@ class ReminderSkill:
                 if local.date() == self.s.clock.now().astimezone(tz).date()
                 else f"{local:%Y-%m-%d %H:%M}"
             )
-            text += f" (late: was due {at})"
+            text += t._(" (late: was due {at})", at=at)
         return text
 
     async def _fire(self, f: Firing, now: datetime) -> int:
         rem = f.reminder
         out = Outgoing(
             chat=rem.chat,
-            text=self.firing_text(f),
+            text=self.firing_text(f, await self.s.translator(rem.group_key)),
             thread=rem.thread,
-            mention_user_ids=(rem.owner_id,),
+            mention_user_ids=() if rem.source == EVERYONE else (rem.owner_id,),
             idempotency_key=f"reminder:{rem.id}:{int(f.due.timestamp())}",
         )
         try:
@@ -366,3 +405,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     skill = ReminderSkill(services, db)
     services.extras["skills.reminders"] = skill
     return [skill], ([db] if created else []) + [skill]
+
+
+plugin = builtin("reminders", build, 20, "reminders in natural language (one-off and repeating)")

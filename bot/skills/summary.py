@@ -27,8 +27,10 @@ from bot.brain import BrainUnavailable
 from bot.commands import Command, CommandCall, CommandRegistry, Observation
 from bot.context import fmt_time, format_record
 from bot.events import Message, Outgoing, SentRef
+from bot.i18n import N_, Translator
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
+from bot.skills import builtin
 from bot.skills.digest import digest, parse_since
 from bot.skills.register import LIST_MARK, Item, Register, shared_register
 from bot.skills.reminders import _iso, fmt_when
@@ -68,20 +70,20 @@ class SummarySkill:
         return [
             Command(
                 "summary",
-                "Summary of the conversation (conclusions, open questions, to-dos)",
+                N_("Summary of the conversation (conclusions, open questions, to-dos)"),
                 self._cmd_summary,
-                usage="/summary [yesterday|3h|since monday|me]",
+                usage=N_("/summary [yesterday|3h|since monday|me]"),
                 aliases=("catchup",),
             ),
             Command(
                 "todo",
-                "The group's to-dos; /todo add <task> [@owner] [by <when>]",
+                N_("The group's to-dos; /todo add <task> [@owner] [by <when>]"),
                 self._cmd_todo,
-                usage="/todo [add <task>]",
+                usage=N_("/todo [add <task>]"),
                 aliases=("todos",),
             ),
-            Command("done", "Mark a to-do done", self._cmd_done, usage="/done N"),
-            Command("decisions", "Decisions on record", self._cmd_decisions),
+            Command("done", N_("Mark a to-do done"), self._cmd_done, usage=N_("/done N")),
+            Command("decisions", N_("Decisions on record"), self._cmd_decisions),
         ]
 
     def tools(self) -> Iterable[Tool]:
@@ -143,11 +145,12 @@ class SummarySkill:
     async def summarize(self, msg: Message, pai: str, since_text: str) -> str:
         key = msg.chat.key
         await self.s.load_group(key)
+        tr = await self.s.translator(key)
         tz, now = self.s.tz_for(key), self.s.clock.now()
         missed = bool(_MISSED.match(since_text.strip()))
         since = None if missed else parse_since(since_text, now, tz)
         if since_text.strip() and not missed and since is None:
-            return "I couldn't tell since when. Try /summary, /summary yesterday, /summary 3h or /summary me."
+            return tr._("I couldn't tell since when. Try /summary, /summary yesterday, /summary 3h or /summary me.")
         since = since or now - timedelta(days=1)
         records, truncated, last_own = await self._window(msg, pai, since, missed)
         if missed:
@@ -155,12 +158,12 @@ class SummarySkill:
             records = [r for r in records if r.sent_at > since]
         intro = ""
         if missed and last_own is None:
-            intro = "I haven't seen you write here before, so here is the last day.\n"
+            intro = tr._("I haven't seen you write here before, so here is the last day.") + "\n"
         if self.s.brain is None:
-            return intro + digest(records, since, tz, truncated=truncated)
+            return intro + digest(records, since, tz, tr, truncated=truncated)
         if not records:
-            return intro + f"Nothing was said here since {fmt_time(since, tz)}."
-        return intro + await self._llm_summary(msg, pai, records, since, tz, now)
+            return intro + tr._("Nothing was said here since {time}.", time=fmt_time(since, tz))
+        return intro + await self._llm_summary(msg, pai, records, since, tz, now, tr)
 
     async def _window(
         self, msg: Message, pai: str, since: datetime, missed: bool
@@ -205,6 +208,7 @@ class SummarySkill:
         since: datetime,
         tz: ZoneInfo,
         now: datetime,
+        tr: Translator,
     ) -> str:
         body = "\n".join(format_record(r, tz, limit=400) for r in records)
         messages = [
@@ -218,13 +222,13 @@ class SummarySkill:
             )  # no tools
         except BrainUnavailable:
             log.warning("no model for the summary in %s; giving the digest", msg.chat.key)
-            return "(My language model is unavailable, so here is a mechanical digest.)\n" + digest(
-                records, since, tz
+            return tr._("(My language model is unavailable, so here is a mechanical digest.)") + "\n" + digest(
+                records, since, tz, tr
             )
         data = _json_object(reply.text)
         if data is None:
-            return f"📋 Summary since {fmt_time(since, tz)}\n{reply.text.strip()}"
-        return await self._render_and_record(msg, data, records, since, tz, now)
+            return tr._("📋 Summary since {time}", time=fmt_time(since, tz)) + f"\n{reply.text.strip()}"
+        return await self._render_and_record(msg, data, records, since, tz, now, tr)
 
     async def _render_and_record(
         self,
@@ -234,18 +238,19 @@ class SummarySkill:
         since: datetime,
         tz: ZoneInfo,
         now: datetime,
+        tr: Translator,
     ) -> str:
-        lines = [f"📋 Summary since {fmt_time(since, tz)}", str(data.get("summary", "")).strip()]
+        lines = [tr._("📋 Summary since {time}", time=fmt_time(since, tz)), str(data.get("summary", "")).strip()]
         decisions = [str(d).strip() for d in _list(data.get("decisions")) if str(d).strip()]
         questions = [str(q).strip() for q in _list(data.get("open_questions")) if str(q).strip()]
         if decisions:
-            lines += ["", "✅ Decisions:"] + [f"• {d}" for d in decisions]
+            lines += ["", tr._("✅ Decisions:")] + [f"• {d}" for d in decisions]
         for i, d in enumerate(decisions):
             await self.register.add(
                 msg.chat, "decision", d, now=now, source="summary", origin=f"sum:{msg.event_id}:d{i}"
             )
         if questions:
-            lines += ["", "❓ Open questions:"] + [f"• {q}" for q in questions]
+            lines += ["", tr._("❓ Open questions:")] + [f"• {q}" for q in questions]
         todos: list[Item] = []
         for i, t in enumerate(_list(data.get("todos"))):
             task = str(t.get("task", "") if isinstance(t, dict) else t).strip()
@@ -258,8 +263,8 @@ class SummarySkill:
             )
             todos.append(item)
         if todos:
-            lines += ["", f"{LIST_MARK} from this stretch:"] + [self._todo_line(t, tz, now) for t in todos]
-            lines.append('Reply "done N" to this message when one is done.')
+            lines += ["", tr._("📝 To-dos from this stretch:")] + [self._todo_line(t, tz, now, tr) for t in todos]
+            lines.append(tr._('Reply "done N" to this message when one is done.'))
         return "\n".join(lines)
 
     # ----------------------------------------------------------------- to-dos
@@ -313,18 +318,25 @@ class SummarySkill:
                 return r.author_id, r.author_name
         return "", owner
 
-    def _todo_line(self, t: Item, tz: ZoneInfo, now: datetime) -> str:
-        extra = [x for x in (t.owner_name, f"due {fmt_when(t.due, tz, now)}" if t.due else "") if x]
-        return f"#{t.no} {t.text}" + (f" — {', '.join(extra)}" if extra else "")
+    @staticmethod
+    def _todo_line(t: Item, tz: ZoneInfo, now: datetime, tr: Translator) -> str:
+        head = f"#{t.no} {t.text}"
+        when = fmt_when(t.due, tz, now, tr) if t.due else ""
+        if t.owner_name and when:
+            return tr._("{todo} — {owner}, due {when}", todo=head, owner=t.owner_name, when=when)
+        if when:
+            return tr._("{todo} — due {when}", todo=head, when=when)
+        return f"{head} — {t.owner_name}" if t.owner_name else head
 
     async def todo_list(self, group_key: str) -> str:
         await self.s.load_group(group_key)
+        tr = await self.s.translator(group_key)
         tz, now = self.s.tz_for(group_key), self.s.clock.now()
         items = await self.register.items(group_key, "todo")
         if not items:
-            return "No open to-dos in this group. Add one with /todo add <task> [@owner] [by <when>]."
-        lines = [f"{LIST_MARK} in this group:"] + [self._todo_line(t, tz, now) for t in items]
-        lines.append('Reply "done N" to this message, or use /done N.')
+            return tr._("No open to-dos in this group. Add one with /todo add <task> [@owner] [by <when>].")
+        lines = [tr._("📝 To-dos in this group:")] + [self._todo_line(t, tz, now, tr) for t in items]
+        lines.append(tr._('Reply "done N" to this message, or use /done N.'))
         return "\n".join(lines)
 
     async def _cmd_todo(self, call: CommandCall) -> str:
@@ -336,12 +348,14 @@ class SummarySkill:
         if m:
             return await self._mark(call.message, m.group(1))
         if args:
-            return "Usage: /todo · /todo add <task> [@owner] [by <when>] · /done N"
+            tr = await self.s.translator(call.message.chat.key)
+            return tr._("Usage: /todo · /todo add <task> [@owner] [by <when>] · /done N")
         return await self.todo_list(call.message.chat.key)
 
     async def _todo_add_text(self, msg: Message, pai: str, text: str) -> str:
         key = msg.chat.key
         await self.s.load_group(key)
+        tr = await self.s.translator(key)
         tz, now = self.s.tz_for(key), self.s.clock.now()
         owner_m = re.search(r"(?<!\S)@(\S+)", text)
         owner = owner_m.group(1) if owner_m else ""
@@ -350,7 +364,7 @@ class SummarySkill:
         task = when.text if when else " ".join(rest.split())
         task = re.sub(r"\s+(?:by|due|before)$", "", task).strip()
         if not task:
-            return "Usage: /todo add <task> [@owner] [by <when>]"
+            return tr._("Usage: /todo add <task> [@owner] [by <when>]")
         owner_id, owner_name = await self._resolve_owner(msg, owner, [])
         item, reminded = await self.register.add(
             msg.chat,
@@ -366,17 +380,23 @@ class SummarySkill:
             reminder_cap=self.s.settings.limits.reminders_per_group,
             requester=(msg.author.user_id, msg.author.display_name),
         )
-        note = " I'll remind them when it's due." if reminded else ""
-        return f"Added to-do {self._todo_line(item, tz, now)}.{note}"
+        line = self._todo_line(item, tz, now, tr)
+        if reminded:
+            return tr._("Added to-do {line}. I'll remind them when it's due.", line=line)
+        return tr._("Added to-do {line}.", line=line)
 
     async def _mark(self, msg: Message, numbers: str) -> str:
         nos = [int(n) for n in re.findall(r"\d+", numbers)]
+        tr = await self.s.translator(msg.chat.key)
         if not nos:
-            return "Usage: /done N"
+            return tr._("Usage: /done N")
         out = []
         for no in nos:
             item = await self.register.mark_done(msg.chat.key, no, msg.author.user_id)
-            out.append(f"✅ Done: #{no} {item.text}" if item else f"There is no open to-do #{no}.")
+            if item:
+                out.append(tr._("✅ Done: #{no} {text}", no=no, text=item.text))
+            else:
+                out.append(tr._("There is no open to-do #{no}.", no=no))
         return "\n".join(out)
 
     async def _cmd_done(self, call: CommandCall) -> str:
@@ -384,9 +404,10 @@ class SummarySkill:
 
     async def _cmd_decisions(self, call: CommandCall) -> str:
         items = await self.register.items(call.message.chat.key, "decision", open_only=False, limit=20)
+        tr = await self.s.translator(call.message.chat.key)
         if not items:
-            return "No decisions are on record in this group yet."
-        return "Decisions on record:\n" + "\n".join(f"#{d.no} {d.text}" for d in items)
+            return tr._("No decisions are on record in this group yet.")
+        return tr._("Decisions on record:") + "\n" + "\n".join(f"#{d.no} {d.text}" for d in items)
 
     async def _observe_done(self, obs: Observation) -> str | None:
         msg = obs.message
@@ -398,7 +419,7 @@ class SummarySkill:
         return await self._mark(msg, m.group(1) or m.group(2))
 
     async def on_sent(self, out: Outgoing, ref: SentRef) -> None:
-        if LIST_MARK in out.text:
+        if LIST_MARK in out.text and any(line.startswith(LIST_MARK) for line in out.text.splitlines()):
             for mid in (ref.message_id, *ref.part_ids):
                 await self.register.note_list_message(out.chat.key, mid)
 
@@ -413,6 +434,7 @@ class SummarySkill:
     async def _tool_add_todo(self, args: dict[str, Any], ctx: ToolContext) -> str:
         msg = ctx.message
         await self.s.load_group(msg.chat.key)
+        tr = await self.s.translator(msg.chat.key)
         tz, now = self.s.tz_for(msg.chat.key), self.s.clock.now()
         task = str(args.get("task") or "").strip()
         if not task:
@@ -427,7 +449,7 @@ class SummarySkill:
             now,
             origin=f"tool:{msg.event_id}:{task}",
         )
-        return f"Added to-do {self._todo_line(item, tz, now)}"
+        return tr._("Added to-do {line}.", line=self._todo_line(item, tz, now, tr))
 
     async def _tool_list_todos(self, args: dict[str, Any], ctx: ToolContext) -> str:
         return await self.todo_list(ctx.message.chat.key)
@@ -437,13 +459,14 @@ class SummarySkill:
         # telling the model to "mark everything done" must not close other members' to-dos (and cancel
         # their reminders). Members themselves still use /done N or reply "done N".
         msg = ctx.message
+        tr = await self.s.translator(msg.chat.key)
         allowed, refused = [], []
         for n in re.findall(r"\d+", str(args.get("number", ""))):
             item = await self.register.get(msg.chat.key, int(n))
             foreign = item is not None and item.owner_id and item.owner_id != msg.author.user_id
             if foreign and not ctx.caller_is_admin:
-                refused.append(f"Only {item.owner_name} (its owner) can have me mark to-do #{n} done; anyone can "
-                               f"send /done {n}.")
+                refused.append(tr._("Only {owner} (its owner) can have me mark to-do #{no} done; anyone can "
+                                    "send /done {no}.", owner=item.owner_name, no=n))
             else:
                 allowed.append(n)
         done = [await self._mark(msg, " ".join(allowed))] if allowed or not refused else []
@@ -473,3 +496,6 @@ def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], lis
     services.extras["skills.summary"] = skill
     services.sent_hooks.append(skill.on_sent)
     return [skill], [db] if created else []
+
+
+plugin = builtin("summary", build, 10, "summaries, digests and the group's to-do list")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+from bot.i18n import Translator
 from bot.skills.timewords import (
     FILLER_HEAD,
     FILLER_TAIL,
@@ -47,7 +48,6 @@ from bot.skills.timewords import (
     RE_TIME_EN,
     RE_TIME_ZH,
     UNIT,
-    WEEKDAY_NAMES,
     WEEKDAYS_EN,
     WEEKDAYS_ZH,
     ZH_DIGITS,
@@ -123,7 +123,13 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
     return When(due, _full_rule(parts), clean_text(work))
 
 
+# What marks a deadline around a time ("周五前", "截止到明天", "今晚8点截止") is left standing alone once the time
+# is cut out; it is no part of the task.
+_DEADLINE_RESIDUE = re.compile(r"(?:(?<=\s)|^)(?:之前|以前|前|截止到|截至|截止|为止)(?=\s|$)")
+
+
 def clean_text(text: str) -> str:
+    text = _DEADLINE_RESIDUE.sub(" ", " ".join(text.split()))
     text = " ".join(text.split())
     for _ in range(3):
         text = FILLER_HEAD.sub("", text)
@@ -286,6 +292,9 @@ def _extract_day(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
 
 def _extract_time(text: str, p: _Parts, local_now: datetime) -> tuple[str, bool]:
     m = RE_TIME_ZH.search(text)
+    if m and m.group("noonzh"):
+        p.tod = time(12, 0) if m.group("noonzh") in ("中午", "正午") else time(0, 0)
+        return _cut(text, m), True
     if m:
         if m.group("h2"):
             hour, minute = int(m.group("h2")), int(m.group("m2"))
@@ -422,14 +431,14 @@ def next_occurrence(rule: str, after: datetime, tz: ZoneInfo) -> datetime:
     raise ValueError(f"bad recurrence rule {rule!r}")
 
 
-def describe_rule(rule: str) -> str:
+def describe_rule(rule: str, t: Translator) -> str:
     kind, *rest = rule.split()
     at = rest[-1]
     if kind == "daily":
-        return f"every day at {at}"
+        return t._("every day at {time}", time=at)
     if kind == "weekdays":
-        return f"every weekday at {at}"
-    return f"every {WEEKDAY_NAMES[int(rest[0])]} at {at}"
+        return t._("every weekday at {time}", time=at)
+    return t._("every {weekday} at {time}", weekday=t.weekday(int(rest[0])), time=at)
 
 
 def valid_rule(rule: str) -> bool:

@@ -86,6 +86,7 @@ RE_TIME_ZH = re.compile(
     RE_PERIOD_ZH
     + r"\s*(?P<h>\d{1,2})\s*(?:点钟|点|時|时)\s*(?:(?P<half>半)|(?P<quarter>一刻|1刻)|(?P<m>\d{1,2})\s*分?)?"
     r"|(?P<period2>早上|早晨|上午|中午|下午|傍晚|晚上|凌晨)\s*(?P<h2>\d{1,2}):(?P<m2>\d{2})"
+    r"|(?P<noonzh>中午|正午|午夜|半夜)(?!\s*\d)"
 )
 RE_TIME_EN = re.compile(
     r"\b(?:at\s+)?(?:(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>a\.?m\.?|p\.?m\.?)(?![a-z])"
@@ -96,7 +97,7 @@ RE_TIME_EN = re.compile(
 RE_PART_EN = re.compile(r"\b(?:in\s+the\s+|this\s+)?(?P<part>morning|afternoon|evening)\b", re.I)
 FILLER_HEAD = re.compile(
     r"^(?:[\s,，:：]*(?:(?:please|pls|remind\s+(?:me|us|everyone|all)|remind|to|that|about|at|on)\b"
-    r"|提醒(?:一下)?(?:我们|我|大家)?|叫我|叫大家|记得|请)[\s,，:：]*)+",
+    r"|提醒(?:一下)?(?:我们|我|大家|所有人|全体成员|全体|各位)?|叫我|叫大家|通知大家|记得|请)[\s,，:：]*)+",
     re.I,
 )
 FILLER_TAIL = re.compile(

@@ -105,7 +105,7 @@ async def test_the_daily_token_budget_holds_per_group(tmp_path):
         assert spent - llm.usages[-1] < 3000 <= spent
         assert sum(n for (reason, _), n in notices.items() if reason == "daily budget") == 1
         # another group has its own budget
-        await adapter.inject(msg(app, "@Pai hello?", chat="gamma", author="carol"))
+        await adapter.inject(msg(app, "@Pai is the bakery open?", chat="gamma", author="carol"))
         await app.drain()
         assert calls_for(llm, "gamma") == 1
     finally:

@@ -70,7 +70,7 @@ async def test_unlisted_groups_and_strangers_direct_messages_cost_nothing(tmp_pa
               f"file fetches) for {len(items)} messages from unlisted groups and strangers")
         assert (len(llm.calls), costs) == (0, 0)
         # Positive control: the same kinds of message from an allowed member in the listed group do cost.
-        await said(app, adapter, msg(app, "@Pai hello?", author="bob", attachments=(IMAGE,)))
+        await said(app, adapter, msg(app, "@Pai what is in this picture?", author="bob", attachments=(IMAGE,)))
         assert len(llm.calls) >= 2 and adapter.fetched == 1 and adapter.sent  # caption, answer
     finally:
         await app.stop()

@@ -18,7 +18,7 @@ from adapters.discord.text import MAX_MESSAGE_CHARS
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.telegram.text import utf16_len
 from adapters.web.adapter import WebAdapter
-from bot.config import MatrixAdapterSettings
+from adapters.matrix.config import MatrixAdapterSettings
 from bot.events import ChatRef, Outgoing
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram, RecordingSink, make_adapter

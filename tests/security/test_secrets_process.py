@@ -33,15 +33,15 @@ adapters:
 """
 # A stand-in for any adapter (built-in or third-party) whose SDK puts the token into its errors and logs.
 LEAKY_RUN = textwrap.dedent("""
-    import logging, sys
-    import adapters
+    import dataclasses, logging, sys
+    from bot import plugins
     from bot.app.cli import main
 
     class LeakyAdapter:
         name = "telegram"
 
-        def __init__(self, settings, env):
-            self.token = settings.adapters.telegram.token
+        def __init__(self, cfg, env):
+            self.token = cfg.token
 
         async def start(self, sink):
             log = logging.getLogger("paibot.adapters.leaky")
@@ -55,9 +55,17 @@ LEAKY_RUN = textwrap.dedent("""
         async def stop(self):
             pass
 
-    adapters.adapter_factory = lambda name: LeakyAdapter
+    installed = plugins.discover
+
+    def with_a_leaky_telegram():
+        found = installed()
+        leaky = dataclasses.replace(found.adapters["telegram"].plugin, create=LeakyAdapter)
+        return dataclasses.replace(found, adapters={**found.adapters, "telegram": plugins.Installed(leaky)})
+
+    plugins.discover = with_a_leaky_telegram
     sys.exit(main(["run", "--config", sys.argv[1]]))
 """)
+
 
 
 def run(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:

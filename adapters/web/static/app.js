@@ -26,6 +26,53 @@
     sending: false,
   };
   const media = window.PaiMedia;
+  const { _, ngettext } = window.PaiI18n;
+
+  // ------------------------------------------------------------------ language
+
+  // The page follows the browser's language (zh-* reads Chinese) unless the reader picked one with the
+  // switch; the sentences come from the bot's own catalogs (/api/i18n), the same the bot speaks from.
+  function chosenLanguage() {
+    const picked = store.get("lang");
+    if (picked === "en" || picked === "zh-CN") return picked;
+    const wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
+    return wanted.some((l) => /^zh\b/i.test(String(l))) ? "zh-CN" : "en";
+  }
+
+  async function loadLanguage() {
+    const lang = chosenLanguage();
+    if (lang !== "en") {
+      try {
+        const resp = await fetch("/api/i18n?lang=" + encodeURIComponent(lang), { credentials: "same-origin" });
+        if (resp.ok) window.PaiI18n.use(await resp.json());
+      } catch (e) { /* English it is */ }
+    }
+    document.documentElement.lang = window.PaiI18n.locale;
+    translatePage();
+    const sw = $("lang-switch");
+    sw.textContent = window.PaiI18n.locale.startsWith("zh") ? "EN" : "中文";
+  }
+
+  // Elements marked data-i18n get their (English) text translated; {slots} are child elements kept as
+  // they are (data-slot). data-i18n-attr lists attributes to translate. Text only, never markup.
+  function translatePage() {
+    for (const node of document.querySelectorAll("[data-i18n]")) {
+      if (node._template === undefined) {
+        node._slots = {};
+        for (const slot of node.querySelectorAll("[data-slot]")) node._slots[slot.dataset.slot] = slot;
+        node._template = node.dataset.i18n || node.textContent.replace(/\s+/g, " ").trim();
+      }
+      const parts = _(node._template).split(/\{(\w+)\}/);
+      node.replaceChildren(...parts.map((part, i) => (i % 2 ? node._slots[part] || document.createTextNode("{" + part + "}") : document.createTextNode(part))));
+    }
+    for (const node of document.querySelectorAll("[data-i18n-attr]")) {
+      node._attrs = node._attrs || {};
+      for (const name of node.dataset.i18nAttr.split(",").map((n) => n.trim()).filter(Boolean)) {
+        if (node._attrs[name] === undefined) node._attrs[name] = node.getAttribute(name) || "";
+        if (node._attrs[name]) node.setAttribute(name, _(node._attrs[name]));
+      }
+    }
+  }
 
   // ------------------------------------------------------------------ identity
 
@@ -45,7 +92,7 @@
     const nick = value.replace(/\s+/g, " ").trim().slice(0, 40);
     if (!nick) return false;
     if (nick.toLowerCase() === state.botName.toLowerCase()) {
-      toast(`"${nick}" is the AI's name — please pick another one.`);
+      toast(_("“{nick}” is the AI's name — please pick another one.", { nick }));
       return false;
     }
     store.set("nick", nick);
@@ -75,13 +122,13 @@
     try {
       resp = await fetch(path, opts);
     } catch (e) {
-      throw new ApiError(0, "Cannot reach the server. Is paibot running?");
+      throw new ApiError(0, _("Cannot reach the server. Is paibot running?"));
     }
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
     if (!resp.ok) {
       if (resp.status === 401) showScreen("token");
-      throw new ApiError(resp.status, (data && data.error) || `The server said ${resp.status}.`);
+      throw new ApiError(resp.status, (data && data.error) || _("The server said {status}.", { status: resp.status }));
     }
     return data;
   }
@@ -141,9 +188,9 @@
   async function copy(text) {
     try {
       await navigator.clipboard.writeText(text);
-      toast("Invite link copied.");
+      toast(_("Invite link copied."));
     } catch (e) {
-      toast("Copy this link: " + text);
+      toast(_("Copy this link: {link}", { link: text }));
     }
   }
 
@@ -165,7 +212,7 @@
       const li = el("li");
       const a = el("a", "recent-item");
       a.href = "/g/" + g.number;
-      a.append(el("span", "recent-name", String(g.name || "Group")), el("span", "recent-number", "#" + g.number));
+      a.append(el("span", "recent-name", String(g.name || _("Group"))), el("span", "recent-number", "#" + g.number));
       li.append(a);
       list.append(li);
     }
@@ -174,17 +221,25 @@
 
   // ------------------------------------------------------------------ messages
 
-  function formatTime(iso) {
-    const d = new Date(iso);
-    if (isNaN(d)) return "";
-    const sameDay = d.toDateString() === new Date().toDateString();
-    const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return sameDay ? time : d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + time;
-  }
+  // One time format, the bot's own: "13:44" today, "2026-12-03 13:44" on other days (24-hour, local time).
+  const formatTime = (iso) => media.formatTime(iso);
 
-  // Text with @mentions of the bot highlighted; built from text nodes only.
+  // Text with links made clickable and @mentions of the bot highlighted; built from text nodes only.
+  // A link to a message of this group (what the bot cites) jumps to it and highlights it.
+  const URL_RE = /https?:\/\/[^\s<>"'()（）【】，。！？、]+/g;
   function fillText(node, text) {
     node.replaceChildren();
+    let last = 0;
+    for (const m of text.matchAll(URL_RE)) {
+      const url = m[0].replace(/[.,;:!?]+$/, "");
+      if (m.index > last) appendMentions(node, text.slice(last, m.index));
+      node.append(linkNode(url));
+      last = m.index + url.length;
+    }
+    if (last < text.length) appendMentions(node, text.slice(last));
+  }
+
+  function appendMentions(node, text) {
     const pattern = new RegExp("(?<![\\w@])@" + state.botName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?![\\w])", "gi");
     let last = 0;
     for (const m of text.matchAll(pattern)) {
@@ -195,29 +250,60 @@
     if (last < text.length) node.append(document.createTextNode(text.slice(last)));
   }
 
+  function linkNode(url) {
+    const a = el("a", "link", url);
+    let target = null;
+    try { target = new URL(url); } catch (e) { return document.createTextNode(url); }
+    if (!/^https?:$/.test(target.protocol)) return document.createTextNode(url);
+    const here = target.origin === location.origin && state.group && target.pathname === "/g/" + state.group.number;
+    const cited = here && /^#m(\d+)$/.exec(target.hash);
+    a.href = target.href;
+    if (cited) {
+      a.classList.add("citation");
+      a.addEventListener("click", (ev) => { ev.preventDefault(); ev.stopPropagation(); jumpTo(cited[1]); });
+    } else {
+      a.target = "_blank";
+      a.rel = "noopener noreferrer nofollow";
+      a.addEventListener("click", (ev) => ev.stopPropagation());
+    }
+    return a;
+  }
+
+  function jumpTo(id) {
+    const target = state.rendered.get(String(id));
+    if (!target) { toast(_("That message is older than what this page has loaded.")); return; }
+    target.scrollIntoView({ block: "center", behavior: "smooth" });
+    flash(target);
+  }
+
   function messageNode(m) {
     const mine = !m.is_bot && m.author_id === userId();
     const li = el("li", "msg" + (m.is_bot ? " from-bot" : "") + (mine ? " mine" : ""));
     li.id = "m" + m.id;
     li.dataset.id = m.id;
     li.tabIndex = 0;
-    li.title = "Click to reply";
+    li.title = _("Click to reply");
     const av = el("div", "avatar");
     avatar(av, m.author_name || m.author, m.author_id || m.author, m.is_bot);
     const bubble = el("div", "bubble");
     const meta = el("div", "meta");
     meta.append(el("span", "author", m.author_name || m.author));
-    if (m.is_bot) meta.append(el("span", "badge", "AI member"));
+    if (m.is_bot) meta.append(el("span", "badge", _("AI member")));
     meta.append(el("time", "time", formatTime(m.sent_at)));
     bubble.append(meta);
     if (m.reply_to) {
       const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : ""));
-      q.append(el("b", null, m.reply_to.author), document.createTextNode(" " + m.reply_to.text));
-      q.addEventListener("click", (ev) => {
-        ev.stopPropagation();
-        const target = state.rendered.get(String(m.reply_to.id));
-        if (target) { target.scrollIntoView({ block: "center", behavior: "smooth" }); flash(target); }
-      });
+      if (typeof m.reply_to.image === "string" && /^\/api\/files\/[A-Za-z0-9_-]{16,64}$/.test(m.reply_to.image)) {
+        const img = el("img", "quote-thumb");  // a reply to a photo shows the photo
+        img.src = m.reply_to.image;
+        img.alt = "";
+        img.loading = "lazy";
+        q.append(img);
+      }
+      const words = el("span", "quote-words");
+      words.append(el("b", null, m.reply_to.author), document.createTextNode(" " + (m.reply_to.text || (m.reply_to.image ? _("Photo") : ""))));
+      q.append(words);
+      q.addEventListener("click", (ev) => { ev.stopPropagation(); jumpTo(m.reply_to.id); });
       bubble.append(q);
     }
     const hasPoll = Boolean(m.poll && Array.isArray(m.poll.options));
@@ -228,7 +314,7 @@
     }
     if (Array.isArray(m.files) && m.files.length) bubble.append(media.filesNode(m.files));
     if (hasPoll) bubble.append(media.pollNode(m, castVote, myVote(m)));
-    if (m.edited) meta.append(el("span", "edited", "edited"));
+    if (m.edited) meta.append(el("span", "edited", _("edited")));
     li.append(av, bubble);
     li.addEventListener("click", () => startReply(m));
     li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") startReply(m); });
@@ -242,9 +328,16 @@
     node.classList.add("flash");
   }
 
+  // Whether the reader is at the end of the conversation: then new messages and answers growing while
+  // they stream keep the view pinned to the bottom; a reader scrolled up to read is left alone.
+  function atBottom() {
+    const box = $("messages");
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  }
+
   function addMessages(list) {
     const box = $("messages");
-    const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+    const nearBottom = atBottom();
     let added = false;
     for (const m of list) {
       const key = String(m.id);
@@ -258,7 +351,7 @@
       }
       box.insertBefore(node, before);
       state.lastId = Math.max(state.lastId, m.id);
-      if (m.is_bot) clearTyping(state.botName);
+      clearTyping(m.is_bot ? state.botName : String(m.author_name || m.author));  // the message is here
       added = true;
     }
     $("empty").hidden = state.rendered.size > 0;
@@ -270,9 +363,11 @@
   function replaceMessage(m) {
     const old = state.rendered.get(String(m.id));
     if (!old) return;
+    const pinned = atBottom();
     const node = messageNode(m);
     old.replaceWith(node);
     state.rendered.set(String(m.id), node);
+    if (pinned) $("messages").scrollTop = $("messages").scrollHeight;
   }
 
   function startReply(m) {
@@ -300,13 +395,16 @@
   async function castVote(m, n, text) {
     if (!state.group) return false;
     if (!nickname()) { askNickname(state.group.name); return false; }
+    // Remembered before it is sent: the tally's edit may redraw the poll before the request returns.
+    const before = store.get(voteKey(m));
+    store.set(voteKey(m), String(n));
     try {
       const body = { author: nickname(), author_id: userId(), text, reply_to: m.id, nonce: nonce() };
       const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
       addMessages([msg]);
-      store.set(voteKey(m), String(n));
       return true;
     } catch (e) {
+      store.set(voteKey(m), before || "");
       toast(e.message);
       return false;
     }
@@ -338,8 +436,8 @@
     if (!names.length) return;
     const dots = el("span", "dots");
     dots.append(el("i"), el("i"), el("i"));
-    const who = names.length === 1 ? names[0] : names.slice(0, -1).join(", ") + " and " + names[names.length - 1];
-    box.append(dots, el("span", null, `${who} ${names.length === 1 ? "is" : "are"} typing…`));
+    const who = names.length === 1 ? names[0] : _("{names} and {last}", { names: names.slice(0, -1).join(_(", ")), last: names[names.length - 1] });
+    box.append(dots, el("span", null, ngettext("{who} is typing…", "{who} are typing…", names.length, { who })));
   }
 
   // ------------------------------------------------------------------ live connection
@@ -399,6 +497,7 @@
     rememberGroup(group);
     if (location.pathname !== "/g/" + group.number) history.pushState({}, "", "/g/" + group.number);
     document.title = `${group.name} · pai`;
+    $("lang-switch").hidden = true;
     $("group-name").textContent = group.name;
     $("group-number").textContent = group.number;
     $("banner-number").textContent = group.number;
@@ -435,8 +534,8 @@
 
   function askNickname(groupName) {
     $("nick-modal-text").textContent = groupName
-      ? `Choose how the people in “${groupName}” will see you.`
-      : "Choose how the group will see you.";
+      ? _("Choose how the people in “{group}” will see you.", { group: groupName })
+      : _("Choose how the group will see you.");
     $("nick-modal-input").value = nickname();
     $("nick-modal").hidden = false;
     $("nick-modal-input").focus();
@@ -444,7 +543,8 @@
 
   function goHome() {
     leaveGroup();
-    document.title = "pai · group chat";
+    document.title = _("pai · group chat");
+    $("lang-switch").hidden = false;
     showScreen("home");
     renderRecent();
   }
@@ -486,7 +586,7 @@
     $("change-nick").addEventListener("click", () => askNickname(state.group && state.group.name));
     $("nick-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-input").value)) toast("Nickname saved.");
+      if (setNickname($("nick-input").value)) toast(_("Nickname saved."));
     });
     $("nick-modal-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -497,7 +597,7 @@
     });
     $("create-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
+      if (!nickname() && !setNickname($("nick-input").value)) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
       $("create-button").disabled = true;
       try {
         const group = await api("POST", "/api/groups", { name: $("create-name").value });
@@ -511,9 +611,9 @@
     });
     $("join-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast("Pick a nickname first."); $("nick-input").focus(); return; }
+      if (!nickname() && !setNickname($("nick-input").value)) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
       const target = parseJoin($("join-input").value);
-      if (!target) { toast("That is neither a group number nor an invite link."); return; }
+      if (!target) { toast(_("That is neither a group number nor an invite link.")); return; }
       try {
         const group = target.invite
           ? await api("GET", "/api/invites/" + target.invite)
@@ -521,13 +621,17 @@
         $("join-input").value = "";
         await openGroup(group);
       } catch (e) {
-        toast(e.status === 404 ? "No group found with that number or link." : e.message);
+        toast(e.status === 404 ? _("No group found with that number or link.") : e.message);
       }
     });
     $("invite-button").addEventListener("click", () => state.group && copy(state.group.invite_url));
     $("banner-copy").addEventListener("click", () => state.group && copy(state.group.invite_url));
     $("banner-close").addEventListener("click", () => { $("invite-banner").hidden = true; });
     $("reply-cancel").addEventListener("click", cancelReply);
+    $("lang-switch").addEventListener("click", () => {
+      store.set("lang", window.PaiI18n.locale.startsWith("zh") ? "en" : "zh-CN");
+      location.reload();
+    });
     const text = $("text");
     text.addEventListener("input", () => {
       text.style.height = "auto";
@@ -592,7 +696,7 @@
     bar.hidden = false;
     const pct = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
     $("upload-bar").style.width = pct + "%";
-    $("upload-label").textContent = pct < 100 ? `Uploading… ${pct}%` : "Saving…";
+    $("upload-label").textContent = pct < 100 ? _("Uploading… {pct}%", { pct }) : _("Saving…");
   }
 
   // One attempt at posting; resolves the stored message or throws ApiError (status 0: network).
@@ -607,11 +711,11 @@
     try {
       resp = await media.upload(path, form, setProgress);
     } catch (e) {
-      throw new ApiError(0, "Cannot reach the server. Is paibot running?");
+      throw new ApiError(0, _("Cannot reach the server. Is paibot running?"));
     }
     if (resp.status === 401) showScreen("token");
     if (resp.status < 200 || resp.status >= 300) {
-      throw new ApiError(resp.status, (resp.data && resp.data.error) || `The server said ${resp.status}.`);
+      throw new ApiError(resp.status, (resp.data && resp.data.error) || _("The server said {status}.", { status: resp.status }));
     }
     return resp.data;
   }
@@ -623,7 +727,7 @@
     const files = state.tray ? state.tray.files : [];
     if ((!value && !files.length) || !state.group || state.sending) return;
     if (!nickname()) { askNickname(state.group.name); return; }
-    if (value.length > state.maxText) { toast(`Messages can be at most ${state.maxText} characters.`); return; }
+    if (value.length > state.maxText) { toast(_("Messages can be at most {max} characters.", { max: state.maxText })); return; }
     const body = { author: nickname(), author_id: userId(), text: value, nonce: nonce() };
     if (state.replyTo) body.reply_to = state.replyTo.id;
     state.sending = true;
@@ -641,7 +745,7 @@
         break;
       } catch (e) {
         if (e.status !== 0 && e.status < 500) { toast(e.message); break; }
-        if (attempt === 2) toast(e.message + " Your message was not sent.");
+        if (attempt === 2) toast(e.message + " " + _("Your message was not sent."));
         await new Promise((r) => setTimeout(r, 800 * (attempt + 1)));
       }
     }
@@ -653,6 +757,7 @@
   }
 
   async function init() {
+    await loadLanguage();
     wire();
     showMe();
     try {
@@ -662,7 +767,7 @@
       if (info.max_files > 0) state.limits.max_files = info.max_files;
       if (info.max_file_bytes > 0) state.limits.max_file_bytes = info.max_file_bytes;
       for (const n of document.querySelectorAll(".bot-name")) n.textContent = info.bot_name;
-      $("text").placeholder = `Message the group — type @${info.bot_name} to ask the AI`;
+      $("text").placeholder = _("Message the group — type @{bot} to ask the AI", { bot: info.bot_name });
       $("text").maxLength = info.max_text_length;
     } catch (e) {
       if (e.status === 401) return;

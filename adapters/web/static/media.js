@@ -6,6 +6,17 @@
 
 window.PaiMedia = (() => {
   const FILE_URL = /^\/api\/files\/[A-Za-z0-9_-]{16,64}$/;
+  const { _, ngettext } = window.PaiI18n;
+
+  // The one time format of the page, the bot's own: "13:44" today, "2026-12-03 13:44" otherwise.
+  function formatTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return "";
+    const two = (n) => String(n).padStart(2, "0");
+    const time = `${two(d.getHours())}:${two(d.getMinutes())}`;
+    if (d.toDateString() === new Date().toDateString()) return time;
+    return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${time}`;
+  }
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -58,7 +69,7 @@ window.PaiMedia = (() => {
       if (f.kind === "image") {
         const button = el("button", "thumb");
         button.type = "button";
-        button.title = `${name} — click to open`;
+        button.title = _("{name} — click to open", { name });
         const img = el("img");
         img.src = f.url;
         img.alt = name;
@@ -71,7 +82,7 @@ window.PaiMedia = (() => {
         const a = el("a", "file-chip");
         a.href = f.url;
         a.download = name;
-        a.title = `Download ${name}`;
+        a.title = _("Download {name}", { name });
         a.addEventListener("click", (ev) => ev.stopPropagation());
         const info = el("span", "file-info");
         info.append(el("span", "file-name", name), el("span", "file-size", formatSize(f.size)));
@@ -95,15 +106,30 @@ window.PaiMedia = (() => {
     const heading = String(message.text || "").split("\n")[0].trim();
     card.append(el("div", "poll-question", heading.includes(String(poll.question)) ? heading : String(poll.question)));
     const list = el("div", "poll-options");
+    // The bot keeps one tally in the poll message's text ("2. Sushi — 3"), edited as votes come in.
+    const counts = new Map();
+    for (const line of String(message.text || "").split("\n")) {
+      const m = /^(\d+)\. .* — (\d+)$/.exec(line.trim());
+      if (m) counts.set(Number(m[1]), Number(m[2]));
+    }
+    const total = Array.from(counts.values()).reduce((a, b) => a + b, 0);
     poll.options.forEach((option, i) => {
       const b = el("button", "poll-option" + (myVote === i + 1 ? " chosen" : ""));
       b.type = "button";
       b.disabled = Boolean(closed);
       b.append(el("span", "poll-number", String(i + 1)), el("span", "poll-label", String(option)));
+      if (counts.size) {
+        const n = counts.get(i + 1) || 0;
+        b.append(el("span", "poll-count", String(n)));
+        b.style.setProperty("--share", total ? `${Math.round((100 * n) / total)}%` : "0%");
+        b.classList.add("tallied");
+      }
       b.addEventListener("click", async (ev) => {
         ev.stopPropagation();
         for (const other of list.children) other.disabled = true;
-        const ok = await castVote(message, i + 1, String(poll.vote_text || "vote {n}").replace("{n}", String(i + 1)));
+        // "vote {n}" is what the polls skill counts; it also counts the Chinese "投 {n}".
+        const template = !poll.vote_text || poll.vote_text === "vote {n}" ? _("vote {n}") : String(poll.vote_text);
+        const ok = await castVote(message, i + 1, template.replace("{n}", String(i + 1)));
         for (const other of list.children) {
           other.disabled = Boolean(closed);
           other.classList.toggle("chosen", ok && other === b);
@@ -112,10 +138,9 @@ window.PaiMedia = (() => {
       list.append(b);
     });
     card.append(list);
-    let note = closed ? "This poll is closed." : "Tap an option to vote (your vote is a reply; the last one counts).";
-    if (!closed && closes && !isNaN(closes)) {
-      note += ` Closes ${closes.toLocaleString([], { weekday: "short", hour: "2-digit", minute: "2-digit" })}.`;
-    }
+    let note = closed ? _("This poll is closed.") : _("Tap an option to vote (your vote is a reply; the last one counts).");
+    if (counts.size) note = ngettext("{n} vote so far.", "{n} votes so far.", total) + " " + note;
+    if (!closed && closes && !isNaN(closes)) note += " " + _("Closes {time}.", { time: formatTime(closes.toISOString()) });
     card.append(el("div", "poll-note", note));
     return card;
   }
@@ -136,14 +161,14 @@ window.PaiMedia = (() => {
     add(fileList) {
       for (const file of Array.from(fileList || [])) {
         if (this.items.length >= this.limits.max_files) {
-          this.toast(`At most ${this.limits.max_files} files per message.`);
+          this.toast(_("At most {max} files per message.", { max: this.limits.max_files }));
           break;
         }
         if (file.size > this.limits.max_file_bytes) {
-          this.toast(`${file.name} is ${formatSize(file.size)}; the limit is ${formatSize(this.limits.max_file_bytes)}.`);
+          this.toast(_("{name} is {size}; the limit is {limit}.", { name: file.name, size: formatSize(file.size), limit: formatSize(this.limits.max_file_bytes) }));
           continue;
         }
-        if (file.size === 0) { this.toast(`${file.name || "That file"} is empty.`); continue; }
+        if (file.size === 0) { this.toast(_("{name} is empty.", { name: file.name || _("That file") })); continue; }
         const preview = /^image\/(png|jpeg|gif|webp)$/.test(file.type) ? URL.createObjectURL(file) : null;
         this.items.push({ file, preview });
       }
@@ -175,10 +200,10 @@ window.PaiMedia = (() => {
           chip.append(el("span", "file-icon", extension(it.file.name)));
         }
         const info = el("span", "file-info");
-        info.append(el("span", "file-name", it.file.name || "pasted image"), el("span", "file-size", formatSize(it.file.size)));
+        info.append(el("span", "file-name", it.file.name || _("pasted image")), el("span", "file-size", formatSize(it.file.size)));
         const x = el("button", "ghost small tray-remove", "✕");
         x.type = "button";
-        x.setAttribute("aria-label", `Remove ${it.file.name}`);
+        x.setAttribute("aria-label", _("Remove {name}", { name: it.file.name }));
         x.addEventListener("click", () => this.remove(it));
         chip.append(info, x);
         this.node.append(chip);
@@ -202,11 +227,11 @@ window.PaiMedia = (() => {
         try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
         resolve({ status: xhr.status, data });
       });
-      xhr.addEventListener("error", () => reject(Object.assign(new Error("Cannot reach the server."), { status: 0 })));
-      xhr.addEventListener("abort", () => reject(Object.assign(new Error("The upload was interrupted."), { status: 0 })));
+      xhr.addEventListener("error", () => reject(Object.assign(new Error(_("Cannot reach the server.")), { status: 0 })));
+      xhr.addEventListener("abort", () => reject(Object.assign(new Error(_("The upload was interrupted.")), { status: 0 })));
       xhr.send(form);
     });
   }
 
-  return { filesNode, pollNode, Tray, upload, openViewer, closeViewer, formatSize };
+  return { filesNode, pollNode, Tray, upload, openViewer, closeViewer, formatSize, formatTime };
 })();

@@ -30,7 +30,12 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str, secrets: Iterable[str]) -> None:
+QUIET = ("httpx", "httpcore", "LiteLLM", "litellm", "chromadb", "aiohttp.access")
+
+
+def setup_logging(level: str, secrets: Iterable[str], quiet: Iterable[str] = ()) -> None:
+    """Log to stderr with every secret redacted; libraries' chatty loggers (``QUIET`` and the ``quiet`` ones
+    the plugins name) stay at WARNING or above."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
@@ -39,5 +44,5 @@ def setup_logging(level: str, secrets: Iterable[str]) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "LiteLLM", "litellm", "chromadb", "telegram.ext", "discord", "nio", "aiohttp.access"):
+    for noisy in (*QUIET, *quiet):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
