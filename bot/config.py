@@ -118,6 +118,16 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics: on the web group's port when it runs, else on ``port`` (0: no port of their own)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0  # the shipped config.yaml says 9464
+    access_token: str = ""  # required before binding anything but loopback
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     provider: str = ""  # "" (none) | searxng
     url: str = ""
@@ -196,7 +206,9 @@ class Settings:
     tools: Sections = field(default_factory=Sections)  # tools.<name>
     groups: dict[str, GroupOverride] = field(default_factory=dict)
     pais: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    metrics: MetricsSettings = MetricsSettings()
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object per line)
 
     # ----------------------------------------------------------------- derived views
 
@@ -308,6 +320,8 @@ def _build(cls: Any, data: Any, path: str) -> Any:
 
 def _check_semantics(s: Settings, missing: dict[str, str], catalog: plugin_api.PluginCatalog) -> None:
     live = ["bot", "memory", "triggers", "access", "limits", "search", "groups", "pais"]
+    if s.metrics.enabled:
+        live.append("metrics")
     if s.llm.model:
         live.append("llm")
     for kind in PLUGIN_KINDS:
@@ -341,6 +355,14 @@ def _check_semantics(s: Settings, missing: dict[str, str], catalog: plugin_api.P
                    "new_groups_per_hour"):
         if getattr(s.limits, budget) < 0:
             raise ConfigError(f"limits.{budget}", "must not be negative (0 means no limit)")
+    m = s.metrics
+    if m.enabled and m.port and m.host not in ("127.0.0.1", "localhost", "::1") and not m.access_token:
+        raise ConfigError(
+            "metrics.access_token",
+            f"serving the metrics on {m.host} exposes them to the network; set an access_token first",
+        )
+    if s.log_format not in ("text", "json"):
+        raise ConfigError("log_format", f"must be 'text' or 'json', got {s.log_format!r}")
     if not 0 <= s.limits.quiet_group_slots < s.limits.concurrent_groups:
         raise ConfigError("limits.quiet_group_slots", "must be at least 0 and less than limits.concurrent_groups")
     if s.llm.max_tool_rounds < 0 or s.llm.max_retries < 0:

@@ -91,6 +91,7 @@ class Member:
         if verdict.allowed:
             return True
         log.info("not serving %s yet: too many new groups this hour", msg.chat.key)
+        self.s.telemetry.refused(verdict.reason)
         addressed = decide(msg, settings, Facts(False, self.registry.names())).speak
         if verdict.notify and addressed:
             # nothing of the group is in memory: its language is the one this message is written in
@@ -116,6 +117,7 @@ class Member:
             return
         if turn.refusal is not None:
             log.info("refused %s: %s", msg.event_id, turn.refusal.reason)
+            self.s.telemetry.refused(turn.refusal.reason)
             if turn.refusal.notify:
                 await self.delivery.reply(msg, (await self.s.translator(msg.chat.key))._(REFUSALS[turn.refusal.reason]))
             return

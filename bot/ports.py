@@ -298,6 +298,9 @@ class AdapterEnv:
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
+    # The bot's metrics, for an adapter that serves HTTP: it may offer them at ``GET /metrics`` (under its own
+    # access rules) and then sets ``serves_metrics = True`` and ``metrics_url`` once listening.
+    metrics: MetricsSource | None = None
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting
@@ -337,3 +340,48 @@ class UsageLedger(Protocol):
     def member_tokens_today(self, member_key: str) -> int: ...
 
     def bot_today(self) -> Usage: ...
+
+
+# --------------------------------------------------------------------------- observability
+
+
+class Telemetry(Protocol):
+    """Figures the core reports while it works; the composition root turns them into metrics. Calls are
+    cheap and synchronous, and never raise into the caller."""
+
+    def answered(self, platform: str, seconds: float) -> None:
+        """A reply reached its platform ``seconds`` after the message it answers was sent."""
+        ...
+
+    def refused(self, reason: str) -> None:
+        """An answer was refused by a limit, a budget or the admission of new groups (``reason``)."""
+        ...
+
+
+class NoTelemetry:
+    """The ``Telemetry`` of a core nobody watches."""
+
+    def answered(self, platform: str, seconds: float) -> None:
+        return None
+
+    def refused(self, reason: str) -> None:
+        return None
+
+
+@runtime_checkable
+class IndexLag(Protocol):
+    """Optional role of a ``MemoryStore``: how far its search index is behind what it recorded."""
+
+    async def index_lag(self) -> int:
+        """Records recorded but not yet in the index (0 when it has caught up)."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """The bot's metrics in the Prometheus text exposition format, for whoever serves them over HTTP."""
+
+    content_type: str
+
+    async def render(self) -> bytes:
+        """The current figures (pulled figures such as queue depths are read now)."""
+        ...

@@ -16,7 +16,7 @@ from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
 from bot.limits import budget_spent
-from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore, NoTelemetry, Telemetry
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Services:
     sent_hooks: list[SentHook] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     catalogs: Catalogs = field(default_factory=Catalogs)
+    telemetry: Telemetry = field(default_factory=NoTelemetry)  # figures for the metrics (bot.app.metrics)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:

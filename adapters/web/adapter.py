@@ -41,7 +41,7 @@ from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, 
 from adapters.web.config import WebAdapterSettings
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, IntakeSink, MetricsSource
 
 log = logging.getLogger("paibot.web")
 
@@ -68,8 +68,11 @@ class WebAdapter:
         public_url: str = "",
         max_text_length: int = MAX_TEXT_LENGTH,
         max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        metrics: MetricsSource | None = None,
     ) -> None:
         check_exposure(host, access_token)
+        self.metrics = metrics
+        self.serves_metrics = metrics is not None  # GET /metrics, under the API's access rules
         self.bot_name = bot_name
         self.max_text_length = max_text_length
         self.capabilities = Capabilities(
@@ -102,6 +105,10 @@ class WebAdapter:
         """The address the server listens on (with the real port once started, also for ``port: 0``)."""
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._bound_port or self._port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.local_url}/metrics" if self.metrics is not None else ""
 
     async def start(self, sink: IntakeSink) -> None:
         """Open the store, re-deliver messages a crash left pending, then listen."""
@@ -463,4 +470,5 @@ def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
         access_token=cfg.access_token,
         public_url=cfg.public_url,
         max_attachment_bytes=env.max_attachment_bytes,
+        metrics=env.metrics,
     )

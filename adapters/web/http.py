@@ -15,6 +15,7 @@ Routes (``{group}`` is a group's number):
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
+    GET  /metrics                          the bot's Prometheus metrics (same access rules as the API)
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
@@ -41,6 +42,7 @@ from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
 from adapters.web.live import LiveHub
 from adapters.web.store import StoredFile, StoredGroup
+from bot.ports import MetricsSource
 from bot.i18n import SOURCE_LOCALE, Catalogs
 
 if TYPE_CHECKING:
@@ -81,6 +83,7 @@ class GroupService(Protocol):
     bot_name: str
     max_text_length: int
     hub: LiveHub
+    metrics: MetricsSource | None
 
     async def create_group(self, name: str) -> StoredGroup: ...
 
@@ -243,6 +246,8 @@ class WebHttp:
         r.add_get("/api/groups/{group}/messages", self.get_messages)
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
+        if getattr(self.service, "metrics", None) is not None:
+            r.add_get("/metrics", self.metrics)
         return app
 
     # ----------------------------------------------------------------- middlewares
@@ -267,7 +272,8 @@ class WebHttp:
         trusted = {request.host.lower(), self.public_origin} - {""}
         if origin and urlsplit(origin).netloc.lower() not in trusted:
             raise ApiError(403, "cross-site requests are not allowed")
-        if request.path.startswith("/api/") and self.access_token and not self._authorised(request):
+        guarded = request.path.startswith("/api/") or request.path == "/metrics"
+        if guarded and self.access_token and not self._authorised(request):
             raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)")
         if request.path.startswith(("/g/", "/join/")) or request.path == "/":
             token = request.query.get("token")
@@ -314,6 +320,11 @@ class WebHttp:
         return web.Response(body=self._static[name], content_type=_STATIC_TYPES[name], charset="utf-8")
 
     # ----------------------------------------------------------------- API
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        source = self.service.metrics
+        assert source is not None
+        return web.Response(body=await source.render(), headers={"Content-Type": source.content_type})
 
     async def info(self, request: web.Request) -> web.Response:
         return web.json_response(

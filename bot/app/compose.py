@@ -31,6 +31,8 @@ from typing import Any
 
 from bot import plugins as plugin_api
 from bot.admission import Admission
+from bot.app.metrics import MeteredLedger, Metrics
+from bot.app.metrics_http import MetricsServer, remove_status_file, write_status_file
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
@@ -86,6 +88,9 @@ class App:
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
         self._tool_providers: list[ToolProvider] = []
+        self.metrics = Metrics()
+        self._metrics_server: MetricsServer | None = None
+        self._adapters: dict[str, ChatAdapter] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -101,6 +106,7 @@ class App:
             assert self.worker is not None
             self.worker.start()
             await self._start_adapters()
+            await self._serve_metrics()
             for svc in self._background:
                 await svc.start()
         except BaseException:
@@ -125,8 +131,11 @@ class App:
         if llm is not None:
             from bot.brain import Brain
 
-            brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
+            ledger = MeteredLedger(state, self.metrics)
+            brain = Brain(llm, settings.llm, clock=self._clock, ledger=ledger, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
+        self.services.telemetry = self.metrics
+        self.services.sent_hooks.append(self.metrics.on_sent)
         if settings.llm.image_model:
             from bot.providers.litellm_llm import load_litellm
             from bot.providers.litellm_images import LiteLLMImageGenerator
@@ -144,8 +153,9 @@ class App:
         await self._start_tool_providers()
         self.worker = InboxWorker(
             state, member.handle, parallel=settings.limits.concurrent_groups,
-            reserve=settings.limits.quiet_group_slots,
+            reserve=settings.limits.quiet_group_slots, on_handled=self.metrics.handled,
         )
+        self.metrics.watch(worker=self.worker, state=state, memory=memory)
 
     async def _start_tool_providers(self) -> None:
         """Every enabled tool plugin's provider, started (its tools discovered) before any message is
@@ -195,6 +205,7 @@ class App:
         adapters = self._adapters_in
         if adapters is None:
             adapters = self._build_adapters()
+        self._adapters = dict(adapters)
         if not adapters:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
             return
@@ -240,6 +251,7 @@ class App:
             commands=self.registry.infos(),
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
             command_prefixes=self.settings.triggers.command_prefixes,
+            metrics=self.metrics if self.settings.metrics.enabled else None,
         )
         out: dict[str, ChatAdapter] = {}
         for name, inst in self.plugins.adapters.items():
@@ -247,6 +259,25 @@ class App:
             if cfg.enabled:
                 out[name] = inst.plugin.create(cfg, env)
         return out
+
+    async def _serve_metrics(self) -> None:
+        """The metrics go out on the port of an adapter that serves them (the web group), else on
+        ``metrics.port`` (when set); where is written down for ``paibot status`` (``bot.app.metrics_http``)."""
+        m = self.settings.metrics
+        if not m.enabled:
+            return
+        serving = [(n, a) for n, a in self._adapters.items() if getattr(a, "serves_metrics", False)]
+        if serving:
+            name, adapter = serving[0]
+            url, token_from = str(getattr(adapter, "metrics_url", "")), f"adapters.{name}"
+        elif not m.port:
+            log.info("metrics are not served: no adapter serves them and metrics.port is 0")
+            return
+        else:
+            self._metrics_server = MetricsServer(self.metrics, m.host, m.port, m.access_token)
+            await self._metrics_server.start()
+            url, token_from = self._metrics_server.url, "metrics"
+        write_status_file(self.settings.data_path, url, token_from)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking work, let in-flight work finish (or return to the inbox), flush and release the lock.
@@ -274,6 +305,10 @@ class App:
         for sup in reversed(self._supervisors):
             await sup.stop()
         self._supervisors.clear()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
+        remove_status_file(self.settings.data_path)
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()
