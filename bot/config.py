@@ -115,6 +115,8 @@ class LimitSettings:
     reminders_per_group: int = 50
     concurrent_groups: int = 64  # groups whose messages are handled at once (one message each at most)
     quiet_group_slots: int = 16  # of those, kept for groups back from quiet (bot.lanes)
+    image_workers: int = 2  # image edits and captions decoding at once, each in a process of its own
+    image_memory_mb: int = 1024  # the memory one such process may use
 
 
 @dataclass(frozen=True)

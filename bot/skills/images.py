@@ -7,8 +7,9 @@
         ``MemoryRecord(kind="caption", id="<message id>#img")`` so "the photo of the whiteboard from Tuesday"
         is found by search and recall. Without a vision model images stay "[image: name]" in the transcript.
     "@Pai make this black and white / crop / rotate / flip / add a caption 'text'" replying to an image,
-        or ``/edit <what>`` -> a deterministic parser picks the edit, Pillow applies it on a worker thread,
-        the result is posted as a file. No model needed.
+        or ``/edit <what>`` -> a deterministic parser picks the edit, Pillow applies it in a worker process
+        (``bot.skills.image_pool``: few at once, each with a memory ceiling), the result is posted as a file.
+        No model needed.
     the ``edit_image`` tool -> the same edits when the model understood a free-form request; with an
         ``ImageGenerator`` configured (``llm.image_model``) also ``operation="generate"``: a generative edit.
 
@@ -20,7 +21,6 @@ capped per group per hour, since every posted image would otherwise cost a model
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections import deque
@@ -37,6 +37,7 @@ from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills import builtin
 from bot.skills.attachment_log import AttachmentLog, shared_log
+from bot.skills.image_pool import ImagePool
 from bot.skills.image_ops import (
     EditedImage,
     EditRequest,
@@ -99,10 +100,14 @@ EDIT_IMAGE_SPEC = ToolSpec(
 
 
 class ImagesSkill:
-    def __init__(self, services: Services, attachments: AttachmentLog, generator: ImageGenerator | None = None) -> None:
+    def __init__(
+        self, services: Services, attachments: AttachmentLog, generator: ImageGenerator | None = None,
+        pool: ImagePool | None = None,
+    ) -> None:
         self._s = services
         self._log = attachments
         self._generator = generator
+        self._pool = pool or ImagePool(workers=0)  # without a pool of processes: a worker thread
         self._captioned: dict[str, deque[Any]] = {}
 
     def commands(self) -> Iterable[Command]:
@@ -159,7 +164,7 @@ class ImagesSkill:
             return
         try:
             data = await self._fetch(msg, att)
-            jpeg = await asyncio.to_thread(vision_jpeg, data)
+            jpeg = await self._pool.run(vision_jpeg, data)
             url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
             messages = [
                 {"role": "system", "content": CAPTION_SYSTEM},
@@ -216,7 +221,7 @@ class ImagesSkill:
         """Fetch ``target`` and apply ``req`` (or, with ``req`` None, a generative edit with ``prompt``)."""
         data = await self._fetch(msg, target)
         if req is not None:
-            result = await asyncio.to_thread(apply_edit, data, req)
+            result = await self._pool.run(apply_edit, data, req)
             suffix = req.op
         else:
             if self._generator is None:
@@ -279,7 +284,10 @@ class ImagesSkill:
 def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
     attachments, created = shared_log(services.extras, services.settings.data_path)
     generator = services.extras.get(EXTRAS_GENERATOR)
-    return [ImagesSkill(services, attachments, generator)], [attachments] if created else []  # type: ignore[arg-type]
+    limits = services.settings.limits
+    pool = ImagePool(limits.image_workers, limits.image_memory_mb)
+    skill = ImagesSkill(services, attachments, generator, pool)  # type: ignore[arg-type]
+    return [skill], [*([attachments] if created else []), pool]
 
 
 plugin = builtin("images", build, 50, "image captions for the memory and image edits")
