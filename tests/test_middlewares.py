@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import LimitSettings
+from bot.i18n import SOURCE_LOCALE, Catalogs, Translator
 from bot.limits import RateLimiter
 from bot.middleware import ReplyDraft, Turn, chain
 from bot.middlewares.limits import DailyBudget, RateLimits
@@ -219,10 +220,17 @@ def state(tmp_path: Path) -> Any:
 
 
 def welcome_services(state: StateDB, enabled: bool = True) -> Any:
+    catalogs = Catalogs()
+
+    async def translator(key: str) -> Translator:
+        return catalogs.translator(SOURCE_LOCALE)
+
     return SimpleNamespace(
         settings=SimpleNamespace(bot=SimpleNamespace(welcome=enabled)),
         state=state,
         name_for=lambda key: "Pai",
+        name_shown=lambda key, t: "Pai",
+        translator=translator,
     )
 
 

@@ -10,6 +10,7 @@ it stopped, through the ``paibot memory`` CLI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +169,25 @@ async def web_ready(http: aiohttp.ClientSession, base: str) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------- read-only views of the stores
+# --------------------------------------------------------------------------- views of the stores
 
 
-def _ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+@contextlib.contextmanager
+def read_db(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection for reading one of the bot's databases from a test, while the bot runs or after it was
+    killed; closed on exit.
+
+    It is opened read-write (``mode=rw``: never creating the file) although it only reads. A read-only
+    connection cannot run SQLite's WAL recovery: after a SIGKILL in the middle of a commit (the
+    transaction's frames already in the WAL, the wal-index header not yet updated), a read-only reader trusts
+    the stale header and misses that transaction, while the next read-write opener (the restarted bot)
+    recovers it from the WAL. A test reading that way counted a record as absent that the bot had: the memory
+    index then held one vector more than the test's view of the transcript."""
+    conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def inbox_status(data: Path) -> dict[str, str]:
@@ -181,14 +196,14 @@ def inbox_status(data: Path) -> dict[str, str]:
     if not db.exists():
         return {}
     try:
-        with _ro(db) as conn:
+        with read_db(db) as conn:
             return dict(conn.execute("SELECT event_id, status FROM inbox").fetchall())
     except sqlite3.OperationalError:  # the bot is still creating its schema
         return {}
 
 
 def dead_letters(data: Path) -> list[tuple[str, int, str]]:
-    with _ro(data / "paibot.db") as conn:
+    with read_db(data / "paibot.db") as conn:
         return conn.execute("SELECT event_id, attempts, last_error FROM inbox WHERE status='dead'").fetchall()
 
 
@@ -199,7 +214,7 @@ def transcript_ids(data: Path, chat_keys: Iterable[str] | None = None) -> dict[s
     if not db.exists():
         return out
     keys = set(chat_keys) if chat_keys is not None else None
-    with _ro(db) as conn:
+    with read_db(db) as conn:
         for chat_key, rid in conn.execute("SELECT chat_key, id FROM records"):
             if keys is None or chat_key in keys:
                 out.setdefault(chat_key, set()).add(str(rid))

@@ -24,6 +24,7 @@ from tests.reliability.harness import (
     figure,
     free_port,
     inbox_status,
+    read_db,
     transcript_ids,
     wait_for,
     web_only,
@@ -48,7 +49,7 @@ def poison_the_transcript(data: Path) -> None:
 
 
 def replies_in(data: Path) -> Counter[int]:
-    with sqlite3.connect(f"file:{data / 'web.db'}?mode=ro", uri=True, timeout=10) as conn:
+    with read_db(data / "web.db") as conn:
         rows = conn.execute("SELECT reply_to FROM messages WHERE is_bot=1 AND reply_to IS NOT NULL").fetchall()
     return Counter(r[0] for r in rows)
 

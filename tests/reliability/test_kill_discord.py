@@ -24,6 +24,7 @@ from tests.reliability.harness import (
     env_int,
     figure,
     inbox_status,
+    read_db,
     transcript_ids,
     wait_for,
     write_config,
@@ -46,7 +47,7 @@ def cursors(data: Path) -> dict[str, str]:
     if not db.exists():
         return {}
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        with read_db(db) as conn:
             return dict(conn.execute("SELECT key, value FROM cursors").fetchall())
     except sqlite3.OperationalError:  # the bot is still creating its schema
         return {}

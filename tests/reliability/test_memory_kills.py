@@ -11,7 +11,6 @@ import asyncio
 import random
 import shutil
 import signal
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from memory.store import open_memory
-from tests.reliability.harness import ROOT, env_int, figure, transcript_ids
+from tests.reliability.harness import ROOT, env_int, figure, read_db, transcript_ids
 from tests.reliability.memory_writer import PAI
 from tests.test_memory_contract import settings_for
 
@@ -64,7 +63,7 @@ async def one_life(data: Path, first: int, rng: random.Random, logs: Path) -> tu
 
 
 def integrity(data: Path) -> str:
-    with sqlite3.connect(f"file:{data / 'memory.sqlite3'}?mode=ro", uri=True, timeout=10) as conn:
+    with read_db(data / "memory.sqlite3") as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 

@@ -31,6 +31,7 @@ from tests.reliability.harness import (
     env_int,
     figure,
     free_port,
+    read_db,
     wait_for,
     web_only,
     web_ready,
@@ -48,7 +49,7 @@ def stored_reminders(data: Path) -> dict[str, tuple[float, str]]:
     if not db.exists():
         return {}
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        with read_db(db) as conn:
             return {t: (d, s) for t, d, s in conn.execute("SELECT text, due_ts, status FROM reminders")}
     except sqlite3.OperationalError:  # the schema is not there yet
         return {}
@@ -56,7 +57,7 @@ def stored_reminders(data: Path) -> dict[str, tuple[float, str]]:
 
 def stored_firings(data: Path) -> list[tuple[str, str, int]]:
     """(reminder text, firing state, late) for every firing."""
-    with sqlite3.connect(f"file:{data / 'skills.sqlite3'}?mode=ro", uri=True, timeout=10) as conn:
+    with read_db(data / "skills.sqlite3") as conn:
         return conn.execute(
             "SELECT r.text, f.state, f.late FROM reminder_firings f JOIN reminders r ON r.id = f.reminder_id"
         ).fetchall()

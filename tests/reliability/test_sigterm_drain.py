@@ -9,7 +9,6 @@ path; it takes two seconds per answer so that work is in flight when the signal 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.reliability.harness import (
     figure,
     free_port,
     inbox_status,
+    read_db,
     transcript_ids,
     wait_for,
     web_only,
@@ -43,7 +43,7 @@ def llm_config(fake: FakeOpenAI) -> str:
 
 def bot_replies(data: Path) -> Counter[int]:
     """reply_to id -> number of bot messages answering it, from the web group's own store."""
-    with sqlite3.connect(f"file:{data / 'web.db'}?mode=ro", uri=True, timeout=10) as conn:
+    with read_db(data / "web.db") as conn:
         rows = conn.execute("SELECT reply_to FROM messages WHERE is_bot=1 AND reply_to IS NOT NULL").fetchall()
     return Counter(r[0] for r in rows)
 
