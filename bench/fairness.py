@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ class Group:
         self.base = base
         self.number = number
         self.answered: dict[int, float] = {}
+        self.server_s: dict[int, float] = {}  # question id -> reply stored minus question stored (server clock)
+        self.sent_at: dict[int, str] = {}
+        self.acks: list[float] = []  # how long each POST took to be acknowledged
         self.changed = asyncio.Event()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -106,19 +110,29 @@ class Group:
             data = msg.json()
             message = data.get("message") or {}
             if data.get("type") == "message" and message.get("is_bot") and message.get("reply_to"):
-                self.answered.setdefault(int(message["reply_to"]["id"]), time.monotonic())
+                qid = int(message["reply_to"]["id"])
+                self.answered.setdefault(qid, time.monotonic())
+                if qid in self.sent_at:
+                    asked = datetime.fromisoformat(self.sent_at[qid])
+                    self.server_s[qid] = (datetime.fromisoformat(message["sent_at"]) - asked).total_seconds()
                 self.changed.set()
 
     async def ask(self, text: str, author: str) -> int:
+        t0 = time.monotonic()
         async with self.http.post(
             f"{self.base}/api/groups/{self.number}/messages", json={"author": author, "text": text}
         ) as resp:
             resp.raise_for_status()
-            return int((await resp.json())["id"])
+            posted = await resp.json()
+            mid = int(posted["id"])
+            self.sent_at[mid] = posted["sent_at"]
+        self.acks.append(time.monotonic() - t0)
+        return mid
 
     async def answer_time(self, text: str, author: str = "Quinn") -> float:
         t0 = time.monotonic()
         mid = await self.ask(text, author)
+        self.last = mid
         while mid not in self.answered:
             self.changed.clear()
             await self.changed.wait()
@@ -184,6 +198,30 @@ async def typing_spam(http: aiohttp.ClientSession, base: str, number: str, socke
         await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
 
 
+async def scrape(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.get(f"{base}/metrics") as resp:
+        return await resp.text()
+
+
+def lane_waits(before: str, after: str) -> dict[str, tuple[float, float, float]]:
+    """Events, p50 and p95 of the bot's lane waits between two scrapes, per kind of lane."""
+    from bot.app.status import parse, quantile
+
+    b, a = parse(before), parse(after)
+    delta: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for name in ("paibot_lane_wait_seconds_bucket", "paibot_lane_wait_seconds_count"):
+        old = {tuple(sorted(labels.items())): v for labels, v in b.get(name, [])}
+        delta[name] = [(labels, v - old.get(tuple(sorted(labels.items())), 0.0)) for labels, v in a.get(name, [])]
+    out = {}
+    for lane in ("quiet", "backlog"):
+        n = sum(v for labels, v in delta["paibot_lane_wait_seconds_count"] if labels.get("lane") == lane)
+        p50 = quantile(delta, "paibot_lane_wait_seconds", 0.5, lane=lane)
+        p95 = quantile(delta, "paibot_lane_wait_seconds", 0.95, lane=lane)
+        if p50 is not None and p95 is not None:
+            out[lane] = (n, p50, p95)
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -240,9 +278,12 @@ async def measure(http: aiohttp.ClientSession, base: str, args: argparse.Namespa
     noisy = [await create_group(http, base, f"noisy {i}") for i in range(args.noisy)]
     await quiet.answer_time("@Pai warming up?")  # the first answer also loads the model client
     cpu0 = cpu_seconds(pid)
+    quiet.acks.clear()
     idle = [await quiet.answer_time(f"@Pai idle question {i}?") for i in range(args.questions)]
+    idle_acks = list(quiet.acks)
     cpu_idle = (cpu_seconds(pid) - cpu0) / len(idle)
     cpu0 = cpu_seconds(pid)
+    metrics0 = await scrape(http, base)
     stop, first_all = asyncio.Event(), []
     counter = [0]
     firsts = [asyncio.Event() for _ in noisy]
@@ -255,12 +296,15 @@ async def measure(http: aiohttp.ClientSession, base: str, args: argparse.Namespa
     t_load = time.monotonic()
     await asyncio.gather(*(e.wait() for e in firsts))
     first_all.append(time.monotonic() - t_load)
-    loaded = []
+    loaded, server = [], []
+    quiet.acks.clear()
     for i in range(args.questions):
         await asyncio.sleep(rng.uniform(0, args.answer_s))
         loaded.append(await quiet.answer_time(f"@Pai loaded question {i}?"))
+        server.append(quiet.server_s.get(quiet.last, float("nan")))
     stop.set()
-    for t in tasks:
+    _, late = await asyncio.wait(tasks, timeout=15)  # each ends after its current request
+    for t in late:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for g in [quiet, *noisy]:
@@ -268,6 +312,14 @@ async def measure(http: aiohttp.ClientSession, base: str, args: argparse.Namespa
     load_s = time.monotonic() - t_load
     cpu_load = cpu_seconds(pid) - cpu0
     report(args, idle, loaded, counter[0], load_s, first_all[0], typing_sent)
+    print("quiet answers under load, seen by the client: " + " ".join(f"{t:.2f}" for t in loaded))
+    print("                 stored by the bot (server): " + " ".join(f"{t:.2f}" for t in server))
+    a_idle, a_load = summary(idle_acks), summary(quiet.acks)
+    print(f"quiet POST acknowledged: idle p50 {a_idle[0] * 1000:.0f} ms p95 {a_idle[1] * 1000:.0f} ms; "
+          f"load p50 {a_load[0] * 1000:.0f} ms p95 {a_load[1] * 1000:.0f} ms")
+    waits = lane_waits(metrics0, await scrape(http, base))
+    print("lane waits in the bot during the load phase (its metrics): " + "; ".join(
+        f"{lane} events {n:.0f}, p50 {p50:.2f} s, p95 {p95:.2f} s" for lane, (n, p50, p95) in waits.items()))
     print(f"bot CPU: {cpu_idle * 1000:.0f} ms per answer idle; under load {cpu_load:.1f} s in {load_s:.0f} s "
           f"({100 * cpu_load / load_s:.0f}% of one core), {1000 * cpu_load / max(1, counter[0] + len(loaded)):.0f} "
           f"ms per answer; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

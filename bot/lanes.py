@@ -140,6 +140,11 @@ class FairLanes(Generic[T]):
 
     # ----------------------------------------------------------------- figures
 
+    def from_quiet(self, key: str) -> bool:
+        """Whether the lane's current event came to an empty lane (a group back from quiet)."""
+        lane = self._lanes.get(key)
+        return lane is not None and lane.from_quiet
+
     @property
     def queued(self) -> int:
         """Events waiting in lanes (not running)."""

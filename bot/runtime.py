@@ -34,7 +34,8 @@ PAGE = 500  # inbox events read per pass
 class InboxWorker:
     """``parallel`` events run at once at most (one per chat), ``reserve`` of those slots only for chats
     back from quiet (see ``bot.lanes``). ``monotonic`` times events (their cost in the fair share);
-    ``on_handled(event, dead)`` is told of every event that leaves the inbox (metrics)."""
+    ``on_handled(event, dead)`` is told of every event that leaves the inbox, ``on_started(waited_s, quiet)`` of
+    how long each waited in its lane (``quiet``: it came to an empty lane, a group back from quiet)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class InboxWorker:
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         on_handled: Callable[[Message, bool], None] | None = None,
+        on_started: Callable[[float, bool], None] | None = None,
     ) -> None:
         self._state = state
         self._handler = handler
@@ -63,6 +65,8 @@ class InboxWorker:
         self._rng = rng or random.Random()
         self._monotonic = monotonic
         self._on_handled = on_handled
+        self._on_started = on_started
+        self._queued_at: dict[int, float] = {}  # seq -> when it entered its lane (for on_started)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outages: dict[int, int] = {}  # seq -> outage retries so far (the backoff's exponent)
@@ -94,6 +98,7 @@ class InboxWorker:
                 if item.seq not in self._dispatched:
                     self.idle.clear()
                     self._dispatched.add(item.seq)
+                    self._queued_at[item.seq] = self._monotonic()
                     self.lanes.push(item.event.chat.key, item)
             self._start_what_may()
             if items:
@@ -116,6 +121,9 @@ class InboxWorker:
 
     async def _run(self, key: str, item: InboxItem) -> None:
         started = self._monotonic()
+        queued = self._queued_at.pop(item.seq, None)
+        if queued is not None and self._on_started is not None:
+            self._on_started(started - queued, self.lanes.from_quiet(key))
         wait: float | None = None
         try:
             wait = await self._process(item, self._outages.get(item.seq, 0))
@@ -207,6 +215,7 @@ class InboxWorker:
                 await self._main
         for item in self.lanes.drain():  # queued events stay pending in the inbox for the next start
             self._dispatched.discard(item.seq)
+            self._queued_at.pop(item.seq, None)
         tasks = list(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)

@@ -17,7 +17,8 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -75,6 +76,10 @@ def _days_before(day: str, n: int) -> str:
     return (date.fromisoformat(day) - timedelta(days=n)).isoformat()
 
 
+async def _awaited(future: Awaitable[None]) -> None:
+    await future
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     seq: int
@@ -105,6 +110,9 @@ class StateDB:
         if "payload" not in columns:  # data directories from before replies kept their payload
             self._conn.execute("ALTER TABLE replies ADD COLUMN payload TEXT NOT NULL DEFAULT ''")
         self._lock = threading.Lock()
+        # One thread of its own runs the SQL, in order: waiting for the connection never ties up threads of
+        # the loop's shared pool (the adapters' stores and to_thread calls use those).
+        self._exec = ThreadPoolExecutor(1, thread_name_prefix="paibot-state")
         self._now = clock or (lambda: datetime.now(timezone.utc))
         self.new_events = asyncio.Event()
         self._unflushed: dict[str, int] = {}
@@ -120,6 +128,7 @@ class StateDB:
         self._intake_closed = True
 
     def close(self) -> None:
+        self._exec.shutdown(wait=True)
         with self._lock:
             self._conn.close()
 
@@ -128,7 +137,7 @@ class StateDB:
             with self._lock:
                 return fn(self._conn)
 
-        return await asyncio.to_thread(locked)
+        return await asyncio.get_running_loop().run_in_executor(self._exec, locked)
 
     def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
         conn.execute("BEGIN IMMEDIATE")
@@ -302,7 +311,8 @@ class StateDB:
         except RuntimeError:
             self._write_usage(args, member_key)
             return
-        task = loop.create_task(asyncio.to_thread(self._write_usage, args, member_key), name="usage-write")
+        write = loop.run_in_executor(self._exec, self._write_usage, args, member_key)
+        task = loop.create_task(_awaited(write), name="usage-write")
         self._usage_writes.add(task)
         task.add_done_callback(self._usage_writes.discard)
 

@@ -65,6 +65,9 @@ async def test_the_metrics_count_messages_answers_refusals_and_tokens_on_a_port_
         assert value(s, "paibot_tokens_today") == value(s, "paibot_model_tokens_total")
         assert value(s, "paibot_lane_queue_depth") == 0 and value(s, "paibot_events_in_flight") == 0
         assert value(s, "paibot_inbox_pending") == 0 and value(s, "paibot_inbox_dead_letters") == 0
+        lane_waits = value(s, "paibot_lane_wait_seconds_count", lane="quiet") + value(
+            s, "paibot_lane_wait_seconds_count", lane="backlog")
+        assert lane_waits == 4
         print("metrics:", *summary(s), sep="\n  ")
     finally:
         await app.stop()

@@ -154,6 +154,7 @@ class App:
         self.worker = InboxWorker(
             state, member.handle, parallel=settings.limits.concurrent_groups,
             reserve=settings.limits.quiet_group_slots, on_handled=self.metrics.handled,
+            on_started=self.metrics.started,
         )
         self.metrics.watch(worker=self.worker, state=state, memory=memory)
 

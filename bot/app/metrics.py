@@ -12,6 +12,8 @@ What is counted as it happens (hooks the composition root wires):
     paibot_model_tokens_total{model,kind}        reported them (kind: prompt | completion)
     paibot_model_cost_usd_total{model}
     paibot_dead_letters_total                    events moved to the dead-letter state since the start
+    paibot_lane_wait_seconds{lane}               how long events waited in their chat's lane (a histogram;
+                                                 lane="quiet": they came to an empty lane, else "backlog")
 
 and what is read when the metrics are asked for (gauges):
 
@@ -65,6 +67,11 @@ class Metrics:
         self.cost = Counter("paibot_model_cost_usd", "Model cost in USD as priced by litellm.", ["model"],
                             registry=r)
         self.dead = Counter("paibot_dead_letters", "Events moved to the dead-letter state.", registry=r)
+        self.lane_wait = Histogram(
+            "paibot_lane_wait_seconds", "How long events waited in their chat's lane before being handled; "
+            "lane=quiet: events that came to an empty lane, lane=backlog: the others.", ["lane"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0), registry=r,
+        )
         self.queue = Gauge("paibot_lane_queue_depth", "Events waiting in the per-chat lanes.", registry=r)
         self.deepest = Gauge("paibot_lane_queue_deepest", "The longest lane's queue.", registry=r)
         self.lanes = Gauge("paibot_lanes_active", "Chats with work queued or running.", registry=r)
@@ -90,6 +97,10 @@ class Metrics:
 
     def refused(self, reason: str) -> None:
         self.refusals.labels(reason).inc()
+
+    def started(self, waited_s: float, quiet: bool) -> None:
+        """The worker's ``on_started``."""
+        self.lane_wait.labels("quiet" if quiet else "backlog").observe(waited_s)
 
     def handled(self, event: Message, dead: bool) -> None:
         """The worker's ``on_handled``."""

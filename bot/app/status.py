@@ -82,12 +82,13 @@ def _one(samples: Samples, name: str) -> float:
     return sum(value for _, value in samples.get(name, []))
 
 
-def quantile(samples: Samples, name: str, q: float) -> float | None:
-    """The ``q`` quantile of a histogram (all label sets together), interpolated within its bucket as
-    Prometheus' ``histogram_quantile`` does; None without observations."""
+def quantile(samples: Samples, name: str, q: float, **match: str) -> float | None:
+    """The ``q`` quantile of a histogram (the label sets that ``match``, together), interpolated within its
+    bucket as Prometheus' ``histogram_quantile`` does; None without observations."""
     buckets: dict[float, float] = defaultdict(float)
     for labels, value in samples.get(f"{name}_bucket", []):
-        buckets[float(labels["le"])] += value
+        if all(labels.get(k) == v for k, v in match.items()):
+            buckets[float(labels["le"])] += value
     edges = sorted(buckets)
     if not edges or buckets[edges[-1]] == 0:
         return None
@@ -123,6 +124,9 @@ def summary(s: Samples) -> list[str]:
         f"lanes: {_one(s, 'paibot_lanes_active'):.0f} active, {_one(s, 'paibot_events_in_flight'):.0f} in flight, "
         f"{_one(s, 'paibot_lane_queue_depth'):.0f} queued (deepest {_one(s, 'paibot_lane_queue_deepest'):.0f})"
     )
+    waits = [(lane, quantile(s, "paibot_lane_wait_seconds", 0.95, lane=lane)) for lane in ("quiet", "backlog")]
+    if any(w is not None for _, w in waits):
+        lines.append("lane wait p95: " + ", ".join(f"{lane} about {w:.2f} s" for lane, w in waits if w is not None))
     lines.append(
         f"inbox: {_one(s, 'paibot_inbox_pending'):.0f} pending, {_one(s, 'paibot_inbox_dead_letters'):.0f} dead "
         f"letters ({_one(s, 'paibot_dead_letters_total'):.0f} since the start)"
