@@ -32,7 +32,7 @@ from bot.limits import REFUSALS
 from bot.middleware import Turn, chain
 from bot.middlewares import Chains
 from bot.policy import Facts, decide, may_record, name_pattern
-from bot.ports import MemoryHit, TextSink, ToolContext
+from bot.ports import MemoryHit, TextSink, Tool, ToolContext
 from bot.recall import memory_answer, quotable, search_query
 from bot.services import Services, record_of
 from bot.streaming import ReplyStream
@@ -205,7 +205,7 @@ class Member:
         except BrainUnavailable:
             log.warning("no model answered for %s", msg.event_id)
             return (await s.translator(msg.chat.key))._(APOLOGY)
-        return reply.text.strip() or "🤔"
+        return (reply.text.strip() or "🤔") + _sources_note(tools, reply.tool_calls_made)
 
     def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
         """Ids of hits that were themselves questions put to the bot (they hold no answer)."""
@@ -247,3 +247,10 @@ class Member:
         if not await streams[0].finish(answers[0]):
             await self.delivery.reply(msg, answers[0])
 
+
+def _sources_note(tools: list[Tool], called: tuple[str, ...]) -> str:
+    """"(🔧 MCP weather/forecast)" after an answer that used tools from outside paibot: the chat sees where a
+    result came from (no words, so nothing to translate)."""
+    sources = {t.spec.name: t.source for t in tools if t.source}
+    used = list(dict.fromkeys(sources[name] for name in called if name in sources))
+    return f"\n\n(🔧 {', '.join(used)})" if used else ""

@@ -43,6 +43,7 @@ from bot.ports import AdapterEnv, ChatAdapter, Tool
 if TYPE_CHECKING:
     from bot.commands import CommandRegistry, Skill
     from bot.services import Services
+    from bot.skills.resources import SkillResources
 
 log = logging.getLogger("paibot.plugins")
 
@@ -86,8 +87,9 @@ class SkillEnv:
     """What a skill plugin is built with."""
 
     settings: Any  # its own section, skills.<name>
-    services: Services  # the core's shared handles (memory, state, clock, brain, send)
+    services: Services  # the core's shared handles (memory, state, clock, random source, brain, send)
     registry: CommandRegistry
+    shared: SkillResources  # stores several skills share (skills' database, register, posted files), typed
 
 
 @dataclass(frozen=True)

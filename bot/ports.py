@@ -289,6 +289,22 @@ class CommandInfo:
     usage: str = ""
 
 
+class KeyValueStore(Protocol):
+    """A small durable key-value store of one adapter (``AdapterEnv.store``), namespaced by the adapter's name:
+    state that must outlive a restart but is not an intake cursor, such as a journal of sends.
+
+    ``put`` commits before it returns. An entry put with ``ttl_s`` expires after that many seconds: from then
+    on it reads as absent and the core deletes it, so a journal written once per reply does not grow without
+    bound. Values are text (serialise to JSON). Another adapter's entries are never visible.
+    """
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str, *, ttl_s: float | None = None) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AdapterEnv:
     """What the composition root hands an adapter factory besides its own config section."""
@@ -298,6 +314,7 @@ class AdapterEnv:
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
+    store: KeyValueStore | None = None  # this adapter's durable key-value store (None: the adapter keeps none)
     # The bot's metrics, for an adapter that serves HTTP: it may offer them at ``GET /metrics`` (under its own
     # access rules) and then sets ``serves_metrics = True`` and ``metrics_url`` once listening.
     metrics: MetricsSource | None = None
@@ -324,6 +341,9 @@ class ToolHandler(Protocol):
 class Tool:
     spec: ToolSpec
     run: ToolHandler
+    # Where the tool comes from, when it is outside paibot (e.g. "MCP weather/forecast"): an answer built on
+    # it names the source in the chat.
+    source: str = ""
 
 
 class UsageLedger(Protocol):

@@ -45,7 +45,6 @@ class Services:
     # through an outage, or stopped because the operator must act) is in ``unavailable``, with why.
     adapters: dict[str, ChatAdapter] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
-    extras: dict[str, Any] = field(default_factory=dict)
     # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
     sent_hooks: list[SentHook] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)

@@ -6,6 +6,9 @@ one transaction, so an acknowledged event is never lost and a replayed one is ig
 event id). Workers take pending events in arrival order, mark them done, or after ``max_attempts`` failures
 move them to the dead-letter state so the stream behind them is not held up.
 
+Adapters keep their own small durable state in ``adapter_kv`` (``store(name)``, a ``bot.ports.KeyValueStore``
+per adapter), whose entries may expire and are pruned.
+
 The reply ledger makes replies at-most-once across crashes: a reply is marked *sending* before the platform
 call and *sent* after it; an event whose reply is already *sending* or *sent* is never answered again.
 All SQLite work runs on one connection guarded by a lock, off the event loop.
@@ -69,6 +72,12 @@ CREATE TABLE IF NOT EXISTS group_kv (
     group_key TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (group_key, key)
 );
+CREATE TABLE IF NOT EXISTS adapter_kv (                -- bot.ports.KeyValueStore, one namespace per adapter
+    namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    expires_at TEXT,                                  -- NULL: never; past: reads as absent, pruned
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS adapter_kv_expiry ON adapter_kv(expires_at) WHERE expires_at IS NOT NULL;
 """
 
 
@@ -450,3 +459,66 @@ class StateDB:
             )
         )
         return cur.rowcount == 1
+
+    # ----------------------------------------------------------------- adapters' key/values
+
+    async def kv_get(self, namespace: str, key: str) -> str | None:
+        now = self._now().isoformat()
+        row = await self._run(
+            lambda c: c.execute(
+                "SELECT value FROM adapter_kv WHERE namespace=? AND key=? AND (expires_at IS NULL OR expires_at > ?)",
+                (namespace, key, now),
+            ).fetchone()
+        )
+        return row[0] if row else None
+
+    async def kv_put(self, namespace: str, key: str, value: str, expires_at: datetime | None = None) -> None:
+        until = expires_at.isoformat() if expires_at is not None else None
+        await self._run(
+            lambda c: c.execute(
+                "INSERT INTO adapter_kv(namespace, key, value, expires_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value, expires_at=excluded.expires_at",
+                (namespace, key, value, until),
+            )
+        )
+
+    async def kv_delete(self, namespace: str, key: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM adapter_kv WHERE namespace=? AND key=?", (namespace, key)))
+
+    async def kv_prune(self) -> int:
+        """Delete every expired entry; returns how many went."""
+        now = self._now().isoformat()
+        cur = await self._run(
+            lambda c: c.execute("DELETE FROM adapter_kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        )
+        return cur.rowcount
+
+    def store(self, namespace: str) -> StateKeyValueStore:
+        """The ``bot.ports.KeyValueStore`` of one adapter (its entries live under ``namespace``)."""
+        return StateKeyValueStore(self, namespace)
+
+
+class StateKeyValueStore:
+    """``bot.ports.KeyValueStore`` over ``StateDB``'s adapter_kv table, for one namespace. Expired entries read
+    as absent; every ``PRUNE_EVERY`` writes the store deletes the expired entries of every namespace (and the
+    app prunes once at start), so a journal written once per reply does not grow without bound."""
+
+    PRUNE_EVERY = 200
+
+    def __init__(self, state: StateDB, namespace: str) -> None:
+        self._state = state
+        self.namespace = namespace
+        self._writes = 0
+
+    async def get(self, key: str) -> str | None:
+        return await self._state.kv_get(self.namespace, key)
+
+    async def put(self, key: str, value: str, *, ttl_s: float | None = None) -> None:
+        expires = self._state._now() + timedelta(seconds=ttl_s) if ttl_s is not None else None
+        await self._state.kv_put(self.namespace, key, value, expires)
+        self._writes += 1
+        if self._writes % self.PRUNE_EVERY == 0:
+            await self._state.kv_prune()
+
+    async def delete(self, key: str) -> None:
+        await self._state.kv_delete(self.namespace, key)

@@ -29,10 +29,11 @@ import aiohttp
 from aiohttp import web
 
 from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.config import TelegramAdapterSettings, WebhookSettings
 from adapters.telegram.flow import Pacing
 from adapters.telegram.text import utf16_len
-from adapters.telegram.config import TelegramAdapterSettings, WebhookSettings
-from bot.ports import AdapterEnv, CommandInfo
+from bot.ports import AdapterEnv, CommandInfo, KeyValueStore
+from bot.testing.inbox import MemoryKeyValueStore
 from tests.fakes import RecordingInbox
 
 TEXT_FIELDS = {"text", "caption", "question", "parse_mode", "file_id", "url", "secret_token", "action", "description"}
@@ -532,6 +533,11 @@ class RecordingClock:
         await asyncio.sleep(seconds)
 
 
+# The adapter's key-value store lives with its data directory, as the app's does (in paibot.db): an adapter
+# made again on the same directory (a restart) finds what the first one stored.
+_STORES: dict[Path, MemoryKeyValueStore] = {}
+
+
 def make_adapter(
     fake: FakeTelegram,
     data_dir: Path,
@@ -542,6 +548,7 @@ def make_adapter(
     token: str | None = None,
     max_attachment_bytes: int = 1024 * 1024,
     retry_base_s: float = 0.05,
+    store: KeyValueStore | None = None,
 ) -> TelegramAdapter:
     settings = TelegramAdapterSettings(
         enabled=True,
@@ -551,7 +558,8 @@ def make_adapter(
         poll_timeout_s=5,
         webhook=webhook or WebhookSettings(),
     )
-    env = AdapterEnv(bot_name="Pai", data_dir=data_dir, commands=COMMANDS, max_attachment_bytes=max_attachment_bytes)
+    env = AdapterEnv(bot_name="Pai", data_dir=data_dir, commands=COMMANDS, max_attachment_bytes=max_attachment_bytes,
+                     store=store or _STORES.setdefault(Path(data_dir), MemoryKeyValueStore()))  # fmt: skip
     return TelegramAdapter(
         settings, env, clock=clock or RecordingClock(), pacing=pacing, retry_base_s=retry_base_s
     )

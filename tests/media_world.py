@@ -17,7 +17,9 @@ from bot.app import App
 from bot.config import parse_settings
 from bot.errors import DeliveryError
 from bot.events import Attachment, Message
+from bot.plugins import SkillEnv
 from bot.ports import Capabilities
+from bot.skills.resources import SkillResources
 from tests.fakes import FakeAdapter, FakeMemory, make_message
 
 
@@ -80,26 +82,28 @@ def settings_yaml(tmp_path: Any, extra: str = "") -> str:
 
 @pytest.fixture
 async def media_world(tmp_path) -> AsyncIterator[Any]:
-    """``await media_world(modules, llm=None, extra="", real_memory=False, extras=None)`` -> ``World``
-    (``extras`` go into ``Services.extras`` before the skills are built, as the composition root would)."""
+    """``await media_world(modules, llm=None, extra="", real_memory=False, image_generator=None)`` -> ``World``
+    (the skill modules' plugins built as the composition root would, with ``image_generator`` shared)."""
     apps: list[tuple[App, list[Any]]] = []
 
     async def build(modules: tuple[str, ...], llm: Any = None, extra: str = "", real_memory: bool = False,
-                    extras: dict[str, Any] | None = None) -> World:  # fmt: skip
+                    image_generator: Any = None) -> World:  # fmt: skip
         settings = parse_settings(settings_yaml(tmp_path, extra))
         adapter = FetchingAdapter()
         memory = None if real_memory else FakeMemory()
         app = App(settings, llm=llm, adapters={"fake": adapter}, memory=memory, skills=[])
         await app.start()
-        app.services.extras.update(extras or {})
+        shared = SkillResources(settings.data_path, image_generator=image_generator)
         background: list[Any] = []
         skills: list[Any] = []
         for name in modules:
-            s, b = importlib.import_module(name).build(app.services, app.registry)
-            for one in s:
+            plugin = importlib.import_module(name).plugin
+            built = plugin.build(SkillEnv(plugin.settings(), app.services, app.registry, shared))
+            for one in built.skills:
                 app.registry.add_skill(one)
-            skills.extend(s)
-            background.extend(b)
+            skills.extend(built.skills)
+            background.extend(built.background)
+        background[:0] = shared.opened
         for svc in background:
             await svc.start()
         apps.append((app, background))

@@ -56,7 +56,7 @@ class World:
         self.apps.append(app)
         mem = app.services.memory
         if manual:  # tests drive the due-work loops with explicit ticks, so nothing fires behind their back
-            for value in app.services.extras.values():
+            for value in app.background:
                 loop = getattr(value, "loop", None)
                 if isinstance(loop, DueLoop):
                     await loop.stop()
@@ -74,7 +74,7 @@ class World:
 
 def skill(app: App, name: str) -> Any:
     assert app.services is not None
-    return app.services.extras[f"skills.{name}"]
+    return app.skill(name)
 
 
 async def say(app: App, adapter: FakeAdapter, msg: Any) -> list[str]:

@@ -55,7 +55,7 @@ async def group(tmp_path, monkeypatch):
     adapter = FakeAdapter(platform="web")
     app = App(settings, adapters={"web": adapter}, clock=clock)
     await app.start()
-    for value in app.services.extras.values():  # the test ticks the due-work loops itself
+    for value in app.background:  # the test ticks the due-work loops itself
         loop = getattr(value, "loop", None)
         if isinstance(loop, DueLoop):
             await loop.stop()
@@ -78,7 +78,7 @@ class Chat:
 
     async def tick(self, skill: str) -> list[str]:
         before = len(self.adapter.sent)
-        await self.app.services.extras[f"skills.{skill}"].loop.tick()
+        await self.app.skill(skill).loop.tick()
         return [o.text for o in self.adapter.sent[before:]]
 
     def bot_texts(self) -> list[str]:

@@ -190,7 +190,7 @@ class FakeImageGenerator:
 
 async def test_generative_edits_go_through_the_configured_generator(media_world):
     gen = FakeImageGenerator()
-    w = await media_world(IMAGES, extras={"image_generator": gen})
+    w = await media_world(IMAGES, image_generator=gen)
     photo = await post_photo(w)
     out = await ask(w, "/edit make it look like a watercolour painting", photo)
     assert gen.prompts == ["make it look like a watercolour painting"]

@@ -259,7 +259,7 @@ async def test_resend_after_partial_delivery_sends_only_the_rest(fake, tmp_path)
         assert [p[0] for p in fake.texts_to(GROUP)] == ["A"]
     finally:
         await a.stop()
-    # A new process (same inbox) resends the same answer: only B and C go out.
+    # A new process (same data directory) resends the same answer: only B and C go out.
     b = make_adapter(fake, tmp_path)
     await b.start(sink)
     try:

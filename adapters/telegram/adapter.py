@@ -125,7 +125,7 @@ class TelegramAdapter:
         self._bot: Bot | None = None
         self._sink: IntakeSink | None = None
         self._chats: ChatMap | None = None
-        self._records = SendRecords(None)
+        self._records = SendRecords(env.store)  # durable when the app gives a store
         self._me: BotIdentity | None = None
         self._intake: TelegramIntake | None = None
         self._task: asyncio.Task[None] | None = None
@@ -209,7 +209,6 @@ class TelegramAdapter:
         user = bot.bot
         self._me = BotIdentity(user.id, user.username or "", user.first_name or self._env.bot_name)
         self._bot, self._sink, self._chats = bot, sink, ChatMap(sink)
-        self._records = SendRecords(sink)
         log.info("telegram: connected to %s as @%s (id %s)", self._where(), self._me.username, self._me.id)
         if not user.can_read_all_group_messages:
             log.warning(PRIVACY_HINT, self._me.username)

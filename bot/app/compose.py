@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import signal
@@ -41,10 +42,11 @@ from bot.errors import AdapterConfigError
 from bot.limits import RateLimiter
 from bot.member import Member
 from bot.middlewares import default_chains
-from bot.plugins import PluginCatalog, SkillEnv, ToolEnv, ToolProvider
+from bot.plugins import PluginCatalog, SkillEnv, SkillSet, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
 from bot.runtime import InboxWorker
 from bot.services import Services
+from bot.skills.resources import SkillResources
 from bot.state import StateDB
 from bot.supervisor import RUNNING, STOPPED, AdapterSupervisor
 
@@ -88,6 +90,8 @@ class App:
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
         self._tool_providers: list[ToolProvider] = []
+        self.skill_sets: dict[str, SkillSet] = {}
+        self.shared = SkillResources(settings.data_path)
         self.metrics = Metrics()
         self._metrics_server: MetricsServer | None = None
         self._adapters: dict[str, ChatAdapter] = {}
@@ -116,6 +120,9 @@ class App:
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
         state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        pruned = await state.kv_prune()  # adapters' expired entries (e.g. old send records)
+        if pruned:
+            log.info("pruned %d expired adapter entries", pruned)
         if self._memory_in is not None:
             memory = self._memory_in
         else:
@@ -136,11 +143,13 @@ class App:
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
         self.services.telemetry = self.metrics
         self.services.sent_hooks.append(self.metrics.on_sent)
+        image_generator = None
         if settings.llm.image_model:
-            from bot.providers.litellm_llm import load_litellm
             from bot.providers.litellm_images import LiteLLMImageGenerator
+            from bot.providers.litellm_llm import load_litellm
 
-            self.services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
+            image_generator = LiteLLMImageGenerator(settings.llm, load_litellm())
+        self.shared = SkillResources(settings.data_path, image_generator=image_generator)
         # an answer in flight holds one model call's worth of tokens against the budgets until it is over
         reserve = settings.llm.context_tokens + settings.llm.max_reply_tokens
         limiter = RateLimiter(settings.limits, self._clock.now, state, reserve_tokens=reserve)
@@ -185,7 +194,8 @@ class App:
         return self._plugins
 
     def _default_skills(self) -> list[Skill]:
-        """Every enabled skill plugin, in /help order."""
+        """Every enabled skill plugin, in /help order. A store a skill opened on the shared resources runs
+        as a background service before that skill's own (so it is closed after them)."""
         assert self.services is not None
         skills: list[Skill] = []
         installed = sorted(self.plugins.skills.items(), key=lambda kv: (kv[1].plugin.order, kv[0]))
@@ -193,10 +203,22 @@ class App:
             cfg = self.settings.skills.get(name) or inst.plugin.settings()
             if not cfg.enabled:
                 continue
-            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry))
+            opened = len(self.shared.opened)
+            built = inst.plugin.build(SkillEnv(cfg, self.services, self.registry, self.shared))
+            self.skill_sets[name] = built
             skills.extend(built.skills)
+            self._background.extend(self.shared.opened[opened:])
             self._background.extend(built.background)
         return skills
+
+    def skill(self, name: str) -> Any:
+        """The main object of the skill plugin ``name`` (its first ``Skill``), e.g. to inspect its store."""
+        return self.skill_sets[name].skills[0]
+
+    @property
+    def background(self) -> list[Any]:
+        """The background services (skills' schedulers and stores), in start order."""
+        return list(self._background)
 
     async def _start_adapters(self) -> None:
         """Start every adapter under its supervisor, all at once; return when each first attempt has an
@@ -254,11 +276,13 @@ class App:
             command_prefixes=self.settings.triggers.command_prefixes,
             metrics=self.metrics if self.settings.metrics.enabled else None,
         )
+        assert self.services is not None
         out: dict[str, ChatAdapter] = {}
         for name, inst in self.plugins.adapters.items():
             cfg = self.settings.adapters.get(name) or inst.plugin.settings()
             if cfg.enabled:
-                out[name] = inst.plugin.create(cfg, env)
+                own = dataclasses.replace(env, store=self.services.state.store(name))
+                out[name] = inst.plugin.create(cfg, own)
         return out
 
     async def _serve_metrics(self) -> None:

@@ -5,7 +5,7 @@ so this module imports no vendor library and the core stays free of it::
 
     from bot.providers.litellm_llm import load_litellm
     from bot.providers.litellm_images import LiteLLMImageGenerator
-    services.extras["image_generator"] = LiteLLMImageGenerator(settings.llm, load_litellm())
+    SkillResources(data_dir, image_generator=LiteLLMImageGenerator(settings.llm, load_litellm()))
 
 only when ``llm.image_model`` is set. ``api_base``/``api_key`` of the chat model are reused when the image
 model has the same provider prefix (``openai/...``). Provider errors become ``bot.errors`` LLM errors by HTTP

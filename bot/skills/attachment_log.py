@@ -188,17 +188,3 @@ class AttachmentLog:
             DocumentEntry(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]), r[7], r[8], r[9])
             for r in await self._run(read)
         ]
-
-
-EXTRAS_KEY = "skills.attachment_log"
-
-
-def shared_log(extras: dict[str, object], data_dir: Path) -> tuple[AttachmentLog, bool]:
-    """The one ``AttachmentLog`` of this app, kept in ``Services.extras``; the flag says whether this call
-    created it (then the caller registers it as a background service, so it is closed exactly once)."""
-    found = extras.get(EXTRAS_KEY)
-    if isinstance(found, AttachmentLog):
-        return found, False
-    log_ = AttachmentLog(data_dir / "attachments.sqlite3")
-    extras[EXTRAS_KEY] = log_
-    return log_, True

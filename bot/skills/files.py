@@ -23,15 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.commands import Command, CommandCall, CommandRegistry, Observation, Reply
+from bot.commands import Command, CommandCall, Observation, Reply
 from bot.context import fmt_time
 from bot.errors import DeliveryError
 from bot.events import Attachment, Message
 from bot.i18n import N_, Text
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import MemoryRecord, SearchFilters, Tool, ToolContext, ToolSpec
 from bot.services import Services
-from bot.skills import builtin
-from bot.skills.attachment_log import AttachmentLog, DocumentEntry, shared_log
+from bot.skills.attachment_log import AttachmentLog, DocumentEntry
 from bot.skills.file_parsing import (
     Chunk,
     FileRejected,
@@ -269,9 +269,13 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    attachments, created = shared_log(services.extras, services.settings.data_path)
-    return [FilesSkill(services, attachments)], [attachments] if created else []
+def build(env: SkillEnv) -> SkillSet:
+    return SkillSet([FilesSkill(env.services, env.shared.attachments)])
 
 
-plugin = builtin("files", build, 40, "reads posted files (PDF, Word, text) into the group's memory; answers about them")
+plugin = SkillPlugin(
+    name="files",
+    build=build,
+    order=40,
+    description="reads posted files (PDF, Word, text) into the group's memory; answers about them",
+)

@@ -29,14 +29,14 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.brain import BrainUnavailable
-from bot.commands import Command, CommandCall, CommandRegistry, Observation, Reply
+from bot.commands import Command, CommandCall, Observation, Reply
 from bot.errors import DeliveryError, LLMError
 from bot.events import Attachment, Message, Outgoing, OutgoingFile
 from bot.i18n import N_, Text
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
-from bot.skills import builtin
-from bot.skills.attachment_log import AttachmentLog, shared_log
+from bot.skills.attachment_log import AttachmentLog
 from bot.skills.image_pool import ImagePool
 from bot.skills.image_ops import (
     EditedImage,
@@ -51,7 +51,6 @@ from bot.skills.image_ops import (
 log = logging.getLogger("paibot.skills.images")
 
 CAPTIONS_PER_GROUP_PER_HOUR = 30
-EXTRAS_GENERATOR = "image_generator"  # where the composition root puts an ``ImageGenerator``
 
 CAPTION_SYSTEM = (
     "You describe images posted in a group chat so they can be found later by search. In one or two "
@@ -281,13 +280,16 @@ class ImagesSkill:
         return f"posted {file.name} in the chat as a reply; tell the user briefly"
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    attachments, created = shared_log(services.extras, services.settings.data_path)
-    generator = services.extras.get(EXTRAS_GENERATOR)
-    limits = services.settings.limits
+def build(env: SkillEnv) -> SkillSet:
+    limits = env.services.settings.limits
     pool = ImagePool(limits.image_workers, limits.image_memory_mb)
-    skill = ImagesSkill(services, attachments, generator, pool)  # type: ignore[arg-type]
-    return [skill], [*([attachments] if created else []), pool]
+    skill = ImagesSkill(env.services, env.shared.attachments, env.shared.image_generator, pool)
+    return SkillSet([skill], [pool])
 
 
-plugin = builtin("images", build, 50, "image captions for the memory and image edits")
+plugin = SkillPlugin(
+    name="images",
+    build=build,
+    order=50,
+    description="image captions for the memory and image edits",
+)

@@ -18,11 +18,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from bot.commands import Command, CommandRegistry, Observation
-from bot.i18n import N_, Translator
+from bot.i18n import N_
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.policy import parse_command
 from bot.ports import Tool
 from bot.services import Services
-from bot.skills import builtin
 
 _GREETING = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|heya|hallo|yo|howdy|sup|what'?s up|greetings|good (?:morning|afternoon|evening)"
@@ -144,8 +144,13 @@ class IntroSkill:
         return t._("I don't know {command}. /help lists my commands.", command=shown)
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    return [IntroSkill(services, registry)], []
+def build(env: SkillEnv) -> SkillSet:
+    return SkillSet([IntroSkill(env.services, env.registry)])
 
 
-plugin = builtin("intro", build, 0, "a friendly introduction for greetings, thanks and mistyped commands")
+plugin = SkillPlugin(
+    name="intro",
+    build=build,
+    order=0,
+    description="a friendly introduction for greetings, thanks and mistyped commands",
+)

@@ -22,17 +22,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.commands import HANDLED, Command, CommandCall, CommandRegistry, Observation, Reply
+from bot.commands import HANDLED, Command, CommandCall, Observation, Reply
 from bot.events import Message, Outgoing, Poll, SentRef
 from bot.i18n import N_, Translator
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
-from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.poll_store import PollRow, PollStore
-from bot.skills.register import Register, shared_register
+from bot.skills.register import Register
 from bot.skills.reminders import fmt_when
-from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.skilldb import SkillDB
 from bot.skills.timeparse import parse_when, zh_numerals_to_digits
 
 log = logging.getLogger("paibot.skills.polls")
@@ -394,11 +394,14 @@ class PollSkill:
         return 1
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    db, created = skill_db(services)
-    skill = PollSkill(services, db, shared_register(services.extras, db))
-    services.extras["skills.polls"] = skill
-    return [skill], ([db] if created else []) + [skill]
+def build(env: SkillEnv) -> SkillSet:
+    skill = PollSkill(env.services, env.shared.db, env.shared.register)
+    return SkillSet([skill], [skill])
 
 
-plugin = builtin("polls", build, 30, "polls, native where the platform has them")
+plugin = SkillPlugin(
+    name="polls",
+    build=build,
+    order=30,
+    description="polls, native where the platform has them",
+)

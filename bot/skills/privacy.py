@@ -18,14 +18,15 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.commands import Command, CommandCall, CommandRegistry, Observation
+from bot.commands import Command, CommandCall, Observation
 from bot.context import fmt_time
 from bot.i18n import N_
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import MemoryRecord, Tool
 from bot.services import Services
-from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
-from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.resources import SkillResources
+from bot.skills.skilldb import SkillDB
 
 log = logging.getLogger("paibot.skills.privacy")
 
@@ -35,9 +36,12 @@ PAGE = 500
 
 
 class PrivacySkill:
-    def __init__(self, services: Services, db: SkillDB, *, poll_s: float = 60.0) -> None:
+    def __init__(
+        self, services: Services, db: SkillDB, *, shared: SkillResources | None = None, poll_s: float = 60.0
+    ) -> None:
         self.s = services
         self.db = db
+        self._shared = shared
         self.loop = DueLoop("retention", self.run_due, services.clock, poll_s=poll_s, rng=services.rng)
         self._last_purge: datetime | None = None
 
@@ -81,7 +85,8 @@ class PrivacySkill:
     async def _forget(self, call: CommandCall) -> str:
         user = call.message.author.user_id
         removed = await self.s.memory.forget(call.pai, author_id=user)
-        attachments = self.s.extras.get("skills.attachment_log")  # the files skill's list of posted files
+        # The files and images skills' log of posted files, if one of them opened it.
+        attachments = self._shared.attachments_if_open if self._shared is not None else None
         if attachments is not None:
             await attachments.forget_author(call.message.chat.key, user)
         t = await self.s.translator(call.message.chat.key)
@@ -191,11 +196,14 @@ def _short(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    db, created = skill_db(services)
-    skill = PrivacySkill(services, db)
-    services.extras["skills.privacy"] = skill
-    return [skill], ([db] if created else []) + [skill]
+def build(env: SkillEnv) -> SkillSet:
+    skill = PrivacySkill(env.services, env.shared.db, shared=env.shared)
+    return SkillSet([skill], [skill])
 
 
-plugin = builtin("privacy", build, 80, "/optout, /forget-me and what the member keeps about you")
+plugin = SkillPlugin(
+    name="privacy",
+    build=build,
+    order=80,
+    description="/optout, /forget-me and what the member keeps about you",
+)

@@ -192,12 +192,3 @@ class Register:
             ).fetchone()
         )
         return row is not None
-
-
-def shared_register(extras: dict, db: SkillDB) -> Register:
-    """The App's one ``Register`` (summary and polls both write to it)."""
-    reg = extras.get("skills.register")
-    if not isinstance(reg, Register):
-        reg = Register(db, ReminderStore(db))
-        extras["skills.register"] = reg
-    return reg

@@ -22,15 +22,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.commands import Command, CommandCall, CommandRegistry, Observation
+from bot.commands import Command, CommandCall, Observation
 from bot.events import Message, Outgoing
 from bot.i18n import N_, Translator
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import Services
-from bot.skills import builtin
 from bot.skills.duejobs import DueLoop
 from bot.skills.reminder_store import Firing, GroupFull, ReminderStore
-from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.skilldb import SkillDB
 from bot.skills.timeparse import describe_rule, local_dt, next_occurrence, parse_when
 
 log = logging.getLogger("paibot.skills.reminders")
@@ -400,11 +400,14 @@ def _iso(text: str, tz: ZoneInfo) -> datetime | None:
     return dt
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    db, created = skill_db(services)
-    skill = ReminderSkill(services, db)
-    services.extras["skills.reminders"] = skill
-    return [skill], ([db] if created else []) + [skill]
+def build(env: SkillEnv) -> SkillSet:
+    skill = ReminderSkill(env.services, env.shared.db)
+    return SkillSet([skill], [skill])
 
 
-plugin = builtin("reminders", build, 20, "reminders in natural language (one-off and repeating)")
+plugin = SkillPlugin(
+    name="reminders",
+    build=build,
+    order=20,
+    description="reminders in natural language (one-off and repeating)",
+)

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.commands import Command, CommandCall, CommandRegistry
+from bot.commands import Command, CommandCall
 from bot.i18n import N_, Translator
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Tool, ToolContext, ToolSpec
 from bot.services import RUNTIME_SETTINGS, Services, parse_quiet_hours
-from bot.skills import builtin
 
 RESET = ("reset", "default", "unset", "重置", "默认")
 _MASS = re.compile(r"@(?:everyone|here|room|channel|all)\b", re.I)
@@ -233,10 +233,15 @@ def _display(name: str, value: Any, t: Translator) -> str:
     return str(value)
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
+def build(env: SkillEnv) -> SkillSet:
     from bot.skills.proactive import ProactiveSkill
 
-    return [SettingsSkill(services), ProactiveSkill(services)], []
+    return SkillSet([SettingsSkill(env.services), ProactiveSkill(env.services)])
 
 
-plugin = builtin("settings", build, 70, "per-group /settings and proactive hints")
+plugin = SkillPlugin(
+    name="settings",
+    build=build,
+    order=70,
+    description="per-group /settings and proactive hints",
+)

@@ -5,8 +5,8 @@ than in the core's ``paibot.db``, so the core's schema stays the core's. One con
 every public coroutine runs its SQL on a worker thread, never on the event loop. ``tx`` runs a body inside
 ``BEGIN IMMEDIATE`` so a claim (e.g. "this reminder's firing is mine") is atomic across processes too.
 
-The instance lives in ``services.extras`` so every skill of one App shares it; the skill module that
-creates it also returns it as a background service, whose ``stop`` closes the file.
+One instance per app (``bot.skills.resources.SkillResources.db``) is shared by every skill; the app
+starts it before and stops it after the skills that use it (``stop`` closes the file).
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from bot.events import ChatRef
-from bot.services import Services
 
 T = TypeVar("T")
-
-_EXTRAS_KEY = "skills.db"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -106,16 +103,6 @@ class SkillDB:
     async def groups(self) -> list[ChatRef]:
         rows = await self.run(lambda c: c.execute("SELECT platform, chat_id, title FROM groups").fetchall())
         return [ChatRef(p, cid, title) for p, cid, title in rows]
-
-
-def skill_db(services: Services) -> tuple[SkillDB, bool]:
-    """The App's shared ``SkillDB``; ``True`` when this call created it (the caller then owns its stop)."""
-    db = services.extras.get(_EXTRAS_KEY)
-    if isinstance(db, SkillDB):
-        return db, False
-    db = SkillDB(services.settings.data_path / "skills.sqlite3")
-    services.extras[_EXTRAS_KEY] = db
-    return db, True
 
 
 def chat_to_row(chat: ChatRef) -> tuple[str, str, str]:

@@ -24,17 +24,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.brain import BrainUnavailable
-from bot.commands import Command, CommandCall, CommandRegistry, Observation
+from bot.commands import Command, CommandCall, Observation
 from bot.context import fmt_time, format_record
 from bot.events import Message, Outgoing, SentRef
 from bot.i18n import N_, Translator
+from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
-from bot.skills import builtin
 from bot.skills.digest import digest, parse_since
-from bot.skills.register import LIST_MARK, Item, Register, shared_register
+from bot.skills.register import LIST_MARK, Item, Register
 from bot.skills.reminders import _iso, fmt_when
-from bot.skills.skilldb import SkillDB, skill_db
+from bot.skills.skilldb import SkillDB
 from bot.skills.timeparse import parse_when
 
 log = logging.getLogger("paibot.skills.summary")
@@ -489,13 +489,15 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def build(services: Services, registry: CommandRegistry) -> tuple[list[Any], list[Any]]:
-    db, created = skill_db(services)
-    register = shared_register(services.extras, db)
-    skill = SummarySkill(services, db, register)
-    services.extras["skills.summary"] = skill
-    services.sent_hooks.append(skill.on_sent)
-    return [skill], [db] if created else []
+def build(env: SkillEnv) -> SkillSet:
+    skill = SummarySkill(env.services, env.shared.db, env.shared.register)
+    env.services.sent_hooks.append(skill.on_sent)
+    return SkillSet([skill])
 
 
-plugin = builtin("summary", build, 10, "summaries, digests and the group's to-do list")
+plugin = SkillPlugin(
+    name="summary",
+    build=build,
+    order=10,
+    description="summaries, digests and the group's to-do list",
+)

@@ -56,3 +56,24 @@ class MemoryInbox:
                     await self._changed.wait()
 
         return await asyncio.wait_for(first(), timeout)
+
+
+class MemoryKeyValueStore:
+    """An in-memory ``bot.ports.KeyValueStore`` for adapter tests. Entries with a ``ttl_s`` expire by the
+    injected ``now`` (seconds; default: never), so expiry is tested without waiting."""
+
+    def __init__(self, now: Callable[[], float] | None = None) -> None:
+        self._now = now or (lambda: 0.0)
+        self.entries: dict[str, tuple[str, float | None]] = {}
+
+    async def get(self, key: str) -> str | None:
+        found = self.entries.get(key)
+        if found is None or (found[1] is not None and found[1] <= self._now()):
+            return None
+        return found[0]
+
+    async def put(self, key: str, value: str, *, ttl_s: float | None = None) -> None:
+        self.entries[key] = (value, None if ttl_s is None else self._now() + ttl_s)
+
+    async def delete(self, key: str) -> None:
+        self.entries.pop(key, None)

@@ -136,7 +136,7 @@ async def build_app(
     )
     await app.start()
     assert app.services is not None
-    for value in list(app.services.extras.values()):
+    for value in app.background:
         loop = getattr(value, "loop", None)
         if isinstance(loop, DueLoop):
             await loop.stop()

@@ -53,8 +53,8 @@ class AdminAwareAdapter(FakeAdapter):
 async def beta_state(app: Any) -> dict[str, Any]:
     s = app.services
     await s.load_group("fake:beta")
-    reminders = await s.extras["skills.reminders"].store.active("fake:beta")
-    poll = await s.extras["skills.polls"].store.get("fake:beta", 1)
+    reminders = await app.skill("reminders").store.active("fake:beta")
+    poll = await app.skill("polls").store.get("fake:beta", 1)
     return {
         "settings": s.runtime_settings("fake:beta"),
         "reminders": [(r.no, r.status) for r in reminders],

@@ -59,8 +59,8 @@ async def seeded(tmp_path: Path, memory: str = "fake") -> tuple[Any, FileAdapter
 async def state_of(app: Any) -> dict[str, Any]:
     s = app.services
     await s.load_group("fake:beta")
-    reminders = await s.extras["skills.reminders"].store.active("fake:beta")
-    todos = await s.extras["skills.summary"].register.items("fake:beta", "todo")
+    reminders = await app.skill("reminders").store.active("fake:beta")
+    todos = await app.skill("summary").register.items("fake:beta", "todo")
     alice = [t for t in s.memory.texts("fake:beta") if "picnic is on Saturday" in t] if hasattr(s.memory, "texts") \
         else [h.record.text for h in await s.memory.search("fake:beta", "picnic Saturday lake", k=3)]
     return {"settings": s.runtime_settings("fake:beta"), "reminders": len(reminders), "todos": len(todos),

@@ -82,12 +82,12 @@ async def seed_group_a(app: Any, adapter: FileAdapter) -> dict[str, str]:
 
 async def a_state(app: Any) -> dict[str, Any]:
     s = app.services
-    reminders = await s.extras["skills.reminders"].store.active(A_KEY)
-    poll = await s.extras["skills.polls"].store.get(A_KEY, 1)
-    todos = await s.extras["skills.summary"].register.items(A_KEY, "todo")
+    reminders = await app.skill("reminders").store.active(A_KEY)
+    poll = await app.skill("polls").store.get(A_KEY, 1)
+    todos = await app.skill("summary").register.items(A_KEY, "todo")
     return {
         "reminders": [(r.no, r.status, r.text) for r in reminders],
-        "poll": (poll.status, dict(await s.extras["skills.polls"].store.tally(poll.id))),
+        "poll": (poll.status, dict(await app.skill("polls").store.tally(poll.id))),
         "todos": [(t.no, t.status) for t in todos],
         "persona": s.group_setting(A_KEY, "persona"),
         "name": s.name_for(A_KEY),
