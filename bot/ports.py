@@ -311,6 +311,7 @@ class AdapterEnv:
 
     bot_name: str
     data_dir: Any  # pathlib.Path; an adapter keeps its files under it (e.g. ``<data_dir>/web_files``)
+    bot_aliases: tuple[str, ...] = ()  # other names the bot answers to (``bot.aliases``)
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical

@@ -16,6 +16,14 @@ class WebAdapterSettings:
     port: int = 8765
     access_token: str = ""
     public_url: str = ""
+    # Per client (address; see adapters.web.guard), what a hostile page or script may do at most.
+    trust_forwarded_for: bool = False  # behind a reverse proxy: the client is the last X-Forwarded-For address
+    sockets_per_client: int = 20
+    socket_messages_per_s: float = 2.0  # typing notices and other socket messages, all of a client's sockets
+    posts_per_s: float = 1.0  # messages posted per client (bursts of 30 allowed)
+    groups_per_client_per_hour: int = 5
+    group_storage_mb: int = 200  # messages and files one group may keep (0: no quota)
+    storage_mb: int = 2000  # all groups together (0: no quota)
 
 
 def validate(cfg: WebAdapterSettings, path: str) -> None:

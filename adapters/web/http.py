@@ -28,7 +28,6 @@ one of the four sniffed image types; HTML and SVG are never rendered by this ori
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -40,10 +39,11 @@ from aiohttp import WSMsgType, web
 
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
+from adapters.web.guard import BadJson, WebGuard, strict_json
 from adapters.web.live import LiveHub
 from adapters.web.store import StoredFile, StoredGroup
 from bot.ports import MetricsSource
-from bot.i18n import SOURCE_LOCALE, Catalogs
+from bot.i18n import N_, SOURCE_LOCALE, Catalogs, Text
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
@@ -69,10 +69,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class ApiError(Exception):
-    """A request the API refuses; becomes ``{"error": message}`` with ``status``."""
+    """A request the API refuses; becomes ``{"error": message}`` with ``status``. A ``Text`` message (one a
+    person may read on the page) is translated into the request's language (``?lang=`` or
+    ``Accept-Language``)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, message: str | Text) -> None:
+        super().__init__(str(message))
         self.status = status
         self.message = message
 
@@ -167,9 +169,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
+    except (ConnectionError, EOFError) as exc:
+        raise ApiError(400, "the request body was cut short") from exc
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = strict_json(raw)
+    except BadJson as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -219,9 +223,11 @@ class WebHttp:
     """Builds the aiohttp application around a ``GroupService``."""
 
     def __init__(
-        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = ""
+        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = "",
+        guard: WebGuard | None = None,
     ) -> None:
         self.service = service
+        self.guard = guard or WebGuard(None, (service.bot_name,))
         self.access_token = access_token
         self.allowed_hosts = allowed_hosts
         # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
@@ -257,11 +263,26 @@ class WebHttp:
         try:
             return await handler(request)
         except ApiError as exc:
-            return web.json_response({"error": exc.message}, status=exc.status)
+            return web.json_response({"error": self._say(request, exc.message)}, status=exc.status)
         except web.HTTPException as exc:
             if not request.path.startswith("/api/") or exc.status < 400:
                 raise
             return web.json_response({"error": exc.reason}, status=exc.status)
+        except (ConnectionError, EOFError) as exc:  # the client went away mid-request: nothing to answer
+            log.info("%s %s: the client went away (%s)", request.method, request.path, type(exc).__name__)
+            return web.json_response({"error": "the request was cut short"}, status=400)
+        except Exception:  # never a plain-text 500: log it and answer in JSON like every other error
+            if not request.path.startswith("/api/"):
+                raise
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"error": "internal error"}, status=500)
+
+    def _say(self, request: web.Request, message: str | Text) -> str:
+        if not isinstance(message, Text):
+            return message
+        wanted = request.query.get("lang") or request.headers.get("Accept-Language", "").split(",")[0]
+        locale = self._catalogs.resolve(wanted.split(";")[0][:35]) or SOURCE_LOCALE
+        return self._catalogs.translator(locale).render(message)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -339,6 +360,7 @@ class WebHttp:
         return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
     async def create_group(self, request: web.Request) -> web.Response:
+        self._limit(request, "new_group", Text(N_("This address has created its share of groups for now; try again later.")))
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
         group = await self.service.create_group(name)
@@ -362,6 +384,7 @@ class WebHttp:
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
+        self._limit(request, "post", Text(N_("You are posting too fast; wait a moment.")))  # before reading the body
         if request.content_type == "multipart/form-data":
             data, uploads = await self._read_upload(request, group)
         elif request.content_type == "application/x-www-form-urlencoded":  # a form without files
@@ -378,8 +401,9 @@ class WebHttp:
         self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile]
     ) -> web.Response:
         nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
-        if nickname.casefold() == self.service.bot_name.casefold():
-            raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
+        problem = self.guard.nickname_problem(nickname)
+        if problem:
+            raise ApiError(400, problem)
         author_id = data.get("author_id") or default_author_id(nickname)
         if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
             raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
@@ -458,26 +482,42 @@ class WebHttp:
 
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
         group = await self._group(request)
-        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
-        await ws.prepare(request)
-        hub = self.service.hub
-        hub.join(group.number, ws)
+        client, limits = self._client(request), self.guard.limits
+        if limits is not None and not limits.open_socket(client):
+            raise ApiError(429, Text(N_("At most {n} live connections per address."), n=limits.rules.sockets))
         try:
-            await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_socket_text(group.number, ws, msg.data)
+            ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
+            await ws.prepare(request)
+            hub = self.service.hub
+            hub.join(group.number, ws)
+            try:
+                await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT and (limits is None or limits.socket_message(client)):
+                        await self._on_socket_text(group.number, ws, msg.data)  # past the limit: dropped
+            finally:
+                hub.leave(group.number, ws)
         finally:
-            hub.leave(group.number, ws)
+            if limits is not None:
+                limits.close_socket(client)
         return ws
+
+    def _client(self, request: web.Request) -> str:
+        return self.guard.client(request.remote, request.headers.get("X-Forwarded-For"))
+
+    def _limit(self, request: web.Request, what: str, why: Text) -> None:
+        """Raise a 429 when the client is past its limit for ``what`` (a ``ClientLimits`` method)."""
+        limits = self.guard.limits
+        if limits is not None and not getattr(limits, what)(self._client(request)):
+            raise ApiError(429, why)
 
     async def _on_socket_text(self, group: str, ws: web.WebSocketResponse, raw: str) -> None:
         """Clients may announce that a person is typing; anything else is ignored."""
         try:
-            data = json.loads(raw)
+            data = strict_json(raw.encode("utf-8", "surrogatepass"))
             if not isinstance(data, dict) or data.get("type") != "typing":
                 return
             name = clean_line(data.get("name"), "name", MAX_NICK_CHARS)
-        except (json.JSONDecodeError, ApiError):
+        except (BadJson, ApiError):
             return
         await self.service.hub.push(group, {"type": "typing", "name": name, "is_bot": False}, skip=ws)

@@ -270,6 +270,7 @@ class App:
         """One adapter per enabled adapter plugin (a section left out of config.yaml has its defaults)."""
         env = AdapterEnv(
             bot_name=self.settings.bot.name,
+            bot_aliases=self.settings.bot.aliases,
             data_dir=self.settings.data_path,
             commands=self.registry.infos(),
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
