@@ -64,15 +64,27 @@ def config(data: Path, port: int, api_base: str, args: argparse.Namespace) -> st
         limits["quiet_group_slots"] = args.quiet_slots
     known = _limit_keys()
     limits_yaml = ", ".join(f"{k}: {v}" for k, v in limits.items() if k in known)
+    # the bench is one client making many groups and posts: the web group's per-client limits are off
+    web = {"enabled": "true", "host": "127.0.0.1", "port": port}
+    web |= {k: 0 for k in _web_limit_keys()}
+    web_yaml = ", ".join(f"{k}: {v}" for k, v in web.items())
     return f"""
 bot: {{name: Pai, data_dir: "{data}", welcome: false}}
 llm: {{model: openai/bench, api_base: "{api_base}", api_key: bench, stream: false, max_retries: 0, timeout_s: 120}}
 memory: {{embedding: offline}}
 limits: {{{limits_yaml}}}
 adapters:
-  web: {{enabled: true, host: 127.0.0.1, port: {port}}}
+  web: {{{web_yaml}}}
 log_level: WARNING
 """
+
+
+def _web_limit_keys() -> set[str]:
+    try:
+        from adapters.web.config import _LIMITS
+    except ImportError:  # before the web group had per-client limits
+        return set()
+    return set(_LIMITS)
 
 
 def _limit_keys() -> set[str]:

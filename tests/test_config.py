@@ -74,6 +74,15 @@ def test_web_group_refuses_a_public_bind_without_a_token():
     parse_settings("adapters: {web: {host: 0.0.0.0, access_token: t0k3n}}", env={})
 
 
+def test_web_group_limits_name_their_path():
+    s = parse_settings("adapters: {web: {posts_per_s: 3, storage_mb: 0}}", env={})
+    assert s.adapters.web.posts_per_s == 3.0 and s.adapters.web.storage_mb == 0
+    e = error_of("adapters: {web: {sockets_per_client: -1}}")
+    assert e.path == "adapters.web.sockets_per_client" and "negative" in str(e)
+    assert error_of("adapters: {web: {posts_per_s: fast}}").path == "adapters.web.posts_per_s"
+    assert error_of("adapters: {web: {sockets_per_ip: 3}}").path == "adapters.web.sockets_per_ip"
+
+
 def test_bad_timezone_and_group_key():
     assert error_of("bot: {timezone: Mars/Olympus}").path == "bot.timezone"
     assert "group keys" in str(error_of("groups: {nokey: {}}"))

@@ -94,3 +94,26 @@ def test_forgotten_clients_are_bounded():
     for i in range(10_000):
         limits.post(f"10.{i // 256}.{i % 256}.1")
     assert len(limits._posts) == 100
+
+
+def test_misses_are_counted_and_then_every_lookup_is_refused():
+    clock = Clock()
+    limits = ClientLimits(ClientRules(misses_per_hour=60), clock)
+    for _ in range(60):
+        assert limits.may_look_up("a")
+        limits.missed("a")
+    assert not limits.may_look_up("a")  # found or not: the refusal comes before the lookup
+    assert limits.may_look_up("b")
+    clock.t += 60  # one more a minute
+    assert limits.may_look_up("a")
+    limits.missed("a")
+    assert not limits.may_look_up("a")
+
+
+def test_zero_means_no_limit():
+    limits = ClientLimits(ClientRules(sockets=0, socket_messages_per_s=0, posts_per_s=0, groups_per_hour=0,
+                                      misses_per_hour=0), Clock())
+    for _ in range(1000):
+        assert limits.open_socket("a") and limits.socket_message("a") and limits.post("a")
+        assert limits.new_group("a") and limits.may_look_up("a")
+        limits.missed("a")

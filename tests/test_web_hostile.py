@@ -166,6 +166,25 @@ async def test_a_thousand_new_groups_from_one_client_are_refused_past_its_limit(
     assert statuses.count(201) == 5 and statuses.count(429) == 995
 
 
+async def test_group_numbers_cannot_be_enumerated(tmp_path):
+    adapter = guarded(tmp_path, ClientRules(misses_per_hour=60))
+    await adapter.start(RecordingSink())
+    try:
+        async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+            group = await new_group(http)
+            assert len(group["invite_url"].rsplit("/", 1)[1]) >= 22  # 128-bit invite (base64url)
+            probes = [str(n) for n in range(100000, 101001) if str(n) != group["number"]][:1000]
+            codes = [(await http.get(f"/api/groups/{number}")).status for number in probes]
+            assert codes.count(404) == 60 and codes.count(429) == len(probes) - 60
+            # past the limit, the real group is refused too: a 429 tells nothing about which numbers exist
+            assert (await http.get(f"/api/groups/{group['number']}")).status == 429
+            resp = await http.get("/api/invites/guess")
+            assert resp.status == 429 and "try again later" in (await resp.json())["error"]
+            print(f"enumeration: {len(probes)} probes of group numbers -> 60 answered 404, the rest 429")
+    finally:
+        await adapter.stop()
+
+
 async def test_posts_per_client_are_limited(tmp_path):
     adapter = guarded(tmp_path, ClientRules(post_burst=30))
     await adapter.start(RecordingSink())

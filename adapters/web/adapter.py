@@ -499,6 +499,7 @@ def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
             ClientLimits(ClientRules(
                 sockets=cfg.sockets_per_client, socket_messages_per_s=cfg.socket_messages_per_s,
                 posts_per_s=cfg.posts_per_s, groups_per_hour=cfg.groups_per_client_per_hour,
+                misses_per_hour=cfg.missed_lookups_per_client_per_hour,
             )),
             (env.bot_name, *env.bot_aliases), trust_forwarded_for=cfg.trust_forwarded_for,
         ),

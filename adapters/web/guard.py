@@ -1,6 +1,7 @@
 """The web group's defences against a hostile client: bot-name lookalikes, strict JSON bodies, per-client
-limits on posts, sockets and socket messages, and new groups per client, storage quotas. Pure logic with an injected
-clock; ``adapters.web.http`` calls it.
+limits on posts, sockets, socket messages, new groups and lookups of groups that do not exist (so the
+6-digit numbers cannot be enumerated), storage quotas. Pure logic with an injected clock;
+``adapters.web.http`` calls it.
 
 A *client* is the address a request comes from (``request.remote``), or, behind a reverse proxy the operator
 trusts (``adapters.web.trust_forwarded_for``), the last address in ``X-Forwarded-For`` (the one the proxy
@@ -164,10 +165,14 @@ class Bucket:
             return True
         return False
 
+    def has(self, now: float) -> bool:
+        """Whether ``take`` would succeed now (nothing taken)."""
+        return min(self.burst, self.tokens + (now - self.at) * self.per_s) >= 1
+
 
 @dataclass(frozen=True)
 class ClientRules:
-    """What one client may do (``adapters.web.per_client``)."""
+    """What one client may do (the per-client keys of ``adapters.web``); 0 means no limit."""
 
     sockets: int = 20  # WebSockets open at once
     socket_messages_per_s: float = 2.0  # what a client's sockets send (typing included), together
@@ -175,6 +180,7 @@ class ClientRules:
     posts_per_s: float = 1.0  # messages posted (what a person can type, and a paste now and then)
     post_burst: int = 30
     groups_per_hour: int = 5  # groups created
+    misses_per_hour: int = 60  # lookups of a group number or invite that does not exist
 
 
 class ClientLimits:
@@ -188,6 +194,7 @@ class ClientLimits:
         self._posts: OrderedDict[str, Bucket] = OrderedDict()
         self._messages: OrderedDict[str, Bucket] = OrderedDict()
         self._groups: OrderedDict[str, Bucket] = OrderedDict()
+        self._misses: OrderedDict[str, Bucket] = OrderedDict()
         self._sockets: dict[str, int] = {}
 
     def _bucket(self, table: OrderedDict[str, Bucket], client: str, per_s: float, burst: float) -> Bucket:
@@ -199,17 +206,39 @@ class ClientLimits:
         table.move_to_end(client)
         return bucket
 
+    def _hourly(self, table: OrderedDict[str, Bucket], client: str, per_hour: int) -> Bucket:
+        """A bucket of ``per_hour`` at once, refilled evenly over the hour."""
+        return self._bucket(table, client, per_hour / 3600, per_hour)
+
     def post(self, client: str) -> bool:
         r = self.rules
+        if not r.posts_per_s:
+            return True
         return self._bucket(self._posts, client, r.posts_per_s, r.post_burst).take(self._clock())
 
     def new_group(self, client: str) -> bool:
         r = self.rules
-        return self._bucket(self._groups, client, r.groups_per_hour / 3600, r.groups_per_hour).take(self._clock())
+        if not r.groups_per_hour:
+            return True
+        return self._hourly(self._groups, client, r.groups_per_hour).take(self._clock())
+
+    def may_look_up(self, client: str) -> bool:
+        """Whether the client may look a group up now: not while it has used up its misses. Checked before
+        every lookup, found or not, so a refusal says nothing about whether the group exists."""
+        r = self.rules
+        if not r.misses_per_hour:
+            return True
+        return self._hourly(self._misses, client, r.misses_per_hour).has(self._clock())
+
+    def missed(self, client: str) -> None:
+        """Count a lookup of a group or invite that does not exist."""
+        r = self.rules
+        if r.misses_per_hour:
+            self._hourly(self._misses, client, r.misses_per_hour).take(self._clock())
 
     def open_socket(self, client: str) -> bool:
         """Count a socket the client opens; False (and nothing counted) past ``sockets``."""
-        if self._sockets.get(client, 0) >= self.rules.sockets:
+        if self.rules.sockets and self._sockets.get(client, 0) >= self.rules.sockets:
             return False
         self._sockets[client] = self._sockets.get(client, 0) + 1
         return True
@@ -223,7 +252,10 @@ class ClientLimits:
 
     def socket_message(self, client: str) -> bool:
         r = self.rules
-        return self._bucket(self._messages, client, r.socket_messages_per_s, r.socket_burst).take(self._clock())
+        if not r.socket_messages_per_s:
+            return True
+        bucket = self._bucket(self._messages, client, r.socket_messages_per_s, r.socket_burst)
+        return bucket.take(self._clock())
 
 
 # --------------------------------------------------------------------------- storage quotas
@@ -272,7 +304,9 @@ class StorageQuota:
 class WebGuard:
     """The HTTP layer's view of the defences above: who the client is, and what it may do now."""
 
-    def __init__(self, limits: ClientLimits | None, names: Iterable[str], trust_forwarded_for: bool = False) -> None:
+    def __init__(
+        self, limits: ClientLimits | None, names: Iterable[str], trust_forwarded_for: bool = False
+    ) -> None:
         self.limits = limits
         self.names = tuple(n for n in names if n)
         self.trust_forwarded_for = trust_forwarded_for
@@ -286,5 +320,8 @@ class WebGuard:
         name = looks_like(nickname, self.names)
         if name is None:
             return None
-        return Text(N_("The nickname {nickname} belongs to the bot or looks like its name ({name}); pick another "
-                       "one."), nickname=nickname, name=name)
+        return Text(
+            N_("The nickname {nickname} belongs to the bot or looks like its name ({name}); "
+               "pick another one."),
+            nickname=nickname, name=name,
+        )

@@ -68,6 +68,12 @@ _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+# Refusals a person may read on the page (translated into the request's language).
+_TOO_MANY_GROUPS = Text(N_("This address has created its share of groups for now; try again later."))
+_TOO_MANY_MISSES = Text(N_("Too many addresses that lead to no group came from here; try again later."))
+_TOO_FAST = Text(N_("You are posting too fast; wait a moment."))
+
+
 class ApiError(Exception):
     """A request the API refuses; becomes ``{"error": message}`` with ``status``. A ``Text`` message (one a
     person may read on the page) is translated into the request's language (``?lang=`` or
@@ -360,7 +366,7 @@ class WebHttp:
         return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
     async def create_group(self, request: web.Request) -> web.Response:
-        self._limit(request, "new_group", Text(N_("This address has created its share of groups for now; try again later.")))
+        self._limit(request, "new_group", _TOO_MANY_GROUPS)
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
         group = await self.service.create_group(name)
@@ -368,23 +374,39 @@ class WebHttp:
 
     async def _group(self, request: web.Request) -> StoredGroup:
         number = request.match_info["group"]
+        client = self._may_look_up(request)
         group = await self.service.find_group(number) if number.isdigit() else None
         if group is None:
+            self._missed(client)
             raise ApiError(404, f"there is no group {number[:20]!r}")
         return group
+
+    def _may_look_up(self, request: web.Request) -> str:
+        """The client, once it is known not to have used up its lookups of groups that do not exist
+        (otherwise a 429, whether or not the group asked for exists: probing numbers learns nothing)."""
+        client, limits = self._client(request), self.guard.limits
+        if limits is not None and not limits.may_look_up(client):
+            raise ApiError(429, _TOO_MANY_MISSES)
+        return client
+
+    def _missed(self, client: str) -> None:
+        if self.guard.limits is not None:
+            self.guard.limits.missed(client)
 
     async def get_group(self, request: web.Request) -> web.Response:
         return web.json_response(self.service.group_json(await self._group(request)))
 
     async def get_invite(self, request: web.Request) -> web.Response:
+        client = self._may_look_up(request)
         group = await self.service.find_invite(request.match_info["invite"][:64])
         if group is None:
+            self._missed(client)
             raise ApiError(404, "this invite link is not valid")
         return web.json_response(self.service.group_json(group))
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
-        self._limit(request, "post", Text(N_("You are posting too fast; wait a moment.")))  # before reading the body
+        self._limit(request, "post", _TOO_FAST)  # before reading the body
         if request.content_type == "multipart/form-data":
             data, uploads = await self._read_upload(request, group)
         elif request.content_type == "application/x-www-form-urlencoded":  # a form without files

@@ -202,7 +202,7 @@ class WebStore:
         with self._lock:
             for _ in range(50):
                 number = str(100000 + secrets.randbelow(900000))
-                invite = secrets.token_urlsafe(12)
+                invite = secrets.token_urlsafe(16)  # 128 bits
                 try:
                     self._run(
                         "INSERT INTO groups (number, name, invite, created_at) VALUES (?, ?, ?, ?)",
