@@ -149,6 +149,9 @@ class Outgoing:
     poll: Poll | None = None
     mention_user_ids: tuple[str, ...] = ()
     idempotency_key: str = ""
+    # The first message of an answer streamed by edits (``bot.streaming``): edits follow, and the last one
+    # comes through ``bot.ports.StreamFinisher.finish_edit`` where the adapter has it.
+    streaming: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,15 @@ class ChatAdapter(Protocol):
         ...
 
 
+class StreamFinisher(Protocol):
+    """Optional adapter role for platforms where a streamed answer must be closed (WeCom's stream): a send
+    with ``Outgoing.streaming`` opens it, edits update it, and ``finish_edit`` puts the final text in place
+    and closes it; nothing follows. Raises like ``edit``. Where an adapter lacks it, the last edit is a
+    plain ``edit``."""
+
+    async def finish_edit(self, ref: SentRef, text: str) -> None: ...
+
+
 class AttachmentFetcher(Protocol):
     """Optional adapter role: download an attachment's bytes, refusing (``DeliveryError``) past ``max_bytes``."""
 

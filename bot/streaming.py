@@ -131,7 +131,7 @@ class ReplyStream:
         head = split_head(text, self._adapter.capabilities.max_text_length)[0]
         out = Outgoing(
             chat=msg.chat, text=head, reply_to=msg.id, thread=msg.thread,
-            mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id,
+            mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id, streaming=True,
         )
         try:
             ref = await self._adapter.send(out)
@@ -172,8 +172,9 @@ async def deliver_final(
     (unless ``send_rest`` is False), remember what was said, and mark the reply sent. If the platform
     refuses the edit, ``full`` is sent as a new message instead, so the answer is never lost."""
     head, rest = split_head(full, adapter.capabilities.max_text_length)
+    final_edit = getattr(adapter, "finish_edit", None) or adapter.edit  # bot.ports.StreamFinisher
     try:
-        await adapter.edit(ref, head)
+        await final_edit(ref, head)
     except Exception as exc:
         log.warning("the streamed reply to %s could not be completed by an edit (%s); sending it anew",
                     msg.event_id, exc, exc_info=True)

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from bot.errors import ConfigError, DataDirLocked, MemoryError_
 from bot.ports import MemoryHit, MemoryRecord
+from memory import chat_exports
 from memory.config import LitellmLoader, MemoryConfig
 from memory.importers import FORMATS, ImportProblem, Parsed, count_items, guess_format, read_records
 from memory.lock import acquire_data_dir_lock
@@ -41,7 +42,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = cmd("import", "import a chat history into a group's memory (idempotent)")
     p.add_argument("file", type=Path)
     p.add_argument("--group", required=True, help='group key, e.g. "telegram:-100123"')
-    p.add_argument("--format", choices=(*FORMATS, "auto"), default="auto")
+    p.add_argument("--format", choices=(*FORMATS, *chat_exports.FORMATS, "auto"), default="auto")
+    p.add_argument("--tz", default=None, help=f"qq and wechat exports: the zone of their times "
+                   f"(default {chat_exports.DEFAULT_TZ}; a UTC offset or a name like Asia/Shanghai)")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")
     p.add_argument("--group", required=True)
@@ -120,8 +123,19 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     if not path.is_file():
         print(f"paibot memory import: no such file: {path}", file=sys.stderr)
         return 1
-    fmt = guess_format(path) if args.format == "auto" else args.format
+    fmt = (chat_exports.guess(path) or guess_format(path)) if args.format == "auto" else args.format
     pai = settings.pai_of(args.group)
+    tz = getattr(args, "tz", None)
+    if fmt in chat_exports.FORMATS:
+        chat_exports.parse_tz(tz)  # a bad --tz fails before anything is read
+        print(f"paibot memory import: reading the export's times as {chat_exports.describe_tz(tz)}"
+              + ("" if tz else " (the default; pass --tz to change it)"), file=sys.stderr)
+        items: Iterator[Parsed] = chat_exports.read(path, fmt, args.group, pai, tz)
+    else:
+        if tz:
+            print("paibot memory import: --tz applies to qq and wechat exports only", file=sys.stderr)
+            return 1
+        items = read_records(path, fmt, args.group, pai)
     problems: list[ImportProblem] = []
 
     def records(items: Iterator[Parsed]) -> Iterator[MemoryRecord]:
@@ -133,7 +147,7 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
                 yield item
 
     progress = _Progress(count_items(path, fmt), sys.stderr)
-    result = await store.import_records(records(read_records(path, fmt, args.group, pai)), progress=progress)
+    result = await store.import_records(records(items), progress=progress)
     progress.end()
     print("indexing...", file=sys.stderr)
     await store.flush()

@@ -167,3 +167,70 @@ async def _static(adapter: WebAdapter, name: str) -> str:
     async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
         resp = await http.get(f"/static/{name}")
         return await resp.text() if resp.status == 200 else ""
+
+
+QQ_HOSTILE = (
+    *HOSTILE,
+    "[CQ:at,qq=all] 全体注意 [CQ:image,file=http://evil.example/x.jpg] [CQ:reply,id=1]",
+    "&#91;CQ:at,qq=all&#93; &amp; escaped look-alikes",
+)
+
+
+async def test_qq_gets_every_answer_as_text_segments_never_a_cq_code_or_at_all():
+    from adapters.onebot.adapter import OneBotAdapter
+    from adapters.onebot.config import OneBotSettings
+    from bot.ports import AdapterEnv
+    from tests.fake_onebot import FakeOneBot
+    from tests.fakes import ManualClock, RecordingInbox
+
+    fake = FakeOneBot()
+    fake.group(445566, "g")
+    await fake.serve_ws()
+    for fmt in ("array", "string"):
+        cfg = OneBotSettings(
+            enabled=True, url=fake.ws_url, send_interval_s=0, group_per_minute=0, message_format=fmt
+        )
+        adapter = OneBotAdapter(cfg, AdapterEnv("Pai", None), clock=ManualClock())
+        await adapter.start(RecordingInbox())
+        try:
+            for text in (*QQ_HOSTILE, LONG):
+                fake.sent.clear()
+                out = Outgoing(ChatRef("onebot", "445566"), text, mention_user_ids=("all", "123"))
+                await adapter.send(out)
+                segs = [seg for m in fake.sent for seg in m.segments]
+                assert {s["type"] for s in segs} <= {"text", "at"}
+                assert all(s["data"]["qq"] == "123" for s in segs if s["type"] == "at")
+                texts = [s["data"]["text"] for s in segs if s["type"] == "text"]
+                assert all(len(t) <= cfg.message_limit + 1 for t in texts)
+                got = " ".join(texts)
+                assert squash(got) == squash(text)
+        finally:
+            await adapter.stop()
+    await fake.close()
+    print(f"qq: {len(QQ_HOSTILE)} hostile texts and the 100,000-character answer delivered as text segments "
+          "in both message formats; no CQ code, no @全体成员")
+
+
+async def test_wecom_answers_never_mention_anyone():
+    from adapters.wecom.adapter import WeComAdapter
+    from adapters.wecom.config import WeComSettings
+    from bot.ports import AdapterEnv
+    from tests.fake_wecom import FakeWeCom
+    from tests.fakes import RecordingInbox
+
+    fake = FakeWeCom()
+    adapter = WeComAdapter(WeComSettings(enabled=True, token=fake.token, encoding_aes_key=fake.aes, port=0),
+                           AdapterEnv("Pai", None))  # fmt: skip
+    inbox = RecordingInbox()
+    await adapter.start(inbox)
+    await fake.start(adapter.where)
+    try:
+        for text in (*HOSTILE, "<@all> 开会 <@zhangsan>"):
+            conv = await fake.send(fake.message("@Pai hi", chat="wrkX"))
+            event = inbox.events[f"wecom:{conv.msgid}"]
+            await adapter.send(Outgoing(event.chat, text, reply_to=event.id))
+            await conv.done.wait()
+            assert "<@" not in conv.shown[-1]
+    finally:
+        await adapter.stop()
+        await fake.close()
