@@ -148,20 +148,21 @@ class Transcript:
             self._conns.clear()
         self._local = threading.local()
 
-    def _fts(self, db: sqlite3.Connection, pai: str, create: bool) -> str | None:
-        """The FTS table of a pai (created on first write)."""
-        tag = self._tags.get(pai)
+    def _fts(self, db: sqlite3.Connection, pai: str, created: dict[str, str] | None = None) -> str | None:
+        """The FTS table of a pai. A writer passes ``created``: a pai's table is made on its first write and
+        noted there, and the caller makes it known to other threads (``_tags``) only once its transaction has
+        committed; a reader on another connection would not find the table before."""
+        tag = self._tags.get(pai) or (created or {}).get(pai)
         if tag is None:
             row = db.execute("SELECT tag FROM pais WHERE pai = ?", (pai,)).fetchone()
-            if row is None:
-                if not create:
-                    return None
-                tag = pai_tag(pai)
+            if row is not None:
+                tag = self._tags[pai] = row[0]
+            elif created is None:
+                return None
+            else:
+                tag = created[pai] = pai_tag(pai)
                 db.execute("INSERT INTO pais(pai, tag) VALUES (?, ?)", (pai, tag))
                 db.execute(f'CREATE VIRTUAL TABLE "fts_{tag}" USING fts5(author, body, tokenize=\'{FTS_TOKENIZER}\')')
-            else:
-                tag = row[0]
-            self._tags[pai] = tag
         return f'"fts_{tag}"'
 
     # ------------------------------------------------------------------ writes
@@ -173,6 +174,7 @@ class Transcript:
         New records are written with ``executemany`` under sequence numbers taken from ``sqlite_sequence``
         (what AUTOINCREMENT would have given them: the write lock makes this the only writer)."""
         changed: list[Row] = []
+        created: dict[str, str] = {}  # pais whose FTS table this transaction makes
         with self._write_lock, self._db() as db:
             known = self._known(db, records)
             stones = db.execute("SELECT 1 FROM index_tombstones LIMIT 1").fetchone() is not None
@@ -181,7 +183,7 @@ class Transcript:
             new_rows: list[tuple] = []
             fts_rows: dict[str, list[tuple[int, str, str]]] = {}
             for rec in records:
-                fts = self._fts(db, rec.pai, create=True)
+                fts = self._fts(db, rec.pai, created)
                 old = known.get((rec.pai, rec.id))
                 if old is None:
                     seq, next_seq = next_seq, next_seq + 1
@@ -204,6 +206,7 @@ class Transcript:
             if stones:
                 done = [(r.record.pai, r.record.id) for r in changed]
                 db.executemany("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", done)
+        self._tags.update(created)  # committed: other threads may use these tables now
         return changed
 
     @staticmethod
@@ -237,7 +240,7 @@ class Transcript:
 
     def _delete(self, db: sqlite3.Connection, pai: str, where: str, args: tuple) -> list[str]:
         rows = db.execute(f"SELECT seq, id FROM records WHERE pai = ? AND ({where})", (pai, *args)).fetchall()
-        fts = self._fts(db, pai, create=False)
+        fts = self._fts(db, pai)
         for seq, rid in rows:
             db.execute("DELETE FROM records WHERE seq = ?", (seq,))
             if fts:
@@ -332,7 +335,7 @@ class Transcript:
         """How many of the pai's records hold each term, counted up to ``cap + 1`` (so the cost of asking is
         bounded however common the term is). Used to plan which terms a lexical query can afford to rank."""
         db = self._db()
-        fts = self._fts(db, pai, create=False)
+        fts = self._fts(db, pai)
         if fts is None:
             return [0] * len(terms)
         q = f"SELECT count(*) FROM (SELECT rowid FROM {fts} WHERE {fts} MATCH ? LIMIT ?)"
@@ -344,7 +347,7 @@ class Transcript:
         ``min_seq`` confines ranking to records from that sequence number on (FTS5 skips the older postings;
         the scores keep the whole table's statistics)."""
         db = self._db()
-        fts = self._fts(db, pai, create=False)
+        fts = self._fts(db, pai)
         if fts is None or not match:
             return []
         where, args = filter_sql(filters)
@@ -367,7 +370,7 @@ class Transcript:
         """The sequence number from which on the pai holds the ``rows`` most recent records matching
         ``match`` (0 when it holds fewer). Streams postings newest first without ranking them: cheap."""
         db = self._db()
-        fts = self._fts(db, pai, create=False)
+        fts = self._fts(db, pai)
         if fts is None or not match or rows <= 0:
             return 0
         where, args = filter_sql(filters)
