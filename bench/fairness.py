@@ -202,11 +202,20 @@ async def typing_spam(http: aiohttp.ClientSession, base: str, number: str, socke
         except aiohttp.WSServerHandshakeError:
             refused += 1
     sent.append(refused)
+    sent.append(0)  # reconnects after the server hung up on the flood
     try:
         spammer = opened[0] if opened else None
-        while spammer is not None and not stop.is_set() and not spammer.closed:
-            await spammer.send_json({"type": "typing", "name": "Mallory"})
-            sent[0] += 1
+        while spammer is not None and not stop.is_set():
+            try:
+                if spammer.closed:
+                    raise ConnectionResetError
+                await spammer.send_json({"type": "typing", "name": "Mallory"})
+                sent[0] += 1
+            except ConnectionResetError:  # hung up on: come back, as a hostile client would
+                with contextlib.suppress(aiohttp.ClientError):
+                    spammer = await http.ws_connect(f"{base}/api/groups/{number}/ws")
+                    opened.append(spammer)
+                    sent[2] += 1
             await asyncio.sleep(0)
     finally:
         await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
@@ -262,7 +271,10 @@ async def run(args: argparse.Namespace) -> None:
             )
             base = f"http://127.0.0.1:{port}"
             try:
-                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+                # no cap on connections: a socket holds one, and --typing-sockets opens hundreds
+                connector = aiohttp.TCPConnector(limit=0)
+                timeout = aiohttp.ClientTimeout(total=None)
+                async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
                     await wait_up(http, base, proc)
                     await measure(http, base, args, rng, proc.pid)
             finally:
@@ -352,8 +364,9 @@ def report(args: argparse.Namespace, idle: list[float], loaded: list[float], noi
           f"({noisy_answers / load_s:.1f}/s); every noisy group had its first answer after {first_round_s:.1f} s")
     if args.typing_sockets:
         refused = typing_sent[1] if len(typing_sent) > 1 else 0
+        again = typing_sent[2] if len(typing_sent) > 2 else 0
         print(f"typing spam: {args.typing_sockets} sockets asked, {refused} refused; {typing_sent[0]} typing "
-              f"messages sent ({typing_sent[0] / load_s:.0f}/s)")
+              f"messages sent ({typing_sent[0] / load_s:.0f}/s); {again} reconnects after the server hung up")
 
 
 def main() -> None:

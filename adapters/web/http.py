@@ -27,6 +27,8 @@ one of the four sniffed image types; HTML and SVG are never rendered by this ori
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
@@ -67,6 +69,11 @@ _STATIC_TYPES = {
 _AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
+
+# A socket whose client keeps sending past its limit (a page sends a typing notice every few seconds) is
+# closed after this many messages dropped in a row, so a flood costs the server a reconnect, not a frame read.
+MAX_DROPPED_IN_A_ROW = 100
+_HANG_UP_S = 0.05  # how long closing such a socket may take
 
 # Refusals a person may read on the page (translated into the request's language).
 _TOO_MANY_GROUPS = Text(N_("This address has created its share of groups for now; try again later."))
@@ -514,9 +521,17 @@ class WebHttp:
             hub.join(group.number, ws)
             try:
                 await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
+                dropped = 0  # messages past the client's limit in a row
                 async for msg in ws:
-                    if msg.type == WSMsgType.TEXT and (limits is None or limits.socket_message(client)):
-                        await self._on_socket_text(group.number, ws, msg.data)  # past the limit: dropped
+                    if msg.type != WSMsgType.TEXT:
+                        continue
+                    if limits is None or limits.socket_message(client):
+                        dropped = 0
+                        await self._on_socket_text(group.number, ws, msg.data)
+                    elif (dropped := dropped + 1) > MAX_DROPPED_IN_A_ROW:  # a flood, not a page: hang up
+                        log.info("closed a web socket of group %s: its client sends too much", group.number)
+                        await _hang_up(ws)
+                        break
             finally:
                 hub.leave(group.number, ws)
         finally:
@@ -543,3 +558,12 @@ class WebHttp:
         except (BadJson, ApiError):
             return
         await self.service.hub.push(group, {"type": "typing", "name": name, "is_bot": False}, skip=ws)
+
+
+async def _hang_up(ws: web.WebSocketResponse) -> None:
+    """Close a flooding socket: send the close frame (1008), then stop at once instead of reading what the
+    client goes on sending until it answers the close (aiohttp waits up to 10 s for that, reading every frame)."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        async with asyncio.timeout(_HANG_UP_S):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+
