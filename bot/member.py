@@ -19,11 +19,15 @@ from __future__ import annotations
 import logging
 
 from bot.admins import AdminCheck
+from bot.admission import REFUSAL as ADMISSION_REFUSAL
+from bot.admission import Admission
 from bot.brain import APOLOGY, BrainUnavailable
 from bot.commands import CommandCall, CommandRegistry, Observation, Reply
+from bot.config import Settings
 from bot.context import build_prompt, system_prompt
 from bot.delivery import ReplyDelivery
-from bot.events import Message
+from bot.events import Message, Outgoing
+from bot.i18n import detect_language
 from bot.limits import REFUSALS
 from bot.middleware import Turn, chain
 from bot.middlewares import Chains
@@ -39,9 +43,16 @@ Answer = tuple[str, "dict[str, object] | None"]
 
 
 class Member:
-    def __init__(self, services: Services, registry: CommandRegistry, chains: Chains = Chains()) -> None:
+    def __init__(
+        self,
+        services: Services,
+        registry: CommandRegistry,
+        chains: Chains = Chains(),
+        admission: Admission | None = None,
+    ) -> None:
         self.s = services
         self.registry = registry
+        self.admission = admission
         self.delivery = ReplyDelivery(services, chains.replies)
         self.is_admin = AdminCheck(services)
         self._gated = chain(chains.gates, self._respond)
@@ -55,6 +66,8 @@ class Member:
         settings = self.s.settings_for(msg.chat.key)  # runtime /settings (e.g. the bot's name here) applied
         if not may_record(msg, settings):
             log.debug("ignoring %s from a group that is not served", msg.event_id)
+            return
+        if self.admission is not None and not await self._admitted(msg, settings):
             return
         pai = settings.pai_of(msg.chat.key)
         # The decision is made before recording: it says what the record is (a question to the bot, a
@@ -73,6 +86,31 @@ class Member:
             return
         await self._gated(Turn(msg, pai, decision, reply_to_me, may_record=recording))
 
+    async def _admitted(self, msg: Message, settings: Settings) -> bool:
+        """A group the bot does not serve yet is admitted only while the hour has room (bot.admission).
+        One that is not is neither recorded nor answered; addressed, it is told so, without a model call
+        and without leaving anything in its memory."""
+        assert self.admission is not None
+        verdict = await self.admission.check(msg.chat.key)
+        if verdict.allowed:
+            return True
+        log.info("not serving %s yet: too many new groups this hour", msg.chat.key)
+        self.s.telemetry.refused(verdict.reason)
+        addressed = decide(msg, settings, Facts(False, self.registry.names())).speak
+        if verdict.notify and addressed:
+            # nothing of the group is in memory: its language is the one this message is written in
+            said = detect_language([msg.text])
+            locale = self.s.catalogs.resolve(said) if said else None
+            t = self.s.catalogs.translator(locale or await self.s.locale_of(msg.chat.key))
+            text = t._(ADMISSION_REFUSAL)
+            out = Outgoing(chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
+                           mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id)
+            try:
+                await self.s.adapter_for(msg.chat).send(out)
+            except Exception as exc:  # a notice is best effort: never retried, never kept
+                log.info("could not tell %s that it is not served yet: %s", msg.chat.key, exc)
+        return False
+
     async def _respond(self, turn: Turn) -> None:
         """The end of the gates: observers, then the answer, or the refusal a gate decided."""
         msg = turn.message
@@ -83,6 +121,7 @@ class Member:
             return
         if turn.refusal is not None:
             log.info("refused %s: %s", msg.event_id, turn.refusal.reason)
+            self.s.telemetry.refused(turn.refusal.reason)
             if turn.refusal.notify:
                 await self.delivery.reply(msg, (await self.s.translator(msg.chat.key))._(REFUSALS[turn.refusal.reason]))
             return

@@ -440,10 +440,14 @@ class AdapterEnv:
 
     bot_name: str
     data_dir: Any  # pathlib.Path; an adapter keeps its files under it (e.g. ``<data_dir>/web_files``)
+    bot_aliases: tuple[str, ...] = ()  # other names the bot answers to (``bot.aliases``)
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
     store: KeyValueStore | None = None  # this adapter's durable key-value store (None: the adapter keeps none)
+    # The bot's metrics, for an adapter that serves HTTP: it may offer them at ``GET /metrics`` (under its own
+    # access rules) and then sets ``serves_metrics = True`` and ``metrics_url`` once listening.
+    metrics: MetricsSource | None = None
 
 
 # --------------------------------------------------------------------------- watching together
@@ -541,8 +545,61 @@ class Tool:
 
 
 class UsageLedger(Protocol):
-    """Token and cost accounting per group (durable)."""
+    """Token and cost accounting (durable), by day: per group, per member across groups, bot-wide.
 
-    def add_usage(self, group_key: str, model: str, usage: Usage) -> None: ...
+    ``add_usage`` counts one model call at once (the ``*_today`` figures include it when it returns) and
+    never blocks on storage; ``member_key`` ("platform:user_id") is the member whose message the call
+    answered, "" when none did (a reminder, a digest)."""
+
+    def add_usage(self, group_key: str, model: str, usage: Usage, member_key: str = "") -> None: ...
 
     def tokens_today(self, group_key: str) -> int: ...
+
+    def member_tokens_today(self, member_key: str) -> int: ...
+
+    def bot_today(self) -> Usage: ...
+
+
+# --------------------------------------------------------------------------- observability
+
+
+class Telemetry(Protocol):
+    """Figures the core reports while it works; the composition root turns them into metrics. Calls are
+    cheap and synchronous, and never raise into the caller."""
+
+    def answered(self, platform: str, seconds: float) -> None:
+        """A reply reached its platform ``seconds`` after the message it answers was sent."""
+        ...
+
+    def refused(self, reason: str) -> None:
+        """An answer was refused by a limit, a budget or the admission of new groups (``reason``)."""
+        ...
+
+
+class NoTelemetry:
+    """The ``Telemetry`` of a core nobody watches."""
+
+    def answered(self, platform: str, seconds: float) -> None:
+        return None
+
+    def refused(self, reason: str) -> None:
+        return None
+
+
+@runtime_checkable
+class IndexLag(Protocol):
+    """Optional role of a ``MemoryStore``: how far its search index is behind what it recorded."""
+
+    async def index_lag(self) -> int:
+        """Records recorded but not yet in the index (0 when it has caught up)."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """The bot's metrics in the Prometheus text exposition format, for whoever serves them over HTTP."""
+
+    content_type: str
+
+    async def render(self) -> bytes:
+        """The current figures (pulled figures such as queue depths are read now)."""
+        ...

@@ -15,8 +15,10 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
+from bot.limits import budget_spent
 from bot.ports import (
     BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, ContentEraser, MemoryRecord, MemoryStore,
+    NoTelemetry, Telemetry,
 )
 from bot.state import StateDB
 
@@ -56,6 +58,7 @@ class Services:
     erasers: list[ContentEraser] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     catalogs: Catalogs = field(default_factory=Catalogs)
+    telemetry: Telemetry = field(default_factory=NoTelemetry)  # figures for the metrics (bot.app.metrics)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:
@@ -241,10 +244,10 @@ class Services:
             )
         )
 
-    def budget_spent(self, group_key: str) -> bool:
-        """Whether the group's daily token budget is used up (a budget of 0 means no budget)."""
-        budget = self.settings.limits.daily_tokens_per_group
-        return budget > 0 and self.state.tokens_today(group_key) >= budget
+    def budget_spent(self, group_key: str, member_key: str = "") -> bool:
+        """Whether a model call for ``member_key`` in the group would exceed a daily budget: the group's,
+        the member's across groups, or the whole bot's (``bot.limits.budget_spent``; 0 means no budget)."""
+        return budget_spent(self.settings.limits, self.state, group_key, member_key) is not None
 
     async def is_own_message(self, chat: ChatRef, message_id: str) -> bool:
         return await self.state.group_get(chat.key, f"own:{message_id}") is not None

@@ -27,9 +27,10 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +70,15 @@ CREATE TABLE IF NOT EXISTS usage (
     cost_usd REAL NOT NULL DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (group_key, day, model)
 );
+CREATE INDEX IF NOT EXISTS usage_day ON usage(day);
+CREATE TABLE IF NOT EXISTS member_usage (                   -- a member's tokens across groups, per day
+    member_key TEXT NOT NULL, day TEXT NOT NULL,
+    tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0, calls INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (member_key, day)
+);
+CREATE TABLE IF NOT EXISTS admitted_groups (                -- groups and direct chats the bot serves
+    group_key TEXT PRIMARY KEY, admitted_at TEXT NOT NULL     -- '' for groups served before admission
+);
 CREATE TABLE IF NOT EXISTS group_kv (
     group_key TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (group_key, key)
@@ -80,6 +90,14 @@ CREATE TABLE IF NOT EXISTS adapter_kv (                -- bot.ports.KeyValueStor
 );
 CREATE INDEX IF NOT EXISTS adapter_kv_expiry ON adapter_kv(expires_at) WHERE expires_at IS NOT NULL;
 """
+
+
+def _days_before(day: str, n: int) -> str:
+    return (date.fromisoformat(day) - timedelta(days=n)).isoformat()
+
+
+async def _awaited(future: Awaitable[None]) -> None:
+    await future
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +132,29 @@ class StateDB:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.execute("PRAGMA secure_delete=ON")  # emptied payloads are overwritten, not left in free pages
+        admitting_first_time = not self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='admitted_groups'"
+        ).fetchone()
         self._conn.executescript(_SCHEMA)
+        if admitting_first_time:  # groups served before admission existed are established, not new
+            self._conn.execute(
+                "INSERT OR IGNORE INTO admitted_groups(group_key, admitted_at) SELECT chat_key, '' FROM inbox "
+                "UNION SELECT group_key, '' FROM group_kv UNION SELECT group_key, '' FROM usage"
+            )
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(replies)")}
         if "payload" not in columns:  # data directories from before replies kept their payload
             self._conn.execute("ALTER TABLE replies ADD COLUMN payload TEXT NOT NULL DEFAULT ''")
         self._forget_handled_payloads()
         self._policy = policy
         self._lock = threading.Lock()
+        # One thread of its own runs the SQL, in order: waiting for the connection never ties up threads of
+        # the loop's shared pool (the adapters' stores and to_thread calls use those).
+        self._exec = ThreadPoolExecutor(1, thread_name_prefix="paibot-state")
         self._now = clock or (lambda: datetime.now(timezone.utc))
         self.new_events = asyncio.Event()
         self._unflushed: dict[str, int] = {}
+        self._unflushed_members: dict[str, int] = {}
+        self._unflushed_bot = [0, 0, 0.0]  # prompt tokens, completion tokens, cost not yet written
         self._usage_writes: set[asyncio.Task[None]] = set()
         self._intake_closed = False
 
@@ -144,6 +175,7 @@ class StateDB:
         self._intake_closed = True
 
     def close(self) -> None:
+        self._exec.shutdown(wait=True)
         with self._lock:
             self._conn.close()
 
@@ -152,7 +184,7 @@ class StateDB:
             with self._lock:
                 return fn(self._conn)
 
-        return await asyncio.to_thread(locked)
+        return await asyncio.get_running_loop().run_in_executor(self._exec, locked)
 
     def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
         conn.execute("BEGIN IMMEDIATE")
@@ -373,32 +405,61 @@ class StateDB:
     def _day(self) -> str:
         return self._now().date().isoformat()
 
-    def add_usage(self, group_key: str, model: str, usage: Usage) -> None:
-        """Count usage now (``tokens_today`` sees it at once); the SQLite write runs off the event loop."""
+    def add_usage(self, group_key: str, model: str, usage: Usage, member_key: str = "") -> None:
+        """Count usage now (the ``*_today`` figures see it at once); the SQLite write runs off the event loop.
+        ``member_key`` is the member whose message the call answered ("" when no member asked)."""
         tokens = usage.prompt_tokens + usage.completion_tokens
         self._unflushed[group_key] = self._unflushed.get(group_key, 0) + tokens
+        if member_key:
+            self._unflushed_members[member_key] = self._unflushed_members.get(member_key, 0) + tokens
+        self._unflushed_bot[0] += usage.prompt_tokens
+        self._unflushed_bot[1] += usage.completion_tokens
+        self._unflushed_bot[2] += usage.cost_usd
         args = (group_key, self._day(), model, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._write_usage(args, tokens)
+            self._write_usage(args, member_key)
             return
-        task = loop.create_task(asyncio.to_thread(self._write_usage, args, tokens), name="usage-write")
+        write = loop.run_in_executor(self._exec, self._write_usage, args, member_key)
+        task = loop.create_task(_awaited(write), name="usage-write")
         self._usage_writes.add(task)
         task.add_done_callback(self._usage_writes.discard)
 
-    def _write_usage(self, args: tuple[Any, ...], tokens: int) -> None:
+    def _write_usage(self, args: tuple[Any, ...], member_key: str) -> None:
+        group_key, day, _, prompt, completion, cost = args
+        tokens = prompt + completion
         with self._lock:
-            self._conn.execute(
-                """INSERT INTO usage(group_key, day, model, prompt_tokens, completion_tokens, cost_usd, calls)
-                   VALUES (?,?,?,?,?,?,1)
-                   ON CONFLICT(group_key, day, model) DO UPDATE SET
-                     prompt_tokens=prompt_tokens+excluded.prompt_tokens,
-                     completion_tokens=completion_tokens+excluded.completion_tokens,
-                     cost_usd=cost_usd+excluded.cost_usd, calls=calls+1""",
-                args,
-            )
-            self._unflushed[args[0]] -= tokens
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    """INSERT INTO usage(group_key, day, model, prompt_tokens, completion_tokens, cost_usd, calls)
+                       VALUES (?,?,?,?,?,?,1)
+                       ON CONFLICT(group_key, day, model) DO UPDATE SET
+                         prompt_tokens=prompt_tokens+excluded.prompt_tokens,
+                         completion_tokens=completion_tokens+excluded.completion_tokens,
+                         cost_usd=cost_usd+excluded.cost_usd, calls=calls+1""",
+                    args,
+                )
+                if member_key:
+                    self._conn.execute(
+                        """INSERT INTO member_usage(member_key, day, tokens, cost_usd, calls) VALUES (?,?,?,?,1)
+                           ON CONFLICT(member_key, day) DO UPDATE SET tokens=tokens+excluded.tokens,
+                             cost_usd=cost_usd+excluded.cost_usd, calls=calls+1""",
+                        (member_key, day, tokens, cost),
+                    )
+                    # only today's figures are ever read: older rows of members go (they name a person)
+                    self._conn.execute("DELETE FROM member_usage WHERE day < ?", (_days_before(day, 1),))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            self._unflushed[group_key] -= tokens
+            if member_key:
+                self._unflushed_members[member_key] -= tokens
+            self._unflushed_bot[0] -= prompt
+            self._unflushed_bot[1] -= completion
+            self._unflushed_bot[2] -= cost
 
     async def flush(self) -> None:
         """Wait for pending usage writes (called before closing)."""
@@ -413,6 +474,26 @@ class StateDB:
             ).fetchone()
             return int(row[0]) + self._unflushed.get(group_key, 0)
 
+    def member_tokens_today(self, member_key: str) -> int:
+        """Tokens spent today answering ``member_key`` ("platform:user_id"), across every group."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(tokens),0) FROM member_usage WHERE member_key=? AND day=?",
+                (member_key, self._day()),
+            ).fetchone()
+            return int(row[0]) + self._unflushed_members.get(member_key, 0)
+
+    def bot_today(self) -> Usage:
+        """Everything spent today, all groups together (prompt tokens, completion tokens, cost)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), "
+                "COALESCE(SUM(cost_usd),0) FROM usage WHERE day=?",
+                (self._day(),),
+            ).fetchone()
+            prompt, completion, cost = self._unflushed_bot
+            return Usage(int(row[0]) + int(prompt), int(row[1]) + int(completion), float(row[2]) + cost)
+
     async def usage_report(self, group_key: str | None = None) -> list[dict[str, Any]]:
         def q(c: sqlite3.Connection) -> list[Any]:
             sql = "SELECT group_key, day, model, prompt_tokens, completion_tokens, cost_usd, calls FROM usage"
@@ -424,6 +505,32 @@ class StateDB:
 
         cols = ("group_key", "day", "model", "prompt_tokens", "completion_tokens", "cost_usd", "calls")
         return [dict(zip(cols, r)) for r in await self._run(q)]
+
+    # ----------------------------------------------------------------- admission of new groups
+
+    async def is_admitted(self, group_key: str) -> bool:
+        row = await self._run(
+            lambda c: c.execute("SELECT 1 FROM admitted_groups WHERE group_key=?", (group_key,)).fetchone()
+        )
+        return row is not None
+
+    async def admit_group(self, group_key: str, at: datetime) -> None:
+        await self._run(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO admitted_groups(group_key, admitted_at) VALUES (?, ?)",
+                (group_key, at.astimezone(timezone.utc).isoformat()),
+            )
+        )
+
+    async def admitted_since(self, since: datetime) -> list[datetime]:
+        """When the groups admitted after ``since`` were admitted (oldest first)."""
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT admitted_at FROM admitted_groups WHERE admitted_at > ? ORDER BY admitted_at",
+                (since.astimezone(timezone.utc).isoformat(),),
+            ).fetchall()
+        )
+        return [datetime.fromisoformat(r[0]) for r in rows]
 
     # ----------------------------------------------------------------- per-group key/values
 

@@ -333,6 +333,10 @@ class HybridMemoryStore:
     async def export(self, pai: str) -> list[MemoryRecord]:
         return await self._run(self._search_exec, lambda: list(self.transcript.export(pai)))
 
+    async def index_lag(self) -> int:
+        """``bot.ports.IndexLag``: records in the transcript not yet in the vector index."""
+        return await self._run(self._search_exec, self.transcript.pending_count)
+
     async def stats(self) -> dict[str, Any]:
         def collect() -> dict[str, Any]:
             pais = self.transcript.stats()

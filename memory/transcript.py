@@ -105,24 +105,25 @@ class Transcript:
             self._conns.clear()
         self._local = threading.local()
 
-    def _tag(self, db: sqlite3.Connection, pai: str, create: bool) -> str | None:
-        """The tag naming a pai's FTS tables (the tables are created on its first write)."""
-        tag = self._tags.get(pai)
+    def _tag(self, db: sqlite3.Connection, pai: str, created: dict[str, str] | None = None) -> str | None:
+        """The tag naming a pai's FTS tables. A writer passes ``created``: a pai's tables are made on its first
+        write and noted there, and the caller makes them known to other threads (``_tags``) only once its
+        transaction has committed; a reader on another connection would not find the tables before."""
+        tag = self._tags.get(pai) or (created or {}).get(pai)
         if tag is None:
             row = db.execute("SELECT tag FROM pais WHERE pai = ?", (pai,)).fetchone()
-            if row is None:
-                if not create:
-                    return None
-                tag = pai_tag(pai)
+            if row is not None:
+                tag = self._tags[pai] = row[0]
+            elif created is None:
+                return None
+            else:
+                tag = created[pai] = pai_tag(pai)
                 db.execute("INSERT INTO pais(pai, tag) VALUES (?, ?)", (pai, tag))
                 fts.create_tables(db, tag)
-            else:
-                tag = row[0]
-            self._tags[pai] = tag
         return tag
 
     def _table(self, db: sqlite3.Connection, pai: str, evidence: bool) -> str | None:
-        tag = self._tag(db, pai, create=False)
+        tag = self._tag(db, pai)
         if tag is None:
             return None
         return fts.evidence_table(tag) if evidence else fts.other_table(tag)
@@ -163,19 +164,20 @@ class Transcript:
         New records are written with ``executemany`` under sequence numbers taken from ``sqlite_sequence``
         (what AUTOINCREMENT would have given them: the write lock makes this the only writer)."""
         changed: list[Row] = []
+        created: dict[str, str] = {}  # pais whose FTS table this transaction makes
         with self._write_lock, self._db() as db:
             known = self._known(db, records)
             stones = db.execute("SELECT 1 FROM index_tombstones LIMIT 1").fetchone() is not None
             row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
             next_seq = (int(row[0]) if row else 0) + 1
             new_rows: list[tuple] = []
-            fts_rows: dict[str, list[tuple[int, MemoryRecord]]] = {}
+            fts_rows: dict[tuple[str, str], list[tuple[int, MemoryRecord]]] = {}  # by (pai, tag)
             refused = 0
             for rec in records:
                 kind = self.rules.kind_of(rec)
                 if kind != rec.kind:
                     rec = dataclasses.replace(rec, kind=kind)
-                tag = self._tag(db, rec.pai, create=True)
+                tag = self._tag(db, rec.pai, created)
                 assert tag is not None
                 old = known.get((rec.pai, rec.id))
                 if old is None:
@@ -196,26 +198,28 @@ class Transcript:
                 else:
                     continue
                 known[(rec.pai, rec.id)] = (seq, rec.text, rec.author_name, rec.kind, rec.author_id)
-                fts_rows.setdefault(rec.pai, []).append((seq, rec))
+                fts_rows.setdefault((rec.pai, tag), []).append((seq, rec))
                 changed.append(Row(seq, rec, updated=old is not None))
             self._flush_new(db, new_rows, fts_rows, index_text)
             if stones:
                 done = [(r.record.pai, r.record.id) for r in changed if fts.is_evidence(r.record.kind)]
                 db.executemany("DELETE FROM index_tombstones WHERE pai = ? AND id = ?", done)
+        self._tags.update(created)  # committed: other threads may use these tables now
         if refused:
             log.warning("refused %d record(s) whose id another author's record already has (pai %s)",
                         refused, pai_tag(records[0].pai)[:8])
         return changed
 
-    def _flush_new(self, db: sqlite3.Connection, new_rows: list[tuple],
-                   fts_rows: dict[str, list[tuple[int, MemoryRecord]]], index_text: IndexText) -> None:  # fmt: skip
+    @staticmethod
+    def _flush_new(db: sqlite3.Connection, new_rows: list[tuple],
+                   fts_rows: dict[tuple[str, str], list[tuple[int, MemoryRecord]]],
+                   index_text: IndexText) -> None:  # fmt: skip
         db.executemany(
             "INSERT INTO records(seq, pai, id, chat_key, author_id, author_name, text, ts, sent_at, kind,"
             " reply_to_id, url, is_bot, meta, indexed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             new_rows,
         )
-        for pai, rows in fts_rows.items():
-            tag = self._tags[pai]
+        for (pai, tag), rows in fts_rows.items():
             fts.write_rows(db, tag, pai, rows, index_text)
         new_rows.clear()
         fts_rows.clear()
@@ -245,7 +249,7 @@ class Transcript:
         turns that followed a removed statement is written again without it."""
         rows = db.execute(f"SELECT seq, id, kind, chat_key FROM records WHERE pai = ? AND ({where})",
                           (pai, *args)).fetchall()  # fmt: skip
-        tag = self._tag(db, pai, create=False)
+        tag = self._tag(db, pai)
         touched: dict[str, int] = {}
         for seq, rid, kind, chat in rows:
             db.execute("DELETE FROM records WHERE seq = ?", (seq,))

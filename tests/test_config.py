@@ -75,6 +75,15 @@ def test_web_group_refuses_a_public_bind_without_a_token():
     parse_settings("adapters: {web: {host: 0.0.0.0, access_token: t0k3n}}", env={})
 
 
+def test_web_group_limits_name_their_path():
+    s = parse_settings("adapters: {web: {posts_per_s: 3, storage_mb: 0}}", env={})
+    assert s.adapters.web.posts_per_s == 3.0 and s.adapters.web.storage_mb == 0
+    e = error_of("adapters: {web: {sockets_per_client: -1}}")
+    assert e.path == "adapters.web.sockets_per_client" and "negative" in str(e)
+    assert error_of("adapters: {web: {posts_per_s: fast}}").path == "adapters.web.posts_per_s"
+    assert error_of("adapters: {web: {sockets_per_ip: 3}}").path == "adapters.web.sockets_per_ip"
+
+
 def test_bad_timezone_and_group_key():
     assert error_of("bot: {timezone: Mars/Olympus}").path == "bot.timezone"
     assert "group keys" in str(error_of("groups: {nokey: {}}"))
@@ -174,3 +183,9 @@ def test_memory_embedding_choices():
         assert parse_settings(f"memory: {{embedding: '{emb}'}}", env={}).memory.embedding == emb
     err = error_of("memory: {embedding: minilm}")
     assert err.path == "memory.embedding" and "sentence-transformers:" in str(err)
+
+
+def test_the_scheduling_cap_and_its_quiet_reserve_are_checked():
+    assert error_of("limits: {concurrent_groups: 0}\n").path == "limits.concurrent_groups"
+    assert error_of("limits: {concurrent_groups: 8, quiet_group_slots: 8}\n").path == "limits.quiet_group_slots"
+    assert parse_settings("limits: {concurrent_groups: 8, quiet_group_slots: 2}\n").limits.quiet_group_slots == 2

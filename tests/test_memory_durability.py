@@ -218,3 +218,29 @@ async def test_embedding_outage_degrades_to_lexical_and_indexing_catches_up(tmp_
         assert store.transcript.pending_count() == 0 and store.index.count("web:9") == 1
     finally:
         await store.close()
+
+
+def test_a_search_during_a_pais_first_write_finds_nothing_instead_of_failing(tmp_path: Path) -> None:
+    # the first write of a pai makes its FTS table; a reader on another thread must not look for that table
+    # before the write commits (under load: "no such table" / "vtable constructor failed" from a search)
+    import threading
+
+    t = Transcript(tmp_path / "memory.sqlite3")
+    inside, go = threading.Event(), threading.Event()
+
+    def held(rec: MemoryRecord) -> tuple[str, str]:  # runs inside the write transaction
+        inside.set()
+        assert go.wait(30)
+        return index_text(rec)
+
+    writer = threading.Thread(target=t.insert, args=([make("web:9", 1, "zebras at noon")], held))
+    writer.start()
+    try:
+        assert inside.wait(30)
+        assert t.term_counts("web:9", ["zebras"], 10) == [0]
+        assert t.lexical("web:9", "zebras", 5, None) == []
+    finally:
+        go.set()
+        writer.join()
+    assert t.term_counts("web:9", ["zebras"], 10) == [1]
+    t.close()

@@ -68,7 +68,7 @@ async def paibot(tmp_path):
     """A running App with the web group on a free port and a scripted model; yields (app, base url, llm)."""
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
-        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, posts_per_s: 0}}\n"  # one client posts a lot
     )
     llm = ScriptedLLM(["Hi Alice! Nice to meet you all.", "You're welcome, Bob!"])
     app = App(settings, llm=llm)
@@ -352,7 +352,7 @@ async def test_a_streamed_answer_stays_in_view_while_it_grows(browser, tmp_path)
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
         "llm: {stream: true}\ntriggers: {answer_within_minutes: 0}\n"
-        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, posts_per_s: 0}}\n"  # one client posts a lot
     )
     app = App(settings, llm=ScriptedLLM([long_answer], chunk_chars=120, between_chunks=tick), clock=clock)
     await app.start()
@@ -423,7 +423,7 @@ async def test_a_citation_link_jumps_to_the_cited_message_and_highlights_it(brow
 
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
-        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, posts_per_s: 0}}\n"  # one client posts a lot
     )
     app = App(settings, llm=ScriptedLLM(answer))
     await app.start()
@@ -457,11 +457,11 @@ async def test_the_typing_line_clears_when_the_message_arrives(browser, paibot):
     group = await new_group(url, "Typing")
     page, _ = await open_group_as(browser, url, group["number"], "Alice")
     async with aiohttp.ClientSession(base_url=url) as http:
-        async with http.ws_connect(f"/api/groups/{group['number']}/ws") as ws:
+        carol = await member_headers(http, "Carol")
+        async with http.ws_connect(f"/api/groups/{group['number']}/ws", headers=carol) as ws:
             await page.wait_for_function("() => true")
-            await ws.send_json({"type": "typing", "name": "Carol"})
+            await ws.send_json({"type": "typing"})
             await page.wait_for_selector("#typing:has-text('Carol')")
-            await http.post(f"/api/groups/{group['number']}/messages", json={"text": "here I am"},
-                            headers=await member_headers(http, "Carol"))
+            await http.post(f"/api/groups/{group['number']}/messages", json={"text": "here I am"}, headers=carol)
             await page.wait_for_selector("text=here I am")
             assert (await page.text_content("#typing") or "").strip() == ""  # at once, not after a timeout

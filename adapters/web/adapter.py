@@ -39,6 +39,7 @@ from adapters.web.attachments import StagedFile, WebAttachments, attachment
 from adapters.web.config import WebAdapterSettings
 from adapters.web.files import WebFileError, valid_file_id
 from adapters.web.forgetting import WebForgetting
+from adapters.web.guard import ClientLimits, ClientRules, StorageQuota, WebGuard
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
@@ -47,7 +48,7 @@ from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, 
 from adapters.web.watch import WebWatch
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, Grant, IntakeSink, WatchControl, WatchView
+from bot.ports import AdapterEnv, Capabilities, Grant, IntakeSink, MetricsSource, WatchControl, WatchView
 
 log = logging.getLogger("paibot.web")
 
@@ -76,9 +77,19 @@ class WebAdapter(WebForgetting):
         max_text_length: int = MAX_TEXT_LENGTH,
         max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
         max_media_bytes: int = MAX_MEDIA_BYTES,
+        metrics: MetricsSource | None = None,
+        guard: WebGuard | None = None,
+        quota_mb: tuple[int, int] = (0, 0),
     ) -> None:
+        """``guard``: the per-client limits and the bot's names (``adapters.web.guard``; default: only the
+        bot's own name is refused as a nickname); ``quota_mb``: storage per group and in all (0: none)."""
         check_exposure(host, access_token)
+        self.metrics = metrics
+        self.serves_metrics = metrics is not None  # GET /metrics, under the API's access rules
         self.bot_name = bot_name
+        self.guard = guard or WebGuard(None, (bot_name,))
+        self._quota_mb = quota_mb
+        self._quota: StorageQuota | None = None
         self.max_text_length = max_text_length
         self.capabilities = Capabilities(
             max_text_length=max_text_length, edit=True, typing=True, links=True, idempotent_sends=True,
@@ -114,12 +125,19 @@ class WebAdapter(WebForgetting):
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._bound_port or self._port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.local_url}/metrics" if self.metrics is not None else ""
+
     async def start(self, sink: IntakeSink) -> None:
         """Open the store, re-deliver messages a crash left pending, then listen."""
         if self._runner is not None:
             return
         self._sink = sink
         self._store = await asyncio.to_thread(WebStore, self._db_path)
+        if any(self._quota_mb):
+            group_mb, total_mb = self._quota_mb
+            self._quota = StorageQuota(group_mb * 2**20, total_mb * 2**20, self._store.bytes_used)
         await self.attachments.sweep(self._store)
         await self._redeliver_pending()
         allowed = frozenset({*LOOPBACK_HOSTS, self._host.lower()})
@@ -128,7 +146,8 @@ class WebAdapter(WebForgetting):
 
             allowed |= {(urlsplit(self._public_url).hostname or "").lower()}
         app = WebHttp(
-            self, access_token=self._access_token, allowed_hosts=allowed, public_url=self._public_url
+            self, access_token=self._access_token, allowed_hosts=allowed, public_url=self._public_url,
+            guard=self.guard,
         ).build()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
@@ -398,6 +417,7 @@ class WebAdapter(WebForgetting):
         self.check_served(group)
         if len(uploads) > self.attachments.max_files:
             raise ApiError(413, f"at most {self.attachments.max_files} files per message")
+        await self._within_quota(group, len(text.encode("utf-8")) + sum(u.file.size for u in uploads))
         try:
             files = await self.attachments.commit(uploads)  # bytes durable before any row names them
         except WebFileError as exc:
@@ -420,6 +440,17 @@ class WebAdapter(WebForgetting):
         rendered = await self._render(msg)
         await self.hub.push(group.number, {"type": "message", "message": rendered})
         return rendered
+
+    async def _within_quota(self, group: StoredGroup, size: int) -> None:
+        """Refuse (507) a message that would take its group, or the web group as a whole, past its storage."""
+        quota = self._quota
+        if quota is None:
+            return
+        problem = await asyncio.to_thread(quota.problem, group.number, size)
+        if problem:
+            log.info("refused a message in group %s: %s", group.number, problem)
+            raise ApiError(507, problem)
+        quota.added(group.number, size)
 
     async def _commit(self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None) -> None:
         store = self._require_store()
@@ -530,4 +561,14 @@ def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
         public_url=cfg.public_url,
         max_attachment_bytes=env.max_attachment_bytes,
         max_media_bytes=cfg.max_media_bytes,
+        metrics=env.metrics,
+        guard=WebGuard(
+            ClientLimits(ClientRules(
+                sockets=cfg.sockets_per_client, socket_messages_per_s=cfg.socket_messages_per_s,
+                posts_per_s=cfg.posts_per_s, groups_per_hour=cfg.groups_per_client_per_hour,
+                misses_per_hour=cfg.missed_lookups_per_client_per_hour,
+            )),
+            (env.bot_name, *env.bot_aliases), trust_forwarded_for=cfg.trust_forwarded_for,
+        ),
+        quota_mb=(cfg.group_storage_mb, cfg.storage_mb),
     )

@@ -20,6 +20,7 @@ Routes (``{group}`` is a group's number):
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
     GET  /api/media/{id}, /api/groups/{group}/watch...   watching together (``adapters.web.watch``)
+    GET  /metrics                          the bot's Prometheus metrics (same access rules as the API)
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
@@ -35,8 +36,9 @@ one of the four sniffed image types; HTML and SVG are never rendered by this ori
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -44,15 +46,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
+from adapters.web.guard import BadJson, WebGuard, strict_json
 from adapters.web.live import LiveHub
 from adapters.web.members import StoredMember
 from adapters.web.store import StoredFile, StoredGroup
 from adapters.web.watch import WebWatch
-from bot.i18n import SOURCE_LOCALE, Catalogs
+from bot.i18n import N_, SOURCE_LOCALE, Catalogs, Text
+from bot.ports import MetricsSource
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
@@ -79,11 +83,24 @@ _STATIC_TYPES = {
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-class ApiError(Exception):
-    """A request the API refuses; becomes ``{"error": message}`` with ``status``."""
+# A socket whose client keeps sending past its limit (a page sends a typing notice every few seconds) is
+# closed after this many messages dropped in a row, so a flood costs the server a reconnect, not a frame read.
+MAX_DROPPED_IN_A_ROW = 100
+_HANG_UP_S = 0.05  # how long closing such a socket may take
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+# Refusals a person may read on the page (translated into the request's language).
+_TOO_MANY_GROUPS = Text(N_("This address has created its share of groups for now; try again later."))
+_TOO_MANY_MISSES = Text(N_("Too many addresses that lead to no group came from here; try again later."))
+_TOO_FAST = Text(N_("You are posting too fast; wait a moment."))
+
+
+class ApiError(Exception):
+    """A request the API refuses; becomes ``{"error": message}`` with ``status``. A ``Text`` message (one a
+    person may read on the page) is translated into the request's language (``?lang=`` or
+    ``Accept-Language``)."""
+
+    def __init__(self, status: int, message: str | Text) -> None:
+        super().__init__(str(message))
         self.status = status
         self.message = message
 
@@ -95,6 +112,7 @@ class GroupService(Protocol):
     max_text_length: int
     hub: LiveHub
     watch: WebWatch
+    metrics: MetricsSource | None
 
     async def create_group(self, name: str, creator: StoredMember | None = None) -> StoredGroup: ...
 
@@ -183,9 +201,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
+    except (ConnectionError, EOFError) as exc:
+        raise ApiError(400, "the request body was cut short") from exc
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = strict_json(raw)
+    except BadJson as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -235,9 +255,11 @@ class WebHttp:
     """Builds the aiohttp application around a ``GroupService``."""
 
     def __init__(
-        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = ""
+        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = "",
+        guard: WebGuard | None = None,
     ) -> None:
         self.service = service
+        self.guard = guard or WebGuard(None, (service.bot_name,))
         self.access_token = access_token
         self.allowed_hosts = allowed_hosts
         # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
@@ -267,6 +289,8 @@ class WebHttp:
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
         self.service.watch.add_routes(r, self.service)
+        if getattr(self.service, "metrics", None) is not None:
+            r.add_get("/metrics", self.metrics)
         return app
 
     # ----------------------------------------------------------------- middlewares
@@ -276,11 +300,26 @@ class WebHttp:
         try:
             return await handler(request)
         except ApiError as exc:
-            return web.json_response({"error": exc.message}, status=exc.status)
+            return web.json_response({"error": self._say(request, exc.message)}, status=exc.status)
         except web.HTTPException as exc:
             if not request.path.startswith("/api/") or exc.status < 400:
                 raise
             return web.json_response({"error": exc.reason}, status=exc.status)
+        except (ConnectionError, EOFError) as exc:  # the client went away mid-request: nothing to answer
+            log.info("%s %s: the client went away (%s)", request.method, request.path, type(exc).__name__)
+            return web.json_response({"error": "the request was cut short"}, status=400)
+        except Exception:  # never a plain-text 500: log it and answer in JSON like every other error
+            if not request.path.startswith("/api/"):
+                raise
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"error": "internal error"}, status=500)
+
+    def _say(self, request: web.Request, message: str | Text) -> str:
+        if not isinstance(message, Text):
+            return message
+        wanted = request.query.get("lang") or request.headers.get("Accept-Language", "").split(",")[0]
+        locale = self._catalogs.resolve(wanted.split(";")[0][:35]) or SOURCE_LOCALE
+        return self._catalogs.translator(locale).render(message)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -291,7 +330,8 @@ class WebHttp:
         trusted = {request.host.lower(), self.public_origin} - {""}
         if origin and urlsplit(origin).netloc.lower() not in trusted:
             raise ApiError(403, "cross-site requests are not allowed")
-        if request.path.startswith("/api/") and self.access_token and not self._authorised(request):
+        guarded = request.path.startswith("/api/") or request.path == "/metrics"
+        if guarded and self.access_token and not self._authorised(request):
             raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)")
         if request.path.startswith(("/g/", "/join/")) or request.path == "/":
             token = request.query.get("token")
@@ -340,6 +380,11 @@ class WebHttp:
 
     # ----------------------------------------------------------------- API
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        source = self.service.metrics
+        assert source is not None
+        return web.Response(body=await source.render(), headers={"Content-Type": source.content_type})
+
     async def info(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length,
@@ -372,11 +417,13 @@ class WebHttp:
 
     def _nickname(self, data: dict[str, Any]) -> str:
         nickname = clean_line(data.get("nickname"), "nickname", MAX_NICK_CHARS)
-        if nickname.casefold() == self.service.bot_name.casefold():
-            raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
+        problem = self.guard.nickname_problem(nickname)  # the bot's names and what looks like them
+        if problem:
+            raise ApiError(400, problem)
         return nickname
 
     async def create_member(self, request: web.Request) -> web.Response:
+        self._limit(request, "post", _TOO_FAST)  # members cost a row each: no faster than posts
         nickname = self._nickname(await read_json(request))
         member, key = await self.service.add_member(nickname)
         body = {"author_id": member.author_id, "nickname": member.nickname, "key": key}
@@ -401,6 +448,7 @@ class WebHttp:
     # ----------------------------------------------------------------- groups and messages
 
     async def create_group(self, request: web.Request) -> web.Response:
+        self._limit(request, "new_group", _TOO_MANY_GROUPS)
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
         group = await self.service.create_group(name, await self._member(request))
@@ -408,23 +456,40 @@ class WebHttp:
 
     async def _group(self, request: web.Request) -> StoredGroup:
         number = request.match_info["group"]
+        client = self._may_look_up(request)
         group = await self.service.find_group(number) if number.isdigit() else None
         if group is None:
+            self._missed(client)
             raise ApiError(404, f"there is no group {number[:20]!r}")
         return group
+
+    def _may_look_up(self, request: web.Request) -> str:
+        """The client, once it is known not to have used up its lookups of groups that do not exist
+        (otherwise a 429, whether or not the group asked for exists: probing numbers learns nothing)."""
+        client, limits = self._client(request), self.guard.limits
+        if limits is not None and not limits.may_look_up(client):
+            raise ApiError(429, _TOO_MANY_MISSES)
+        return client
+
+    def _missed(self, client: str) -> None:
+        if self.guard.limits is not None:
+            self.guard.limits.missed(client)
 
     async def get_group(self, request: web.Request) -> web.Response:
         return web.json_response(self.service.group_json(await self._group(request)))
 
     async def get_invite(self, request: web.Request) -> web.Response:
+        client = self._may_look_up(request)
         group = await self.service.find_invite(request.match_info["invite"][:64])
         if group is None:
+            self._missed(client)
             raise ApiError(404, "this invite link is not valid")
         return web.json_response(self.service.group_json(group))
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
-        member = await self._required_member(request)  # before reading a possibly large body
+        self._limit(request, "post", _TOO_FAST)  # before reading the body
+        member = await self._required_member(request)
         self.service.check_served(group)
         if request.content_type == "multipart/form-data":
             data, uploads = await self._read_upload(request, group)
@@ -524,18 +589,42 @@ class WebHttp:
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
         group = await self._group(request)
         member = await self._member(request)  # the page's cookie (or a key): who steers a player from here
-        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
-        await ws.prepare(request)
-        hub = self.service.hub
-        hub.join(group.number, ws)
+        client, limits = self._client(request), self.guard.limits
+        if limits is not None and not limits.open_socket(client):
+            raise ApiError(429, Text(N_("At most {n} live connections per address."), n=limits.rules.sockets))
         try:
-            await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_socket_text(group.number, ws, msg.data, member)
+            ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
+            await ws.prepare(request)
+            hub = self.service.hub
+            hub.join(group.number, ws)
+            try:
+                await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
+                dropped = 0  # messages past the client's limit in a row
+                async for msg in ws:
+                    if msg.type != WSMsgType.TEXT:
+                        continue
+                    if limits is None or limits.socket_message(client):
+                        dropped = 0
+                        await self._on_socket_text(group.number, ws, msg.data, member)
+                    elif (dropped := dropped + 1) > MAX_DROPPED_IN_A_ROW:  # a flood, not a page: hang up
+                        log.info("closed a web socket of group %s: its client sends too much", group.number)
+                        await _hang_up(ws)
+                        break
+            finally:
+                hub.leave(group.number, ws)
         finally:
-            hub.leave(group.number, ws)
+            if limits is not None:
+                limits.close_socket(client)
         return ws
+
+    def _client(self, request: web.Request) -> str:
+        return self.guard.client(request.remote, request.headers.get("X-Forwarded-For"))
+
+    def _limit(self, request: web.Request, what: str, why: Text) -> None:
+        """Raise a 429 when the client is past its limit for ``what`` (a ``ClientLimits`` method)."""
+        limits = self.guard.limits
+        if limits is not None and not getattr(limits, what)(self._client(request)):
+            raise ApiError(429, why)
 
     async def _on_socket_text(
         self, group: str, ws: web.WebSocketResponse, raw: str, member: StoredMember | None
@@ -543,12 +632,22 @@ class WebHttp:
         """Clients may announce that a person is typing, and players talk to their watch session
         (``adapters.web.watch``, as the socket's member); anything else is ignored."""
         try:
-            data = json.loads(raw)
+            data = strict_json(raw.encode("utf-8", "surrogatepass"))
             if not isinstance(data, dict):
                 return
             if await self.service.watch.on_socket(group, ws, data, member) or data.get("type") != "typing":
                 return
-            name = member.nickname if member else clean_line(data.get("name"), "name", MAX_NICK_CHARS)
-        except (json.JSONDecodeError, ApiError):
+        except BadJson:
             return
-        await self.service.hub.push(group, {"type": "typing", "name": name, "is_bot": False}, skip=ws)
+        if member is None:  # only members type, under their own nickname (never one the socket claims)
+            return
+        await self.service.hub.push(group, {"type": "typing", "name": member.nickname, "is_bot": False}, skip=ws)
+
+
+async def _hang_up(ws: web.WebSocketResponse) -> None:
+    """Close a flooding socket: send the close frame (1008), then stop at once instead of reading what the
+    client goes on sending until it answers the close (aiohttp waits up to 10 s for that, reading every frame)."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        async with asyncio.timeout(_HANG_UP_S):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+

@@ -231,7 +231,7 @@ class WebStore(MemberTables):
         with self._lock:
             for _ in range(50):
                 number = str(100000 + secrets.randbelow(900000))
-                invite = secrets.token_urlsafe(12)
+                invite = secrets.token_urlsafe(16)  # 128 bits
                 try:
                     self._run(
                         "INSERT INTO groups (number, name, invite, created_at) VALUES (?, ?, ?, ?)",
@@ -350,6 +350,16 @@ class WebStore(MemberTables):
         return files
 
     # ----------------------------------------------------------------- files and polls
+
+    def bytes_used(self, group: str | None = None) -> int:
+        """Bytes of message text and files kept for ``group`` (all groups when None), for the quotas."""
+        where, args = ("WHERE grp = ?", (group,)) if group is not None else ("", ())
+        with self._lock:
+            text = self._run(f"SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB))), 0) FROM messages {where}", args)
+            (text_bytes,) = text.fetchone()
+            files = self._run(f"SELECT COALESCE(SUM(size), 0) FROM files {where}", args)
+            (file_bytes,) = files.fetchone()
+        return int(text_bytes) + int(file_bytes)
 
     def files_of(self, message_ids: Sequence[int]) -> dict[int, list[StoredFile]]:
         """The files of each of ``message_ids`` (in posting order); messages without files are absent."""

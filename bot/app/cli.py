@@ -6,6 +6,7 @@
     paibot invite PLATFORM            print the URL that adds the bot to a server (e.g. discord)
     paibot usage  [--group KEY]       token and cost accounting per group and day
     paibot plugins [--json]           installed adapter, skill and tool plugins, and which are enabled
+    paibot status  [--json]           the running bot's figures (its /metrics): messages, lanes, latency, ...
 
 The config file is ``--config``, else ``$PAIBOT_CONFIG``, else ``./config.yaml``.
 """
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     plu = sub.add_parser("plugins", help="list installed adapter, skill and tool plugins and which are enabled")
     plu.add_argument("--json", action="store_true", help="one JSON object per plugin")
     plu.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
+    sta = sub.add_parser("status", help="the running bot's figures: messages, lanes, answer latency, tokens")
+    sta.add_argument("--json", action="store_true", help="every sample as one JSON object per line")
+    sta.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
     use = sub.add_parser("usage", help="token and cost accounting per group and day")
     use.add_argument("--group", default=None)
     use.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
@@ -125,7 +129,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
         return 0
     if args.cmd == "run":
         quiet = [name for inst in catalog.adapters.values() for name in inst.plugin.quiet_loggers]
-        setup_logging(settings.log_level, secrets_of(settings), quiet)
+        setup_logging(settings.log_level, secrets_of(settings), quiet, settings.log_format)
         make_private(settings.data_path)
         from bot.app import App
 
@@ -137,6 +141,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
         return _plugins(settings, catalog, as_json=args.json)
     if args.cmd == "usage":
         return _usage(settings, args.group)
+    if args.cmd == "status":
+        from bot.app.status import status
+
+        return status(settings, as_json=args.json)
     if args.cmd == "memory":
         from bot.app.forget import forget_command
         from bot.providers.litellm_llm import load_litellm

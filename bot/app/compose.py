@@ -31,7 +31,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import plugins as plugin_api
+from bot.admission import Admission
 from bot.app.datadir import make_private
+from bot.app.metrics import MeteredLedger, Metrics
+from bot.app.metrics_http import MetricsServer, remove_status_file, write_status_file
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
@@ -93,6 +96,9 @@ class App:
         self._tool_providers: list[ToolProvider] = []
         self.skill_sets: dict[str, SkillSet] = {}
         self.shared = SkillResources(settings.data_path)
+        self.metrics = Metrics()
+        self._metrics_server: MetricsServer | None = None
+        self._adapters: dict[str, ChatAdapter] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -108,6 +114,7 @@ class App:
             assert self.worker is not None
             self.worker.start()
             await self._start_adapters()
+            await self._serve_metrics()
             for svc in self._background:
                 await svc.start()
             if self._llm is None and (settings.llm.model or settings.llm.image_model):
@@ -142,9 +149,12 @@ class App:
         if llm is not None:
             from bot.brain import Brain
 
-            brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
+            ledger = MeteredLedger(state, self.metrics)
+            brain = Brain(llm, settings.llm, clock=self._clock, ledger=ledger, rng=self._rng)
         self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
         self.services.erasers += [memory_eraser(memory), state]
+        self.services.telemetry = self.metrics
+        self.services.sent_hooks.append(self.metrics.on_sent)
         image_generator = None
         if settings.llm.image_model:
             from bot.providers.litellm_images import LiteLLMImageGenerator
@@ -154,14 +164,22 @@ class App:
         self.shared = SkillResources(
             settings.data_path, image_generator=image_generator, erasers=self.services.erasers
         )
-        limiter = RateLimiter(settings.limits, self._clock.now, state)
-        member = Member(self.services, self.registry, default_chains(self.services, limiter))
+        # an answer in flight holds one model call's worth of tokens against the budgets until it is over
+        reserve = settings.llm.context_tokens + settings.llm.max_reply_tokens
+        limiter = RateLimiter(settings.limits, self._clock.now, state, reserve_tokens=reserve)
+        admission = Admission(settings, state, self._clock.now)
+        member = Member(self.services, self.registry, default_chains(self.services, limiter), admission)
         self.member = member
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
         await self._start_tool_providers()
-        self.worker = InboxWorker(state, member.handle)
+        self.worker = InboxWorker(
+            state, member.handle, parallel=settings.limits.concurrent_groups,
+            reserve=settings.limits.quiet_group_slots, on_handled=self.metrics.handled,
+            on_started=self.metrics.started,
+        )
+        self.metrics.watch(worker=self.worker, state=state, memory=memory)
 
     async def _start_tool_providers(self) -> None:
         """Every enabled tool plugin's provider, started (its tools discovered) before any message is
@@ -224,6 +242,7 @@ class App:
         adapters = self._adapters_in
         if adapters is None:
             adapters = self._build_adapters()
+        self._adapters = dict(adapters)
         if not adapters:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
             return
@@ -267,10 +286,12 @@ class App:
         """One adapter per enabled adapter plugin (a section left out of config.yaml has its defaults)."""
         env = AdapterEnv(
             bot_name=self.settings.bot.name,
+            bot_aliases=self.settings.bot.aliases,
             data_dir=self.settings.data_path,
             commands=self.registry.infos(),
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
             command_prefixes=self.settings.triggers.command_prefixes,
+            metrics=self.metrics if self.settings.metrics.enabled else None,
         )
         assert self.services is not None
         out: dict[str, ChatAdapter] = {}
@@ -280,6 +301,25 @@ class App:
                 own = dataclasses.replace(env, store=self.services.state.store(name))
                 out[name] = inst.plugin.create(cfg, own)
         return out
+
+    async def _serve_metrics(self) -> None:
+        """The metrics go out on the port of an adapter that serves them (the web group), else on
+        ``metrics.port`` (when set); where is written down for ``paibot status`` (``bot.app.metrics_http``)."""
+        m = self.settings.metrics
+        if not m.enabled:
+            return
+        serving = [(n, a) for n, a in self._adapters.items() if getattr(a, "serves_metrics", False)]
+        if serving:
+            name, adapter = serving[0]
+            url, token_from = str(getattr(adapter, "metrics_url", "")), f"adapters.{name}"
+        elif not m.port:
+            log.info("metrics are not served: no adapter serves them and metrics.port is 0")
+            return
+        else:
+            self._metrics_server = MetricsServer(self.metrics, m.host, m.port, m.access_token)
+            await self._metrics_server.start()
+            url, token_from = self._metrics_server.url, "metrics"
+        write_status_file(self.settings.data_path, url, token_from)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking work, let in-flight work finish (or return to the inbox), flush and release the lock.
@@ -307,6 +347,10 @@ class App:
         for sup in reversed(self._supervisors):
             await sup.stop()
         self._supervisors.clear()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
+        remove_status_file(self.settings.data_path)
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()

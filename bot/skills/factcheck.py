@@ -98,14 +98,16 @@ class FactCheckSkill:
         msg = seen.message
         wants_check = msg.reply_to is not None and bool(IS_IT_TRUE.search(prompt))
         wants_settle = bool(SETTLE.search(prompt)) and len(prompt) < 80
-        if not (wants_check or wants_settle) or not seen.may_answer or self._budget_spent(msg.chat.key):
+        if not (wants_check or wants_settle) or not seen.may_answer:
+            return None
+        if self._budget_spent(msg.chat.key, msg.author.key):
             return None
         if wants_check:
             return await self.check(msg, seen.pai, msg.reply_to.text if msg.reply_to else "")
         return await self.settle(msg, seen.pai)
 
-    def _budget_spent(self, group_key: str) -> bool:
-        return self._s.brain is not None and self._s.budget_spent(group_key)
+    def _budget_spent(self, group_key: str, member_key: str) -> bool:
+        return self._s.brain is not None and self._s.budget_spent(group_key, member_key)
 
     async def _check_command(self, call: CommandCall) -> str:
         msg = call.message
