@@ -16,6 +16,10 @@ LOCKS  := requirements
 # Locks are universal (any OS and architecture) for this Python and newer.
 LOCK_PYTHON := 3.11
 
+# glibc: no per-thread cache of freed blocks, so every block is wiped when freed and handed out again
+# (memory/heap.py: the vector index's files would otherwise carry recycled memory). Harmless elsewhere.
+HEAP_ENV := GLIBC_TUNABLES=glibc.malloc.tcache_count=0
+
 # uv comes from PyPI into a folder of its own (never into a synced environment, which would remove it).
 UV_HOME := .tools/uv
 UV_BIN  := $(UV_HOME)/bin/uv
@@ -40,13 +44,13 @@ endef
 .PHONY: run test check soak bench clean synapse lock i18n
 
 run: $(VENV)/.stamp-install
-	$(VENV)/bin/paibot run --config $(CONFIG)
+	$(HEAP_ENV) $(VENV)/bin/paibot run --config $(CONFIG)
 
 check: $(VENV)/.stamp-install
 	$(VENV)/bin/paibot check --config $(CONFIG)
 
 test: $(VENV)/.stamp-test $(SYNAPSE_VENV)/.stamp-install
-	$(PY) -m pytest -q
+	$(HEAP_ENV) $(PY) -m pytest -q
 
 $(VENV)/.stamp-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paibot needs Python 3.11 or newer")'

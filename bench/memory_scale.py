@@ -29,8 +29,15 @@ chromadb's; far less sensitive than wall time to other load on the machine), and
 directory. With ``--repeat R`` the three runs are interleaved R times and each keeps its best run (highest
 ingest rate, lowest p95): on a shared machine that filters out other processes' bursts.
 
-Live messages take ``record()`` (one durable transaction each); that path is bounded by one fsync per
-message and is not measured here.
+Live messages take ``record()`` (concurrent calls share a transaction); ``bench/web_throughput.py``
+measures that path.
+
+Many groups (``--groups 10,100,1000``): each count runs in a fresh process that records one message into
+each of N groups through ``record()``, lets the index catch up, and prints how much the process's RSS grew
+(after returning freed memory to the OS), then how much a restart costs (RSS of a fresh store on that data
+directory) and search latency in those groups: cold (the first search in a group after the restart) and
+warm (the same search again), with the dense side as the default offline embedding uses it (not at all) and
+as a real embedding model does (weight 0.3: the group's vectors are queried).
 """
 
 from __future__ import annotations
@@ -145,13 +152,82 @@ def row(n: int, label: str, r: dict[str, Any], base: dict[str, Any], base_rate: 
             f"{r['size'] / mb:>6.0f}MB")  # fmt: skip
 
 
+def rss_mb() -> float:
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # count what is held, not what the allocator keeps for later
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def many_groups(n: int, data: Path, searches: int) -> None:
+    """One message into each of ``n`` groups; RSS growth, restart, cold and warm search (child process)."""
+    import gc
+
+    settings = parse_settings(f"bot:\n  data_dir: {data}\nadapters:\n  web:\n    enabled: false\n")
+    store = await open_memory(settings)
+    await store.record(MemoryRecord(id="0", pai="warm:up", chat_key="warm:up", author_id="u", author_name="Ann",
+                                    text="warming up the memory", sent_at=T0))  # fmt: skip
+    await store.flush()
+    await store.search("warm:up", "memory", 5)
+    gc.collect()
+    before = rss_mb()
+    t0 = time.perf_counter()
+    for g in range(n):
+        await store.record(MemoryRecord(id="1", pai=f"web:{g}", chat_key=f"web:{g}", author_id="u", author_name="Ann",
+                                        text=f"group {g}: the venue is the blue hall", sent_at=T0))  # fmt: skip
+    await store.flush()
+    secs = time.perf_counter() - t0
+    gc.collect()
+    grown = rss_mb() - before
+    await store.close()
+    base = rss_mb()
+    store = await open_memory(settings)
+    restart = rss_mb() - base
+    rng = random.Random(n)
+    picks = rng.sample(range(n), min(searches, n))
+    out = [f"{n:>6} groups: +{grown:.1f} MB ({1024 * grown / n:.0f} KB/group), recorded in {secs:.1f} s;"
+           f" after a restart +{restart:.1f} MB"]  # fmt: skip
+    for label, weight in (("offline (no dense)", 0.0), ("dense side on", 0.3)):
+        store.retriever.dense_weight = weight
+        cold, warm = [], []
+        for g in picks:
+            for bucket in (cold, warm):
+                t = time.perf_counter()
+                await store.search(f"web:{g}", "where is the venue", 10)
+                bucket.append(time.perf_counter() - t)
+            if weight == 0.0:
+                store.retriever._sizes.clear()  # noqa: SLF001 - the dense run's first search must be cold too
+        out.append(f"        search, {label}: cold p50 {1000 * pct(cold, 0.5):.1f} / p95 {1000 * pct(cold, 0.95):.1f} ms,"
+                   f" warm p50 {1000 * pct(warm, 0.5):.1f} / p95 {1000 * pct(warm, 0.95):.1f} ms")  # fmt: skip
+    out.append(f"        RSS after the searches: +{rss_mb() - base:.1f} MB over a closed store")
+    await store.close()
+    print("\n".join(out), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=1, help="interleaved runs per size; each side keeps its best")
+    ap.add_argument("--groups", default="", help="the many-groups case: group counts, e.g. 10,100,1000")
+    ap.add_argument("--group-child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.group_child:
+        asyncio.run(many_groups(args.group_child, args.data, 50))
+        return 0
+    if args.groups:
+        import subprocess
+
+        print("many groups, one message each (each count in a fresh process):")
+        for n in (int(x) for x in args.groups.split(",")):
+            with tempfile.TemporaryDirectory() as tmp:
+                subprocess.run([sys.executable, __file__, "--group-child", str(n), "--data", tmp], check=True)
+        return 0
     print(f"{'N':>7} {'store':<13} {'msg/s':>8} {'ratio':>6} {'cpu s':>6} | {'p50 ms':>6} {'p95 ms':>6} {'ratio':>6} |"
           f" {'data dir':>8}")  # fmt: skip
     for n in (int(s) for s in args.sizes.split(",")):

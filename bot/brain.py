@@ -135,7 +135,8 @@ class Brain:
 
     ``messages`` given to ``respond`` are OpenAI-style chat dicts and are not modified. Retries, fallbacks
     and context trimming follow the module docstring. Usage of every successful call is recorded with
-    ``ledger.add_usage(group_key, model, usage)`` (a failing ledger is logged, never fatal).
+    ``ledger.add_usage(group_key, model, usage, member_key)``, the member being the author of
+    ``ctx.message`` (a failing ledger is logged, never fatal).
     """
 
     def __init__(
@@ -170,12 +171,14 @@ class Brain:
         specs = tuple(t.spec for t in tools)
         total, start = Usage(), 0
         made: list[str] = []
+        # The member whose message this answers pays (bot-wide and per-member budgets, bot.limits).
+        payer = "" if ctx.message.from_me else ctx.message.author.key
         rounds = max(0, self._settings.max_tool_rounds)
         for round_no in range(rounds + 1):
             offer = specs if round_no < rounds else ()
             if specs and not offer and round_no > 0:
                 convo.append({"role": "system", "content": FINAL_ANSWER_NOTE})
-            comp, start = await self._complete(convo, offer, group_key, start, relay)
+            comp, start = await self._complete(convo, offer, (group_key, payer), start, relay)
             total = add_usage(total, comp.usage)
             if not comp.tool_calls or not offer:
                 return BrainReply(comp.text or "", total, self._models[start], tuple(made))
@@ -244,7 +247,8 @@ class Brain:
     # ------------------------------------------------------------------ models
 
     async def _complete(
-        self, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], group_key: str, start: int, relay: _Relay
+        self, convo: list[dict[str, Any]], specs: Sequence[ToolSpec], payers: tuple[str, str], start: int,
+        relay: _Relay,
     ) -> tuple[Completion, int]:
         """One answer from the first model (from index ``start`` on) that gives one. Later rounds of the
         same reply start at the model that answered, so a dead primary is not retried every round."""
@@ -261,7 +265,7 @@ class Brain:
                 log.exception("model %s raised a non-LLMError", model or "<default>")
                 last = exc
                 continue
-            self._record(group_key, model, comp.usage)
+            self._record(payers, model, comp.usage)
             return comp, idx
         log.error("every model failed (%s); last cause: %r", ", ".join(self._models), last)
         raise BrainUnavailable(last) from last
@@ -309,11 +313,12 @@ class Brain:
         ceiling = min(s.retry_max_s, s.retry_base_s * (2**attempt))
         return ceiling * self._rng.uniform(0.5, 1.0)
 
-    def _record(self, group_key: str, model: str, usage: Usage) -> None:
+    def _record(self, payers: tuple[str, str], model: str, usage: Usage) -> None:
         if self._ledger is None:
             return
+        group_key, member_key = payers
         try:
-            self._ledger.add_usage(group_key, model, usage)
+            self._ledger.add_usage(group_key, model, usage, member_key)
         except Exception:  # accounting must not cost the group its answer
             log.exception("could not record usage for %s", group_key)
 

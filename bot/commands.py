@@ -62,6 +62,9 @@ class Observation:
     # False when the member's rate limits or the group's budget refuse an answer to this message now: an
     # observer may still ingest it (files, captions, votes) but must not spend model calls to answer it.
     may_answer: bool = True
+    # False when the author opted out of recording here (``/optout``): an observer must not keep anything
+    # of the message (no file text, caption or attachment row); it may still act on it (count a vote).
+    may_record: bool = True
 
 
 # An observer may answer a message itself (e.g. a reply to the to-do list marking an item done): returning

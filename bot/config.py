@@ -106,9 +106,27 @@ class LimitSettings:
     member_per_minute: int = 6
     group_per_minute: int = 20
     daily_tokens_per_group: int = 300_000
+    daily_tokens_per_member: int = 100_000  # one member across every group
+    daily_tokens: int = 2_000_000  # the whole bot, every group together
+    daily_cost_usd: float = 0.0  # the whole bot, as priced by litellm (0 = no cost budget)
+    new_groups_per_hour: int = 20  # groups and direct chats the bot starts serving per hour (0 = no limit)
     max_input_chars: int = 8_000
     max_attachment_bytes: int = 20 * 1024 * 1024
     reminders_per_group: int = 50
+    concurrent_groups: int = 64  # groups whose messages are handled at once (one message each at most)
+    quiet_group_slots: int = 16  # of those, kept for groups back from quiet (bot.lanes)
+    image_workers: int = 2  # image edits and captions decoding at once, each in a process of its own
+    image_memory_mb: int = 1024  # the memory one such process may use
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics: on the web group's port when it runs, else on ``port`` (0: no port of their own)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0  # the shipped config.yaml says 9464
+    access_token: str = ""  # required before binding anything but loopback
 
 
 @dataclass(frozen=True)
@@ -194,7 +212,9 @@ class Settings:
     # the pai's other groups (``bot.relay``). Pais made from chat (``/pai``) live in the state database.
     pais: dict[str, tuple[str, ...]] = field(default_factory=dict)
     relayed_pais: tuple[str, ...] = ()
+    metrics: MetricsSettings = MetricsSettings()
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one JSON object per line)
 
     # ----------------------------------------------------------------- derived views
 
@@ -306,6 +326,8 @@ def _build(cls: Any, data: Any, path: str) -> Any:
 
 def _check_semantics(s: Settings, missing: dict[str, str], catalog: plugin_api.PluginCatalog) -> None:
     live = ["bot", "memory", "triggers", "access", "limits", "search", "groups", "pais"]
+    if s.metrics.enabled:
+        live.append("metrics")
     if s.llm.model:
         live.append("llm")
     for kind in PLUGIN_KINDS:
@@ -332,9 +354,23 @@ def _check_semantics(s: Settings, missing: dict[str, str], catalog: plugin_api.P
             if inst.plugin.validate is not None and name in _sections(s, kind):
                 inst.plugin.validate(_sections(s, kind)[name], f"{kind}.{name}")
     _check_admins(s, catalog)
-    for positive in ("member_per_minute", "group_per_minute", "max_input_chars"):
+    for positive in ("member_per_minute", "group_per_minute", "max_input_chars", "concurrent_groups"):
         if getattr(s.limits, positive) <= 0:
             raise ConfigError(f"limits.{positive}", "must be greater than 0")
+    for budget in ("daily_tokens_per_group", "daily_tokens_per_member", "daily_tokens", "daily_cost_usd",
+                   "new_groups_per_hour"):
+        if getattr(s.limits, budget) < 0:
+            raise ConfigError(f"limits.{budget}", "must not be negative (0 means no limit)")
+    m = s.metrics
+    if m.enabled and m.port and m.host not in ("127.0.0.1", "localhost", "::1") and not m.access_token:
+        raise ConfigError(
+            "metrics.access_token",
+            f"serving the metrics on {m.host} exposes them to the network; set an access_token first",
+        )
+    if s.log_format not in ("text", "json"):
+        raise ConfigError("log_format", f"must be 'text' or 'json', got {s.log_format!r}")
+    if not 0 <= s.limits.quiet_group_slots < s.limits.concurrent_groups:
+        raise ConfigError("limits.quiet_group_slots", "must be at least 0 and less than limits.concurrent_groups")
     if s.llm.max_tool_rounds < 0 or s.llm.max_retries < 0:
         raise ConfigError("llm", "max_tool_rounds and max_retries must not be negative")
 

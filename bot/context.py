@@ -79,12 +79,13 @@ def format_record(
 ) -> str:
     """``[2026-11-01 12:03] Bob (replying to Alice: "…"): text`` — who said what, when, and to whom (and, in a
     pai of several groups, where: ``[2026-11-01 12:03] [TG] Bob: ...``)."""
-    if rec.kind in ("file", "caption"):
+    if rec.kind in ("file", "caption", "subtitle"):
         limit = max(limit, 1300)  # a file chunk or caption is one unit: cutting it loses what was asked for
     who = f"{rec.author_name} (bot)" if rec.is_bot else rec.author_name
     if quoted is not None:
         who += f' (replying to {quoted.author_name}: "{_one_line(quoted.text, 120)}")'
-    prefix = {"file": "[file] ", "caption": "[image] "}.get(rec.kind, "")
+    # Subtitle lines are what was said in a film or song the group watched, not what members said.
+    prefix = {"file": "[file] ", "caption": "[image] ", "subtitle": "[subtitles] ", "watch": "[watched] "}.get(rec.kind, "")
     where, url = "", rec.url
     if sources is not None:
         where, url = sources.label(rec.chat_key), sources.links.get(rec.id, rec.url)

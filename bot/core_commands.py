@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from bot.commands import Command, CommandCall, CommandRegistry
 from bot.i18n import N_
 from bot.ports import Tool
-from bot.recall import format_hits, memory_answer, search_query
+from bot.recall import format_hits, memory_answer, recall_filters, search_query
 
 
 class CoreSkill:
@@ -54,11 +54,11 @@ class CoreSkill:
         if not call.args:
             return t._("Usage: /search <words>")
         tz = s.tz_for(call.message.chat.key)
-        hits = await s.memory.search(call.pai, search_query(call.args), k=8)
+        hits = await s.memory.search(call.pai, search_query(call.args), k=8, filters=recall_filters(call.args))
         hits = [h for h in hits if h.record.id != call.message.id]
-        if not hits:
+        if not hits:  # nothing passed the memory's relevance floor: "not found" is the answer
             return memory_answer([], tz, t, with_hint=False)
-        return t._("Found in this group's memory:") + "\n" + "\n".join(format_hits(hits, tz, limit=8))
+        return t._("Found in this group's memory:") + "\n" + "\n".join(format_hits(hits, tz, t, limit=8))
 
     async def _status(self, call: CommandCall) -> str:
         s = call.services

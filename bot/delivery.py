@@ -154,6 +154,11 @@ class ReplyDelivery:
             await asyncio.shield(s.state.release_reply(msg.event_id))
             raise
         await s.state.reply_sent(msg.event_id, ref.message_id)
+        self._answered(msg)
+
+    def _answered(self, msg: Message) -> None:
+        seconds = (self.s.clock.now() - msg.sent_at).total_seconds()
+        self.s.telemetry.answered(msg.chat.platform, max(0.0, seconds))
 
 
 class StreamedClaim:
@@ -182,6 +187,7 @@ class StreamedClaim:
         if not claimed:
             log.info("reply to %s was already claimed; not streaming it", self._msg.event_id)
             return None
+        self._delivery._answered(self._msg)  # a streamed answer counts from its first message
         return self._draft.suffix
 
     async def release(self, appended: str) -> None:

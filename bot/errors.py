@@ -11,6 +11,7 @@
     │   └── DeliveryUncertain      the send may or may not have arrived (e.g. a timeout after sending)
     ├── DataDirLocked          another process owns the data directory
     ├── MemoryError_           the memory store failed
+    ├── WatchRefused           a watch-together command a member may not give (the text says why, to them)
     └── LLMError               a provider call failed
         ├── LLMRetryable       worth retrying (rate limit, 5xx, timeout, connection)
         │   ├── LLMRateLimited     (retry_after may be set)
@@ -75,6 +76,11 @@ class DataDirLocked(PaibotError):
 
 class MemoryError_(PaibotError):  # noqa: N801 - avoid shadowing the builtin MemoryError
     pass
+
+
+class WatchRefused(PaibotError):
+    """A player command the member may not give (only the starter controls, no session running). The
+    message is written for that member, in their group's language."""
 
 
 class LLMError(PaibotError):

@@ -1,11 +1,14 @@
 """Rate limits and budgets, decided before any LLM call (the gates in ``bot.middlewares.limits``).
 
 Sliding-window counters per member and per group (in memory: a restart forgives, which is fine for a
-flood guard) and a daily token budget per group read from the durable usage ledger.
+flood guard) and daily budgets read from the durable usage ledger: tokens per group, tokens per member
+across every group (so a member cannot multiply their share by opening groups), and tokens and cost of the
+whole bot (so no number of groups or members raises the operator's bill past it). A budget of 0 is none.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,16 +28,27 @@ class Verdict:
 
 class RateLimiter:
     """``check_rate`` (input size, member and group windows) and ``check_budget`` decide; ``count`` records
-    an allowed request at the time ``check_rate`` saw it."""
+    an allowed request at the time ``check_rate`` saw it.
+
+    An answer the budgets allowed holds a reservation of ``reserve_tokens`` (one model call's worth) against
+    the bot-wide and the member's budgets until ``release``. Answers run side by side (one per group):
+    without reservations every answer in flight when a budget runs out would still be paid; with them a
+    budget is overshot by less than one reservation (an answer's first call; its tool rounds, if any, come
+    on top), and only answers near the end of a budget wait."""
 
     def __init__(
-        self, limits: LimitSettings, now: Callable[[], datetime], ledger: UsageLedger | None
+        self, limits: LimitSettings, now: Callable[[], datetime], ledger: UsageLedger | None,
+        reserve_tokens: int = 0,
     ) -> None:
         self._limits = limits
         self._now = now
         self._ledger = ledger
+        self._reserve = reserve_tokens
         self._hits: dict[str, deque[float]] = defaultdict(deque)
         self._notified: dict[str, float] = {}
+        self._held: dict[str, int] = defaultdict(int)  # member key ("" = everyone) -> answers in flight
+        self._released = asyncio.Event()  # set (and replaced) whenever an answer in flight ends
+        self._checks = 0
 
     def now(self) -> float:
         return self._now().timestamp()
@@ -57,6 +71,7 @@ class RateLimiter:
     ) -> Verdict:
         """Refuse (with a reason) an oversized input or a request past the member's or the group's window.
         The member's window counts within ``member_scope`` (default: the group; a pai spanning groups)."""
+        self._sweep(t)
         if len(text) > self._limits.max_input_chars:
             return Verdict(False, "too long", notify=True)
         mkey, gkey = f"m:{member_scope or group_key}:{member_key}", f"g:{group_key}"
@@ -66,16 +81,83 @@ class RateLimiter:
             return Verdict(False, "group rate", notify=self._once(gkey, t))
         return Verdict(True)
 
-    def check_budget(self, group_key: str, t: float) -> Verdict:
-        """Refuse once the group's daily token budget is spent (a budget of 0 means none)."""
-        budget = self._limits.daily_tokens_per_group
-        if self._ledger is not None and budget > 0 and self._ledger.tokens_today(group_key) >= budget:
-            return Verdict(False, "daily budget", notify=self._once(f"b:{group_key}", t))
+    async def check_budget(self, group_key: str, member_key: str, t: float) -> Verdict:
+        """Refuse once a daily budget is spent: the group's, the member's across groups, or the bot's
+        (``budget_spent``). An allowed answer holds its reservation until ``release(member_key)``. When only
+        the answers in flight stand between a budget and its limit, this waits for them to end and decides
+        then (never longer than the answers already running take)."""
+        while self._ledger is not None:
+            spent = budget_spent(self._limits, self._ledger, group_key, member_key)
+            if spent == "member budget":
+                return Verdict(False, spent, notify=self._once(f"mb:{member_key}", t))
+            if spent is not None:
+                return Verdict(False, spent, notify=self._once(f"b:{group_key}", t))
+            held = Held(self._held.get("", 0) * self._reserve, self._held.get(member_key, 0) * self._reserve)
+            if budget_spent(self._limits, self._ledger, group_key, member_key, held) is None:
+                break
+            released = self._released
+            await released.wait()
+        self._held[""] += 1
+        self._held[member_key] += 1
         return Verdict(True)
+
+    def release(self, member_key: str) -> None:
+        """The answer ``check_budget`` allowed is over (its usage is in the ledger): free its reservation."""
+        for key in ("", member_key):
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+        released, self._released = self._released, asyncio.Event()
+        released.set()
 
     def count(self, group_key: str, member_key: str, t: float, member_scope: str | None = None) -> None:
         self._hits[f"m:{member_scope or group_key}:{member_key}"].append(t)
         self._hits[f"g:{group_key}"].append(t)
+
+    def _sweep(self, t: float) -> None:
+        """Forget empty windows and old notices now and then: members and groups come and go."""
+        self._checks += 1
+        if self._checks % 1000:
+            return
+        for key in [k for k, q in self._hits.items() if not q or t - q[-1] >= 60.0]:
+            del self._hits[key]
+        for key in [k for k, last in self._notified.items() if t - last >= 60.0]:
+            del self._notified[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Tokens reserved by answers in flight: all of them, and the member's."""
+
+    bot_tokens: int = 0
+    member_tokens: int = 0
+
+
+def budget_spent(
+    limits: LimitSettings, ledger: UsageLedger, group_key: str, member_key: str = "", held: Held = Held()
+) -> str | None:
+    """Which daily budget an answer in ``group_key`` to ``member_key`` would exceed, or None: "daily budget"
+    (the group's), "member budget" (the member's, across groups) or "bot budget" (everything together).
+    ``held`` counts as spent already (answers in flight). A budget of 0 is none."""
+    if limits.daily_tokens_per_group > 0 and ledger.tokens_today(group_key) >= limits.daily_tokens_per_group:
+        return "daily budget"
+    member_cap = limits.daily_tokens_per_member
+    member_spent = ledger.member_tokens_today(member_key) + held.member_tokens if member_key else 0
+    if member_key and member_cap > 0 and member_spent >= member_cap:
+        return "member budget"
+    if limits.daily_tokens > 0 or limits.daily_cost_usd > 0:
+        today = ledger.bot_today()
+        tokens = today.prompt_tokens + today.completion_tokens
+        if 0 < limits.daily_tokens <= tokens + held.bot_tokens:
+            return "bot budget"
+        if limits.daily_cost_usd > 0:
+            if held.bot_tokens and not tokens:
+                return "bot budget"  # no price known yet: one answer at a time until the first is priced
+            # tokens in flight are priced at today's average
+            cost = today.cost_usd + (today.cost_usd / tokens * held.bot_tokens if tokens else 0.0)
+            if limits.daily_cost_usd <= cost:
+                return "bot budget"
+    return None
 
 
 REFUSALS = {
@@ -83,4 +165,6 @@ REFUSALS = {
     "member rate": N_("You're going a bit fast for me. Give me a minute."),
     "group rate": N_("This group is keeping me very busy. I'll be able to answer again in a minute."),
     "daily budget": N_("This group has used up today's thinking budget. I'll be back tomorrow."),
+    "member budget": N_("You have used up your share of my thinking for today. I'll be back for you tomorrow."),
+    "bot budget": N_("I have used up today's thinking budget for all my groups. I'll be back tomorrow."),
 }

@@ -20,19 +20,24 @@ from __future__ import annotations
 import logging
 
 from bot.admins import AdminCheck
+from bot.admission import REFUSAL as ADMISSION_REFUSAL
+from bot.admission import Admission
 from bot.brain import APOLOGY, BrainUnavailable
 from bot.commands import CommandCall, CommandRegistry, Observation, Reply
+from bot.config import Settings
 from bot.context import build_prompt, system_prompt
 from bot.delivery import ReplyDelivery
-from bot.events import Message
+from bot.erasure import Forgetter, memory_eraser
+from bot.events import Message, Outgoing
+from bot.i18n import detect_language
 from bot.limits import REFUSALS
 from bot.middleware import Turn, chain
 from bot.middlewares import Chains
-from bot.policy import Facts, decide, may_record, name_pattern
-from bot.ports import MemoryHit, TextSink, Tool, ToolContext
+from bot.policy import Facts, decide, may_record, record_kind
+from bot.ports import Erasure, TextSink, Tool, ToolContext
 from bot.provenance import sources_for
-from bot.recall import memory_answer, quotable, search_query
-from bot.services import Services, record_id, record_of
+from bot.recall import memory_answer, quotable, recall_filters, search_query
+from bot.services import Services, record_of
 from bot.streaming import ReplyStream
 
 log = logging.getLogger("paibot.member")
@@ -41,9 +46,16 @@ Answer = tuple[str, "dict[str, object] | None"]
 
 
 class Member:
-    def __init__(self, services: Services, registry: CommandRegistry, chains: Chains = Chains()) -> None:
+    def __init__(
+        self,
+        services: Services,
+        registry: CommandRegistry,
+        chains: Chains = Chains(),
+        admission: Admission | None = None,
+    ) -> None:
         self.s = services
         self.registry = registry
+        self.admission = admission
         self.delivery = ReplyDelivery(services, chains.replies)
         self.is_admin = AdminCheck(services)
         self._gated = chain(chains.gates, self._respond)
@@ -58,7 +70,9 @@ class Member:
         if not may_record(msg, settings):
             log.debug("ignoring %s from a group that is not served", msg.event_id)
             return
-        pai = self.s.pai_of(msg.chat.key)
+        if self.admission is not None and not await self._admitted(msg, settings):
+            return
+        pai = self.s.pai_of(msg.chat.key)  # config.yaml's pais and those made from chat
         reply_id = None
         relay = self.s.relay if self.s.pais.relays(msg.chat.key) else None
         if relay is not None:
@@ -70,8 +84,17 @@ class Member:
         if msg.deleted:
             await self._deleted(msg, pai)
             return
-        if await self._recording_allowed(msg):
-            await self.s.memory.record(record_of(msg, pai, reply_id))
+        # The decision is made before recording: it says what the record is (a question to the bot, a
+        # command, a statement), which decides whether it counts as evidence later (bot.policy.record_kind).
+        # A relayed member message is recorded once, here in the group it was written in, as hers; the copies
+        # the bot posts in the pai's other groups are never recorded (bot.relay).
+        reply_to_me = (not msg.from_me and bool(msg.reply_to)
+                       and await self.s.is_own_message(msg.chat, msg.reply_to.message_id))  # fmt: skip
+        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
+        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
+        recording = await self._recording_allowed(msg)
+        if recording:
+            await self.s.memory.record(record_of(msg, pai, record_kind(msg, decision), reply_id))
         if relay is not None:
             await relay.message(msg)
         if msg.from_me:
@@ -79,10 +102,32 @@ class Member:
             return
         if await self.delivery.pending(msg):  # handled before: never think or answer twice
             return
-        reply_to_me = bool(msg.reply_to) and await self.s.is_own_message(msg.chat, msg.reply_to.message_id)
-        age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
-        decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
-        await self._gated(Turn(msg, pai, decision, reply_to_me))
+        await self._gated(Turn(msg, pai, decision, reply_to_me, may_record=recording))
+
+    async def _admitted(self, msg: Message, settings: Settings) -> bool:
+        """A group the bot does not serve yet is admitted only while the hour has room (bot.admission).
+        One that is not is neither recorded nor answered; addressed, it is told so, without a model call
+        and without leaving anything in its memory."""
+        assert self.admission is not None
+        verdict = await self.admission.check(msg.chat.key)
+        if verdict.allowed:
+            return True
+        log.info("not serving %s yet: too many new groups this hour", msg.chat.key)
+        self.s.telemetry.refused(verdict.reason)
+        addressed = decide(msg, settings, Facts(False, self.registry.names())).speak
+        if verdict.notify and addressed:
+            # nothing of the group is in memory: its language is the one this message is written in
+            said = detect_language([msg.text])
+            locale = self.s.catalogs.resolve(said) if said else None
+            t = self.s.catalogs.translator(locale or await self.s.locale_of(msg.chat.key))
+            text = t._(ADMISSION_REFUSAL)
+            out = Outgoing(chat=msg.chat, text=text, reply_to=msg.id, thread=msg.thread,
+                           mention_user_ids=(msg.author.user_id,), idempotency_key=msg.event_id)
+            try:
+                await self.s.adapter_for(msg.chat).send(out)
+            except Exception as exc:  # a notice is best effort: never retried, never kept
+                log.info("could not tell %s that it is not served yet: %s", msg.chat.key, exc)
+        return False
 
     async def _respond(self, turn: Turn) -> None:
         """The end of the gates: observers, then the answer, or the refusal a gate decided."""
@@ -94,6 +139,7 @@ class Member:
             return
         if turn.refusal is not None:
             log.info("refused %s: %s", msg.event_id, turn.refusal.reason)
+            self.s.telemetry.refused(turn.refusal.reason)
             if turn.refusal.notify:
                 await self.delivery.reply(msg, (await self.s.translator(msg.chat.key))._(REFUSALS[turn.refusal.reason]))
             return
@@ -116,7 +162,9 @@ class Member:
         msg = turn.message
         if not observers or msg.author.is_bot:
             return False
-        seen = Observation(msg, turn.pai, turn.decision, turn.reply_to_me, self.s, turn.may_answer)
+        seen = Observation(
+            msg, turn.pai, turn.decision, turn.reply_to_me, self.s, turn.may_answer, turn.may_record
+        )
         for observer in observers:
             result = await observer(seen)
             if result is None or result == "":
@@ -129,15 +177,18 @@ class Member:
 
     async def _deleted(self, msg: Message, pai: str) -> None:
         """A message was deleted from its chat: it leaves the memory, and its copies in the pai's other
-        groups go too."""
-        await self.s.memory.forget(pai, ids=[record_id(pai, msg.chat.key, msg.id)])
+        groups go too. It is forgotten like ``paibot memory forget --id`` forgets a message: through every
+        store (``bot.erasure.Forgetter``), the bot's messages quoting it included; the relay's copies follow
+        the deletion itself (``Relay.message``), not the erasure."""
+        erasers = [e for e in self.s.erasers if e is not self.s.relay] or [memory_eraser(self.s.memory)]
+        await Forgetter(erasers).forget(Erasure(pai, (msg.chat.key,), message_ids=(msg.id,)))
         if self.s.relay is not None:
             await self.s.relay.message(msg)
 
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
         flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
-        return not flag  # /optin stores "" (StateDB has no delete)
+        return not flag
 
     async def _think(self, turn: Turn) -> Answer:
         if turn.decision.command:
@@ -163,11 +214,12 @@ class Member:
         s = self.s
         settings = s.settings
         tz = s.tz_for(msg.chat.key)
-        hits = await s.memory.search(pai, search_query(question) or msg.text, k=settings.memory.recall_hits)
+        query = search_query(question) or msg.text
+        hits = await s.memory.search(pai, query, k=settings.memory.recall_hits, filters=recall_filters(question))
+        hits = [h for h in hits if h.record.id != msg.id]
         if s.brain is None:
-            asked = self._questions_to_me(hits)
             t = await s.translator(msg.chat.key)
-            return memory_answer(quotable(hits, question, {msg.id} | asked), tz, t, with_hint=True)
+            return memory_answer(quotable(hits, question), tz, t, with_hint=True)
         recent = await s.memory.recent(pai, settings.memory.recent_messages)
         key = msg.chat.key
         system = system_prompt(
@@ -190,11 +242,6 @@ class Member:
             log.warning("no model answered for %s", msg.event_id)
             return (await s.translator(msg.chat.key))._(APOLOGY)
         return (reply.text.strip() or "🤔") + _sources_note(tools, reply.tool_calls_made)
-
-    def _questions_to_me(self, hits: list[MemoryHit]) -> set[str]:
-        """Ids of hits that were themselves questions put to the bot (they hold no answer)."""
-        pattern = name_pattern((self.s.settings.bot.name, *self.s.settings.bot.aliases))
-        return {h.record.id for h in hits if pattern.search(h.record.text)}
 
     # ------------------------------------------------------------------ streamed answers
 

@@ -60,6 +60,7 @@ class Turn:
     decision: Any  # bot.policy.Decision; a gate may replace it (quiet hours)
     reply_to_me: bool
     refusal: Refusal | None = None  # set by a gate: no answer now (observers may still ingest)
+    may_record: bool = True  # False when the author opted out here: nothing of the message may be kept
     # Set by the typing middleware while an answer is produced: ends the indicator sooner (a streamed
     # answer's first message is on screen).
     stop_typing: Hook = _no_typing

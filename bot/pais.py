@@ -368,6 +368,11 @@ class WithChatPais:
         self._settings = settings
         self._scopes = dict(scopes)
 
+    @property
+    def settings(self) -> Settings:
+        """The settings it wraps (for what needs a ``Settings`` itself)."""
+        return self._settings
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._settings, name)
 

@@ -17,10 +17,11 @@ import asyncio
 import hashlib
 import random
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from bot.events import PersonRef
+from bot.ports import Erasure
 from bot.state import StateDB
 
 TABLES = """
@@ -191,3 +192,17 @@ class People:
         """Remove what is kept of an account's codes (``/forget-me`` keeps links: they are the member's own
         choice and ``/unlink`` undoes them)."""
         await self.state.run(lambda c: c.execute("DELETE FROM link_codes WHERE identity=?", (identity,)))
+
+    # ----------------------------------------------------------------- a ContentEraser (bot.ports)
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]:
+        return []  # names and codes, no words of hers
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """``/forget-me`` and ``paibot memory forget`` of an account (``author_id`` on the platform of
+        ``chat_keys``): its pending link codes go. Its links stay: they are the member's own choice, and how
+        the next ``/forget-me`` finds all her accounts (``/unlink`` removes them)."""
+        if erasure.author_id is None or not erasure.chat_keys:
+            return {}
+        await self.forget(f"{erasure.chat_keys[0].split(':', 1)[0]}:{erasure.author_id}")
+        return {}

@@ -73,8 +73,8 @@ class AdapterPlugin:
     description: str = ""
     # Key names inside the section whose values are secrets (masked by `paibot check`, redacted from logs).
     secret_keys: tuple[str, ...] = ()
-    # False when the platform cannot vouch for who wrote a message (the web group: the client picks its id).
-    # Such identities can never be admins.
+    # False when the platform cannot vouch for who wrote a message (a client that picks its own id). Such
+    # identities can never be admins. (The web group vouches for its members with member keys.)
     verified_identities: bool = True
     # Loggers of the platform SDK kept at WARNING or above (they are chatty at INFO).
     quiet_loggers: tuple[str, ...] = ()

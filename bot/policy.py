@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.events import Message
+from bot.ports import BOT, COMMAND, QUESTION, STATEMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,9 @@ def decide(msg: Message, settings: Settings, facts: Facts) -> Decision:
 
     if trig.commands:
         parsed = parse_command(msg.text, trig.command_prefixes)
+        if parsed is None and addressed:
+            # "@Pai /forget-me": where the bot hears only mentions (a WeCom group), a command follows one
+            parsed = parse_command(re.sub(r"^\s*[@＠]\S*\s*", "", prompt), trig.command_prefixes)
         if parsed is not None:
             name, target, args = parsed
             for_us = not target or target.lower() in {n.lower() for n in names if n} or msg.mentions_me
@@ -132,6 +136,22 @@ def decide(msg: Message, settings: Settings, facts: Facts) -> Decision:
     if any(k and k.lower() in low for k in keywords):
         return Decision(True, "keyword", prompt=prompt)
     return Decision(False, "not addressed")
+
+
+_ADDRESSED = frozenset({"mention", "reply to me", "direct message"})
+
+
+def record_kind(msg: Message, decision: Decision) -> str:
+    """What a message is, for the memory (``bot.ports.RECORD_KINDS``): the bot's own message, a command, a
+    question or request put to the bot (a mention, a reply to the bot, a direct message), or a statement.
+    Only statements (and files and captions, recorded by their skills) are evidence of what the group said."""
+    if msg.from_me:
+        return BOT
+    if decision.command or decision.reason == "command for another bot":
+        return COMMAND
+    if decision.reason in _ADDRESSED:
+        return QUESTION
+    return STATEMENT
 
 
 def clean_prompt(text: str) -> str:

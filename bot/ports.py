@@ -6,6 +6,7 @@ Each docstring is the contract: what an implementation must do, must not do, and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,6 +110,13 @@ class AttachmentFetcher(Protocol):
     async def fetch_attachment(self, att: Attachment, max_bytes: int) -> bytes: ...
 
 
+class LocalAttachments(Protocol):
+    """Optional adapter role: where an attachment's bytes already lie on this machine (the web group's
+    uploads), so large media can be read in place instead of fetched into memory; None when they don't."""
+
+    async def attachment_path(self, att: Attachment) -> Any: ...  # pathlib.Path | None
+
+
 class SendJournal(Protocol):
     """Optional adapter role for platforms without idempotent sends: whether a send of ``out`` (same
     idempotency key and content) was ever attempted, i.e. whether a request may have reached the platform.
@@ -170,7 +178,32 @@ class AdminChecker(Protocol):
     async def is_chat_admin(self, chat: ChatRef, user: PersonRef) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What ``AdminGranter.grant_admin`` did: ``status`` is ``granted``, ``already`` (an admin before),
+    ``unknown`` (nobody of that name posted in the chat) or ``ambiguous`` (several did)."""
+
+    status: str
+    name: str
+
+
+class AdminGranter(Protocol):
+    """Optional adapter role, for platforms whose chats keep their admins themselves (the web group): make
+    the chat's member called ``name`` an admin. The core calls it only for a caller who is an admin."""
+
+    async def grant_admin(self, chat: ChatRef, name: str) -> Grant: ...
+
+
 # --------------------------------------------------------------------------- memory
+
+
+# What a record is. Only members' content is evidence of what the group said: their statements, the chunks of
+# files they posted and the captions of their images. Questions and requests put to the bot, commands and the
+# bot's own messages are kept (a member may ask what Pai said), but search does not offer them as evidence.
+STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION = "statement", "question", "command", "bot", "file", "caption"
+RECORD_KINDS = (STATEMENT, QUESTION, COMMAND, BOT, FILE, CAPTION)
+EVIDENCE_KINDS = (STATEMENT, FILE, CAPTION)
+UNCLASSIFIED = "message"  # a chat message whose kind the store derives from its text (imports, older data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +217,7 @@ class MemoryRecord:
     author_name: str
     text: str
     sent_at: datetime
-    kind: str = "message"  # "message" | "file" | "caption"
+    kind: str = UNCLASSIFIED  # one of RECORD_KINDS, or UNCLASSIFIED for the store to classify
     reply_to_id: str | None = None
     url: str = ""
     is_bot: bool = False
@@ -199,6 +232,10 @@ class MemoryHit:
 
 @dataclass(frozen=True, slots=True)
 class SearchFilters:
+    """Narrow a search. ``kinds`` empty means evidence: members' statements, files and captions, then their
+    questions to the bot (ranked below statements, never a repeat of the query itself), and the bot's own
+    messages only when the query names the bot. Given kinds are searched as asked, nothing else."""
+
     author_ids: tuple[str, ...] = ()
     author_names: tuple[str, ...] = ()
     since: datetime | None = None
@@ -210,8 +247,9 @@ class MemoryStore(Protocol):
     """A pai's long-term memory. The ``pai`` always comes from the trusted event envelope.
 
     ``record`` is durable when it returns (the transcript is the source of truth; indexes may lag) and is
-    idempotent on ``(pai, record.id)``. ``search`` never returns a record of another pai. Implementations
-    keep blocking work (SQLite, chromadb, embeddings) off the event loop.
+    idempotent on ``(pai, record.id)``. ``search`` never returns a record of another pai, ranks evidence as
+    ``SearchFilters`` describes, and returns nothing ("not found") when no record passes its relevance
+    floor. Implementations keep blocking work (SQLite, chromadb, embeddings) off the event loop.
     """
 
     async def record(self, rec: MemoryRecord) -> None: ...
@@ -229,6 +267,88 @@ class MemoryStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def passage_key(text: str) -> str:
+    """How passages are compared when looking for quotes: whitespace collapsed, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+QUOTE_WORDS = 5  # five words of hers in a row are a quote ...
+QUOTE_TOKEN_CHARS = 10  # ... and so is one long token with a digit, "@" or "/" (a number, an address, a link)
+QUOTE_CJK_CHARS = 6  # ... or six Chinese, Japanese or Korean characters in a row
+_WORD = re.compile(r"\w+")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{%d,}" % QUOTE_CJK_CHARS)
+_TOKEN_EDGE = ".,;:!?()[]{}<>'\"“”‘’«»"
+
+
+def quote_units(text: str) -> set[str]:
+    """The pieces of a text that count as quoted when they appear in another one (see the constants above);
+    two texts share a quote when their units intersect."""
+    key = passage_key(text)
+    words = _WORD.findall(key)
+    units = {" ".join(words[i : i + QUOTE_WORDS]) for i in range(len(words) - QUOTE_WORDS + 1)}
+    for token in key.split():
+        token = token.strip(_TOKEN_EDGE)
+        if len(token) >= QUOTE_TOKEN_CHARS and any(c.isdigit() or c in "@/" for c in token):
+            units.add(token)
+    for run in _CJK_RUN.findall(key):
+        units.update(run[i : i + QUOTE_CJK_CHARS] for i in range(len(run) - QUOTE_CJK_CHARS + 1))
+    return units
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What to forget in the chats ``chat_keys`` of the pai ``pai`` (``/forget-me``, ``paibot memory forget``,
+    retention). Any of:
+
+    * ``author_id``: everything the member with this (platform) id wrote there: her messages, her files and
+      their text, captions of her images, her reminders, to-dos, polls and votes;
+    * ``message_ids``: these messages (platform ids, as ``Message.id``) and what was derived from them;
+    * ``before``: everything sent before this moment (retention). Live items (an active reminder, an open
+      poll or to-do) stay while they are live.
+
+    ``quotes`` (whole passages, made with ``passage_key``) and ``quote_units`` (their ``quote_units``) are
+    what is being forgotten: a bot message that contains a passage or shares a unit with one, or that
+    replies to a forgotten message, is redacted too, wherever the bot's messages are kept.
+    """
+
+    pai: str
+    chat_keys: tuple[str, ...]
+    author_id: str | None = None
+    message_ids: tuple[str, ...] = ()
+    before: datetime | None = None
+    quotes: tuple[str, ...] = ()
+    quote_units: frozenset[str] = frozenset()
+
+    def quoted_in(self, text: str) -> bool:
+        """Whether ``text`` quotes something being forgotten."""
+        if not text or not (self.quotes or self.quote_units):
+            return False
+        if self.quote_units and not self.quote_units.isdisjoint(quote_units(text)):
+            return True
+        key = passage_key(text)
+        return any(q in key for q in self.quotes)
+
+
+class ContentEraser(Protocol):
+    """Anything that keeps member content (the memory, the inbox, a skill's store, a platform's own store such
+    as the web group) and can forget it. Every store that can hold member content implements this and is
+    listed in SECURITY.md's data map.
+
+    ``passages`` returns the texts the store holds that ``erasure`` forgets (her messages, file names,
+    reminder texts), so quotes of them are found elsewhere; it is called on every eraser before any
+    ``erase``. ``erase`` removes (or, where a placeholder must stay, redacts to nothing) what the erasure
+    names, and bot messages that quote it; it is idempotent and returns counts by kind of item removed.
+    Implementations keep blocking work off the event loop.
+    """
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]: ...
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]: ...
 
 
 # --------------------------------------------------------------------------- LLM
@@ -360,10 +480,82 @@ class AdapterEnv:
 
     bot_name: str
     data_dir: Any  # pathlib.Path; an adapter keeps its files under it (e.g. ``<data_dir>/web_files``)
+    bot_aliases: tuple[str, ...] = ()  # other names the bot answers to (``bot.aliases``)
     commands: tuple[CommandInfo, ...] = ()  # for platforms that register commands (menus, slash commands)
     max_attachment_bytes: int = 20 * 1024 * 1024
     command_prefixes: tuple[str, ...] = ("/",)  # ``triggers.command_prefixes``: the core's first is canonical
     store: KeyValueStore | None = None  # this adapter's durable key-value store (None: the adapter keeps none)
+    # The bot's metrics, for an adapter that serves HTTP: it may offer them at ``GET /metrics`` (under its own
+    # access rules) and then sets ``serves_metrics = True`` and ``metrics_url`` once listening.
+    metrics: MetricsSource | None = None
+
+
+# --------------------------------------------------------------------------- watching together
+
+
+@dataclass(frozen=True, slots=True)
+class WatchView:
+    """A watch session as its players see it. ``playback`` is where it is: ``position`` media seconds at
+    server time ``at`` (epoch seconds), moving at ``rate`` when ``playing``; ``duration`` once known (see
+    ``bot.skills.watch.sync.Playback``). The media is an uploaded ``media`` file (the adapter serves it) or
+    a ``link``. ``control`` is ``"all"`` (every member steers) or ``"starter"``. ``seq`` grows with every
+    change, so a player can ignore a stale update."""
+
+    session: str
+    chat: ChatRef
+    title: str
+    kind: str  # "video" | "audio"
+    media: Attachment | None
+    link: str
+    starter_id: str
+    starter_name: str
+    control: str
+    playback: dict[str, Any]
+    seq: int
+    cues: int = 0  # how many subtitle lines the session has
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCommand:
+    """One player command from a member: ``action`` is play, pause, seek, rate, duration, control or end;
+    ``value`` the position (seconds), speed, duration or control mode it needs."""
+
+    action: str
+    value: Any = None
+    session: str = ""  # the session the player was showing (a command for an ended one is refused)
+
+
+class WatchControl(Protocol):
+    """The core's side of watching together, used by an adapter that hosts synchronised players.
+
+    ``now`` is the server clock the playback positions are anchored to (epoch seconds); players estimate
+    their offset to it with pings the adapter answers with ``now()``. ``current`` is the chat's running
+    session (None when none runs). ``control`` applies a member's command and returns the new view (which
+    the core also shows to every player through ``WatchHost.show_watch``); it raises
+    ``bot.errors.WatchRefused`` when the member may not give it. ``cues`` are the session's subtitle lines
+    ``(start, end, text)`` in time order. The member's identity is the adapter's to vouch for.
+    """
+
+    def now(self) -> float: ...
+
+    async def current(self, chat: ChatRef) -> WatchView | None: ...
+
+    async def control(self, chat: ChatRef, member: PersonRef, command: WatchCommand) -> WatchView: ...
+
+    async def cues(self, chat: ChatRef, session: str) -> list[tuple[float, float, str]]: ...
+
+
+@runtime_checkable
+class WatchHost(Protocol):
+    """Optional adapter role: a platform with a synchronised player (the web group). ``host_watch`` hands it
+    the core's ``WatchControl`` once, at start-up; ``show_watch`` shows every open player of the chat the
+    new state of its session (``ended`` closes it). Best effort: never raises (a player that misses an
+    update catches up from ``WatchControl.current``)."""
+
+    def host_watch(self, control: WatchControl) -> None: ...
+
+    async def show_watch(self, view: WatchView) -> None: ...
 
 
 # --------------------------------------------------------------------------- tools (skills) and accounting
@@ -393,8 +585,61 @@ class Tool:
 
 
 class UsageLedger(Protocol):
-    """Token and cost accounting per group (durable)."""
+    """Token and cost accounting (durable), by day: per group, per member across groups, bot-wide.
 
-    def add_usage(self, group_key: str, model: str, usage: Usage) -> None: ...
+    ``add_usage`` counts one model call at once (the ``*_today`` figures include it when it returns) and
+    never blocks on storage; ``member_key`` ("platform:user_id") is the member whose message the call
+    answered, "" when none did (a reminder, a digest)."""
+
+    def add_usage(self, group_key: str, model: str, usage: Usage, member_key: str = "") -> None: ...
 
     def tokens_today(self, group_key: str) -> int: ...
+
+    def member_tokens_today(self, member_key: str) -> int: ...
+
+    def bot_today(self) -> Usage: ...
+
+
+# --------------------------------------------------------------------------- observability
+
+
+class Telemetry(Protocol):
+    """Figures the core reports while it works; the composition root turns them into metrics. Calls are
+    cheap and synchronous, and never raise into the caller."""
+
+    def answered(self, platform: str, seconds: float) -> None:
+        """A reply reached its platform ``seconds`` after the message it answers was sent."""
+        ...
+
+    def refused(self, reason: str) -> None:
+        """An answer was refused by a limit, a budget or the admission of new groups (``reason``)."""
+        ...
+
+
+class NoTelemetry:
+    """The ``Telemetry`` of a core nobody watches."""
+
+    def answered(self, platform: str, seconds: float) -> None:
+        return None
+
+    def refused(self, reason: str) -> None:
+        return None
+
+
+@runtime_checkable
+class IndexLag(Protocol):
+    """Optional role of a ``MemoryStore``: how far its search index is behind what it recorded."""
+
+    async def index_lag(self) -> int:
+        """Records recorded but not yet in the index (0 when it has caught up)."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """The bot's metrics in the Prometheus text exposition format, for whoever serves them over HTTP."""
+
+    content_type: str
+
+    async def render(self) -> bytes:
+        """The current figures (pulled figures such as queue depths are read now)."""
+        ...

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from bot.context import fmt_time
 from bot.i18n import N_, Translator
-from bot.ports import MemoryHit
+from bot.ports import BOT, EVIDENCE_KINDS, QUESTION, MemoryHit, SearchFilters
 
 NO_MODEL_HINT = N_(
     "(No language model is configured, so I can only quote the group's memory. "
@@ -45,14 +45,31 @@ def _terms(text: str) -> set[str]:
     return terms
 
 
+# "what did you say about ...", "你刚才说", "your answer": the asker wants the bot's own words back
+_OWN_WORDS = re.compile(
+    r"\b(?:did\s+you\s+(?:say|tell|answer|write|reply|mention)|you\s+(?:said|told|answered|wrote|replied|mentioned)|"
+    r"your\s+(?:answer|reply|message|summary))\b|你(?:刚才|之前|上次|昨天)?(?:说|讲|回答|提到|回复)",
+    re.IGNORECASE,
+)
+
+
+def recall_filters(question: str) -> SearchFilters | None:
+    """What a question may be answered from: the group's evidence (the memory's default), and also the
+    bot's own messages when the question asks what the bot said."""
+    if _OWN_WORDS.search(question):
+        return SearchFilters(kinds=(*EVIDENCE_KINDS, QUESTION, BOT))
+    return None
+
+
 def quotable(hits: Sequence[MemoryHit], question: str, exclude_ids: set[str] = frozenset()) -> list[MemoryHit]:
-    """The hits worth quoting back without a model: not the bot's own words, not other questions put to the
-    bot, and sharing at least one term with the question (dense neighbours alone are too loose to quote)."""
+    """The hits worth quoting back without a model: evidence (and the bot's own words, when they were asked
+    for: only then does search return them), not other questions put to the bot, and sharing at least one
+    term with the question (dense neighbours alone are too loose to quote)."""
     wanted = _terms(search_query(question))
     out = []
     for hit in hits:
         rec = hit.record
-        if rec.is_bot or rec.id in exclude_ids:
+        if rec.kind == QUESTION or rec.id in exclude_ids:
             continue
         if wanted and not (wanted & _terms(rec.text)):
             continue
@@ -60,7 +77,11 @@ def quotable(hits: Sequence[MemoryHit], question: str, exclude_ids: set[str] = f
     return out
 
 
-def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: int = 300) -> list[str]:
+def format_hits(
+    hits: Sequence[MemoryHit], tz: ZoneInfo, t: Translator, limit: int = 5, width: int = 300
+) -> list[str]:
+    """One line per hit: author, time, text (cut at ``width``), link. The bot's own messages are labelled as
+    the bot's, never passed off as a member's."""
     lines = []
     for hit in hits[:limit]:
         rec = hit.record
@@ -68,13 +89,14 @@ def format_hits(hits: Sequence[MemoryHit], tz: ZoneInfo, limit: int = 5, width: 
         if len(text) > width:
             text = text[: width - 1] + "…"
         link = f" ({rec.url})" if rec.url else ""
-        lines.append(f"• {rec.author_name}, {fmt_time(rec.sent_at, tz)}: {text}{link}")
+        who = t._("{name} (bot)", name=rec.author_name) if rec.kind == BOT else rec.author_name
+        lines.append(f"• {who}, {fmt_time(rec.sent_at, tz)}: {text}{link}")
     return lines
 
 
 def memory_answer(hits: Sequence[MemoryHit], tz: ZoneInfo, t: Translator, *, with_hint: bool) -> str:
     if hits:
-        body = t._("Here is what this group said about it:") + "\n" + "\n".join(format_hits(hits, tz))
+        body = t._("Here is what this group said about it:") + "\n" + "\n".join(format_hits(hits, tz, t))
     else:
         body = t._("I can't find anything about that in this group's memory yet.")
     return f"{body}\n\n{t._(NO_MODEL_HINT)}" if with_hint else body

@@ -15,9 +15,13 @@ from bot.config import GroupOverride, Settings
 from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
+from bot.limits import budget_spent
 from bot.pais import PaiDirectory
 from bot.people import People
-from bot.ports import ChatAdapter, Clock, MemoryRecord, MemoryStore
+from bot.ports import (
+    BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, ContentEraser, MemoryRecord, MemoryStore,
+    NoTelemetry, Telemetry,
+)
 from bot.state import StateDB
 
 if TYPE_CHECKING:
@@ -31,7 +35,9 @@ log = logging.getLogger("paibot.services")
 # ``setting:<name>``. Precedence: runtime value > ``groups.<key>`` in config.yaml > the bot-wide value.
 RUNTIME_SETTINGS = ("name", "persona", "language", "timezone", "quiet_hours", "proactive", "retention_days")
 
-LANGUAGE_WINDOW = 20  # members' messages that decide the language of a group set to "auto"
+LANGUAGE_WINDOW = 20  # members' statements that decide the language of a group set to "auto"
+# What ``record_of`` appends to a message's text for each attachment: " [video: harbour.webm]".
+_ATTACHMENT_NOTES = re.compile(r"(?: \[[a-z]+: [^\n]*?\])+\Z")
 
 SentHook = Callable[[Outgoing, SentRef], Awaitable[None]]
 
@@ -49,6 +55,10 @@ class Services:
     rng: random.Random = field(default_factory=random.Random)
     # Called after every message the bot sent (e.g. a skill noting which message holds its poll).
     sent_hooks: list[SentHook] = field(default_factory=list)
+    # Every store that keeps member content (``bot.ports.ContentEraser``): the memory, the inbox, the skills'
+    # stores, platforms that keep messages themselves. ``/forget-me`` and retention reach them all through
+    # ``bot.erasure.Forgetter``; a skill creating such a store appends it here.
+    erasers: list[ContentEraser] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     catalogs: Catalogs = field(default_factory=Catalogs)
     # Pais (groups that are one conversation), people who linked their accounts, and the relay between a
@@ -56,6 +66,7 @@ class Services:
     pais: PaiDirectory = None  # type: ignore[assignment]
     people: People = None  # type: ignore[assignment]
     relay: Relay | None = None
+    telemetry: Telemetry = field(default_factory=NoTelemetry)  # figures for the metrics (bot.app.metrics)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -181,12 +192,21 @@ class Services:
         return self.catalogs.translator(await self.locale_of(group_key))
 
     async def _detected_language(self, group_key: str) -> str | None:
-        """The language of the group's last messages written by members (not the bot, files or captions)."""
+        """The language members write to each other in: that of their last statements. Commands, questions
+        and requests put to the bot and the bot's own messages do not decide it (a Chinese group that runs
+        English commands or asks the bot in English reads Chinese), nor do other bots, files or captions.
+        Only where the recent messages hold no statement at all (a new group whose first message is
+        "/remind 每天 9点 打卡", a direct chat, a platform that shows the bot only what is addressed to it) do
+        the words members addressed to the bot decide: their questions and their commands' words."""
         recent = await self.memory.recent(self.pai_of(group_key), LANGUAGE_WINDOW * 4)
+        members = [r for r in recent if r.chat_key == group_key and not r.is_bot]
+        # the names of shared files are not what members write
         detected = detect_language(
-            (r.text for r in recent if r.chat_key == group_key and not r.is_bot and r.kind == "message"),
-            LANGUAGE_WINDOW,
+            (_ATTACHMENT_NOTES.sub("", r.text) for r in members if r.kind == STATEMENT), LANGUAGE_WINDOW
         )
+        if detected is None:
+            addressed = (_ATTACHMENT_NOTES.sub("", r.text) for r in members if r.kind in (QUESTION, COMMAND))
+            detected = detect_language(addressed, LANGUAGE_WINDOW)
         # Kept durably, so a group stays in its language when its memory is emptied (retention, /forget-me)
         # or holds nothing new, e.g. a reminder firing after a long quiet spell.
         stored = await self.state.group_get(group_key, "language:detected")
@@ -238,13 +258,14 @@ class Services:
                 reply_to_id=record_id(pai, key, out.reply_to) if out.reply_to else None,
                 url=ref.url,
                 is_bot=True,
+                kind=BOT,
             )
         )
 
-    def budget_spent(self, group_key: str) -> bool:
-        """Whether the group's daily token budget is used up (a budget of 0 means no budget)."""
-        budget = self.settings.limits.daily_tokens_per_group
-        return budget > 0 and self.state.tokens_today(group_key) >= budget
+    def budget_spent(self, group_key: str, member_key: str = "") -> bool:
+        """Whether a model call for ``member_key`` in the group would exceed a daily budget: the group's,
+        the member's across groups, or the whole bot's (``bot.limits.budget_spent``; 0 means no budget)."""
+        return budget_spent(self.settings.limits, self.state, group_key, member_key) is not None
 
     async def is_own_message(self, chat: ChatRef, message_id: str) -> bool:
         return await self.state.group_get(chat.key, f"own:{message_id}") is not None
@@ -265,8 +286,9 @@ def record_id(pai: str, chat_key: str, message_id: str) -> str:
     return message_id if pai == chat_key else f"{chat_key}#{message_id}"
 
 
-def record_of(msg: Message, pai: str, reply_id: str | None = None) -> MemoryRecord:
-    """The memory record of an inbound message (attachments noted in the text for search). ``reply_id``: the
+def record_of(msg: Message, pai: str, kind: str = UNCLASSIFIED, reply_id: str | None = None) -> MemoryRecord:
+    """The memory record of an inbound message (attachments noted in the text for search), of ``kind``
+    (``bot.policy.record_kind``; unclassified, the memory derives it from the text). ``reply_id``: the
     record id of what it replies to, when that is not the replied message itself (a relayed copy's
     original, ``bot.relay.Relay.localize``)."""
     text = msg.text
@@ -286,4 +308,5 @@ def record_of(msg: Message, pai: str, reply_id: str | None = None) -> MemoryReco
         url=msg.url,
         is_bot=msg.author.is_bot or msg.from_me,
         meta={"thread": msg.thread} if msg.thread else {},
+        kind=kind,
     )

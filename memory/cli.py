@@ -13,19 +13,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from bot.errors import ConfigError, DataDirLocked, MemoryError_
-from bot.ports import MemoryHit, MemoryRecord
+from bot.ports import BOT, MemoryHit, MemoryRecord
 from memory import chat_exports
 from memory.config import LitellmLoader, MemoryConfig
-from memory.importers import FORMATS, ImportProblem, Parsed, count_items, guess_format, read_records
+from memory.importers import (
+    FORMATS,
+    ImportProblem,
+    ImportTarget,
+    Parsed,
+    Skipped,
+    count_items,
+    detect_format,
+    read_records,
+)
+from memory.kinds import KindRules
 from memory.lock import acquire_data_dir_lock
-from memory.store import HybridMemoryStore, open_memory
+from memory.store import HybridMemoryStore, ImportResult, open_memory
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,8 +56,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--group", required=True, help='group key, e.g. "telegram:-100123"')
     p.add_argument("--format", choices=(*FORMATS, *chat_exports.FORMATS, "auto"), default="auto")
-    p.add_argument("--tz", default=None, help=f"qq and wechat exports: the zone of their times "
-                   f"(default {chat_exports.DEFAULT_TZ}; a UTC offset or a name like Asia/Shanghai)")
+    p.add_argument("--tz", help="the zone of times written without one: a UTC offset like +08:00 or a "
+                   f"name like Europe/Berlin (qq and wechat exports: default {chat_exports.DEFAULT_TZ})")
+    p.add_argument("--chat", help="the chat to take from a whole-account Telegram export (its name or id)")
+    p.add_argument("--bot-id", dest="bot_ids", action="append", default=[],
+                   help="the bot's own account id in the export (e.g. its QQ number; repeatable): its messages "
+                   "are recorded as the bot's, never as evidence")
     p = cmd("search", "search a group's memory")
     p.add_argument("query", nargs="?")
     p.add_argument("--group", required=True)
@@ -55,7 +72,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = cmd("export", "print a group's memory as JSONL (the import format)")
     p.add_argument("--group", required=True)
-    p = cmd("forget", "remove a member's messages (or given message ids) from a group's memory")
+    p = cmd("forget", "forget a member (or messages) in a group: memory, inbox, files, reminders, to-dos, polls")
     p.add_argument("--group", required=True)
     p.add_argument("--author", help="the member's id")
     p.add_argument("--id", dest="ids", action="append", default=[], help="a message id (repeatable)")
@@ -63,30 +80,45 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return mem
 
 
+ForgetCommand = Callable[[argparse.Namespace, Any], int]
+
+
 def run(
-    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None
+    args: argparse.Namespace, settings: MemoryConfig, *, load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None, forget: ForgetCommand | None = None,
 ) -> int:
-    """Run one ``memory`` subcommand; returns the process exit code (``load_litellm``: as ``open_memory``)."""
+    """Run one ``memory`` subcommand; returns the process exit code (``load_litellm``: as ``open_memory``).
+    ``forget`` runs ``memory forget``: forgetting reaches stores beyond the memory (the inbox, the skills',
+    the web group's), so the composition root provides it (``bot.app.forget.forget_command``)."""
+    if args.memory_cmd == "forget":
+        if forget is None:
+            print("paibot memory forget: run it as `paibot memory forget` (it forgets in every store)",
+                  file=sys.stderr)
+            return 1
+        return forget(args, settings)
     try:
         lock = acquire_data_dir_lock(settings.data_path)
     except DataDirLocked as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args, settings, load_litellm))
+        return asyncio.run(_run(args, settings, load_litellm, kinds))
     except (MemoryError_, ConfigError) as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `paibot memory export | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     finally:
         lock.release()
 
 
-async def _run(args: argparse.Namespace, settings: MemoryConfig, load_litellm: LitellmLoader | None) -> int:
-    store = await open_memory(settings, load_litellm=load_litellm)
+async def _run(args: argparse.Namespace, settings: MemoryConfig, load_litellm: LitellmLoader | None,
+               kinds: KindRules | None) -> int:  # fmt: skip
+    store = await open_memory(settings, load_litellm=load_litellm, kinds=kinds)
     try:
         handler = {
-            "import": _import, "search": _search, "stats": _stats, "export": _export, "forget": _forget,
-            "reindex": _reindex,
+            "import": _import, "search": _search, "stats": _stats, "export": _export, "reindex": _reindex,
         }[args.memory_cmd]  # fmt: skip
         return await handler(store, args, settings)
     finally:
@@ -123,40 +155,54 @@ async def _import(store: HybridMemoryStore, args: argparse.Namespace, settings: 
     if not path.is_file():
         print(f"paibot memory import: no such file: {path}", file=sys.stderr)
         return 1
-    fmt = (chat_exports.guess(path) or guess_format(path)) if args.format == "auto" else args.format
+    fmt, data = (chat_exports.guess(path), None) if args.format == "auto" else (args.format, None)
+    if fmt is None:
+        fmt, data = detect_format(path)
     pai = settings.pai_of(args.group)
-    tz = getattr(args, "tz", None)
+    zone = chat_exports.parse_tz(args.tz) if args.tz else None  # a bad --tz fails before anything is read
     if fmt in chat_exports.FORMATS:
-        chat_exports.parse_tz(tz)  # a bad --tz fails before anything is read
-        print(f"paibot memory import: reading the export's times as {chat_exports.describe_tz(tz)}"
-              + ("" if tz else " (the default; pass --tz to change it)"), file=sys.stderr)
-        items: Iterator[Parsed] = chat_exports.read(path, fmt, args.group, pai, tz)
+        print(f"paibot memory import: reading the export's times as {chat_exports.describe_tz(args.tz)}"
+              + ("" if args.tz else " (the default; pass --tz to change it)"), file=sys.stderr)
+        items: Iterator[Parsed] = chat_exports.read(path, fmt, args.group, pai, args.tz)
     else:
-        if tz:
-            print("paibot memory import: --tz applies to qq and wechat exports only", file=sys.stderr)
-            return 1
-        items = read_records(path, fmt, args.group, pai)
+        items = read_records(path, fmt, ImportTarget(args.group, pai, zone, args.chat), data)
     problems: list[ImportProblem] = []
+    skipped: Counter[str] = Counter()
 
     def records(items: Iterator[Parsed]) -> Iterator[MemoryRecord]:
         for item in items:
             if isinstance(item, ImportProblem):
                 problems.append(item)
                 print(f"paibot memory import: {path}: {item.where}: {item.reason} (skipped)", file=sys.stderr)
+            elif isinstance(item, Skipped):
+                skipped[item.why] += 1
+            elif item.author_id in bot_ids and not item.is_bot:
+                yield dataclasses.replace(item, is_bot=True, kind=BOT)
             else:
                 yield item
 
+    bot_ids = set(getattr(args, "bot_ids", ()))
     progress = _Progress(count_items(path, fmt), sys.stderr)
     result = await store.import_records(records(items), progress=progress)
     progress.end()
     print("indexing...", file=sys.stderr)
     await store.flush()
-    print(
-        f"imported {result.added} new of {result.seen} messages into {args.group} ({fmt});"
-        f" {len(problems)} malformed skipped",
-        file=sys.stderr,
-    )
+    print(import_summary(args.group, fmt, result, skipped, len(problems)), file=sys.stderr)
     return 0
+
+
+def import_summary(group: str, fmt: str, result: ImportResult, skipped: Counter[str], malformed: int) -> str:
+    unchanged = result.seen - result.added - result.updated
+    line = (f"imported into {group} ({fmt}): {result.added} new, {result.updated} updated, {unchanged} unchanged "
+            f"or refused (of {result.seen} records)")  # fmt: skip
+    left = [f"{skipped[k]} {k}" for k in ("empty", "service") if skipped[k]]
+    unknown = sorted((k.removeprefix("kind "), n) for k, n in skipped.items() if k.startswith("kind "))
+    if unknown:
+        left.append(f"{sum(n for _, n in unknown)} of kinds this importer does not know "
+                    f"({', '.join(f'{k}: {n}' for k, n in unknown)})")  # fmt: skip
+    if left:
+        line += f"; left out: {', '.join(left)}"
+    return line + f"; {malformed} malformed"
 
 
 def hit_json(h: MemoryHit) -> dict[str, Any]:
@@ -203,19 +249,11 @@ async def _stats(store: HybridMemoryStore, args: argparse.Namespace, settings: M
 async def _export(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
     for r in await store.export(settings.pai_of(args.group)):
         row = {"id": r.id, "author": r.author_name, "author_id": r.author_id, "text": r.text,
-               "sent_at": r.sent_at.isoformat(), "kind": r.kind, "chat": r.chat_key}  # fmt: skip
+               "sent_at": r.sent_at.isoformat(), "kind": r.kind, "chat": r.chat_key,
+               "is_bot": r.is_bot}  # fmt: skip
         if r.reply_to_id:
             row["reply_to"] = r.reply_to_id
         print(json.dumps(row, ensure_ascii=False))
-    return 0
-
-
-async def _forget(store: HybridMemoryStore, args: argparse.Namespace, settings: MemoryConfig) -> int:
-    if not args.author and not args.ids:
-        print("paibot memory forget: give --author ID and/or --id MESSAGE_ID", file=sys.stderr)
-        return 1
-    n = await store.forget(settings.pai_of(args.group), author_id=args.author, ids=args.ids)
-    print(f"forgot {n} records")
     return 0
 
 

@@ -54,7 +54,7 @@ def acquire_data_dir_lock(path: Path | str) -> DataDirLock:
     data_dir = Path(path).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_path = data_dir / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:

@@ -17,6 +17,7 @@ own connections (WAL). Nothing blocking runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -33,18 +34,23 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bot.errors import MemoryError_
-from bot.ports import MemoryHit, MemoryRecord, SearchFilters
+from bot.ports import BOT, Erasure, MemoryHit, MemoryRecord, SearchFilters
+from memory import erasure as memory_erasure
 from memory.config import LitellmLoader, MemoryConfig
 from memory.embedding import Embedder, make_embedder
+from memory.kinds import KindRules
+from memory.migrations import migrate
 from memory.retrieval import HybridRetriever, RetrievalParams
-from memory.textnorm import index_terms
-from memory.transcript import Pending, Transcript
+from memory.transcript import Pending, Transcript, default_index_text
 from memory.vector import ChromaIndex, connect_embedded, connect_http, forget_cached_system
 
 log = logging.getLogger("paibot.memory")
 T = TypeVar("T")
 
 INDEX_BATCH = 5000  # chromadb pays a fixed cost per write call: bulk indexing goes in large batches
+# Live messages arrive one by one; the indexer waits this long after the first one so that one chromadb write
+# takes all that arrived meanwhile (one write per message spent about half the CPU on chromadb's fixed cost).
+INDEX_DELAY_S = 0.5
 RETENTION_EVERY_S = 3600.0
 DENSE_OVERFETCH = 4  # dense candidates fetched per wanted one when search filters apply
 
@@ -53,11 +59,10 @@ DENSE_OVERFETCH = 4  # dense candidates fetched per wanted one when search filte
 class ImportResult:
     seen: int
     added: int
+    updated: int = 0  # records it had already, changed (an edit by the same author)
 
 
-def index_text(rec: MemoryRecord) -> tuple[str, str]:
-    """What the lexical index holds for a record: (author terms, body terms)."""
-    return index_terms(rec.author_name), index_terms(rec.text)
+index_text = default_index_text
 
 
 def embed_text(rec: MemoryRecord | Pending) -> str:
@@ -66,13 +71,15 @@ def embed_text(rec: MemoryRecord | Pending) -> str:
 
 
 class HybridMemoryStore:
-    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) plus the operator
-    methods the CLI uses (import_records, export, stats, reindex, flush, purge_expired)."""
+    """Implements ``bot.ports.MemoryStore`` (record, search, recent, forget, close) and ``ContentEraser``
+    (passages, erase), plus the operator methods the CLI uses (import_records, export, stats, reindex,
+    flush, purge_expired)."""
 
     def __init__(self, transcript: Transcript, index: ChromaIndex, embedder: Embedder, *,
                  params: RetrievalParams | None = None, retention: Callable[[str], int] | None = None,
-                 data_dir: Path | None = None) -> None:  # fmt: skip
+                 data_dir: Path | None = None, index_delay_s: float = INDEX_DELAY_S) -> None:  # fmt: skip
         self.transcript = transcript
+        self.index_delay_s = index_delay_s
         self.index = index
         self.embedder = embedder
         self.data_dir = data_dir
@@ -81,12 +88,17 @@ class HybridMemoryStore:
         self._idx_exec = ThreadPoolExecutor(1, thread_name_prefix="paibot-memory-index")
         self._search_exec = ThreadPoolExecutor(4, thread_name_prefix="paibot-memory-search")
         self._authors: dict[str, dict[str, str]] = {}
-        self.retriever = HybridRetriever(transcript, self._dense, params, authors=self._author_names)
+        self._bots: dict[str, set[str]] = {}
+        self.retriever = HybridRetriever(transcript, self._dense, params, authors=self._author_names,
+                                         bot_ids=self._bot_ids)  # fmt: skip
         self.retriever.dense_floor = getattr(embedder, "floor", 0.0)
+        self.retriever.dense_weight = getattr(embedder, "weight", 0.3)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._last_retention = 0.0
+        self._queued: list[tuple[MemoryRecord, asyncio.Future[None]]] = []  # records waiting for a commit
+        self._writer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -114,6 +126,8 @@ class HybridMemoryStore:
             else:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=30.0)
+                    if self.index_delay_s > 0:
+                        await asyncio.sleep(self.index_delay_s)  # gather a batch (see INDEX_DELAY_S)
                 except TimeoutError:
                     pass
             self._wake.clear()
@@ -175,19 +189,54 @@ class HybridMemoryStore:
             names = self._authors[pai] = self.transcript.author_names(pai)
         return names
 
+    def _bot_ids(self, pai: str) -> set[str]:
+        ids = self._bots.get(pai)
+        if ids is None:
+            ids = self._bots[pai] = self.transcript.bot_ids(pai)
+        return ids
+
     def _remember_author(self, rec: MemoryRecord) -> None:
         names = self._authors.get(rec.pai)
         if names is not None and rec.author_name:
             names.setdefault(rec.author_name.casefold(), rec.author_id)
+        bots = self._bots.get(rec.pai)
+        if bots is not None and rec.kind == BOT:
+            bots.add(rec.author_id)
 
     # ------------------------------------------------------------------ MemoryStore
 
     async def record(self, rec: MemoryRecord) -> None:
-        """Durable when it returns (transcript committed, FULL sync); indexing follows in the background."""
-        rec = _aware_record(rec)
-        await self._run(self._db_exec, self.transcript.insert, [rec], index_text)
-        self._remember_author(rec)
-        self._kick()
+        """Durable when it returns (transcript committed, FULL sync); indexing follows in the background.
+
+        Concurrent calls share commits: while one transaction is on disk, the records that arrive wait and
+        then go in the next one together (one fsync for all of them), each call returning once its own
+        record is committed."""
+        if self._closed:
+            raise MemoryError_("the memory store is closed")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append((_aware_record(rec), done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._commit_queued(), name="paibot-memory-writer")
+        await asyncio.shield(done)
+
+    async def _commit_queued(self) -> None:
+        """Commit what ``record`` queued, all that waits in one transaction, until nothing waits. Runs as
+        its own task: a caller cancelled while waiting cancels nobody else's commit."""
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                rows = await self._run(self._db_exec, self.transcript.insert, [r for r, _ in batch], index_text)
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for row in rows:
+                self._remember_author(row.record)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+            self._kick()
 
     async def search(self, pai: str, query: str, k: int = 8, filters: SearchFilters | None = None) -> list[MemoryHit]:
         if k <= 0 or not query.strip():
@@ -203,15 +252,37 @@ class HybridMemoryStore:
         keeps retrying that part if chroma is unavailable). Search never returns a forgotten record."""
         removed = await self._run(self._db_exec, self.transcript.forget, pai, author_id, tuple(ids))
         self._authors.pop(pai, None)
+        self._bots.pop(pai, None)
         try:
             await self.flush()
         except MemoryError_ as exc:
             log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
         return len(removed)
 
+    # ------------------------------------------------------------------ ContentEraser
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]:
+        """The texts of the records ``erasure`` forgets (to find quotes of them elsewhere)."""
+        return await self._run(self._db_exec, memory_erasure.passages, self.transcript, erasure)
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """Forget what ``erasure`` names (``memory.erasure``): the transcript and lexical index at once, the
+        vectors through their tombstones (retried while chroma is unavailable)."""
+        counts, removed = await self._run(self._db_exec, memory_erasure.erase, self.transcript, erasure)
+        if removed:
+            self._authors.pop(erasure.pai, None)
+            try:
+                await self.flush()
+            except MemoryError_ as exc:
+                log.warning("forgotten records stay queued for removal from the vector index: %s", exc)
+        return counts
+
     async def close(self) -> None:
         if self._closed:
             return
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(Exception):  # records already queued are committed first
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=30)
         self._closed = True
         if self._wake is not None:
             self._wake.set()
@@ -237,7 +308,7 @@ class HybridMemoryStore:
         """Import in committed batches; ``progress(seen, added)`` is called after each commit, so whatever it
         reports has reached disk. Idempotent: a re-import adds nothing. The indexer is woken once a full index
         batch is waiting (and at the end): chromadb writes cost least in large batches."""
-        seen = added = woken = 0
+        seen = added = updated = woken = 0
         source = iter(records)
 
         def take() -> list[MemoryRecord]:  # parsing reads files: keep it off the event loop
@@ -246,20 +317,25 @@ class HybridMemoryStore:
         while chunk := await asyncio.to_thread(take):
             seen += len(chunk)
             rows = await self._run(self._db_exec, self.transcript.insert, chunk, index_text)
-            added += len(rows)
+            updated += sum(1 for r in rows if r.updated)
+            added += sum(1 for r in rows if not r.updated)
             for r in rows:
                 self._remember_author(r.record)
-            if added - woken >= INDEX_BATCH:
-                woken = added
+            if added + updated - woken >= INDEX_BATCH:
+                woken = added + updated
                 self._kick()
             if progress:
                 progress(seen, added)
-        if added > woken:
+        if added + updated > woken:
             self._kick()
-        return ImportResult(seen, added)
+        return ImportResult(seen, added, updated)
 
     async def export(self, pai: str) -> list[MemoryRecord]:
         return await self._run(self._search_exec, lambda: list(self.transcript.export(pai)))
+
+    async def index_lag(self) -> int:
+        """``bot.ports.IndexLag``: records in the transcript not yet in the vector index."""
+        return await self._run(self._search_exec, self.transcript.pending_count)
 
     async def stats(self) -> dict[str, Any]:
         def collect() -> dict[str, Any]:
@@ -301,6 +377,7 @@ class HybridMemoryStore:
         n = await self._run(self._db_exec, purge)
         if n:
             self._authors.clear()
+            self._bots.clear()
             self._kick()
         return n
 
@@ -339,11 +416,13 @@ async def open_memory(
     params: RetrievalParams | None = None,
     *,
     load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None,
 ) -> HybridMemoryStore:
     """Build the store the settings describe (the blocking opening runs on a worker thread). Does not take
     the data-directory lock; the caller holds it (``memory.lock.acquire_data_dir_lock``). ``load_litellm``
-    imports litellm for a ``litellm:<model>`` embedding (default: a plain import)."""
-    return await asyncio.to_thread(open_memory_sync, settings, params, load_litellm=load_litellm)
+    imports litellm for a ``litellm:<model>`` embedding (default: a plain import); ``kinds`` recognises the
+    bot in unclassified records (its names and the command prefixes; ``KindRules.of(settings)``)."""
+    return await asyncio.to_thread(open_memory_sync, settings, params, load_litellm=load_litellm, kinds=kinds)
 
 
 def open_memory_sync(
@@ -351,12 +430,14 @@ def open_memory_sync(
     params: RetrievalParams | None = None,
     *,
     load_litellm: LitellmLoader | None = None,
+    kinds: KindRules | None = None,
 ) -> HybridMemoryStore:
     """Blocking variant of ``open_memory`` (opens SQLite and chroma). Records left unindexed by a crash, and vectors missing
     from a lost or damaged chroma directory, are queued for indexing and done in the background."""
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
-    transcript = Transcript(data_dir / "memory.sqlite3")
+    transcript = Transcript(data_dir / "memory.sqlite3", kinds, index_text)
+    migrate(transcript)
     embedder = make_embedder(settings.memory, load_litellm=load_litellm)
     rebuilt = False
     if settings.memory.backend == "http":

@@ -209,6 +209,17 @@ class FakeWeCom:
                 break
         conv.done.set()
 
+    async def refresh_once(self, conv: Conversation) -> str:
+        """One more stream refresh of an answered message, as WeCom sends while a client shows it: what the
+        bot shows now."""
+        assert conv.first is not None and conv.first.get("msgtype") == "stream"
+        keys = ("msgid", "aibotid", "chattype", "from", "chatid")
+        refresh = {k: conv.payload[k] for k in keys if k in conv.payload}
+        refresh.update({"msgtype": "stream", "stream": {"id": conv.first["stream"]["id"]}})
+        _, answer = await self._post(refresh)
+        assert answer is not None
+        return str(answer["stream"].get("content", ""))
+
     async def _response_url(self, request: web.Request) -> web.Response:
         code = request.query.get("response_code", "")
         conv = self.conversations.get(code)

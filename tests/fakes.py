@@ -332,15 +332,25 @@ class FakeMemory:
         self.records: dict[tuple[str, str], Any] = {}
 
     async def record(self, rec: Any) -> None:
+        """Kept as given; an unclassified record gets its kind from its text, as the real store does."""
+        from dataclasses import replace
+
+        from bot.ports import RECORD_KINDS
+        from memory.kinds import KindRules
+
+        if rec.kind not in RECORD_KINDS:
+            rec = replace(rec, kind=KindRules(("Pai", "派")).classify(rec.text, rec.is_bot))
         self.records.setdefault((rec.pai, rec.id), rec)
 
     async def search(self, pai: str, query: str, k: int = 8, filters: Any = None) -> list[Any]:
-        from bot.ports import MemoryHit
+        """Word overlap over the kinds the contract searches (evidence and questions, unless told)."""
+        from bot.ports import EVIDENCE_KINDS, QUESTION, MemoryHit
 
+        kinds = set(filters.kinds) if filters is not None and filters.kinds else {*EVIDENCE_KINDS, QUESTION}
         words = {w for w in query.lower().split() if len(w) > 2}
         scored = []
         for (p, _), rec in self.records.items():
-            if p != pai:
+            if p != pai or rec.kind not in kinds:
                 continue
             score = sum(1 for w in words if w in rec.text.lower())
             if score:

@@ -24,6 +24,7 @@ from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram, make_adapter
 from tests.matrix_helpers import Human
 from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.web_members import member_headers
 
 # --------------------------------------------------------------------------- web
 
@@ -44,7 +45,7 @@ class WebMember:
     async def post(self, text: str) -> None:
         assert self._http is not None
         resp = await self._http.post(
-            f"/api/groups/{self.chat_id}/messages", json={"author": "Ann", "text": text}
+            f"/api/groups/{self.chat_id}/messages", json={"text": text}, headers=await member_headers(self._http, "Ann")
         )
         assert resp.status == 200, await resp.text()
 

@@ -28,9 +28,11 @@ PROVIDER_SECRET_TEXT = "upstream says: Incorrect API key sk-live-123 at node eu-
 class RecordingLedger:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, Usage]] = []
+        self.members: list[str] = []
 
-    def add_usage(self, group_key: str, model: str, usage: Usage) -> None:
+    def add_usage(self, group_key: str, model: str, usage: Usage, member_key: str = "") -> None:
         self.rows.append((group_key, model, usage))
+        self.members.append(member_key)
 
     def tokens_today(self, group_key: str) -> int:
         return sum(u.prompt_tokens + u.completion_tokens for g, _, u in self.rows if g == group_key)
@@ -406,11 +408,12 @@ async def test_usage_is_recorded_per_group_for_every_successful_call() -> None:
     assert [(g, m) for g, m, _ in ledger.rows] == expected
     assert ledger.rows[1][2] == Usage(10, 2, 0.5)
     assert ledger.tokens_today("fake:g2") == 2
+    assert ledger.members == ["fake:alice"] * 3  # the member whose message was answered pays
 
 
 async def test_a_failing_ledger_does_not_cost_the_answer() -> None:
     class BrokenLedger(RecordingLedger):
-        def add_usage(self, group_key: str, model: str, usage: Usage) -> None:
+        def add_usage(self, group_key: str, model: str, usage: Usage, member_key: str = "") -> None:
             raise OSError("disk full")
 
     brain, _, _ = make_brain([done("still here")], ledger=BrokenLedger())

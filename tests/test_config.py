@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from bot.config import load_settings, masked, parse_settings
+from bot.plugins import discover
 from bot.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,15 @@ def test_llm_key_is_required_only_when_a_model_is_set():
 def test_web_group_refuses_a_public_bind_without_a_token():
     assert error_of("adapters: {web: {host: 0.0.0.0}}").path == "adapters.web.access_token"
     parse_settings("adapters: {web: {host: 0.0.0.0, access_token: t0k3n}}", env={})
+
+
+def test_web_group_limits_name_their_path():
+    s = parse_settings("adapters: {web: {posts_per_s: 3, storage_mb: 0}}", env={})
+    assert s.adapters.web.posts_per_s == 3.0 and s.adapters.web.storage_mb == 0
+    e = error_of("adapters: {web: {sockets_per_client: -1}}")
+    assert e.path == "adapters.web.sockets_per_client" and "negative" in str(e)
+    assert error_of("adapters: {web: {posts_per_s: fast}}").path == "adapters.web.posts_per_s"
+    assert error_of("adapters: {web: {sockets_per_ip: 3}}").path == "adapters.web.sockets_per_ip"
 
 
 def test_bad_timezone_and_group_key():
@@ -154,10 +164,17 @@ def test_cli_missing_config_file_is_explained(tmp_path):
     assert res.returncode == 2 and "no config file" in res.stderr
 
 
-def test_admins_must_be_platform_ids_and_never_unauthenticated_web_ids():
-    assert error_of('bot: {admins: ["web:abc"]}').path == "bot.admins[0]"
+def test_admins_must_be_platform_ids_and_never_ids_a_platform_cannot_vouch_for():
     assert "platform" in str(error_of('bot: {admins: ["alice"]}'))
-    assert error_of('groups: {"telegram:-1": {admins: ["telegram:1", "web:x"]}}').path == 'groups."telegram:-1".admins[1]'
+    # Web ids are proven by member keys now: an operator may name a web member.
+    assert parse_settings('bot: {admins: ["web:m-abc"]}', env={}).bot.admins == ("web:m-abc",)
+    catalog = discover()
+    web = catalog.adapters["web"]
+    unverified = dataclasses.replace(web, plugin=dataclasses.replace(web.plugin, verified_identities=False))
+    loose = dataclasses.replace(catalog, adapters={**catalog.adapters, "web": unverified})
+    with pytest.raises(ConfigError) as info:
+        parse_settings('groups: {"telegram:-1": {admins: ["telegram:1", "web:x"]}}', env={}, plugins=loose)
+    assert info.value.path == 'groups."telegram:-1".admins[1]' and "not authenticated" in str(info.value)
 
 
 def test_memory_embedding_choices():
@@ -166,3 +183,9 @@ def test_memory_embedding_choices():
         assert parse_settings(f"memory: {{embedding: '{emb}'}}", env={}).memory.embedding == emb
     err = error_of("memory: {embedding: minilm}")
     assert err.path == "memory.embedding" and "sentence-transformers:" in str(err)
+
+
+def test_the_scheduling_cap_and_its_quiet_reserve_are_checked():
+    assert error_of("limits: {concurrent_groups: 0}\n").path == "limits.concurrent_groups"
+    assert error_of("limits: {concurrent_groups: 8, quiet_group_slots: 8}\n").path == "limits.quiet_group_slots"
+    assert parse_settings("limits: {concurrent_groups: 8, quiet_group_slots: 2}\n").limits.quiet_group_slots == 2

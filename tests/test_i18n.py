@@ -6,8 +6,9 @@ new ``t._("...")`` without a Chinese entry fails here until someone runs ``make 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import dataclasses
 import functools
+from datetime import datetime, timezone
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
 from bot.config import parse_settings
+from bot.events import Attachment
 from bot.i18n import Catalogs, Translator, detect_language, placeholders, script_language
-from bot.ports import MemoryRecord
+from bot.ports import BOT, CAPTION, COMMAND, FILE, QUESTION, STATEMENT, MemoryRecord
 from bot.services import Services, record_of
 from bot.state import StateDB
 from tests.fakes import FakeMemory, ManualClock, make_message
@@ -186,6 +188,75 @@ async def test_the_bots_own_messages_do_not_count(tmp_path):
         await s.memory.record(MemoryRecord(f"b{i}", "web:g", "web:g", "@me", "Pai", "Here is what I found",
                                            datetime(2026, 11, 2, tzinfo=timezone.utc), is_bot=True))
     assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_the_names_of_shared_files_do_not_count(tmp_path):
+    s = await services_with(tmp_path, "auto", ["今晚一起看这部片子吧"])
+    shared = dataclasses.replace(
+        make_message("/watch", platform="web", chat="g"),
+        attachments=(Attachment("video", "harbour.webm", "video/webm", 1000, "f1"),
+                     Attachment("file", "harbour subtitles.vtt", "text/vtt", 100, "f2")),
+    )  # fmt: skip
+    await s.memory.record(record_of(shared, "web:g"))
+    assert "[video: harbour.webm]" in (await s.memory.recent("web:g", 5))[-1].text
+    assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_files_captions_other_bots_and_command_names_do_not_count(tmp_path):
+    # a Chinese group that posts English documents, runs bare commands and hosts an English bot reads Chinese
+    s = await services_with(tmp_path, "auto", ["大家好", "@派 明天几点集合？"])
+    when = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    for i in range(4):
+        await s.memory.record(MemoryRecord(f"f{i}", "web:g", "web:g", "alice", "Alice",
+                                           "The tenant shall pay the deposit within ten days", when, kind=FILE))
+        await s.memory.record(MemoryRecord(f"i{i}", "web:g", "web:g", "alice", "Alice",
+                                           "a whiteboard with a floor plan", when, kind=CAPTION))
+        await s.memory.record(MemoryRecord(f"c{i}", "web:g", "web:g", "bob", "Bob", "/summary", when,
+                                           kind=COMMAND))
+        await s.memory.record(MemoryRecord(f"b{i}", "web:g", "web:g", "ci", "CI", "Build passed on main", when,
+                                           kind=STATEMENT, is_bot=True))
+    assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_commands_do_not_decide_a_groups_language(tmp_path):
+    # commands with words in them are still commands: a Chinese group running English ones reads Chinese
+    s = await services_with(tmp_path, "auto", ["大家好", "周五去哪儿吃饭？"])
+    for text in ("/remind tomorrow at 9 to call the venue", "/poll where do we eat | pizza | sushi",
+                 "/search venue deposit", "/summary since Monday"):
+        await s.memory.record(record_of(make_message(text, platform="web", chat="g"), "web:g"))
+    await s.memory.record(MemoryRecord("c9", "web:g", "web:g", "bob", "Bob", "/settings language auto",
+                                       datetime(2026, 11, 3, tzinfo=timezone.utc), kind=COMMAND))
+    assert [r.kind for r in await s.memory.recent("web:g", 3)] == [COMMAND] * 3
+    assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_questions_to_the_bot_do_not_decide_a_groups_language(tmp_path):
+    # members talk Chinese to each other and ask the bot in English: the group reads Chinese
+    s = await services_with(tmp_path, "auto", ["今晚谁订的位子？", "我订了，七点"])
+    for text in ("@Pai what time is dinner?", "Pai, where did we book?", "@Pai remind me at 6 please",
+                 "@Pai what did Bob say about the table?"):
+        await s.memory.record(record_of(make_message(text, platform="web", chat="g"), "web:g"))
+    assert {r.kind for r in await s.memory.recent("web:g", 4)} == {QUESTION}
+    assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_where_members_only_talk_to_the_bot_their_questions_decide(tmp_path):
+    # a direct chat (or a platform showing the bot only what is addressed to it) holds no statements
+    s = await services_with(tmp_path, "auto")
+    when = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    for i, text in enumerate(("明天几点开会？", "帮我总结一下", "/help")):
+        kind = COMMAND if text.startswith("/") else QUESTION
+        await s.memory.record(MemoryRecord(f"q{i}", "web:g", "web:g", "ann", "Ann", text, when, kind=kind))
+    await s.memory.record(MemoryRecord("b1", "web:g", "web:g", "@me", "Pai", "Tomorrow at 10.", when,
+                                       kind=BOT, is_bot=True))
+    assert await s.locale_of("web:g") == CHINESE
+
+
+async def test_a_new_group_whose_first_words_are_a_command_reads_the_commands_language(tmp_path):
+    s = await services_with(tmp_path, "auto", ["/remind 每天 9点 打卡"])
+    assert await s.locale_of("web:g") == CHINESE
+    await s.memory.record(record_of(make_message("what's up everyone", platform="web", chat="g"), "web:g"))
+    assert await s.locale_of("web:g") == "en"  # once members say something, that decides
 
 
 async def test_a_group_keeps_its_detected_language_when_its_memory_is_emptied(tmp_path):

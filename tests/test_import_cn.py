@@ -4,6 +4,7 @@ the onebot adapter uses, and clear errors for anything else."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from bot.config import Settings, parse_settings
 from memory import chat_exports
+from memory.cli import register
 from tests.test_memory_cli import cli
 
 QQ_EXPORT = """消息记录（此消息记录为文本格式，不支持重新导入）
@@ -67,9 +69,9 @@ def test_a_qq_export_imports_once_in_beijing_time_with_qq_numbers(
     src.write_text(QQ_EXPORT, encoding="utf-8-sig")
     assert cli(settings, "import", str(src), "--group", "onebot:445566", "--format", "qq") == 0
     err = capsys.readouterr().err
-    assert "UTC+08:00 (the default; pass --tz to change it)" in err and "imported 4 new of 4" in err
+    assert "UTC+08:00 (the default; pass --tz to change it)" in err and "(qq): 4 new, 0 updated" in err
     assert cli(settings, "import", str(src), "--group", "onebot:445566") == 0  # auto-detected, again
-    assert "imported 0 new of 4" in capsys.readouterr().err
+    assert "(qq): 0 new, 0 updated, 4 unchanged" in capsys.readouterr().err
     rows = export(settings, "onebot:445566", capsys)
     assert [r["text"] for r in rows] == ["这周读第三章\n记得带笔记", "[图片]", "好", "好"]
     first = rows[0]
@@ -157,3 +159,54 @@ def test_a_bad_time_zone_is_refused_before_reading(
     )
     assert "--tz 'Mars/Olympus'" in capsys.readouterr().err
     assert chat_exports.parse_tz("-05:30").utcoffset(None).total_seconds() == -5.5 * 3600  # type: ignore[union-attr]
+
+
+QQ_WITH_THE_BOT = """消息对象:读书会
+
+2024-03-01 20:15:01 张三(123456789)
+场地订在图书馆三楼
+
+2024-03-01 20:16:00 李四(222333444)
+@派 场地在哪儿？
+
+2024-03-01 20:16:02 派(10086)
+张三说场地订在图书馆三楼。
+
+2024-03-01 20:16:30 李四(222333444)
+/summary
+
+2024-03-01 20:17:00 小助手(10087)
+场地在图书馆三楼（机器人回复）
+"""
+
+
+def test_imported_messages_get_their_kinds_and_the_bots_are_not_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from memory.cli import run
+    from memory.kinds import KindRules
+
+    settings = parse_settings(
+        f"bot:\n  data_dir: {tmp_path / 'data'}\n  name: Pai\n  aliases: [派]\nadapters:\n  web:\n    enabled: false\n"
+    )
+    parser = argparse.ArgumentParser(prog="paibot")
+    register(parser.add_subparsers(dest="cmd", required=True))
+
+    def cli_as_bot(*argv: str) -> int:  # as `paibot memory`, which knows the bot's names
+        return run(parser.parse_args(["memory", *argv]), settings, kinds=KindRules.of(settings))
+
+    src = tmp_path / "读书会.txt"
+    src.write_text(QQ_WITH_THE_BOT, encoding="utf-8")
+    # the bot's account shows under its name (派), another bot account only under its number (--bot-id)
+    assert cli_as_bot("import", str(src), "--group", "onebot:445566", "--bot-id", "10087") == 0
+    capsys.readouterr()
+    assert cli_as_bot("export", "--group", "onebot:445566") == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["author_id"], r["kind"]) for r in rows] == [
+        ("123456789", "statement"), ("222333444", "question"), ("10086", "bot"), ("222333444", "command"),
+        ("10087", "bot"),
+    ]  # fmt: skip
+    assert cli_as_bot("search", "--group", "onebot:445566", "--json", "场地在哪里") == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and hits[0]["author_id"] == "123456789"
+    assert not {"10086", "10087"} & {h["author_id"] for h in hits}  # the bots' words are not evidence

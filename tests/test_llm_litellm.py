@@ -328,8 +328,8 @@ async def test_brain_end_to_end_everything_down_gives_no_provider_text(fake_open
 
 
 def test_importing_and_building_touch_no_network_and_import_litellm_lazily() -> None:
-    """In a fresh interpreter: importing the module does not import litellm, and building a model (which
-    imports it) resolves no hostname (no cost-map download, no telemetry)."""
+    """In a fresh interpreter: importing the module or building a model does not import litellm (the first
+    call does), and importing it resolves no hostname (no cost-map download, no telemetry)."""
     code = """
 import socket, sys
 seen = []
@@ -341,7 +341,9 @@ socket.getaddrinfo = guarded
 import bot.providers.litellm_llm as m
 assert "litellm" not in sys.modules, "litellm imported at module import"
 from bot.config import LLMSettings
-m.build_language_model(LLMSettings(model="openai/x", api_base="http://127.0.0.1:9/v1"))
+model = m.build_language_model(LLMSettings(model="openai/x", api_base="http://127.0.0.1:9/v1"))
+assert "litellm" not in sys.modules, "litellm imported when the model was built"
+model._litellm.load()
 assert "litellm" in sys.modules
 print("LOOKUPS", seen)
 """

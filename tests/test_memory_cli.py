@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.app.forget import forget_command
 from bot.config import Settings, parse_settings
 from memory.cli import register, run
 from memory.lock import acquire_data_dir_lock
@@ -28,7 +29,7 @@ def settings(tmp_path: Path) -> Settings:
 def cli(settings: Settings, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="paibot")
     register(parser.add_subparsers(dest="cmd", required=True))
-    return run(parser.parse_args(["memory", *argv]), settings)
+    return run(parser.parse_args(["memory", *argv]), settings, forget=forget_command)
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -51,12 +52,14 @@ def test_import_skips_malformed_lines_by_number_and_is_idempotent(tmp_path: Path
     assert cli(settings, "import", str(src), "--group", "web:1") == 0
     err = capsys.readouterr().err
     assert "line 2:" in err and "line 4:" in err and "missing 'sent_at'" in err
-    assert "imported 3 new of 3 messages" in err
+    assert "3 new, 0 updated, 0 unchanged or refused (of 3 records); 2 malformed" in err
     assert cli(settings, "import", str(src), "--group", "web:1") == 0
-    assert "imported 0 new of 3 messages" in capsys.readouterr().err
+    assert "0 new, 0 updated, 3 unchanged or refused (of 3 records)" in capsys.readouterr().err
     assert cli(settings, "export", "--group", "web:1") == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["id"] for r in out] == ["2", "1", "4"]  # time order (10:05+08:00 is 02:05Z)
+    # time order (10:05+08:00 is 02:05Z); a JSONL file's ids live in their own namespace
+    assert [r["id"] for r in out] == ["import:2", "import:1", "import:4"]
+    assert all(r["is_bot"] is False for r in out)
     assert out[1]["author"] == "alice" and out[1]["sent_at"] == "2024-02-01T10:00:00+00:00"
 
 
@@ -69,12 +72,12 @@ def test_search_with_queries_file_prints_one_json_line_per_query(tmp_path: Path,
     assert cli(settings, "search", "--group", "web:1", "--limit", "2", "--queries", str(queries)) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 4
-    assert lines[0][0]["id"] == "1" and set(lines[0][0]) >= {"id", "author", "time", "text", "score"}
-    assert lines[1][0]["id"] == "2" and lines[1][0]["author"] == "bob"
+    assert lines[0][0]["id"] == "import:1" and set(lines[0][0]) >= {"id", "author", "time", "text", "score"}
+    assert lines[1][0]["id"] == "import:2" and lines[1][0]["author"] == "bob"
     assert lines[2] == [] and lines[3] == []
     assert all(len(hits) <= 2 for hits in lines)
     assert cli(settings, "search", "--group", "web:1", "--json", "dentist") == 0
-    assert json.loads(capsys.readouterr().out)[0]["id"] == "4"
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "import:4"
     assert cli(settings, "search", "--group", "web:other", "venue") == 0  # another group: nothing
     assert capsys.readouterr().out == ""
 
@@ -83,7 +86,7 @@ def test_bridged_groups_share_one_memory(tmp_path: Path, settings: Settings, cap
     cli(settings, "import", str(write_jsonl(tmp_path / "h.jsonl", ROWS)), "--group", "telegram:-5")
     capsys.readouterr()
     cli(settings, "search", "--group", "discord:6", "--json", "venue")
-    assert json.loads(capsys.readouterr().out)[0]["id"] == "1"
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "telegram:-5#import:1"  # qualified like live ids
 
 
 def test_telegram_desktop_export(tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,12 +100,15 @@ def test_telegram_desktop_export(tmp_path: Path, settings: Settings, capsys: pyt
     ]}  # fmt: skip
     src = tmp_path / "result.json"
     src.write_text(json.dumps(export))
-    assert cli(settings, "import", str(src), "--group", "telegram:-100") == 0
+    assert cli(settings, "import", str(src), "--group", "telegram:-100") == 1  # a naive date and no --tz
+    assert "has no time zone; give the zone" in capsys.readouterr().err
+    assert cli(settings, "import", str(src), "--group", "telegram:-100", "--tz", "UTC") == 0
     err = capsys.readouterr().err
-    assert "message 4:" in err and "imported 2 new of 2" in err
+    assert "message 4:" in err and "2 new, 0 updated" in err and "left out: 1 service" in err
     cli(settings, "export", "--group", "telegram:-100")
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert out[0]["text"] == "Let's meet at Café Luna" and out[0]["author_id"] == "user42"
+    assert out[0]["text"] == "Let's meet at Café Luna" and out[0]["author_id"] == "42"  # as the live adapter
+    assert out[1]["sent_at"] == "2024-01-01T09:02:00+00:00"
     assert out[1]["reply_to"] == "11" and "[shares photo]" in out[1]["text"]
 
 
@@ -120,7 +126,7 @@ def test_discord_chat_exporter_json(tmp_path: Path, settings: Settings, capsys: 
     assert cli(settings, "import", str(src), "--group", "discord:2", "--format", "discord") == 0
     assert "message 3:" in capsys.readouterr().err
     assert cli(settings, "forget", "--group", "discord:2", "--author", "55") == 0
-    assert "forgot 1 records" in capsys.readouterr().out
+    assert "forgot 1 messages" in capsys.readouterr().out
     cli(settings, "export", "--group", "discord:2")
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["id"], r["author"], r["reply_to"]) for r in out] == [("901", "lee", "900")]

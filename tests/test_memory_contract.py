@@ -86,6 +86,7 @@ async def test_recorded_message_is_searchable_before_vectors_are_written(store: 
 
 
 async def test_dense_side_matches_what_words_do_not(store: HybridMemoryStore, pai: str) -> None:
+    store.retriever.dense_weight = 0.3  # the dense side as a real embedding model uses it (offline's weight is 0)
     await fill(store, pai)
     await store.flush()
     # misspelt: no FTS term matches, character n-grams still do
@@ -149,7 +150,7 @@ async def test_filters_by_author_time_and_kind(store: HybridMemoryStore, pai: st
     assert {h.record.id for h in timed} <= {"m1", "m2"} and "m1" in {h.record.id for h in timed}
     files = await store.search(pai, q, 10, SearchFilters(kinds=("file",)))
     assert [h.record.id for h in files] == ["f1#0"]
-    messages = await store.search(pai, q, 10, SearchFilters(kinds=("message",)))
+    messages = await store.search(pai, q, 10, SearchFilters(kinds=("statement",)))
     assert "f1#0" not in {h.record.id for h in messages} and messages
 
 
@@ -169,6 +170,7 @@ async def test_forget_removes_from_transcript_lexical_and_vector_index(store: Hy
 
 
 async def test_reindex_rebuilds_every_vector(store: HybridMemoryStore, pai: str) -> None:
+    store.retriever.dense_weight = 0.3
     await fill(store, pai)
     await store.flush()
     assert await store.reindex() >= len(CHAT)

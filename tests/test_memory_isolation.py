@@ -50,6 +50,8 @@ class LoopThread:
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoopThread, HybridMemoryStore]]:
     lt = LoopThread()
     store = lt.run(open_memory(settings_for(tmp_path_factory.mktemp("iso"))))  # type: ignore[arg-type]
+    store.retriever.dense_weight = 0.3  # search the vectors too, as a real embedding model does
+    store.index.own_at = 3  # and let groups with a few records move to their own collection
     try:
         yield lt, store
     finally:
@@ -77,6 +79,40 @@ def test_no_search_returns_another_groups_record(shared: tuple[LoopThread, Hybri
                 assert {h.record.chat_key for h in hits} == {g}
 
     lt.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def vectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from memory.vector import ChromaIndex, connect_embedded
+
+    index = ChromaIndex(connect_embedded(tmp_path_factory.mktemp("vec")), "hash512v2", own_at=4)
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.lists(awkward_ids, min_size=2, max_size=4, unique=True), sizes=st.lists(st.integers(1, 6), min_size=4,
+       max_size=4), rid=st.text(min_size=1, max_size=20))  # fmt: skip
+def test_the_vector_index_never_answers_with_another_groups_vector(vectors: Any, groups: list[str], sizes: list[int],
+                                                                    rid: str) -> None:  # fmt: skip
+    """Small groups share a collection behind a filter, larger ones have their own (own_at=4 here): the same
+    record ids and the very same vector in every group, and each group finds only its own."""
+    import numpy as np
+
+    vec = np.ones(512, dtype=np.float32) / np.sqrt(512)
+    for g, n in zip(groups, sizes):
+        vectors.drop(g)
+        ids = [f"{rid}{i}" for i in range(n)]
+        vectors.upsert(g, ids, np.stack([vec] * n))
+        assert vectors.count(g) == n
+    for g, n in zip(groups, sizes):
+        found = vectors.query(g, vec, 50)
+        assert sorted(i for i, _ in found) == sorted(f"{rid}{i}" for i in range(n))
+    for g in groups:
+        vectors.drop(g)
+        assert vectors.count(g) == 0
 
 
 @given(awkward_ids, st.sampled_from(["hash512v1", "chroma-minilm", "litellm-0a1b2c3d", "Weird Model/v2!"]))

@@ -11,6 +11,7 @@ import pytest
 from bot.ports import MemoryRecord, SearchFilters
 from memory.retrieval import RetrievalParams, split_terms
 from memory.store import HybridMemoryStore, index_text, open_memory
+from memory.textnorm import fts_match
 from memory.transcript import Transcript
 from tests.test_memory_contract import settings_for
 
@@ -81,8 +82,11 @@ def test_batched_insert_handles_repeats_and_edits_within_one_batch(tmp_path: Pat
                          index_text)  # fmt: skip
         assert [r.record.id for r in first] == ["r1", "r2", "r2", "r3"]
         assert [(r.id, r.text) for r in t.export(PAI)] == [("r1", "one"), ("r2", "two, edited"), ("r3", "three")]
-        assert [s for s, _ in t.lexical(PAI, '"edited"', 5, None)] == [first[1].seq]
-        assert len(t.lexical(PAI, '"two"', 5, None)) == 1  # the edited record is indexed once, not twice
+        own = lambda term: fts_match([term], ("body",))  # noqa: E731 - the record's own text, not its context
+        assert [s for s, _ in t.lexical(PAI, own("edited"), 5, None)] == [first[1].seq]
+        assert len(t.lexical(PAI, own("two"), 5, None)) == 1  # the edited record is indexed once, not twice
+        # the next turn carries it as context
+        assert [s for s, _ in t.lexical(PAI, fts_match(["edited"], ("prev",)), 5, None)] == [first[-1].seq]
         assert t.insert([msg(1, "one"), msg(3, "three")], index_text) == []  # idempotent
         # sequence numbers are never reused, even after the newest record is forgotten
         t.forget(PAI, ids=["r3"])
@@ -98,7 +102,7 @@ def test_metas_carry_what_ranking_needs_and_pending_what_indexing_needs(tmp_path
         rows = t.insert([msg(1, "hello there", "Bob"), msg(2, "general kenobi")], index_text)
         metas = t.metas(PAI, [r.seq for r in rows])
         m = metas[rows[0].seq]
-        assert (m.author_id, m.author_name, m.chat_key, m.kind) == ("u-bob", "Bob", PAI, "message")
+        assert (m.author_id, m.author_name, m.chat_key, m.kind) == ("u-bob", "Bob", PAI, "statement")
         assert m.ts == (T0 + timedelta(minutes=1)).timestamp()
         assert t.metas("web:other", [r.seq for r in rows]) == {}  # never across pais
         pending = [(p.id, p.author_name, p.text) for p in t.pending(10)]

@@ -16,11 +16,23 @@ from memory.embedding import HashingEmbedder, LiteLLMEmbedder, make_embedder
 from memory.textnorm import fts_match, index_terms, query_terms
 
 
-def test_cjk_runs_become_bigrams_and_unigrams_words_stay_words() -> None:
-    assert index_terms("去公园") == "去公 公园 去 公 园"
-    assert index_terms("Meet at 東京 tomorrow") == "meet at 東京 東 京 tomorrow"
-    assert query_terms("我们去公园") == ["我们", "们去", "去公", "公园"]
+def test_chinese_is_split_into_words_without_function_words() -> None:
+    assert index_terms("我们周六去公园") == "周六 去 公园"
+    assert query_terms("谁订的场地？") == ["订", "场地"]  # never "的场" or "订的"
+    assert query_terms("中华人民共和国") == ["中华", "华人", "人民", "共和", "共和国", "中华人民共和国"]
     assert query_terms("猫") == ["猫"]
+    assert query_terms("的") == ["的"]  # a query of nothing but a function word keeps it
+
+
+def test_traditional_chinese_folds_to_simplified() -> None:
+    assert query_terms("場地押金") == query_terms("场地押金") == ["场地", "押金"]
+    assert index_terms("藍色大廳") == index_terms("蓝色大厅")
+
+
+def test_mixed_text_and_japanese_keep_working() -> None:
+    assert index_terms("Meet at the 蓝色大厅 tomorrow") == "meet at the 蓝色 大厅 tomorrow"
+    assert query_terms("deposit 押金 500元") == ["deposit", "押金", "500", "元"]
+    assert query_terms("ありがとう") == ["あり", "りが", "がと", "とう"]  # kana: character pairs
 
 
 def test_query_terms_drop_stop_words_unless_nothing_is_left() -> None:

@@ -19,7 +19,7 @@ from bot.middlewares.quiet_hours import QuietHours
 from bot.middlewares.typing import Typing
 from bot.middlewares.welcome import WELCOME, Welcome
 from bot.policy import Decision
-from bot.ports import Capabilities
+from bot.ports import Capabilities, Usage
 from bot.state import StateDB
 from tests.fakes import FakeAdapter, ManualClock, make_message
 
@@ -94,6 +94,12 @@ class Ledger:
     def tokens_today(self, group_key: str) -> int:
         return self.tokens
 
+    def member_tokens_today(self, member_key: str) -> int:
+        return 0
+
+    def bot_today(self) -> Usage:
+        return Usage()
+
 
 def limiter(clock: ManualClock, tokens: int = 0, **limits: int) -> RateLimiter:
     return RateLimiter(LimitSettings(**limits), clock.now, Ledger(tokens))  # type: ignore[arg-type]
@@ -136,6 +142,71 @@ async def test_no_budget_means_no_limit_and_silent_turns_are_not_gated() -> None
     for _ in range(3):  # messages the member does not answer neither count nor get refused
         assert (await run(gates(busy), turn(decision=Decision(False, "not addressed"))))[0].refusal is None
     assert (await run(gates(busy), turn()))[0].refusal is None
+
+
+
+
+class SharedLedger:
+    """A ledger the test spends from: per member and bot-wide."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, int] = {}
+        self.bot = 0
+
+    def spend(self, member: str, tokens: int) -> None:
+        self.members[member] = self.members.get(member, 0) + tokens
+        self.bot += tokens
+
+    def tokens_today(self, group_key: str) -> int:
+        return 0
+
+    def member_tokens_today(self, member_key: str) -> int:
+        return self.members.get(member_key, 0)
+
+    def bot_today(self) -> Usage:
+        return Usage(self.bot, 0, 0.0)
+
+
+async def test_a_member_budget_counts_every_group() -> None:
+    ledger = SharedLedger()
+    lim = RateLimiter(LimitSettings(daily_tokens_per_member=100, daily_tokens=0), ManualClock().now, ledger)
+    ledger.spend("fake:ann", 100)
+    (t,) = await run(gates(lim), turn(author="ann", chat="another-group"))
+    assert t.refusal is not None and t.refusal.reason == "member budget" and t.refusal.notify
+    (t,) = await run(gates(lim), turn(author="bob", chat="another-group"))
+    assert t.refusal is None
+
+
+async def test_an_answer_in_flight_holds_its_reservation_and_a_later_one_waits_for_it() -> None:
+    """Budget 100, each answer in flight holds 100: while one runs, a second cannot tell whether it fits
+    (0 spent + 100 held), so it waits; the first ends having spent 60, and the second is decided on what was
+    spent (60 < 100): it goes. Once the budget is spent, the next is refused."""
+    ledger = SharedLedger()
+    lim = RateLimiter(LimitSettings(daily_tokens_per_member=0, daily_tokens=100), ManualClock().now, ledger,
+                      reserve_tokens=100)
+    entered: list[str] = []
+    leave = asyncio.Event()
+
+    async def answer(t: Turn) -> None:
+        if t.refusal is None:
+            entered.append(t.message.author.user_id)
+            await leave.wait()
+            ledger.spend(t.message.author.key, 60)
+
+    first = asyncio.create_task(chain(gates(lim), answer)(turn(author="ann", chat="g1")))
+    second_turn = turn(author="bob", chat="g2")
+    second = asyncio.create_task(chain(gates(lim), answer)(second_turn))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert entered == ["ann"]  # bob waits while ann's answer holds the reservation
+    leave.set()
+    await first
+    await second
+    assert entered == ["ann", "bob"] and second_turn.refusal is None
+    assert ledger.bot == 120  # overshot by less than one reservation
+    third = turn(author="carol", chat="g3")
+    await chain(gates(lim), answer)(third)
+    assert third.refusal is not None and third.refusal.reason == "bot budget"
 
 
 # --------------------------------------------------------------------------- welcome

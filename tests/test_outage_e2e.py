@@ -29,6 +29,7 @@ from bot.config import parse_settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
 from tests.fakes import FakeMemory, GatedClock, ScriptedLLM
+from tests.web_members import member_headers
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = -1001234567890
@@ -66,8 +67,8 @@ async def web_group_answers(app: App) -> list[dict[str, Any]]:
     web: Any = app.services.adapters["web"]
     async with aiohttp.ClientSession(base_url=web.base_url) as http:
         group = await (await http.post("/api/groups", json={"name": "Hikers"})).json()
-        resp = await http.post(f"/api/groups/{group['number']}/messages",
-                               json={"author": "Alice", "text": "@Pai are you there?"})
+        resp = await http.post(f"/api/groups/{group['number']}/messages", json={"text": "@Pai are you there?"},
+                               headers=await member_headers(http, "Alice"))
         assert resp.status == 200, await resp.text()
         await app.drain(30)
         listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
@@ -226,8 +227,8 @@ async def test_paibot_run_serves_the_web_group_while_telegram_is_unreachable_and
         async with aiohttp.ClientSession(base_url=base) as http:
             group = await (await http.post("/api/groups", json={"name": "Hikers"})).json()
             number = group["number"]
-            body = {"author": "Alice", "text": "@Pai hi?"}
-            resp = await http.post(f"/api/groups/{number}/messages", json=body)
+            body = {"text": "@Pai hi?"}
+            resp = await http.post(f"/api/groups/{number}/messages", json=body, headers=await member_headers(http, "Alice"))
             assert resp.status == 200
 
             async def answered() -> bool:

@@ -30,6 +30,7 @@ from tests.fake_telegram import FakeTelegram, make_adapter
 from tests.fakes import ScriptedLLM
 from tests.matrix_helpers import Human
 from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.synapse
 
@@ -91,8 +92,8 @@ class Pai:
     # ---- writing on each platform
 
     async def web_post(self, text: str, author: str = "Carol", **extra: Any) -> dict[str, Any]:
-        resp = await self.web.post(f"/api/groups/{self.web_group}/messages",
-                                   json={"author": author, "text": text, **extra})
+        resp = await self.web.post(f"/api/groups/{self.web_group}/messages", json={"text": text, **extra},
+                                   headers=await member_headers(self.web, author))
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
@@ -265,10 +266,24 @@ async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
     assert resp.status == 200, await resp.text()
     await until(lambda: "[Web] Alice: hi from the browser" in pai.tg_texts(), "Alice's web words on Telegram")
     await until(lambda: _has(pai.mx_texts(), "[Web] Alice: hi from the browser"), "... and on Matrix")
-    # nobody else posts as her
+    # nobody else posts as her: not without a key, not with another member's key
+    keyless = await pai.web.post(f"/api/groups/{pai.web_group}/messages",
+                                 json={"author_id": me["author_id"], "text": "it's me"})
+    assert keyless.status == 401
     forged = await pai.web.post(f"/api/groups/{pai.web_group}/messages",
-                                json={"author": "Alice", "author_id": me["author_id"], "text": "it's me"})
+                                json={"author_id": me["author_id"], "text": "it's me"},
+                                headers=await member_headers(pai.web, "Alice"))  # another "Alice"
     assert forged.status == 403
+    # a new link gives her a new key; the old one no longer posts
+    await pai.tg.message(TG_GROUP, ALICE, "/signin")
+    dm = await until(lambda: [m["text"] for m in pai.tg.sent if m["chat"]["id"] == ALICE["id"]][1:], "a new link")
+    path = re.search(r"(http://\S+/signin/\S+)", dm[-1]).group(1).split("/", 3)[3]  # type: ignore[union-attr]
+    async with pai.web.get(f"/{path}", allow_redirects=False) as resp:
+        assert resp.status == 303
+        new_key = resp.cookies["paibot_member"].value
+    again = await (await pai.web.get("/api/members/me", headers={"Authorization": f"Member {new_key}"})).json()
+    assert again["author_id"] == me["author_id"]
+    assert (await pai.web.get("/api/members/me", headers=headers)).status == 204
 
 
 def _still_there(pai: Pai, text: str) -> bool:

@@ -109,3 +109,17 @@ def test_messages_caught_up_long_after_they_were_sent_are_not_answered():
     assert decide(msg, settings(), Facts(age_s=60)).speak
     assert decide(msg, settings(), Facts(age_s=3 * 3600)).reason == "too old to answer"
     assert decide(msg, settings("triggers: {answer_within_minutes: 0}"), Facts(age_s=10**7)).speak
+
+
+def test_a_command_after_a_mention_is_a_command():
+    # Where the bot hears only mentions (a WeCom group), "@派 /forget-me" is the only way to send a command.
+    chinese = settings("bot:\n  name: 派\n")
+    mentioned = decide(make_message("@派 /forget-me", mentions_me=True), chinese, CMDS_ALL)
+    assert (mentioned.command, mentioned.args) == ("forget_me", "")
+    named = decide(make_message("Pai, /remind in 2h tea"), settings(), CMDS_ALL)
+    assert (named.command, named.args) == ("remind", "in 2h tea")
+    unaddressed = decide(make_message("bob /remind in 2h tea"), settings(), CMDS_ALL)
+    assert unaddressed.speak is False
+
+
+CMDS_ALL = Facts(known_commands=frozenset({"help", "remind", "forget_me"}))

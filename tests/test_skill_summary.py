@@ -156,3 +156,40 @@ async def test_register_is_per_group_and_tools_act_on_the_callers_group(world):
     assert "#1 A's own task" in a_list and "secret" not in a_list
     (b_list,) = await say(app, adapter, make_message("/todo", chat="B"))
     assert "No open to-dos" in b_list  # B's #1 was the one marked done
+
+
+async def test_three_summaries_of_overlapping_stretches_leave_one_register_entry_per_item(world):
+    worded = [
+        SUMMARY_JSON,
+        {"summary": "Venue settled.", "decisions": ["We chose the Blue Hall as the venue"], "open_questions": [],
+         "todos": [{"task": "Carol books the Blue Hall", "owner": "Carol", "due": "2026-11-06 17:00"},
+                   {"task": "ask about the catering", "owner": "", "due": ""}]},
+        {"summary": "Same again.", "decisions": ["The venue is the Blue Hall", "Budget: 500 euros"],
+         "open_questions": [], "todos": [{"task": "Book the Blue Hall", "owner": "Carol", "due": ""},
+                                         {"task": "Order the cake", "owner": "", "due": ""}]},
+    ]  # fmt: skip
+    llm = ScriptedLLM([json.dumps(w) for w in worded])
+    app, adapter, _ = await world.start(llm)
+    await chat_history(app, adapter)
+    texts = [(await say(app, adapter, make_message("/summary", sent_at=at(i))))[0] for i in range(3)]
+    assert "#2 Book the Blue Hall" in texts[0] and "#3 Ask about catering" in texts[0]
+    assert "#2 Book the Blue Hall" in texts[1] and "#3 Ask about catering" in texts[1]  # the items on record
+    assert "#2 Book the Blue Hall" in texts[2] and "#5 Order the cake" in texts[2]
+    (decisions,) = await say(app, adapter, make_message("/decisions"))
+    assert decisions.count("Blue Hall") == 1 and "Budget: 500 euros" in decisions
+    (todos,) = await say(app, adapter, make_message("/todo"))
+    assert todos.count("Blue Hall") == 1 and todos.count("catering") == 1 and "Order the cake" in todos
+    reminders = skill(app, "reminders")
+    assert len(await reminders.store.active("fake:g1")) == 1  # one reminder for the one booking to-do
+
+
+async def test_the_digest_counts_words_not_character_pairs_and_never_the_bots_name(world):
+    app, adapter, _ = await world.start()
+    for text in ("谁订的场地？", "我订的场地，在蓝色大厅", "场地押金多少？押金我来付", "@Pai what about the deposit?",
+                 "Pai, the deposit again?", "the deposit is paid"):  # fmt: skip
+        await say(app, adapter, make_message(text, author="bob", name="Bob", sent_at=at(-10)))
+    (text,) = await say(app, adapter, make_message("/summary", sent_at=at(0)))
+    # the members' statements are mostly Chinese (the English questions to Pai do not decide): a Chinese digest
+    terms = next(line for line in text.splitlines() if line.startswith("讨论最多："))
+    assert "场地 (3)" in terms and "押金 (1)" not in terms and "deposit (3)" in terms
+    assert "的场" not in terms and "订的" not in terms and "pai" not in terms.lower()

@@ -17,6 +17,7 @@ from bot.brain import APOLOGY
 from bot.config import parse_settings
 from tests.fake_openai import FakeOpenAI
 from tests.test_llm_litellm import loopback_only  # noqa: F401 - autouse: nothing may resolve beyond loopback
+from tests.web_members import member_headers
 
 ANSWER = (
     "Bob suggested the lake trail on Saturday; Carol can only come after noon, so the group leaves at one. "
@@ -52,7 +53,8 @@ async def group(tmp_path, fake: FakeOpenAI) -> AsyncIterator[tuple[App, aiohttp.
 
 
 async def post(http: aiohttp.ClientSession, number: str, text: str, author: str) -> dict[str, Any]:
-    resp = await http.post(f"/api/groups/{number}/messages", json={"author": author, "text": text})
+    resp = await http.post(f"/api/groups/{number}/messages", json={"text": text},
+                           headers=await member_headers(http, author))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 

@@ -90,6 +90,7 @@ async def world(tmp_path):
         app = App(settings_for(tmp_path, stream, welcome), llm=llm, adapters={"fake": adapter}, memory=mem,
                   skills=[], clock=clock)
         await app.start()
+        app.ledger_payloads = keep_ledger_payloads(app)
         apps.append(app)
         return app, adapter, llm, mem
 
@@ -105,9 +106,32 @@ async def ask(app: App, adapter: FakeAdapter, text: str = "@Pai what did we deci
     return msg
 
 
-async def ledger(app: App, event_id: str) -> tuple[str | None, dict]:
+def keep_ledger_payloads(app: App) -> dict[str, str]:
+    """What the reply ledger was last given for each event (it empties a reply's payload once sent)."""
     state = app.services.state
-    return await state.reply_state(event_id), json.loads(await state.reply_payload(event_id))
+    written: dict[str, str] = {}
+    claim, update = state.claim_reply, state.update_reply_payload
+
+    async def claim_reply(event_id: str, payload: str = "") -> bool:
+        written[event_id] = payload
+        return await claim(event_id, payload)
+
+    async def update_reply_payload(event_id: str, payload: str) -> None:
+        written[event_id] = payload
+        await update(event_id, payload)
+
+    state.claim_reply, state.update_reply_payload = claim_reply, update_reply_payload
+    return written
+
+
+async def ledger(app: App, event_id: str) -> tuple[str | None, dict]:
+    """The reply's state and its last payload; a sent reply's stored payload is already empty."""
+    state = app.services.state
+    now = await state.reply_payload(event_id)
+    status = await state.reply_state(event_id)
+    if status == "sent":
+        assert now == ""
+    return status, json.loads(app.ledger_payloads[event_id])
 
 
 # --------------------------------------------------------------------------- the streamed answer

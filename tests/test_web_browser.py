@@ -18,6 +18,7 @@ import pytest
 from bot.app import App
 from bot.config import parse_settings
 from tests.fakes import ScriptedLLM
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +68,7 @@ async def paibot(tmp_path):
     """A running App with the web group on a free port and a scripted model; yields (app, base url, llm)."""
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
-        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, posts_per_s: 0}}\n"  # one client posts a lot
     )
     llm = ScriptedLLM(["Hi Alice! Nice to meet you all.", "You're welcome, Bob!"])
     app = App(settings, llm=llm)
@@ -113,7 +114,8 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
     app, url, llm = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Book club"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Alice", "text": "@Pai hi! Any good books?"})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"text": "@Pai hi! Any good books?"},
+                        headers=await member_headers(http, "Alice"))
     await app.drain(30)
 
     bob = await browser.new_page()
@@ -125,7 +127,8 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
 
     # A message posted elsewhere appears without reloading.
     async with aiohttp.ClientSession(base_url=url) as http:
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Carol", "text": "Chapter 3?"})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"text": "Chapter 3?"},
+                        headers=await member_headers(http, "Carol"))
     await bob.wait_for_selector("text=Chapter 3?")
 
     # Click the bot's message to reply to it; the reply alone (no @mention) makes the bot answer.
@@ -145,7 +148,8 @@ async def test_hostile_text_is_shown_as_text_and_never_runs(browser, paibot):
     hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>bold?</b>'
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "<i>Evil</i> group"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"author": "<b>Mallory</b>", "text": hostile})
+        await http.post(f"/api/groups/{group['number']}/messages", json={"text": hostile},
+                        headers=await member_headers(http, "<b>Mallory</b>"))
     page = await browser.new_page()
     await page.goto(f"{url}/g/{group['number']}")
     await page.fill("#nick-modal-input", "Alice")
@@ -176,6 +180,7 @@ async def open_group_as(browser, url: str, number: str, nick: str, width: int = 
     await page.fill("#nick-modal-input", nick)
     await page.click("#nick-modal-form button[type=submit]")
     await page.wait_for_selector("#chat-screen:not([hidden])")
+    await joined(page)
     return page, errors
 
 
@@ -239,7 +244,8 @@ async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, 
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Dinner"})).json()
         await http.post(f"/api/groups/{group['number']}/messages",
-                        json={"author": "Carol", "text": "/poll Where do we eat? | Luigi's | Sushi Go for 30m"})
+                        json={"text": "/poll Where do we eat? | Luigi's | Sushi Go for 30m"},
+                        headers=await member_headers(http, "Carol"))
     await app.drain(30)
     page, errors = await open_group_as(browser, url, group["number"], "Bob")
     options = page.locator(".msg.from-bot .poll-option")
@@ -257,6 +263,22 @@ async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, 
     assert not errors, errors
 
 
+async def test_after_forget_me_her_messages_show_as_removed_live(browser, paibot):
+    app, url, _ = paibot
+    async with aiohttp.ClientSession(base_url=url) as http:
+        group = await (await http.post("/api/groups", json={"name": "Secrets"})).json()
+    page, errors = await open_group_as(browser, url, group["number"], "Alice")
+    await page.fill("#text", "my door code is 4711")
+    await page.press("#text", "Enter")
+    await page.wait_for_selector(".msg.mine .text:has-text('4711')")
+    await page.fill("#text", "/forget-me")
+    await page.press("#text", "Enter")
+    await page.wait_for_selector(".msg.from-bot .text:has-text('Done: I removed')")
+    await page.wait_for_selector(".msg.removed .removed-text:has-text('message removed')")
+    assert "4711" not in (await page.text_content("#messages") or "")
+    assert not errors, errors
+
+
 # --------------------------------------------------------------------------- language, layout, citations
 
 
@@ -267,10 +289,29 @@ def shots(tmp_path) -> str:
     return folder
 
 
+_KEYS: dict[tuple[str, str], dict[str, str]] = {}  # (server, nickname) -> that member's Authorization header
+
+
 async def post(url: str, number: str, author: str, text: str, **extra) -> dict:
     async with aiohttp.ClientSession(base_url=url) as http:
-        resp = await http.post(f"/api/groups/{number}/messages", json={"author": author, "text": text, **extra})
+        for _attempt in range(2):
+            if (url, author) not in _KEYS:
+                _KEYS[(url, author)] = await member_headers(http, author)
+            resp = await http.post(f"/api/groups/{number}/messages", json={"text": text, **extra},
+                                   headers=_KEYS[(url, author)])
+            if resp.status != 401:
+                break
+            del _KEYS[(url, author)]  # a key of an earlier server on the same port
+        assert resp.status == 200, await resp.text()
         return await resp.json()
+
+
+async def joined(page) -> None:
+    """Wait until the nickname just submitted made this page a member (the modal closes then)."""
+    try:
+        await page.wait_for_selector("#nick-modal", state="hidden", timeout=60_000)
+    except Exception as exc:
+        raise AssertionError(f"the page did not become a member: {await page.text_content('#toast')!r}") from exc
 
 
 async def new_group(url: str, name: str) -> dict:
@@ -311,7 +352,7 @@ async def test_a_streamed_answer_stays_in_view_while_it_grows(browser, tmp_path)
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
         "llm: {stream: true}\ntriggers: {answer_within_minutes: 0}\n"
-        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, posts_per_s: 0}}\n"  # one client posts a lot
     )
     app = App(settings, llm=ScriptedLLM([long_answer], chunk_chars=120, between_chunks=tick), clock=clock)
     await app.start()
@@ -353,6 +394,7 @@ async def test_on_a_phone_the_invite_button_and_the_nickname_stay(browser, paibo
     await page.fill("#nick-modal-input", "Alice")
     await page.click("#nick-modal-form button[type=submit]")
     await page.wait_for_selector("text=周六谁开车？")
+    await joined(page)
     assert "复制邀请链接" in (await page.text_content("#invite-button") or "")
     for selector in ("#invite-button", "#me-name", "#group-name", "#send-button"):
         box = await page.locator(selector).bounding_box()
@@ -381,7 +423,7 @@ async def test_a_citation_link_jumps_to_the_cited_message_and_highlights_it(brow
 
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{tmp_path / 'data'}', welcome: false}}\n"
-        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0}}\n"
+        "adapters: {web: {enabled: true, host: 127.0.0.1, port: 0, posts_per_s: 0}}\n"  # one client posts a lot
     )
     app = App(settings, llm=ScriptedLLM(answer))
     await app.start()
@@ -415,10 +457,11 @@ async def test_the_typing_line_clears_when_the_message_arrives(browser, paibot):
     group = await new_group(url, "Typing")
     page, _ = await open_group_as(browser, url, group["number"], "Alice")
     async with aiohttp.ClientSession(base_url=url) as http:
-        async with http.ws_connect(f"/api/groups/{group['number']}/ws") as ws:
+        carol = await member_headers(http, "Carol")
+        async with http.ws_connect(f"/api/groups/{group['number']}/ws", headers=carol) as ws:
             await page.wait_for_function("() => true")
-            await ws.send_json({"type": "typing", "name": "Carol"})
+            await ws.send_json({"type": "typing"})
             await page.wait_for_selector("#typing:has-text('Carol')")
-            await http.post(f"/api/groups/{group['number']}/messages", json={"author": "Carol", "text": "here I am"})
+            await http.post(f"/api/groups/{group['number']}/messages", json={"text": "here I am"}, headers=carol)
             await page.wait_for_selector("text=here I am")
             assert (await page.text_content("#typing") or "").strip() == ""  # at once, not after a timeout

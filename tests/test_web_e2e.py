@@ -9,6 +9,7 @@ import pytest
 from bot.app import App
 from bot.config import parse_settings
 from tests.fakes import ScriptedLLM
+from tests.web_members import member_headers
 
 
 def settings_for(tmp_path, extra: str = ""):
@@ -39,7 +40,8 @@ async def running(tmp_path):
 
 
 async def post(http, group: str, text: str, author: str = "Alice", **extra) -> dict:
-    resp = await http.post(f"/api/groups/{group}/messages", json={"author": author, "text": text, **extra})
+    resp = await http.post(f"/api/groups/{group}/messages", json={"text": text, **extra},
+                           headers=await member_headers(http, author))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 

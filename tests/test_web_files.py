@@ -17,6 +17,7 @@ from bot.errors import DeliveryError
 from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, Poll
 from tests.doc_factory import make_image, make_pdf
 from tests.test_web_api import RecordingSink, db_rows, new_group
+from tests.web_members import member_headers
 
 TOKEN = "file-token-for-tests"
 LIMIT = 64 * 1024
@@ -37,9 +38,9 @@ def form(*files: tuple[str, bytes, str], **fields: str) -> aiohttp.FormData:
     return data
 
 
-async def upload(http, group: str, *files, status: int = 200, **fields) -> dict:
-    fields.setdefault("author", "Alice")
-    resp = await http.post(f"/api/groups/{group}/messages", data=form(*files, **fields))
+async def upload(http, group: str, *files, status: int = 200, author: str = "Alice", **fields) -> dict:
+    resp = await http.post(f"/api/groups/{group}/messages", data=form(*files, **fields),
+                           headers=await member_headers(http, author))
     body = await resp.json()
     assert resp.status == status, body
     return body
@@ -124,10 +125,10 @@ async def test_unexpected_form_fields_and_bad_text_are_refused_without_leftovers
     body = await upload(http, group["number"], ("a.txt", b"x", "text/plain"), evil="1", status=400)
     assert "evil" in body["error"]
     bad = aiohttp.FormData()
-    bad.add_field("author", "Alice")
     bad.add_field("file", b"data", filename="a.txt", content_type="text/plain")
     bad.add_field("text", b"\xff\xfe not utf-8", content_type="text/plain")
-    resp = await http.post(f"/api/groups/{group['number']}/messages", data=bad)
+    resp = await http.post(f"/api/groups/{group['number']}/messages", data=bad,
+                           headers=await member_headers(http, "Alice"))
     assert resp.status == 400 and "UTF-8" in (await resp.json())["error"]
     assert db_rows(tmp_path) == [] and blobs(tmp_path) == []
 
@@ -279,10 +280,11 @@ async def test_file_urls_need_the_access_token_like_the_rest_of_the_api(tmp_path
         async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
             group = await (await http.post("/api/groups", json={"name": "g"}, headers=bearer)).json()
             refused = await http.post(f"/api/groups/{group['number']}/messages",
-                                      data=form(("a.txt", b"secret", "text/plain"), author="Alice"))  # fmt: skip
+                                      data=form(("a.txt", b"secret", "text/plain")))  # fmt: skip
             assert refused.status == 401 and blobs(tmp_path) == []
-            resp = await http.post(f"/api/groups/{group['number']}/messages", headers=bearer,
-                                   data=form(("a.txt", b"secret", "text/plain"), author="Alice"))  # fmt: skip
+            alice = await member_headers(http, "Alice", headers=bearer)
+            resp = await http.post(f"/api/groups/{group['number']}/messages?token={TOKEN}", headers=alice,
+                                   data=form(("a.txt", b"secret", "text/plain")))  # fmt: skip
             url = (await resp.json())["files"][0]["url"]
             assert (await http.get(url)).status == 401
             assert (await http.get(url, headers={"Authorization": "Bearer wrong"})).status == 401
@@ -346,7 +348,8 @@ async def test_a_poll_is_shown_with_its_options_and_how_to_vote(web):
     assert poll["closes_at"] and poll["vote_text"] == "vote {n}"
     # A vote is an ordinary reply, the channel the polls skill counts.
     vote = await http.post(f"/api/groups/{group['number']}/messages",
-                           json={"author": "Bob", "text": poll["vote_text"].format(n=2), "reply_to": msg["id"]})
+                           json={"text": poll["vote_text"].format(n=2), "reply_to": msg["id"]},
+                           headers=await member_headers(http, "Bob"))
     assert vote.status == 200 and (await vote.json())["reply_to"]["is_bot"]
 
 
@@ -363,8 +366,9 @@ def test_temp_and_blob_paths_cannot_leave_the_files_directory(tmp_path):
 async def test_a_cross_site_upload_is_refused_and_nothing_is_stored(web, tmp_path):
     _, sink, http = web
     group = await new_group(http)
-    resp = await http.post(f"/api/groups/{group['number']}/messages", headers={"Origin": "http://evil.example"},
-                           data=form(("a.txt", b"x", "text/plain"), author="Mallory"))  # fmt: skip
+    resp = await http.post(f"/api/groups/{group['number']}/messages",
+                           headers={"Origin": "http://evil.example", **await member_headers(http, "Mallory")},
+                           data=form(("a.txt", b"x", "text/plain")))  # fmt: skip
     assert resp.status == 403
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
 
@@ -372,8 +376,8 @@ async def test_a_cross_site_upload_is_refused_and_nothing_is_stored(web, tmp_pat
 async def test_a_refused_message_keeps_none_of_its_files(web, tmp_path):
     _, sink, http = web
     group = await new_group(http)
-    for fields in ({"author": "Pai"}, {"author": "Alice", "author_id": "bad id!"}, {"author": "Alice", "reply_to": "999"}):
-        await upload(http, group["number"], ("a.txt", b"x", "text/plain"), status=400, **fields)
+    for status, fields in ((403, {"author_id": "bad id!"}), (400, {"reply_to": "999"}), (400, {"nonce": ""})):
+        await upload(http, group["number"], ("a.txt", b"x", "text/plain"), status=status, **fields)
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
 
 

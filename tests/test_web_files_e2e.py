@@ -14,6 +14,7 @@ from bot.app import App
 from bot.config import parse_settings
 from tests.doc_factory import make_image, make_pdf
 from tests.fakes import ScriptedLLM
+from tests.web_members import member_headers
 
 CONTRACT = (
     "Rental agreement for the lake cabin.\n"
@@ -47,16 +48,16 @@ async def running(tmp_path):
 
 async def upload(http, group: str, name: str, data: bytes, mime: str, text: str = "", author: str = "Bob") -> dict:
     form = aiohttp.FormData(quote_fields=False)
-    form.add_field("author", author)
     form.add_field("text", text)
     form.add_field("file", data, filename=name, content_type=mime)
-    resp = await http.post(f"/api/groups/{group}/messages", data=form)
+    resp = await http.post(f"/api/groups/{group}/messages", data=form, headers=await member_headers(http, author))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 
 
 async def post(http, group: str, text: str, author: str = "Alice", **extra) -> dict:
-    resp = await http.post(f"/api/groups/{group}/messages", json={"author": author, "text": text, **extra})
+    resp = await http.post(f"/api/groups/{group}/messages", json={"text": text, **extra},
+                           headers=await member_headers(http, author))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 

@@ -10,6 +10,7 @@ import pytest
 from adapters.web.adapter import WebAdapter
 from bot.events import ChatRef, Outgoing
 from tests.test_web_api import RecordingSink, new_group, post
+from tests.web_members import member_headers
 
 
 @pytest.fixture
@@ -73,12 +74,13 @@ async def test_a_persons_typing_reaches_the_others_but_not_themselves(web):
     _, http = web
     group = await new_group(http)
     url = f"/api/groups/{group['number']}/ws"
-    alice, bob = await http.ws_connect(url), await http.ws_connect(url)
+    alice = await http.ws_connect(url, headers=await member_headers(http, "Alice"))
+    bob = await http.ws_connect(url)
     await next_event(alice, "hello")
     await next_event(bob, "hello")
+    await bob.send_json({"type": "typing", "name": "Carol"})  # a socket without a member: nobody is typing
     await alice.send_str("this is not json")
-    await alice.send_json({"type": "typing", "name": ""})  # invalid name: ignored
-    await alice.send_json({"type": "typing", "name": "Alice"})
+    await alice.send_json({"type": "typing", "name": "Mallory"})  # shown under her own nickname
     assert await next_event(bob, "typing") == {"type": "typing", "name": "Alice", "is_bot": False}
     # Alice's next event is the message, not her own typing.
     await post(http, group["number"], "hi", author="Alice")

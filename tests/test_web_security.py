@@ -15,6 +15,7 @@ from bot.config import parse_settings
 from bot.errors import AdapterConfigError
 from bot.ports import AdapterEnv
 from tests.test_web_api import RecordingSink, new_group
+from tests.web_members import member_headers
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -125,20 +126,21 @@ async def test_requests_naming_a_foreign_host_are_refused(web):
 async def test_cross_site_requests_are_refused(web):
     adapter, sink, http = web
     group = await new_group(http)
+    key = await member_headers(http, "x")
     resp = await http.post(
         f"/api/groups/{group['number']}/messages",
-        data='{"author": "x", "text": "csrf"}',
-        headers={"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        data='{"text": "csrf"}',
+        headers={"Origin": "http://evil.example", "Content-Type": "text/plain", **key},
     )
     assert resp.status == 403 and sink.events == []
     sandboxed = await http.post(
-        f"/api/groups/{group['number']}/messages", json={"author": "x", "text": "hi"}, headers={"Origin": "null"}
+        f"/api/groups/{group['number']}/messages", json={"text": "hi"}, headers={"Origin": "null", **key}
     )
     assert sandboxed.status == 403 and sink.events == []
     same = await http.post(
         f"/api/groups/{group['number']}/messages",
-        json={"author": "x", "text": "fine"},
-        headers={"Origin": adapter.base_url},
+        json={"text": "fine"},
+        headers={"Origin": adapter.base_url, **key},
     )
     assert same.status == 200
 
@@ -152,8 +154,8 @@ async def test_behind_a_proxy_the_public_url_is_a_trusted_origin(tmp_path):
             assert group["invite_url"].startswith("https://chat.example.org/join/")
             resp = await http.post(
                 f"/api/groups/{group['number']}/messages",
-                json={"author": "x", "text": "via the proxy"},
-                headers={"Origin": "https://chat.example.org"},
+                json={"text": "via the proxy"},
+                headers={"Origin": "https://chat.example.org", **await member_headers(http, "x")},
             )
             assert resp.status == 200
             assert (await http.get("/api/info", headers={"Host": "chat.example.org"})).status == 200
@@ -171,25 +173,21 @@ async def test_behind_a_proxy_the_public_url_is_a_trusted_origin(tmp_path):
         (b"{not json", 400, "not valid JSON"),
         (b"\xff\xfe", 400, "not valid JSON"),
         (b"[1, 2]", 400, "JSON object"),
-        (b'{"text": "hi"}', 400, "author"),
-        (b'{"author": "  ", "text": "hi"}', 400, "author"),
-        (b'{"author": 5, "text": "hi"}', 400, "author"),
         (b'{"author": "Al", "text": "   "}', 400, "text"),
-        (b'{"author": "Al", "text": ["hi"]}', 400, "text"),
-        (b'{"author": "Al", "text": "hi", "reply_to": "abc"}', 400, "reply_to"),
-        (b'{"author": "Al", "text": "hi", "reply_to": true}', 400, "reply_to"),
-        (b'{"author": "Al", "text": "hi", "reply_to": 999999}', 400, "reply_to"),
-        (b'{"author": "Al", "text": "hi", "author_id": "bad id!"}', 400, "author_id"),
-        (b'{"author": "Al", "text": "hi", "author_id": "bot"}', 400, "author_id"),
-        (b'{"author": "PAI", "text": "I am the bot"}', 400, "belongs to the bot"),
-        (b'{"author": "Al", "text": "hi", "nonce": 7}', 400, "nonce"),
-        (('{"author": "' + "A" * 41 + '", "text": "hi"}').encode(), 400, "author"),
+        (b'{"text": ["hi"]}', 400, "text"),
+        (b'{"text": "hi", "reply_to": "abc"}', 400, "reply_to"),
+        (b'{"text": "hi", "reply_to": true}', 400, "reply_to"),
+        (b'{"text": "hi", "reply_to": 999999}', 400, "reply_to"),
+        (b'{"text": "hi", "author_id": "bad id!"}', 403, "someone else"),
+        (b'{"text": "hi", "author_id": "bot"}', 403, "someone else"),
+        (b'{"text": "hi", "nonce": 7}', 400, "nonce"),
     ],
 )
 async def test_malformed_messages_get_a_clear_json_error_and_store_nothing(web, body, status, says):
     _, sink, http = web
     group = await new_group(http)
-    resp = await http.post(f"/api/groups/{group['number']}/messages", data=body)
+    resp = await http.post(f"/api/groups/{group['number']}/messages", data=body,
+                           headers=await member_headers(http, "Al"))
     assert resp.status == status
     assert says in (await resp.json())["error"]
     assert sink.events == []
@@ -199,13 +197,24 @@ async def test_over_long_text_is_413_and_an_oversized_body_is_413_too(web):
     adapter, sink, http = web
     group = await new_group(http)
     url = f"/api/groups/{group['number']}/messages"
-    long_text = await http.post(url, json={"author": "Al", "text": "x" * (adapter.max_text_length + 1)})
+    key = await member_headers(http, "Al")
+    long_text = await http.post(url, json={"text": "x" * (adapter.max_text_length + 1)}, headers=key)
     assert long_text.status == 413 and "longer than" in (await long_text.json())["error"]
-    huge = await http.post(url, data=b'{"author": "Al", "text": "' + b"y" * MAX_BODY_BYTES + b'"}')
+    huge = await http.post(url, data=b'{"text": "' + b"y" * MAX_BODY_BYTES + b'"}', headers=key)
     assert huge.status == 413 and "error" in await huge.json()
     assert sink.events == []
-    at_limit = await http.post(url, json={"author": "Al", "text": "z" * adapter.max_text_length})
+    at_limit = await http.post(url, json={"text": "z" * adapter.max_text_length}, headers=key)
     assert at_limit.status == 200
+
+
+@pytest.mark.parametrize(
+    ("nickname", "says"),
+    [(None, "nickname"), ("  ", "nickname"), (5, "nickname"), ("PAI", "belongs to the bot"), ("A" * 41, "nickname")],
+)
+async def test_bad_nicknames_get_a_clear_json_error(web, nickname, says):
+    _, _, http = web
+    resp = await http.post("/api/members", json={"nickname": nickname})
+    assert resp.status == 400 and says in (await resp.json())["error"]
 
 
 async def test_bad_group_names_and_query_parameters_are_400(web):
@@ -225,7 +234,8 @@ async def test_control_characters_are_stripped_from_names_and_text(web):
     group = await new_group(http)
     resp = await http.post(
         f"/api/groups/{group['number']}/messages",
-        json={"author": "Al\x00ice\x1b", "text": "line one\r\nline\x07 two"},
+        json={"text": "line one\r\nline\x07 two"},
+        headers=await member_headers(http, "Al\x00ice\x1b"),
     )
     assert resp.status == 200
     event = sink.events[0]
@@ -234,9 +244,11 @@ async def test_control_characters_are_stripped_from_names_and_text(web):
 
 def test_the_page_never_builds_html_from_strings():
     """User text must reach the DOM as text only: no innerHTML and friends anywhere in the script."""
-    script = (Path(__file__).parents[1] / "adapters" / "web" / "static" / "app.js").read_text(encoding="utf-8")
-    for sink_name in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
-        assert sink_name not in script
+    static = Path(__file__).parents[1] / "adapters" / "web" / "static"
+    for name in ("app.js", "watch.js"):
+        script = (static / name).read_text(encoding="utf-8")
+        for sink_name in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink_name not in script, name
     page = (Path(__file__).parents[1] / "adapters" / "web" / "static" / "index.html").read_text(encoding="utf-8")
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://…", "")
     assert "https://" not in page  # no CDN: the page works offline

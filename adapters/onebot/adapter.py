@@ -47,7 +47,7 @@ from adapters.onebot.reverse import ReverseLink
 from adapters.onebot.text import outgoing_segments, split_text, wire_message
 from bot.errors import DeliveryError, DeliveryUncertain, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, Clock, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, Clock, Erasure, IntakeSink
 
 log = logging.getLogger("paibot.onebot")
 
@@ -56,7 +56,8 @@ GIVE_UP_RETCODES = (1400, 1404, *AUTH_RETCODES)
 
 
 class OneBotAdapter:
-    """``ChatAdapter`` (plus ``AttachmentFetcher``, ``AdminChecker``, ``SendJournal``) for OneBot v11."""
+    """``ChatAdapter`` (plus ``AttachmentFetcher``, ``AdminChecker``, ``SendJournal``, ``ContentEraser``) for
+    OneBot v11."""
 
     name = PLATFORM
 
@@ -373,6 +374,16 @@ class OneBotAdapter:
 
     async def delivery_attempted(self, out: Outgoing) -> bool:
         return await self._journal.attempted(SendJournal.key_for(out))
+
+    # ----------------------------------------------------------------- forgetting
+
+    async def passages(self, erasure: Erasure) -> list[str]:
+        return []  # the caches hold copies of what the inbox and the memory name already
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """The names and quoted messages cached in memory (``adapters.onebot.lookups``) it reaches."""
+        n = self.lookups.forget(erasure)
+        return {"cached copies": n} if n else {}
 
     # ----------------------------------------------------------------- attachments, admins
 

@@ -5,7 +5,8 @@ What the cache holds, and for how long: group cards / nicknames by (group, QQ nu
 text and author of at most 500 quoted messages for 10 minutes. Nothing is written to disk; a restart
 empties it.
 Names are refreshed from every message a member sends (the event carries the card), so a member who
-changes their card shows under the new one at once. ``forget_member`` drops a member's entries.
+changes their card shows under the new one at once. ``forget`` drops what an erasure names (``/forget-me``,
+``paibot memory forget``, retention: the adapter is a ``bot.ports.ContentEraser``).
 
 A lookup never raises: an implementation that lacks the action, is not connected or times out gives ""
 (the caller falls back to the QQ number) and is asked again only after ``retry_s``.
@@ -18,9 +19,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from adapters.onebot.convert import Quoted
+from adapters.onebot.convert import PLATFORM, PRIVATE_PREFIX, Quoted
 from adapters.onebot.cqcode import normalize
-from bot.ports import Clock
+from bot.ports import Clock, Erasure
 
 log = logging.getLogger("paibot.onebot")
 
@@ -53,9 +54,12 @@ class _Cache(Generic[K, V]):
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
-    def drop(self, match: Callable[[K], bool]) -> None:
-        for key in [k for k in self._items if match(k)]:
+    def drop(self, match: Callable[[K, V, float], bool]) -> int:
+        """Remove the entries ``match(key, value, noted at)`` selects; returns how many."""
+        doomed = [k for k, (born, v) in self._items.items() if match(k, v, born)]
+        for key in doomed:
             del self._items[key]
+        return len(doomed)
 
 
 class OneBotLookups:
@@ -79,9 +83,41 @@ class OneBotLookups:
         if name:
             self._members.put((group_id, user_id), name)
 
-    def forget_member(self, user_id: str) -> None:
-        self._members.drop(lambda key: key[1] == user_id)
-        self._quotes.drop(lambda _key: True)
+    def forget(self, erasure: Erasure) -> int:
+        """Drop the cached copies an erasure reaches; returns how many entries went.
+
+        A member's erasure: her names in the erasure's groups, and quoted messages she wrote or that quote
+        what is forgotten. Messages by id: those quotes. Retention: whatever was noted before the cutoff in
+        those groups (the caches never keep anything a day, so this is a formality)."""
+        prefix = f"{PLATFORM}:"
+        groups = {k.removeprefix(prefix) for k in erasure.chat_keys if k.startswith(prefix)}
+        groups = {g for g in groups if not g.startswith(PRIVATE_PREFIX)}
+        cutoff = erasure.before.timestamp() if erasure.before is not None else None
+        ids = set(erasure.message_ids)
+
+        def old(born: float) -> bool:
+            return cutoff is not None and born < cutoff
+
+        def name_goes(key: tuple[str, str], _name: str, born: float) -> bool:
+            return key[0] in groups and (key[1] == erasure.author_id or old(born))
+
+        def quote_goes(message_id: str, quoted: Quoted | None, born: float) -> bool:
+            if quoted is None:
+                return False
+            return (
+                old(born) or message_id in ids or quoted.author_id == erasure.author_id
+                or erasure.quoted_in(quoted.text)
+            )  # fmt: skip
+
+        if not groups and not any(k.startswith(prefix) for k in erasure.chat_keys):
+            return 0
+        return self._members.drop(name_goes) + self._quotes.drop(quote_goes)
+
+    def holds(self, text: str) -> bool:
+        """Whether a cached name or quoted message contains ``text`` (what the privacy tests look for)."""
+        names = [v for _, v in self._members._items.values()] + [v for _, v in self._groups._items.values()]
+        quotes = [f"{q.author_id} {q.author_name} {q.text}" for _, q in self._quotes._items.values() if q]
+        return any(text in entry for entry in names + quotes)
 
     async def _ask(self, action: str, params: dict[str, Any]) -> Any:
         try:

@@ -28,6 +28,6 @@ plugin = AdapterPlugin(
     description="a local web group chat in the browser",
     label=N_("Web"),  # translated where members read it ("[网页] Alice: ...")
     secret_keys=("access_token",),
-    # Anyone who can open the page picks their own name and id: nobody there can be an admin.
-    verified_identities=False,
+    # Members prove who they are with member keys (adapters/web/members.py): an author id is the key holder's.
+    verified_identities=True,
 )

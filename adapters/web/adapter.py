@@ -15,9 +15,12 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
   committed (``adapters.web.attachments``); they reach the core as ``Message.attachments`` whose ``source``
   is the file id, which ``fetch_attachment`` reads back. The bot's ``Outgoing.files`` are stored the same
   way and shown with its message.
+* Watching together: the adapter hosts synchronised players (``bot.ports.WatchHost``); ``adapters.web.watch``
+  carries the players' commands to the core's session and its state back, and streams uploaded media with
+  range requests. Video and audio uploads have their own size limit (``adapters.web.max_media_bytes``).
 * Pais (``bot.ports.HostedRooms``): the core may open a group for a pai (``open_room``) and sign a member of
-  another platform into it with a one-time link (``sign_in_link``, ``adapters.web.signin``); that member's
-  user id then posts only with its member key.
+  another platform into it with a one-time link (``sign_in_link``, ``adapters.web.signin``): opening it makes
+  the web id linked to her a web member and gives the browser its member key.
 * Polls: ``Outgoing.poll`` is stored with the bot's message and drawn as buttons. A button posts an ordinary
   reply to the poll message (``vote <n>``): the core has no vote event, and counting replies is how the
   polls skill tallies everywhere, so the page and the skill can never disagree.
@@ -36,16 +39,20 @@ from typing import Any
 from aiohttp import web
 
 from adapters.web.attachments import StagedFile, WebAttachments, attachment
+from adapters.web.config import WebAdapterSettings
 from adapters.web.files import WebFileError, valid_file_id
+from adapters.web.forgetting import WebForgetting
+from adapters.web.guard import ClientLimits, ClientRules, StorageQuota, WebGuard
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
-from adapters.web.signin import KeyedMember, SignedIn, SignIns
+from adapters.web.members import StoredMember
+from adapters.web.signin import SignedIn
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
-from adapters.web.config import WebAdapterSettings
+from adapters.web.watch import WebWatch
 from bot.errors import AdapterConfigError, DeliveryError
 from bot.events import Attachment, ChatRef, Message, Outgoing, PersonRef, ReplyRef, SentRef
-from bot.ports import AdapterEnv, Capabilities, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, Grant, IntakeSink, MetricsSource, WatchControl, WatchView
 
 log = logging.getLogger("paibot.web")
 
@@ -53,9 +60,10 @@ PLATFORM = "web"
 BOT_USER_ID = "bot"
 MAX_TEXT_LENGTH = 8000
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+MAX_MEDIA_BYTES = 2 * 1024 * 1024 * 1024
 
 
-class WebAdapter:
+class WebAdapter(WebForgetting):
     """The web group as a ``ChatAdapter`` (and the ``GroupService`` behind its HTTP API)."""
 
     name = PLATFORM
@@ -72,16 +80,30 @@ class WebAdapter:
         public_url: str = "",
         max_text_length: int = MAX_TEXT_LENGTH,
         max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        max_media_bytes: int = MAX_MEDIA_BYTES,
+        metrics: MetricsSource | None = None,
+        guard: WebGuard | None = None,
+        quota_mb: tuple[int, int] = (0, 0),
     ) -> None:
+        """``guard``: the per-client limits and the bot's names (``adapters.web.guard``; default: only the
+        bot's own name is refused as a nickname); ``quota_mb``: storage per group and in all (0: none)."""
         check_exposure(host, access_token)
+        self.metrics = metrics
+        self.serves_metrics = metrics is not None  # GET /metrics, under the API's access rules
         self.bot_name = bot_name
+        self.guard = guard or WebGuard(None, (bot_name,))
+        self._quota_mb = quota_mb
+        self._quota: StorageQuota | None = None
         self.max_text_length = max_text_length
         self.capabilities = Capabilities(
             max_text_length=max_text_length, edit=True, typing=True, links=True, idempotent_sends=True,
             files=True, polls=True,
         )
         self.hub = LiveHub()
-        self.attachments = WebAttachments(Path(data_dir) / "web_files", max_attachment_bytes)
+        self.attachments = WebAttachments(
+            Path(data_dir) / "web_files", max_attachment_bytes, max_media_bytes=max_media_bytes
+        )
+        self.watch = WebWatch(self.hub, PLATFORM)
         self._db_path = Path(data_dir) / "web.db"
         self._host = host
         self._port = port
@@ -89,7 +111,6 @@ class WebAdapter:
         self._public_url = public_url.rstrip("/")
         self._mention = re.compile(rf"(?<![\w@])@{re.escape(bot_name)}(?![\w])", re.IGNORECASE)
         self._store: WebStore | None = None
-        self._signins: SignIns | None = None
         self._sink: IntakeSink | None = None
         self._runner: web.AppRunner | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -108,13 +129,19 @@ class WebAdapter:
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._bound_port or self._port}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.local_url}/metrics" if self.metrics is not None else ""
+
     async def start(self, sink: IntakeSink) -> None:
         """Open the store, re-deliver messages a crash left pending, then listen."""
         if self._runner is not None:
             return
         self._sink = sink
         self._store = await asyncio.to_thread(WebStore, self._db_path)
-        self._signins = await asyncio.to_thread(SignIns, self._db_path)
+        if any(self._quota_mb):
+            group_mb, total_mb = self._quota_mb
+            self._quota = StorageQuota(group_mb * 2**20, total_mb * 2**20, self._store.bytes_used)
         await self.attachments.sweep(self._store)
         await self._redeliver_pending()
         allowed = frozenset({*LOOPBACK_HOSTS, self._host.lower()})
@@ -123,7 +150,8 @@ class WebAdapter:
 
             allowed |= {(urlsplit(self._public_url).hostname or "").lower()}
         app = WebHttp(
-            self, access_token=self._access_token, allowed_hosts=allowed, public_url=self._public_url
+            self, access_token=self._access_token, allowed_hosts=allowed, public_url=self._public_url,
+            guard=self.guard,
         ).build()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
@@ -148,9 +176,6 @@ class WebAdapter:
         store, self._store = self._store, None
         if store is not None:
             await asyncio.to_thread(store.close)
-        signins, self._signins = self._signins, None
-        if signins is not None:
-            await asyncio.to_thread(signins.close)
         self._sink = None
 
     async def _redeliver_pending(self) -> None:
@@ -261,6 +286,22 @@ class WebAdapter:
             raise DeliveryError(f"there is no web group file {att.source[:80]!r}")
         return await self.attachments.read(stored, max_bytes)
 
+    async def attachment_path(self, att: Attachment) -> Path | None:
+        """Where a posted file's bytes lie (``LocalAttachments``): media are read in place, never loaded."""
+        stored = None
+        if valid_file_id(att.source):
+            stored = await asyncio.to_thread(self._require_store().file, att.source, pending_too=True)
+        path = self.attachments.path(stored) if stored is not None else None
+        return path if path is not None and path.is_file() else None
+
+    # ----------------------------------------------------------------- watching together (WatchHost)
+
+    def host_watch(self, control: WatchControl) -> None:
+        self.watch.host_watch(control)
+
+    async def show_watch(self, view: WatchView) -> None:
+        await self.watch.show_watch(view)
+
     async def edit(self, ref: SentRef, text: str) -> None:
         store = self._require_store()
         if not ref.message_id.isdigit():
@@ -284,32 +325,57 @@ class WebAdapter:
         return ChatRef(PLATFORM, group.number, title=group.name)
 
     async def sign_in_link(self, room: ChatRef, member: PersonRef, ttl_s: float) -> str:
-        """A one-time link that signs the browser in as ``member`` and opens ``room``."""
-        if self._signins is None:
+        """A one-time link that makes ``member`` (a web id) a web member, gives the browser its key and opens
+        ``room``."""
+        if self._store is None:
             raise DeliveryError("the web group is not running")
-        token = await asyncio.to_thread(self._signins.issue, member.user_id, member.display_name[:40],
+        token = await asyncio.to_thread(self._store.issue_sign_in, member.user_id, member.display_name[:40],
                                         room.chat_id, ttl_s)
         return f"{self.base_url}/signin/{token}"
 
     async def redeem_sign_in(self, token: str) -> SignedIn | None:
-        if self._signins is None or not token or len(token) > 100:
+        if self._store is None or not token or len(token) > 100:
             return None
-        return await asyncio.to_thread(self._signins.redeem, token)
-
-    async def keyed_member(self, key: str) -> KeyedMember | None:
-        if self._signins is None or not key or len(key) > 200:
-            return None
-        return await asyncio.to_thread(self._signins.member, key)
-
-    async def needs_key(self, author_id: str) -> bool:
-        return self._signins is not None and await asyncio.to_thread(self._signins.keyed, author_id)
+        return await asyncio.to_thread(self._store.redeem_sign_in, token)
 
     # ----------------------------------------------------------------- the page's side (GroupService)
 
-    async def create_group(self, name: str) -> StoredGroup:
-        group = await asyncio.to_thread(self._require_store().create_group, name)
+    async def create_group(self, name: str, creator: StoredMember | None = None) -> StoredGroup:
+        """A new group; the member creating it (if the request carried a key) is its first admin."""
+        store = self._require_store()
+        group = await asyncio.to_thread(store.create_group, name)
+        if creator is not None:
+            await asyncio.to_thread(store.add_admin, group.number, creator.author_id)
         log.info("web group %s created", group.number)
         return group
+
+    async def add_member(self, nickname: str) -> tuple[StoredMember, str]:
+        return await asyncio.to_thread(self._require_store().add_member, nickname)
+
+    async def member_by_key(self, key: str) -> StoredMember | None:
+        return await asyncio.to_thread(self._require_store().member_by_key, key)
+
+    async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember:
+        await asyncio.to_thread(self._require_store().rename_member, member.author_id, nickname)
+        return StoredMember(member.author_id, nickname)
+
+    # ----------------------------------------------------------------- admins (AdminChecker, AdminGranter)
+
+    async def is_chat_admin(self, chat: ChatRef, user: PersonRef) -> bool:
+        """Web identities are proven by member keys, so a group's admins (its creator and whom admins named)
+        are admins for the core too (``/settings``, ``/admin``)."""
+        if self._store is None or chat.platform != PLATFORM or user.platform != PLATFORM:
+            return False
+        return await asyncio.to_thread(self._store.is_admin, chat.chat_id, user.user_id)
+
+    async def grant_admin(self, chat: ChatRef, name: str) -> Grant:
+        """Make the group's member called ``name`` an admin (``/admin add <nickname>``)."""
+        store = self._require_store()
+        found = await asyncio.to_thread(store.posters_named, chat.chat_id, name)
+        if len(found) != 1:
+            return Grant("unknown" if not found else "ambiguous", name)
+        added = await asyncio.to_thread(store.add_admin, chat.chat_id, found[0])
+        return Grant("granted" if added else "already", name)
 
     async def find_group(self, number: str) -> StoredGroup | None:
         return await asyncio.to_thread(self._require_store().group, number)
@@ -333,8 +399,16 @@ class WebAdapter:
     async def drop_uploads(self, staged: Sequence[StagedFile]) -> None:
         await self.attachments.drop(staged)
 
+    def check_served(self, group: StoredGroup) -> None:
+        """Refuse (403) posts to a group the bot does not serve (``access.allowed_groups``): nothing of them
+        is written anywhere, not even here."""
+        serves = getattr(self._sink, "serves", None)
+        if serves is not None and not serves(ChatRef(PLATFORM, group.number)):
+            raise ApiError(403, "this group is not served here (the operator's access.allowed_groups)")
+
     def limits_json(self) -> dict[str, int]:
-        return {"max_file_bytes": self.attachments.max_bytes, "max_files": self.attachments.max_files}
+        return {"max_file_bytes": self.attachments.max_bytes, "max_files": self.attachments.max_files,
+                "max_media_bytes": self.attachments.max_media_bytes}  # fmt: skip
 
     def group_json(self, group: StoredGroup) -> dict[str, Any]:
         return {
@@ -349,13 +423,13 @@ class WebAdapter:
         }
 
     async def post_message(
-        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
         nonce: str | None, uploads: Sequence[StagedFile] = (),
     ) -> dict[str, Any]:
-        """Store a person's message (with its staged ``uploads``, which this call owns from now on) and
+        """Store a member's message (with its staged ``uploads``, which this call owns from now on) and
         commit it to the inbox; returns it once both are durable."""
         try:
-            return await self._post(group, author_id, author_name, text, reply_to, nonce, uploads)
+            return await self._post(group, author.author_id, author.nickname, text, reply_to, nonce, uploads)
         except BaseException:
             await self.attachments.drop(uploads)
             raise
@@ -365,10 +439,10 @@ class WebAdapter:
         nonce: str | None, uploads: Sequence[StagedFile],
     ) -> dict[str, Any]:
         store = self._require_store()
-        if author_id == BOT_USER_ID:
-            raise ApiError(400, f"'author_id' {BOT_USER_ID!r} is reserved for the bot")
+        self.check_served(group)
         if len(uploads) > self.attachments.max_files:
             raise ApiError(413, f"at most {self.attachments.max_files} files per message")
+        await self._within_quota(group, len(text.encode("utf-8")) + sum(u.file.size for u in uploads))
         try:
             files = await self.attachments.commit(uploads)  # bytes durable before any row names them
         except WebFileError as exc:
@@ -391,6 +465,17 @@ class WebAdapter:
         rendered = await self._render(msg)
         await self.hub.push(group.number, {"type": "message", "message": rendered})
         return rendered
+
+    async def _within_quota(self, group: StoredGroup, size: int) -> None:
+        """Refuse (507) a message that would take its group, or the web group as a whole, past its storage."""
+        quota = self._quota
+        if quota is None:
+            return
+        problem = await asyncio.to_thread(quota.problem, group.number, size)
+        if problem:
+            log.info("refused a message in group %s: %s", group.number, problem)
+            raise ApiError(507, problem)
+        quota.added(group.number, size)
 
     async def _commit(self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None) -> None:
         store = self._require_store()
@@ -500,4 +585,15 @@ def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
         access_token=cfg.access_token,
         public_url=cfg.public_url,
         max_attachment_bytes=env.max_attachment_bytes,
+        max_media_bytes=cfg.max_media_bytes,
+        metrics=env.metrics,
+        guard=WebGuard(
+            ClientLimits(ClientRules(
+                sockets=cfg.sockets_per_client, socket_messages_per_s=cfg.socket_messages_per_s,
+                posts_per_s=cfg.posts_per_s, groups_per_hour=cfg.groups_per_client_per_hour,
+                misses_per_hour=cfg.missed_lookups_per_client_per_hour,
+            )),
+            (env.bot_name, *env.bot_aliases), trust_forwarded_for=cfg.trust_forwarded_for,
+        ),
+        quota_mb=(cfg.group_storage_mb, cfg.storage_mb),
     )

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from adapters.web.files import SNIFF_BYTES, BlobDir, WebFileError, new_file_id, safe_file_name, sniff
+from adapters.web.files import (
+    SNIFF_BYTES,
+    BlobDir,
+    WebFileError,
+    new_file_id,
+    safe_file_name,
+    sniff,
+    sniff_media,
+)
 from adapters.web.http import ApiError
 from adapters.web.store import NewFile, StoredFile, WebStore
 from bot.errors import DeliveryError
@@ -43,29 +51,37 @@ class StagedFile:
 class WebAttachments:
     """Owns ``<data_dir>/web_files``; see the module docstring."""
 
-    def __init__(self, root: Path, max_bytes: int, max_files: int = MAX_FILES_PER_MESSAGE) -> None:
+    def __init__(
+        self, root: Path, max_bytes: int, max_files: int = MAX_FILES_PER_MESSAGE, max_media_bytes: int = 0
+    ) -> None:
         self.blobs = BlobDir(root)
         self.max_bytes = max_bytes
         self.max_files = max_files
+        # Videos and audio (to watch together) have their own, larger limit; 0 means the file limit.
+        self.max_media_bytes = max(max_media_bytes, max_bytes)
 
     # ----------------------------------------------------------------- writing
 
     async def stage_upload(
         self, group: str, name: str | None, declared_mime: str | None, chunks: AsyncIterator[bytes]
     ) -> StagedFile:
-        """Write an uploaded file to a temp file; ``ApiError(413)`` (nothing kept) past ``max_bytes``."""
+        """Write an uploaded file to a temp file; ``ApiError(413)`` (nothing kept) past ``max_bytes`` (past
+        ``max_media_bytes`` for a file whose first bytes say video or audio)."""
         temp = await asyncio.to_thread(self.blobs.stage, group)
         size = 0
         head = b""
+        limit = self.max_bytes
         try:
             handle: BinaryIO = await asyncio.to_thread(temp.open, "wb")
             try:
                 async for chunk in chunks:
                     size += len(chunk)
-                    if size > self.max_bytes:
-                        raise ApiError(413, f"a file is larger than the {self.max_bytes}-byte limit")
                     if len(head) < SNIFF_BYTES:
                         head += chunk[: SNIFF_BYTES - len(head)]
+                        if len(head) >= SNIFF_BYTES and sniff_media(head, name or "", declared_mime):
+                            limit = self.max_media_bytes
+                    if size > limit:
+                        raise ApiError(413, f"a file is larger than the {limit}-byte limit")
                     await asyncio.to_thread(handle.write, chunk)
             finally:
                 await asyncio.to_thread(handle.close)

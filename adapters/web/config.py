@@ -16,6 +16,23 @@ class WebAdapterSettings:
     port: int = 8765
     access_token: str = ""
     public_url: str = ""
+    max_media_bytes: int = 2 * 1024 * 1024 * 1024  # a video or audio file to watch together
+    # Per client (address; see adapters.web.guard), what a hostile page or script may do at most; 0: no limit.
+    trust_forwarded_for: bool = False  # behind a reverse proxy: the client is X-Forwarded-For's last address
+    sockets_per_client: int = 20
+    socket_messages_per_s: float = 2.0  # typing notices, player commands and clock pings, all of a client's sockets
+    posts_per_s: float = 1.0  # messages posted (and members made) per client (bursts of 30 allowed)
+    groups_per_client_per_hour: int = 5
+    missed_lookups_per_client_per_hour: int = 60  # group numbers or invites asked for that do not exist
+    # Storage quotas (0: none): one group holds a film or two to watch together; all groups stay bounded.
+    group_storage_mb: int = 5000
+    storage_mb: int = 20000
+
+
+_LIMITS = (  # keys that must not be negative
+    "sockets_per_client", "socket_messages_per_s", "posts_per_s", "groups_per_client_per_hour",
+    "missed_lookups_per_client_per_hour", "group_storage_mb", "storage_mb",
+)
 
 
 def validate(cfg: WebAdapterSettings, path: str) -> None:
@@ -24,3 +41,6 @@ def validate(cfg: WebAdapterSettings, path: str) -> None:
             f"{path}.access_token",
             f"binding the web group to {cfg.host} exposes it to the network; set an access_token first",
         )
+    for key in _LIMITS:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{path}.{key}", "must not be negative (0 means no limit)")

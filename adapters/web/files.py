@@ -38,6 +38,12 @@ _IMAGE_MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
     (b"GIF89a", 0, "image/gif", "gif"),
 )
 SNIFF_BYTES = 16
+# Media a player of the page may stream (``adapters.web.watch``), by what the first bytes say. Anything else
+# stays a plain file, whatever type or name the client gave it.
+MEDIA_TYPES = frozenset({
+    "video/mp4", "video/webm", "video/ogg", "video/quicktime", "video/x-matroska",
+    "audio/mpeg", "audio/mp4", "audio/ogg", "audio/webm", "audio/wav", "audio/flac", "audio/aac",
+})  # fmt: skip
 # Served with their own type (as downloads); anything else goes out as application/octet-stream, so a file
 # can never be rendered as a page or script of this origin.
 _PLAIN_DOWNLOAD_TYPES = frozenset({
@@ -56,7 +62,7 @@ class WebFileError(PaibotError):
 
 @dataclass(frozen=True, slots=True)
 class SniffedType:
-    kind: str  # "image" | "file"
+    kind: str  # "image" | "video" | "audio" | "file"
     mime: str
 
 
@@ -96,6 +102,9 @@ def sniff(head: bytes, name: str, declared: str | None) -> SniffedType:
         return SniffedType("image", "image/webp")
     if head.startswith(b"%PDF-"):
         return SniffedType("file", "application/pdf")
+    media = sniff_media(head, name, declared)
+    if media is not None:
+        return media
     claimed = (declared or "").split(";", 1)[0].strip().lower()
     if _MIME.match(claimed) and not claimed.startswith("image/") and claimed != "application/octet-stream":
         return SniffedType("file", claimed)
@@ -103,6 +112,39 @@ def sniff(head: bytes, name: str, declared: str | None) -> SniffedType:
     if guessed and not guessed.startswith("image/"):
         return SniffedType("file", guessed)
     return SniffedType("file", "application/octet-stream")
+
+
+def sniff_media(head: bytes, name: str, declared: str | None) -> SniffedType | None:
+    """Video or audio by magic bytes (the name or declared type only chooses between video and audio where
+    the container holds either: MP4, WebM/Matroska, Ogg)."""
+    lower = name.lower()
+    claimed = (declared or "").split(";", 1)[0].strip().lower()
+    audio_hint = claimed.startswith("audio/") or lower.endswith((".m4a", ".mp3", ".ogg", ".oga", ".opus", ".weba"))
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"M4A ", b"M4B ") or audio_hint:
+            return SniffedType("audio", "audio/mp4")
+        return SniffedType("video", "video/quicktime" if brand == b"qt  " else "video/mp4")
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        if audio_hint:
+            return SniffedType("audio", "audio/webm")
+        return SniffedType("video", "video/x-matroska" if lower.endswith((".mkv", ".mka")) else "video/webm")
+    if head.startswith(b"OggS"):
+        return SniffedType("video", "video/ogg") if lower.endswith(".ogv") else SniffedType("audio", "audio/ogg")
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06):
+        return SniffedType("audio", "audio/mpeg")  # MP3 (ID3 tag or an MPEG audio frame header)
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return SniffedType("audio", "audio/aac")  # ADTS
+    if head.startswith(b"fLaC"):
+        return SniffedType("audio", "audio/flac")
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return SniffedType("audio", "audio/wav")
+    return None
+
+
+def media_type(kind: str, mime: str) -> str | None:
+    """The Content-Type to stream a stored media file with (players need it inline), or None."""
+    return mime if kind in ("video", "audio") and mime in MEDIA_TYPES else None
 
 
 def inline_type(kind: str, mime: str) -> str | None:

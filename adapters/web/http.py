@@ -6,34 +6,44 @@ Routes (``{group}`` is a group's number):
     GET  /static/{app.js,app.css}          its script and style
     GET  /api/info                         {"bot_name", "max_text_length", "max_file_bytes", "max_files"}
     GET  /api/i18n?lang=zh-CN              {"locale", "messages": {English: translation}} for the page
-    POST /api/groups                       {"name"} -> 201 group
+    POST /api/members                      {"nickname"} -> 201 {"author_id", "nickname", "key"} (+ cookie)
+    GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
+    PATCH /api/members/me                  {"nickname"} -> the renamed member
+    POST /api/groups                       {"name"} -> 201 group (a member creating it is its first admin)
     GET  /api/groups/{group}               group
     GET  /api/invites/{invite}             group
-    POST /api/groups/{group}/messages      {"author", "text", "author_id"?, "reply_to"?, "nonce"?} -> message
-                                           or multipart/form-data: the same fields plus 1..max_files
-                                           ``file`` parts (text may then be empty); 413 past the limits
+    POST /api/groups/{group}/messages      {"text", "reply_to"?, "nonce"?, "author_id"?} -> message, as the
+                                           member whose key is sent; or multipart/form-data: the same
+                                           fields plus 1..max_files ``file`` parts (text may then be
+                                           empty); 413 past the limits
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
     GET  /signin/{token}                   a one-time sign-in link the bot sent privately: sets the member
                                            key cookie and opens the pai's group (410 when used or expired)
-    GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
+    GET  /api/media/{id}, /api/groups/{group}/watch...   watching together (``adapters.web.watch``)
+    GET  /metrics                          the bot's Prometheus metrics (same access rules as the API)
 
 Every API error is JSON ``{"error": "..."}`` with a 4xx/5xx status; nothing a client sends can crash the
 server. Security: with an access token configured, every API call and socket needs it (``Authorization:
 Bearer``, ``?token=`` or the cookie the page sets); without one (loopback only) the Host header must name a
 loopback address (DNS rebinding) and a browser ``Origin`` must match the host (cross-site requests).
+
+Identity: posting (messages, votes, commands) needs a member key: ``Authorization: Member <key>`` or the
+HttpOnly cookie set when the page picks a nickname (``POST /api/members``). The message's author is the
+key's member; naming another ``author_id`` is refused with 403, posting without a key with 401.
 Files are served with ``nosniff``, a sandboxing CSP, and ``Content-Disposition: attachment`` unless they are
 one of the four sniffed image types; HTML and SVG are never rendered by this origin.
 
-Members signed in by a link (``adapters.web.signin``) post with their member key (the HttpOnly cookie, or
-``Authorization: Member <key>``); their user id without its key is refused with 403.
+A member of another platform signed in by a one-time link (``adapters.web.signin``, ``/signin/{token}``) is
+a member like the others: the link gives the browser a key (the same cookie) for the web id linked to her.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -41,19 +51,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
+from adapters.web.guard import BadJson, WebGuard, strict_json
 from adapters.web.live import LiveHub
+from adapters.web.members import StoredMember
 from adapters.web.store import StoredFile, StoredGroup
-from bot.i18n import SOURCE_LOCALE, Catalogs
+from adapters.web.watch import WebWatch
+from bot.i18n import N_, SOURCE_LOCALE, Catalogs, Text
+from bot.ports import MetricsSource
 
 if TYPE_CHECKING:
     from aiohttp import BodyPartReader
 
     from adapters.web.attachments import StagedFile
-    from adapters.web.signin import KeyedMember, SignedIn
+    from adapters.web.signin import SignedIn
 
 log = logging.getLogger("paibot.web")
 
@@ -70,16 +84,29 @@ LOOPBACK_HOSTS = frozenset(LOOPBACK)
 STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {
     "app.js": "text/javascript", "media.js": "text/javascript", "i18n.js": "text/javascript", "app.css": "text/css",
+    "watch.js": "text/javascript", "watch.css": "text/css",
 }
-_AUTHOR_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-class ApiError(Exception):
-    """A request the API refuses; becomes ``{"error": message}`` with ``status``."""
+# A socket whose client keeps sending past its limit (a page sends a typing notice every few seconds) is
+# closed after this many messages dropped in a row, so a flood costs the server a reconnect, not a frame read.
+MAX_DROPPED_IN_A_ROW = 100
+_HANG_UP_S = 0.05  # how long closing such a socket may take
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+# Refusals a person may read on the page (translated into the request's language).
+_TOO_MANY_GROUPS = Text(N_("This address has created its share of groups for now; try again later."))
+_TOO_MANY_MISSES = Text(N_("Too many addresses that lead to no group came from here; try again later."))
+_TOO_FAST = Text(N_("You are posting too fast; wait a moment."))
+
+
+class ApiError(Exception):
+    """A request the API refuses; becomes ``{"error": message}`` with ``status``. A ``Text`` message (one a
+    person may read on the page) is translated into the request's language (``?lang=`` or
+    ``Accept-Language``)."""
+
+    def __init__(self, status: int, message: str | Text) -> None:
+        super().__init__(str(message))
         self.status = status
         self.message = message
 
@@ -90,8 +117,18 @@ class GroupService(Protocol):
     bot_name: str
     max_text_length: int
     hub: LiveHub
+    watch: WebWatch
+    metrics: MetricsSource | None
 
-    async def create_group(self, name: str) -> StoredGroup: ...
+    async def create_group(self, name: str, creator: StoredMember | None = None) -> StoredGroup: ...
+
+    async def add_member(self, nickname: str) -> tuple[StoredMember, str]:
+        """A new member and its secret key."""
+        ...
+
+    async def member_by_key(self, key: str) -> StoredMember | None: ...
+
+    async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember: ...
 
     async def find_group(self, number: str) -> StoredGroup | None: ...
 
@@ -100,7 +137,7 @@ class GroupService(Protocol):
     def group_json(self, group: StoredGroup) -> dict[str, Any]: ...
 
     async def post_message(
-        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
         nonce: str | None, uploads: Sequence[StagedFile] = (),
     ) -> dict[str, Any]:
         """Store and commit a message; owns ``uploads`` from the call on (removes them if it fails)."""
@@ -123,13 +160,12 @@ class GroupService(Protocol):
     def limits_json(self) -> dict[str, int]: ...
 
     async def redeem_sign_in(self, token: str) -> SignedIn | None:
-        """Use a one-time sign-in token: the member and a new member key, or None (used, expired, unknown)."""
+        """Use a one-time sign-in token: the member (made, or given a new key) and its key, or None (used,
+        expired, unknown)."""
         ...
 
-    async def keyed_member(self, key: str) -> KeyedMember | None: ...
-
-    async def needs_key(self, author_id: str) -> bool:
-        """Whether ``author_id`` may post only with one of its member keys."""
+    def check_served(self, group: StoredGroup) -> None:
+        """Raise ``ApiError(403)`` for a group the bot does not serve (nothing of it may be stored)."""
         ...
 
 
@@ -171,21 +207,16 @@ def parse_id(value: Any, field: str) -> int:
     return value
 
 
-def default_author_id(nickname: str) -> str:
-    """Scripts that send only a nickname get an identity derived from it (stable, but not private)."""
-    import hashlib
-
-    return "nick-" + hashlib.sha256(nickname.casefold().encode()).hexdigest()[:16]
-
-
 async def read_json(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
+    except (ConnectionError, EOFError) as exc:
+        raise ApiError(400, "the request body was cut short") from exc
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = strict_json(raw)
+    except BadJson as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -235,9 +266,11 @@ class WebHttp:
     """Builds the aiohttp application around a ``GroupService``."""
 
     def __init__(
-        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = ""
+        self, service: GroupService, *, access_token: str, allowed_hosts: frozenset[str], public_url: str = "",
+        guard: WebGuard | None = None,
     ) -> None:
         self.service = service
+        self.guard = guard or WebGuard(None, (service.bot_name,))
         self.access_token = access_token
         self.allowed_hosts = allowed_hosts
         # Behind a reverse proxy the page's origin is the public address, whatever Host the proxy forwards.
@@ -256,6 +289,9 @@ class WebHttp:
         r.add_get("/static/{name}", self.static)
         r.add_get("/api/info", self.info)
         r.add_get("/api/i18n", self.translations)
+        r.add_post("/api/members", self.create_member)
+        r.add_get("/api/members/me", self.get_me)
+        r.add_patch("/api/members/me", self.rename_me)
         r.add_post("/api/groups", self.create_group)
         r.add_get("/api/groups/{group}", self.get_group)
         r.add_get("/api/invites/{invite}", self.get_invite)
@@ -264,7 +300,9 @@ class WebHttp:
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
         r.add_get("/signin/{token}", self.sign_in)
-        r.add_get("/api/members/me", self.get_me)
+        self.service.watch.add_routes(r, self.service)
+        if getattr(self.service, "metrics", None) is not None:
+            r.add_get("/metrics", self.metrics)
         return app
 
     # ----------------------------------------------------------------- middlewares
@@ -274,11 +312,26 @@ class WebHttp:
         try:
             return await handler(request)
         except ApiError as exc:
-            return web.json_response({"error": exc.message}, status=exc.status)
+            return web.json_response({"error": self._say(request, exc.message)}, status=exc.status)
         except web.HTTPException as exc:
             if not request.path.startswith("/api/") or exc.status < 400:
                 raise
             return web.json_response({"error": exc.reason}, status=exc.status)
+        except (ConnectionError, EOFError) as exc:  # the client went away mid-request: nothing to answer
+            log.info("%s %s: the client went away (%s)", request.method, request.path, type(exc).__name__)
+            return web.json_response({"error": "the request was cut short"}, status=400)
+        except Exception:  # never a plain-text 500: log it and answer in JSON like every other error
+            if not request.path.startswith("/api/"):
+                raise
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"error": "internal error"}, status=500)
+
+    def _say(self, request: web.Request, message: str | Text) -> str:
+        if not isinstance(message, Text):
+            return message
+        wanted = request.query.get("lang") or request.headers.get("Accept-Language", "").split(",")[0]
+        locale = self._catalogs.resolve(wanted.split(";")[0][:35]) or SOURCE_LOCALE
+        return self._catalogs.translator(locale).render(message)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -289,7 +342,8 @@ class WebHttp:
         trusted = {request.host.lower(), self.public_origin} - {""}
         if origin and urlsplit(origin).netloc.lower() not in trusted:
             raise ApiError(403, "cross-site requests are not allowed")
-        if request.path.startswith("/api/") and self.access_token and not self._authorised(request):
+        guarded = request.path.startswith("/api/") or request.path == "/metrics"
+        if guarded and self.access_token and not self._authorised(request):
             raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)")
         if request.path.startswith(("/g/", "/join/")) or request.path == "/":
             token = request.query.get("token")
@@ -317,7 +371,8 @@ class WebHttp:
             resp.headers.setdefault(
                 "Content-Security-Policy",
                 f"default-src 'self'; connect-src 'self' ws://{request.host} wss://{request.host}; "
-                "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+                "img-src 'self' data: blob:; media-src 'self' https: http: blob:; object-src 'none'; "
+                "base-uri 'none'; frame-ancestors 'none'",
             )
             resp.headers.setdefault("X-Content-Type-Options", "nosniff")
             resp.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -337,6 +392,11 @@ class WebHttp:
 
     # ----------------------------------------------------------------- API
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        source = self.service.metrics
+        assert source is not None
+        return web.Response(body=await source.render(), headers={"Content-Type": source.content_type})
+
     async def info(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"bot_name": self.service.bot_name, "max_text_length": self.service.max_text_length,
@@ -349,7 +409,40 @@ class WebHttp:
         messages = self._catalogs.messages(locale, suffixes=(".js", ".html"))
         return web.json_response({"locale": locale.replace("_", "-"), "messages": messages})
 
-    # ----------------------------------------------------------------- members signed in by a link
+    # ----------------------------------------------------------------- members
+
+    async def _member(self, request: web.Request) -> StoredMember | None:
+        """The member whose key the request carries (``Authorization: Member <key>``, else the cookie)."""
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("member ") else ""
+        key = key or request.cookies.get(MEMBER_COOKIE, "")
+        if not key or len(key) > 200:
+            return None
+        return await self.service.member_by_key(key)
+
+    async def _required_member(self, request: web.Request) -> StoredMember:
+        member = await self._member(request)
+        if member is None:
+            raise ApiError(401, "a member key is required: get one with POST /api/members {\"nickname\": ...} "
+                                "and send it as 'Authorization: Member <key>'")
+        return member
+
+    def _nickname(self, data: dict[str, Any]) -> str:
+        nickname = clean_line(data.get("nickname"), "nickname", MAX_NICK_CHARS)
+        problem = self.guard.nickname_problem(nickname)  # the bot's names and what looks like them
+        if problem:
+            raise ApiError(400, problem)
+        return nickname
+
+    async def create_member(self, request: web.Request) -> web.Response:
+        self._limit(request, "post", _TOO_FAST)  # members cost a row each: no faster than posts
+        nickname = self._nickname(await read_json(request))
+        member, key = await self.service.add_member(nickname)
+        body = {"author_id": member.author_id, "nickname": member.nickname, "key": key}
+        resp = web.json_response(body, status=201)
+        resp.set_cookie(MEMBER_COOKIE, key, httponly=True, samesite="Strict", path="/",
+                        max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
+        return resp
 
     async def sign_in(self, request: web.Request) -> web.Response:
         signed = await self.service.redeem_sign_in(request.match_info["token"])
@@ -364,42 +457,65 @@ class WebHttp:
                         max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
         return resp
 
-    async def _member(self, request: web.Request) -> KeyedMember | None:
-        """The member whose key the request carries (``Authorization: Member <key>``, else the cookie)."""
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("member ") else ""
-        return await self.service.keyed_member(key or request.cookies.get(MEMBER_COOKIE, ""))
-
     async def get_me(self, request: web.Request) -> web.Response:
+        """The member of the key sent; 204 when there is none (not an error: the page has not picked a
+        nickname yet)."""
         member = await self._member(request)
         if member is None:
             return web.Response(status=204)
         return web.json_response({"author_id": member.author_id, "nickname": member.nickname})
 
+    async def rename_me(self, request: web.Request) -> web.Response:
+        member = await self._required_member(request)
+        renamed = await self.service.rename_member(member, self._nickname(await read_json(request)))
+        return web.json_response({"author_id": renamed.author_id, "nickname": renamed.nickname})
+
+    # ----------------------------------------------------------------- groups and messages
+
     async def create_group(self, request: web.Request) -> web.Response:
+        self._limit(request, "new_group", _TOO_MANY_GROUPS)
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
-        group = await self.service.create_group(name)
+        group = await self.service.create_group(name, await self._member(request))
         return web.json_response(self.service.group_json(group), status=201)
 
     async def _group(self, request: web.Request) -> StoredGroup:
         number = request.match_info["group"]
+        client = self._may_look_up(request)
         group = await self.service.find_group(number) if number.isdigit() else None
         if group is None:
+            self._missed(client)
             raise ApiError(404, f"there is no group {number[:20]!r}")
         return group
+
+    def _may_look_up(self, request: web.Request) -> str:
+        """The client, once it is known not to have used up its lookups of groups that do not exist
+        (otherwise a 429, whether or not the group asked for exists: probing numbers learns nothing)."""
+        client, limits = self._client(request), self.guard.limits
+        if limits is not None and not limits.may_look_up(client):
+            raise ApiError(429, _TOO_MANY_MISSES)
+        return client
+
+    def _missed(self, client: str) -> None:
+        if self.guard.limits is not None:
+            self.guard.limits.missed(client)
 
     async def get_group(self, request: web.Request) -> web.Response:
         return web.json_response(self.service.group_json(await self._group(request)))
 
     async def get_invite(self, request: web.Request) -> web.Response:
+        client = self._may_look_up(request)
         group = await self.service.find_invite(request.match_info["invite"][:64])
         if group is None:
+            self._missed(client)
             raise ApiError(404, "this invite link is not valid")
         return web.json_response(self.service.group_json(group))
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
+        self._limit(request, "post", _TOO_FAST)  # before reading the body
+        member = await self._required_member(request)
+        self.service.check_served(group)
         if request.content_type == "multipart/form-data":
             data, uploads = await self._read_upload(request, group)
         elif request.content_type == "application/x-www-form-urlencoded":  # a form without files
@@ -407,31 +523,23 @@ class WebHttp:
         else:
             data, uploads = await read_json(request), []
         try:
-            return await self._post(group, data, uploads, await self._member(request))
+            return await self._post(group, member, data, uploads)
         except BaseException:
             await self.service.drop_uploads(uploads)
             raise
 
     async def _post(
-        self, group: StoredGroup, data: dict[str, Any], uploads: list[StagedFile], member: KeyedMember | None
+        self, group: StoredGroup, member: StoredMember, data: dict[str, Any], uploads: list[StagedFile]
     ) -> web.Response:
-        if member is not None and data.get("author_id") in (None, "", member.author_id):
-            author_id, nickname = member.author_id, member.nickname  # signed in by a link: as that member
-        else:
-            nickname = clean_line(data.get("author"), "author", MAX_NICK_CHARS)
-            if nickname.casefold() == self.service.bot_name.casefold():
-                raise ApiError(400, f"the nickname {nickname!r} belongs to the bot; pick another one")
-            author_id = data.get("author_id") or default_author_id(nickname)
-            if not isinstance(author_id, str) or not _AUTHOR_ID.match(author_id):
-                raise ApiError(400, "'author_id' must be 4-64 letters, digits, '-' or '_'")
-            if await self.service.needs_key(author_id):
-                raise ApiError(403, "this member signed in with a link: post with its member key")
+        claimed = data.get("author_id")
+        if claimed not in (None, "", member.author_id):
+            raise ApiError(403, "this member key belongs to another author_id: nobody can post as someone else")
         text = clean_text(data.get("text"), self.service.max_text_length, allow_empty=bool(uploads))
         reply_to = None if data.get("reply_to") in (None, "") else parse_id(data["reply_to"], "reply_to")
         nonce = data.get("nonce")
         if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= 64):
             raise ApiError(400, "'nonce' must be text of 1-64 characters")
-        message = await self.service.post_message(group, author_id, nickname, text, reply_to, nonce, uploads)
+        message = await self.service.post_message(group, member, text, reply_to, nonce, uploads)
         return web.json_response(message)
 
     async def _read_upload(
@@ -440,7 +548,9 @@ class WebHttp:
         """The fields and staged files of a multipart message; on any refusal nothing staged is kept."""
         limits = self.service.limits_json()
         max_files, max_bytes = limits["max_files"], limits["max_file_bytes"]
-        most = max_files * (max_bytes + 4096) + MAX_BODY_BYTES  # 4 KiB per file for its part headers
+        max_media = limits.get("max_media_bytes", max_bytes)
+        # 4 KiB per file for its part headers; one of the files may be a video or audio file (its own limit).
+        most = max_files * (max_bytes + 4096) + max(0, max_media - max_bytes) + MAX_BODY_BYTES
         if request.content_length is not None and request.content_length > most:
             raise ApiError(413, f"the upload is too large (at most {max_files} files of {max_bytes} bytes)")
         fields: dict[str, Any] = {}
@@ -460,6 +570,8 @@ class WebHttp:
                     # Browsers escape '"' and line breaks as %22/%0A, some clients every non-ASCII byte.
                     name = unquote(part.filename or "", errors="replace")
                     uploads.append(await self.service.stage_upload(group, name, mime, _chunks(part)))
+                    if sum(u.file.kind in ("video", "audio") for u in uploads) > 1:
+                        raise ApiError(413, "at most one video or audio file per message")
                 elif part.name in ("author", "author_id", "text", "reply_to", "nonce"):
                     fields[part.name] = await _field(part)
                 else:
@@ -501,26 +613,66 @@ class WebHttp:
 
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
         group = await self._group(request)
-        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
-        await ws.prepare(request)
-        hub = self.service.hub
-        hub.join(group.number, ws)
+        member = await self._member(request)  # the page's cookie (or a key): who steers a player from here
+        client, limits = self._client(request), self.guard.limits
+        if limits is not None and not limits.open_socket(client):
+            raise ApiError(429, Text(N_("At most {n} live connections per address."), n=limits.rules.sockets))
         try:
-            await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_socket_text(group.number, ws, msg.data)
+            ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
+            await ws.prepare(request)
+            hub = self.service.hub
+            hub.join(group.number, ws)
+            try:
+                await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
+                dropped = 0  # messages past the client's limit in a row
+                async for msg in ws:
+                    if msg.type != WSMsgType.TEXT:
+                        continue
+                    if limits is None or limits.socket_message(client):
+                        dropped = 0
+                        await self._on_socket_text(group.number, ws, msg.data, member)
+                    elif (dropped := dropped + 1) > MAX_DROPPED_IN_A_ROW:  # a flood, not a page: hang up
+                        log.info("closed a web socket of group %s: its client sends too much", group.number)
+                        await _hang_up(ws)
+                        break
+            finally:
+                hub.leave(group.number, ws)
         finally:
-            hub.leave(group.number, ws)
+            if limits is not None:
+                limits.close_socket(client)
         return ws
 
-    async def _on_socket_text(self, group: str, ws: web.WebSocketResponse, raw: str) -> None:
-        """Clients may announce that a person is typing; anything else is ignored."""
+    def _client(self, request: web.Request) -> str:
+        return self.guard.client(request.remote, request.headers.get("X-Forwarded-For"))
+
+    def _limit(self, request: web.Request, what: str, why: Text) -> None:
+        """Raise a 429 when the client is past its limit for ``what`` (a ``ClientLimits`` method)."""
+        limits = self.guard.limits
+        if limits is not None and not getattr(limits, what)(self._client(request)):
+            raise ApiError(429, why)
+
+    async def _on_socket_text(
+        self, group: str, ws: web.WebSocketResponse, raw: str, member: StoredMember | None
+    ) -> None:
+        """Clients may announce that a person is typing, and players talk to their watch session
+        (``adapters.web.watch``, as the socket's member); anything else is ignored."""
         try:
-            data = json.loads(raw)
-            if not isinstance(data, dict) or data.get("type") != "typing":
+            data = strict_json(raw.encode("utf-8", "surrogatepass"))
+            if not isinstance(data, dict):
                 return
-            name = clean_line(data.get("name"), "name", MAX_NICK_CHARS)
-        except (json.JSONDecodeError, ApiError):
+            if await self.service.watch.on_socket(group, ws, data, member) or data.get("type") != "typing":
+                return
+        except BadJson:
             return
-        await self.service.hub.push(group, {"type": "typing", "name": name, "is_bot": False}, skip=ws)
+        if member is None:  # only members type, under their own nickname (never one the socket claims)
+            return
+        await self.service.hub.push(group, {"type": "typing", "name": member.nickname, "is_bot": False}, skip=ws)
+
+
+async def _hang_up(ws: web.WebSocketResponse) -> None:
+    """Close a flooding socket: send the close frame (1008), then stop at once instead of reading what the
+    client goes on sending until it answers the close (aiohttp waits up to 10 s for that, reading every frame)."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        async with asyncio.timeout(_HANG_UP_S):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+

@@ -2,13 +2,14 @@
 
 A message's JSON is what the page draws and what scripts read:
 
-    {"id", "group", "author", "author_name", "author_id", "is_bot", "text", "sent_at", "edited",
-     "reply_to": {"id", "author", "is_bot", "text", "image": "/api/files/<id>" | null} | null,
+    {"id", "group", "author", "author_name", "author_id", "is_bot", "text", "sent_at", "edited", "removed",
+     "reply_to": {"id", "author", "is_bot", "text", "removed", "image": "/api/files/<id>" | null} | null,
      "files": [{"id", "name", "mime", "kind": "image"|"file", "size", "url": "/api/files/<id>"}],
      "poll": {"question", "options", "multiple", "closes_at" | null, "vote_text": "vote {n}"} | null}
 
 A poll is voted by replying to its message with ``vote_text`` (``{n}`` the 1-based option number); the
-page's buttons do exactly that.
+page's buttons do exactly that. A forgotten message (``removed``) has no text, author name, files or poll:
+the page shows "message removed" in its place.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def message_json(
         images = [file_json(f) for f in target_files]
         image = next((f["url"] for f in images if f["kind"] == "image"), None)  # a reply to a photo shows it
         reply = {"id": target.id, "author": target.author_name, "is_bot": target.is_bot,
-                 "text": target.text[:QUOTE_CHARS], "image": image}  # fmt: skip
+                 "text": target.text[:QUOTE_CHARS], "image": image, "removed": target.removed}  # fmt: skip
+    if msg.removed:
+        files, poll = (), None
     return {
         "id": msg.id,
         "group": msg.group,
@@ -49,6 +52,7 @@ def message_json(
         "sent_at": msg.sent_at.isoformat(),
         "reply_to": reply,
         "edited": msg.edited,
+        "removed": msg.removed,
         "files": [file_json(f) for f in files],
         "poll": poll_json(poll),
     }

@@ -10,9 +10,19 @@ core's memory. Contract:
   be handed to the inbox; ``discard`` removes a message the inbox refused.
 * Bot messages are written visible at once and are unique per idempotency key.
 * Message ids grow monotonically across the whole store, so ``after=<id>`` paging is exact.
+* Members (``adapters.web.members``): a person gets an ``author_id`` and a secret key when they first pick a nickname
+  (``add_member``); only the key's SHA-256 is stored, and ``member_by_key`` is how a request proves who
+  it is. A group's creator is its first admin (``group_admins``); admins can make other members admins.
+  A member of another platform becomes one through a one-time sign-in link (``adapters.web.signin``,
+  ``signin_tokens``).
 * A message's files (``StoredFile`` rows; the bytes live in ``adapters.web.files.BlobDir``) are written in
   the same transaction as the message, and ``discard`` removes them with it. A bot message may carry a
   poll (``StoredPoll``), written in that transaction too.
+* Forgetting (``redact``, ``expire``): a forgotten message keeps its row and id as an empty placeholder
+  (``removed``: no text, no author name, no files, no poll), so the conversation around it still reads
+  right ("message removed"); retention deletes old rows outright. Both return the removed files, whose
+  bytes the caller deletes. ``secure_delete`` overwrites what was removed instead of leaving it in free
+  pages.
 """
 
 from __future__ import annotations
@@ -20,12 +30,14 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Sequence
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from adapters.web.members import MemberTables
+from adapters.web.signin import SIGNIN_SCHEMA, SignInTables
 from bot.errors import PaibotError
 
 _SCHEMA = """
@@ -47,7 +59,8 @@ CREATE TABLE IF NOT EXISTS messages (
     edited INTEGER NOT NULL DEFAULT 0,
     delivered INTEGER NOT NULL DEFAULT 1,
     nonce TEXT,
-    idem_key TEXT
+    idem_key TEXT,
+    removed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_grp_id ON messages (grp, id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_nonce ON messages (grp, nonce) WHERE nonce IS NOT NULL;
@@ -63,6 +76,17 @@ CREATE TABLE IF NOT EXISTS files (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_message ON files (message_id, pos);
+CREATE TABLE IF NOT EXISTS members (
+    author_id TEXT PRIMARY KEY,
+    nickname TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,          -- sha256 of the member key: the key itself is never stored
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_admins (
+    grp TEXT NOT NULL,
+    author_id TEXT NOT NULL,
+    PRIMARY KEY (grp, author_id)
+);
 CREATE TABLE IF NOT EXISTS polls (
     message_id INTEGER PRIMARY KEY,
     question TEXT NOT NULL,
@@ -73,11 +97,13 @@ CREATE TABLE IF NOT EXISTS polls (
 """
 _FILE_COLUMNS = "id, message_id, grp, pos, kind, name, mime, size"
 
-_COLUMNS = "id, grp, author_id, author_name, is_bot, text, sent_at, reply_to, edited, delivered, nonce"
+_COLUMNS = "id, grp, author_id, author_name, is_bot, text, sent_at, reply_to, edited, delivered, nonce, removed"
 
 
 class WebStoreError(PaibotError):
     """The web group's store failed (disk full, corrupt file)."""
+
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +127,7 @@ class StoredMessage:
     edited: bool = False
     delivered: bool = True
     nonce: str | None = None
+    removed: bool = False  # forgotten: an empty placeholder
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +190,11 @@ def _message(row: tuple) -> StoredMessage:
         edited=bool(row[8]),
         delivered=bool(row[9]),
         nonce=row[10],
+        removed=bool(row[11]),
     )
 
 
-class WebStore:
+class WebStore(MemberTables, SignInTables):
     """SQLite store of web groups and messages (see the module docstring for the contract)."""
 
     def __init__(self, path: Path) -> None:
@@ -178,7 +206,12 @@ class WebStore:
             # FULL: a 200 to the poster promises the message survives a power cut, not only a crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(SIGNIN_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+            if "removed" not in columns:  # a store from before messages could be forgotten
+                self._db.execute("ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise WebStoreError(f"cannot open the web group store at {path}: {exc}") from exc
 
@@ -202,7 +235,7 @@ class WebStore:
         with self._lock:
             for _ in range(50):
                 number = str(100000 + secrets.randbelow(900000))
-                invite = secrets.token_urlsafe(12)
+                invite = secrets.token_urlsafe(16)  # 128 bits
                 try:
                     self._run(
                         "INSERT INTO groups (number, name, invite, created_at) VALUES (?, ?, ?, ?)",
@@ -322,6 +355,16 @@ class WebStore:
 
     # ----------------------------------------------------------------- files and polls
 
+    def bytes_used(self, group: str | None = None) -> int:
+        """Bytes of message text and files kept for ``group`` (all groups when None), for the quotas."""
+        where, args = ("WHERE grp = ?", (group,)) if group is not None else ("", ())
+        with self._lock:
+            text = self._run(f"SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB))), 0) FROM messages {where}", args)
+            (text_bytes,) = text.fetchone()
+            files = self._run(f"SELECT COALESCE(SUM(size), 0) FROM files {where}", args)
+            (file_bytes,) = files.fetchone()
+        return int(text_bytes) + int(file_bytes)
+
     def files_of(self, message_ids: Sequence[int]) -> dict[int, list[StoredFile]]:
         """The files of each of ``message_ids`` (in posting order); messages without files are absent."""
         out: dict[int, list[StoredFile]] = {}
@@ -392,8 +435,94 @@ class WebStore:
         while they are live (an answer streaming in, a poll's tally): that is not an edit a reader should be
         told about, so ``edited`` stays as it was (it marks corrections of a finished message)."""
         with self._lock:
-            cur = self._run("UPDATE messages SET text = ? WHERE id = ? AND is_bot = 1", (text, message_id))
+            cur = self._run(
+                "UPDATE messages SET text = ? WHERE id = ? AND is_bot = 1 AND removed = 0", (text, message_id)
+            )
             if cur.rowcount == 0:
                 return None
             row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
         return _message(row)
+
+    # ----------------------------------------------------------------- forgetting
+
+    def authored(self, groups: Sequence[str], author_id: str) -> list[tuple[str, list[str]]]:
+        """``(text, file names)`` of a person's messages in ``groups`` that are not removed yet."""
+        if not groups:
+            return []
+        marks = ",".join("?" * len(groups))
+        with self._lock:
+            rows = self._run(
+                f"SELECT id, text FROM messages WHERE grp IN ({marks}) AND author_id = ? AND is_bot = 0"
+                " AND removed = 0", (*groups, author_id),
+            ).fetchall()  # fmt: skip
+        files = self.files_of([r[0] for r in rows])
+        return [(text, [f.name for f in files.get(mid, [])]) for mid, text in rows]
+
+    def redact(
+        self, groups: Sequence[str], *, author_id: str | None, message_ids: Sequence[int],
+        quoted: Callable[[str], bool],
+    ) -> tuple[list[int], list[StoredFile]]:
+        """Empty (``removed``) the person's messages in ``groups``, the given messages, and the bot's messages
+        that reply to one of them or contain a quoted passage (all parts of a split bot message). Returns the
+        ids emptied now and the files removed with them."""
+        if not groups:
+            return [], []
+        marks = ",".join("?" * len(groups))
+        with self._lock:
+            self._run("BEGIN IMMEDIATE")
+            try:
+                live = self._run(
+                    f"SELECT id, author_id, is_bot, text, reply_to, idem_key FROM messages WHERE grp IN ({marks})"
+                    " AND removed = 0", tuple(groups),
+                ).fetchall()  # fmt: skip
+                wanted = set(message_ids)
+                doomed = {r[0] for r in live if r[0] in wanted or (author_id is not None and not r[2] and r[1] == author_id)}
+                bot = [r for r in live if r[2]]
+                hit = {r[5].split("#", 1)[0] for r in bot if r[5] and (r[4] in doomed or quoted(r[3]))}
+                doomed |= {r[0] for r in bot if r[4] in doomed or quoted(r[3]) or (r[5] and r[5].split("#", 1)[0] in hit)}
+                files = self._drop_files(sorted(doomed))
+                for mid in doomed:
+                    self._run(
+                        "UPDATE messages SET text = '', author_name = '', removed = 1 WHERE id = ?", (mid,)
+                    )
+                self._run("COMMIT")
+            except BaseException:
+                self._db.rollback()
+                raise
+            if doomed:
+                self._run("PRAGMA wal_checkpoint(TRUNCATE)")
+        return sorted(doomed), files
+
+    def expire(self, groups: Sequence[str], before: datetime) -> tuple[int, list[StoredFile]]:
+        """Retention: delete the messages of ``groups`` sent before ``before`` (rows, files, polls)."""
+        if not groups:
+            return 0, []
+        marks = ",".join("?" * len(groups))
+        with self._lock:
+            self._run("BEGIN IMMEDIATE")
+            try:
+                rows = self._run(f"SELECT id, sent_at FROM messages WHERE grp IN ({marks})", tuple(groups)).fetchall()
+                old = [mid for mid, at in rows if datetime.fromisoformat(at) < before]
+                files = self._drop_files(old)
+                for start in range(0, len(old), 500):
+                    chunk = old[start: start + 500]
+                    self._run(f"DELETE FROM messages WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk))
+                self._run("COMMIT")
+            except BaseException:
+                self._db.rollback()
+                raise
+            if old:
+                self._run("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(old), files
+
+    def _drop_files(self, message_ids: Sequence[int]) -> list[StoredFile]:
+        """Delete the file and poll rows of these messages (inside the caller's transaction)."""
+        files: list[StoredFile] = []
+        for start in range(0, len(message_ids), 500):
+            chunk = tuple(message_ids[start: start + 500])
+            marks = ",".join("?" * len(chunk))
+            files += [_file(r) for r in self._run(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE message_id IN ({marks})", chunk).fetchall()]  # fmt: skip
+            self._run(f"DELETE FROM files WHERE message_id IN ({marks})", chunk)
+            self._run(f"DELETE FROM polls WHERE message_id IN ({marks})", chunk)
+        return files

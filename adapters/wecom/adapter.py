@@ -41,7 +41,7 @@ from adapters.wecom.crypto import CryptoError, WeComCrypto
 from adapters.wecom.streams import Slot, StreamBoard, stream_id_for
 from bot.errors import AdapterConfigError, DeliveryError, DeliveryUncertain, PlatformUnavailable
 from bot.events import Attachment, ChatRef, Outgoing, SentRef
-from bot.ports import AdapterEnv, Capabilities, Clock, IntakeSink
+from bot.ports import AdapterEnv, Capabilities, Clock, Erasure, IntakeSink
 
 log = logging.getLogger("paibot.wecom")
 
@@ -63,7 +63,8 @@ def _no_mass_ping(text: str) -> str:
 
 
 class WeComAdapter:
-    """``ChatAdapter`` (plus ``StreamFinisher`` and ``AttachmentFetcher``) for the WeCom AI bot."""
+    """``ChatAdapter`` (plus ``StreamFinisher``, ``AttachmentFetcher`` and ``ContentEraser``) for the WeCom AI
+    bot."""
 
     name = PLATFORM
     capabilities = Capabilities(max_text_length=6000, edit=True, links=True, unprompted=False)
@@ -204,7 +205,7 @@ class WeComAdapter:
         record = json.dumps({"msgid": event.id, "chat": event.chat.chat_id, "title": event.chat.title,
                              "response_url": url, "at": self._now()})  # fmt: skip
         await self._sink.submit([event], cursor_key=SLOT_KEY + stream_id_for(event.id), cursor=record)
-        return self._board.open(event.id, event.chat, url, self._now())
+        return self._board.open(event.id, event.chat, url, self._now(), event.author.user_id)
 
     async def _restore(self, stream_id: str) -> Slot | None:
         """The answer slot of a stream, also after a restart (its record is in the inbox's cursor table)."""
@@ -222,6 +223,16 @@ class WeComAdapter:
             )
         except (ValueError, KeyError, TypeError):
             return None
+
+    # ----------------------------------------------------------------- forgetting
+
+    async def passages(self, erasure: Erasure) -> list[str]:
+        return []  # the slots hold the bot's answers, not members' words of their own
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """The answers still held for WeCom's refreshes that the erasure reaches (``StreamBoard.forget``)."""
+        n = self._board.forget(erasure)
+        return {"cached copies": n} if n else {}
 
     # ----------------------------------------------------------------- answering
 

@@ -11,6 +11,8 @@ passed. So an answer is not pushed: it waits in its slot and goes out with the n
     late(slot)                        the slot can no longer show anything new (closed, or WeCom stopped
                                       refreshing): the answer must go through its ``response_url``
 
+    forget(erasure)                   empty the answers an erasure reaches (``bot.ports.ContentEraser``)
+
 Content is capped at WeCom's 20480 bytes. Slots are forgotten once their ``response_url`` expired (an hour).
 """
 
@@ -20,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 
 from bot.events import ChatRef
+from bot.ports import Erasure
 
 MAX_CONTENT_BYTES = 20480
 
@@ -34,6 +37,7 @@ class Slot:
     content: str = ""
     finished: bool = False
     response_used: bool = False
+    author_id: str = ""  # who asked (unknown for a slot restored after a restart: it holds no answer yet)
 
 
 def stream_id_for(msgid: str) -> str:
@@ -54,10 +58,10 @@ class StreamBoard:
         self._by_msg: dict[str, Slot] = {}
         self._by_stream: dict[str, Slot] = {}
 
-    def open(self, msgid: str, chat: ChatRef, response_url: str, now: float) -> Slot:
+    def open(self, msgid: str, chat: ChatRef, response_url: str, now: float, author_id: str = "") -> Slot:
         slot = self._by_msg.get(msgid)
         if slot is None:
-            slot = Slot(msgid, stream_id_for(msgid), chat, now, response_url)
+            slot = Slot(msgid, stream_id_for(msgid), chat, now, response_url, author_id=author_id)
             self._by_msg[msgid] = slot
             self._by_stream[slot.stream_id] = slot
         self._expire(now)
@@ -99,6 +103,25 @@ class StreamBoard:
         if now - slot.opened >= self._window:
             slot.finished = True
         return slot.content, slot.finished
+
+    def forget(self, erasure: Erasure) -> int:
+        """Empty (and close) the answers in the erasure's chats that answer a forgotten message (hers, or
+        one named by id), quote what is forgotten, or were opened before a retention cutoff; a refresh
+        then shows nothing. Returns how many answers were emptied."""
+        cutoff = erasure.before.timestamp() if erasure.before is not None else None
+        emptied = 0
+        for slot in self._by_msg.values():
+            if not slot.content or slot.chat.key not in erasure.chat_keys:
+                continue
+            if (
+                (erasure.author_id is not None and slot.author_id == erasure.author_id)
+                or slot.msgid in erasure.message_ids
+                or (cutoff is not None and slot.opened < cutoff)
+                or erasure.quoted_in(slot.content)
+            ):
+                slot.content, slot.finished = "", True
+                emptied += 1
+        return emptied
 
     def _expire(self, now: float) -> None:
         for msgid in [m for m, s in self._by_msg.items() if now - s.opened >= self._ttl]:

@@ -6,6 +6,7 @@
     paibot invite PLATFORM            print the URL that adds the bot to a server (e.g. discord)
     paibot usage  [--group KEY]       token and cost accounting per group and day
     paibot plugins [--json]           installed adapter, skill and tool plugins, and which are enabled
+    paibot status  [--json]           the running bot's figures (its /metrics): messages, lanes, latency, ...
 
 The config file is ``--config``, else ``$PAIBOT_CONFIG``, else ``./config.yaml``.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from bot import plugins as plugin_api
+from bot.app.datadir import make_private
 from bot.app.logsetup import RedactSecrets, setup_logging
 from bot.config import Settings, default_config_path, load_settings, masked, secrets_of
 from bot.errors import AdapterConfigError, ConfigError, DataDirLocked, PaibotError
@@ -44,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     plu = sub.add_parser("plugins", help="list installed adapter, skill and tool plugins and which are enabled")
     plu.add_argument("--json", action="store_true", help="one JSON object per plugin")
     plu.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
+    sta = sub.add_parser("status", help="the running bot's figures: messages, lanes, answer latency, tokens")
+    sta.add_argument("--json", action="store_true", help="every sample as one JSON object per line")
+    sta.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
     use = sub.add_parser("usage", help="token and cost accounting per group and day")
     use.add_argument("--group", default=None)
     use.add_argument("--config", dest="config_sub", help=argparse.SUPPRESS)
@@ -124,7 +129,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
         return 0
     if args.cmd == "run":
         quiet = [name for inst in catalog.adapters.values() for name in inst.plugin.quiet_loggers]
-        setup_logging(settings.log_level, secrets_of(settings), quiet)
+        setup_logging(settings.log_level, secrets_of(settings), quiet, settings.log_format)
+        make_private(settings.data_path)
         from bot.app import App
 
         asyncio.run(App(settings, plugins=catalog).run_forever())
@@ -135,15 +141,24 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
         return _plugins(settings, catalog, as_json=args.json)
     if args.cmd == "usage":
         return _usage(settings, args.group)
+    if args.cmd == "status":
+        from bot.app.status import status
+
+        return status(settings, as_json=args.json)
     if args.cmd == "memory":
+        from bot.app.forget import forget_command
         from bot.providers.litellm_llm import load_litellm
         from memory.cli import run
+        from memory.kinds import KindRules
 
         from bot.pais import WithChatPais, chat_made_scopes
 
         setup_logging("WARNING", secrets_of(settings))
+        make_private(settings.data_path)
+        # pais made from chat are memory scopes too (config.yaml's win, as in the bot)
         scoped = WithChatPais(settings, chat_made_scopes(settings.data_path / "paibot.db"))
-        return run(args, scoped, load_litellm=load_litellm)  # type: ignore[arg-type]
+        return run(args, scoped, load_litellm=load_litellm, kinds=KindRules.of(settings),  # type: ignore[arg-type]
+                   forget=forget_command)
     raise AssertionError(args.cmd)
 
 

@@ -31,11 +31,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import plugins as plugin_api
+from bot.admission import Admission
+from bot.app.datadir import make_private
+from bot.app.metrics import MeteredLedger, Metrics
+from bot.app.metrics_http import MetricsServer, remove_status_file, write_status_file
 from bot.clock import SystemClock
 from bot.commands import CommandRegistry, Skill
 from bot.config import Settings
 from bot.core_commands import CoreSkill
+from bot.erasure import memory_eraser
 from bot.errors import AdapterConfigError
+from bot.intake import IntakePolicy
 from bot.limits import RateLimiter
 from bot.member import Member
 from bot.middlewares import default_chains
@@ -89,17 +95,21 @@ class App:
         self._supervisors: list[AdapterSupervisor] = []
         self._no_adapter_left = asyncio.Event()
         self._background: list[Any] = []
+        self._warmup: asyncio.Future[Any] | None = None
         self._tool_providers: list[ToolProvider] = []
         self.relay: Relay | None = None
         self.skill_sets: dict[str, SkillSet] = {}
         self.shared = SkillResources(settings.data_path)
+        self.metrics = Metrics()
+        self._metrics_server: MetricsServer | None = None
+        self._adapters: dict[str, ChatAdapter] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         settings = self.settings
         data = settings.data_path
-        data.mkdir(parents=True, exist_ok=True)
+        make_private(data)
         from memory import acquire_data_dir_lock, open_memory
 
         self._lock = acquire_data_dir_lock(data)
@@ -108,15 +118,22 @@ class App:
             assert self.worker is not None
             self.worker.start()
             await self._start_adapters()
+            await self._serve_metrics()
             for svc in self._background:
                 await svc.start()
+            if self._llm is None and (settings.llm.model or settings.llm.image_model):
+                # litellm takes most of a start-up to import: import it on a worker thread once the bot serves
+                from bot.providers.litellm_llm import load_litellm
+
+                self._warmup = asyncio.get_running_loop().run_in_executor(None, load_litellm)
         except BaseException:
             await self.stop()
             raise
 
     async def _start_core(self, open_memory: Any) -> None:
         settings = self.settings
-        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now)
+        policy = IntakePolicy(settings, self.registry.names)
+        state = StateDB(settings.data_path / "paibot.db", clock=self._clock.now, policy=policy)
         pruned = await state.kv_prune()  # adapters' expired entries (e.g. old send records)
         if pruned:
             log.info("pruned %d expired adapter entries", pruned)
@@ -124,8 +141,9 @@ class App:
             memory = self._memory_in
         else:
             from bot.providers.litellm_llm import load_litellm
+            from memory.kinds import KindRules
 
-            memory = await open_memory(settings, load_litellm=load_litellm)
+            memory = await open_memory(settings, load_litellm=load_litellm, kinds=KindRules.of(settings))
         llm = self._llm
         if llm is None and settings.llm.model:
             from bot.providers.litellm_llm import build_language_model
@@ -135,7 +153,8 @@ class App:
         if llm is not None:
             from bot.brain import Brain
 
-            brain = Brain(llm, settings.llm, clock=self._clock, ledger=state, rng=self._rng)
+            ledger = MeteredLedger(state, self.metrics)
+            brain = Brain(llm, settings.llm, clock=self._clock, ledger=ledger, rng=self._rng)
         labels = {name: inst.plugin.label for name, inst in self.plugins.adapters.items() if inst.plugin.label}
         pais = PaiDirectory(settings, state, labels)
         people = People(state)
@@ -145,21 +164,36 @@ class App:
         self.relay = Relay.build(self.services)
         self.services.relay = self.relay
         self.services.sent_hooks.append(self.relay.answered)
+        # the relay and the links are erasers too: /forget-me deletes the copies the relay posted of her words
+        # and her pending link codes
+        self.services.erasers += [memory_eraser(memory), state, self.relay, people]
+        self.services.telemetry = self.metrics
+        self.services.sent_hooks.append(self.metrics.on_sent)
         image_generator = None
         if settings.llm.image_model:
             from bot.providers.litellm_images import LiteLLMImageGenerator
-            from bot.providers.litellm_llm import load_litellm
+            from bot.providers.litellm_llm import LazyLiteLLM
 
-            image_generator = LiteLLMImageGenerator(settings.llm, load_litellm())
-        self.shared = SkillResources(settings.data_path, image_generator=image_generator)
-        limiter = RateLimiter(settings.limits, self._clock.now, state)
-        member = Member(self.services, self.registry, default_chains(self.services, limiter))
+            image_generator = LiteLLMImageGenerator(settings.llm, LazyLiteLLM())
+        self.shared = SkillResources(
+            settings.data_path, image_generator=image_generator, erasers=self.services.erasers
+        )
+        # an answer in flight holds one model call's worth of tokens against the budgets until it is over
+        reserve = settings.llm.context_tokens + settings.llm.max_reply_tokens
+        limiter = RateLimiter(settings.limits, self._clock.now, state, reserve_tokens=reserve)
+        admission = Admission(settings, state, self._clock.now)
+        member = Member(self.services, self.registry, default_chains(self.services, limiter), admission)
         self.member = member
         self.registry.add_skill(CoreSkill(self.registry, member.answer))
         for skill in self._skills_in if self._skills_in is not None else self._default_skills():
             self.registry.add_skill(skill)
         await self._start_tool_providers()
-        self.worker = InboxWorker(state, member.handle)
+        self.worker = InboxWorker(
+            state, member.handle, parallel=settings.limits.concurrent_groups,
+            reserve=settings.limits.quiet_group_slots, on_handled=self.metrics.handled,
+            on_started=self.metrics.started,
+        )
+        self.metrics.watch(worker=self.worker, state=state, memory=memory)
         await self.relay.start()
 
     async def _start_tool_providers(self) -> None:
@@ -223,6 +257,7 @@ class App:
         adapters = self._adapters_in
         if adapters is None:
             adapters = self._build_adapters()
+        self._adapters = dict(adapters)
         if not adapters:
             log.warning("no adapter is enabled in the config: nobody can talk to the bot")
             return
@@ -231,6 +266,8 @@ class App:
             label = getattr(adapter, "label", "")
             if isinstance(label, str) and label:
                 self.services.pais.labels[platform] = label
+            if callable(getattr(adapter, "erase", None)):  # a platform keeping messages itself (the web group)
+                self.services.erasers.append(adapter)  # type: ignore[arg-type]
             sup = AdapterSupervisor(
                 name, adapter, self.services.state, clock=self._connect_clock, rng=self._rng,
                 on_change=lambda s, p=platform: self._adapter_changed(s, p),
@@ -269,10 +306,12 @@ class App:
         """One adapter per enabled adapter plugin (a section left out of config.yaml has its defaults)."""
         env = AdapterEnv(
             bot_name=self.settings.bot.name,
+            bot_aliases=self.settings.bot.aliases,
             data_dir=self.settings.data_path,
             commands=self.registry.infos(),
             max_attachment_bytes=self.settings.limits.max_attachment_bytes,
             command_prefixes=self.settings.triggers.command_prefixes,
+            metrics=self.metrics if self.settings.metrics.enabled else None,
         )
         assert self.services is not None
         out: dict[str, ChatAdapter] = {}
@@ -282,6 +321,25 @@ class App:
                 own = dataclasses.replace(env, store=self.services.state.store(name))
                 out[name] = inst.plugin.create(cfg, own)
         return out
+
+    async def _serve_metrics(self) -> None:
+        """The metrics go out on the port of an adapter that serves them (the web group), else on
+        ``metrics.port`` (when set); where is written down for ``paibot status`` (``bot.app.metrics_http``)."""
+        m = self.settings.metrics
+        if not m.enabled:
+            return
+        serving = [(n, a) for n, a in self._adapters.items() if getattr(a, "serves_metrics", False)]
+        if serving:
+            name, adapter = serving[0]
+            url, token_from = str(getattr(adapter, "metrics_url", "")), f"adapters.{name}"
+        elif not m.port:
+            log.info("metrics are not served: no adapter serves them and metrics.port is 0")
+            return
+        else:
+            self._metrics_server = MetricsServer(self.metrics, m.host, m.port, m.access_token)
+            await self._metrics_server.start()
+            url, token_from = self._metrics_server.url, "metrics"
+        write_status_file(self.settings.data_path, url, token_from)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking work, let in-flight work finish (or return to the inbox), flush and release the lock.
@@ -312,12 +370,20 @@ class App:
         for sup in reversed(self._supervisors):
             await sup.stop()
         self._supervisors.clear()
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
+        remove_status_file(self.settings.data_path)
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await self.services.memory.close()
             await self.services.state.flush()
             self.services.state.close()
             self.services = None
+        if self._warmup is not None:
+            with contextlib.suppress(Exception):  # an import cut short by the stop is nobody's concern
+                await asyncio.wait_for(asyncio.shield(self._warmup), timeout=30)
+            self._warmup = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

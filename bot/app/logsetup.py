@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class RedactSecrets(logging.Filter):
@@ -33,12 +33,14 @@ class RedactSecrets(logging.Filter):
 QUIET = ("httpx", "httpcore", "LiteLLM", "litellm", "chromadb", "aiohttp.access")
 
 
-def setup_logging(level: str, secrets: Iterable[str], quiet: Iterable[str] = ()) -> None:
+def setup_logging(level: str, secrets: Iterable[str], quiet: Iterable[str] = (), fmt: str = "text") -> None:
     """Log to stderr with every secret redacted; libraries' chatty loggers (``QUIET`` and the ``quiet`` ones
-    the plugins name) stay at WARNING or above."""
+    the plugins name) stay at WARNING or above. ``fmt`` "json" writes one JSON object per line (``time``,
+    ``level``, ``logger``, ``message``, and ``exc_info`` for a traceback; python-json-logger)."""
+    redact = RedactSecrets(secrets)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(json_formatter(redact.redact) if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(redact)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -46,3 +48,22 @@ def setup_logging(level: str, secrets: Iterable[str], quiet: Iterable[str] = ())
     root.setLevel(level.upper())
     for noisy in (*QUIET, *quiet):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def json_formatter(redact: Callable[[str], str]) -> logging.Formatter:
+    """python-json-logger's formatter, with tracebacks redacted too (it formats them from ``exc_info``
+    itself, past the filter's redacted ``exc_text``)."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    class RedactingJsonFormatter(JsonFormatter):
+        def formatException(self, ei):  # type: ignore[no-untyped-def]  # noqa: N802 - logging's name
+            return redact(super().formatException(ei))
+
+    return RedactingJsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        json_ensure_ascii=False,
+    )

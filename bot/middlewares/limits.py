@@ -2,8 +2,9 @@
 the message, without spending model calls), and the member is told why once per window.
 
 ``RateLimits`` refuses an oversized input or a member or group past its window, and counts the request
-when no gate refused it; ``DailyBudget`` refuses once the group's daily token budget is spent. Both look
-only at turns where the member would speak."""
+when no gate refused it; ``DailyBudget`` refuses once a daily budget is spent (the group's, the member's
+across groups, the bot's) and holds the answer's reservation against them while it runs. Both look only at
+turns where the member would speak."""
 
 from __future__ import annotations
 
@@ -47,12 +48,23 @@ class RateLimits:
 
 
 class DailyBudget:
+    """The daily budgets: the group's, the member's across groups, the whole bot's (``bot.limits``). An
+    answer it lets through holds its reservation against them until everything inside has run."""
+
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
 
     async def __call__(self, turn: Turn, call_next: Handler[Turn]) -> None:
-        if turn.decision.speak and turn.refusal is None:
-            verdict = self._limiter.check_budget(turn.message.chat.key, self._limiter.now())
-            if not verdict.allowed:
-                turn.refusal = _refusal(verdict)
-        await call_next(turn)
+        if not turn.decision.speak or turn.refusal is not None:
+            await call_next(turn)
+            return
+        member = turn.message.author.key
+        verdict = await self._limiter.check_budget(turn.message.chat.key, member, self._limiter.now())
+        if not verdict.allowed:
+            turn.refusal = _refusal(verdict)
+            await call_next(turn)
+            return
+        try:
+            await call_next(turn)
+        finally:
+            self._limiter.release(member)  # its usage is in the ledger now

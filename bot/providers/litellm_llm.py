@@ -1,8 +1,9 @@
 """``LanguageModel`` through litellm: any provider, one call, errors translated into ``bot.errors``.
 
 Only the composition root imports this module, and importing it imports nothing heavy: litellm is loaded
-when a ``LiteLLMModel`` is built, after ``LITELLM_LOCAL_MODEL_COST_MAP`` is set so litellm uses its bundled
-price list instead of downloading one. The model never retries by itself (``num_retries=0`` and
+on a model's first call (``LazyLiteLLM``; the composition root warms it up on a worker thread once the bot
+serves), after ``LITELLM_LOCAL_MODEL_COST_MAP`` is set so litellm uses its bundled price list instead of
+downloading one. The model never retries by itself (``num_retries=0`` and
 ``max_retries=0`` for the openai SDK underneath): the brain owns retries and fallbacks.
 
 Error translation (``translate_error``):
@@ -62,6 +63,22 @@ def load_litellm() -> Any:
     return litellm
 
 
+class LazyLiteLLM:
+    """The litellm module, imported on first use: importing it takes most of a start-up, and a bot that has
+    not been asked anything yet does not need it (the composition root warms it up in the background)."""
+
+    def __init__(self) -> None:
+        self._module: Any = None
+
+    def load(self) -> Any:
+        if self._module is None:
+            self._module = load_litellm()
+        return self._module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load(), name)
+
+
 class LiteLLMModel:
     """``bot.ports.LanguageModel`` over ``litellm.acompletion``.
 
@@ -73,7 +90,7 @@ class LiteLLMModel:
 
     def __init__(self, settings: LLMSettings) -> None:
         self._settings = settings
-        self._litellm = load_litellm()
+        self._litellm: Any = LazyLiteLLM()
         self._provider = _provider(settings.model)
 
     async def complete(
@@ -318,4 +335,4 @@ def _provider(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else ""
 
 
-__all__ = ["LiteLLMModel", "build_language_model", "load_litellm", "parse_retry_after", "translate_error"]
+__all__ = ["LazyLiteLLM", "LiteLLMModel", "build_language_model", "load_litellm", "parse_retry_after", "translate_error"]

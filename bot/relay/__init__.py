@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from bot.events import Message, Outgoing, PersonRef, ReplyRef, SentRef
+from bot.ports import Erasure
 from bot.policy import name_pattern, parse_command
 from bot.relay.jobs import Copy, NewJob, RelayJobs
 from bot.relay.sender import RelaySender
@@ -168,6 +169,33 @@ class Relay:
                        c.origin_id, identity, {}) for c in copies]
         await self._queue(jobs)
         return len(copies)
+
+    # ----------------------------------------------------------------- a ContentEraser (bot.ports)
+
+    async def passages(self, erasure: Erasure) -> Sequence[str]:
+        """Nothing of its own: copies repeat the originals, whose stores (the memory, the inbox) name them."""
+        return []
+
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """``/forget-me`` and ``paibot memory forget`` (through ``bot.erasure.Forgetter``): the copies of the
+        member's messages (``author_id``, an id of the platform of ``chat_keys``), or of the messages named,
+        leave the pai's other groups: queued ones are dropped, posted ones deleted where the platform lets
+        the bot delete its messages (else marked deleted). Retention (``before``) leaves copies to their
+        platforms' own retention; the map rows expire on their own (``relay_copies``, 180 days)."""
+        if not erasure.chat_keys:
+            return {}
+        n = 0
+        if erasure.author_id is not None:
+            platform = erasure.chat_keys[0].split(":", 1)[0]
+            n += await self.forget(f"{platform}:{erasure.author_id}", erasure.chat_keys)
+        jobs = []
+        for chat in erasure.chat_keys:
+            for mid in erasure.message_ids:
+                jobs += [NewJob(f"forget:{chat}#{mid}>{t}", t, "delete", chat, mid, "", {})
+                         for t in await self.jobs.targets(chat, mid)]
+        await self._queue(jobs)
+        n += len(jobs)
+        return {"relayed copies": n} if n else {}
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.events import Attachment, Message
+from bot.ports import Erasure
 
 T = TypeVar("T")
 
@@ -93,6 +94,7 @@ class AttachmentLog:
             conn = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA secure_delete=ON")  # forgotten names are overwritten, not left in free pages
             conn.executescript(SCHEMA)
             self._conn = conn
         return self._conn
@@ -159,15 +161,57 @@ class AttachmentLog:
         found = await self.attachments_of(chat_key, row[0], kind)
         return found[0] if found else None
 
-    async def forget_author(self, chat_key: str, author_id: str) -> int:
-        """Drop a member's rows in a chat (for ``/forget-me``); returns how many were removed."""
+    # ------------------------------------------------------------------ forgetting (ContentEraser)
 
-        def delete(c: sqlite3.Connection) -> int:
-            n = c.execute("DELETE FROM attachments WHERE chat_key = ? AND author_id = ?", (chat_key, author_id))
-            m = c.execute("DELETE FROM documents WHERE chat_key = ? AND posted_by_id = ?", (chat_key, author_id))
-            return n.rowcount + m.rowcount
+    async def passages(self, erasure: Erasure) -> list[str]:
+        """The names of the member's files (a bot message naming one is a quote of her)."""
+        if erasure.author_id is None or not erasure.chat_keys:
+            return []
+        marks = ",".join("?" * len(erasure.chat_keys))
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT name FROM attachments WHERE author_id = ? AND chat_key IN ({marks}) UNION "
+            f"SELECT name FROM documents WHERE posted_by_id = ? AND chat_key IN ({marks})",
+            (erasure.author_id, *erasure.chat_keys, erasure.author_id, *erasure.chat_keys),
+        ).fetchall())  # fmt: skip
+        return [r[0] for r in rows]
 
-        return await self._run(delete)
+    async def erase(self, erasure: Erasure) -> dict[str, int]:
+        """Drop the rows of the member's attachments and documents, of the given messages, or (retention)
+        of those posted before the cutoff."""
+        e = erasure
+        if not e.chat_keys:
+            return {}
+        marks = ",".join("?" * len(e.chat_keys))
+
+        def delete(c: sqlite3.Connection) -> dict[str, int]:
+            files = docs = 0
+            if e.author_id is not None:
+                files += c.execute(f"DELETE FROM attachments WHERE author_id = ? AND chat_key IN ({marks})",
+                                   (e.author_id, *e.chat_keys)).rowcount
+                docs += c.execute(f"DELETE FROM documents WHERE posted_by_id = ? AND chat_key IN ({marks})",
+                                  (e.author_id, *e.chat_keys)).rowcount
+            for mid in e.message_ids:
+                files += c.execute(f"DELETE FROM attachments WHERE message_id = ? AND chat_key IN ({marks})",
+                                   (mid, *e.chat_keys)).rowcount
+                docs += c.execute(
+                    f"DELETE FROM documents WHERE (record_base = ? OR record_base = chat_key || '#' || ?)"
+                    f" AND chat_key IN ({marks})", (mid, mid, *e.chat_keys)).rowcount
+            if e.before is not None:
+                for table, column in (("attachments", "sent_at"), ("documents", "posted_at")):
+                    old = [rowid for rowid, at in c.execute(
+                        f"SELECT rowid, {column} FROM {table} WHERE chat_key IN ({marks})", e.chat_keys)
+                        if datetime.fromisoformat(at) < e.before]  # fmt: skip
+                    c.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r,) for r in old])
+                    if table == "attachments":
+                        files += len(old)
+                    else:
+                        docs += len(old)
+            return {"attachments": files, "documents": docs}
+
+        counts = await self._run(delete)
+        if any(counts.values()):
+            await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        return counts
 
     # ------------------------------------------------------------------ documents
 

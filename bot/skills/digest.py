@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import rjieba
+
 from bot.context import fmt_time
 from bot.i18n import Translator
 from bot.ports import MemoryRecord
@@ -38,9 +40,12 @@ _STOP = set(
     "i'm we're let's yes yeah okay ok sure also been being into over some more very much one two also".split()
 )
 _WORD = re.compile(r"[a-zA-Z][a-zA-Z'\-]{2,}")
-_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
+# Chinese words that say nothing about a topic; single characters (的, 订, 吗) never count as terms either
 _CJK_STOP = set(
-    "我们 你们 他们 这个 那个 什么 怎么 没有 就是 可以 还是 一下 已经 现在 今天 明天 大家 时候 知道 觉得".split()
+    """我们 你们 他们 她们 咱们 大家 自己 这个 那个 这些 那些 这样 那样 什么 怎么 怎么样 为什么 哪里 哪个 谁的 没有 就是
+    可以 还是 一下 已经 现在 今天 明天 昨天 时候 知道 觉得 一个 还有 然后 所以 因为 但是 如果 不是 是不是 应该 需要 可能
+    真的 好的 好吧 哈哈 哈哈哈 谢谢 大概 一起 到时候 有没有 是的 对的 没问题""".split()
 )
 
 
@@ -90,7 +95,10 @@ def parse_since(text: str, now: datetime, tz: ZoneInfo) -> datetime | None:
     return None
 
 
-def top_terms(records: Sequence[MemoryRecord], n: int = 8) -> list[tuple[str, int]]:
+def top_terms(records: Sequence[MemoryRecord], n: int = 8, names: Sequence[str] = ()) -> list[tuple[str, int]]:
+    """The terms most messages use: English words of 3+ letters and Chinese words (jieba) of 2+ characters,
+    without function words and without the bot's own ``names`` (asking Pai is not a topic)."""
+    skip = {x.casefold() for x in names if x}
     counts: Counter[str] = Counter()
     for rec in records:
         seen: set[str] = set()
@@ -98,16 +106,17 @@ def top_terms(records: Sequence[MemoryRecord], n: int = 8) -> list[tuple[str, in
             if w not in _STOP:
                 seen.add(w)
         for run in _CJK_RUN.findall(rec.text):
-            seen.update(run[i : i + 2] for i in range(len(run) - 1))
-        counts.update(t for t in seen if t not in _CJK_STOP)
+            seen.update(w for w in rjieba.cut(run) if len(w) >= 2 and w not in _CJK_STOP)
+        counts.update(t for t in seen if t not in skip)
     ranked = sorted(counts.items(), key=lambda tc: (-tc[1], tc[0]))  # ties by term: stable across runs
     return [(t, c) for t, c in ranked[:n] if c > 1]
 
 
 def digest(
-    records: Sequence[MemoryRecord], since: datetime, tz: ZoneInfo, tr: Translator, *, truncated: bool = False
+    records: Sequence[MemoryRecord], since: datetime, tz: ZoneInfo, tr: Translator, *, truncated: bool = False,
+    names: Sequence[str] = (),
 ) -> str:
-    """A mechanical digest of ``records`` (members' messages, oldest first)."""
+    """A mechanical digest of ``records`` (members' messages, oldest first); ``names`` are the bot's."""
     head = tr._("📋 Digest since {time}", time=fmt_time(since, tz))
     note = tr._(
         "(No language model is configured, so this is a mechanical digest — counts, frequent terms and "
@@ -123,7 +132,7 @@ def digest(
     speakers = tr.ngettext("{n} person", "{n} people", len(people))
     who = tr.commas([f"{name} ({n})" for name, n in people.most_common(10)])
     lines.append(tr._("{messages} from {people}: {who}", messages=messages, people=speakers, who=who))
-    terms = top_terms(records)
+    terms = top_terms(records, names=names)
     if terms:
         lines.append(tr._("Most discussed: {terms}", terms=tr.commas([f"{t} ({c})" for t, c in terms])))
     decisions = [r for r in records if DECISION_WORDS.search(r.text)]

@@ -31,7 +31,7 @@ from bot.context import fmt_time
 from bot.events import Message
 from bot.i18n import N_, Translator
 from bot.plugins import SkillEnv, SkillPlugin, SkillSet
-from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
+from bot.ports import STATEMENT, MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.factcheck_text import (
     CLAIMS_SYSTEM,
@@ -98,14 +98,16 @@ class FactCheckSkill:
         msg = seen.message
         wants_check = msg.reply_to is not None and bool(IS_IT_TRUE.search(prompt))
         wants_settle = bool(SETTLE.search(prompt)) and len(prompt) < 80
-        if not (wants_check or wants_settle) or not seen.may_answer or self._budget_spent(msg.chat.key):
+        if not (wants_check or wants_settle) or not seen.may_answer:
+            return None
+        if self._budget_spent(msg.chat.key, msg.author.key):
             return None
         if wants_check:
             return await self.check(msg, seen.pai, msg.reply_to.text if msg.reply_to else "")
         return await self.settle(msg, seen.pai)
 
-    def _budget_spent(self, group_key: str) -> bool:
-        return self._s.brain is not None and self._s.budget_spent(group_key)
+    def _budget_spent(self, group_key: str, member_key: str) -> bool:
+        return self._s.brain is not None and self._s.budget_spent(group_key, member_key)
 
     async def _check_command(self, call: CommandCall) -> str:
         msg = call.message
@@ -143,7 +145,8 @@ class FactCheckSkill:
             try:
                 found = await provider.search(claim, self._s.settings.search.max_results)
             except SearchError as exc:
-                log.warning("search failed for a claim in %s: %s", msg.chat.key, exc)
+                log.warning("search failed for a claim in %s (%s)", msg.chat.key, type(exc).__name__)
+                log.debug("search failed: %s", exc)  # the error may quote the claim
                 failed += 1
                 continue
             sources.extend(r for r in found if r.url not in {s.url for s in sources})
@@ -186,7 +189,7 @@ class FactCheckSkill:
         recent = await self._s.memory.recent(pai, THREAD_SIZE * 2)
         return [
             r for r in recent
-            if r.chat_key == msg.chat.key and r.kind == "message" and not r.is_bot and r.id != msg.id
+            if r.chat_key == msg.chat.key and r.kind == STATEMENT and not r.is_bot and r.id != msg.id
             and (msg.thread is None or r.meta.get("thread") == msg.thread)
         ][-THREAD_SIZE:]  # fmt: skip
 

@@ -41,6 +41,7 @@ from bot.skills.file_parsing import (
     document_kind,
     parse_document,
 )
+from bot.skills.watch.cues import subtitle_format
 
 log = logging.getLogger("paibot.skills.files")
 
@@ -112,8 +113,9 @@ class FilesSkill:
 
     async def _observe(self, seen: Observation) -> str | Reply | None:
         msg = seen.message
-        docs = [a for a in msg.attachments if a.kind == "file"]
-        if not docs:
+        # Subtitles and lyrics are timed lines, not documents: the watch skill reads them (bot.skills.watch).
+        docs = [a for a in msg.attachments if a.kind == "file" and subtitle_format(a.name, a.mime) is None]
+        if not docs or not seen.may_record:
             return None
         await self._log.remember(msg)
         results: list[Ingested] = []
@@ -134,18 +136,21 @@ class FilesSkill:
         """Read one attachment into memory; never raises for a bad file (returns why it was skipped)."""
         kind = document_kind(att.name, att.mime)
         if kind is None:
-            log.info("not reading %s in %s: unsupported type %s", att.name, msg.chat.key, att.mime or "?")
+            log.info("not reading a file of message %s in %s: unsupported type %s", msg.id, msg.chat.key,
+                     att.mime or "?")
             return Ingested(att.name, 0, Text(N_("I can only read PDF, DOCX, TXT, Markdown and CSV files")))
         try:
             data = await self._fetch(msg, att)
             doc = await asyncio.to_thread(parse_document, att.name, att.mime, data, self._limits)
             chunks = await asyncio.to_thread(chunk_pages, doc.pages)
         except (FileRejected, DeliveryError) as exc:
-            log.warning("skipped %s posted in %s (message %s): %s", att.name, msg.chat.key, msg.id, exc)
+            # file names and parser messages are member content: only at DEBUG
+            log.warning("skipped a file of message %s in %s (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("skipped %s of message %s: %s", att.name, msg.id, exc)
             await self._note_document(msg, pai, att, None, 0, f"refused: {exc}")
             return Ingested(att.name, 0, exc.args[0] if isinstance(exc.args[0], Text) else _short(exc))
         if not chunks:
-            log.warning("skipped %s in %s: no text found (a scanned PDF?)", att.name, msg.chat.key)
+            log.warning("skipped a file of message %s in %s: no text found (a scanned PDF?)", msg.id, msg.chat.key)
             await self._note_document(msg, pai, att, doc.total_pages, 0, "refused: no text")
             return Ingested(att.name, 0, Text(N_("it contains no text I can read (a scanned document?)")))
         for i, chunk in enumerate(chunks):
@@ -153,9 +158,9 @@ class FilesSkill:
         note = ""
         if doc.truncated:
             note = f"only the first {len(doc.pages)} pages / {doc.chars} characters were read"
-            log.info("%s in %s was read partially: %s", att.name, msg.chat.key, note)
+            log.info("a file of message %s in %s was read partially: %s", msg.id, msg.chat.key, note)
         await self._note_document(msg, pai, att, doc.total_pages, len(chunks), "partial" if note else "ok")
-        log.info("read %s posted in %s: %d chunks", att.name, msg.chat.key, len(chunks))
+        log.info("read a file of message %s in %s: %d chunks", msg.id, msg.chat.key, len(chunks))
         return Ingested(att.name, len(chunks), note)
 
     async def _fetch(self, msg: Message, att: Attachment) -> bytes:

@@ -7,8 +7,9 @@
         ``MemoryRecord(kind="caption", id="<message id>#img")`` so "the photo of the whiteboard from Tuesday"
         is found by search and recall. Without a vision model images stay "[image: name]" in the transcript.
     "@Pai make this black and white / crop / rotate / flip / add a caption 'text'" replying to an image,
-        or ``/edit <what>`` -> a deterministic parser picks the edit, Pillow applies it on a worker thread,
-        the result is posted as a file. No model needed.
+        or ``/edit <what>`` -> a deterministic parser picks the edit, Pillow applies it in a worker process
+        (``bot.skills.image_pool``: few at once, each with a memory ceiling), the result is posted as a file.
+        No model needed.
     the ``edit_image`` tool -> the same edits when the model understood a free-form request; with an
         ``ImageGenerator`` configured (``llm.image_model``) also ``operation="generate"``: a generative edit.
 
@@ -20,7 +21,6 @@ capped per group per hour, since every posted image would otherwise cost a model
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from collections import deque
@@ -37,6 +37,7 @@ from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.attachment_log import AttachmentLog
+from bot.skills.image_pool import ImagePool
 from bot.skills.image_ops import (
     EditedImage,
     EditRequest,
@@ -98,10 +99,14 @@ EDIT_IMAGE_SPEC = ToolSpec(
 
 
 class ImagesSkill:
-    def __init__(self, services: Services, attachments: AttachmentLog, generator: ImageGenerator | None = None) -> None:
+    def __init__(
+        self, services: Services, attachments: AttachmentLog, generator: ImageGenerator | None = None,
+        pool: ImagePool | None = None,
+    ) -> None:
         self._s = services
         self._log = attachments
         self._generator = generator
+        self._pool = pool or ImagePool(workers=0)  # without a pool of processes: a worker thread
         self._captioned: dict[str, deque[Any]] = {}
 
     def commands(self) -> Iterable[Command]:
@@ -119,7 +124,7 @@ class ImagesSkill:
     async def _observe(self, seen: Observation) -> str | Reply | None:
         msg = seen.message
         images = [a for a in msg.attachments if a.kind == "image"]
-        if images:
+        if images and seen.may_record:
             await self._log.remember(msg)
             if self._s.settings.llm.vision and self._s.brain is not None:
                 for i, att in enumerate(images):
@@ -137,10 +142,10 @@ class ImagesSkill:
 
     # ------------------------------------------------------------------ captions
 
-    def _caption_allowed(self, group_key: str) -> bool:
+    def _caption_allowed(self, group_key: str, member_key: str) -> bool:
         s = self._s
-        if s.budget_spent(group_key):
-            log.info("not captioning in %s: the daily token budget is spent", group_key)
+        if s.budget_spent(group_key, member_key):
+            log.info("not captioning in %s: a daily budget is spent", group_key)
             return False
         now = s.clock.now()
         window = self._captioned.setdefault(group_key, deque())
@@ -154,11 +159,11 @@ class ImagesSkill:
 
     async def _caption(self, msg: Message, pai: str, att: Attachment, index: int) -> None:
         brain = self._s.brain
-        if brain is None or not self._caption_allowed(msg.chat.key):
+        if brain is None or not self._caption_allowed(msg.chat.key, msg.author.key):
             return
         try:
             data = await self._fetch(msg, att)
-            jpeg = await asyncio.to_thread(vision_jpeg, data)
+            jpeg = await self._pool.run(vision_jpeg, data)
             url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
             messages = [
                 {"role": "system", "content": CAPTION_SYSTEM},
@@ -169,10 +174,12 @@ class ImagesSkill:
             ]  # fmt: skip
             reply = await brain.respond(messages, [], ToolContext(msg, pai), msg.chat.key)
         except (ImageRejected, DeliveryError) as exc:
-            log.warning("no caption for %s in %s: %s", att.name, msg.chat.key, exc)
+            log.warning("no caption for an image of message %s in %s (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("no caption for %s of message %s: %s", att.name, msg.id, exc)
             return
         except (BrainUnavailable, LLMError) as exc:
-            log.warning("no caption for %s in %s: the model failed (%s)", att.name, msg.chat.key, type(exc).__name__)
+            log.warning("no caption for an image of message %s in %s: the model failed (%s)", msg.id, msg.chat.key,
+                        type(exc).__name__)
             return
         caption = " ".join(reply.text.split())[:600]
         if not caption:
@@ -185,7 +192,7 @@ class ImagesSkill:
             meta={"image": att.name, "posted_by": msg.author.display_name, "posted_by_id": msg.author.user_id,
                   "posted_at": msg.sent_at.isoformat(), "source_message": msg.id, "model": reply.model},
         ))  # fmt: skip
-        log.info("captioned %s in %s", att.name, msg.chat.key)
+        log.info("captioned an image of message %s in %s", msg.id, msg.chat.key)
 
     # ------------------------------------------------------------------ edits
 
@@ -215,7 +222,7 @@ class ImagesSkill:
         """Fetch ``target`` and apply ``req`` (or, with ``req`` None, a generative edit with ``prompt``)."""
         data = await self._fetch(msg, target)
         if req is not None:
-            result = await asyncio.to_thread(apply_edit, data, req)
+            result = await self._pool.run(apply_edit, data, req)
             suffix = req.op
         else:
             if self._generator is None:
@@ -230,7 +237,8 @@ class ImagesSkill:
         try:
             file = await self.edited(msg, target, req)
         except (ImageRejected, DeliveryError) as exc:
-            log.warning("edit of %s in %s failed: %s", target.name, msg.chat.key, exc)
+            log.warning("an image edit for message %s in %s failed (%s)", msg.id, msg.chat.key, type(exc).__name__)
+            log.debug("edit of %s failed: %s", target.name, exc)
             t = await self._s.translator(msg.chat.key)
             return t._("I couldn't edit {name}: {why}.", name=target.name, why=t.render(exc))
         t = await self._s.translator(msg.chat.key)
@@ -249,7 +257,8 @@ class ImagesSkill:
             try:
                 file = await self.edited(msg, target, None, call.args.strip())
             except (ImageRejected, DeliveryError, LLMError) as exc:
-                log.warning("generative edit in %s failed: %s", msg.chat.key, exc)
+                log.warning("generative edit in %s failed (%s)", msg.chat.key, type(exc).__name__)
+                log.debug("generative edit failed: %s", exc)
                 return t._("I couldn't edit {name} that way right now.", name=target.name)
             return Reply(t._("Here it is."), {"files": (file,)})
         return t._(EDIT_HELP)
@@ -276,7 +285,10 @@ class ImagesSkill:
 
 
 def build(env: SkillEnv) -> SkillSet:
-    return SkillSet([ImagesSkill(env.services, env.shared.attachments, env.shared.image_generator)])
+    limits = env.services.settings.limits
+    pool = ImagePool(limits.image_workers, limits.image_memory_mb)
+    skill = ImagesSkill(env.services, env.shared.attachments, env.shared.image_generator, pool)
+    return SkillSet([skill], [pool])
 
 
 plugin = SkillPlugin(

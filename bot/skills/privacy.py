@@ -5,27 +5,32 @@
     /optout · /optin             stop / resume recording your messages in this group
 
 Everything is scoped to the caller (their immutable user id) and to the group the command came from.
-Opt-out is the core's group_kv flag ``optout:<user_id>`` that the member pipeline checks before recording.
-Retention: a background loop (hourly by the injected clock) removes records older than the group's
-``retention_days`` (``/settings retention_days 90``, ``groups.<key>.retention_days`` or
-``memory.retention_days``) from the group's memory, through ``MemoryStore.recent``/``forget``.
+Forgetting goes through ``bot.erasure.Forgetter`` to every store that keeps member content (memory, inbox,
+reply ledger, skills' stores, the web group's own store): see SECURITY.md's data map. Asked in plain words
+("@Pai forget what I said", "忘掉我说过的话") the bot explains and asks for the command: forgetting is
+never done on the model's or a sentence's say-so.
+Opt-out is the core's group_kv flag ``optout:<user_id>``, checked at intake (``bot.intake``) and before
+recording. Retention: a background loop (hourly by the injected clock) forgets what was sent before the
+group's ``retention_days`` (``/settings retention_days 90``, ``groups.<key>.retention_days`` or
+``memory.retention_days``), everywhere.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.commands import Command, CommandCall, Observation
 from bot.context import fmt_time
+from bot.erasure import Forgetter, Report, member_scope
 from bot.i18n import N_
 from bot.plugins import SkillEnv, SkillPlugin, SkillSet
-from bot.ports import MemoryRecord, Tool
+from bot.ports import Erasure, MemoryRecord, Tool
 from bot.services import Services
 from bot.skills.duejobs import DueLoop
-from bot.skills.resources import SkillResources
 from bot.skills.skilldb import SkillDB
 
 log = logging.getLogger("paibot.skills.privacy")
@@ -34,14 +39,24 @@ SCAN_LIMIT = 20_000  # records looked at for /what-do-you-know-about-me
 PURGE_EVERY = timedelta(hours=1)
 PAGE = 500
 
+_FORGET_WORDS = re.compile(
+    r"\bforget\s+(?:(?:what|everything|all)\s+(?:that\s+)?i(?:'ve|\s+have)?\s+(?:said|wrote|written|posted|sent)"
+    r"|about\s+me|me\b)|\b(?:delete|erase|remove)\s+(?:all\s+)?my\s+(?:messages|data|history)"
+    r"|忘[掉记了]\s*(?:我|关于我)|删[掉除]\s*我的(?:消息|记录|数据|聊天)",
+    re.IGNORECASE,
+)
+# Counts of the erasers that repeat the member's messages themselves (not "other items").
+# Platforms' in-memory caches ("cached copies") repeat what is counted elsewhere.
+_SAME_MESSAGES = frozenset(
+    {"messages", "web messages", "queued events", "quotes in queued events", "cached copies", "relayed copies"}
+)
+_MEMORY_KINDS = frozenset({"messages", "file passages", "image captions", "bot messages", "memory records"})
+
 
 class PrivacySkill:
-    def __init__(
-        self, services: Services, db: SkillDB, *, shared: SkillResources | None = None, poll_s: float = 60.0
-    ) -> None:
+    def __init__(self, services: Services, db: SkillDB, *, poll_s: float = 60.0) -> None:
         self.s = services
         self.db = db
-        self._shared = shared
         self.loop = DueLoop("retention", self.run_due, services.clock, poll_s=poll_s, rng=services.rng)
         self._last_purge: datetime | None = None
 
@@ -69,7 +84,7 @@ class PrivacySkill:
         return []  # deliberately no LLM tools: only the member themself, by command, changes their data
 
     def observers(self) -> list[Any]:
-        return [self._note_group]
+        return [self._note_group, self._forget_in_words]
 
     async def start(self) -> None:
         await self.loop.start()
@@ -80,47 +95,57 @@ class PrivacySkill:
     async def _note_group(self, obs: Observation) -> None:
         await self.db.note_group(obs.message.chat)
 
+    async def _forget_in_words(self, obs: Observation) -> str | None:
+        """"@Pai forget what I said": explain and ask for the command (a sentence never erases anything)."""
+        decision = obs.decision
+        if not getattr(decision, "speak", False) or getattr(decision, "command", None):
+            return None
+        if not _FORGET_WORDS.search(getattr(decision, "prompt", "") or obs.message.text):
+            return None
+        t = await self.s.translator(obs.message.chat.key)
+        return t._(
+            "I can forget everything you said in this group: your messages, files, image captions, reminders, "
+            "to-dos, polls and my own messages that quote you. To confirm, send /forget-me (I don't do it on a "
+            "sentence alone, so nobody can make me forget you by accident). /optout stops recording you from "
+            "now on."
+        )
+
     # ----------------------------------------------------------------- commands
 
     async def _forget(self, call: CommandCall) -> str:
-        """Forget the caller's words in this group's memory: from every account they linked (``/link``), each
-        in the chats of its own platform (a user id means something on its own platform only), and their
-        copies the relay posted in the pai's other groups."""
-        removed = 0
-        # The files and images skills' log of posted files, if one of them opened it.
-        attachments = self._shared.attachments_if_open if self._shared is not None else None
-        for identity in self.s.people.identities(call.message.author.key):
+        """Forget the caller in this group's pai through every store (``bot.erasure.Forgetter``): from every
+        account they linked (``/link``), each in the pai's chats on its own platform (a user id means
+        something on its own platform only), one erasure per account. The relay is one of the erasers: the
+        copies it posted of her words in the pai's other groups are deleted."""
+        msg = call.message
+        report = Report()
+        forgetter = Forgetter(self.s.erasers)
+        for identity in self.s.people.identities(msg.author.key):
             platform, user = identity.split(":", 1)
-            chats = self._chats_on(call.pai, call.message.chat.key, platform)
-            removed += await self._forget_identity(call.pai, platform, user)
-            if self.s.relay is not None:
-                await self.s.relay.forget(identity, chats)
-            if attachments is not None:
-                for chat in chats:
-                    await attachments.forget_author(chat, user)
-        await self.s.people.forget(call.message.author.key)
-        t = await self.s.translator(call.message.chat.key)
-        return t.ngettext(
+            pai, chats = member_scope(self.s.settings, msg.chat.key, platform=platform, pais=self.s.pais)
+            if not chats:  # the pai has no group on that account's platform: nothing of it is here
+                continue
+            done = await forgetter.forget(Erasure(pai, chats, author_id=user))
+            report.add(done.counts)
+            report.failed += done.failed
+        messages = report.counts.get("messages", 0)
+        other = sum(n for kind, n in report.counts.items() if kind not in _SAME_MESSAGES)
+        log.info("forgot a member in %s: %s", msg.chat.key, report.counts)
+        t = await self.s.translator(msg.chat.key)
+        text = t.ngettext(
             "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
-            "indexes). New messages are still recorded; /optout stops that.",
+            "indexes) and {other} other items: your files and their text, image captions, reminders, to-dos, "
+            "polls and votes, and my own messages that quoted you. New messages are still recorded; /optout "
+            "stops that.",
             "Done: I removed {n} of your messages from this group's memory (the transcript and the search "
-            "indexes). New messages are still recorded; /optout stops that.",
-            removed,
-        )
-
-    def _chats_on(self, pai: str, here: str, platform: str) -> list[str]:
-        """The groups of ``pai`` on ``platform`` (``here`` alone when the group is its own pai)."""
-        joined = self.s.pais.by_scope(pai)
-        chats = joined.chats if joined is not None else (here,)
-        return [k for k in chats if k.split(":", 1)[0] == platform]
-
-    async def _forget_identity(self, pai: str, platform: str, user: str) -> int:
-        """Remove one account's records from a memory; in a pai that spans platforms, only records written
-        on that account's platform (another platform's user with the same id is someone else)."""
-        if self.s.pais.by_scope(pai) is None:  # a group of its own: every record is of its platform
-            return await self.s.memory.forget(pai, author_id=user) if pai.split(":", 1)[0] == platform else 0
-        mine, _ = await self._records_of(pai, {(platform, user)}, skip_id="")
-        return await self.s.memory.forget(pai, ids=[r.id for r in mine]) if mine else 0
+            "indexes) and {other} other items: your files and their text, image captions, reminders, to-dos, "
+            "polls and votes, and my own messages that quoted you. New messages are still recorded; /optout "
+            "stops that.",
+            messages, other=other,
+        )  # fmt: skip
+        if report.failed:
+            text += "\n" + t._("Some of it could not be removed right now; please send /forget-me again later.")
+        return text
 
     async def _optout(self, call: CommandCall) -> str:
         await self.s.state.group_set(call.message.chat.key, f"optout:{call.message.author.user_id}", "1")
@@ -208,21 +233,12 @@ class PrivacySkill:
         return removed
 
     async def purge_group(self, group_key: str, cutoff: datetime) -> int:
-        """Forget the group's records sent before ``cutoff`` (other chats of a shared pai keep theirs)."""
-        pai = self.s.pai_of(group_key)
-        removed, before = 0, cutoff
-        seen: set[str] = set()
-        for _ in range(10_000):
-            page = await self.s.memory.recent(pai, PAGE, before=before)
-            batch = [r for r in page if r.sent_at < cutoff and r.id not in seen]
-            if not batch:
-                break
-            seen.update(r.id for r in batch)
-            doomed = [r.id for r in batch if r.chat_key == group_key]
-            if doomed:
-                removed += await self.s.memory.forget(pai, ids=doomed)
-            before = min(r.sent_at for r in batch)
-        return removed
+        """Forget what the group sent before ``cutoff``, everywhere (other chats of a shared pai keep theirs);
+        returns how many memory records went."""
+        report = await Forgetter(self.s.erasers).expire(self.s.pai_of(group_key), group_key, cutoff)
+        if report.failed:
+            log.warning("retention in %s could not reach %s; trying again next time", group_key, report.failed)
+        return sum(n for kind, n in report.counts.items() if kind in _MEMORY_KINDS)
 
 
 def _short(text: str, width: int = 120) -> str:
@@ -231,7 +247,7 @@ def _short(text: str, width: int = 120) -> str:
 
 
 def build(env: SkillEnv) -> SkillSet:
-    skill = PrivacySkill(env.services, env.shared.db, shared=env.shared)
+    skill = PrivacySkill(env.services, env.shared.db)
     return SkillSet([skill], [skill])
 
 

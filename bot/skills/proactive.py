@@ -107,8 +107,8 @@ class ProactiveSkill:
         tz = self.s.tz_for(obs.message.chat.key)
         if self.s.brain is None:
             t = await self.s.translator(obs.message.chat.key)
-            return t._("I think this came up before:") + "\n" + "\n".join(format_hits(good, tz, limit=3))
-        if self.s.budget_spent(obs.message.chat.key):
+            return t._("I think this came up before:") + "\n" + "\n".join(format_hits(good, tz, t, limit=3))
+        if self.s.budget_spent(obs.message.chat.key, obs.message.author.key):
             return None
         lines = "\n".join(format_record(h.record, tz) for h in good[:6])
         messages = [

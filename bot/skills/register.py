@@ -4,13 +4,21 @@ Each group numbers its items 1, 2, 3... (``no``), so "done 2" means the same ite
 ever showed. A to-do with a due date gets a reminder (``bot.skills.reminder_store``, source ``todo:<id>``)
 that mentions its owner; marking it done cancels that reminder. ``origin`` makes adding idempotent (a
 replayed summary or poll close adds nothing twice).
+
+One register, no repeats: a summary of a stretch that overlaps an earlier one names the same decisions and
+to-dos again, often in other words ("Venue: Blue Hall", "We chose the Blue Hall as the venue"). An item a
+summary adds is the item already registered when their content words mostly agree (``same_item``), open or
+done, so repeated summaries leave one entry per decision and to-do.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+import rjieba
 
 from bot.events import ChatRef
 from bot.skills.reminder_store import GroupFull, ReminderStore
@@ -26,11 +34,12 @@ CREATE TABLE IF NOT EXISTS register_items (
     owner_id TEXT NOT NULL DEFAULT '',
     owner_name TEXT NOT NULL DEFAULT '',
     due_ts REAL,
-    status TEXT NOT NULL DEFAULT 'open', -- open | done
+    status TEXT NOT NULL DEFAULT 'open', -- open | done | removed (forgotten: text emptied)
     source TEXT NOT NULL DEFAULT '',    -- summary | poll | manual
     origin TEXT UNIQUE,
     created_ts REAL NOT NULL,
     done_by TEXT NOT NULL DEFAULT '',
+    requester_id TEXT NOT NULL DEFAULT '',  -- who added it (for forgetting what a member typed)
     UNIQUE (group_key, no)
 );
 CREATE TABLE IF NOT EXISTS register_lists (
@@ -39,6 +48,41 @@ CREATE TABLE IF NOT EXISTS register_lists (
 """
 
 LIST_MARK = "📝"  # starts every to-do list the bot posts (replies "done N" to one are understood)
+SAME_ITEM = 0.6  # least Jaccard overlap of content words for two items to be one
+_WORD = re.compile(r"[\u3400-\u9fff]+|[^\W\u3400-\u9fff]+")
+_STOP = frozenset(
+    """a an the and or of to for in on at by with from as is are be we our us i you they it this that will
+    shall should must let lets let's has have had do does did done to-do todo decision decided decide agreed
+    chose choose chosen go going get got 的 了 是 在 和 我们 大家 要 把 就 都 决定 定 确定""".split()
+)
+_SUFFIXES = ("ings", "ing", "ies", "ied", "es", "ed", "s")
+
+
+def _stem(word: str) -> str:
+    for suf in _SUFFIXES:
+        if word.endswith(suf) and len(word) - len(suf) >= 3:
+            return word[: -len(suf)] + ("y" if suf in ("ies", "ied") else "")
+    return word
+
+
+def item_terms(text: str) -> frozenset[str]:
+    """The content terms of an item's text: stemmed English words; for Chinese, the characters of its words
+    without function words ("预订" and "订" share 订, "买零食" and "买饮料" only 买)."""
+    out: set[str] = set()
+    for run in _WORD.findall(text.casefold()):
+        if "\u3400" <= run[0] <= "\u9fff":
+            out.update(ch for w in rjieba.cut(run) if w not in _STOP for ch in w)
+        elif run not in _STOP:
+            out.add(_stem(run))
+    return frozenset(out)
+
+
+def same_item(a: str, b: str) -> bool:
+    """Whether two item texts name the same decision or to-do."""
+    ta, tb = item_terms(a), item_terms(b)
+    if not ta or not tb:
+        return a.strip().casefold() == b.strip().casefold()
+    return len(ta & tb) / len(ta | tb) >= SAME_ITEM
 _COLS = "id, group_key, no, kind, text, owner_id, owner_name, due_ts, status, source"
 
 
@@ -67,6 +111,7 @@ class Register:
         self.db = db
         self.reminders = reminders
         db.ensure_schema(SCHEMA)
+        db.ensure_column("register_items", "requester_id", "TEXT NOT NULL DEFAULT ''")
 
     async def add(
         self,
@@ -84,19 +129,27 @@ class Register:
         reminder_cap: int = 0,
         requester: tuple[str, str] = ("", ""),
     ) -> tuple[Item, bool]:
-        """Add a decision or to-do; returns (item, whether a due reminder was set). Idempotent on ``origin``."""
+        """Add a decision or to-do; returns (item, whether a due reminder was set). Idempotent on ``origin``;
+        an item from a summary that is already registered in other words (``same_item``) is not added again."""
 
         def body(c: sqlite3.Connection) -> tuple[Item, bool]:
             if origin is not None:
                 row = c.execute(f"SELECT {_COLS} FROM register_items WHERE origin=?", (origin,)).fetchone()
                 if row:
                     return _item(row), False
+            if source == "summary":
+                for row in c.execute(
+                    f"SELECT {_COLS} FROM register_items WHERE group_key=? AND kind=? ORDER BY no DESC LIMIT 500",
+                    (chat.key, kind),
+                ):
+                    if same_item(row[4], text):
+                        return _item(row), False
             (no,) = c.execute(
                 "SELECT COALESCE(MAX(no), 0) + 1 FROM register_items WHERE group_key=?", (chat.key,)
             ).fetchone()
             cur = c.execute(
                 "INSERT INTO register_items(group_key, no, kind, text, owner_id, owner_name, due_ts, source, origin,"
-                " created_ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " created_ts, requester_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     chat.key,
                     no,
@@ -108,6 +161,7 @@ class Register:
                     source,
                     origin,
                     now.timestamp(),
+                    requester[0],
                 ),
             )
             return _item(

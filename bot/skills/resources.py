@@ -19,8 +19,15 @@ if TYPE_CHECKING:
 
 
 class SkillResources:
-    def __init__(self, data_dir: Path, *, image_generator: ImageGenerator | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        image_generator: ImageGenerator | None = None,
+        erasers: list[Any] | None = None,
+    ) -> None:
         self._data_dir = Path(data_dir)
+        self._erasers = erasers  # the app's ContentErasers: each store holding member content joins them
         self.image_generator = image_generator  # llm.image_model through a provider, else None
         self.opened: list[Any] = []  # stores opened so far (async start/stop), in order
         self._db: SkillDB | None = None
@@ -35,6 +42,10 @@ class SkillResources:
 
             self._db = SkillDB(self._data_dir / "skills.sqlite3")
             self.opened.append(self._db)
+            if self._erasers is not None:
+                from bot.skills.forgetting import SkillTablesEraser
+
+                self._erasers.append(SkillTablesEraser(self._db))
         return self._db
 
     @property
@@ -56,9 +67,6 @@ class SkillResources:
 
             self._attachments = AttachmentLog(self._data_dir / "attachments.sqlite3")
             self.opened.append(self._attachments)
-        return self._attachments
-
-    @property
-    def attachments_if_open(self) -> AttachmentLog | None:
-        """The attachment log if a skill opened it (the privacy skill forgets a member's entries there)."""
+            if self._erasers is not None:
+                self._erasers.append(self._attachments)
         return self._attachments

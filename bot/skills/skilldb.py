@@ -40,6 +40,7 @@ class SkillDB:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute("PRAGMA secure_delete=ON")  # forgotten text is overwritten, not left in free pages
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._closed = False
@@ -62,6 +63,12 @@ class SkillDB:
         """Create a skill's tables (called once from a skill's ``build``; blocking but tiny)."""
         with self._lock:
             self._conn.executescript(script)
+
+    def ensure_column(self, table: str, column: str, decl: str) -> None:
+        """Add a column a newer version needs to a table an older one created (blocking but tiny)."""
+        with self._lock:
+            if column not in {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:

@@ -29,7 +29,7 @@ from bot.context import fmt_time, format_record
 from bot.events import Message, Outgoing, SentRef
 from bot.i18n import N_, Translator
 from bot.plugins import SkillEnv, SkillPlugin, SkillSet
-from bot.ports import MemoryRecord, Tool, ToolContext, ToolSpec
+from bot.ports import CAPTION, QUESTION, STATEMENT, MemoryRecord, Tool, ToolContext, ToolSpec
 from bot.services import Services
 from bot.skills.digest import digest, parse_since
 from bot.skills.register import LIST_MARK, Item, Register
@@ -40,6 +40,7 @@ from bot.skills.timeparse import parse_when
 log = logging.getLogger("paibot.skills.summary")
 
 MAX_RECORDS = 400
+CONVERSATION = (STATEMENT, QUESTION, CAPTION)  # what a summary reads: what members said, asked and showed
 _MISSED = re.compile(
     r"^(?:me|mine|missed|what i missed|what you missed|since my last message|catch ?up|我|我错过的?|错过)$",
     re.I,
@@ -160,10 +161,15 @@ class SummarySkill:
         if missed and last_own is None:
             intro = tr._("I haven't seen you write here before, so here is the last day.") + "\n"
         if self.s.brain is None:
-            return intro + digest(records, since, tz, tr, truncated=truncated)
+            return intro + digest(records, since, tz, tr, truncated=truncated, names=self._names(key))
         if not records:
             return intro + tr._("Nothing was said here since {time}.", time=fmt_time(since, tz))
         return intro + await self._llm_summary(msg, pai, records, since, tz, now, tr)
+
+    def _names(self, key: str) -> tuple[str, ...]:
+        """The bot's names in a group (its name there, the configured name and aliases)."""
+        bot = self.s.settings.bot
+        return (self.s.name_for(key), bot.name, *bot.aliases)
 
     async def _window(
         self, msg: Message, pai: str, since: datetime, missed: bool
@@ -186,18 +192,11 @@ class SummarySkill:
             if before < (last_own or floor):
                 break
         lower = since if not missed else (last_own or since)
-        prefixes = tuple(p for p in self.s.settings.triggers.command_prefixes if p)
         records = sorted(
-            (
-                r
-                for r in seen.values()
-                if r.sent_at >= lower
-                and not r.is_bot
-                and r.id != msg.id
-                and not (prefixes and r.text.lstrip().startswith(prefixes))
-            ),  # commands are not conversation
+            (r for r in seen.values() if r.sent_at >= lower and r.kind in CONVERSATION and not r.is_bot
+             and r.id != msg.id),  # commands and the bot's own messages are not the group's conversation
             key=lambda r: r.sent_at,
-        )
+        )  # fmt: skip
         return records, len(seen) >= MAX_RECORDS, last_own
 
     async def _llm_summary(
@@ -223,7 +222,7 @@ class SummarySkill:
         except BrainUnavailable:
             log.warning("no model for the summary in %s; giving the digest", msg.chat.key)
             return tr._("(My language model is unavailable, so here is a mechanical digest.)") + "\n" + digest(
-                records, since, tz, tr
+                records, since, tz, tr, names=self._names(msg.chat.key)
             )
         data = _json_object(reply.text)
         if data is None:

@@ -61,8 +61,16 @@ def write_config(tmp_path: Path, body: str) -> Path:
     return cfg
 
 
+# The harness is one client posting for many members and groups: the web group's per-client limits are off
+# (tests/test_web_hostile.py tests them).
+WEB_UNLIMITED = (
+    "sockets_per_client: 0, socket_messages_per_s: 0, posts_per_s: 0, groups_per_client_per_hour: 0, "
+    "missed_lookups_per_client_per_hour: 0, group_storage_mb: 0, storage_mb: 0"
+)
+
+
 def web_only(port: int, extra: str = "") -> str:
-    return f"adapters:\n  web: {{enabled: true, host: 127.0.0.1, port: {port}}}\n" + extra
+    return f"adapters:\n  web: {{enabled: true, host: 127.0.0.1, port: {port}, {WEB_UNLIMITED}}}\n" + extra
 
 
 class BotProcess:

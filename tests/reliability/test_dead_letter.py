@@ -31,6 +31,7 @@ from tests.reliability.harness import (
     web_ready,
     write_config,
 )
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +73,10 @@ async def test_a_message_failing_every_time_is_dead_lettered_after_3_attempts_an
                 async with http.post(f"{base}/api/groups", json={"name": name}) as resp:
                     groups.append((await resp.json())["number"])
             travel, books = groups
+            ann = await member_headers(http, "Ann", base)
 
             async def post(group: str, text: str) -> int:
-                async with http.post(f"{base}/api/groups/{group}/messages", json={"author": "Ann", "text": text}) as r:
+                async with http.post(f"{base}/api/groups/{group}/messages", json={"text": text}, headers=ann) as r:
                     assert r.status == 200, await r.text()
                     mid = int((await r.json())["id"])
                 posted.append((group, mid, text.startswith("@Pai")))

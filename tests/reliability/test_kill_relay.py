@@ -64,7 +64,7 @@ def config(web_port: int, server: SynapseServer, bot_user: str, inviter: str, gr
     keys = ", ".join(f"'{g}'" for g in groups)
     return (
         "adapters:\n"
-        f"  web: {{enabled: true, host: 127.0.0.1, port: {web_port}}}\n"
+        f"  web: {{enabled: true, host: 127.0.0.1, port: {web_port}, posts_per_s: 0}}\n"
         f"  matrix: {{enabled: true, homeserver: '{server.base_url}', user_id: '{bot_user}', "
         f"password: '${{MATRIX_PASSWORD}}', allowed_inviters: ['{inviter}']}}\n"
         f"pais: {{burst: {{groups: [{keys}], relay: true}}}}\n"
@@ -80,14 +80,35 @@ def queued_relay_jobs(data: Path) -> int:
         return -1
 
 
+_members: dict[tuple[str, str], dict[str, str]] = {}  # (server, nickname) -> headers
+
+
+async def web_member(http: aiohttp.ClientSession, base: str, nickname: str) -> dict[str, str]:
+    """The member key of ``nickname`` (made once, retried while the bot is down: keys outlive restarts)."""
+    delay = 0.05
+    while (base, nickname) not in _members:
+        try:
+            async with http.post(f"{base}/api/members", json={"nickname": nickname}) as resp:
+                if resp.status == 201:
+                    _members[base, nickname] = {"Authorization": f"Member {(await resp.json())['key']}"}
+                    break
+                assert resp.status in (502, 503), f"unexpected {resp.status}: {await resp.text()}"
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
+    return _members[base, nickname]
+
+
 async def post_web(http: aiohttp.ClientSession, base: str, msg: Said) -> None:
     """Post like the page does: retry with the same nonce until the bot acknowledges it."""
     group = msg.where.split(":", 1)[1]
-    body = {"author": f"member{msg.author}", "text": msg.text, "nonce": f"n{msg.index}"}
+    headers = await web_member(http, base, f"member{msg.author}")
+    body = {"text": msg.text, "nonce": f"n{msg.index}"}
     delay = 0.05
     while True:
         try:
-            async with http.post(f"{base}/api/groups/{group}/messages", json=body) as resp:
+            async with http.post(f"{base}/api/groups/{group}/messages", json=body, headers=headers) as resp:
                 if resp.status == 200:
                     msg.event_id = f"web:{group}:{(await resp.json())['id']}"
                     return

@@ -33,6 +33,7 @@ from tests.reliability.harness import (
     web_ready,
     write_config,
 )
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.slow
 
@@ -72,12 +73,13 @@ def plan(rng: random.Random, groups: list[str], n: int, mention_rate: float = 0.
 
 async def post_until_acked(http: aiohttp.ClientSession, base: str, msg: Planned, stream: Stream) -> None:
     """Post like a client that wants its message kept: retry with the same nonce until a 200."""
-    body = {"author": msg.author, "text": msg.text, "nonce": f"n{msg.index}"}
+    body = {"text": msg.text, "nonce": f"n{msg.index}"}
+    headers = await member_headers(http, msg.author, base)  # made before the kills begin
     delay = 0.05
     while True:
         msg.attempts += 1
         try:
-            async with http.post(f"{base}/api/groups/{msg.group}/messages", json=body) as resp:
+            async with http.post(f"{base}/api/groups/{msg.group}/messages", json=body, headers=headers) as resp:
                 if resp.status == 200:
                     msg.acked_id = int((await resp.json())["id"])
                     stream.acked += 1
@@ -121,6 +123,8 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
                 assert resp.status == 201, await resp.text()
                 numbers.append((await resp.json())["number"])
         stream = Stream(plan(rng, numbers, messages))
+        for author in sorted({m.author for m in stream.planned}):
+            await member_headers(http, author, base)
         # Kill points: after a random number of acknowledged messages, plus a random delay.
         stream.kill_points = sorted(rng.sample(range(max(1, messages // 20), messages), kills))
 

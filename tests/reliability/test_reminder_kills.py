@@ -37,6 +37,7 @@ from tests.reliability.harness import (
     web_ready,
     write_config,
 )
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.slow
 
@@ -78,12 +79,13 @@ async def list_all(http: aiohttp.ClientSession, base: str, group: str) -> list[d
         after = page["messages"][-1]["id"]
 
 
-async def post_until_acked(http: aiohttp.ClientSession, base: str, group: str, body: dict) -> None:
+async def post_until_acked(http: aiohttp.ClientSession, base: str, group: str, body: dict,
+                           headers: dict[str, str]) -> None:  # fmt: skip
     """Post like the page does: retry with the same nonce until the bot's inbox has it (a 200)."""
     delay = 0.05
     while True:
         try:
-            async with http.post(f"{base}/api/groups/{group}/messages", json=body) as resp:
+            async with http.post(f"{base}/api/groups/{group}/messages", json=body, headers=headers) as resp:
                 if resp.status == 200:
                     return
                 assert resp.status in (502, 503), f"unexpected {resp.status}: {await resp.text()}"
@@ -123,17 +125,14 @@ async def run_scenario(
             async with http.post(f"{base}/api/groups", json={"name": "reminder crash group"}) as resp:
                 assert resp.status == 201, await resp.text()
                 group = (await resp.json())["number"]
+            members = [await member_headers(http, f"member{i}", base) for i in range(4)]
 
             async def scenario() -> None:
                 # The first kill lands while the commands are being handled (some acknowledged, not handled).
                 first_kill_after = rng.randrange(1, reminders)
                 for i, (text, delay) in enumerate(zip(texts, delays, strict=True)):
-                    body = {
-                        "author": f"member{i % 4}",
-                        "text": f"/remind in {delay}m {text}",
-                        "nonce": f"r{i}",
-                    }
-                    await post_until_acked(http, base, group, body)
+                    body = {"text": f"/remind in {delay}m {text}", "nonce": f"r{i}"}
+                    await post_until_acked(http, base, group, body, members[i % 4])
                     if i == first_kill_after:
                         await asyncio.sleep(rng.uniform(0.0, 0.2))
                         await kill_and_restart(rng.uniform(0.0, 1.5))

@@ -28,6 +28,7 @@ from tests.reliability.harness import (
     web_ready,
     write_config,
 )
+from tests.web_members import member_headers
 
 pytestmark = pytest.mark.slow
 
@@ -64,11 +65,12 @@ async def test_sigterm_finishes_work_in_flight_refuses_new_messages_and_exits_0(
             for name in ("north", "south", "east"):
                 async with http.post(f"{base}/api/groups", json={"name": name}) as resp:
                     groups.append((await resp.json())["number"])
+            ann = await member_headers(http, "Ann", base)
 
             async def post(group: str, text: str) -> int | None:
                 try:
                     async with http.post(f"{base}/api/groups/{group}/messages",
-                                         json={"author": "Ann", "text": text}) as resp:  # fmt: skip
+                                         json={"text": text}, headers=ann) as resp:  # fmt: skip
                         if resp.status != 200:
                             return None
                         mid = int((await resp.json())["id"])

@@ -107,7 +107,8 @@ def settings_text(tmp_path: Path, extra: str = "") -> str:
     if "memory:" not in extra:  # short prompts keep the echoing model's replies (and the probe runs) small
         base += "memory: {recent_messages: 12, recall_hits: 6}\n"
     if "limits:" not in extra:
-        base += "limits: {member_per_minute: 100000, group_per_minute: 100000, daily_tokens_per_group: 0}\n"
+        base += ("limits: {member_per_minute: 100000, group_per_minute: 100000, daily_tokens_per_group: 0, "
+                 "daily_tokens_per_member: 0, daily_tokens: 0, new_groups_per_hour: 0}\n")
     return base + extra
 
 

@@ -36,6 +36,7 @@ from tests.fake_discord import RecordingSink as DiscordSink
 from tests.fake_telegram import RecordingClock, RecordingSink
 from tests.security.obedient import build_app
 from tests.test_discord_adapter import make_adapter as make_discord_adapter
+from tests.web_members import member_headers
 
 JUNK = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
@@ -186,6 +187,7 @@ async def test_web_api_answers_malformed_bodies_without_a_server_error(tmp_path)
         group = await adapter.create_group("Fuzz")
         valid = {"author": "Alice", "text": "hello", "reply_to": None, "nonce": "n"}
         async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+            alice = await member_headers(http, "Alice")  # a member: the fuzzing reaches the body's validation
             for i in range(300):
                 body = mutate(dict(valid), rng)
                 if i % 5 == 0:
@@ -193,9 +195,10 @@ async def test_web_api_answers_malformed_bodies_without_a_server_error(tmp_path)
                 else:
                     data, ctype = json.dumps(body, allow_nan=True).encode(), "application/json"
                 resp = await http.post(f"/api/groups/{group.number}/messages", data=data,
-                                       headers={"Content-Type": ctype})
+                                       headers={"Content-Type": ctype, **alice})
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
-            ok = await http.post(f"/api/groups/{group.number}/messages", json={"author": "Bob", "text": "fine"})
+            ok = await http.post(f"/api/groups/{group.number}/messages", json={"text": "fine"},
+                                 headers=await member_headers(http, "Bob"))
             assert ok.status == 200
         print(f"web: 300 malformed bodies -> statuses {dict(sorted(statuses.items()))}; no 5xx")
         assert all(s < 500 for s in statuses)

@@ -11,6 +11,7 @@
 
   const state = {
     botName: "Pai",
+    me: null,           // {author_id, nickname}: who this browser's member key says we are
     maxText: 8000,
     group: null,        // {number, name, invite_url, ...}
     lastId: 0,
@@ -75,28 +76,51 @@
   }
 
   // ------------------------------------------------------------------ identity
+  // Picking a nickname makes this browser a member: the server answers with a member key in an HttpOnly
+  // cookie (this script never sees it) and every post is then made as that member, so nobody can post
+  // under someone else's name or id. The nickname can change; the member id stays.
 
-  function userId() {
-    let id = store.get("uid");
-    if (!id || !/^[A-Za-z0-9_-]{4,64}$/.test(id)) {
-      const bytes = new Uint8Array(12);
-      crypto.getRandomValues(bytes);
-      id = "u" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-      store.set("uid", id);
+  const userId = () => (state.me ? state.me.author_id : "");
+  const nickname = () => (state.me ? state.me.nickname : "");
+
+  async function loadMe() {
+    try {
+      state.me = await api("GET", "/api/members/me");  // 204 (null): no member key yet
+    } catch (e) {
+      state.me = null;  // no member key yet (or it was forgotten): picking a nickname makes one
     }
-    return id;
+    showMe();
   }
-  const nickname = () => (store.get("nick") || "").trim();
 
+  // Becoming a member is a request: a message sent meanwhile waits for it (state.joining).
   function setNickname(value) {
+    state.joining = becomeMember(value).finally(() => { state.joining = null; });
+    return state.joining;
+  }
+
+  async function becomeMember(value) {
     const nick = value.replace(/\s+/g, " ").trim().slice(0, 40);
     if (!nick) return false;
     if (nick.toLowerCase() === state.botName.toLowerCase()) {
       toast(_("“{nick}” is the AI's name — please pick another one.", { nick }));
       return false;
     }
-    store.set("nick", nick);
+    const joining = !state.me;
+    try {
+      if (!state.me) state.me = await api("POST", "/api/members", { nickname: nick });
+      else if (state.me.nickname !== nick) state.me = await api("PATCH", "/api/members/me", { nickname: nick });
+    } catch (e) {
+      toast(e.message);
+      return false;
+    }
+    state.me = { author_id: state.me.author_id, nickname: state.me.nickname };
     showMe();
+    if (joining && state.ws) {  // the socket opened before the member cookie existed: open it again as her
+      const old = state.ws;
+      state.ws = null;
+      old.close();
+      connect();
+    }
     return true;
   }
 
@@ -277,14 +301,14 @@
   }
 
   function messageNode(m) {
-    const mine = !m.is_bot && m.author_id === userId();
+    const mine = !m.is_bot && Boolean(userId()) && m.author_id === userId();
     const li = el("li", "msg" + (m.is_bot ? " from-bot" : "") + (mine ? " mine" : ""));
     li.id = "m" + m.id;
     li.dataset.id = m.id;
     li.tabIndex = 0;
     li.title = _("Click to reply");
     const av = el("div", "avatar");
-    avatar(av, m.author_name || m.author, m.author_id || m.author, m.is_bot);
+    avatar(av, m.author_name || m.author || "?", m.author_id || m.author || "?", m.is_bot);
     const bubble = el("div", "bubble");
     const meta = el("div", "meta");
     meta.append(el("span", "author", m.author_name || m.author));
@@ -292,8 +316,8 @@
     meta.append(el("time", "time", formatTime(m.sent_at)));
     bubble.append(meta);
     if (m.reply_to) {
-      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : ""));
-      if (typeof m.reply_to.image === "string" && /^\/api\/files\/[A-Za-z0-9_-]{16,64}$/.test(m.reply_to.image)) {
+      const q = el("div", "quote" + (m.reply_to.is_bot ? " quote-bot" : "") + (m.reply_to.removed ? " removed" : ""));
+      if (!m.reply_to.removed && typeof m.reply_to.image === "string" && /^\/api\/files\/[A-Za-z0-9_-]{16,64}$/.test(m.reply_to.image)) {
         const img = el("img", "quote-thumb");  // a reply to a photo shows the photo
         img.src = m.reply_to.image;
         img.alt = "";
@@ -301,13 +325,17 @@
         q.append(img);
       }
       const words = el("span", "quote-words");
-      words.append(el("b", null, m.reply_to.author), document.createTextNode(" " + (m.reply_to.text || (m.reply_to.image ? _("Photo") : ""))));
+      if (m.reply_to.removed) words.append(el("i", null, _("message removed")));
+      else words.append(el("b", null, m.reply_to.author), document.createTextNode(" " + (m.reply_to.text || (m.reply_to.image ? _("Photo") : ""))));
       q.append(words);
       q.addEventListener("click", (ev) => { ev.stopPropagation(); jumpTo(m.reply_to.id); });
       bubble.append(q);
     }
     const hasPoll = Boolean(m.poll && Array.isArray(m.poll.options));
-    if (m.text && m.text.trim() && !hasPoll) {
+    if (m.removed) {
+      li.classList.add("removed");
+      bubble.append(el("div", "text removed-text", _("message removed")));
+    } else if (m.text && m.text.trim() && !hasPoll) {
       const body = el("div", "text");
       fillText(body, m.text);
       bubble.append(body);
@@ -315,6 +343,7 @@
     if (Array.isArray(m.files) && m.files.length) bubble.append(media.filesNode(m.files));
     if (hasPoll) bubble.append(media.pollNode(m, castVote, myVote(m)));
     if (m.edited) meta.append(el("span", "edited", _("edited")));
+    emit("message", { node: bubble, message: m });
     li.append(av, bubble);
     li.addEventListener("click", () => startReply(m));
     li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") startReply(m); });
@@ -371,6 +400,7 @@
   }
 
   function startReply(m) {
+    if (m.removed) return;
     state.replyTo = m;
     $("reply-author").textContent = m.author_name || m.author;
     $("reply-text").textContent = summary(m);
@@ -399,7 +429,7 @@
     const before = store.get(voteKey(m));
     store.set(voteKey(m), String(n));
     try {
-      const body = { author: nickname(), author_id: userId(), text, reply_to: m.id, nonce: nonce() };
+      const body = { text, reply_to: m.id, nonce: nonce() };
       const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
       addMessages([msg]);
       return true;
@@ -463,6 +493,7 @@
     ws.addEventListener("open", () => {
       state.wsRetry = 0;
       document.body.classList.remove("offline");
+      emit("connected", state.group);
       catchUp().catch((e) => toast(e.message));
     });
     ws.addEventListener("message", (ev) => {
@@ -471,6 +502,7 @@
       if (data.type === "message" && data.message) addMessages([data.message]);
       else if (data.type === "edit" && data.message) replaceMessage(data.message);
       else if (data.type === "typing" && typeof data.name === "string") showTyping(data.name);
+      else emit("socket", data);
     });
     ws.addEventListener("close", () => {
       if (state.ws !== ws) return;
@@ -504,6 +536,7 @@
     $("banner-link").textContent = group.invite_url;
     $("invite-banner").hidden = !fresh;
     showScreen("chat");
+    emit("open", group);
     if (!nickname()) askNickname(group.name);
     try {
       const data = await api("GET", `/api/groups/${group.number}/messages?limit=200`);
@@ -515,10 +548,12 @@
     clearInterval(state.pollTimer);
     // Safety net when the socket is down (proxies that drop WebSockets): poll now and then.
     state.pollTimer = setInterval(() => { if (!state.ws || state.ws.readyState !== WebSocket.OPEN) catchUp().catch(() => {}); }, 8000);
-    $("text").focus();
+    // Not while the nickname dialog is open: what the member is typing there would land in the composer.
+    if ($("nick-modal").hidden) $("text").focus();
   }
 
   function leaveGroup() {
+    if (state.group) emit("leave", state.group);
     const ws = state.ws;
     state.ws = null;
     if (ws) ws.close();
@@ -584,20 +619,23 @@
   function wire() {
     $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); history.pushState({}, "", "/"); goHome(); });
     $("change-nick").addEventListener("click", () => askNickname(state.group && state.group.name));
-    $("nick-form").addEventListener("submit", (ev) => {
+    $("nick-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-input").value)) toast(_("Nickname saved."));
+      if (await setNickname($("nick-input").value)) toast(_("Nickname saved."));
     });
-    $("nick-modal-form").addEventListener("submit", (ev) => {
+    $("nick-modal-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (setNickname($("nick-modal-input").value)) {
+      if (await setNickname($("nick-modal-input").value)) {
         $("nick-modal").hidden = true;
+        // Messages drawn before we knew who we are: mark ours.
+        for (const node of Array.from(state.rendered.values())) replaceMessage(node._message);
         $("text").focus();
       }
     });
     $("create-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
+      // The member creating a group is its admin: make sure we are one before creating it.
+      if (!nickname() && !(await setNickname($("nick-input").value))) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
       $("create-button").disabled = true;
       try {
         const group = await api("POST", "/api/groups", { name: $("create-name").value });
@@ -611,7 +649,7 @@
     });
     $("join-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      if (!nickname() && !setNickname($("nick-input").value)) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
+      if (!nickname() && !(await setNickname($("nick-input").value))) { toast(_("Pick a nickname first.")); $("nick-input").focus(); return; }
       const target = parseJoin($("join-input").value);
       if (!target) { toast(_("That is neither a group number nor an invite link.")); return; }
       try {
@@ -726,9 +764,10 @@
     const value = box.value.trim();
     const files = state.tray ? state.tray.files : [];
     if ((!value && !files.length) || !state.group || state.sending) return;
+    if (state.joining) await state.joining;
     if (!nickname()) { askNickname(state.group.name); return; }
     if (value.length > state.maxText) { toast(_("Messages can be at most {max} characters.", { max: state.maxText })); return; }
-    const body = { author: nickname(), author_id: userId(), text: value, nonce: nonce() };
+    const body = { text: value, nonce: nonce() };
     if (state.replyTo) body.reply_to = state.replyTo.id;
     state.sending = true;
     $("send-button").disabled = true;
@@ -756,6 +795,43 @@
     box.focus();
   }
 
+  // ------------------------------------------------------------------ what other scripts of the page use
+
+  // Other parts of the page (watch.js) hear about the group through "pai:<name>" events on window and
+  // act through window.PaiApp; app.js knows nothing about them.
+  function emit(name, detail) {
+    window.dispatchEvent(new CustomEvent("pai:" + name, { detail }));
+  }
+
+  window.PaiApp = {
+    userId,
+    nickname,
+    toast,
+    api,
+    get group() { return state.group; },
+    askNickname: () => askNickname(state.group && state.group.name),
+    // Send a JSON message over the group's socket; false when it is not open.
+    sendSocket(data) {
+      if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+      state.ws.send(JSON.stringify(data));
+      return true;
+    },
+    // Post a message (with files, optionally as a reply) as the member; resolves the stored message.
+    async post(text, files = [], replyTo = null) {
+      if (!state.group) throw new ApiError(0, _("No group is open."));
+      if (!nickname()) { askNickname(state.group.name); throw new ApiError(400, _("Pick a nickname first.")); }
+      const body = { author: nickname(), author_id: userId(), text, nonce: nonce() };
+      if (replyTo !== null) body.reply_to = replyTo;
+      try {
+        const msg = await postOnce(body, files);
+        addMessages([msg]);
+        return msg;
+      } finally {
+        setProgress(null);
+      }
+    },
+  };
+
   async function init() {
     await loadLanguage();
     wire();
@@ -773,15 +849,7 @@
       if (e.status === 401) return;
       toast(e.message);
     }
-    try {
-      // Signed in with a link the bot sent on another platform: post as that member (its key is a cookie).
-      const me = await api("GET", "/api/members/me");
-      if (me && me.author_id) {
-        store.set("uid", me.author_id);
-        store.set("nick", me.nickname);
-        showMe();
-      }
-    } catch (e) { /* not signed in: the page picks its own id */ }
+    await loadMe();  // a page key, or the key a sign-in link the bot sent elsewhere gave this browser
     await route();
   }
 
