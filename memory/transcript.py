@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from bot.ports import EVIDENCE_KINDS, RECORD_KINDS, MemoryRecord, SearchFilters
+from bot.ports import BOT, EVIDENCE_KINDS, RECORD_KINDS, MemoryRecord, SearchFilters
 from memory import fts
 from memory.fts import IndexText
 from memory.kinds import KindRules
@@ -184,7 +184,9 @@ class Transcript:
                     seq, next_seq = next_seq, next_seq + 1
                     new_rows.append(record_params(seq, rec))
                 elif old[4] != rec.author_id:
-                    refused += 1
+                    # The bot's own message seen again from the platform (Matrix sync, Discord's gateway)
+                    # under its platform id: the same message, already kept; anything else is refused.
+                    refused += not (old[3] == BOT and rec.is_bot)
                     continue
                 elif (old[1], old[2]) != (rec.text, rec.author_name):
                     seq = old[0]

@@ -3,6 +3,7 @@ context columns never keep a forgotten member's words."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -70,6 +71,28 @@ async def test_only_evidence_is_searched_unless_other_kinds_are_asked_for(tmp_pa
         every = SearchFilters(kinds=(STATEMENT, QUESTION, COMMAND, BOT))
         assert {h.record.id for h in await store.search(PAI, "venue", 10, every)} == {"r1", "r2", "r3", "r4"}
         assert store.index.count(PAI) == 1  # only evidence is embedded
+    finally:
+        await store.close()
+
+
+async def test_an_id_taken_by_another_author_is_refused_but_the_bots_own_echo_is_no_conflict(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await open_memory(settings_for(tmp_path))  # type: ignore[arg-type]
+    try:
+        await store.record(rec(1, "The venue is the Blue Hall", "Alice"))
+        own = MemoryRecord(id="r2", pai=PAI, chat_key=PAI, author_id="@me", author_name="Pai",
+                           text="Noted: the Blue Hall.", sent_at=T0, kind=BOT, is_bot=True)  # fmt: skip
+        await store.record(own)
+        with caplog.at_level("WARNING", logger="paibot.memory"):
+            # the platform shows the bot its own message again, under the bot's platform id (Matrix, Discord)
+            await store.record(dataclasses.replace(own, author_id="@pai:example.org"))
+            assert "refused" not in caplog.text
+            # someone else's message under Alice's id is never merged into hers
+            await store.record(rec(1, "The venue is the Red Hall", "Mallory"))
+            assert "refused 1 record" in caplog.text
+        kept = {r.id: (r.author_name, r.text) for r in await store.export(PAI)}
+        assert kept == {"r1": ("Alice", "The venue is the Blue Hall"), "r2": ("Pai", "Noted: the Blue Hall.")}
     finally:
         await store.close()
 

@@ -7,6 +7,7 @@ adapter with the ``WatchHost`` role that records what the core shows its players
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,19 @@ async def test_nothing_an_opted_out_member_shares_is_kept_and_their_questions_ar
 
 
 # --------------------------------------------------------------------------- without a player
+
+
+async def test_an_edited_caption_of_a_shared_subtitle_file_does_not_start_the_session_again(world):
+    app, adapter, _ = await start(world, player=False)
+    shared = attach(msg("tonight"), file_att(adapter, "harbour.srt", make_srt(), ""))
+    (digest,) = await say(app, adapter, shared)
+    assert digest.startswith("🎬 Following harbour.srt.")
+    session = await watch_skill(app).sessions.running(shared.chat.key)
+    # Telegram, Discord and Matrix repeat the message's files in an edit of its caption.
+    edit = dataclasses.replace(shared, event_id=f"{shared.event_id}:edit", text="tonight, at 9", edited=True)
+    assert await say(app, adapter, edit) == []
+    again = await watch_skill(app).sessions.running(shared.chat.key)
+    assert again is not None and again.id == session.id
 
 
 async def test_subtitles_shared_on_a_chat_platform_get_a_digest_and_timestamped_answers(world, tmp_path):

@@ -2,7 +2,7 @@
 
     paibot run    [--config FILE]     start the bot
     paibot check  [--config FILE]     validate config.yaml and print the effective settings, secrets masked
-    paibot memory ...                 import, search, stats, export, forget, reindex (see README)
+    paibot memory ...                 import, search, stats, export, forget, reindex (docs/memory.md)
     paibot invite PLATFORM            print the URL that adds the bot to a server (e.g. discord)
     paibot usage  [--group KEY]       token and cost accounting per group and day
     paibot plugins [--json]           installed adapter, skill and tool plugins, and which are enabled

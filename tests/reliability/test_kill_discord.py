@@ -21,10 +21,12 @@ import pytest
 from tests.fake_discord import FakeDiscord
 from tests.reliability.harness import (
     BotProcess,
-    env_int,
+    KillOutcome,
     figure,
     inbox_status,
     read_db,
+    run_seed,
+    soak,
     transcript_ids,
     wait_for,
     write_config,
@@ -142,24 +144,13 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
         unanswered=len(unanswered), dead_letters=sum(1 for s in status.values() if s == "dead"),
         sigterm_exit=exit_code, seconds=round(time.monotonic() - started),
     )  # fmt: skip
-    assert bot.kills == kills, line
-    assert lost == [], line + "\n" + bot.log_tail()
-    assert duplicated == 0 and unanswered == [] and stray == [], line + "\n" + bot.log_tail()
-    assert exit_code == 0, line + "\n" + bot.log_tail()
+    KillOutcome(line, bot.log_tail(), bot.kills, kills, lost, duplicated, stray, unanswered, exit_code).check()
 
 
 async def test_random_sigkills_on_discord_lose_nothing_and_answer_once(tmp_path: Path) -> None:
-    seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
-    await run_scenario(tmp_path, messages=200, groups=6, kills=3, seed=seed)
+    await run_scenario(tmp_path, messages=200, groups=6, kills=3, seed=run_seed())
 
 
 @pytest.mark.soak
 async def test_soak_random_sigkills_on_discord(tmp_path: Path) -> None:
-    seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
-    await run_scenario(
-        tmp_path,
-        messages=env_int("PAIBOT_SOAK_MESSAGES", 10_000),
-        groups=env_int("PAIBOT_SOAK_GROUPS", 50),
-        kills=env_int("PAIBOT_SOAK_KILLS", 20),
-        seed=seed,
-    )
+    await soak(run_scenario, tmp_path)

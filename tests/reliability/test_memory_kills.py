@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from memory.store import open_memory
-from tests.reliability.harness import ROOT, env_int, figure, read_db, transcript_ids
+from tests.reliability.harness import ROOT, env_int, figure, read_db, run_seed, transcript_ids
 from tests.reliability.memory_writer import PAI
 from tests.test_memory_contract import settings_for
 
@@ -127,11 +127,9 @@ async def run_scenario(tmp_path: Path, kills: int, seed: int) -> None:
 
 
 async def test_memory_store_survives_kills_during_writes_and_rebuilds_a_broken_index(tmp_path: Path) -> None:
-    seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
-    await run_scenario(tmp_path, kills=12, seed=seed)
+    await run_scenario(tmp_path, kills=12, seed=run_seed())
 
 
 @pytest.mark.soak
 async def test_soak_memory_store_survives_200_kills(tmp_path: Path) -> None:
-    seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
-    await run_scenario(tmp_path, kills=env_int("PAIBOT_SOAK_MEMORY_KILLS", 200), seed=seed)
+    await run_scenario(tmp_path, kills=env_int("PAIBOT_SOAK_MEMORY_KILLS", 200), seed=run_seed())

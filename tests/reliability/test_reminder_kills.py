@@ -32,6 +32,7 @@ from tests.reliability.harness import (
     figure,
     free_port,
     read_db,
+    run_seed,
     wait_for,
     web_only,
     web_ready,
@@ -210,16 +211,14 @@ async def run_scenario(
 
 
 async def test_reminders_fire_exactly_once_across_random_sigkills(tmp_path: Path) -> None:
-    seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
     await run_scenario(
-        tmp_path, reminders=6, kills=3, min_delay_m=0.2, max_delay_m=0.5, long_down_s=10.0, seed=seed
+        tmp_path, reminders=6, kills=3, min_delay_m=0.2, max_delay_m=0.5, long_down_s=10.0, seed=run_seed()
     )  # fmt: skip
 
 
 @pytest.mark.soak
 async def test_soak_reminders_fire_exactly_once_across_random_sigkills(tmp_path: Path) -> None:
     """50 kills over a few minutes of due times, one downtime longer than LATE_AFTER: late firings marked."""
-    seed = env_int("PAIBOT_SOAK_SEED", 0) or random.SystemRandom().randrange(1, 10**6)
     await run_scenario(
         tmp_path,
         reminders=env_int("PAIBOT_SOAK_REMINDERS", 40),
@@ -227,5 +226,5 @@ async def test_soak_reminders_fire_exactly_once_across_random_sigkills(tmp_path:
         min_delay_m=0.2,
         max_delay_m=env_int("PAIBOT_SOAK_REMINDER_MINUTES", 8),
         long_down_s=LATE_AFTER.total_seconds() + 15,
-        seed=seed,
+        seed=run_seed(),
     )

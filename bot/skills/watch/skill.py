@@ -355,6 +355,10 @@ class WatchSkill:
             await self._note_participant(running, msg)
         if decision.command in ("watch", "listen", "recap"):
             return None
+        if msg.edited:
+            # An edit (a caption corrected) repeats the message's files on every platform but shares
+            # nothing new: following it again would start the session over and post a second digest.
+            return None
         subs = subtitle_files(msg.attachments) if recording else []
         media = next((a for a in msg.attachments if media_kind(a)), None) if recording else None
         if subs and running is not None and not await self.sessions.cues_of(running) and media is None:
