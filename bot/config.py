@@ -207,7 +207,11 @@ class Settings:
     skills: Sections = field(default_factory=Sections)  # skills.<name>
     tools: Sections = field(default_factory=Sections)  # tools.<name>
     groups: dict[str, GroupOverride] = field(default_factory=dict)
+    # pais.<name>: the group keys that share one memory. ``relayed_pais`` names those written with
+    # ``relay: true`` (``pais: {team: {groups: [...], relay: true}}``): every member message is passed on to
+    # the pai's other groups (``bot.relay``). Pais made from chat (``/pai``) live in the state database.
     pais: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    relayed_pais: tuple[str, ...] = ()
     metrics: MetricsSettings = MetricsSettings()
     log_level: str = "INFO"
     log_format: str = "text"  # text | json (one JSON object per line)
@@ -429,6 +433,41 @@ def _plugin_sections(
     return Sections(items, secrets)
 
 
+@dataclass(frozen=True)
+class PaiEntry:
+    """One ``pais.<name>`` entry written as a mapping."""
+
+    groups: tuple[str, ...] = ()
+    relay: bool = False
+
+
+def _pais(raw: Any) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """``pais:``: each entry is a list of group keys (one shared memory) or ``{groups: [...], relay: bool}``."""
+    if raw is None:
+        return {}, ()
+    if not isinstance(raw, dict):
+        raise ConfigError("pais", f"expected a mapping, got {raw!r}")
+    groups: dict[str, tuple[str, ...]] = {}
+    relayed: set[str] = set()
+    seen: dict[str, str] = {}
+    for name, value in raw.items():
+        path = f"pais.{name}"
+        if isinstance(value, dict):
+            entry = _build(PaiEntry, value, path)
+        else:
+            entry = PaiEntry(groups=_convert(tuple[str, ...], value, path))
+        for i, key in enumerate(entry.groups):
+            if ":" not in key:
+                raise ConfigError(f"{path}[{i}]", 'group keys look like "<platform>:<chat id>"')
+            if key in seen and seen[key] != str(name):
+                raise ConfigError(f"{path}[{i}]", f"{key} is already in the pai {seen[key]!r}: a group is in one pai")
+            seen[key] = str(name)
+        groups[str(name)] = entry.groups
+        if entry.relay:
+            relayed.add(str(name))
+    return groups, tuple(sorted(relayed))
+
+
 def _check_timezone(path: str, name: str) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -461,7 +500,11 @@ def parse_settings(
     if not isinstance(raw, dict):
         raise ConfigError("", f"{source} must be a mapping of sections, got {raw!r}")
     owned = {kind: raw.pop(kind, None) for kind in PLUGIN_KINDS}
+    if "relayed_pais" in raw:
+        raise ConfigError("relayed_pais", "unknown key (write relay: true inside a pais.<name> entry)")
+    groups, relayed = _pais(raw.pop("pais", None))
     settings = _build(Settings, raw, "")
+    settings = dataclasses.replace(settings, pais=groups, relayed_pais=relayed)
     settings = dataclasses.replace(
         settings, **{kind: _plugin_sections(kind, value, catalog) for kind, value in owned.items()}
     )

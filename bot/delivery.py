@@ -47,6 +47,15 @@ def decode_reply(msg: Message, payload: str) -> Outgoing | None:
     )  # fmt: skip
 
 
+async def safe_to_resend(adapter: ChatAdapter, out: Outgoing) -> bool:
+    """Resending ``out`` after a crash cannot duplicate it: the platform deduplicates sends, or the
+    adapter's journal shows that no request for it ever went out (``bot.ports.SendJournal``)."""
+    if adapter.capabilities.idempotent_sends:
+        return True
+    attempted = getattr(adapter, "delivery_attempted", None)
+    return attempted is not None and not await attempted(out)
+
+
 class ReplyDelivery:
     def __init__(self, services: Services, middlewares: Sequence[Middleware[ReplyDraft]] = ()) -> None:
         self.s = services
@@ -108,12 +117,7 @@ class ReplyDelivery:
 
     @staticmethod
     async def _safe_to_resend(adapter: ChatAdapter, out: Outgoing) -> bool:
-        """Resending cannot duplicate: the platform deduplicates sends, or the adapter's journal shows
-        that no request for this reply ever went out (``bot.ports.SendJournal``)."""
-        if adapter.capabilities.idempotent_sends:
-            return True
-        attempted = getattr(adapter, "delivery_attempted", None)
-        return attempted is not None and not await attempted(out)
+        return await safe_to_resend(adapter, out)
 
     async def _retry(self, msg: Message) -> None:
         """The platform was unreachable when this reply was sent (nothing was delivered): send the same

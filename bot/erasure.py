@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 from datetime import datetime
 
 from bot.config import Settings
@@ -44,14 +45,35 @@ def quote_keys(texts: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def member_scope(settings: Settings, chat_key: str) -> tuple[str, tuple[str, ...]]:
+def member_scope(
+    settings: Settings, chat_key: str, *, platform: str | None = None, pais: PaiScopes | None = None
+) -> tuple[str, tuple[str, ...]]:
     """The pai of a group and the chats a member's erasure covers there: the pai's chats on the group's
-    platform (a member id means something on its own platform only)."""
-    pai = settings.pai_of(chat_key)
-    platform = chat_key.split(":", 1)[0]
-    name = pai.removeprefix("pai:") if pai != chat_key else ""
-    chats = tuple(k for k in settings.pais.get(name, ()) if k.split(":", 1)[0] == platform)
-    return pai, chats if chat_key in chats else (chat_key, *chats)
+    platform (a member id means something on its own platform only). ``platform``: those on another
+    platform instead (an account the member linked there, ``bot.people``; empty when the pai has none).
+    ``pais``: the bot's pais (``bot.pais.PaiDirectory``), which knows those made from chat too; without it,
+    config.yaml's."""
+    here = chat_key.split(":", 1)[0]
+    platform = platform or here
+    joined = pais.by_scope(pais.pai_of(chat_key)) if pais is not None else None
+    if joined is not None:
+        pai, members = joined.scope, tuple(joined.chats)
+    else:
+        pai = settings.pai_of(chat_key)
+        name = pai.removeprefix("pai:") if pai != chat_key else ""
+        members = tuple(settings.pais.get(name, ()))
+    chats = tuple(k for k in members if k.split(":", 1)[0] == platform)
+    if platform != here or chat_key in chats:
+        return pai, chats
+    return pai, (chat_key, *chats)
+
+
+class PaiScopes(Protocol):
+    """What ``member_scope`` needs of the bot's pais (``bot.pais.PaiDirectory``)."""
+
+    def pai_of(self, chat_key: str) -> str: ...
+
+    def by_scope(self, scope: str) -> Any: ...
 
 
 @dataclass
@@ -123,7 +145,8 @@ class MemoryPortEraser:
             r for r in records
             if r.chat_key in e.chat_keys and (
                 (e.author_id is not None and r.author_id == e.author_id and not r.is_bot)
-                or r.id in ids or (e.before is not None and r.sent_at < e.before)
+                or r.id in ids or r.id.removeprefix(f"{r.chat_key}#") in ids  # alone, or qualified in a pai
+                or (e.before is not None and r.sent_at < e.before)
                 or (r.is_bot and e.quoted_in(r.text)))
         ]  # fmt: skip
 

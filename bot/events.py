@@ -8,7 +8,8 @@ Identity rules:
 
 * ``ChatRef.key`` (``"<platform>:<chat_id>"``) names a group; it is the default *pai* (memory scope).
 * ``Message.event_id`` is unique per platform event and is what the inbox deduplicates on.
-* ``Message.id`` is the platform's message id inside its chat (used for replies, edits, citations).
+* ``Message.id`` is the platform's message id inside its chat (used for replies, edits, citations). An edit
+  (``edited``) or a deletion (``deleted``) carries the id of the message it changes, under its own event id.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Message:
     url: str = ""
     edited: bool = False
     forwarded: bool = False
+    # A deletion: the message ``id`` was removed from the chat (``text`` is empty; ``author`` is who removed
+    # it when the platform says, else the original's author). Only platforms that report deletions send it.
+    deleted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(self)
@@ -118,6 +122,7 @@ class Message:
             url=data.get("url", ""),
             edited=data.get("edited", False),
             forwarded=data.get("forwarded", False),
+            deleted=data.get("deleted", False),
         )
 
 

@@ -66,12 +66,15 @@ class RateLimiter:
         self._notified[key] = t
         return True
 
-    def check_rate(self, group_key: str, member_key: str, text: str, t: float) -> Verdict:
-        """Refuse (with a reason) an oversized input or a request past the member's or the group's window."""
+    def check_rate(
+        self, group_key: str, member_key: str, text: str, t: float, member_scope: str | None = None
+    ) -> Verdict:
+        """Refuse (with a reason) an oversized input or a request past the member's or the group's window.
+        The member's window counts within ``member_scope`` (default: the group; a pai spanning groups)."""
         self._sweep(t)
         if len(text) > self._limits.max_input_chars:
             return Verdict(False, "too long", notify=True)
-        mkey, gkey = f"m:{group_key}:{member_key}", f"g:{group_key}"
+        mkey, gkey = f"m:{member_scope or group_key}:{member_key}", f"g:{group_key}"
         if not self._window_ok(mkey, self._limits.member_per_minute, t):
             return Verdict(False, "member rate", notify=self._once(mkey, t))
         if not self._window_ok(gkey, self._limits.group_per_minute, t):
@@ -107,8 +110,8 @@ class RateLimiter:
         released, self._released = self._released, asyncio.Event()
         released.set()
 
-    def count(self, group_key: str, member_key: str, t: float) -> None:
-        self._hits[f"m:{group_key}:{member_key}"].append(t)
+    def count(self, group_key: str, member_key: str, t: float, member_scope: str | None = None) -> None:
+        self._hits[f"m:{member_scope or group_key}:{member_key}"].append(t)
         self._hits[f"g:{group_key}"].append(t)
 
     def _sweep(self, t: float) -> None:

@@ -1,7 +1,8 @@
 """The member pipeline: what the AI member does with every message of its groups.
 
     handle(msg)
-      1 remember it (every message of an allowed group, whether or not it is addressed to the bot)
+      1 remember it (every message of an allowed group, whether or not it is addressed to the bot); in a
+        relayed pai, pass it on to the pai's other groups (bot.relay); a deletion is forgotten instead
       2 an event handled before finishes its reply and stops there (bot.delivery: the reply ledger)
       3 decide whether to speak (bot.policy: mention, reply, command, DM, keyword; allowlists; bots)
       4 gates (bot.middlewares): quiet hours, rate limits, daily budget, before anything that may cost
@@ -26,13 +27,15 @@ from bot.commands import CommandCall, CommandRegistry, Observation, Reply
 from bot.config import Settings
 from bot.context import build_prompt, system_prompt
 from bot.delivery import ReplyDelivery
+from bot.erasure import Forgetter, memory_eraser
 from bot.events import Message, Outgoing
 from bot.i18n import detect_language
 from bot.limits import REFUSALS
 from bot.middleware import Turn, chain
 from bot.middlewares import Chains
 from bot.policy import Facts, decide, may_record, record_kind
-from bot.ports import TextSink, Tool, ToolContext
+from bot.ports import Erasure, TextSink, Tool, ToolContext
+from bot.provenance import sources_for
 from bot.recall import memory_answer, quotable, recall_filters, search_query
 from bot.services import Services, record_of
 from bot.streaming import ReplyStream
@@ -69,16 +72,31 @@ class Member:
             return
         if self.admission is not None and not await self._admitted(msg, settings):
             return
-        pai = settings.pai_of(msg.chat.key)
+        pai = self.s.pai_of(msg.chat.key)  # config.yaml's pais and those made from chat
+        reply_id = None
+        relay = self.s.relay if self.s.pais.relays(msg.chat.key) else None
+        if relay is not None:
+            if msg.from_me:  # the echo of a copy or of an answer: recorded once, when the bot said it
+                return
+            msg, reply_id = await relay.localize(msg)
+        await self.s.pais.note_chat(msg.chat)
+        await self.s.people.note_name(msg.author)
+        if msg.deleted:
+            await self._deleted(msg, pai)
+            return
         # The decision is made before recording: it says what the record is (a question to the bot, a
         # command, a statement), which decides whether it counts as evidence later (bot.policy.record_kind).
+        # A relayed member message is recorded once, here in the group it was written in, as hers; the copies
+        # the bot posts in the pai's other groups are never recorded (bot.relay).
         reply_to_me = (not msg.from_me and bool(msg.reply_to)
                        and await self.s.is_own_message(msg.chat, msg.reply_to.message_id))  # fmt: skip
         age_s = (self.s.clock.now() - msg.sent_at).total_seconds()
         decision = decide(msg, settings, Facts(reply_to_me, self.registry.names(), age_s))
         recording = await self._recording_allowed(msg)
         if recording:
-            await self.s.memory.record(record_of(msg, pai, record_kind(msg, decision)))
+            await self.s.memory.record(record_of(msg, pai, record_kind(msg, decision), reply_id))
+        if relay is not None:
+            await relay.message(msg)
         if msg.from_me:
             await self.s.state.group_set(msg.chat.key, f"own:{msg.id}", "1")
             return
@@ -157,6 +175,16 @@ class Member:
             return True
         return False
 
+    async def _deleted(self, msg: Message, pai: str) -> None:
+        """A message was deleted from its chat: it leaves the memory, and its copies in the pai's other
+        groups go too. It is forgotten like ``paibot memory forget --id`` forgets a message: through every
+        store (``bot.erasure.Forgetter``), the bot's messages quoting it included; the relay's copies follow
+        the deletion itself (``Relay.message``), not the erasure."""
+        erasers = [e for e in self.s.erasers if e is not self.s.relay] or [memory_eraser(self.s.memory)]
+        await Forgetter(erasers).forget(Erasure(pai, (msg.chat.key,), message_ids=(msg.id,)))
+        if self.s.relay is not None:
+            await self.s.relay.message(msg)
+
     async def _recording_allowed(self, msg: Message) -> bool:
         """Members may opt out of being recorded in a group (``/settings`` / privacy skill sets the flag)."""
         flag = await self.s.state.group_get(msg.chat.key, f"optout:{msg.author.user_id}")
@@ -198,9 +226,10 @@ class Member:
             s.group_setting(key, "persona"), s.name_for(key), msg.chat.title, s.clock.now(), tz,
             s.group_setting(key, "language"),
         )  # fmt: skip
+        sources = await sources_for(s, key, pai, [*recent, *(h.record for h in hits)])
         parts = build_prompt(
             system=system, trigger=msg, question=question, recent=recent, hits=hits, tz=tz,
-            budget_tokens=settings.llm.context_tokens,
+            budget_tokens=settings.llm.context_tokens, sources=sources,
         )  # fmt: skip
         # Admin rights are exercised only by commands an admin types, never through the model: text the model
         # reads while answering an admin (a member's message, a file, a quote) must not borrow the admin's

@@ -80,6 +80,10 @@ class AdapterPlugin:
     quiet_loggers: tuple[str, ...] = ()
     # ``paibot invite <name>``: the link that adds the bot to a server, when the platform has one.
     invite: Callable[[Any], str] | None = None
+    # The platform's short name where groups of several platforms meet in one pai: ``[TG] Alice: ...`` in
+    # relayed copies, ``[TG]`` before the lines of the prompt. Default: the plugin's name. A label that is a
+    # word (``Web``) is marked with ``bot.i18n.N_``: members read it in their language, the model in English.
+    label: str = ""
 
 
 @dataclass(frozen=True)

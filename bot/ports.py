@@ -54,6 +54,11 @@ class Capabilities:
     # restart (Matrix transaction ids, Discord nonces, durable send records): the core may then resend a
     # reply a crash interrupted, making replies exactly-once instead of at-most-once.
     idempotent_sends: bool = False
+    # The largest file ``send`` delivers (bytes); 0: not stated (the core's ``limits.max_attachment_bytes``).
+    max_file_bytes: int = 0
+    # False when the bot may speak only in answer to a message addressed to it (the WeCom AI bot): nothing
+    # unprompted is sent there (a pai's relayed copies and notices).
+    unprompted: bool = True
 
 
 @runtime_checkable
@@ -118,6 +123,41 @@ class SendJournal(Protocol):
     False means nothing went out, so the core may send it after a crash without risking a duplicate."""
 
     async def delivery_attempted(self, out: Outgoing) -> bool: ...
+
+
+class MessageDeleter(Protocol):
+    """Optional adapter role: delete a message the bot sent (``ref`` as ``send`` returned it, every part).
+
+    Used when a member deletes a message that was passed on to other groups of a pai (``bot.relay``) and
+    when a member's words are forgotten. A message that is already gone counts as deleted (no error).
+    Raises ``PlatformUnavailable`` when the platform cannot be reached (retried later) and
+    ``DeliveryError`` when it refuses (the bot may not delete there): the copy then stays."""
+
+    async def delete(self, ref: SentRef) -> None: ...
+
+
+class DirectMessenger(Protocol):
+    """Optional adapter role: write to one person privately (the platform's direct chat with them, opened
+    if needed), for what only they may read (a one-time code, a sign-in link). Returns what ``send`` would.
+    ``user`` is of this adapter's platform. Raises ``DeliveryError`` when the platform does not let the bot
+    start that conversation (a Telegram user who never opened the bot), ``PlatformUnavailable`` as ``send``."""
+
+    async def send_direct(self, user: PersonRef, text: str) -> SentRef: ...
+
+
+class HostedRooms(Protocol):
+    """Optional adapter role, for a platform the bot hosts itself (the web group): a pai may have a room
+    there, and members of its other groups enter it as themselves through a one-time sign-in link.
+
+    ``open_room(title)`` makes a new room and returns it. ``sign_in_link(room, member, ttl_s)`` returns a
+    URL that works once, within ``ttl_s`` seconds: opening it gives the browser the platform's proof of
+    being ``member`` (a user id of this platform and a display name, both chosen by the core: the web
+    group's member key) and shows ``room``. From then on the platform must refuse anyone else posting as
+    that user id. The link is a secret: the core sends it privately."""
+
+    async def open_room(self, title: str) -> ChatRef: ...
+
+    async def sign_in_link(self, room: ChatRef, member: PersonRef, ttl_s: float) -> str: ...
 
 
 class ConnectionWatch(Protocol):

@@ -16,6 +16,8 @@ from bot.errors import DeliveryError, PlatformUnavailable
 from bot.events import ChatRef, Message, Outgoing, SentRef
 from bot.i18n import SOURCE_LOCALE, Catalogs, Translator, detect_language
 from bot.limits import budget_spent
+from bot.pais import PaiDirectory
+from bot.people import People
 from bot.ports import (
     BOT, COMMAND, QUESTION, STATEMENT, UNCLASSIFIED, ChatAdapter, Clock, ContentEraser, MemoryRecord, MemoryStore,
     NoTelemetry, Telemetry,
@@ -24,6 +26,7 @@ from bot.state import StateDB
 
 if TYPE_CHECKING:
     from bot.brain import Brain
+    from bot.relay import Relay
 
 log = logging.getLogger("paibot.services")
 
@@ -58,8 +61,23 @@ class Services:
     erasers: list[ContentEraser] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     catalogs: Catalogs = field(default_factory=Catalogs)
+    # Pais (groups that are one conversation), people who linked their accounts, and the relay between a
+    # pai's groups (None: nothing is passed on). The first two are made from the state when not given.
+    pais: PaiDirectory = None  # type: ignore[assignment]
+    people: People = None  # type: ignore[assignment]
+    relay: Relay | None = None
     telemetry: Telemetry = field(default_factory=NoTelemetry)  # figures for the metrics (bot.app.metrics)
     _runtime: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.pais is None:
+            self.pais = PaiDirectory(self.settings, self.state)
+        if self.people is None:
+            self.people = People(self.state)
+
+    def pai_of(self, group_key: str) -> str:
+        """The memory scope of a group: its pai's (from config.yaml or made from chat), else its own key."""
+        return self.pais.pai_of(group_key)
 
     def adapter_for(self, chat: ChatRef) -> ChatAdapter:
         """The chat's connected adapter. Raises ``PlatformUnavailable`` when its platform is configured but
@@ -180,7 +198,7 @@ class Services:
         Only where the recent messages hold no statement at all (a new group whose first message is
         "/remind 每天 9点 打卡", a direct chat, a platform that shows the bot only what is addressed to it) do
         the words members addressed to the bot decide: their questions and their commands' words."""
-        recent = await self.memory.recent(self.settings.pai_of(group_key), LANGUAGE_WINDOW * 4)
+        recent = await self.memory.recent(self.pai_of(group_key), LANGUAGE_WINDOW * 4)
         members = [r for r in recent if r.chat_key == group_key and not r.is_bot]
         # the names of shared files are not what members write
         detected = detect_language(
@@ -227,17 +245,17 @@ class Services:
         key = out.chat.key
         for mid in (ref.message_id, *ref.part_ids):
             await self.state.group_set(key, f"own:{mid}", "1")
-        pai = self.settings.pai_of(key)
+        pai = self.pai_of(key)
         await self.memory.record(
             MemoryRecord(
-                id=ref.message_id if pai == key else f"{key}#{ref.message_id}",
+                id=record_id(pai, key, ref.message_id),
                 pai=pai,
                 chat_key=key,
                 author_id="@me",
                 author_name=self.name_for(key),
                 text=out.text,
                 sent_at=ref.sent_at,
-                reply_to_id=out.reply_to,
+                reply_to_id=record_id(pai, key, out.reply_to) if out.reply_to else None,
                 url=ref.url,
                 is_bot=True,
                 kind=BOT,
@@ -262,23 +280,31 @@ def parse_quiet_hours(span: str) -> tuple[int, int] | None:
     return None if start == end else (start, end)
 
 
-def record_of(msg: Message, pai: str, kind: str = UNCLASSIFIED) -> MemoryRecord:
+def record_id(pai: str, chat_key: str, message_id: str) -> str:
+    """A message's record id: inside a pai that bridges several chats, platform message ids may collide, so
+    they are qualified by their chat (``"<chat key>#<id>"``)."""
+    return message_id if pai == chat_key else f"{chat_key}#{message_id}"
+
+
+def record_of(msg: Message, pai: str, kind: str = UNCLASSIFIED, reply_id: str | None = None) -> MemoryRecord:
     """The memory record of an inbound message (attachments noted in the text for search), of ``kind``
-    (``bot.policy.record_kind``; unclassified, the memory derives it from the text)."""
+    (``bot.policy.record_kind``; unclassified, the memory derives it from the text). ``reply_id``: the
+    record id of what it replies to, when that is not the replied message itself (a relayed copy's
+    original, ``bot.relay.Relay.localize``)."""
     text = msg.text
     if msg.attachments:
         text += "".join(f" [{a.kind}: {a.name}]" for a in msg.attachments)
-    # Inside a pai that bridges several chats, platform message ids may collide: qualify them.
-    rec_id = msg.id if pai == msg.chat.key else f"{msg.chat.key}#{msg.id}"
+    if reply_id is None and msg.reply_to is not None:
+        reply_id = record_id(pai, msg.chat.key, msg.reply_to.message_id)
     return MemoryRecord(
-        id=rec_id,
+        id=record_id(pai, msg.chat.key, msg.id),
         pai=pai,
         chat_key=msg.chat.key,
         author_id=msg.author.user_id,
         author_name=msg.author.display_name,
         text=text,
         sent_at=msg.sent_at,
-        reply_to_id=msg.reply_to.message_id if msg.reply_to else None,
+        reply_to_id=reply_id,
         url=msg.url,
         is_bot=msg.author.is_bot or msg.from_me,
         meta={"thread": msg.thread} if msg.thread else {},

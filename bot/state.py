@@ -186,6 +186,23 @@ class StateDB:
 
         return await asyncio.get_running_loop().run_in_executor(self._exec, locked)
 
+    def now(self) -> datetime:
+        """The current time of the injected clock (aware, UTC)."""
+        return self._now()
+
+    def add_tables(self, ddl: str) -> None:
+        """Create another core component's tables in this database (``CREATE ... IF NOT EXISTS`` statements),
+        so its rows share the inbox's durability and its transactions (``run``)."""
+        with self._lock:
+            self._conn.executescript(ddl)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = False) -> T:
+        """Run ``fn`` with the database connection off the event loop (in one transaction if asked): for
+        core components that keep their own tables here (``add_tables``)."""
+        if transaction:
+            return await self._run(lambda c: self._tx(c, fn))
+        return await self._run(fn)
+
     def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
         conn.execute("BEGIN IMMEDIATE")
         try:

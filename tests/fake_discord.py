@@ -78,6 +78,7 @@ class FakeDiscord:
         self.files: dict[str, bytes] = {}
         self.messages: dict[int, list[dict[str, Any]]] = {}  # channel id -> messages, oldest first
         self.identified = asyncio.Event()
+        self._dispatched = asyncio.Condition()  # notified after every gateway event (every change of messages)
         self.closed_codes: list[int] = []
         self.server_close_codes: list[int] = []
         self._sessions: dict[str, GatewaySession] = {}
@@ -305,6 +306,13 @@ class FakeDiscord:
             if sess.ws is None or sess.ws.closed:
                 continue
             await self._send_dispatch(sess, event, data)
+        async with self._dispatched:
+            self._dispatched.notify_all()
+
+    async def until(self, predicate: Any, timeout: float = 20.0) -> None:
+        """Wait until ``predicate()`` holds, checked after every change (messages posted, edited, deleted)."""
+        async with self._dispatched:
+            await asyncio.wait_for(self._dispatched.wait_for(predicate), timeout)
 
     async def _send_dispatch(self, sess: GatewaySession, event: str, data: dict[str, Any]) -> None:
         sess.seq += 1
@@ -495,6 +503,22 @@ class FakeDiscord:
         await self._dispatch_message("MESSAGE_UPDATE", cid, msg)
         return self._json(msg)
 
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        cid = self._channel_of(request)
+        msg = self._find(cid, int(request.match_info["mid"]))
+        if msg is None:
+            return self._json({"message": "Unknown Message", "code": 10008}, status=404)
+        await self.delete(cid, msg["id"])
+        return web.Response(status=204)
+
+    async def delete(self, channel_id: int, message_id: str) -> None:
+        """A message disappears from a channel (the bot or a moderator deleted it): MESSAGE_DELETE."""
+        self.messages[channel_id] = [m for m in self.messages.get(channel_id, []) if m["id"] != message_id]
+        data = {"id": message_id, "channel_id": str(channel_id)}
+        if channel_id in self.channels:
+            data["guild_id"] = str(self.guild_id)
+        await self.dispatch("MESSAGE_DELETE", data)
+
     async def _get_message(self, request: web.Request) -> web.Response:
         cid = self._channel_of(request)
         msg = self._find(cid, int(request.match_info["mid"]))
@@ -600,6 +624,7 @@ class FakeDiscord:
         r.add_get(f"{api}/channels/{{cid}}/messages", self._history)
         r.add_get(f"{api}/channels/{{cid}}/messages/{{mid}}", self._get_message)
         r.add_patch(f"{api}/channels/{{cid}}/messages/{{mid}}", self._edit_message)
+        r.add_delete(f"{api}/channels/{{cid}}/messages/{{mid}}", self._delete_message)
         r.add_post(f"{api}/channels/{{cid}}/typing", self._typing)
         r.add_put(f"{api}/applications/{{app}}/commands", self._put_commands)
         r.add_post(f"{api}/interactions/{{iid}}/{{token}}/callback", self._interaction_callback)

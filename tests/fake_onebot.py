@@ -190,6 +190,18 @@ class FakeOneBot:
             await self.push(self.event_of(s))
         return s
 
+    async def recall(self, message_id: int, operator_id: int | None = None) -> None:
+        """A message is recalled (by its author, a group admin, or the bot through ``delete_msg``): it leaves
+        history and a ``group_recall`` (``friend_recall``) notice is pushed."""
+        s = self.messages.pop(message_id)
+        ev: dict[str, Any] = {"time": int(self.clock()), "self_id": self.self_id, "post_type": "notice",
+                              "user_id": s.user_id, "message_id": message_id}
+        if s.message_type == "group":
+            ev.update(notice_type="group_recall", group_id=s.peer, operator_id=operator_id or s.user_id)
+        else:
+            ev.update(notice_type="friend_recall")
+        await self.push(ev)
+
     async def private(self, user_id: int, text: str) -> Stored:
         s = self._store("private", user_id, user_id, [{"type": "text", "data": {"text": text}}], None)
         await self.push(self.event_of(s))
@@ -289,6 +301,10 @@ class FakeOneBot:
     async def _a_send_msg(self, p: dict[str, Any]) -> Any:
         kind = p.get("message_type") or ("group" if "group_id" in p else "private")
         return await self._send(kind, int(p["group_id"] if kind == "group" else p["user_id"]), p["message"])
+
+    async def _a_delete_msg(self, p: dict[str, Any]) -> Any:
+        await self.recall(int(p["message_id"]), self.self_id)  # an unknown id: KeyError, a failure
+        return None
 
     async def _a_get_msg(self, p: dict[str, Any]) -> Any:
         s = self.messages[int(p["message_id"])]

@@ -94,6 +94,7 @@ class FakeTelegram:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.sent: list[dict[str, Any]] = []  # every message the bot created, in order
         self.edits: list[dict[str, Any]] = []
+        self.deletions: list[dict[str, Any]] = []
         self.actions: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.files: dict[str, tuple[str, bytes]] = {}
@@ -417,6 +418,17 @@ class FakeTelegram:
         msg["edit_date"] = int(time.time())
         self.edits.append({"chat_id": chat.id, "message_id": msg["message_id"], "text": params["text"]})
         return msg
+
+    async def _m_deleteMessage(self, params: dict[str, Any]) -> bool:
+        chat = self._target(params)
+        msg = chat.messages.get(int(params.get("message_id", 0)))
+        if msg is None:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        if msg["from"]["id"] != self.bot_user["id"] and (chat.id, self.bot_user["id"]) not in self.admins:
+            raise ApiError(400, "Bad Request: message can't be deleted")
+        del chat.messages[msg["message_id"]]
+        self.deletions.append({"chat_id": chat.id, "message_id": msg["message_id"]})
+        return True
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         self._target(params)

@@ -454,3 +454,18 @@ async def test_backfill_window_is_bounded_to_the_newest_messages(fake: FakeDisco
     assert [m.text for m in sink.messages()] == ["gap 2", "gap 3", "gap 4"]
     assert sink.cursors[f"discord:last:{fake.general}"] == missed[-1]["id"]
     assert any("backfill_limit" in r.getMessage() for r in caplog.records)
+
+
+async def test_deletions_both_ways(running: Any, fake: FakeDiscord) -> None:
+    adapter, sink = running
+    kim = fake.add_user("kim")
+    msg = await said(fake, sink, kim, "soon gone")
+    await fake.delete(fake.general, msg.id)  # a member (or a moderator) deletes it
+    event_id = f"discord:{msg.id}:delete"
+    await sink.wait_until(lambda: event_id in sink.events)
+    gone = sink.events[event_id]
+    assert gone.deleted and gone.id == msg.id and gone.chat == msg.chat and gone.text == ""
+    ref = await adapter.send(Outgoing(msg.chat, "a copy the bot posted"))
+    await adapter.delete(ref)  # the bot deletes its own message (a relayed copy whose original went)
+    assert fake.sent_by_bot() == []
+    await adapter.delete(ref)  # already gone: nothing to do

@@ -141,6 +141,28 @@ async def test_a_private_answer_goes_to_the_member() -> None:
         await k.fake.close()
 
 
+async def test_recalls_both_ways_and_a_private_word(kit: Kit) -> None:
+    """For pais (bot.relay): the bot recalls its own message, every part (delete_msg); a member's recall
+    reaches the core as a deletion; send_direct writes to one member privately."""
+    ref = await kit.adapter.send(out("第一段" * 10, chat=CHAT))
+    await kit.adapter.delete(ref)
+    recalls = [c for c in kit.fake.calls if c[0] == "delete_msg"]
+    assert recalls == [("delete_msg", {"message_id": int(ref.message_id)})]
+    assert int(ref.message_id) not in kit.fake.messages
+    said = await kit.fake.post(GROUP, BOB, "说错了")
+    await kit.fake.recall(said.message_id)
+    own, message, gone = await kit.inbox.until(3)  # the bot's recall, bob's message, bob's recall
+    assert message.text == "说错了" and not message.deleted
+    assert own.deleted and own.from_me and own.id == ref.message_id
+    assert gone.deleted and not gone.from_me and gone.id == str(said.message_id) and gone.chat.key == CHAT.key
+    assert gone.author.user_id == str(BOB) and gone.text == ""
+    with pytest.raises(DeliveryError):
+        await kit.adapter.delete(ref)  # gone already: QQ refuses, the core logs it
+    sent = await kit.adapter.send_direct(PersonRef("onebot", str(ALICE), "alice"), "你的链接码")
+    assert sent.chat.chat_id == f"private:{ALICE}"
+    assert (kit.fake.sent[-1].message_type, kit.fake.sent[-1].peer) == ("private", ALICE)
+
+
 @pytest.mark.parametrize(
     ("retcode", "message", "error"),
     [(1400, "参数错误", DeliveryError), (1404, "不支持的API", DeliveryError),

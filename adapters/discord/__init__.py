@@ -31,6 +31,7 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="Discord servers and direct messages (gateway, slash commands)",
+    label="DC",
     secret_keys=("token",),
     quiet_loggers=("discord",),
     invite=_invite,

@@ -42,7 +42,7 @@ import discord
 from discord.http import Route
 
 from adapters.discord.client import UNREACHABLE, PaibotClient, gateway_error, login_error
-from adapters.discord.convert import message_from_discord, message_from_interaction
+from adapters.discord.convert import deletion_event, message_from_discord, message_from_interaction
 from adapters.discord.registration import application_id_of, invite_permissions, invite_url, slash_command_payload
 from adapters.discord.sync import ChannelSync
 from adapters.discord.text import MAX_MESSAGE_CHARS, neutralize_mass_pings, nonce_for, split_message, text_poll
@@ -259,6 +259,12 @@ class DiscordAdapter:
             return  # our own streaming edits are not news
         await sync.deliver_unordered([self._convert(msg, edit=True)])
 
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        client, sync = self._client, self._sync
+        if client is None or sync is None or client.user is None:
+            return
+        await sync.deliver_unordered([deletion_event(payload, client.user.id)])
+
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         if interaction.type is not discord.InteractionType.application_command or self._sync is None:
             return
@@ -433,6 +439,25 @@ class DiscordAdapter:
             raise DeliveryError(f"discord refused the edit ({exc.status})") from exc
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise DeliveryError(f"discord unreachable: {exc}") from exc
+
+    async def delete(self, ref: SentRef) -> None:
+        """``bot.ports.MessageDeleter``: delete the bot's message (every part); one already gone is fine."""
+        client = self._require()
+        match = _JUMP.search(ref.url)
+        channel_id = int(match.group(1)) if match else int(ref.chat.chat_id)
+        for mid in dict.fromkeys((ref.message_id, *ref.part_ids)):
+            if not mid.isdigit():
+                continue
+            try:
+                await client.http.delete_message(channel_id, int(mid))
+            except discord.NotFound:
+                continue
+            except discord.DiscordServerError as exc:
+                raise PlatformUnavailable(f"discord answered {exc.status}") from exc
+            except discord.HTTPException as exc:
+                raise DeliveryError(f"discord refused to delete a message ({exc.status})") from exc
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                raise PlatformUnavailable(f"discord unreachable: {exc}") from exc
 
     async def typing(self, chat: ChatRef) -> None:
         client = self._client

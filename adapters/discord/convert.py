@@ -5,7 +5,8 @@ Mapping rules:
 * ``ChatRef.chat_id`` is the channel id; a thread's messages belong to the parent channel's chat with
   ``thread`` set to the thread's channel id (DMs: the DM channel id, ``is_direct``).
 * ``event_id`` is ``discord:<message id>`` (the inbox deduplicates live and backfilled copies on it);
-  edits get ``discord:<id>:edit:<edited timestamp>``; slash commands ``discord:interaction:<id>``.
+  edits get ``discord:<id>:edit:<edited timestamp>``, deletions ``discord:<id>:delete``; slash commands
+  ``discord:interaction:<id>``.
 * ``mentions_me``: a user mention of the bot, a mention of the bot's managed role, or a reply to one of the
   bot's messages (a reply addresses the bot even when the author turned the ping off).
 """
@@ -133,4 +134,28 @@ def message_from_interaction(interaction: discord.Interaction) -> Message:
         mentions_me=True,
         is_direct=is_direct or interaction.guild_id is None,
         thread=thread,
+    )
+
+
+def deletion_event(payload: discord.RawMessageDeleteEvent, me_id: int) -> Message:
+    """A deleted message, as the core's deletion event. Its author is known only when discord.py had the
+    message cached; a thread's message is keyed by the thread's channel when the parent is not known."""
+    cached = payload.cached_message
+    if cached is not None:
+        chat, thread, is_direct = chat_of(cached.channel)
+        author, from_me = person(cached.author), cached.author.id == me_id
+    else:
+        chat, thread, is_direct = ChatRef(PLATFORM, str(payload.channel_id)), None, payload.guild_id is None
+        author, from_me = PersonRef(PLATFORM, "", ""), False
+    return Message(
+        event_id=f"{PLATFORM}:{payload.message_id}:delete",
+        id=str(payload.message_id),
+        chat=chat,
+        author=author,
+        text="",
+        sent_at=discord.utils.snowflake_time(payload.message_id),
+        is_direct=is_direct,
+        from_me=from_me,
+        thread=thread,
+        deleted=True,
     )

@@ -25,6 +25,7 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="Matrix rooms on any homeserver (unencrypted rooms)",
+    label="MX",
     secret_keys=("password", "access_token"),
     quiet_loggers=("nio",),
 )

@@ -30,7 +30,15 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, UploadResponse, WhoamiResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ErrorResponse,
+    LoginResponse,
+    RoomPreset,
+    UploadResponse,
+    WhoamiResponse,
+)
 
 from adapters.matrix.convert import Me
 from adapters.matrix.format import matrix_to, message_content, split_text, transaction_id
@@ -44,12 +52,13 @@ from bot.errors import (
     PaibotError,
     PlatformUnavailable,
 )
-from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, SentRef
+from bot.events import Attachment, ChatRef, Outgoing, OutgoingFile, PersonRef, SentRef
 from bot.ports import AdapterEnv, Capabilities, IntakeSink
 
 log = logging.getLogger("paibot.matrix")
 
 DEVICE_ID = "matrix:device_id"
+DM_ROOM = "matrix:dm:"  # + user id: the bot's direct room with that user (cursor store)
 MAX_PART_CHARS = 16_000
 MAX_PART_BYTES = 24_000  # body + HTML must stay well under the 65 KB event limit, also for CJK text
 _MXC = re.compile(r"^mxc://([A-Za-z0-9.\-]+(?::\d+)?)/([A-Za-z0-9_\-]+)$")
@@ -298,6 +307,49 @@ class MatrixAdapter:
             await self._put(client, room_id, content, "", 0)
         finally:
             self._end()
+
+    async def delete(self, ref: SentRef) -> None:
+        """``bot.ports.MessageDeleter``: redact the bot's events (every part); one already gone is fine.
+        The transaction id comes from the event, so a repeated redaction is not doubled."""
+        client = self._ready()
+        room_id = ref.chat.chat_id
+        self._begin()
+        try:
+            for event_id in dict.fromkeys((ref.message_id, *ref.part_ids)):
+                tx_id = transaction_id(f"redact:{event_id}", 0, "")
+                try:
+                    resp = await self._retry.call(lambda e=event_id, t=tx_id: client.room_redact(room_id, e, tx_id=t),
+                                                  what=f"redact in {room_id}")
+                except TRANSPORT_ERRORS as exc:
+                    raise PlatformUnavailable(f"matrix: homeserver unreachable while redacting in {room_id}") from exc
+                if isinstance(resp, ErrorResponse) and getattr(resp, "status_code", "") != "M_NOT_FOUND":
+                    raise DeliveryError(f"matrix: redacting in {room_id} failed: {resp}")
+        finally:
+            self._end()
+
+    async def send_direct(self, user: PersonRef, text: str) -> SentRef:
+        """``bot.ports.DirectMessenger``: write in the bot's direct room with ``user``, created (and the
+        user invited) the first time; the room is remembered in the cursor store."""
+        client = self._ready()
+        if not (user.user_id.startswith("@") and ":" in user.user_id):
+            raise DeliveryError(f"matrix: not a user id: {user.user_id!r}")
+        key = f"{DM_ROOM}{user.user_id}"
+        room_id = await self._require_sink().cursor(key)
+        if not room_id:
+            resp = await self._call(lambda: client.room_create(is_direct=True, invite=[user.user_id],
+                                                               preset=RoomPreset.trusted_private_chat),
+                                    f"open a direct room with {user.user_id}")
+            if isinstance(resp, ErrorResponse):
+                raise DeliveryError(f"matrix: could not open a direct room with {user.user_id}: {resp}")
+            room_id = str(resp.room_id)
+            await self._require_sink().submit([], cursor_key=key, cursor=room_id)
+        return await self.send(Outgoing(ChatRef(self.name, room_id), text,
+                                        idempotency_key=f"direct:{hashlib.sha256(text.encode()).hexdigest()[:16]}"))
+
+    def _require_sink(self) -> IntakeSink:
+        if self._sink is None:
+            raise DeliveryError("matrix: adapter is not running")
+        return self._sink
 
     async def typing(self, chat: ChatRef) -> None:
         client = self._client

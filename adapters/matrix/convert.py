@@ -166,14 +166,7 @@ def to_message(event: dict[str, Any], room: RoomFacts, me: Me,
         to_me = quoted.sender == me.user_id and sender != me.user_id
     # An edit's outer relation is the m.replace; the thread of an edited message is not repeated in it.
     thread = rel.get("event_id") if rel.get("rel_type") == "m.thread" else None
-    ts = event.get("origin_server_ts")
-    now = datetime.now(timezone.utc)
-    sent_at = now
-    if isinstance(ts, int):
-        try:
-            sent_at = datetime.fromtimestamp(ts / 1000, timezone.utc)
-        except (OverflowError, OSError, ValueError):  # a timestamp out of any calendar's range
-            sent_at = now
+    sent_at = _sent_at(event)
     message_id = rel["event_id"] if edited else event_id
     return Message(
         event_id=f"{PLATFORM}:{event_id}",
@@ -190,4 +183,38 @@ def to_message(event: dict[str, Any], room: RoomFacts, me: Me,
         attachments=attachments,
         url=matrix_to(room.room_id, message_id),
         edited=edited,
+    )
+
+
+def _sent_at(event: dict[str, Any]) -> datetime:
+    ts = event.get("origin_server_ts")
+    now = datetime.now(timezone.utc)
+    if isinstance(ts, int):
+        try:
+            return datetime.fromtimestamp(ts / 1000, timezone.utc)
+        except (OverflowError, OSError, ValueError):  # a timestamp out of any calendar's range
+            return now
+    return now
+
+
+def to_deletion(event: dict[str, Any], room: RoomFacts, me: Me) -> Message | None:
+    """The core's deletion event for an ``m.room.redaction`` (``redacts`` at the top level, or in the content
+    from room version 11), or None when it names no event."""
+    if event.get("type") != "m.room.redaction":
+        return None
+    event_id, sender = event.get("event_id"), event.get("sender")
+    content = event.get("content") if isinstance(event.get("content"), dict) else {}
+    redacts = event.get("redacts") or content.get("redacts")
+    if not isinstance(event_id, str) or not isinstance(sender, str) or not isinstance(redacts, str):
+        return None
+    return Message(
+        event_id=f"{PLATFORM}:{event_id}",
+        id=redacts,
+        chat=ChatRef(PLATFORM, room.room_id, title=room.title),
+        author=_person(sender, room, me),
+        text="",
+        sent_at=_sent_at(event),
+        is_direct=room.is_direct,
+        from_me=sender == me.user_id,
+        deleted=True,
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 from nio import AsyncClient, ErrorResponse, MessageDirection, SyncResponse
 
-from adapters.matrix.convert import Me, Quoted, RoomFacts, quoted_text, replied_event_id, to_message
+from adapters.matrix.convert import Me, Quoted, RoomFacts, quoted_text, replied_event_id, to_deletion, to_message
 from adapters.matrix.retry import TRANSPORT_ERRORS, RetryPolicy, retry_delay
 from bot.errors import PaibotError
 from bot.events import Message
@@ -207,7 +207,11 @@ class MatrixSync:
         return out
 
     async def _convert(self, src: dict[str, Any], facts: RoomFacts, me: Me) -> Message | None:
-        if src.get("type") != "m.room.message" or (src.get("origin_server_ts") or 0) < self._horizon_ms:
+        if (src.get("origin_server_ts") or 0) < self._horizon_ms:
+            return None
+        if src.get("type") == "m.room.redaction":
+            return to_deletion(src, facts, me)
+        if src.get("type") != "m.room.message":
             return None
         quoted = None
         replied = replied_event_id(src)

@@ -25,5 +25,6 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="QQ groups and private chats through OneBot v11 (NapCat, Lagrange, LLOneBot)",
+    label="QQ",
     secret_keys=("access_token", "secret"),
 )

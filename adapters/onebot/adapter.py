@@ -1,14 +1,14 @@
 """The OneBot v11 adapter: the AI member in QQ groups and private chats, through NapCat, Lagrange or
 LLOneBot (any implementation of the OneBot 11 standard).
 
-Intake: every message event (and ``group_upload`` notice) becomes a core event (``adapters.onebot.convert``)
-committed to the inbox one at a time, in arrival order, together with the catch-up cursor (the time of the
+Intake: every message event (and ``group_upload`` notice; recall notices as deletions) becomes a core event
+(``adapters.onebot.convert``) committed to the inbox one at a time, in arrival order, together with the catch-up cursor (the time of the
 newest message committed). Each time the link becomes ready (start, reconnect) every group of the account is
 caught up from ``get_group_msg_history`` back to a little before that time (``adapters.onebot.backfill``).
 
 Sending: ``send_group_msg`` / ``send_private_msg`` with a ``reply`` segment quoting the message answered and
-an ``at`` of its author, the text split at ``message_limit`` characters, images as ``base64://`` image
-segments; paced per chat (``adapters.onebot.pacing``) and journaled (``adapters.onebot.journal``). Errors:
+an ``at`` of its author (``send_direct``: a private message), the text split at ``message_limit`` characters,
+images as ``base64://`` image segments; ``delete_msg`` recalls the bot's messages (``delete``); paced per chat (``adapters.onebot.pacing``) and journaled (``adapters.onebot.journal``). Errors:
 not connected -> PlatformUnavailable (the core retries later); no answer -> DeliveryUncertain (never
 repeated); ``retcode`` 1400/1404 or a refused token -> DeliveryError; any other failure is retried once
 after a pause, then DeliveryError.
@@ -28,8 +28,11 @@ from adapters.onebot import backfill
 from adapters.onebot.config import OneBotSettings
 from adapters.onebot.convert import (
     PLATFORM,
+    RECALLS,
     MalformedEvent,
     Me,
+    private_chat,
+    recall_event,
     target_of,
     to_event,
     upload_event,
@@ -168,7 +171,8 @@ class OneBotAdapter:
         post = raw.get("post_type")
         if post not in ("message", "message_sent", "notice"):
             return
-        if post == "notice" and raw.get("notice_type") != "group_upload":
+        notice = raw.get("notice_type")
+        if post == "notice" and notice != "group_upload" and notice not in RECALLS:
             return
         me = self.me
         if me is None and raw.get("self_id") is not None:
@@ -176,13 +180,14 @@ class OneBotAdapter:
         if me is None:
             me = await self._identity()
         try:
-            event = await (upload_event if post == "notice" else to_event)(raw, me, self.lookups)
+            convert = to_event if post != "notice" else recall_event if notice in RECALLS else upload_event
+            event = await convert(raw, me, self.lookups)
         except MalformedEvent as exc:
             log.warning("onebot: skipping a malformed %s event: %s", post, exc)
             return
         if event is None:
             return
-        if not event.is_direct:
+        if not event.is_direct and not event.deleted:
             self.lookups.note_member(event.chat.chat_id, event.author.user_id, event.author.display_name)
         await self._commit([event])
 
@@ -346,6 +351,23 @@ class OneBotAdapter:
 
     async def edit(self, ref: SentRef, text: str) -> None:
         raise DeliveryError("QQ messages cannot be edited")
+
+    async def delete(self, ref: SentRef) -> None:
+        """Recall the bot's message, every part (``delete_msg``; ``bot.ports.MessageDeleter``). QQ lets the
+        bot recall its own messages for two minutes, longer where it is a group admin: a refusal is a
+        ``DeliveryError`` (the message stays)."""
+        for mid in dict.fromkeys((ref.message_id, *ref.part_ids)):
+            if not mid.lstrip("-").isdigit():
+                continue  # never confirmed by QQ: nothing to name
+            try:
+                await self._call("delete_msg", {"message_id": int(mid)})
+            except ActionFailed as exc:
+                raise DeliveryError(f"QQ refused to recall message {mid}: {exc}") from exc
+
+    async def send_direct(self, user: PersonRef, text: str) -> SentRef:
+        """A private message to one member (``bot.ports.DirectMessenger``). QQ delivers it to the bot's
+        friends and, through the group, to members of a group they share; otherwise ``DeliveryError``."""
+        return await self.send(Outgoing(private_chat(user.user_id), text))
 
     async def typing(self, chat: ChatRef) -> None:
         return None

@@ -237,6 +237,36 @@ async def to_event(raw: dict[str, Any], me: Me, look: Lookups) -> Message | None
     )
 
 
+RECALLS = ("group_recall", "friend_recall")
+
+
+async def recall_event(raw: dict[str, Any], me: Me, look: Lookups) -> Message | None:
+    """A ``group_recall`` or ``friend_recall`` notice (a message was recalled) as the core's deletion event:
+    the recalled message's id, its author (``user_id``), no text."""
+    user_id = _id(raw.get("user_id"), "user_id")
+    message_id = _id(raw.get("message_id"), "message_id")
+    time_raw = raw.get("time")
+    if isinstance(time_raw, bool) or not isinstance(time_raw, (int, float)):
+        raise MalformedEvent("missing time")
+    if raw.get("notice_type") == "group_recall":
+        group_id = _id(raw.get("group_id"), "group_id")
+        chat = group_chat(group_id, await look.group_name(group_id))
+        name = await look.member_name(group_id, user_id) or user_id
+    else:
+        chat, name = private_chat(user_id), user_id
+    return Message(
+        event_id=f"{PLATFORM}:{chat.chat_id}:recall:{message_id}",
+        id=message_id,
+        chat=chat,
+        author=PersonRef(PLATFORM, user_id, name),
+        text="",
+        sent_at=datetime.fromtimestamp(int(time_raw), tz=timezone.utc),
+        is_direct=raw.get("notice_type") == "friend_recall",
+        from_me=user_id == me.self_id,
+        deleted=True,
+    )
+
+
 async def upload_event(raw: dict[str, Any], me: Me, look: Lookups) -> Message | None:
     """A ``group_upload`` notice (a member put a file in the group's files) as a message with the file."""
     group_id = _id(raw.get("group_id"), "group_id")

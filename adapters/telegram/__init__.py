@@ -25,6 +25,7 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="Telegram groups and direct messages (Bot API: long polling or a webhook)",
+    label="TG",
     secret_keys=("token", "secret_token"),
     quiet_loggers=("telegram.ext",),
 )

@@ -71,6 +71,7 @@ NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 MAX_FLOOD_WAITS = 5
 MAX_FLOOD_WAIT_S = 600.0
 MAX_NETWORK_RETRIES = 3
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what the Bot API takes from a bot (sendDocument)
 PRIVACY_HINT = (
     "telegram: privacy mode is ON for @%s, so in groups it only sees commands, mentions and replies and its "
     "memory of each group stays partial. To fix it: open @BotFather, send /setprivacy, pick the bot, choose "
@@ -104,6 +105,7 @@ class TelegramAdapter:
         # Not idempotent_sends: Telegram has no idempotent send, and a crash while a sendMessage is in flight
         # cannot tell whether it arrived (the durable part records only cover parts confirmed before).
         max_text_length=MESSAGE_LIMIT, edit=True, polls=True, files=True, threads=True, typing=True, links=True,
+        max_file_bytes=MAX_UPLOAD_BYTES,
     )
 
     def __init__(
@@ -469,6 +471,35 @@ class TelegramAdapter:
                     raise DeliveryError(f"Telegram refused the edit: {exc}") from exc
                 except TelegramError as exc:
                     raise DeliveryError(f"Telegram refused the edit: {exc}") from exc
+
+    async def delete(self, ref: SentRef) -> None:
+        """``bot.ports.MessageDeleter``: delete a message the bot sent (every part). One already gone is
+        deleted; Telegram refusing (too old: bots may delete for 48 hours) is a ``DeliveryError``."""
+        chats = self._chats
+        if chats is None:
+            raise DeliveryError("the Telegram adapter is not running")
+        with self._track():
+            chat_id = await chats.target_of(ref.chat.chat_id)
+            for mid in dict.fromkeys((ref.message_id, *ref.part_ids)):
+                if not mid.isdigit():
+                    continue
+                try:
+                    await self._call(chat_id, lambda cid, m=int(mid): self.bot.delete_message(cid, m))
+                except BadRequest as exc:
+                    if "not found" in str(exc).lower():
+                        continue
+                    raise DeliveryError(f"Telegram refused to delete a message: {exc}") from exc
+                except NetworkError as exc:
+                    raise PlatformUnavailable(f"Telegram is unreachable: {exc}") from exc
+                except TelegramError as exc:
+                    raise DeliveryError(f"Telegram refused to delete a message: {exc}") from exc
+
+    async def send_direct(self, user: PersonRef, text: str) -> SentRef:
+        """``bot.ports.DirectMessenger``: the private chat with a user is the user's id. Telegram refuses
+        (``DeliveryError``) when the user never started the bot."""
+        if not user.user_id.isdigit():
+            raise DeliveryError("Telegram writes privately only to users")
+        return await self.send(Outgoing(ChatRef(self.name, user.user_id), text))
 
     async def typing(self, chat: ChatRef) -> None:
         try:

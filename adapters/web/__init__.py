@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.web.config import WebAdapterSettings, validate
+from bot.i18n import N_
 from bot.plugins import AdapterPlugin
 from bot.ports import AdapterEnv
 
@@ -25,6 +26,7 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="a local web group chat in the browser",
+    label=N_("Web"),  # translated where members read it ("[网页] Alice: ...")
     secret_keys=("access_token",),
     # Members prove who they are with member keys (adapters/web/members.py): an author id is the key holder's.
     verified_identities=True,

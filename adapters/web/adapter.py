@@ -18,6 +18,9 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
 * Watching together: the adapter hosts synchronised players (``bot.ports.WatchHost``); ``adapters.web.watch``
   carries the players' commands to the core's session and its state back, and streams uploaded media with
   range requests. Video and audio uploads have their own size limit (``adapters.web.max_media_bytes``).
+* Pais (``bot.ports.HostedRooms``): the core may open a group for a pai (``open_room``) and sign a member of
+  another platform into it with a one-time link (``sign_in_link``, ``adapters.web.signin``): opening it makes
+  the web id linked to her a web member and gives the browser its member key.
 * Polls: ``Outgoing.poll`` is stored with the bot's message and drawn as buttons. A button posts an ordinary
   reply to the poll message (``vote <n>``): the core has no vote event, and counting replies is how the
   polls skill tallies everywhere, so the page and the skill can never disagree.
@@ -44,6 +47,7 @@ from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.members import StoredMember
+from adapters.web.signin import SignedIn
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from adapters.web.watch import WebWatch
 from bot.errors import AdapterConfigError, DeliveryError
@@ -312,6 +316,27 @@ class WebAdapter(WebForgetting):
             await self.hub.push(chat.chat_id, {"type": "typing", "name": self.bot_name, "is_bot": True})
         except Exception as exc:  # best effort by contract: a typing indicator never fails a reply
             log.debug("typing push failed: %s", exc)
+
+    # ----------------------------------------------------------------- pais (HostedRooms)
+
+    async def open_room(self, title: str) -> ChatRef:
+        """A new web group for a pai (``bot.ports.HostedRooms``)."""
+        group = await self.create_group(title[:80] or "pai")
+        return ChatRef(PLATFORM, group.number, title=group.name)
+
+    async def sign_in_link(self, room: ChatRef, member: PersonRef, ttl_s: float) -> str:
+        """A one-time link that makes ``member`` (a web id) a web member, gives the browser its key and opens
+        ``room``."""
+        if self._store is None:
+            raise DeliveryError("the web group is not running")
+        token = await asyncio.to_thread(self._store.issue_sign_in, member.user_id, member.display_name[:40],
+                                        room.chat_id, ttl_s)
+        return f"{self.base_url}/signin/{token}"
+
+    async def redeem_sign_in(self, token: str) -> SignedIn | None:
+        if self._store is None or not token or len(token) > 100:
+            return None
+        return await asyncio.to_thread(self._store.redeem_sign_in, token)
 
     # ----------------------------------------------------------------- the page's side (GroupService)
 

@@ -19,6 +19,8 @@ Routes (``{group}`` is a group's number):
     GET  /api/groups/{group}/messages      ?after=<id>&limit=<n> -> {"messages": [...], "has_more"}
     GET  /api/groups/{group}/ws            WebSocket: server pushes {"type": "message"|"edit"|"typing", ...}
     GET  /api/files/{id}                   a file's bytes (PNG/JPEG/GIF/WebP inline, the rest as downloads)
+    GET  /signin/{token}                   a one-time sign-in link the bot sent privately: sets the member
+                                           key cookie and opens the pai's group (410 when used or expired)
     GET  /api/media/{id}, /api/groups/{group}/watch...   watching together (``adapters.web.watch``)
     GET  /metrics                          the bot's Prometheus metrics (same access rules as the API)
 
@@ -32,6 +34,9 @@ HttpOnly cookie set when the page picks a nickname (``POST /api/members``). The 
 key's member; naming another ``author_id`` is refused with 403, posting without a key with 401.
 Files are served with ``nosniff``, a sandboxing CSP, and ``Content-Disposition: attachment`` unless they are
 one of the four sniffed image types; HTML and SVG are never rendered by this origin.
+
+A member of another platform signed in by a one-time link (``adapters.web.signin``, ``/signin/{token}``) is
+a member like the others: the link gives the browser a key (the same cookie) for the web id linked to her.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ if TYPE_CHECKING:
     from aiohttp import BodyPartReader
 
     from adapters.web.attachments import StagedFile
+    from adapters.web.signin import SignedIn
 
 log = logging.getLogger("paibot.web")
 
@@ -152,6 +158,11 @@ class GroupService(Protocol):
     def file_path(self, stored: StoredFile) -> Path: ...
 
     def limits_json(self) -> dict[str, int]: ...
+
+    async def redeem_sign_in(self, token: str) -> SignedIn | None:
+        """Use a one-time sign-in token: the member (made, or given a new key) and its key, or None (used,
+        expired, unknown)."""
+        ...
 
     def check_served(self, group: StoredGroup) -> None:
         """Raise ``ApiError(403)`` for a group the bot does not serve (nothing of it may be stored)."""
@@ -288,6 +299,7 @@ class WebHttp:
         r.add_get("/api/groups/{group}/messages", self.get_messages)
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
+        r.add_get("/signin/{token}", self.sign_in)
         self.service.watch.add_routes(r, self.service)
         if getattr(self.service, "metrics", None) is not None:
             r.add_get("/metrics", self.metrics)
@@ -429,6 +441,19 @@ class WebHttp:
         body = {"author_id": member.author_id, "nickname": member.nickname, "key": key}
         resp = web.json_response(body, status=201)
         resp.set_cookie(MEMBER_COOKIE, key, httponly=True, samesite="Strict", path="/",
+                        max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
+        return resp
+
+    async def sign_in(self, request: web.Request) -> web.Response:
+        signed = await self.service.redeem_sign_in(request.match_info["token"])
+        if signed is None:
+            lang = request.headers.get("Accept-Language", "").split(",")[0].split(";")[0].strip()[:35]
+            t = self._catalogs.translator(self._catalogs.resolve(lang) or SOURCE_LOCALE)
+            text = t._("This sign-in link was used already or has expired. Ask me for a new one with /signin.")
+            return web.Response(status=410, text=text, content_type="text/plain", charset="utf-8")
+        resp = web.Response(status=303, headers={"Location": f"/g/{signed.group}"})
+        # Lax, not Strict: the link is opened from another app, and the page it leads to must be signed in.
+        resp.set_cookie(MEMBER_COOKIE, signed.key, httponly=True, samesite="Lax", path="/",
                         max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
         return resp
 

@@ -13,6 +13,8 @@ core's memory. Contract:
 * Members (``adapters.web.members``): a person gets an ``author_id`` and a secret key when they first pick a nickname
   (``add_member``); only the key's SHA-256 is stored, and ``member_by_key`` is how a request proves who
   it is. A group's creator is its first admin (``group_admins``); admins can make other members admins.
+  A member of another platform becomes one through a one-time sign-in link (``adapters.web.signin``,
+  ``signin_tokens``).
 * A message's files (``StoredFile`` rows; the bytes live in ``adapters.web.files.BlobDir``) are written in
   the same transaction as the message, and ``discard`` removes them with it. A bot message may carry a
   poll (``StoredPoll``), written in that transaction too.
@@ -35,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from adapters.web.members import MemberTables
+from adapters.web.signin import SIGNIN_SCHEMA, SignInTables
 from bot.errors import PaibotError
 
 _SCHEMA = """
@@ -191,7 +194,7 @@ def _message(row: tuple) -> StoredMessage:
     )
 
 
-class WebStore(MemberTables):
+class WebStore(MemberTables, SignInTables):
     """SQLite store of web groups and messages (see the module docstring for the contract)."""
 
     def __init__(self, path: Path) -> None:
@@ -205,6 +208,7 @@ class WebStore(MemberTables):
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(SIGNIN_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
             if "removed" not in columns:  # a store from before messages could be forgotten
                 self._db.execute("ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")

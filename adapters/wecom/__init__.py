@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.wecom.config import WeComSettings, validate
+from bot.i18n import N_
 from bot.plugins import AdapterPlugin
 from bot.ports import AdapterEnv
 
@@ -25,5 +26,6 @@ plugin = AdapterPlugin(
     create=_create,
     validate=validate,
     description="WeCom (企业微信) AI bot: @mentions in groups and direct messages, answers streamed",
+    label=N_("WeCom"),  # translated where members read it ("[企业微信] Alice: ...")
     secret_keys=("token", "encoding_aes_key"),
 )

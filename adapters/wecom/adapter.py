@@ -67,7 +67,7 @@ class WeComAdapter:
     bot."""
 
     name = PLATFORM
-    capabilities = Capabilities(max_text_length=6000, edit=True, links=True)
+    capabilities = Capabilities(max_text_length=6000, edit=True, links=True, unprompted=False)
 
     def __init__(self, settings: WeComSettings, env: AdapterEnv, *, clock: Clock | None = None) -> None:
         self._s = settings

@@ -151,9 +151,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings, catalog: PluginCatal
         from memory.cli import run
         from memory.kinds import KindRules
 
+        from bot.pais import WithChatPais, chat_made_scopes
+
         setup_logging("WARNING", secrets_of(settings))
         make_private(settings.data_path)
-        return run(args, settings, load_litellm=load_litellm, kinds=KindRules.of(settings), forget=forget_command)
+        # pais made from chat are memory scopes too (config.yaml's win, as in the bot)
+        scoped = WithChatPais(settings, chat_made_scopes(settings.data_path / "paibot.db"))
+        return run(args, scoped, load_litellm=load_litellm, kinds=KindRules.of(settings),  # type: ignore[arg-type]
+                   forget=forget_command)
     raise AssertionError(args.cmd)
 
 

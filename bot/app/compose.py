@@ -45,8 +45,11 @@ from bot.intake import IntakePolicy
 from bot.limits import RateLimiter
 from bot.member import Member
 from bot.middlewares import default_chains
+from bot.pais import PaiDirectory
+from bot.people import People
 from bot.plugins import PluginCatalog, SkillEnv, SkillSet, ToolEnv, ToolProvider
 from bot.ports import AdapterEnv, ChatAdapter, Clock, LanguageModel, MemoryStore
+from bot.relay import Relay
 from bot.runtime import InboxWorker
 from bot.services import Services
 from bot.skills.resources import SkillResources
@@ -94,6 +97,7 @@ class App:
         self._background: list[Any] = []
         self._warmup: asyncio.Future[Any] | None = None
         self._tool_providers: list[ToolProvider] = []
+        self.relay: Relay | None = None
         self.skill_sets: dict[str, SkillSet] = {}
         self.shared = SkillResources(settings.data_path)
         self.metrics = Metrics()
@@ -151,8 +155,18 @@ class App:
 
             ledger = MeteredLedger(state, self.metrics)
             brain = Brain(llm, settings.llm, clock=self._clock, ledger=ledger, rng=self._rng)
-        self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng)
-        self.services.erasers += [memory_eraser(memory), state]
+        labels = {name: inst.plugin.label for name, inst in self.plugins.adapters.items() if inst.plugin.label}
+        pais = PaiDirectory(settings, state, labels)
+        people = People(state)
+        await pais.load()
+        await people.load()
+        self.services = Services(settings, memory, state, self._clock, brain, {}, self._rng, pais=pais, people=people)
+        self.relay = Relay.build(self.services)
+        self.services.relay = self.relay
+        self.services.sent_hooks.append(self.relay.answered)
+        # the relay and the links are erasers too: /forget-me deletes the copies the relay posted of her words
+        # and her pending link codes
+        self.services.erasers += [memory_eraser(memory), state, self.relay, people]
         self.services.telemetry = self.metrics
         self.services.sent_hooks.append(self.metrics.on_sent)
         image_generator = None
@@ -180,6 +194,7 @@ class App:
             on_started=self.metrics.started,
         )
         self.metrics.watch(worker=self.worker, state=state, memory=memory)
+        await self.relay.start()
 
     async def _start_tool_providers(self) -> None:
         """Every enabled tool plugin's provider, started (its tools discovered) before any message is
@@ -248,6 +263,9 @@ class App:
             return
         for name, adapter in adapters.items():
             platform = getattr(adapter, "platform", None) or adapter.name
+            label = getattr(adapter, "label", "")
+            if isinstance(label, str) and label:
+                self.services.pais.labels[platform] = label
             if callable(getattr(adapter, "erase", None)):  # a platform keeping messages itself (the web group)
                 self.services.erasers.append(adapter)  # type: ignore[arg-type]
             sup = AdapterSupervisor(
@@ -270,6 +288,8 @@ class App:
             services.adapters[platform] = sup.adapter
             if self.worker is not None:
                 self.worker.wake()  # replies that waited for this platform go out now
+            if self.relay is not None:
+                self.relay.wake()
         else:
             services.adapters.pop(platform, None)
             services.unavailable[platform] = sup.reason
@@ -338,6 +358,9 @@ class App:
         if self.worker is not None:
             await self.worker.stop(grace_s)
             self.worker = None
+        if self.relay is not None:
+            await self.relay.stop(grace_s)  # after the worker: its last answers queue copies
+            self.relay = None
         for provider in reversed(self._tool_providers):
             try:
                 await provider.stop()
@@ -366,9 +389,13 @@ class App:
             self._lock = None
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait until every event received so far has been handled (for tests)."""
+        """Wait until every event received so far has been handled and every relay job it queued is done
+        (for tests)."""
         assert self.worker is not None
         await self.worker.drain(timeout)
+        if self.relay is not None and self.relay.worker is not None:
+            await self.relay.worker.drain(timeout)
+            await self.worker.drain(timeout)
 
     async def run_forever(self) -> None:
         """Start, then run until SIGTERM or SIGINT, or until no adapter is left (``AdapterConfigError``

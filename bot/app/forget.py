@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from dataclasses import replace
 from typing import Any
 
 from bot.app.datadir import make_private
@@ -30,10 +31,11 @@ def forget_command(args: argparse.Namespace, settings: Settings) -> int:
     if not args.author and not args.ids:
         print("paibot memory forget: give --author ID and/or --id MESSAGE_ID", file=sys.stderr)
         return 1
+    settings = getattr(settings, "settings", settings)  # ``bot.pais.WithChatPais``: the pais are read below
     pai, chats = member_scope(settings, args.group)
     erasure = Erasure(pai, chats, author_id=args.author or None, message_ids=tuple(args.ids))
     try:
-        report = asyncio.run(forget_offline(settings, erasure))
+        report = asyncio.run(forget_offline(settings, erasure, group=args.group))
     except DataDirLocked as exc:
         print(f"paibot memory: {exc}", file=sys.stderr)
         return 2
@@ -48,8 +50,10 @@ def forget_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def forget_offline(settings: Settings, erasure: Erasure) -> Report:
-    """Open every store of the data directory (nothing serving), forget, close."""
+async def forget_offline(settings: Settings, erasure: Erasure, group: str | None = None) -> Report:
+    """Open every store of the data directory (nothing serving), forget, close. With ``group``, the erasure
+    covers that group's pai as the bot sees it (pais made from chat too). The relay's copies of what is
+    forgotten are queued for deletion: they are deleted on their platforms when the bot runs again."""
     from memory import acquire_data_dir_lock, open_memory
 
     make_private(settings.data_path)
@@ -64,7 +68,13 @@ async def forget_offline(settings: Settings, erasure: Erasure) -> Report:
         memory = await open_memory(settings, load_litellm=load_litellm, kinds=KindRules.of(settings))
         closing.append(memory)
         services = Services(settings, memory, state, SystemClock())
-        services.erasers += [memory_eraser(memory), state]
+        await services.pais.load()
+        if group is not None:
+            pai, chats = member_scope(settings, group, pais=services.pais)
+            erasure = replace(erasure, pai=pai, chat_keys=chats)
+        from bot.relay import Relay, RelayJobs
+
+        services.erasers += [memory_eraser(memory), state, Relay(services, RelayJobs(state)), services.people]
         from bot.app.compose import App
 
         app = App(settings)  # its plugin wiring, nothing started

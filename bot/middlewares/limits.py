@@ -8,6 +8,8 @@ turns where the member would speak."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.limits import RateLimiter, Verdict
 from bot.middleware import Handler, Refusal, Turn
 
@@ -17,8 +19,12 @@ def _refusal(verdict: Verdict) -> Refusal:
 
 
 class RateLimits:
-    def __init__(self, limiter: RateLimiter) -> None:
+    """``person_of`` names the person behind an account (``bot.people``: linked accounts are one person); a
+    member's window counts across the turn's pai."""
+
+    def __init__(self, limiter: RateLimiter, person_of: Callable[[str], str] = lambda key: key) -> None:
         self._limiter = limiter
+        self._person_of = person_of
 
     async def __call__(self, turn: Turn, call_next: Handler[Turn]) -> None:
         if not turn.decision.speak or turn.refusal is not None:
@@ -28,7 +34,8 @@ class RateLimits:
         # A quoted message is input too (a fact check sends it whole): it counts towards the size limit.
         quoted = msg.reply_to.text if msg.reply_to is not None else ""
         t = self._limiter.now()
-        verdict = self._limiter.check_rate(msg.chat.key, msg.author.key, msg.text + quoted, t)
+        person = self._person_of(msg.author.key)
+        verdict = self._limiter.check_rate(msg.chat.key, person, msg.text + quoted, t, member_scope=turn.pai)
         if not verdict.allowed:
             turn.refusal = _refusal(verdict)
             await call_next(turn)
@@ -37,7 +44,7 @@ class RateLimits:
             await call_next(turn)
         finally:
             if turn.refusal is None:  # an inner gate (the budget) may still have refused it
-                self._limiter.count(msg.chat.key, msg.author.key, t)
+                self._limiter.count(msg.chat.key, person, t, member_scope=turn.pai)
 
 
 class DailyBudget:

@@ -25,7 +25,7 @@ from typing import Any
 
 from bot.commands import Command, CommandCall, Observation
 from bot.context import fmt_time
-from bot.erasure import Forgetter, member_scope
+from bot.erasure import Forgetter, Report, member_scope
 from bot.i18n import N_
 from bot.plugins import SkillEnv, SkillPlugin, SkillSet
 from bot.ports import Erasure, MemoryRecord, Tool
@@ -48,7 +48,7 @@ _FORGET_WORDS = re.compile(
 # Counts of the erasers that repeat the member's messages themselves (not "other items").
 # Platforms' in-memory caches ("cached copies") repeat what is counted elsewhere.
 _SAME_MESSAGES = frozenset(
-    {"messages", "web messages", "queued events", "quotes in queued events", "cached copies"}
+    {"messages", "web messages", "queued events", "quotes in queued events", "cached copies", "relayed copies"}
 )
 _MEMORY_KINDS = frozenset({"messages", "file passages", "image captions", "bot messages", "memory records"})
 
@@ -113,9 +113,21 @@ class PrivacySkill:
     # ----------------------------------------------------------------- commands
 
     async def _forget(self, call: CommandCall) -> str:
+        """Forget the caller in this group's pai through every store (``bot.erasure.Forgetter``): from every
+        account they linked (``/link``), each in the pai's chats on its own platform (a user id means
+        something on its own platform only), one erasure per account. The relay is one of the erasers: the
+        copies it posted of her words in the pai's other groups are deleted."""
         msg = call.message
-        pai, chats = member_scope(self.s.settings, msg.chat.key)
-        report = await Forgetter(self.s.erasers).forget(Erasure(pai, chats, author_id=msg.author.user_id))
+        report = Report()
+        forgetter = Forgetter(self.s.erasers)
+        for identity in self.s.people.identities(msg.author.key):
+            platform, user = identity.split(":", 1)
+            pai, chats = member_scope(self.s.settings, msg.chat.key, platform=platform, pais=self.s.pais)
+            if not chats:  # the pai has no group on that account's platform: nothing of it is here
+                continue
+            done = await forgetter.forget(Erasure(pai, chats, author_id=user))
+            report.add(done.counts)
+            report.failed += done.failed
         messages = report.counts.get("messages", 0)
         other = sum(n for kind, n in report.counts.items() if kind not in _SAME_MESSAGES)
         log.info("forgot a member in %s: %s", msg.chat.key, report.counts)
@@ -153,7 +165,9 @@ class PrivacySkill:
         await self.s.load_group(key)
         t = await self.s.translator(key)
         tz = self.s.tz_for(key)
-        mine, scanned_all = await self._records_of(call.pai, user, skip_id=msg.id)
+        accounts = self.s.people.identities(msg.author.key)
+        mine, scanned_all = await self._records_of(
+            call.pai, {tuple(i.split(":", 1)) for i in accounts}, skip_id=msg.id)  # type: ignore[misc]
         opted_out = bool(await self.s.state.group_get(key, f"optout:{user}"))
         lines = [t._("What I keep about you in this group:")]
         if not mine:
@@ -172,6 +186,10 @@ class PrivacySkill:
             lines.append(t.ngettext("• Kept for {n} day", "• Kept for {n} days", days))
         else:
             lines.append(t._("• Kept until you or an admin remove it"))
+        if len(accounts) > 1:
+            names = [f"{self.s.people.name_of(i) or i.split(':', 1)[1]} "
+                     f"({self.s.pais.platform_label(i.split(':', 1)[0], t)})" for i in accounts]
+            lines.append(t._("• Your linked accounts (one person for me): {accounts} (/unlink)", accounts=t.join(names)))
         if opted_out:
             lines.append(t._("• Recording: off (you opted out; /optin)"))
         else:
@@ -179,8 +197,11 @@ class PrivacySkill:
         lines.append(t._("Remove your messages with /forget-me."))
         return "\n".join(lines)
 
-    async def _records_of(self, pai: str, user: str, skip_id: str) -> tuple[list[MemoryRecord], bool]:
-        """The member's records (oldest first) and whether the whole memory was scanned."""
+    async def _records_of(
+        self, pai: str, accounts: set[tuple[str, str]], skip_id: str
+    ) -> tuple[list[MemoryRecord], bool]:
+        """The records of these accounts (platform, user id), oldest first, and whether the whole memory was
+        scanned."""
         seen: set[str] = set()
         mine: list[MemoryRecord] = []
         before: datetime | None = None
@@ -189,7 +210,8 @@ class PrivacySkill:
             if not batch:
                 return sorted(mine, key=lambda r: r.sent_at), True
             seen.update(r.id for r in batch)
-            mine += [r for r in batch if r.author_id == user and not r.is_bot and r.id != skip_id]
+            mine += [r for r in batch if (r.chat_key.split(":", 1)[0], r.author_id) in accounts
+                     and not r.is_bot and r.id != skip_id and r.id.removeprefix(f"{r.chat_key}#") != skip_id]
             before = min(r.sent_at for r in batch)
         return sorted(mine, key=lambda r: r.sent_at), False
 
@@ -213,7 +235,7 @@ class PrivacySkill:
     async def purge_group(self, group_key: str, cutoff: datetime) -> int:
         """Forget what the group sent before ``cutoff``, everywhere (other chats of a shared pai keep theirs);
         returns how many memory records went."""
-        report = await Forgetter(self.s.erasers).expire(self.s.settings.pai_of(group_key), group_key, cutoff)
+        report = await Forgetter(self.s.erasers).expire(self.s.pai_of(group_key), group_key, cutoff)
         if report.failed:
             log.warning("retention in %s could not reach %s; trying again next time", group_key, report.failed)
         return sum(n for kind, n in report.counts.items() if kind in _MEMORY_KINDS)

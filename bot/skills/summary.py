@@ -311,7 +311,7 @@ class SummarySkill:
             return "", ""
         if owner.casefold() in ("me", "i", "我", msg.author.display_name.casefold()):
             return msg.author.user_id, msg.author.display_name
-        pool = list(records) or await self.s.memory.recent(self.s.settings.pai_of(msg.chat.key), 200)
+        pool = list(records) or await self.s.memory.recent(self.s.pai_of(msg.chat.key), 200)
         for r in reversed(pool):
             if not r.is_bot and r.author_name.casefold() == owner.casefold():
                 return r.author_id, r.author_name

@@ -849,7 +849,7 @@
       if (e.status === 401) return;
       toast(e.message);
     }
-    await loadMe();
+    await loadMe();  // a page key, or the key a sign-in link the bot sent elsewhere gave this browser
     await route();
   }
 
