@@ -204,13 +204,16 @@ class StateDB:
         return await self._run(fn)
 
     def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``body`` in one transaction. Whatever fails, the commit included, rolls back: the shared
+        connection is never left inside a transaction (every later write would fail)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             out = body(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return out
 
     # ----------------------------------------------------------------- IntakeSink
@@ -359,7 +362,7 @@ class StateDB:
 
         counts = await self._run(lambda c: self._tx(c, body))
         if any(counts.values()):
-            await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+            await self._run(checkpoint)
         return counts
 
     # ----------------------------------------------------------------- reply ledger
@@ -640,3 +643,10 @@ class StateKeyValueStore:
 
     async def delete(self, key: str) -> None:
         await self._state.kv_delete(self.namespace, key)
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Move the WAL into the database and truncate it (it would keep old copies of deleted pages). The
+    pragma returns a row: it is read to the end here, because a statement left unfinished on a connection
+    makes every later COMMIT there fail ("SQL statements in progress") for as long as its cursor lives."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -292,7 +292,7 @@ class Transcript:
     def checkpoint(self) -> None:
         """Move the WAL into the database and truncate it (it would keep old copies of deleted pages)."""
         with self._write_lock:
-            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # bot.state.checkpoint
 
     def forget(self, pai: str, author_id: str | None = None, ids: Sequence[str] = ()) -> list[str]:
         """Delete the pai's records by author and/or id (either matches); returns the removed ids and leaves

@@ -87,3 +87,23 @@ async def test_retention_expires_finished_items_everywhere_and_keeps_live_ones(w
     assert "fresh news" in remaining and not any(t.startswith("/remind") for t in remaining), remaining
     assert [r.text for r in await reminders.store.active("fake:g1")] == ["standup"]  # live: kept
     assert await reminders.store.get("fake:g1", 1) is None  # cancelled long ago: gone
+
+
+async def test_a_checkpoint_after_forgetting_leaves_nothing_open_that_blocks_the_next_commit(tmp_path):
+    # The WAL checkpoint pragma returns a row; left unread, its statement stayed open as long as the
+    # awaited result lived, and every later COMMIT on that connection failed ("SQL statements in
+    # progress"), leaving the connection stuck in a transaction.
+    from bot.skills.skilldb import SkillDB
+    from bot.state import StateDB, checkpoint
+
+    state, skills = StateDB(tmp_path / "paibot.db"), SkillDB(tmp_path / "skills.sqlite3")
+    try:
+        kept = [await state.run(checkpoint), await skills.run(checkpoint)]  # results kept alive on purpose
+        await state.run(lambda c: c.execute("INSERT INTO cursors(key, value) VALUES ('k', 'v')"), transaction=True)
+        await skills.tx(lambda c: c.execute("INSERT INTO groups(group_key, platform, chat_id, title) "
+                                            "VALUES ('web:1', 'web', '1', 'A')"))  # fmt: skip
+        assert kept == [None, None]
+        assert await state.run(lambda c: c.execute("SELECT value FROM cursors WHERE key='k'").fetchone()) == ("v",)
+    finally:
+        state.close()
+        skills.close()

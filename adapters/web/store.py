@@ -490,7 +490,7 @@ class WebStore(MemberTables, SignInTables):
                 self._db.rollback()
                 raise
             if doomed:
-                self._run("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._run("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # read out (bot.state.checkpoint)
         return sorted(doomed), files
 
     def expire(self, groups: Sequence[str], before: datetime) -> tuple[int, list[StoredFile]]:
@@ -512,7 +512,7 @@ class WebStore(MemberTables, SignInTables):
                 self._db.rollback()
                 raise
             if old:
-                self._run("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._run("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # read out (bot.state.checkpoint)
         return len(old), files
 
     def _drop_files(self, message_ids: Sequence[int]) -> list[StoredFile]:

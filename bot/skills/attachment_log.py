@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from bot.events import Attachment, Message
 from bot.ports import Erasure
+from bot.state import checkpoint
 
 T = TypeVar("T")
 
@@ -210,7 +211,7 @@ class AttachmentLog:
 
         counts = await self._run(delete)
         if any(counts.values()):
-            await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+            await self._run(checkpoint)
         return counts
 
     # ------------------------------------------------------------------ documents

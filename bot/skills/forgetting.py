@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from bot.ports import Erasure
 from bot.skills.skilldb import SkillDB
+from bot.state import checkpoint
 
 
 class SkillTablesEraser:
@@ -66,7 +67,7 @@ class SkillTablesEraser:
 
         counts = await self.db.tx(body)
         if any(counts.values()):
-            await self.db.run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+            await self.db.run(checkpoint)
         return counts
 
 

@@ -138,6 +138,9 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
                 await bot.kill()
                 await asyncio.sleep(rng.uniform(0.0, 1.0))  # down for a while: posts fail and are retried
                 await bot.spawn()
+            # the last restart is serving before the checks read the groups through the API (on a loaded
+            # machine it could still be starting when the inbox already showed everything handled)
+            await wait_for(lambda: web_ready(http, base), 90)
 
         async def poster(group: str) -> None:
             for msg in stream.planned:
