@@ -78,16 +78,17 @@ class SkillDB:
         return await asyncio.to_thread(locked)
 
     async def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one immediate transaction (rolled back if it raises)."""
+        """Run ``fn`` in one immediate transaction (rolled back if it or the commit fails)."""
 
         def body(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT too: never leave the shared connection inside one
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return out
 
         return await self.run(body)
