@@ -3,6 +3,9 @@ Telegram adapter <- App (inbox, member pipeline, memory) with a scripted model."
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from adapters.telegram.text import utf16_len
@@ -61,8 +64,31 @@ async def say(fake: FakeTelegram, user: dict, text: str, chat: int = GROUP, **ex
     return msg, fake.updates[-1]["update_id"]
 
 
+class ThinkingLLM(ScriptedLLM):
+    """A model that takes a moment: it answers once the group sees the bot typing (at most 5 s later), so a
+    test can tell that typing is shown while an answer is produced (an instant answer may come before it)."""
+
+    def __init__(self, fake: FakeTelegram, script: list[str]) -> None:
+        super().__init__(script)
+        self._fake = fake
+
+    async def _think(self) -> None:
+        for _ in range(500):
+            if any(a["action"] == "typing" for a in self._fake.actions):
+                return
+            await asyncio.sleep(0.01)
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        await self._think()
+        return await super().complete(*args, **kwargs)
+
+    async def stream_complete(self, *args: Any, **kwargs: Any) -> Any:
+        await self._think()
+        return await super().stream_complete(*args, **kwargs)
+
+
 async def test_a_mention_gets_a_quoted_reply_built_from_the_groups_context(fake, world):
-    llm = ScriptedLLM(["The lake trail, Saturday at 9."])
+    llm = ThinkingLLM(fake, ["The lake trail, Saturday at 9."])
     app = await world(llm)
     await say(fake, BOB, "How about the lake trail on Saturday?")
     asked, uid = await say(fake, ALICE, f"{MENTION} where do we go?", entities=mention())
