@@ -23,7 +23,7 @@ from bot.app import App
 from bot.config import parse_settings
 from tests.fakes import ScriptedLLM
 from tests.media_factory import make_video, make_vtt
-from tests.test_web_browser import CHROMIUM_ARGS, chromium_path, skip_loudly, watch_console
+from tests.test_web_browser import chromium, watch_console
 from tests.web_members import member_headers
 
 pytestmark = pytest.mark.browser
@@ -34,22 +34,9 @@ MODEL_ANSWER = "她说她把钥匙放在灯塔里了（0:13）。"
 
 @pytest.fixture
 async def browser():
-    path = chromium_path()
-    if path is None:
-        skip_loudly("no Chromium binary found (install the Debian package: apt-get install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        skip_loudly("playwright is not installed (pip install -e '.[test]')")
-    async with async_playwright() as pw:
-        # Late joiners start playing without a click (the page falls back to muted playback otherwise).
-        launched = await pw.chromium.launch(
-            executable_path=path, args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    # Late joiners start playing without a click (the page falls back to muted playback otherwise).
+    async with chromium("--autoplay-policy=no-user-gesture-required") as launched:
+        yield launched
 
 
 def shots(tmp_path: Path) -> Path:

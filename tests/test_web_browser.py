@@ -8,9 +8,12 @@ browser download is never used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import warnings
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -46,8 +49,9 @@ def skip_loudly(reason: str) -> None:
     pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
 
 
-@pytest.fixture
-async def browser():
+@contextlib.asynccontextmanager
+async def chromium(*extra_args: str) -> AsyncIterator[Any]:
+    """A headless Chromium (``CHROMIUM_ARGS`` plus ``extra_args``), or the test skipped loudly without one."""
     path = chromium_path()
     if path is None:
         skip_loudly("no Chromium binary found (install the Debian package: apt-get install chromium)")
@@ -56,11 +60,17 @@ async def browser():
     except ImportError:
         skip_loudly("playwright is not installed (pip install -e '.[test]')")
     async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        launched = await pw.chromium.launch(executable_path=path, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def browser():
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
