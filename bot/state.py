@@ -200,21 +200,8 @@ class StateDB:
         """Run ``fn`` with the database connection off the event loop (in one transaction if asked): for
         core components that keep their own tables here (``add_tables``)."""
         if transaction:
-            return await self._run(lambda c: self._tx(c, fn))
+            return await self._run(lambda c: run_transaction(c, fn))
         return await self._run(fn)
-
-    def _tx(self, conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-        """``body`` in one transaction. Whatever fails, the commit included, rolls back: the shared
-        connection is never left inside a transaction (every later write would fail)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            out = body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return out
 
     # ----------------------------------------------------------------- IntakeSink
 
@@ -251,7 +238,7 @@ class StateDB:
                 )
             return new
 
-        new = await self._run(lambda c: self._tx(c, body))
+        new = await self._run(lambda c: run_transaction(c, body))
         if queued:
             self.new_events.set()
         return new
@@ -302,7 +289,7 @@ class StateDB:
                 return True
             return False
 
-        return await self._run(lambda c: self._tx(c, body))
+        return await self._run(lambda c: run_transaction(c, body))
 
     async def counts(self) -> dict[str, int]:
         rows = await self._run(lambda c: c.execute("SELECT status, COUNT(*) FROM inbox GROUP BY status").fetchall())
@@ -360,7 +347,7 @@ class StateDB:
                         replies += 1
             return {"queued events": dropped, "quotes in queued events": quotes, "replies being sent": replies}
 
-        counts = await self._run(lambda c: self._tx(c, body))
+        counts = await self._run(lambda c: run_transaction(c, body))
         if any(counts.values()):
             await self._run(checkpoint)
         return counts
@@ -643,6 +630,21 @@ class StateKeyValueStore:
 
     async def delete(self, key: str) -> None:
         await self._state.kv_delete(self.namespace, key)
+
+
+def run_transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """``body`` in one immediate transaction on ``conn`` (autocommit mode). Whatever fails, the commit
+    included, rolls back: a shared connection is never left inside a transaction (every later write on it
+    would fail)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = body(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:

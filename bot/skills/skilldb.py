@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from bot.events import ChatRef
+from bot.state import run_transaction
 
 T = TypeVar("T")
 
@@ -79,19 +80,7 @@ class SkillDB:
 
     async def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one immediate transaction (rolled back if it or the commit fails)."""
-
-        def body(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # a failed COMMIT too: never leave the shared connection inside one
-                    conn.execute("ROLLBACK")
-                raise
-            return out
-
-        return await self.run(body)
+        return await self.run(lambda conn: run_transaction(conn, fn))
 
     # ----------------------------------------------------------------- group directory
 
