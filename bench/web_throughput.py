@@ -57,8 +57,8 @@ async def run(args: argparse.Namespace, data: Path) -> None:
     config = data / "config.yaml"
     config.write_text(
         f"bot: {{data_dir: '{data}', welcome: false}}\n"
-        f"adapters: {{web: {{port: {port}}}}}\n"
-        "limits: {member_per_minute: 100000, group_per_minute: 100000}\n",
+        f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0}}}}\n"
+        "limits: {member_per_minute: 100000, group_per_minute: 100000, new_groups_per_hour: 100000}\n",
         encoding="utf-8",
     )
     proc = subprocess.Popen([str(ROOT / ".venv/bin/paibot"), "run", "--config", str(config)], cwd=data,
@@ -73,9 +73,15 @@ async def run(args: argparse.Namespace, data: Path) -> None:
                             break
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.1)
+            keys = []  # members post with their member keys (Authorization: Member <key>)
+            for m in range(7):
+                async with http.post(f"{base}/api/members", json={"nickname": f"member{m}"}) as r:
+                    assert r.status == 201, await r.text()
+                    keys.append({"Authorization": f"Member {(await r.json())['key']}"})
             groups = []
             for g in range(args.groups):
-                async with http.post(f"{base}/api/groups", json={"name": f"group {g}"}) as r:
+                async with http.post(f"{base}/api/groups", json={"name": f"group {g}"}, headers=keys[0]) as r:
+                    assert r.status == 201, await r.text()
                     groups.append((await r.json())["number"])
         db = data / "memory.sqlite3"
         acked = 0
@@ -87,8 +93,8 @@ async def run(args: argparse.Namespace, data: Path) -> None:
             async with aiohttp.ClientSession() as http:
                 for n in range(i, args.messages, args.clients):
                     group = groups[n % len(groups)]
-                    body = {"author": f"member{n % 7}", "text": f"message {n}: the plan for lunch is tacos at noon"}
-                    async with http.post(f"{base}/api/groups/{group}/messages", json=body) as r:
+                    body = {"text": f"message {n}: the plan for lunch is tacos at noon"}
+                    async with http.post(f"{base}/api/groups/{group}/messages", json=body, headers=keys[n % 7]) as r:
                         assert r.status in (200, 201), await r.text()
                     acked += 1
 
