@@ -61,8 +61,10 @@ async def run(args: argparse.Namespace, data: Path) -> None:
         "limits: {member_per_minute: 100000, group_per_minute: 100000, new_groups_per_hour: 100000}\n",
         encoding="utf-8",
     )
+    # The bot's log goes to a file (--bot-log) or nowhere: a pipe nobody reads would stall it once full.
+    log = open(args.bot_log or os.devnull, "w", encoding="utf-8")
     proc = subprocess.Popen([str(ROOT / ".venv/bin/paibot"), "run", "--config", str(config)], cwd=data,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=log, text=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -128,6 +130,7 @@ async def run(args: argparse.Namespace, data: Path) -> None:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=6000)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--groups", type=int, default=50)
+    ap.add_argument("--bot-log", default="", help="write the bot's log (stderr) to this file")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         asyncio.run(run(args, Path(tmp)))
