@@ -168,8 +168,7 @@ class HybridMemoryStore:
             groups: dict[str, list[int]] = {}
             for i, r in enumerate(rows):
                 groups.setdefault(r.pai, []).append(i)
-            for pai, idx in groups.items():
-                self.index.upsert(pai, [rows[i].id for i in idx], vectors[idx])
+            self.index.upsert_many([(pai, [rows[i].id for i in idx], vectors[idx]) for pai, idx in groups.items()])
             self.transcript.mark_indexed([r.seq for r in rows], {r.seq: r.text for r in rows})
         return len(stones) == INDEX_BATCH or len(rows) == INDEX_BATCH
 

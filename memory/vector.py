@@ -177,28 +177,54 @@ class ChromaIndex:
     def upsert(self, pai: str, ids: Sequence[str], vectors: Sequence[Sequence[float]] | np.ndarray) -> None:
         """Write vectors: a float32 array (chromadb's native form; lists of floats cost it a conversion per
         element) and, in the shared collection, the pai tag as the only metadata."""
-        if not ids:
+        self.upsert_many([(pai, ids, vectors)])
+
+    def upsert_many(
+        self, batches: Sequence[tuple[str, Sequence[str], Sequence[Sequence[float]] | np.ndarray]]
+    ) -> None:
+        """``upsert`` for several pais at once: the vectors of all pais in the shared collection go in one
+        chromadb write (it pays a fixed cost per write, and holds the interpreter while it writes, so live
+        messages spread over many small groups would otherwise cost a write each)."""
+        shared: list[tuple[str, Scope, list[str], np.ndarray]] = []
+        for pai, ids, vectors in batches:
+            if not ids:
+                continue
+            embeddings = np.asarray(vectors, dtype=np.float32)
+            try:
+                scope = self._scope(pai)
+                if scope.where is None:
+                    scope.col.upsert(ids=list(ids), embeddings=embeddings)
+                else:
+                    shared.append((pai, scope, list(ids), embeddings))
+            except Exception as exc:
+                self.forget_handle(pai)
+                raise MemoryError_(f"chroma upsert failed: {type(exc).__name__}: {exc}") from exc
+        if not shared:
             return
-        embeddings = np.asarray(vectors, dtype=np.float32)
         try:
-            scope = self._scope(pai)
-            if scope.where is None:
-                scope.col.upsert(ids=list(ids), embeddings=embeddings)
-                return
-            scope.col.upsert(ids=[scope.cid(i) for i in ids], embeddings=embeddings,
-                             metadatas=[dict(scope.where)] * len(ids))  # fmt: skip
-            have = self._shared_counts.get(pai)
-            have = len(self._shared_ids(scope)) if have is None else have + len(ids)  # overwrites overcount
-            self._shared_counts[pai] = have
-            if have >= self.own_at:
-                if len(self._shared_ids(scope)) >= self.own_at:
-                    self._promote(pai, scope)
-                self._shared_counts.pop(pai, None)
+            shared[0][1].col.upsert(
+                ids=[scope.cid(i) for _, scope, ids, _ in shared for i in ids],
+                embeddings=np.concatenate([e for *_, e in shared]),
+                metadatas=[dict(scope.where or {}) for _, scope, ids, _ in shared for _ in ids],
+            )  # fmt: skip
+            for pai, scope, ids, _ in shared:
+                self._count_shared(pai, scope, len(ids))
         except MemoryError_:
             raise
         except Exception as exc:
-            self.forget_handle(pai)
+            for pai, *_ in shared:
+                self.forget_handle(pai)
             raise MemoryError_(f"chroma upsert failed: {type(exc).__name__}: {exc}") from exc
+
+    def _count_shared(self, pai: str, scope: Scope, added: int) -> None:
+        """Count a pai's vectors in the shared collection; move them to its own collection at ``own_at``."""
+        have = self._shared_counts.get(pai)
+        have = len(self._shared_ids(scope)) if have is None else have + added  # overwrites overcount
+        self._shared_counts[pai] = have
+        if have >= self.own_at:
+            if len(self._shared_ids(scope)) >= self.own_at:
+                self._promote(pai, scope)
+            self._shared_counts.pop(pai, None)
 
     def _promote(self, pai: str, shared: Scope) -> None:
         """Move a pai's vectors from the shared collection to its own (copied first, then removed)."""

@@ -98,14 +98,15 @@ def vectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def test_the_vector_index_never_answers_with_another_groups_vector(vectors: Any, groups: list[str], sizes: list[int],
                                                                     rid: str) -> None:  # fmt: skip
     """Small groups share a collection behind a filter, larger ones have their own (own_at=4 here): the same
-    record ids and the very same vector in every group, and each group finds only its own."""
+    record ids and the very same vector in every group, written in one call as the indexer writes a batch of
+    live messages, and each group finds only its own."""
     import numpy as np
 
     vec = np.ones(512, dtype=np.float32) / np.sqrt(512)
-    for g, n in zip(groups, sizes):
+    for g in groups:
         vectors.drop(g)
-        ids = [f"{rid}{i}" for i in range(n)]
-        vectors.upsert(g, ids, np.stack([vec] * n))
+    vectors.upsert_many([(g, [f"{rid}{i}" for i in range(n)], np.stack([vec] * n)) for g, n in zip(groups, sizes)])
+    for g, n in zip(groups, sizes):
         assert vectors.count(g) == n
     for g, n in zip(groups, sizes):
         found = vectors.query(g, vec, 50)
