@@ -252,3 +252,22 @@ def test_the_page_never_builds_html_from_strings():
     page = (Path(__file__).parents[1] / "adapters" / "web" / "static" / "index.html").read_text(encoding="utf-8")
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "").replace("http://…", "")
     assert "https://" not in page  # no CDN: the page works offline
+
+
+def test_a_member_key_stops_proving_her_once_a_sign_in_gives_her_a_new_one(tmp_path: Path) -> None:
+    """Members found by key are kept in memory for the posts that follow: a new key (a sign-in link) or a
+    new nickname is seen at once all the same."""
+    from adapters.web.store import WebStore
+
+    store = WebStore(tmp_path / "web.db")
+    member, old_key = store.add_member("Alice")
+    assert store.member_by_key(old_key) == store.known_member(old_key) == member
+    store.rename_member(member.author_id, "Alicia")
+    assert store.known_member(old_key) is None
+    assert store.member_by_key(old_key).nickname == "Alicia"
+    group = store.create_group("g")
+    signed = store.redeem_sign_in(store.issue_sign_in(member.author_id, "Alicia", group.number, 60))
+    assert signed is not None and signed.author_id == member.author_id
+    assert store.known_member(old_key) is None and store.member_by_key(old_key) is None
+    assert store.member_by_key(signed.key).author_id == member.author_id
+    store.close()

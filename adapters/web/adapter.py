@@ -353,7 +353,8 @@ class WebAdapter(WebForgetting):
         return await asyncio.to_thread(self._require_store().add_member, nickname)
 
     async def member_by_key(self, key: str) -> StoredMember | None:
-        return await asyncio.to_thread(self._require_store().member_by_key, key)
+        store = self._require_store()
+        return store.known_member(key) or await asyncio.to_thread(store.member_by_key, key)
 
     async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember:
         await asyncio.to_thread(self._require_store().rename_member, member.author_id, nickname)
@@ -378,7 +379,8 @@ class WebAdapter(WebForgetting):
         return Grant("granted" if added else "already", name)
 
     async def find_group(self, number: str) -> StoredGroup | None:
-        return await asyncio.to_thread(self._require_store().group, number)
+        store = self._require_store()
+        return store.known_group(number) or await asyncio.to_thread(store.group, number)
 
     async def find_invite(self, invite: str) -> StoredGroup | None:
         return await asyncio.to_thread(self._require_store().group_by_invite, invite)
@@ -461,8 +463,13 @@ class WebAdapter(WebForgetting):
                 await self.attachments.drop(uploads)  # a retry: the first attempt's files are the ones kept
             if msg.delivered:  # a retry with the same nonce: already safe, nothing to do
                 return await self._render(msg)
-            await self._commit(group, msg, target)
-        rendered = await self._render(msg)
+            # A new message without files has none to look up (the common case: no query per post).
+            known: list[StoredFile] | None = [] if created and not files else None
+            await self._commit(group, msg, target, known)
+        if known is not None and target is None:
+            rendered = message_json(msg, None, [], None)  # a person's new message has no poll
+        else:
+            rendered = await self._render(msg)
         await self.hub.push(group.number, {"type": "message", "message": rendered})
         return rendered
 
@@ -477,9 +484,14 @@ class WebAdapter(WebForgetting):
             raise ApiError(507, problem)
         quota.added(group.number, size)
 
-    async def _commit(self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None) -> None:
+    async def _commit(
+        self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None,
+        files: Sequence[StoredFile] | None = None,
+    ) -> None:
+        """Hand the message to the inbox and make it visible (``files``: its files, if known already)."""
         store = self._require_store()
-        files = (await asyncio.to_thread(store.files_of, [msg.id])).get(msg.id, [])
+        if files is None:
+            files = (await asyncio.to_thread(store.files_of, [msg.id])).get(msg.id, [])
         try:
             await self._require_sink().submit([self.to_event(group, msg, target, files)])
         except Exception as exc:

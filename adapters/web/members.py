@@ -24,14 +24,21 @@ class StoredMember:
     nickname: str
 
 
+MEMBERS_KEPT = 10_000  # members kept in memory by key (the oldest entry goes first)
+
+
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 class MemberTables:
-    """Members and admins, on the store's connection (``_lock`` and ``_run`` come from ``WebStore``)."""
+    """Members and admins, on the store's connection (``_lock`` and ``_run`` come from ``WebStore``).
+
+    Every post proves its member key: the members found by key are kept in memory (``known_member``, no
+    query), and a rename or a new key for the same member (``redeem_sign_in``) drops the entry."""
 
     _lock: threading.Lock
+    _members: dict[str, StoredMember]  # key hash -> member, filled by member_by_key
 
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         raise NotImplementedError
@@ -48,16 +55,31 @@ class MemberTables:
             )
         return member, key
 
+    def known_member(self, key: str) -> StoredMember | None:
+        """The member of ``key`` if ``member_by_key`` found it before (never blocks; None: ask that)."""
+        return self._members.get(key_hash(key))
+
     def member_by_key(self, key: str) -> StoredMember | None:
+        digest = key_hash(key)
         with self._lock:
-            row = self._run(
-                "SELECT author_id, nickname FROM members WHERE key_hash = ?", (key_hash(key),)
-            ).fetchone()
-        return StoredMember(*row) if row else None
+            row = self._run("SELECT author_id, nickname FROM members WHERE key_hash = ?", (digest,)).fetchone()
+            if row is None:
+                return None
+            member = StoredMember(*row)
+            if len(self._members) >= MEMBERS_KEPT:
+                self._members.pop(next(iter(self._members)))
+            self._members[digest] = member
+        return member
+
+    def _forget_member(self, author_id: str) -> None:
+        """Drop the kept entries of ``author_id`` (under ``_lock``, in the transaction that changes her)."""
+        for digest in [d for d, m in self._members.items() if m.author_id == author_id]:
+            del self._members[digest]
 
     def rename_member(self, author_id: str, nickname: str) -> None:
         with self._lock:
             self._run("UPDATE members SET nickname = ? WHERE author_id = ?", (nickname, author_id))
+            self._forget_member(author_id)
 
     def add_admin(self, group: str, author_id: str) -> bool:
         """Make a member an admin of a group; False if they were one already."""

@@ -56,6 +56,9 @@ class SignInTables:
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         raise NotImplementedError
 
+    def _forget_member(self, author_id: str) -> None:
+        raise NotImplementedError
+
     def issue_sign_in(self, author_id: str, nickname: str, group: str, ttl_s: float) -> str:
         """A one-time sign-in token for ``author_id`` into ``group``."""
         token = secrets.token_urlsafe(24)
@@ -85,6 +88,7 @@ class SignInTables:
                         "INSERT INTO members (author_id, nickname, key_hash, created_at) VALUES (?, ?, ?, ?)"
                         " ON CONFLICT(author_id) DO UPDATE SET key_hash = excluded.key_hash",
                         (row[0], row[1], key_hash(key), now))
+                    self._forget_member(row[0])  # her old key no longer proves her
                     nickname = self._run("SELECT nickname FROM members WHERE author_id = ?",
                                          (row[0],)).fetchone()[0]
                 self._run("COMMIT")

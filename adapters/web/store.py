@@ -194,12 +194,17 @@ def _message(row: tuple) -> StoredMessage:
     )
 
 
+GROUPS_KEPT = 10_000  # groups kept in memory by number (the oldest entry goes first)
+
+
 class WebStore(MemberTables, SignInTables):
     """SQLite store of web groups and messages (see the module docstring for the contract)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._members = {}
+        self._groups: dict[str, StoredGroup] = {}  # groups never change once made: kept after the first read
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -246,11 +251,20 @@ class WebStore(MemberTables, SignInTables):
                 return StoredGroup(number, name, invite, created)
         raise WebStoreError("could not find a free group number")
 
+    def known_group(self, number: str) -> StoredGroup | None:
+        """The group if ``group`` read it before (never blocks; None: ask ``group``)."""
+        return self._groups.get(number)
+
     def group(self, number: str) -> StoredGroup | None:
         with self._lock:
             row = self._run("SELECT number, name, invite, created_at FROM groups WHERE number = ?", (number,))
             found = row.fetchone()
-        return _group(found) if found else None
+            if found is None:
+                return None
+            if len(self._groups) >= GROUPS_KEPT:
+                self._groups.pop(next(iter(self._groups)))
+            group = self._groups[number] = _group(found)
+        return group
 
     def group_by_invite(self, invite: str) -> StoredGroup | None:
         with self._lock:
