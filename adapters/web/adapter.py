@@ -478,7 +478,10 @@ class WebAdapter(WebForgetting):
         quota = self._quota
         if quota is None:
             return
-        problem = await asyncio.to_thread(quota.problem, group.number, size)
+        if quota.counted(group.number, size):  # the common case: far from full, nothing to measure
+            problem = quota.problem(group.number, size)
+        else:
+            problem = await asyncio.to_thread(quota.problem, group.number, size)
         if problem:
             log.info("refused a message in group %s: %s", group.number, problem)
             raise ApiError(507, problem)

@@ -279,12 +279,24 @@ class StorageQuota:
             self._groups[group] = self._measure(group)
         return self._groups[group]
 
+    def _total_stale(self, adding: int) -> bool:
+        return self._total is None or bool(self.total_bytes and self._total + adding > 0.9 * self.total_bytes)
+
+    def _group_stale(self, used: int, adding: int) -> bool:
+        return bool(self.group_bytes and used + adding > 0.9 * self.group_bytes)
+
+    def counted(self, group: str, adding: int) -> bool:
+        """Whether ``problem`` can answer from its counts alone, without measuring (then it never blocks)."""
+        used = self._groups.get(group)
+        return used is not None and not self._total_stale(adding) and not self._group_stale(used, adding)
+
     def problem(self, group: str, adding: int) -> Text | None:
-        """Why ``adding`` more bytes to ``group`` is refused, or None. Blocking: run it off the loop."""
-        if self._total is None or (self.total_bytes and self._total + adding > 0.9 * self.total_bytes):
+        """Why ``adding`` more bytes to ``group`` is refused, or None. Blocking unless ``counted``: run it
+        off the loop then."""
+        if self._total_stale(adding):
             self._total = self._measure(None)
         used = self._used(group)
-        if self.group_bytes and used + adding > 0.9 * self.group_bytes:
+        if self._group_stale(used, adding):
             used = self._groups[group] = self._measure(group)
         if self.group_bytes and used + adding > self.group_bytes:
             return Text(N_("This group has used its storage ({mb} MB)."), mb=self.group_bytes // 2**20)
