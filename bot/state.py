@@ -101,6 +101,16 @@ async def _awaited(future: Awaitable[None]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class _Submit:
+    """A call of ``StateDB.submit`` waiting for the next shared commit."""
+
+    events: Sequence[Message]
+    cursor_key: str | None
+    cursor: str | None
+    done: asyncio.Future[int]
+
+
+@dataclass(frozen=True, slots=True)
 class InboxItem:
     seq: int
     event: Message
@@ -157,6 +167,8 @@ class StateDB:
         self._unflushed_bot = [0, 0, 0.0]  # prompt tokens, completion tokens, cost not yet written
         self._usage_writes: set[asyncio.Task[None]] = set()
         self._intake_closed = False
+        self._submits: list[_Submit] = []  # submits waiting for the next commit (see submit)
+        self._submitter: asyncio.Task[None] | None = None
 
     def _forget_handled_payloads(self) -> None:
         """Data directories from before the inbox was a queue kept every payload: drop those no longer
@@ -208,17 +220,54 @@ class StateDB:
     async def submit(
         self, events: Sequence[Message], *, cursor_key: str | None = None, cursor: str | None = None
     ) -> int:
+        """Commit ``events`` (and the adapter's cursor) durably; returns how many were new. Concurrent
+        submits share commits: while one transaction is on disk, the submits that arrive wait and then go
+        in the next one together (one disk sync for all), each in a savepoint of its own (one that fails
+        fails alone), each call returning once its own events are committed."""
         if events and self._intake_closed:
             raise PaibotError("the bot is stopping and takes no new events; they will be taken after the restart")
-        now = self._now().isoformat()
-        policy = self._policy
-        queued = 0
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._submits.append(_Submit(events, cursor_key, cursor, done))
+        if self._submitter is None or self._submitter.done():
+            self._submitter = asyncio.get_running_loop().create_task(self._commit_submits(), name="paibot-inbox-commit")
+        return await asyncio.shield(done)
 
-        def body(conn: sqlite3.Connection) -> int:
-            nonlocal queued
-            new = 0
+    async def _commit_submits(self) -> None:
+        """Commit what ``submit`` queued, all that waits in one transaction, until nothing waits. Runs as its
+        own task: a caller cancelled while waiting cancels nobody else's commit."""
+        while self._submits:
+            batch, self._submits = self._submits, []
+            now = self._now().isoformat()
+            try:
+                outcomes = await self._run(lambda c: run_transaction(c, lambda conn: [
+                    self._submit_one(conn, item, now) for item in batch
+                ]))  # fmt: skip
+            except BaseException as exc:  # the commit failed: nothing of the batch is stored
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc if isinstance(exc, Exception) else PaibotError(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for item, outcome in zip(batch, outcomes):
+                if item.done.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    item.done.set_exception(outcome)
+                else:
+                    item.done.set_result(outcome[0])
+            if any(not isinstance(o, Exception) and o[1] for o in outcomes):
+                self.new_events.set()
+
+    def _submit_one(self, conn: sqlite3.Connection, item: _Submit, now: str) -> tuple[int, int] | Exception:
+        """One submit inside the shared transaction, in a savepoint: ``(new, queued)``, or the exception
+        that rolled it (alone) back."""
+        policy = self._policy
+        conn.execute("SAVEPOINT submit")
+        try:
+            new = queued = 0
             flags = _Flags(conn)
-            for e in events:
+            for e in item.events:
                 if conn.execute("SELECT 1 FROM inbox WHERE event_id=?", (e.event_id,)).fetchone():
                     continue
                 if policy is None or policy.admit(e, flags):
@@ -231,17 +280,17 @@ class StateDB:
                     (e.event_id, e.chat.key, payload, status, now),
                 )
                 new += 1
-            if cursor_key is not None and cursor is not None:
+            if item.cursor_key is not None and item.cursor is not None:
                 conn.execute(
                     "INSERT INTO cursors(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (cursor_key, cursor),
+                    (item.cursor_key, item.cursor),
                 )
-            return new
-
-        new = await self._run(lambda c: run_transaction(c, body))
-        if queued:
-            self.new_events.set()
-        return new
+        except Exception as exc:
+            conn.execute("ROLLBACK TO submit")
+            conn.execute("RELEASE submit")
+            return exc
+        conn.execute("RELEASE submit")
+        return new, queued
 
     async def cursor(self, key: str) -> str | None:
         row = await self._run(lambda c: c.execute("SELECT value FROM cursors WHERE key=?", (key,)).fetchone())

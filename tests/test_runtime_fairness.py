@@ -97,3 +97,36 @@ async def test_events_of_one_group_keep_their_order_under_the_cap(tmp_path):
     finally:
         await worker.stop()
         state.close()
+
+
+async def test_concurrent_submits_share_a_commit_and_one_that_fails_fails_alone(tmp_path):
+    """Submits arriving together go to disk in one transaction; each keeps its own outcome: the new count,
+    a redelivery recognised, or the error of the one whose events the policy could not judge."""
+
+    class Policy:
+        def serves(self, chat: object) -> bool:
+            return True
+
+        def admit(self, msg: Message, flags: object) -> bool:
+            if msg.text == "boom":
+                raise ValueError("cannot judge this one")
+            return msg.text != "refused"
+
+    state = StateDB(tmp_path / "paibot.db", policy=Policy())  # type: ignore[arg-type]
+    try:
+        first = make_message("hello", chat="a")
+        assert await state.submit([first]) == 1
+        outcomes = await asyncio.gather(
+            state.submit([first], cursor_key="web", cursor="7"),  # a redelivery: nothing new
+            state.submit([make_message("one", chat="a"), make_message("refused", chat="b")]),
+            state.submit([make_message("two", chat="c"), make_message("boom", chat="c")]),
+            state.submit([make_message("three", chat="d")]),
+            return_exceptions=True,
+        )
+        assert outcomes[:2] == [0, 2] and outcomes[3] == 1
+        assert isinstance(outcomes[2], ValueError)  # and "two", submitted with it, was not kept either
+        assert await state.cursor("web") == "7"
+        assert sorted(item.event.text for item in await state.pending()) == ["hello", "one", "three"]
+        assert await state.counts() == {"pending": 3, "refused": 1}
+    finally:
+        state.close()
