@@ -271,3 +271,29 @@ def test_a_member_key_stops_proving_her_once_a_sign_in_gives_her_a_new_one(tmp_p
     assert store.known_member(old_key) is None and store.member_by_key(old_key) is None
     assert store.member_by_key(signed.key).author_id == member.author_id
     store.close()
+
+
+def test_posts_from_many_threads_share_commits_and_each_gets_its_own_answer(tmp_path: Path) -> None:
+    """Posting writes from several threads go to disk together (group commit); each call still gets its own
+    message, a retry with a used nonce gets the first one back, and every message is stored once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from adapters.web.store import WebStore
+
+    store = WebStore(tmp_path / "web.db")
+    group = store.create_group("g")
+
+    def post(n: int) -> tuple[int, bool, str]:
+        msg, created = store.add_message(group.number, "a", "Alice", f"text {n % 30}", nonce=f"n{n % 30}",
+                                         delivered=False)  # fmt: skip
+        store.mark_delivered(msg.id)
+        return msg.id, created, msg.text
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(post, range(60)))
+    assert sum(created for _, created, _ in results) == 30
+    by_text = {text: mid for mid, _, text in results}
+    assert all(by_text[text] == mid for mid, _, text in results)  # a retry found the first message
+    stored, more = store.list_messages(group.number, None, 100)
+    assert not more and sorted(m.id for m in stored) == sorted(by_text.values()) and store.pending() == []
+    store.close()

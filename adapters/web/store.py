@@ -4,7 +4,9 @@ The local web group is its own platform, so it keeps its own record of what was 
 core's memory. Contract:
 
 * Every method is blocking and meant to run off the event loop (``asyncio.to_thread``); one connection is
-  shared behind a lock, so calls from several threads are serialised.
+  shared behind a lock, so calls from several threads are serialised. Posting writes (``add_message``,
+  ``mark_delivered``) from several threads share commits: those that arrive while one transaction is on
+  disk go in the next one together, each in a savepoint of its own, each call returning once it is durable.
 * A user message is written ``pending`` first and becomes visible (``list_messages``) only once
   ``mark_delivered`` says the core's inbox committed it. After a crash, ``pending`` returns what still has to
   be handed to the inbox; ``discard`` removes a message the inbox refused.
@@ -35,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
 from adapters.web.members import MemberTables
 from adapters.web.signin import SIGNIN_SCHEMA, SignInTables
@@ -194,6 +197,26 @@ def _message(row: tuple) -> StoredMessage:
     )
 
 
+T = TypeVar("T")
+
+
+class _Write:
+    """A write waiting for the next shared commit (``WebStore._shared_commit``)."""
+
+    __slots__ = ("work", "finished", "result", "error")
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        self.work = work
+        self.finished = False
+        self.result: Any = None
+        self.error: Exception | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 GROUPS_KEPT = 10_000  # groups kept in memory by number (the oldest entry goes first)
 
 
@@ -204,6 +227,8 @@ class WebStore(MemberTables, SignInTables):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._members = {}
+        self._queue_lock = threading.Lock()
+        self._queued: list[_Write] = []  # writes waiting for the next shared commit (see _shared_commit)
         self._groups: dict[str, StoredGroup] = {}  # groups never change once made: kept after the first read
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -294,37 +319,75 @@ class WebStore(MemberTables, SignInTables):
         transaction; returns ``(message, created)``. When ``nonce`` (per group) or ``idem_key`` (global) was
         already used, nothing is written and the earlier message comes back with ``created=False``."""
         sent_at = (now or datetime.now(timezone.utc)).isoformat()
-        with self._lock:
+
+        def write() -> tuple[StoredMessage, bool]:
             earlier = self._existing(group, nonce, idem_key)
             if earlier is not None:
                 return earlier, False
+            cur = self._run(
+                "INSERT INTO messages (grp, author_id, author_name, is_bot, text, sent_at, reply_to,"
+                " delivered, nonce, idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (group, author_id, author_name, int(is_bot), text, sent_at, reply_to, int(delivered), nonce,
+                 idem_key),
+            )
+            message_id = cur.lastrowid
+            for pos, f in enumerate(files):
+                self._run(
+                    f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (f.id, message_id, group, pos, f.kind, f.name, f.mime, f.size),
+                )
+            if poll is not None:
+                self._run(
+                    "INSERT INTO polls (message_id, question, options, multiple, closes_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (message_id, poll.question, json.dumps(list(poll.options)), int(poll.multiple),
+                     poll.closes_at.isoformat() if poll.closes_at else None),
+                )
+            row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+            return _message(row), True
+
+        return self._shared_commit(write)
+
+    def _shared_commit(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a transaction shared with the writes other threads queue meanwhile; returns its
+        result once committed (FULL sync), or raises its own error (its savepoint alone is rolled back) or
+        the commit's (nothing of the batch is stored). Whoever takes the lock first commits everything
+        queued by then (group commit): while it syncs, the next writes queue up for the one after it."""
+        mine = _Write(work)
+        with self._queue_lock:
+            self._queued.append(mine)
+        with self._lock:
+            if not mine.finished:
+                with self._queue_lock:
+                    batch, self._queued = self._queued, []
+                self._commit_batch(batch)
+        return mine.outcome()
+
+    def _commit_batch(self, batch: list[_Write]) -> None:
+        try:
             self._run("BEGIN IMMEDIATE")
             try:
-                cur = self._run(
-                    "INSERT INTO messages (grp, author_id, author_name, is_bot, text, sent_at, reply_to,"
-                    " delivered, nonce, idem_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (group, author_id, author_name, int(is_bot), text, sent_at, reply_to, int(delivered), nonce,
-                     idem_key),
-                )
-                message_id = cur.lastrowid
-                for pos, f in enumerate(files):
-                    self._run(
-                        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (f.id, message_id, group, pos, f.kind, f.name, f.mime, f.size),
-                    )
-                if poll is not None:
-                    self._run(
-                        "INSERT INTO polls (message_id, question, options, multiple, closes_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (message_id, poll.question, json.dumps(list(poll.options)), int(poll.multiple),
-                         poll.closes_at.isoformat() if poll.closes_at else None),
-                    )
-                row = self._run(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
+                for w in batch:
+                    self._run("SAVEPOINT w")
+                    try:
+                        w.result = w.work()
+                    except Exception as exc:
+                        self._run("ROLLBACK TO w")
+                        w.error = exc
+                    self._run("RELEASE w")
                 self._run("COMMIT")
             except BaseException:
-                self._db.rollback()
+                if self._db.in_transaction:
+                    self._db.rollback()
                 raise
-        return _message(row), True
+        except BaseException as exc:  # the commit failed: nothing of the batch is stored
+            for w in batch:
+                w.error, w.result = (exc if isinstance(exc, Exception) else WebStoreError(repr(exc))), None
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for w in batch:
+                w.finished = True
 
     def _existing(self, group: str, nonce: str | None, idem_key: str | None) -> StoredMessage | None:
         if nonce is not None:
@@ -345,8 +408,7 @@ class WebStore(MemberTables, SignInTables):
         return _message(row) if row else None
 
     def mark_delivered(self, message_id: int) -> None:
-        with self._lock:
-            self._run("UPDATE messages SET delivered = 1 WHERE id = ?", (message_id,))
+        self._shared_commit(lambda: self._run("UPDATE messages SET delivered = 1 WHERE id = ?", (message_id,)))
 
     def discard(self, message_id: int) -> list[StoredFile]:
         """Remove a pending message the core's inbox refused (never a delivered one) with its file rows;
