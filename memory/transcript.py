@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS index_tombstones(pai TEXT NOT NULL, id TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+COUNTS_KEPT = 4096  # term counts a search thread keeps between commits (see Transcript.term_counts)
+
+
 class Transcript:
     """The SQLite source of truth. See the module docstring for the durability and isolation rules."""
 
@@ -419,7 +422,24 @@ class Transcript:
         table = self._table(db, pai, evidence)
         if table is None:
             return [0] * len(terms)
-        return fts.term_counts(db, table, terms, cap)
+        known = self._counts(db)
+        missing = [t for t in dict.fromkeys(terms) if (table, t, cap) not in known]
+        if missing:
+            if len(known) + len(missing) > COUNTS_KEPT:
+                known.clear()
+            known.update(((table, t, cap), n) for t, n in zip(missing, fts.term_counts(db, table, missing, cap)))
+        return [known[(table, t, cap)] for t in terms]
+
+    def _counts(self, db: sqlite3.Connection) -> dict[tuple[str, str, int], int]:
+        """This thread's term counts, kept while the database is unchanged: common terms recur in query after
+        query, and counting one costs as much as reading ``cap`` postings. Any commit (of another connection:
+        ``data_version``; of this one: ``total_changes``) drops them."""
+        version = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        if getattr(self._local, "counts_version", None) != version:
+            self._local.counts = {}
+            self._local.counts_version = version
+        counts: dict[tuple[str, str, int], int] = self._local.counts
+        return counts
 
     def lexical(self, pai: str, match: str, limit: int, filters: SearchFilters | None,
                 weights: tuple[float, ...] = fts.Weights().evidence(), min_seq: int = 0,

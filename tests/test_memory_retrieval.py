@@ -110,3 +110,22 @@ def test_metas_carry_what_ranking_needs_and_pending_what_indexing_needs(tmp_path
         assert t.term_counts(PAI, ["hello", "kenobi", "absent"], cap=10) == [1, 1, 0]
     finally:
         t.close()
+
+
+def test_term_counts_kept_between_searches_follow_every_commit(tmp_path: Path) -> None:
+    """Counts are kept while nothing changes; a commit from this thread or another one is seen at once."""
+    import threading
+
+    t = Transcript(tmp_path / "memory.sqlite3")
+    try:
+        t.insert([msg(1, "hello there"), msg(2, "hello again")], index_text)
+        assert t.term_counts(PAI, ["hello", "there"], cap=10) == [2, 1]
+        assert t.term_counts(PAI, ["hello", "there"], cap=10) == [2, 1]
+        t.insert([msg(3, "hello world")], index_text)  # this thread's connection
+        assert t.term_counts(PAI, ["hello", "there"], cap=10) == [3, 1]
+        other = threading.Thread(target=t.forget, args=(PAI, None, ("r2",)))  # another thread's connection
+        other.start()
+        other.join()
+        assert t.term_counts(PAI, ["hello", "there"], cap=10) == [2, 1]
+    finally:
+        t.close()
