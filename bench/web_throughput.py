@@ -121,7 +121,7 @@ async def run(args: argparse.Namespace, data: Path) -> None:
         behind_index = max(a - (n - p) for _, a, n, p in samples)
         print(f"{args.messages} messages, {args.clients} clients, {args.groups} groups")
         print(f"acknowledged: {args.messages / posted:.0f} msg/s ({posted:.1f} s); bot CPU while posting "
-              f"{100 * cpu_posting / posted:.0f}% of one core")  # fmt: skip
+              f"{100 * cpu_posting / posted:.0f}% of one core, {1000 * cpu_posting / args.messages:.1f} ms a message")  # fmt: skip
         print(f"memory lag: at most {behind_record} acknowledged messages not yet recorded, {behind_index} not yet "
               f"indexed; all recorded and indexed {drained - posted:.1f} s after the last acknowledgement")  # fmt: skip
     finally:
