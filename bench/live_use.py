@@ -56,6 +56,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from locomo import CATEGORIES, evidence_ids  # noqa: E402
 
+from tests.web_members import member_headers  # noqa: E402
+
 from bot.app import App  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
@@ -161,7 +163,8 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
         server.responder = fake
     llm = f"llm: {{model: 'openai/fake', api_base: '{server.base_url}', api_key: x, stream: false}}\n" if server else ""
     config = (f"bot: {{name: Pai, data_dir: '{tmp}', welcome: false}}\n{llm}"
-              f"adapters: {{web: {{port: {port}}}}}\nmemory: {{recall_hits: 10}}\n"
+              f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0}}}}\n"
+              "memory: {recall_hits: 10}\n"
               "limits: {member_per_minute: 100000, group_per_minute: 100000, daily_tokens_per_group: 0}\n"
               "triggers: {answer_within_minutes: 0}\n")  # fmt: skip
     (tmp / "config.yaml").write_text(config, encoding="utf-8")
@@ -179,8 +182,9 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
                 by_text: dict[tuple[str, str], str] = {}
 
                 async def post(author: str, text: str) -> dict[str, Any]:
-                    async with http.post(f"{base}/api/groups/{number}/messages",
-                                         json={"author": author, "text": text}) as r:  # fmt: skip
+                    headers = await member_headers(http, author, base)  # each speaker posts with her member key
+                    async with http.post(f"{base}/api/groups/{number}/messages", json={"text": text},
+                                         headers=headers) as r:  # fmt: skip
                         assert r.status in (200, 201), await r.text()
                         return await r.json()
 
