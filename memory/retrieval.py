@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 
 from bot.ports import BOT, EVIDENCE_KINDS, QUESTION, MemoryHit, SearchFilters
 from memory.fts import Weights
-from memory.querytime import query_spans, within
+from memory.querytime import is_date_word, query_spans, within
 from memory.textnorm import fold, fts_match, query_terms
 from memory.transcript import Meta, Transcript
 
@@ -62,6 +62,12 @@ class RetrievalParams:
     date_boost: float = 1.0
     date_slack_s: float = 86400.0  # a named day also matches a day either side (time zones)
     recency_weight: float = 0.0
+    # A "when" question ("When did ...", "What year ...", "什么时候") is answered by a turn that says a time
+    # ("yesterday", "last May", "2022", "上周"): such turns gain (``asks_when``, ``memory.querytime.says_time``).
+    when_boost: float = 1.0
+    # A query naming a date also ranks its words among the turns from then (a day either side): a turn the
+    # date boost would lift is not lost for lying beyond the first ``candidates`` of the whole history.
+    date_candidates: bool = True
     question_weight: float = 0.3  # a member's question to the bot ranks below statements
     repeat_share: float = 0.8  # a question holding this share of the query's terms repeats it: dropped
     floor: float = 0.15  # least share of the query's term weight the best hits must hold; 0 = no floor
@@ -155,7 +161,13 @@ class HybridRetriever:
         metas: dict[int, Meta] = {}
         lexical: dict[int, float] = {}
         if evidence:
-            lexical.update(self.lexical(pai, terms, n, _evidence_filters(filters, evidence), counts=counts))
+            ev_filters = _evidence_filters(filters, evidence)
+            lexical.update(self.lexical(pai, terms, n, ev_filters, counts=counts))
+            if p.date_candidates and q.spans and p.date_boost > 0:
+                for since, until in q.spans[:3]:
+                    span = _within_span(ev_filters, since - p.date_slack_s, until + p.date_slack_s)
+                    for seq, v in self.lexical(pai, terms, n, span, counts=counts):
+                        lexical[seq] = max(lexical.get(seq, 0.0), v)
         if others:
             as_evidence = filters is None or not filters.kinds  # questions weighed as (weak) evidence
             lexical.update(self._others(pai, q, n, _with_kinds(filters, others), metas, as_evidence))
@@ -265,6 +277,9 @@ class HybridRetriever:
             for seq in scores:
                 if within(metas[seq].ts, q.spans, p.date_slack_s):
                     scores[seq] *= 1.0 + p.date_boost
+        if p.when_boost > 0 and scores and asks_when(q.text):
+            for seq in self.transcript.timed(pai, list(scores)):
+                scores[seq] *= 1.0 + p.when_boost
         if p.recency_weight > 0 and scores:
             times = [metas[s].ts for s in scores]
             t0, t1 = min(times), max(times)
@@ -277,9 +292,13 @@ class HybridRetriever:
     # ------------------------------------------------------------------ relevance
 
     def _term_weights(self, pai: str, q: _Query) -> dict[str, float]:
-        """BM25's idf of each query term over the pai's evidence (a term the pai never saw weighs most)."""
+        """BM25's idf of each query term over the pai's evidence (a term the pai never saw weighs most). The
+        words of a date the query names ("on 7 June 2024") weigh nothing: that date is matched by when a turn
+        was said, not by its words."""
         size = self._size(pai)
-        return {t: math.log(1.0 + (size - c + 0.5) / (c + 0.5)) for t, c in zip(q.terms, q.counts)}
+        dated = bool(q.spans)
+        return {t: 0.0 if dated and is_date_word(t) else math.log(1.0 + (size - c + 0.5) / (c + 0.5))
+                for t, c in zip(q.terms, q.counts)}  # fmt: skip
 
     def relevance(self, pai: str, q: _Query, seqs: Sequence[int], metas: dict[int, Meta]) -> float:
         """The largest share of the query's term weight that one of ``seqs`` holds (in its author, text or
@@ -325,6 +344,14 @@ class HybridRetriever:
         return cached[1]
 
 
+_WHEN = re.compile(r"^\s*when\b|\bwhat (?:year|month|day|date|time)\b|\bhow long ago\b|什么时候|何时|哪天|哪一天|哪年|几号|几月", re.I)
+
+
+def asks_when(query: str) -> bool:
+    """Whether the query asks for a time ("When did ...", "What year ...", "什么时候")."""
+    return _WHEN.search(query) is not None
+
+
 def _names_in_full(name: str, folded_query: str) -> bool:
     """Whether the (folded) display name occurs in the folded query as a whole."""
     if not name:
@@ -364,6 +391,18 @@ def _evidence_filters(filters: SearchFilters | None, kinds: tuple[str, ...]) -> 
     if filters is None or not filters.kinds:
         return filters
     return _with_kinds(filters, ())
+
+
+def _within_span(filters: SearchFilters | None, start: float, end: float) -> SearchFilters:
+    """``filters`` narrowed to ``[start, end)`` (Unix seconds)."""
+    f = filters or SearchFilters()
+    since = datetime.fromtimestamp(start, timezone.utc)
+    until = datetime.fromtimestamp(end, timezone.utc)
+    if f.since is not None and _aware(f.since) > since:
+        since = _aware(f.since)
+    if f.until is not None and _aware(f.until) < until:
+        until = _aware(f.until)
+    return SearchFilters(f.author_ids, f.author_names, since, until, f.kinds)
 
 
 def _with_kinds(filters: SearchFilters | None, kinds: tuple[str, ...]) -> SearchFilters:
