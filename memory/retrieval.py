@@ -70,7 +70,7 @@ class RetrievalParams:
     date_candidates: bool = True
     question_weight: float = 0.3  # a member's question to the bot ranks below statements
     repeat_share: float = 0.8  # a question holding this share of the query's terms repeats it: dropped
-    floor: float = 0.15  # least share of the query's term weight the best hits must hold; 0 = no floor
+    floor: float = 0.20  # least share of the query's term weight the best hits must hold; 0 = no floor
     floor_hits: int = 3  # how many of the best hits the floor looks at
     # A query naming members ("What did Caroline realize after her charity race?") is relevant only when a
     # turn of theirs among the best hits holds its other words: the same words said by someone else are no
