@@ -17,7 +17,8 @@
    common to rank over the whole history are ranked only among the most recent matches (``split_terms``).
 4. Conversation-aware re-ranking: the turn after a question turn ("who is your favourite team?") gains part
    of its score (``answer_weight``); turns by a member the query names gain (``author_boost``), and so do
-   turns from a date the query names (``date_boost``).
+   turns from a date the query names (``date_boost``; such a query also ranks its words among that date's
+   turns, ``date_candidates``) and, for a question asking "when", turns that say a time (``when_boost``).
 5. Relevance floor: a result list whose best hits hold too small a share of the query's terms (weighted by
    rarity) is no answer at all: search returns nothing, and callers say "not found" (``floor``; calibrated on
    the LoCoMo dev split with its unanswerable questions as negatives, see ``bench/locomo.py``). A query that
@@ -344,7 +345,8 @@ class HybridRetriever:
         return cached[1]
 
 
-_WHEN = re.compile(r"^\s*when\b|\bwhat (?:year|month|day|date|time)\b|\bhow long ago\b|什么时候|何时|哪天|哪一天|哪年|几号|几月", re.I)
+# "when" opening the question, after a mention or an address ("@Pai when ...", "Pai, when ...")
+_WHEN = re.compile(r"^(?:\W*@?\w+[,:]?\s+)?\W*when\b|\bwhat (?:year|month|day|date|time)\b|\blong ago\b|什么时候|何时|哪天|哪一天|哪年|几号|几月", re.I)
 
 
 def asks_when(query: str) -> bool:

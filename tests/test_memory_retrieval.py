@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.ports import MemoryRecord, SearchFilters
+from bot.recall import search_query
 from memory.querytime import query_spans, says_time
 from memory.retrieval import RetrievalParams, asks_when, split_terms
 from memory.rows import SCHEMA_VERSION
@@ -120,6 +121,9 @@ def test_metas_carry_what_ranking_needs_and_pending_what_indexing_needs(tmp_path
 def test_when_questions_and_turns_that_say_a_time_are_recognised() -> None:
     assert asks_when("When did Melanie go camping?") and asks_when("what year did she move?")
     assert asks_when("他什么时候出生的？") and not asks_when("What did Melanie paint?")
+    # as the bot asks its memory: the question without filler words, after a mention
+    assert asks_when(search_query("@Pai when is the party?")) and asks_when(search_query("Pai, what year was that?"))
+    assert not asks_when(search_query("What did she do when she got back?"))
     assert says_time("We went camping last weekend") and says_time("I moved there in 2019")
     assert says_time("上周去了公园") and says_time("Since May it's been great")
     assert not says_time("We went camping with the kids, it was great")
