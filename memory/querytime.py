@@ -80,7 +80,8 @@ _TIME_WORDS = re.compile(
     r"\b(?:yesterday|today|tonight|tomorrow|ago|last|next|this (?:week|month|year|weekend|morning|evening)"
     r"|(?:mon|tues|wednes|thurs|fri|satur|sun)days?|weekends?|weeks?|months?|years?|recently|earlier"
     rf"|{_MON}|(?:19|20)\d\d)\b|\d{{1,2}}(?:st|nd|rd|th)\b"
-    r"|昨天|今天|明天|前天|后天|上周|下周|上个月|下个月|去年|今年|明年|周[一二三四五六日末]|星期|\d+\s*[年月日号]",
+    r"|昨天|今天|明天|前天|后天|上周|下周|上个月|下个月|去年|今年|明年"
+    r"|周[一二三四五六日末]|星期|\d+\s*[年月日号]",
     re.I,
 )
 

@@ -346,7 +346,11 @@ class HybridRetriever:
 
 
 # "when" opening the question, after a mention or an address ("@Pai when ...", "Pai, when ...")
-_WHEN = re.compile(r"^(?:\W*@?\w+[,:]?\s+)?\W*when\b|\bwhat (?:year|month|day|date|time)\b|\blong ago\b|什么时候|何时|哪天|哪一天|哪年|几号|几月", re.I)
+_WHEN = re.compile(
+    r"^(?:\W*@?\w+[,:]?\s+)?\W*when\b|\bwhat (?:year|month|day|date|time)\b|\blong ago\b"
+    r"|什么时候|何时|哪天|哪一天|哪年|几号|几月",
+    re.I,
+)
 
 
 def asks_when(query: str) -> bool:
