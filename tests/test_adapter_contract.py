@@ -23,7 +23,7 @@ from bot.testing.adapter_contract import AdapterContract, PlatformUnderTest, eve
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram, make_adapter
 from tests.matrix_helpers import Human
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 from tests.web_members import member_headers
 
 # --------------------------------------------------------------------------- web

@@ -29,7 +29,7 @@ from bot.ports import AdapterEnv
 from tests.fake_telegram import FakeTelegram, make_adapter
 from tests.fakes import ScriptedLLM
 from tests.matrix_helpers import Human
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 from tests.web_members import member_headers
 
 pytestmark = pytest.mark.synapse

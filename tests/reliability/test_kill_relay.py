@@ -41,7 +41,7 @@ from tests.reliability.harness import (
 )
 from tests.reliability.test_kill_matrix import whole_history
 from tests.reliability.test_kill_web import list_all
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.synapse]
 
