@@ -12,13 +12,12 @@ from adapters.web.guard import (
     BadJson,
     ClientLimits,
     ClientRules,
-    QuotaExceeded,
-    StorageQuota,
     WebGuard,
     looks_like,
     skeleton,
     strict_json,
 )
+from adapters.web.quota import QuotaExceeded, StorageQuota
 
 NAMES = ("Pai", "派", "派派")
 

@@ -46,11 +46,12 @@ from adapters.web.attachments import StagedFile, WebAttachments, attachment
 from adapters.web.config import WebAdapterSettings
 from adapters.web.files import WebFileError, valid_file_id
 from adapters.web.forgetting import WebForgetting
-from adapters.web.guard import ClientLimits, ClientRules, QuotaExceeded, Reservation, StorageQuota, WebGuard
+from adapters.web.guard import ClientLimits, ClientRules, WebGuard
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.members import StoredMember
+from adapters.web.quota import QuotaExceeded, Reservation, StorageQuota
 from adapters.web.signin import SignedIn
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from adapters.web.watch import WebWatch

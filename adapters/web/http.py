@@ -59,9 +59,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
-from adapters.web.guard import BadJson, Reservation, WebGuard, strict_json
+from adapters.web.guard import BadJson, WebGuard, strict_json
 from adapters.web.live import LiveHub
 from adapters.web.members import StoredMember
+from adapters.web.quota import Reservation
 from adapters.web.store import StoredFile, StoredGroup
 from adapters.web.watch import WebWatch
 from bot.i18n import N_, SOURCE_LOCALE, Catalogs, Text
