@@ -108,6 +108,8 @@ _TOO_FAST = Text(N_("You are posting too fast; wait a moment."))
 _TOO_MANY_MEMBERS = Text(N_("This address has made its share of members for now; try again later."))
 _NO_SUCH_NUMBER = Text(N_("No group with this number lets people join by number."))
 _ADMINS_ONLY = Text(N_("Only the group's admins can change this."))
+_NO_SUCH_GROUP = Text(N_("There is no group at this address."))
+_NO_SUCH_INVITE = Text(N_("This invite link is not valid."))
 
 
 class ApiError(Exception):
@@ -523,7 +525,7 @@ class WebHttp:
         group = await self.service.find_group(address) if _ADDRESS.match(address) else None
         if group is None:
             self._missed(client)
-            raise ApiError(404, "there is no group at this address")
+            raise ApiError(404, _NO_SUCH_GROUP)
         return group
 
     def _may_look_up(self, request: web.Request) -> str:
@@ -570,7 +572,7 @@ class WebHttp:
         group = await self.service.find_invite(request.match_info["invite"][:64])
         if group is None:
             self._missed(client)
-            raise ApiError(404, "this invite link is not valid")
+            raise ApiError(404, _NO_SUCH_INVITE)
         return await self._group_view(request, group)
 
     async def post_message(self, request: web.Request) -> web.Response:
