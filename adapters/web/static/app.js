@@ -19,6 +19,7 @@
     replyTo: null,      // message object
     ws: null,
     wsRetry: 0,
+    wsQueue: [],        // socket messages waiting for a connecting socket to open
     pollTimer: null,
     typingTimers: new Map(),
     lastTypingSent: 0,
@@ -494,6 +495,8 @@
     state.ws = ws;
     ws.addEventListener("open", () => {
       state.wsRetry = 0;
+      // What was asked while the socket was still connecting (a Play pressed right after joining) goes now.
+      for (const data of state.wsQueue.splice(0)) ws.send(JSON.stringify(data));
       document.body.classList.remove("offline");
       emit("connected", state.group);
       catchUp().catch((e) => toast(e.message));
@@ -583,6 +586,7 @@
     if (state.group) emit("leave", state.group);
     const ws = state.ws;
     state.ws = null;
+    state.wsQueue.length = 0;
     if (ws) ws.close();
     clearInterval(state.pollTimer);
     state.group = null;
@@ -852,8 +856,13 @@
     api,
     get group() { return state.group; },
     askNickname: () => askNickname(state.group && state.group.name),
-    // Send a JSON message over the group's socket; false when it is not open.
-    sendSocket(data) {
+    // Send a JSON message over the group's socket; false when it is not open. With `queue`, a message sent
+    // while the socket is (re)connecting waits for it to open instead (a few at most; never stale clock pings).
+    sendSocket(data, queue = false) {
+      if (queue && state.ws && state.ws.readyState === WebSocket.CONNECTING) {
+        if (state.wsQueue.length < 8) state.wsQueue.push(data);
+        return true;
+      }
       if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
       state.ws.send(JSON.stringify(data));
       return true;

@@ -116,10 +116,12 @@ window.PaiWatch = (() => {
       app().toast(_("Only {name}, who started it, controls playback.", { name: view.starter_name }));
       return;
     }
-    app().sendSocket({
+    // Queued while the socket reconnects (it does once right after joining): a Play pressed then still plays.
+    const sent = app().sendSocket({
       type: "watch", action, value: value === undefined ? null : value, session: view.session,
       author_id: app().userId(), author: app().nickname(),
-    });
+    }, true);
+    if (!sent && action !== "duration") app().toast(_("Not connected; try again in a moment."));
   }
 
   async function refresh() {
