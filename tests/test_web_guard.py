@@ -200,3 +200,22 @@ def test_quota_reservations_are_checked_and_counted_in_one_step():
     other.release()
     quota.reserve("i", 1).release()
     assert quota.reserved() == 0
+
+
+def test_a_message_kept_while_the_store_is_measured_is_not_lost_from_the_count():
+    stored = {"g": 0}
+
+    def measure(group: str | None) -> int:
+        before = stored["g"]  # this measurement reads the store before the other message's row is there
+        if group == "g" and in_flight.used and stored["g"] == 0:
+            stored["g"] = 600  # ... and meanwhile that message is written and kept
+            in_flight.keep()
+        return before
+
+    quota = StorageQuota(1000, 0, measure)
+    quota._stored["g"] = 0  # measured once already
+    in_flight = quota.reserve("g", 600)
+    in_flight.use(600)
+    quota.reserve("g", 350).release()  # near the quota: measured again, while the 600 are kept
+    with pytest.raises(QuotaExceeded):
+        quota.reserve("g", 401)  # 600 + 401 > 1,000: the kept 600 still count

@@ -31,6 +31,8 @@ class StorageQuota:
         self._total: int | None = None
         self._pending: dict[str, int] = {}  # reserved, not yet kept or released
         self._pending_total = 0
+        self._kept: dict[str, int] = {}  # bytes ever kept per group, and in all: what a measurement may miss
+        self._kept_total = 0
 
     def reserve(self, group: str, size: int) -> Reservation:
         """A reservation of ``size`` bytes in ``group``; ``QuotaExceeded`` (nothing reserved) past a quota.
@@ -41,13 +43,16 @@ class StorageQuota:
                                            > 0.9 * self.group_bytes)  # fmt: skip
         near_total = self.total_bytes and (total is None or total + self._pending_total + size
                                            > 0.9 * self.total_bytes)  # fmt: skip
+        # A message kept while the store is measured may be missing from the measurement: what was kept
+        # meanwhile is added (counted twice at worst, until the next measurement; never missed).
+        kept_before, kept_total_before = self._kept.get(group, 0), self._kept_total
         measured_group = self._measure(group) if used is None or near_group else None
         measured_total = self._measure(None) if total is None or near_total else None
         with self._lock:
             if measured_group is not None:
-                self._stored[group] = measured_group
+                self._stored[group] = measured_group + self._kept.get(group, 0) - kept_before
             if measured_total is not None:
-                self._total = measured_total
+                self._total = measured_total + self._kept_total - kept_total_before
         reservation = Reservation(self, group)
         reservation.grow(size)
         return reservation
@@ -76,6 +81,8 @@ class StorageQuota:
                 self._stored[group] = self._stored.get(group, 0) + kept
                 if self._total is not None:
                     self._total += kept
+                self._kept[group] = self._kept.get(group, 0) + kept
+                self._kept_total += kept
 
     def reserved(self, group: str | None = None) -> int:
         """Bytes reserved and not yet kept or released (of ``group``, or of all groups)."""
