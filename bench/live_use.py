@@ -8,7 +8,7 @@ same replay without any of that, in the same run.
 For each model mode (``none``: no model, the memory answers; ``fake``: ``tests/fake_openai.py``, a local
 OpenAI-compatible server, reached through litellm) and each replay, a fresh bot (the real ``App`` with the
 web adapter on a loopback port, offline embedding, ``memory.recall_hits: 10``) gets one web group per
-conversation, and the conversation's turns are posted in order through ``POST /api/groups/{n}/messages`` by
+conversation, and the conversation's turns are posted in order through ``POST /api/groups/{address}/messages`` by
 its two speakers (image captions appended as `` [shares image: ...]``, as ``bench/locomo.py`` does).
 
 - ``clean``: the turns only.
@@ -177,13 +177,14 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
             for conv in data:
                 turns, questions = conversation(conv)
                 async with http.post(f"{base}/api/groups", json={"name": conv["sample_id"]}) as r:
-                    number = (await r.json())["number"]
+                    made = await r.json()
+                    number, address = made["number"], made["address"]
                 ids: dict[str, str] = {}
                 by_text: dict[tuple[str, str], str] = {}
 
                 async def post(author: str, text: str) -> dict[str, Any]:
                     headers = await member_headers(http, author, base)  # each speaker posts with her member key
-                    async with http.post(f"{base}/api/groups/{number}/messages", json={"text": text},
+                    async with http.post(f"{base}/api/groups/{address}/messages", json={"text": text},
                                          headers=headers) as r:  # fmt: skip
                         assert r.status in (200, 201), await r.text()
                         return await r.json()
@@ -192,7 +193,7 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
                     """Post and wait for Pai's reply to it (it lands in the group like any message)."""
                     sent = await post(author, text)
                     for _ in range(3000):
-                        async with http.get(f"{base}/api/groups/{number}/messages", params={"after": sent["id"]}) as r:
+                        async with http.get(f"{base}/api/groups/{address}/messages", params={"after": sent["id"]}) as r:
                             msgs = (await r.json())["messages"]
                         if any(m["is_bot"] and (m.get("reply_to") or {}).get("id") == sent["id"] for m in msgs):
                             return

@@ -76,7 +76,7 @@ async def run(args: argparse.Namespace, data: Path) -> None:
             groups = []
             for g in range(args.groups):
                 async with http.post(f"{base}/api/groups", json={"name": f"group {g}"}) as r:
-                    groups.append((await r.json())["number"])
+                    groups.append((await r.json())["address"])  # what its paths use
         db = data / "memory.sqlite3"
         acked = 0
         samples: list[tuple[float, int, int, int]] = []  # (t, acknowledged, recorded, waiting for vectors)
