@@ -101,10 +101,10 @@ def _limit_keys() -> set[str]:
 class Group:
     """One web group seen by the bench: posts questions and learns of the bot's answers on a socket."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str, number: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, base: str, address: str) -> None:
         self.http = http
         self.base = base
-        self.number = number
+        self.address = address  # the group's address: what its paths use
         self.answered: dict[int, float] = {}
         self.server_s: dict[int, float] = {}  # question id -> reply stored minus question stored (server clock)
         self.sent_at: dict[int, str] = {}
@@ -114,8 +114,8 @@ class Group:
         self._reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        self.ws = await self.http.ws_connect(f"{self.base}/api/groups/{self.number}/ws")
-        self._reader = asyncio.create_task(self._read(), name=f"ws:{self.number}")
+        self.ws = await self.http.ws_connect(f"{self.base}/api/groups/{self.address}/ws")
+        self._reader = asyncio.create_task(self._read(), name=f"ws:{self.address}")
 
     async def _read(self) -> None:
         assert self.ws is not None
@@ -136,7 +136,7 @@ class Group:
         t0 = time.monotonic()
         headers = await member_headers(self.http, author, self.base)  # each author a member, made once
         async with self.http.post(
-            f"{self.base}/api/groups/{self.number}/messages", json={"text": text}, headers=headers
+            f"{self.base}/api/groups/{self.address}/messages", json={"text": text}, headers=headers
         ) as resp:
             resp.raise_for_status()
             posted = await resp.json()
@@ -167,7 +167,7 @@ async def create_group(http: aiohttp.ClientSession, base: str, name: str) -> Gro
     async with http.post(f"{base}/api/groups", json={"name": name}) as resp:
         resp.raise_for_status()
         data = await resp.json()
-    group = Group(http, base, str(data["number"]))
+    group = Group(http, base, str(data["address"]))
     await group.open()
     return group
 
@@ -193,7 +193,7 @@ async def hammer(group: Group, backlog: int, stop: asyncio.Event, counter: list[
             await asyncio.wait_for(group.changed.wait(), 1.0)
 
 
-async def typing_spam(http: aiohttp.ClientSession, base: str, number: str, sockets: int,
+async def typing_spam(http: aiohttp.ClientSession, base: str, address: str, sockets: int,
                       stop: asyncio.Event, sent: list[int]) -> None:
     """Hold ``sockets`` WebSockets on one group; one of them sends typing as fast as it can (as a member:
     the group shows only members typing)."""
@@ -202,7 +202,7 @@ async def typing_spam(http: aiohttp.ClientSession, base: str, number: str, socke
     mallory = await member_headers(http, "Mallory", base)
     for _ in range(sockets):
         try:
-            opened.append(await http.ws_connect(f"{base}/api/groups/{number}/ws", headers=mallory))
+            opened.append(await http.ws_connect(f"{base}/api/groups/{address}/ws", headers=mallory))
         except aiohttp.WSServerHandshakeError:
             refused += 1
     sent.append(refused)
@@ -217,7 +217,7 @@ async def typing_spam(http: aiohttp.ClientSession, base: str, number: str, socke
                 sent[0] += 1
             except ConnectionResetError:  # hung up on: come back, as a hostile client would
                 with contextlib.suppress(aiohttp.ClientError):
-                    spammer = await http.ws_connect(f"{base}/api/groups/{number}/ws", headers=mallory)
+                    spammer = await http.ws_connect(f"{base}/api/groups/{address}/ws", headers=mallory)
                     opened.append(spammer)
                     sent[2] += 1
             await asyncio.sleep(0)
@@ -321,7 +321,7 @@ async def measure(http: aiohttp.ClientSession, base: str, args: argparse.Namespa
     typing_sent: list[int] = [0]
     if args.typing_sockets:
         tasks.append(asyncio.create_task(
-            typing_spam(http, base, noisy[0].number if noisy else quiet.number, args.typing_sockets, stop,
+            typing_spam(http, base, noisy[0].address if noisy else quiet.address, args.typing_sockets, stop,
                         typing_sent)))
     t_load = time.monotonic()
     await asyncio.gather(*(e.wait() for e in firsts))

@@ -8,7 +8,7 @@ same replay without any of that, in the same run.
 For each model mode (``none``: no model, the memory answers; ``fake``: ``tests/fake_openai.py``, a local
 OpenAI-compatible server, reached through litellm) and each replay, a fresh bot (the real ``App`` with the
 web adapter on a loopback port, offline embedding, ``memory.recall_hits: 10``) gets one web group per
-conversation, and the conversation's turns are posted in order through ``POST /api/groups/{n}/messages`` by
+conversation, and the conversation's turns are posted in order through ``POST /api/groups/{address}/messages`` by
 its two speakers (image captions appended as `` [shares image: ...]``, as ``bench/locomo.py`` does).
 
 - ``clean``: the turns only.
@@ -55,6 +55,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from locomo import CATEGORIES, evidence_ids  # noqa: E402
+
+from tests.web_members import member_headers  # noqa: E402
 
 from bot.app import App  # noqa: E402
 from bot.config import parse_settings  # noqa: E402
@@ -161,7 +163,8 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
         server.responder = fake
     llm = f"llm: {{model: 'openai/fake', api_base: '{server.base_url}', api_key: x, stream: false}}\n" if server else ""
     config = (f"bot: {{name: Pai, data_dir: '{tmp}', welcome: false}}\n{llm}"
-              f"adapters: {{web: {{port: {port}}}}}\nmemory: {{recall_hits: 10}}\n"
+              f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0}}}}\n"
+              "memory: {recall_hits: 10}\n"
               "limits: {member_per_minute: 100000, group_per_minute: 100000, daily_tokens_per_group: 0}\n"
               "triggers: {answer_within_minutes: 0}\n")  # fmt: skip
     (tmp / "config.yaml").write_text(config, encoding="utf-8")
@@ -174,13 +177,15 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
             for conv in data:
                 turns, questions = conversation(conv)
                 async with http.post(f"{base}/api/groups", json={"name": conv["sample_id"]}) as r:
-                    number = (await r.json())["number"]
+                    made = await r.json()
+                    number, address = made["number"], made["address"]
                 ids: dict[str, str] = {}
                 by_text: dict[tuple[str, str], str] = {}
 
                 async def post(author: str, text: str) -> dict[str, Any]:
-                    async with http.post(f"{base}/api/groups/{number}/messages",
-                                         json={"author": author, "text": text}) as r:  # fmt: skip
+                    headers = await member_headers(http, author, base)  # each speaker posts with her member key
+                    async with http.post(f"{base}/api/groups/{address}/messages", json={"text": text},
+                                         headers=headers) as r:  # fmt: skip
                         assert r.status in (200, 201), await r.text()
                         return await r.json()
 
@@ -188,7 +193,7 @@ async def replay(data: list[dict[str, Any]], mode: str, live: bool, args: argpar
                     """Post and wait for Pai's reply to it (it lands in the group like any message)."""
                     sent = await post(author, text)
                     for _ in range(3000):
-                        async with http.get(f"{base}/api/groups/{number}/messages", params={"after": sent["id"]}) as r:
+                        async with http.get(f"{base}/api/groups/{address}/messages", params={"after": sent["id"]}) as r:
                             msgs = (await r.json())["messages"]
                         if any(m["is_bot"] and (m.get("reply_to") or {}).get("id") == sent["id"] for m in msgs):
                             return

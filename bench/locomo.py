@@ -22,7 +22,9 @@ Same-run baselines (bm25s, Okapi BM25 k1 = 1.5, b = 0.75, over "author: text"):
   kdconv-mem README describes).
 
 ``--ablate`` scores the memory with each part switched off (or on) in turn, in the same run: what each part
-adds. ``--floor`` calibrates the relevance floor: LoCoMo's category-5 (adversarial) questions have no evidence
+adds. What is indexed (how many turns make a turn's far context) cannot be switched at search time:
+``--context-turns N`` indexes with another number, for a separate run. Search latency is printed as mean, p50
+and p95 over the questions. ``--floor`` calibrates the relevance floor: LoCoMo's category-5 (adversarial) questions have no evidence
 in the conversation and are the negatives; for each candidate floor it prints the precision of "not found"
 (the share of questions answered "not found" that are unanswerable) and the recall@10 it costs on the
 answerable ones, then picks the floor leave-one-conversation-out (chosen on the other conversations, scored
@@ -50,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.config import parse_settings  # noqa: E402
 from bot.ports import MemoryRecord  # noqa: E402
+from memory import fts  # noqa: E402
 from memory.fts import Weights  # noqa: E402
 from memory.retrieval import RetrievalParams  # noqa: E402
 from memory.store import HybridMemoryStore, open_memory  # noqa: E402
@@ -66,6 +69,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "- answer after question": {"answer_weight": 0.0},
     "- author boost": {"author_boost": 0.0},
     "- date boost": {"date_boost": 0.0},
+    "- when boost": {"when_boost": 0.0},
+    "- date candidates": {"date_candidates": False},
     "+ dense side (0.3)": {"w_dense": 0.3},
     "+ neighbours (2, 0.5)": {"neighbour_width": 2, "neighbour_weight": 0.5},
     "+ recency (0.02)": {"recency_weight": 0.02},
@@ -182,18 +187,19 @@ async def ingest(store: HybridMemoryStore, data: list[dict[str, Any]]) -> float:
 
 
 async def ask_all(store: HybridMemoryStore, data: list[dict[str, Any]], params: RetrievalParams,
-                  name: str, asked: dict[tuple[str, str], Asked] | None = None) -> tuple[dict[tuple[str, str], Asked], int, float]:  # fmt: skip
-    """Ask every question (floor off); returns the answers by (conversation, question), leaks, search secs."""
+                  name: str, asked: dict[tuple[str, str], Asked] | None = None) -> tuple[dict[tuple[str, str], Asked], int, list[float]]:  # fmt: skip
+    """Ask every question (floor off); returns the answers by (conversation, question), leaks, and each
+    search's seconds."""
     store.retriever.params = dataclasses.replace(params, floor=0.0)
     asked = asked if asked is not None else {}
     leaks = 0
-    t_search = 0.0
+    t_search: list[float] = []
     for conv in data:
         pai = f"locomo:{conv['sample_id']}"
         for question, cat, gold in questions_of(conv, with_unanswerable=True):
             t0 = time.perf_counter()
             hits, relevance = await asyncio.to_thread(store.retriever.ranked, pai, question, max(KS))
-            t_search += time.perf_counter() - t0
+            t_search.append(time.perf_counter() - t0)
             leaks += sum(h.record.pai != pai for h in hits)
             entry = asked.setdefault((conv["sample_id"], question), Asked(conv["sample_id"], cat, gold, {}))
             entry.ranked[name] = [h.record.id for h in hits]
@@ -307,6 +313,7 @@ async def run(paths: list[Path], embedding: str, params: RetrievalParams, data_d
     try:
         ingest_s = await ingest(store, data)
         asked, leaks, search_s = await ask_all(store, data, params, "memory")
+        search_s.sort()
         if ablate:
             for name, change in ABLATIONS.items():
                 await ask_all(store, data, dataclasses.replace(params, **change), name, asked)
@@ -314,8 +321,11 @@ async def run(paths: list[Path], embedding: str, params: RetrievalParams, data_d
             await ask_all(store, data, dataclasses.replace(params, named_check=0.0), NO_NAME_CHECK, asked)
     finally:
         await store.close()
-    n = sum(1 for a in asked.values() if a.category in CATEGORIES) + sum(1 for a in asked.values() if a.category == 5)
-    return asked, {"ingest_s": ingest_s, "search_ms": 1000 * search_s / max(1, n), "leaks": leaks, "data": data}
+    p50 = 1000 * search_s[len(search_s) // 2] if search_s else float("nan")
+    p95 = 1000 * search_s[int(len(search_s) * 0.95)] if search_s else float("nan")
+    info = {"ingest_s": ingest_s, "search_ms": 1000 * sum(search_s) / max(1, len(search_s)), "p50_ms": p50,
+            "p95_ms": p95, "leaks": leaks, "data": data}  # fmt: skip
+    return asked, info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablate", action="store_true", help="score each part switched off/on in turn")
     ap.add_argument("--floor", action="store_true", help="calibrate the relevance floor (needs category 5)")
     ap.add_argument("--per-conversation", action="store_true")
+    ap.add_argument("--context-turns", type=int, default=0,
+                    help="turns before the previous one that make a turn's far context (default: the memory's, "
+                         f"{fts.FAR}); changes what is indexed, so it is compared in separate runs")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.context_turns:
+        fts.FAR = args.context_turns
     params = RetrievalParams()
     for item in args.param:
         name, _, value = item.partition("=")
@@ -351,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                 entry.ranked[label if name == "memory" else name] = ranked
         systems.append(label)
         print(f"{label} = memory with embedding={emb}: ingest {info['ingest_s']:.1f}s, search "
-              f"{info['search_ms']:.1f} ms/question, leaks {info['leaks']}")  # fmt: skip
+              f"{info['search_ms']:.1f} ms/question (p50 {info['p50_ms']:.1f} ms, p95 {info['p95_ms']:.1f} ms),"
+              f" leaks {info['leaks']}")  # fmt: skip
     baselines(info["data"], merged)
     asked_list = list(merged.values())
     n = sum(1 for a in asked_list if a.category in CATEGORIES)

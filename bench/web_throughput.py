@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace, data: Path) -> None:
     config = data / "config.yaml"
     config.write_text(
         f"bot: {{data_dir: '{data}', welcome: false}}\n"
-        f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0}}}}\n"
+        f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0, members_per_client_per_hour: 0}}}}\n"
         "limits: {member_per_minute: 100000, group_per_minute: 100000, new_groups_per_hour: 100000}\n",
         encoding="utf-8",
     )
@@ -84,7 +84,7 @@ async def run(args: argparse.Namespace, data: Path) -> None:
             for g in range(args.groups):
                 async with http.post(f"{base}/api/groups", json={"name": f"group {g}"}, headers=keys[0]) as r:
                     assert r.status == 201, await r.text()
-                    groups.append((await r.json())["number"])
+                    groups.append((await r.json())["address"])  # what its paths use
         db = data / "memory.sqlite3"
         acked = 0
         samples: list[tuple[float, int, int, int]] = []  # (t, acknowledged, recorded, waiting for vectors)

@@ -235,15 +235,18 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _LATIN = re.compile(r"[A-Za-z]")
-# Mentions, commands, links and e-mail addresses say nothing about the language people write in.
-_NOISE = re.compile(r"[@＠]\S+|(?:^|\s)[/!][\w-]+|https?://\S+|\S+@\S+")
+# Mentions, commands, links and e-mail addresses say nothing about the language people write in. An address
+# is matched from the start of its word only: ``\S+@\S+`` tried at every position of a long word without
+# an "@" costs time quadratic in its length (1.5 ms for 3,000 letters, on every message).
+_NOISE = re.compile(r"[@＠]\S+|(?:^|\s)[/!][\w-]+|https?://\S+|(?<!\S)[^\s@]+@\S+")
 
 
 def script_language(text: str) -> str | None:
     """The language a message is written in, judged by its script: "zh", "ja", "ko", "en" or None (no
     letters). One Han character carries about as much as a short word, so Han text outweighs three times
-    as many Latin letters ("ok 好的" is Chinese, "hello @派" is English)."""
-    text = _NOISE.sub(" ", text)
+    as many Latin letters ("ok 好的" is Chinese, "hello @派" is English). A long message is judged by its
+    first 2,000 characters: that is plenty, and it runs on every message."""
+    text = _NOISE.sub(" ", text[:2000])
     han, latin = len(_HAN.findall(text)), len(_LATIN.findall(text))
     if _KANA.search(text):
         return "ja"

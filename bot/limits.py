@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -81,19 +81,20 @@ class RateLimiter:
             return Verdict(False, "group rate", notify=self._once(gkey, t))
         return Verdict(True)
 
-    async def check_budget(self, group_key: str, member_key: str, t: float) -> Verdict:
+    async def check_budget(self, group_key: str, member_key: str, t: float, accounts: Sequence[str] = ()) -> Verdict:
         """Refuse once a daily budget is spent: the group's, the member's across groups, or the bot's
-        (``budget_spent``). An allowed answer holds its reservation until ``release(member_key)``. When only
-        the answers in flight stand between a budget and its limit, this waits for them to end and decides
-        then (never longer than the answers already running take)."""
+        (``budget_spent``). ``member_key`` names the person (linked accounts are one), ``accounts`` the
+        accounts whose usage is theirs (default: ``member_key`` alone). An allowed answer holds its
+        reservation until ``release(member_key)``. When only the answers in flight stand between a budget and
+        its limit, this waits for them to end and decides then (never longer than those answers take)."""
         while self._ledger is not None:
-            spent = budget_spent(self._limits, self._ledger, group_key, member_key)
+            spent = budget_spent(self._limits, self._ledger, group_key, member_key, accounts=accounts)
             if spent == "member budget":
                 return Verdict(False, spent, notify=self._once(f"mb:{member_key}", t))
             if spent is not None:
                 return Verdict(False, spent, notify=self._once(f"b:{group_key}", t))
             held = Held(self._held.get("", 0) * self._reserve, self._held.get(member_key, 0) * self._reserve)
-            if budget_spent(self._limits, self._ledger, group_key, member_key, held) is None:
+            if budget_spent(self._limits, self._ledger, group_key, member_key, held, accounts) is None:
                 break
             released = self._released
             await released.wait()
@@ -134,15 +135,19 @@ class Held:
 
 
 def budget_spent(
-    limits: LimitSettings, ledger: UsageLedger, group_key: str, member_key: str = "", held: Held = Held()
+    limits: LimitSettings, ledger: UsageLedger, group_key: str, member_key: str = "", held: Held = Held(),
+    accounts: Sequence[str] = (),
 ) -> str | None:
     """Which daily budget an answer in ``group_key`` to ``member_key`` would exceed, or None: "daily budget"
-    (the group's), "member budget" (the member's, across groups) or "bot budget" (everything together).
-    ``held`` counts as spent already (answers in flight). A budget of 0 is none."""
+    (the group's), "member budget" (the member's, across groups and across ``accounts``, the accounts linked
+    to the same person; default ``member_key`` alone) or "bot budget" (everything together). ``held`` counts
+    as spent already (answers in flight). A budget of 0 is none."""
     if limits.daily_tokens_per_group > 0 and ledger.tokens_today(group_key) >= limits.daily_tokens_per_group:
         return "daily budget"
     member_cap = limits.daily_tokens_per_member
-    member_spent = ledger.member_tokens_today(member_key) + held.member_tokens if member_key else 0
+    member_spent = 0
+    if member_key and member_cap > 0:
+        member_spent = sum(ledger.member_tokens_today(a) for a in (accounts or (member_key,))) + held.member_tokens
     if member_key and member_cap > 0 and member_spent >= member_cap:
         return "member budget"
     if limits.daily_tokens > 0 or limits.daily_cost_usd > 0:

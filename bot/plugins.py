@@ -33,6 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
+import threading
+from types import MappingProxyType
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -191,8 +195,41 @@ class PluginCatalog:
         return cls(by_kind["adapters"], by_kind["skills"], by_kind["tools"])
 
 
+_cache: tuple[tuple[tuple[str, int, int], ...], PluginCatalog] | None = None
+_cache_lock = threading.Lock()
+
+
+def _installed_key() -> tuple[tuple[str, int, int], ...]:
+    """What decides which distributions are installed: every import path, when it last changed and how many
+    directories it holds (installing or removing a package adds or removes its ``*.dist-info`` directory,
+    which changes both, even within one tick of a coarse file clock)."""
+    key = []
+    for path in sys.path:
+        try:
+            st = os.stat(path or ".")
+            key.append((path, st.st_mtime_ns, st.st_nlink))
+        except OSError:
+            key.append((path, -1, -1))
+    return tuple(key)
+
+
 def discover() -> PluginCatalog:
-    """Load every plugin registered under the three entry-point groups of the installed distributions."""
+    """Every plugin registered under the three entry-point groups of the installed distributions.
+
+    Reading every distribution's metadata costs about 0.15 s, so the catalog is kept and read again only when
+    the import paths or their directories change (a package installed, removed or put on ``sys.path``)."""
+    global _cache
+    key = _installed_key()
+    with _cache_lock:
+        if _cache is not None and _cache[0] == key:
+            return _cache[1]
+    catalog = _discover()
+    with _cache_lock:
+        _cache = (key, catalog)
+    return catalog
+
+
+def _discover() -> PluginCatalog:
     found: dict[str, dict[str, Installed]] = {"adapters": {}, "skills": {}, "tools": {}}
     problems: dict[str, str] = {}
     for group, kind in KINDS.items():
@@ -215,7 +252,8 @@ def discover() -> PluginCatalog:
             found[kind][ep.name] = Installed(
                 plugin, dist.name if dist is not None else "", dist.version if dist is not None else ""
             )
-    return PluginCatalog(found["adapters"], found["skills"], found["tools"], problems)
+    return PluginCatalog(MappingProxyType(found["adapters"]), MappingProxyType(found["skills"]),
+                         MappingProxyType(found["tools"]), MappingProxyType(problems))
 
 
 def _check_plugin(plugin: object, group: str, name: str) -> None:

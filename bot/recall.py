@@ -19,8 +19,10 @@ NO_MODEL_HINT = N_(
     "Set llm.model in config.yaml to let me answer properly.)"
 )
 
+# "what" and "when" stay: the memory drops them as stop words itself, and reads "When ...", "What year ..." as
+# a question about a time (memory.retrieval.asks_when)
 _FILLER = re.compile(
-    r"\b(what|who|when|where|which|how|did|does|do|is|are|was|were|the|a|an|about|we|you|say|said|"
+    r"\b(who|where|which|how|did|does|do|is|are|was|were|the|a|an|about|we|you|say|said|"
     r"tell|me|us|of|to|in|on|for|please|can|could|remind|anyone)\b|[?？!！。,，]",
     re.IGNORECASE,
 )

@@ -24,6 +24,7 @@ from bot.errors import PlatformUnavailable
 from bot.events import Message
 from bot.lanes import FairLanes
 from bot.state import InboxItem, StateDB
+from bot.supervisor import backoff_delay
 
 log = logging.getLogger("paibot.runtime")
 
@@ -161,7 +162,7 @@ class InboxWorker:
             except asyncio.CancelledError:
                 raise
             except PlatformUnavailable as exc:
-                wait = min(self._outage_cap_s, self._outage_base_s * 2**outage) * self._rng.uniform(0.5, 1.0)
+                wait = backoff_delay(outage, self._outage_base_s, self._outage_cap_s, self._rng)
                 log.warning("%s: platform unreachable (%s); trying again in %.1fs", item.event.event_id, exc, wait)
                 return wait
             except Exception as exc:  # one bad event must never kill the loop

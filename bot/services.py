@@ -264,8 +264,10 @@ class Services:
 
     def budget_spent(self, group_key: str, member_key: str = "") -> bool:
         """Whether a model call for ``member_key`` in the group would exceed a daily budget: the group's,
-        the member's across groups, or the whole bot's (``bot.limits.budget_spent``; 0 means no budget)."""
-        return budget_spent(self.settings.limits, self.state, group_key, member_key) is not None
+        the member's across groups and linked accounts, or the whole bot's (``bot.limits.budget_spent``;
+        0 means no budget)."""
+        accounts = self.people.identities(member_key) if member_key else ()
+        return budget_spent(self.settings.limits, self.state, group_key, member_key, accounts=accounts) is not None
 
     async def is_own_message(self, chat: ChatRef, message_id: str) -> bool:
         return await self.state.group_get(chat.key, f"own:{message_id}") is not None

@@ -49,6 +49,13 @@ STABLE_S = 60.0  # a connection that lasted this long starts the backoff over wh
 CONNECTING, RUNNING, STOPPED = "connecting", "running", "stopped"
 
 
+def backoff_delay(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """The wait after ``failures`` failures so far: in ``[d/2, d]`` for ``d = min(cap, base * 2^failures)``
+    ("equal jitter"; the exponent is capped, so a days-long outage never overflows a float)."""
+    ceiling = min(cap_s, base_s * 2 ** min(failures, 32))
+    return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
 class Backoff:
     """Exponential backoff with "equal jitter": the n-th wait is in ``[d/2, d]`` for
     ``d = min(cap, base * 2^n)``, so it never collapses into a hot loop, never exceeds ``cap_s``, and peers
@@ -63,9 +70,9 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(self.failures, 32))
+        delay = backoff_delay(self.failures, self.base_s, self.cap_s, self._rng)
         self.failures += 1
-        return ceiling / 2 + self._rng.uniform(0.0, ceiling / 2)
+        return delay
 
     def reset(self) -> None:
         self.failures = 0

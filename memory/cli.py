@@ -76,7 +76,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--group", required=True)
     p.add_argument("--author", help="the member's id")
     p.add_argument("--id", dest="ids", action="append", default=[], help="a message id (repeatable)")
-    cmd("reindex", "rebuild every vector index from the transcript")
+    cmd("reindex", "rebuild the word and vector indexes from the transcript")
     return mem
 
 

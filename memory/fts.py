@@ -29,7 +29,7 @@ from memory.textnorm import fts_match, fts_phrase
 
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 CONTEXT_KINDS = (STATEMENT, CAPTION)  # what is context, and what gets context
-FAR = 6  # statements before the previous one whose terms make the ``far`` column
+FAR = 5  # statements before the previous one whose terms make the ``far`` column
 EVIDENCE_COLUMNS = ("author", "body", "prev", "far")
 OTHER_COLUMNS = ("author", "body")
 OWN_COLUMNS = ("author", "body", "prev")  # what a record is judged relevant on (see memory.retrieval)

@@ -18,7 +18,7 @@ _MONTHS["sept"] = 9
 _MON = "|".join(sorted(_MONTHS, key=len, reverse=True))
 
 _DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MON})\.?,?\s+(\d{{4}})\b", re.I)
-_MONTH_DAY_YEAR = re.compile(rf"\b({_MON})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+_MONTH_DAY_YEAR = re.compile(rf"\b({_MON})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?:,\s*|\s+)(\d{{4}})\b", re.I)
 _MONTH_YEAR = re.compile(rf"\b({_MON})\.?,?\s+(?:of\s+)?(\d{{4}})\b", re.I)
 _ISO = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _ZH_DATE = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*[日号])?")
@@ -67,5 +67,25 @@ def query_spans(query: str) -> list[Span]:
             for y in years if 1900 < y < 2200]  # fmt: skip
 
 
+def is_date_word(term: str) -> bool:
+    """Whether a query term is part of how a date is written (a month, a day, a year: "june", "7th", "2024")."""
+    return term in _MONTHS or term.isdigit() or re.fullmatch(r"\d{1,2}(?:st|nd|rd|th)", term) is not None
+
+
 def within(ts: float, spans: list[Span], slack_s: float) -> bool:
     return any(a - slack_s <= ts < b + slack_s for a, b in spans)
+
+
+_TIME_WORDS = re.compile(
+    r"\b(?:yesterday|today|tonight|tomorrow|ago|last|next|this (?:week|month|year|weekend|morning|evening)"
+    r"|(?:mon|tues|wednes|thurs|fri|satur|sun)days?|weekends?|weeks?|months?|years?|recently|earlier"
+    rf"|{_MON}|(?:19|20)\d\d)\b|\d{{1,2}}(?:st|nd|rd|th)\b"
+    r"|昨天|今天|明天|前天|后天|上周|下周|上个月|下个月|去年|今年|明年"
+    r"|周[一二三四五六日末]|星期|\d+\s*[年月日号]",
+    re.I,
+)
+
+
+def says_time(text: str) -> bool:
+    """Whether a turn says when something happened ("yesterday", "last Friday", "in May", "2022", "上周")."""
+    return _TIME_WORDS.search(text) is not None

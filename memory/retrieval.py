@@ -17,7 +17,8 @@
    common to rank over the whole history are ranked only among the most recent matches (``split_terms``).
 4. Conversation-aware re-ranking: the turn after a question turn ("who is your favourite team?") gains part
    of its score (``answer_weight``); turns by a member the query names gain (``author_boost``), and so do
-   turns from a date the query names (``date_boost``).
+   turns from a date the query names (``date_boost``; such a query also ranks its words among that date's
+   turns, ``date_candidates``) and, for a question asking "when", turns that say a time (``when_boost``).
 5. Relevance floor: a result list whose best hits hold too small a share of the query's terms (weighted by
    rarity) is no answer at all: search returns nothing, and callers say "not found" (``floor``; calibrated on
    the LoCoMo dev split with its unanswerable questions as negatives, see ``bench/locomo.py``). A query that
@@ -41,7 +42,7 @@ from datetime import datetime, timezone
 
 from bot.ports import BOT, EVIDENCE_KINDS, QUESTION, MemoryHit, SearchFilters
 from memory.fts import Weights
-from memory.querytime import query_spans, within
+from memory.querytime import is_date_word, query_spans, within
 from memory.textnorm import fold, fts_match, query_terms
 from memory.transcript import Meta, Transcript
 
@@ -62,9 +63,15 @@ class RetrievalParams:
     date_boost: float = 1.0
     date_slack_s: float = 86400.0  # a named day also matches a day either side (time zones)
     recency_weight: float = 0.0
+    # A "when" question ("When did ...", "What year ...", "什么时候") is answered by a turn that says a time
+    # ("yesterday", "last May", "2022", "上周"): such turns gain (``asks_when``, ``memory.querytime.says_time``).
+    when_boost: float = 1.0
+    # A query naming a date also ranks its words among the turns from then (a day either side): a turn the
+    # date boost would lift is not lost for lying beyond the first ``candidates`` of the whole history.
+    date_candidates: bool = True
     question_weight: float = 0.3  # a member's question to the bot ranks below statements
     repeat_share: float = 0.8  # a question holding this share of the query's terms repeats it: dropped
-    floor: float = 0.15  # least share of the query's term weight the best hits must hold; 0 = no floor
+    floor: float = 0.20  # least share of the query's term weight the best hits must hold; 0 = no floor
     floor_hits: int = 3  # how many of the best hits the floor looks at
     # A query naming members ("What did Caroline realize after her charity race?") is relevant only when a
     # turn of theirs among the best hits holds its other words: the same words said by someone else are no
@@ -155,7 +162,13 @@ class HybridRetriever:
         metas: dict[int, Meta] = {}
         lexical: dict[int, float] = {}
         if evidence:
-            lexical.update(self.lexical(pai, terms, n, _evidence_filters(filters, evidence), counts=counts))
+            ev_filters = _evidence_filters(filters, evidence)
+            lexical.update(self.lexical(pai, terms, n, ev_filters, counts=counts))
+            if p.date_candidates and q.spans and p.date_boost > 0:
+                for since, until in q.spans[:3]:
+                    span = _within_span(ev_filters, since - p.date_slack_s, until + p.date_slack_s)
+                    for seq, v in self.lexical(pai, terms, n, span, counts=counts):
+                        lexical[seq] = max(lexical.get(seq, 0.0), v)
         if others:
             as_evidence = filters is None or not filters.kinds  # questions weighed as (weak) evidence
             lexical.update(self._others(pai, q, n, _with_kinds(filters, others), metas, as_evidence))
@@ -265,6 +278,9 @@ class HybridRetriever:
             for seq in scores:
                 if within(metas[seq].ts, q.spans, p.date_slack_s):
                     scores[seq] *= 1.0 + p.date_boost
+        if p.when_boost > 0 and scores and asks_when(q.text):
+            for seq in self.transcript.timed(pai, list(scores)):
+                scores[seq] *= 1.0 + p.when_boost
         if p.recency_weight > 0 and scores:
             times = [metas[s].ts for s in scores]
             t0, t1 = min(times), max(times)
@@ -277,9 +293,13 @@ class HybridRetriever:
     # ------------------------------------------------------------------ relevance
 
     def _term_weights(self, pai: str, q: _Query) -> dict[str, float]:
-        """BM25's idf of each query term over the pai's evidence (a term the pai never saw weighs most)."""
+        """BM25's idf of each query term over the pai's evidence (a term the pai never saw weighs most). The
+        words of a date the query names ("on 7 June 2024") weigh nothing: that date is matched by when a turn
+        was said, not by its words."""
         size = self._size(pai)
-        return {t: math.log(1.0 + (size - c + 0.5) / (c + 0.5)) for t, c in zip(q.terms, q.counts)}
+        dated = bool(q.spans)
+        return {t: 0.0 if dated and is_date_word(t) else math.log(1.0 + (size - c + 0.5) / (c + 0.5))
+                for t, c in zip(q.terms, q.counts)}  # fmt: skip
 
     def relevance(self, pai: str, q: _Query, seqs: Sequence[int], metas: dict[int, Meta]) -> float:
         """The largest share of the query's term weight that one of ``seqs`` holds (in its author, text or
@@ -325,6 +345,19 @@ class HybridRetriever:
         return cached[1]
 
 
+# "when" opening the question, after a mention or an address ("@Pai when ...", "Pai, when ...")
+_WHEN = re.compile(
+    r"^(?:\W*@?\w+[,:]?\s+)?\W*when\b|\bwhat (?:year|month|day|date|time)\b|\blong ago\b"
+    r"|什么时候|何时|哪天|哪一天|哪年|几号|几月",
+    re.I,
+)
+
+
+def asks_when(query: str) -> bool:
+    """Whether the query asks for a time ("When did ...", "What year ...", "什么时候")."""
+    return _WHEN.search(query) is not None
+
+
 def _names_in_full(name: str, folded_query: str) -> bool:
     """Whether the (folded) display name occurs in the folded query as a whole."""
     if not name:
@@ -364,6 +397,18 @@ def _evidence_filters(filters: SearchFilters | None, kinds: tuple[str, ...]) -> 
     if filters is None or not filters.kinds:
         return filters
     return _with_kinds(filters, ())
+
+
+def _within_span(filters: SearchFilters | None, start: float, end: float) -> SearchFilters:
+    """``filters`` narrowed to ``[start, end)`` (Unix seconds)."""
+    f = filters or SearchFilters()
+    since = datetime.fromtimestamp(start, timezone.utc)
+    until = datetime.fromtimestamp(end, timezone.utc)
+    if f.since is not None and _aware(f.since) > since:
+        since = _aware(f.since)
+    if f.until is not None and _aware(f.until) < until:
+        until = _aware(f.until)
+    return SearchFilters(f.author_ids, f.author_names, since, until, f.kinds)
 
 
 def _with_kinds(filters: SearchFilters | None, kinds: tuple[str, ...]) -> SearchFilters:

@@ -18,7 +18,7 @@ COLS = "seq, pai, id, chat_key, author_id, author_name, text, sent_at, kind, rep
 # ``asks``: whether the text holds a question mark (the turn after it may answer it), computed in SQL so
 # ranking reads no text
 META_COLS = "seq, chat_key, author_id, author_name, ts, kind, (instr(text, '?') + instr(text, '？')) > 0"
-SCHEMA_VERSION = "2"  # 2: kinds, evidence and other FTS tables, context columns
+SCHEMA_VERSION = "3"  # 2: kinds, evidence and other FTS tables, context columns; 3: five turns of far context
 NO_VECTOR = 2  # records.indexed: the record is not embedded (not evidence)
 
 

@@ -347,9 +347,11 @@ class HybridMemoryStore:
         return await self._run(self._idx_exec, collect)
 
     async def reindex(self) -> int:
-        """Drop every pai's collection and rebuild all vectors from the transcript; returns records indexed."""
+        """Rebuild every pai's word index, drop its vector collection and rebuild all vectors from the
+        transcript; returns the records waiting for vectors."""
 
         def reset() -> int:
+            self.transcript.rebuild_lexical(index_text)
             for pai in self.transcript.pais():
                 self.index.drop(pai)
             self.transcript.mark_all_pending()

@@ -11,7 +11,8 @@ of the pai key; see ``memory.fts``), so lexical statistics and matches never mix
 Kinds: every record is stored with its kind (``bot.ports.RECORD_KINDS``); a record that arrives unclassified
 (an import, the JSONL of an older export) is classified from its text by the transcript's ``KindRules``.
 Opening a database written before kinds existed classifies its records and rebuilds its lexical index once
-(``SCHEMA_VERSION``).
+(``SCHEMA_VERSION``); so does opening one whose word index has an older layout (``rebuild_lexical`` does it on
+demand).
 
 Index bookkeeping lives here too, so it is as durable as the records: ``records.indexed = 0`` marks a record
 the vector index has not absorbed yet (a crash before indexing is repaired at the next start), ``2`` a record
@@ -41,6 +42,7 @@ from memory.rows import (
     COLS, META_COLS, NO_VECTOR, SCHEMA_VERSION, Meta, Pending, Row, casefold, chunks, filter_sql, pai_tag,
     record_params, to_row, ts_of,
 )  # fmt: skip
+from memory.querytime import says_time
 from memory.textnorm import index_terms
 
 __all__ = ["Meta", "Pending", "Row", "Transcript", "default_index_text", "filter_sql", "pai_tag"]
@@ -144,6 +146,17 @@ class Transcript:
             f" WHERE indexed = 1 AND kind NOT IN ({ev})", EVIDENCE_KINDS,
         )  # fmt: skip
         db.execute(f"UPDATE records SET indexed = {NO_VECTOR} WHERE kind NOT IN ({ev})", EVIDENCE_KINDS)
+        self._rebuild_lexical(db, index_text)
+        db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+
+    def rebuild_lexical(self, index_text: IndexText) -> None:
+        """Write every pai's word index again from the records, in the current layout (``paibot memory
+        reindex``; opening an older database does it once by itself)."""
+        with self._write_lock, self._db() as db:
+            self._rebuild_lexical(db, index_text)
+
+    @staticmethod
+    def _rebuild_lexical(db: sqlite3.Connection, index_text: IndexText) -> None:
         for pai, tag in db.execute("SELECT pai, tag FROM pais").fetchall():
             fts.drop_tables(db, tag)
             fts.create_tables(db, tag)
@@ -153,7 +166,6 @@ class Transcript:
                 loaded = [to_row(r) for r in batch]
                 fts.write_rows(db, tag, pai, [(r.seq, r.record) for r in loaded], index_text)
                 after = loaded[-1].seq
-        db.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
 
     # ------------------------------------------------------------------ writes
 
@@ -550,6 +562,17 @@ class Transcript:
         before = db.execute(q.format(op="<", d="DESC"), args).fetchall()
         after = db.execute(q.format(op=">", d="ASC"), args).fetchall()
         return [int(r[0]) for r in (*before, *after)]
+
+    def timed(self, pai: str, seqs: Sequence[int]) -> set[int]:
+        """Which of the pai's records ``seqs`` say a time ("yesterday", "last May", "in 2022")."""
+        out: set[int] = set()
+        for chunk in chunks(list(seqs), 500):
+            marks = ",".join("?" * len(chunk))
+            for seq, text in self._db().execute(f"SELECT seq, text FROM records WHERE +pai = ? AND seq IN ({marks})",
+                                                (pai, *chunk)):  # fmt: skip
+                if says_time(text):
+                    out.add(int(seq))
+        return out
 
     def next_seq(self, pai: str, chat_key: str, seq: int, kinds: Sequence[str]) -> int | None:
         """The next record of ``kinds`` after ``seq`` in the same chat."""

@@ -10,10 +10,10 @@ The configuration is built for tests: an SQLite ``:memory:`` database, ``bcrypt_
 limit raised, no federation listener, no URL previews, no key servers, no stats reporting, registration
 closed to the public and open only through the shared-secret admin API (``register``).
 
-Import the fixture into the test module that needs it (``from tests.synapse_server import synapse``). A
-session-scoped fixture is shared per defining module, so keep every homeserver test in one module or
-register this module as a plugin in ``conftest.py``. A test that needs a homeserver of its own, started
-when it chooses (``running_synapse(workdir, port)``), does not use the fixture.
+``tests/conftest.py`` offers the fixture to every test module (do not import it into a module: that would
+define a second fixture, and start a second homeserver, for that module). Tests sharing the homeserver
+register their users under unique names (``server.unique("alice")``). A test that needs a homeserver of
+its own, started when it chooses (``running_synapse(workdir, port)``), does not use the fixture.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from bot.testing.adapter_contract import AdapterContract, PlatformUnderTest, eve
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram, make_adapter
 from tests.matrix_helpers import Human
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 from tests.web_members import member_headers
 
 # --------------------------------------------------------------------------- web
@@ -35,23 +35,25 @@ class WebMember:
     def __init__(self, adapter: WebAdapter) -> None:
         self._adapter = adapter
         self._http: aiohttp.ClientSession | None = None
-        self.chat_id = ""
+        self.chat_id = ""  # the group's number (the core's chat id)
+        self._address = ""  # what its API paths use
 
     async def ready(self) -> None:
         self._http = aiohttp.ClientSession(base_url=self._adapter.base_url)
         resp = await self._http.post("/api/groups", json={"name": "Contract"})
-        self.chat_id = (await resp.json())["number"]
+        group = await resp.json()
+        self.chat_id, self._address = group["number"], group["address"]
 
     async def post(self, text: str) -> None:
         assert self._http is not None
         resp = await self._http.post(
-            f"/api/groups/{self.chat_id}/messages", json={"text": text}, headers=await member_headers(self._http, "Ann")
+            f"/api/groups/{self._address}/messages", json={"text": text}, headers=await member_headers(self._http, "Ann")
         )
         assert resp.status == 200, await resp.text()
 
     async def bot_texts(self) -> list[str]:
         assert self._http is not None
-        resp = await self._http.get(f"/api/groups/{self.chat_id}/messages", params={"limit": "500"})
+        resp = await self._http.get(f"/api/groups/{self._address}/messages", params={"limit": "500"})
         return [m["text"] for m in (await resp.json())["messages"] if m["is_bot"]]
 
     async def close(self) -> None:

@@ -126,6 +126,9 @@ def test_an_unknown_locale_reads_english(catalogs):
         ("@Pai 明天下午三点提醒大家开会", "zh"), ("ok 好的", "zh"), ("hello @派", "en"), ("@派 hi", "en"),
         ("/poll 晚饭吃什么？| 火锅", "zh"), ("/help", None), ("see https://example.org/中文", "en"),
         ("こんにちは", "ja"), ("안녕하세요", "ko"), ("where are we eating on Friday?", "en"), ("👍", None),
+        ("写信给 bob@example.com 吧", "zh"), ("mail (bob@example.com) now", "en"),
+        # A long word with no "@" once took time quadratic in its length: on every message.
+        ("x" * 200_000, "en"), ("好" * 50_000 + "x" * 200_000, "zh"),
     ],
 )
 def test_a_messages_language_is_judged_by_its_script(text, language):

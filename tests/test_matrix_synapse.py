@@ -24,7 +24,7 @@ from adapters.matrix.sync import E2E_WARNED, NEXT_BATCH, SyncOptions
 from adapters.matrix.config import MatrixAdapterSettings
 from bot.events import ChatRef, Outgoing, OutgoingFile
 from tests.matrix_helpers import Human, RecordingSink, sent_by
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 
 pytestmark = pytest.mark.synapse
 

@@ -14,6 +14,7 @@ from bot.events import ChatRef, Message, PersonRef
 from bot.policy import Decision, record_kind
 from bot.ports import BOT, COMMAND, QUESTION, STATEMENT, MemoryRecord, SearchFilters
 from memory.kinds import KindRules
+from memory.rows import SCHEMA_VERSION
 from memory.store import open_memory
 from memory.textnorm import fts_match
 from tests.test_memory_contract import settings_for
@@ -178,7 +179,7 @@ async def test_an_older_transcript_is_migrated_once_kinds_derived_and_index_rebu
             kinds = {r.id: r.kind for r in await store.export(PAI)}
             assert kinds == {"r1": STATEMENT, "r2": QUESTION, "r3": COMMAND, "r4": BOT, "r5": STATEMENT}
             assert [h.record.id for h in await store.search(PAI, "venue", 10)] == ["r1", "r5"]  # r5 by context
-            assert store.transcript.kv_get("schema") == "2"
+            assert store.transcript.kv_get("schema") == SCHEMA_VERSION
             await store.flush()
             assert store.transcript.tombstones(10) == []  # the non-evidence vectors were dropped
         finally:

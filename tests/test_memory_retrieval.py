@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.ports import MemoryRecord, SearchFilters
-from memory.retrieval import RetrievalParams, split_terms
+from bot.recall import search_query
+from memory.querytime import query_spans, says_time
+from memory.retrieval import RetrievalParams, asks_when, split_terms
+from memory.rows import SCHEMA_VERSION
 from memory.store import HybridMemoryStore, index_text, open_memory
 from memory.textnorm import fts_match
 from memory.transcript import Transcript
@@ -129,3 +132,87 @@ def test_term_counts_kept_between_searches_follow_every_commit(tmp_path: Path) -
         assert t.term_counts(PAI, ["hello", "there"], cap=10) == [2, 1]
     finally:
         t.close()
+
+
+# ---------------------------------------------------------------------- time in questions and turns
+
+
+def test_when_questions_and_turns_that_say_a_time_are_recognised() -> None:
+    assert asks_when("When did Melanie go camping?") and asks_when("what year did she move?")
+    assert asks_when("他什么时候出生的？") and not asks_when("What did Melanie paint?")
+    # as the bot asks its memory: the question without filler words, after a mention
+    assert asks_when(search_query("@Pai when is the party?")) and asks_when(search_query("Pai, what year was that?"))
+    assert not asks_when(search_query("What did she do when she got back?"))
+    assert says_time("We went camping last weekend") and says_time("I moved there in 2019")
+    assert says_time("上周去了公园") and says_time("Since May it's been great")
+    assert not says_time("We went camping with the kids, it was great")
+
+
+def test_a_date_written_without_a_space_after_its_comma_is_read() -> None:
+    (start, end), = query_spans("the forest picture shared on December 1,2023")
+    assert datetime.fromtimestamp(start, timezone.utc) == datetime(2023, 12, 1, tzinfo=timezone.utc)
+    assert end - start == 86400
+
+
+async def test_a_when_question_prefers_the_turn_that_says_when(tmp_path: Path) -> None:
+    turns = ["camping with the kids was great", "we went camping by the big lake with the kids and the dog last weekend",
+             "the bus was late again", "pizza for dinner", "my sister called"]  # fmt: skip
+    for boost, first in ((0.0, "r0"), (1.0, "r1")):
+        params = RetrievalParams(when_boost=boost)
+        store = await open_memory(settings_for(tmp_path / str(boost)), params)  # type: ignore[arg-type]
+        try:
+            await store.import_records([msg(i, t) for i, t in enumerate(turns)])
+            hits = await store.search(PAI, "When did Ann go camping?", 2)
+            assert hits[0].record.id == first
+        finally:
+            await store.close()
+
+
+async def test_a_named_date_finds_its_turns_beyond_the_first_candidates(tmp_path: Path) -> None:
+    # every turn says "lunch"; the one from the named day is the weakest match, so only a candidate search
+    # within that day brings it to the date boost
+    texts = ["lunch"] * 6 + ["a long and wordy note about lunch, the weather, the bus and the rest of the day"]
+    texts += ["the bus was late again", "pizza for dinner", "my sister called", "see you soon"]
+    recs = [MemoryRecord(id=f"r{i}", pai=PAI, chat_key=PAI, author_id="u-ann", author_name="Ann", text=t,
+                         sent_at=T0 + timedelta(days=i)) for i, t in enumerate(texts)]  # fmt: skip
+    for on, found in ((False, False), (True, True)):
+        params = RetrievalParams(candidates=3, date_candidates=on)
+        store = await open_memory(settings_for(tmp_path / str(on)), params)  # type: ignore[arg-type]
+        try:
+            await store.import_records(recs)
+            hits = await store.search(PAI, "lunch on 7 June 2024", 3)  # the date's words are not "not found"
+            assert ("r6" in [h.record.id for h in hits]) is found
+        finally:
+            await store.close()
+
+
+async def test_reindex_rebuilds_the_word_index_too(tmp_path: Path) -> None:
+    store = await open_memory(settings_for(tmp_path))  # type: ignore[arg-type]
+    try:
+        await store.import_records([msg(0, "the venue is the Blue Hall"), msg(1, "see you there")])
+        with store.transcript.transaction() as db:  # a word index in an older layout, or damaged
+            for (tag,) in db.execute("SELECT tag FROM pais").fetchall():
+                db.execute(f'DELETE FROM "fts_{tag}"')
+        assert await store.search(PAI, "venue", 5) == []
+        await store.reindex()
+        assert [h.record.id for h in await store.search(PAI, "venue", 5)][:1] == ["r0"]
+    finally:
+        await store.close()
+
+
+async def test_a_word_index_of_an_older_layout_is_rebuilt_when_the_memory_opens(tmp_path: Path) -> None:
+    store = await open_memory(settings_for(tmp_path))  # type: ignore[arg-type]
+    try:
+        await store.import_records([msg(0, "the venue is the Blue Hall")])
+        with store.transcript.transaction() as db:
+            for (tag,) in db.execute("SELECT tag FROM pais").fetchall():
+                db.execute(f'DELETE FROM "fts_{tag}"')
+            db.execute("UPDATE kv SET value = '2' WHERE key = 'schema'")
+    finally:
+        await store.close()
+    store = await open_memory(settings_for(tmp_path))  # type: ignore[arg-type]
+    try:
+        assert [h.record.id for h in await store.search(PAI, "venue", 5)] == ["r0"]
+        assert store.transcript.kv_get("schema") == SCHEMA_VERSION
+    finally:
+        await store.close()

@@ -177,6 +177,23 @@ async def test_a_member_budget_counts_every_group() -> None:
     assert t.refusal is None
 
 
+async def test_linked_accounts_share_one_member_budget() -> None:
+    """Ann on two platforms is one person: what she spent as one account counts for the other."""
+    ledger = SharedLedger()
+    lim = RateLimiter(LimitSettings(daily_tokens_per_member=100, daily_tokens=0), ManualClock().now, ledger)
+    linked = {"fake:ann": "ann", "qq:ann": "ann"}
+    budget = DailyBudget(lim, lambda k: linked.get(k, k),
+                         lambda k: tuple(a for a in linked if linked[a] == linked[k]) if k in linked else (k,))
+    ledger.spend("fake:ann", 60)
+    (t,) = await run([budget], turn(author="ann"))
+    assert t.refusal is None  # 60 of 100
+    ledger.spend("qq:ann", 40)
+    (t,) = await run([budget], turn(author="ann", chat="another-group"))
+    assert t.refusal is not None and t.refusal.reason == "member budget"
+    (t,) = await run([budget], turn(author="bob"))
+    assert t.refusal is None
+
+
 async def test_an_answer_in_flight_holds_its_reservation_and_a_later_one_waits_for_it() -> None:
     """Budget 100, each answer in flight holds 100: while one runs, a second cannot tell whether it fits
     (0 spent + 100 held), so it waits; the first ends having spent 60, and the second is decided on what was

@@ -138,7 +138,7 @@ async def test_paibot_status_prints_the_running_bots_figures(tmp_path, capsys):
         web = app.services.adapters["web"]
         async with aiohttp.ClientSession(base_url=web.local_url) as http:
             group = await (await http.post("/api/groups", json={"name": "Status"})).json()
-            posted = await http.post(f"/api/groups/{group['number']}/messages", json={"text": "@Pai hi?"},
+            posted = await http.post(f"/api/groups/{group['address']}/messages", json={"text": "@Pai hi?"},
                                      headers=await member_headers(http, "Ann"))
             assert posted.status == 200, await posted.text()
         await app.drain()

@@ -67,11 +67,11 @@ async def web_group_answers(app: App) -> list[dict[str, Any]]:
     web: Any = app.services.adapters["web"]
     async with aiohttp.ClientSession(base_url=web.base_url) as http:
         group = await (await http.post("/api/groups", json={"name": "Hikers"})).json()
-        resp = await http.post(f"/api/groups/{group['number']}/messages", json={"text": "@Pai are you there?"},
+        resp = await http.post(f"/api/groups/{group['address']}/messages", json={"text": "@Pai are you there?"},
                                headers=await member_headers(http, "Alice"))
         assert resp.status == 200, await resp.text()
         await app.drain(30)
-        listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
+        listed = await (await http.get(f"/api/groups/{group['address']}/messages")).json()
     return [m for m in listed["messages"] if m["is_bot"]]
 
 
@@ -226,13 +226,13 @@ async def test_paibot_run_serves_the_web_group_while_telegram_is_unreachable_and
         await bot.wait_output("web group listening")
         async with aiohttp.ClientSession(base_url=base) as http:
             group = await (await http.post("/api/groups", json={"name": "Hikers"})).json()
-            number = group["number"]
+            address = group["address"]
             body = {"text": "@Pai hi?"}
-            resp = await http.post(f"/api/groups/{number}/messages", json=body, headers=await member_headers(http, "Alice"))
+            resp = await http.post(f"/api/groups/{address}/messages", json=body, headers=await member_headers(http, "Alice"))
             assert resp.status == 200
 
             async def answered() -> bool:
-                listed = await (await http.get(f"/api/groups/{number}/messages")).json()
+                listed = await (await http.get(f"/api/groups/{address}/messages")).json()
                 return any(m["is_bot"] for m in listed["messages"])
 
             async def poll() -> None:

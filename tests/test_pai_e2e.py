@@ -29,7 +29,7 @@ from bot.ports import AdapterEnv
 from tests.fake_telegram import FakeTelegram, make_adapter
 from tests.fakes import ScriptedLLM
 from tests.matrix_helpers import Human
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 from tests.web_members import member_headers
 
 pytestmark = pytest.mark.synapse
@@ -62,12 +62,13 @@ class Pai:
     app: App
     tg: FakeTelegram
     web: aiohttp.ClientSession
-    web_group: str
+    web_group: str  # its number (the core's chat id)
     room: str
     bob: Human  # on Matrix
     alice_mx: Human  # Alice's second account, on Matrix
     bot_mx: str
     llm: ScriptedLLM
+    web_address: str  # what its page and API paths use
 
     # ---- reading each platform
 
@@ -75,7 +76,7 @@ class Pai:
         return [m["text"] for m in self.tg.sent if m["chat"]["id"] == TG_GROUP and "text" in m]
 
     async def web_messages(self) -> list[dict[str, Any]]:
-        listed = await (await self.web.get(f"/api/groups/{self.web_group}/messages?limit=200")).json()
+        listed = await (await self.web.get(f"/api/groups/{self.web_address}/messages?limit=200")).json()
         return listed["messages"]
 
     async def web_texts(self) -> list[str]:
@@ -92,7 +93,7 @@ class Pai:
     # ---- writing on each platform
 
     async def web_post(self, text: str, author: str = "Carol", **extra: Any) -> dict[str, Any]:
-        resp = await self.web.post(f"/api/groups/{self.web_group}/messages", json={"text": text, **extra},
+        resp = await self.web.post(f"/api/groups/{self.web_address}/messages", json={"text": text, **extra},
                                    headers=await member_headers(self.web, author))
         assert resp.status == 200, await resp.text()
         return await resp.json()
@@ -110,7 +111,8 @@ async def pai(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[Pai]:  # 
     data = tmp_path / "data"
     data.mkdir()
     store = WebStore(data / "web.db")
-    web_group = store.create_group("Hikers web").number
+    web_room = store.create_group("Hikers web")
+    web_group = web_room.number
     store.close()
     settings = parse_settings(
         f"bot: {{name: Pai, data_dir: '{data}', welcome: false}}\n"
@@ -136,7 +138,7 @@ async def pai(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[Pai]:  # 
     await bob.wait_membership(room, bot_user.user_id, "join")
     await matrix.synced.wait()
     web = aiohttp.ClientSession(base_url=adapters["web"].base_url)  # type: ignore[attr-defined]
-    world = Pai(app, tg, web, web_group, room, bob, alice_mx, bot_user.user_id, llm)
+    world = Pai(app, tg, web, web_group, room, bob, alice_mx, bot_user.user_id, llm, web_room.address)
     try:
         yield world
     finally:
@@ -252,7 +254,7 @@ async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
     assert url not in " ".join(pai.tg_texts())  # the link never shows in a group
     path = url.split("/", 3)[3]
     async with pai.web.get(f"/{path}", allow_redirects=False) as resp:
-        assert resp.status == 303 and resp.headers["Location"] == f"/g/{pai.web_group}"
+        assert resp.status == 303 and resp.headers["Location"] == f"/g/{pai.web_address}"
         key = resp.cookies["paibot_member"].value
     async with pai.web.get(f"/{path}", allow_redirects=False) as again:
         assert again.status == 410  # once only
@@ -261,16 +263,16 @@ async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
     assert me["nickname"] == "Alice"
     people = pai.app.services.people  # type: ignore[union-attr]
     assert people.person_of(f"web:{me['author_id']}") == people.person_of("telegram:42")
-    resp = await pai.web.post(f"/api/groups/{pai.web_group}/messages", json={"text": "hi from the browser"},
+    resp = await pai.web.post(f"/api/groups/{pai.web_address}/messages", json={"text": "hi from the browser"},
                               headers=headers)
     assert resp.status == 200, await resp.text()
     await until(lambda: "[Web] Alice: hi from the browser" in pai.tg_texts(), "Alice's web words on Telegram")
     await until(lambda: _has(pai.mx_texts(), "[Web] Alice: hi from the browser"), "... and on Matrix")
     # nobody else posts as her: not without a key, not with another member's key
-    keyless = await pai.web.post(f"/api/groups/{pai.web_group}/messages",
+    keyless = await pai.web.post(f"/api/groups/{pai.web_address}/messages",
                                  json={"author_id": me["author_id"], "text": "it's me"})
     assert keyless.status == 401
-    forged = await pai.web.post(f"/api/groups/{pai.web_group}/messages",
+    forged = await pai.web.post(f"/api/groups/{pai.web_address}/messages",
                                 json={"author_id": me["author_id"], "text": "it's me"},
                                 headers=await member_headers(pai.web, "Alice"))  # another "Alice"
     assert forged.status == 403

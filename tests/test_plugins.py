@@ -52,6 +52,23 @@ def test_a_plugin_that_fails_to_load_is_reported_and_the_others_still_load(site:
     assert err.value.path == "adapters.broken" and "could not be loaded" in str(err.value)
 
 
+def test_a_package_installed_after_a_discovery_is_found_by_the_next_one(site: Path) -> None:
+    assert "latecomer" not in discover().skills  # the catalog is kept between calls ...
+    distribution(
+        site,
+        "paibot-latecomer",
+        "[paibot.skills]\nlatecomer = latecomer_plugin:plugin\n",
+        "latecomer_plugin",
+        """
+        from bot.plugins import SkillPlugin, SkillSet
+        plugin = SkillPlugin(name="latecomer", build=lambda env: SkillSet())
+    """,
+    )
+    found = discover()  # ... until a package is installed where Python imports from
+    assert found.skills["latecomer"].distribution == "paibot-latecomer"
+    assert discover() is found
+
+
 def test_an_entry_point_must_name_a_plugin_of_its_kind_under_its_own_name(site: Path) -> None:
     distribution(
         site,

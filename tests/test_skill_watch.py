@@ -19,7 +19,7 @@ from bot.ports import WatchCommand, WatchView
 from tests.fakes import ScriptedLLM, make_message
 from tests.media_factory import make_audio, make_srt, make_video, make_vtt
 from tests.media_world import FetchingAdapter, attach, file_att
-from tests.skill_world import World, say, world_fixture  # noqa: F401
+from tests.skill_world import ADMIN, World, say, world_fixture  # noqa: F401
 
 
 class PlayerPlatform(FetchingAdapter):
@@ -202,6 +202,26 @@ async def test_forget_me_removes_the_sessions_and_lines_a_member_shared(world, t
     chat = adapter.shown[-1].chat
     assert await adapter.control.current(chat) is None and adapter.shown[-1].ended
     assert await skill.sessions.store.latest(chat.key) is None
+
+
+async def test_retention_removes_ended_sessions_through_the_one_retention_pass(world, tmp_path):
+    """The group's retention_days reaches watch sessions the way it reaches memory: the privacy skill's
+    hourly pass and the Forgetter, not a purge of the watch skill's own."""
+    app, adapter, _ = await start(world)
+    await share_film(world, app, adapter, tmp_path)
+    control, chat = adapter.control, adapter.shown[-1].chat
+    view = await control.current(chat)
+    await control.control(chat, member("alice"), WatchCommand("end", None, view.session))
+    (ok,) = await say(app, adapter, msg("/settings retention_days 30", ADMIN))
+    assert ok == "retention_days is now 30 days."
+    store = watch_skill(app).sessions.store
+    privacy = app.skill("privacy")
+    world.clock.advance(3600)
+    await privacy.loop.tick()
+    assert (await store.latest(chat.key)).id == view.session  # an hour old: kept
+    world.clock.advance(31 * 86400)
+    await privacy.loop.tick()
+    assert await store.latest(chat.key) is None
 
 
 async def test_nothing_an_opted_out_member_shares_is_kept_and_their_questions_are_answered(world, tmp_path):

@@ -44,16 +44,16 @@ async def group(tmp_path, fake: FakeOpenAI) -> AsyncIterator[tuple[App, aiohttp.
     await app.start()
     assert app.services is not None
     http = aiohttp.ClientSession(base_url=app.services.adapters["web"].base_url)
-    number = (await (await http.post("/api/groups", json={"name": "Hikers"})).json())["number"]
+    address = (await (await http.post("/api/groups", json={"name": "Hikers"})).json())["address"]
     try:
-        yield app, http, number
+        yield app, http, address
     finally:
         await http.close()
         await app.stop()
 
 
-async def post(http: aiohttp.ClientSession, number: str, text: str, author: str) -> dict[str, Any]:
-    resp = await http.post(f"/api/groups/{number}/messages", json={"text": text},
+async def post(http: aiohttp.ClientSession, address: str, text: str, author: str) -> dict[str, Any]:
+    resp = await http.post(f"/api/groups/{address}/messages", json={"text": text},
                            headers=await member_headers(http, author))
     assert resp.status == 200, await resp.text()
     return await resp.json()
@@ -72,21 +72,21 @@ async def watch_bot(ws: aiohttp.ClientWebSocketResponse, until_text: str) -> lis
     raise AssertionError(f"the socket closed first; saw {seen}")
 
 
-async def ask_and_watch(app: App, http: aiohttp.ClientSession, number: str, final: str):
-    async with http.ws_connect(f"/api/groups/{number}/ws") as ws:
+async def ask_and_watch(app: App, http: aiohttp.ClientSession, address: str, final: str):
+    async with http.ws_connect(f"/api/groups/{address}/ws") as ws:
         assert (await ws.receive_json())["type"] == "hello"
-        await post(http, number, "How about the lake trail on Saturday?", "Bob")
-        asked = await post(http, number, "@Pai what did we plan?", "Alice")
+        await post(http, address, "How about the lake trail on Saturday?", "Bob")
+        asked = await post(http, address, "@Pai what did we plan?", "Alice")
         seen = await watch_bot(ws, final)
     await app.drain(30)
-    listed = await (await http.get(f"/api/groups/{number}/messages?after={asked['id']}")).json()
+    listed = await (await http.get(f"/api/groups/{address}/messages?after={asked['id']}")).json()
     return asked, seen, [m for m in listed["messages"] if m["is_bot"]]
 
 
 async def test_the_answer_appears_as_one_message_edited_into_the_whole_answer(group, fake: FakeOpenAI):
-    app, http, number = group
+    app, http, address = group
     fake.reply(ANSWER)
-    asked, seen, stored = await ask_and_watch(app, http, number, ANSWER)
+    asked, seen, stored = await ask_and_watch(app, http, address, ANSWER)
 
     (kind, first_id, first_text), *edits = seen
     assert kind == "message" and ANSWER.startswith(first_text) and len(first_text) < len(ANSWER)
@@ -100,17 +100,17 @@ async def test_the_answer_appears_as_one_message_edited_into_the_whole_answer(gr
 
 
 async def test_a_stream_cut_mid_answer_is_retried_and_the_same_message_ends_whole(group, fake: FakeOpenAI):
-    app, http, number = group
+    app, http, address = group
     fake.cut_stream(ANSWER[:70]).reply(ANSWER)
-    _, seen, stored = await ask_and_watch(app, http, number, ANSWER)
+    _, seen, stored = await ask_and_watch(app, http, address, ANSWER)
     assert len(fake.requests) == 2
     assert len({mid for _, mid, _ in seen}) == 1 and [m["text"] for m in stored] == [ANSWER]
 
 
 async def test_a_provider_failing_after_partial_text_leaves_only_the_fixed_apology(group, fake: FakeOpenAI):
-    app, http, number = group
+    app, http, address = group
     fake.cut_stream(ANSWER[:70]).error(500, "upstream node eu-west-7 exploded")
-    _, seen, stored = await ask_and_watch(app, http, number, APOLOGY)
+    _, seen, stored = await ask_and_watch(app, http, address, APOLOGY)
     assert [m["text"] for m in stored] == [APOLOGY]
     assert ANSWER.startswith(seen[0][2])  # the partial answer was on screen before the apology replaced it
     assert not any("eu-west" in text or "exploded" in text for _, _, text in seen)

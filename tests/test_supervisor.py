@@ -10,7 +10,15 @@ import random
 import pytest
 
 from bot.errors import AdapterConfigError, CredentialsRejected, PlatformUnavailable
-from bot.supervisor import CONNECTING, RUNNING, STOPPED, AdapterSupervisor, Backoff, keep_connecting
+from bot.supervisor import (
+    CONNECTING,
+    RUNNING,
+    STOPPED,
+    AdapterSupervisor,
+    Backoff,
+    backoff_delay,
+    keep_connecting,
+)
 from tests.fakes import FlakyAdapter, GatedClock, ManualClock, RecordingInbox, WatchedAdapter
 
 URL = "https://api.example.test"
@@ -32,6 +40,13 @@ def test_backoff_grows_with_jitter_and_never_passes_the_cap() -> None:
     assert len(set(delays)) == len(delays)  # jittered: peers that failed together spread out
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+def test_the_outage_wait_of_a_days_long_outage_stays_at_the_cap() -> None:
+    """The inbox and relay workers count an event's outage retries without end: 2^1100 once overflowed."""
+    rng = random.Random(3)
+    assert all(30.0 <= backoff_delay(n, 1.0, 60.0, rng) <= 60.0 for n in (6, 64, 1100, 10**6))
+    assert 0.5 <= backoff_delay(0, 1.0, 60.0, rng) <= 1.0
 
 
 def test_backoff_rejects_a_cap_below_its_base() -> None:

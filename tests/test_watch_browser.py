@@ -45,13 +45,13 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
-async def member_page(browser, url: str, number: str, nick: str, width: int = 1280, height: int = 800,
+async def member_page(browser, url: str, address: str, nick: str, width: int = 1280, height: int = 800,
                       locale: str = "en-US"):  # fmt: skip
     context = await browser.new_context(viewport={"width": width, "height": height}, locale=locale)
     page = await context.new_page()
     errors = watch_console(page)
     page.on("dialog", lambda d: d.accept())
-    await page.goto(f"{url}/g/{number}")
+    await page.goto(f"{url}/g/{address}")
     await page.fill("#nick-modal-input", nick)
     await page.click("#nick-modal-form button[type=submit]")
     await page.wait_for_selector("#chat-screen:not([hidden])")
@@ -124,13 +124,13 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         url = app.services.adapters["web"].base_url
         async with aiohttp.ClientSession(base_url=url) as http:
             group = await (await http.post("/api/groups", json={"name": "周五电影夜"})).json()
-        number = group["number"]
+        address = group["address"]
         film = make_video(tmp_path / "harbour.webm", 42)
         vtt = tmp_path / "harbour.vtt"
         vtt.write_bytes(make_vtt())
 
-        alice, alice_errors = await member_page(browser, url, number, "Alice")
-        bob, bob_errors = await member_page(browser, url, number, "Bob")
+        alice, alice_errors = await member_page(browser, url, address, "Alice")
+        bob, bob_errors = await member_page(browser, url, address, "Bob")
 
         # The group talks Chinese (its pages are in English), so Pai speaks Chinese there (docs/i18n.md).
         await alice.fill("#text", "今晚一起看这部片子吧")
@@ -181,7 +181,7 @@ async def test_two_browsers_watch_one_video_in_sync_and_pai_answers_what_was_jus
         await alice.click(".watch-play")
         await until_playing(alice)
         await until_playing(bob)
-        carol, carol_errors = await member_page(browser, url, number, "Carol", 390, 844, locale="zh-CN")
+        carol, carol_errors = await member_page(browser, url, address, "Carol", 390, 844, locale="zh-CN")
         await carol.wait_for_selector("#watch:not([hidden]) video")
         await until_playing(carol)
         await carol.wait_for_timeout(1500)
@@ -298,11 +298,11 @@ async def test_listening_together_shows_the_lyrics_line_being_sung(browser, tmp_
             form.add_field("text", "/watch")
             form.add_field("file", song, filename="song.ogg", content_type="audio/ogg")
             form.add_field("file", lyrics, filename="song.lrc", content_type="text/plain")
-            posted = await http.post(f"/api/groups/{group['number']}/messages", data=form, headers=alice)
+            posted = await http.post(f"/api/groups/{group['address']}/messages", data=form, headers=alice)
             assert posted.status == 200
         await app.drain(30)
         for width, height in ((1280, 800), (390, 844)):
-            page, errors = await member_page(browser, url, group["number"], "Bob", width, height, locale="zh-CN")
+            page, errors = await member_page(browser, url, group["address"], "Bob", width, height, locale="zh-CN")
             await page.wait_for_selector(".watch-lyrics li")
             assert await page.locator(".watch-lyrics li").count() == 4
             # A Chinese browser reads the player and the dialog from the bot's catalogs (/api/i18n).

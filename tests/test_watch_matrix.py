@@ -22,7 +22,7 @@ from bot.app import App
 from bot.config import parse_settings
 from tests.matrix_helpers import WAIT_S, Human, sent_by
 from tests.media_factory import make_srt, make_video, make_vtt
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.synapse]
 

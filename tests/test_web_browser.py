@@ -102,7 +102,8 @@ async def test_create_a_group_say_hello_to_pai_and_see_the_reply(browser, paibot
     await page.wait_for_selector("#chat-screen:not([hidden])")
     number = (await page.text_content("#group-number") or "").strip()
     assert number.isdigit() and len(number) == 6
-    assert page.url.endswith(f"/g/{number}")
+    address = page.url.rsplit("/g/", 1)[1]
+    assert len(address) >= 22 and number not in address  # the address, not the number, is in the URL
     assert "/join/" in (await page.text_content("#banner-link") or "")
 
     await page.fill("#text", "@Pai hello, who is hiking on Saturday?")
@@ -119,12 +120,27 @@ async def test_create_a_group_say_hello_to_pai_and_see_the_reply(browser, paibot
     assert "Alice" in llm.prompts[0] and "hello" in llm.prompts[0]
     await page.screenshot(path=str(tmp_path / "web-group.png"))
 
+    # Joining by number is off until the creator (the group's admin) turns it on; then the number leads in.
+    bob = await browser.new_page()
+    await bob.goto(url + "/")
+    await bob.fill("#nick-input", "Bob")
+    await bob.fill("#join-input", number)
+    await bob.click("#join-button")
+    await bob.wait_for_selector("text=No group lets people join with that number.")
+    assert await page.locator("#number-joining").is_visible() and not await page.is_checked("#number-joining")
+    await page.check("#number-joining")
+    await page.wait_for_selector(f"text=Anyone who knows the number {number} can join now.")
+    await bob.click("#join-button")
+    await bob.wait_for_selector("#chat-screen:not([hidden])")
+    assert bob.url.endswith(f"/g/{address}") and not await bob.locator("#number-toggle").is_visible()
+    await bob.wait_for_selector("text=Hi Alice! Nice to meet you all.")
+
 
 async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_replies_by_clicking(browser, paibot):
     app, url, llm = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Book club"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"text": "@Pai hi! Any good books?"},
+        await http.post(f"/api/groups/{group['address']}/messages", json={"text": "@Pai hi! Any good books?"},
                         headers=await member_headers(http, "Alice"))
     await app.drain(30)
 
@@ -133,11 +149,11 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
     await bob.fill("#nick-modal-input", "Bob")
     await bob.click("#nick-modal-form button[type=submit]")
     await bob.wait_for_selector("text=Hi Alice! Nice to meet you all.")
-    assert bob.url.endswith(f"/g/{group['number']}")  # the invite link resolved to the group
+    assert bob.url.endswith(f"/g/{group['address']}")  # the invite link resolved to the group
 
     # A message posted elsewhere appears without reloading.
     async with aiohttp.ClientSession(base_url=url) as http:
-        await http.post(f"/api/groups/{group['number']}/messages", json={"text": "Chapter 3?"},
+        await http.post(f"/api/groups/{group['address']}/messages", json={"text": "Chapter 3?"},
                         headers=await member_headers(http, "Carol"))
     await bob.wait_for_selector("text=Chapter 3?")
 
@@ -148,7 +164,7 @@ async def test_a_second_person_joins_by_invite_link_sees_the_chat_live_and_repli
     await bob.press("#text", "Enter")
     await bob.wait_for_selector("text=You're welcome, Bob!")
     async with aiohttp.ClientSession(base_url=url) as http:
-        listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
+        listed = await (await http.get(f"/api/groups/{group['address']}/messages")).json()
     thanks = next(m for m in listed["messages"] if m["text"] == "thanks! which chapter is next?")
     assert thanks["author"] == "Bob" and thanks["reply_to"]["is_bot"]
 
@@ -158,10 +174,10 @@ async def test_hostile_text_is_shown_as_text_and_never_runs(browser, paibot):
     hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>bold?</b>'
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "<i>Evil</i> group"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages", json={"text": hostile},
+        await http.post(f"/api/groups/{group['address']}/messages", json={"text": hostile},
                         headers=await member_headers(http, "<b>Mallory</b>"))
     page = await browser.new_page()
-    await page.goto(f"{url}/g/{group['number']}")
+    await page.goto(f"{url}/g/{group['address']}")
     await page.fill("#nick-modal-input", "Alice")
     await page.click("#nick-modal-form button[type=submit]")
     message = page.locator(".msg .text").first
@@ -183,10 +199,10 @@ def watch_console(page) -> list[str]:
     return errors
 
 
-async def open_group_as(browser, url: str, number: str, nick: str, width: int = 1200):
+async def open_group_as(browser, url: str, address: str, nick: str, width: int = 1200):
     page = await browser.new_page(viewport={"width": width, "height": 860})
     errors = watch_console(page)
-    await page.goto(f"{url}/g/{number}")
+    await page.goto(f"{url}/g/{address}")
     await page.fill("#nick-modal-input", nick)
     await page.click("#nick-modal-form button[type=submit]")
     await page.wait_for_selector("#chat-screen:not([hidden])")
@@ -200,7 +216,7 @@ async def test_attach_a_document_and_an_image_see_them_and_get_the_image_back_ed
     app, url, _ = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Cabin trip"})).json()
-    page, errors = await open_group_as(browser, url, group["number"], "Alice")
+    page, errors = await open_group_as(browser, url, group["address"], "Alice")
 
     hostile_name = '<img src=x onerror="window.pwned=1">.txt'
     await page.set_input_files("#file-input", files=[
@@ -253,11 +269,11 @@ async def test_a_poll_is_drawn_with_buttons_and_a_click_votes_by_reply(browser, 
     app, url, _ = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Dinner"})).json()
-        await http.post(f"/api/groups/{group['number']}/messages",
+        await http.post(f"/api/groups/{group['address']}/messages",
                         json={"text": "/poll Where do we eat? | Luigi's | Sushi Go for 30m"},
                         headers=await member_headers(http, "Carol"))
     await app.drain(30)
-    page, errors = await open_group_as(browser, url, group["number"], "Bob")
+    page, errors = await open_group_as(browser, url, group["address"], "Bob")
     options = page.locator(".msg.from-bot .poll-option")
     await options.first.wait_for()
     assert await options.count() == 2
@@ -277,7 +293,7 @@ async def test_after_forget_me_her_messages_show_as_removed_live(browser, paibot
     app, url, _ = paibot
     async with aiohttp.ClientSession(base_url=url) as http:
         group = await (await http.post("/api/groups", json={"name": "Secrets"})).json()
-    page, errors = await open_group_as(browser, url, group["number"], "Alice")
+    page, errors = await open_group_as(browser, url, group["address"], "Alice")
     await page.fill("#text", "my door code is 4711")
     await page.press("#text", "Enter")
     await page.wait_for_selector(".msg.mine .text:has-text('4711')")
@@ -302,12 +318,12 @@ def shots(tmp_path) -> str:
 _KEYS: dict[tuple[str, str], dict[str, str]] = {}  # (server, nickname) -> that member's Authorization header
 
 
-async def post(url: str, number: str, author: str, text: str, **extra) -> dict:
+async def post(url: str, address: str, author: str, text: str, **extra) -> dict:
     async with aiohttp.ClientSession(base_url=url) as http:
         for _attempt in range(2):
             if (url, author) not in _KEYS:
                 _KEYS[(url, author)] = await member_headers(http, author)
-            resp = await http.post(f"/api/groups/{number}/messages", json={"text": text, **extra},
+            resp = await http.post(f"/api/groups/{address}/messages", json={"text": text, **extra},
                                    headers=_KEYS[(url, author)])
             if resp.status != 401:
                 break
@@ -370,9 +386,9 @@ async def test_a_streamed_answer_stays_in_view_while_it_grows(browser, tmp_path)
         url = app.services.adapters["web"].base_url
         group = await new_group(url, "Trip")
         for i in range(30):
-            await post(url, group["number"], "Carol", f"message {i} about the trip")
+            await post(url, group["address"], "Carol", f"message {i} about the trip")
         await app.drain(30)
-        page, errors = await open_group_as(browser, url, group["number"], "Alice", width=1280)
+        page, errors = await open_group_as(browser, url, group["address"], "Alice", width=1280)
         await page.wait_for_selector("text=message 29 about the trip")
         await page.fill("#text", "@Pai tell us everything about the trip")
         await page.press("#text", "Enter")
@@ -395,12 +411,12 @@ async def test_a_streamed_answer_stays_in_view_while_it_grows(browser, tmp_path)
 async def test_on_a_phone_the_invite_button_and_the_nickname_stay(browser, paibot, tmp_path):
     app, url, _ = paibot
     group = await new_group(url, "周末徒步群")
-    await post(url, group["number"], "小王", "周六谁开车？")
-    await post(url, group["number"], "小李", "@派 周六几点集合？")  # 派 is no alias in this test's config
-    await post(url, group["number"], "阿强", "https://example.org/trail 这条路线不错")
+    await post(url, group["address"], "小王", "周六谁开车？")
+    await post(url, group["address"], "小李", "@派 周六几点集合？")  # 派 is no alias in this test's config
+    await post(url, group["address"], "阿强", "https://example.org/trail 这条路线不错")
     phone = await browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
     page = await phone.new_page()
-    await page.goto(f"{url}/g/{group['number']}")
+    await page.goto(f"{url}/g/{group['address']}")
     await page.fill("#nick-modal-input", "Alice")
     await page.click("#nick-modal-form button[type=submit]")
     await page.wait_for_selector("text=周六谁开车？")
@@ -415,7 +431,7 @@ async def test_on_a_phone_the_invite_button_and_the_nickname_stay(browser, paibo
     await page.screenshot(path=f"{shots(tmp_path)}/chat-390.png")
     desk = await browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 800})
     wide = await desk.new_page()
-    await wide.goto(f"{url}/g/{group['number']}")
+    await wide.goto(f"{url}/g/{group['address']}")
     await wide.fill("#nick-modal-input", "Bob")
     await wide.click("#nick-modal-form button[type=submit]")
     await wide.wait_for_selector("text=周六谁开车？")
@@ -440,11 +456,11 @@ async def test_a_citation_link_jumps_to_the_cited_message_and_highlights_it(brow
     try:
         url = app.services.adapters["web"].base_url
         group = await new_group(url, "Party")
-        first = await post(url, group["number"], "Alice", "I booked Riverside Hall for the party")
+        first = await post(url, group["address"], "Alice", "I booked Riverside Hall for the party")
         for i in range(40):
-            await post(url, group["number"], "Carol", f"filler {i}")
+            await post(url, group["address"], "Carol", f"filler {i}")
         await app.drain(30)
-        page, errors = await open_group_as(browser, url, group["number"], "Bob", width=1280)
+        page, errors = await open_group_as(browser, url, group["address"], "Bob", width=1280)
         await page.fill("#text", "@Pai who booked the hall?")
         await page.press("#text", "Enter")
         link = page.locator(".msg.from-bot a.citation")
@@ -465,13 +481,13 @@ async def test_a_citation_link_jumps_to_the_cited_message_and_highlights_it(brow
 async def test_the_typing_line_clears_when_the_message_arrives(browser, paibot):
     _, url, _ = paibot
     group = await new_group(url, "Typing")
-    page, _ = await open_group_as(browser, url, group["number"], "Alice")
+    page, _ = await open_group_as(browser, url, group["address"], "Alice")
     async with aiohttp.ClientSession(base_url=url) as http:
         carol = await member_headers(http, "Carol")
-        async with http.ws_connect(f"/api/groups/{group['number']}/ws", headers=carol) as ws:
+        async with http.ws_connect(f"/api/groups/{group['address']}/ws", headers=carol) as ws:
             await page.wait_for_function("() => true")
             await ws.send_json({"type": "typing"})
             await page.wait_for_selector("#typing:has-text('Carol')")
-            await http.post(f"/api/groups/{group['number']}/messages", json={"text": "here I am"}, headers=carol)
+            await http.post(f"/api/groups/{group['address']}/messages", json={"text": "here I am"}, headers=carol)
             await page.wait_for_selector("text=here I am")
             assert (await page.text_content("#typing") or "").strip() == ""  # at once, not after a timeout

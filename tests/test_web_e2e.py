@@ -57,11 +57,11 @@ async def test_an_at_mention_posted_over_http_gets_the_models_reply_in_the_group
     llm = ScriptedLLM(["Hello Alice! The lake trail sounds great."])
     app, http = await running(llm)
     group = await (await http.post("/api/groups", json={"name": "Hikers"})).json()
-    number = group["number"]
-    await post(http, number, "How about the lake trail on Saturday?", author="Bob")
-    asked = await post(http, number, "@Pai hello, what do you think?")
+    address = group["address"]
+    await post(http, address, "How about the lake trail on Saturday?", author="Bob")
+    asked = await post(http, address, "@Pai hello, what do you think?")
 
-    [reply] = await bot_messages_after(app, http, number, asked["id"])
+    [reply] = await bot_messages_after(app, http, address, asked["id"])
     assert reply["text"] == "Hello Alice! The lake trail sounds great."
     assert reply["author"] == "Pai" and reply["reply_to"]["id"] == asked["id"]
     # The model saw the group's conversation with who said what.
@@ -74,8 +74,8 @@ async def test_a_message_that_does_not_address_the_bot_gets_no_reply(running):
     llm = ScriptedLLM(["should not be said"])
     app, http = await running(llm)
     group = await (await http.post("/api/groups", json={"name": "Quiet"})).json()
-    said = await post(http, group["number"], "just chatting among ourselves about the weather")
-    assert await bot_messages_after(app, http, group["number"], said["id"] - 1) == []
+    said = await post(http, group["address"], "just chatting among ourselves about the weather")
+    assert await bot_messages_after(app, http, group["address"], said["id"] - 1) == []
     assert llm.calls == []
 
 
@@ -83,11 +83,11 @@ async def test_replying_to_the_bots_message_is_enough_to_get_an_answer(running):
     llm = ScriptedLLM(["Saturday at nine.", "Sunday works too."])
     app, http = await running(llm)
     group = await (await http.post("/api/groups", json={"name": "Plans"})).json()
-    number = group["number"]
-    asked = await post(http, number, "@Pai when do we leave?")
-    [first] = await bot_messages_after(app, http, number, asked["id"])
-    follow_up = await post(http, number, "and on Sunday?", author="Bob", reply_to=first["id"])
-    [second] = await bot_messages_after(app, http, number, follow_up["id"])
+    address = group["address"]
+    asked = await post(http, address, "@Pai when do we leave?")
+    [first] = await bot_messages_after(app, http, address, asked["id"])
+    follow_up = await post(http, address, "and on Sunday?", author="Bob", reply_to=first["id"])
+    [second] = await bot_messages_after(app, http, address, follow_up["id"])
     assert second["text"] == "Sunday works too."
     assert "Saturday at nine." in llm.prompts[-1]
 
@@ -95,10 +95,10 @@ async def test_replying_to_the_bots_message_is_enough_to_get_an_answer(running):
 async def test_without_a_model_the_bot_answers_from_the_groups_memory(running):
     app, http = await running(None)
     group = await (await http.post("/api/groups", json={"name": "Picnic"})).json()
-    number = group["number"]
-    await post(http, number, "The picnic is at the lake pavilion on Saturday", author="Bob")
-    asked = await post(http, number, "@Pai where is the picnic?")
+    address = group["address"]
+    await post(http, address, "The picnic is at the lake pavilion on Saturday", author="Bob")
+    asked = await post(http, address, "@Pai where is the picnic?")
 
-    [reply] = await bot_messages_after(app, http, number, asked["id"])
+    [reply] = await bot_messages_after(app, http, address, asked["id"])
     assert "Here is what this group said about it" in reply["text"]
     assert "lake pavilion" in reply["text"] and "Bob" in reply["text"]

@@ -63,7 +63,7 @@ async def test_an_uploaded_document_and_image_reach_the_inbox_as_attachments_the
     adapter, sink, http = web
     group = await new_group(http)
     pdf, png = make_pdf(["The deposit is 500 euros."]), make_image()
-    msg = await upload(http, group["number"], ("contract.pdf", pdf, "application/pdf"),
+    msg = await upload(http, group["address"], ("contract.pdf", pdf, "application/pdf"),
                        ("whiteboard.png", png, "image/png"), text="here is the contract")  # fmt: skip
 
     assert msg["text"] == "here is the contract"
@@ -81,20 +81,20 @@ async def test_an_uploaded_document_and_image_reach_the_inbox_as_attachments_the
     assert len(blobs(tmp_path)) == 2
     assert await adapter.fetch_attachment(event.attachments[0], LIMIT) == pdf
     assert await adapter.fetch_attachment(event.attachments[1], LIMIT) == png
-    listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
+    listed = await (await http.get(f"/api/groups/{group['address']}/messages")).json()
     assert listed["messages"][0]["files"] == msg["files"]
 
 
 async def test_a_message_may_be_files_only_but_not_empty(web):
     _, sink, http = web
     group = await new_group(http)
-    only = await upload(http, group["number"], ("notes.txt", b"deposit: 500", "text/plain"))
+    only = await upload(http, group["address"], ("notes.txt", b"deposit: 500", "text/plain"))
     assert only["text"] == "" and only["files"][0]["name"] == "notes.txt"
-    text_only = await upload(http, group["number"], text="multipart without a file")
+    text_only = await upload(http, group["address"], text="multipart without a file")
     assert text_only["files"] == []
-    refused = await upload(http, group["number"], status=400)
+    refused = await upload(http, group["address"], status=400)
     assert "text" in refused["error"]
-    empty_file = await upload(http, group["number"], ("empty.txt", b"", "text/plain"), status=400)
+    empty_file = await upload(http, group["address"], ("empty.txt", b"", "text/plain"), status=400)
     assert "empty" in empty_file["error"]
     assert len(sink.events) == 2
 
@@ -102,11 +102,11 @@ async def test_a_message_may_be_files_only_but_not_empty(web):
 async def test_a_file_over_the_limit_is_refused_with_413_and_nothing_is_stored(web, tmp_path):
     _, sink, http = web
     group = await new_group(http)
-    body = await upload(http, group["number"], ("small.txt", b"fine", "text/plain"),
+    body = await upload(http, group["address"], ("small.txt", b"fine", "text/plain"),
                         ("huge.bin", b"x" * (LIMIT + 1), "application/octet-stream"), text="two files", status=413)  # fmt: skip
     assert str(LIMIT) in body["error"]
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
-    exact = await upload(http, group["number"], ("exact.bin", b"y" * LIMIT, "application/octet-stream"))
+    exact = await upload(http, group["address"], ("exact.bin", b"y" * LIMIT, "application/octet-stream"))
     assert exact["files"][0]["size"] == LIMIT
 
 
@@ -114,7 +114,7 @@ async def test_more_files_than_the_cap_are_refused_and_nothing_is_stored(web, tm
     adapter, sink, http = web
     group = await new_group(http)
     many = [(f"f{i}.txt", b"x", "text/plain") for i in range(adapter.attachments.max_files + 1)]
-    body = await upload(http, group["number"], *many, status=413)
+    body = await upload(http, group["address"], *many, status=413)
     assert "files per message" in body["error"]
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
 
@@ -122,12 +122,12 @@ async def test_more_files_than_the_cap_are_refused_and_nothing_is_stored(web, tm
 async def test_unexpected_form_fields_and_bad_text_are_refused_without_leftovers(web, tmp_path):
     _, _, http = web
     group = await new_group(http)
-    body = await upload(http, group["number"], ("a.txt", b"x", "text/plain"), evil="1", status=400)
+    body = await upload(http, group["address"], ("a.txt", b"x", "text/plain"), evil="1", status=400)
     assert "evil" in body["error"]
     bad = aiohttp.FormData()
     bad.add_field("file", b"data", filename="a.txt", content_type="text/plain")
     bad.add_field("text", b"\xff\xfe not utf-8", content_type="text/plain")
-    resp = await http.post(f"/api/groups/{group['number']}/messages", data=bad,
+    resp = await http.post(f"/api/groups/{group['address']}/messages", data=bad,
                            headers=await member_headers(http, "Alice"))
     assert resp.status == 400 and "UTF-8" in (await resp.json())["error"]
     assert db_rows(tmp_path) == [] and blobs(tmp_path) == []
@@ -137,18 +137,18 @@ async def test_when_the_inbox_refuses_the_upload_is_withdrawn_with_its_files(web
     _, sink, http = web
     group = await new_group(http)
     sink.fail = RuntimeError("disk full")
-    await upload(http, group["number"], ("a.txt", b"hello", "text/plain"), status=503)
+    await upload(http, group["address"], ("a.txt", b"hello", "text/plain"), status=503)
     assert db_rows(tmp_path) == [] and blobs(tmp_path) == []
     sink.fail = None
-    ok = await upload(http, group["number"], ("a.txt", b"hello", "text/plain"))
+    ok = await upload(http, group["address"], ("a.txt", b"hello", "text/plain"))
     assert len(blobs(tmp_path)) == 1 and ok["files"][0]["size"] == 5
 
 
 async def test_a_retry_with_the_same_nonce_keeps_one_message_and_one_copy_of_its_files(web, tmp_path):
     _, sink, http = web
     group = await new_group(http)
-    first = await upload(http, group["number"], ("a.txt", b"hello", "text/plain"), nonce="n-1")
-    again = await upload(http, group["number"], ("a.txt", b"hello", "text/plain"), nonce="n-1")
+    first = await upload(http, group["address"], ("a.txt", b"hello", "text/plain"), nonce="n-1")
+    again = await upload(http, group["address"], ("a.txt", b"hello", "text/plain"), nonce="n-1")
     assert again["id"] == first["id"] and again["files"] == first["files"]
     assert len(sink.events) == 1 and len(blobs(tmp_path)) == 1
 
@@ -185,7 +185,7 @@ async def test_an_image_claim_is_checked_against_the_bytes(web):
     adapter, sink, http = web
     group = await new_group(http)
     jpeg, gif = make_image(fmt="JPEG"), make_image(fmt="GIF")
-    msg = await upload(http, group["number"], ("fake.png", b"<script>alert(1)</script>", "image/png"),
+    msg = await upload(http, group["address"], ("fake.png", b"<script>alert(1)</script>", "image/png"),
                        ("photo", jpeg, "application/octet-stream"), ("anim.gif", gif, "image/gif"))  # fmt: skip
     kinds = [(f["name"], f["kind"], f["mime"]) for f in msg["files"]]
     assert kinds[0] == ("fake.png", "file", "application/octet-stream")  # claimed image/png; it is not
@@ -227,7 +227,7 @@ def test_file_names_lose_paths_controls_and_excess(raw, clean):
 async def test_an_uploaded_name_is_sanitised(web):
     _, sink, http = web
     group = await new_group(http)
-    msg = await upload(http, group["number"], ("../../../home/alice/.ssh/id_rsa", b"key", "text/plain"))
+    msg = await upload(http, group["address"], ("../../../home/alice/.ssh/id_rsa", b"key", "text/plain"))
     assert msg["files"][0]["name"] == "id_rsa" and sink.events[0].attachments[0].name == "id_rsa"
 
 
@@ -239,7 +239,7 @@ async def test_images_are_served_inline_and_other_files_as_safe_downloads(web):
     group = await new_group(http)
     png = make_image()
     html = b"<html><script>document.cookie</script></html>"
-    msg = await upload(http, group["number"], ("pic.png", png, "image/png"), ("page.html", html, "text/html"),
+    msg = await upload(http, group["address"], ("pic.png", png, "image/png"), ("page.html", html, "text/html"),
                        ("logo.svg", b"<svg/>", "image/svg+xml"), ("合同.pdf", make_pdf(["x"]), "application/pdf"))  # fmt: skip
     pic, page, svg, pdf = msg["files"]
 
@@ -279,11 +279,11 @@ async def test_file_urls_need_the_access_token_like_the_rest_of_the_api(tmp_path
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
             group = await (await http.post("/api/groups", json={"name": "g"}, headers=bearer)).json()
-            refused = await http.post(f"/api/groups/{group['number']}/messages",
+            refused = await http.post(f"/api/groups/{group['address']}/messages",
                                       data=form(("a.txt", b"secret", "text/plain")))  # fmt: skip
             assert refused.status == 401 and blobs(tmp_path) == []
             alice = await member_headers(http, "Alice", headers=bearer)
-            resp = await http.post(f"/api/groups/{group['number']}/messages?token={TOKEN}", headers=alice,
+            resp = await http.post(f"/api/groups/{group['address']}/messages?token={TOKEN}", headers=alice,
                                    data=form(("a.txt", b"secret", "text/plain")))  # fmt: skip
             url = (await resp.json())["files"][0]["url"]
             assert (await http.get(url)).status == 401
@@ -300,7 +300,7 @@ async def test_file_urls_need_the_access_token_like_the_rest_of_the_api(tmp_path
 async def test_fetch_attachment_refuses_unknown_sources_and_files_over_the_limit(web):
     adapter, sink, http = web
     group = await new_group(http)
-    await upload(http, group["number"], ("a.txt", b"0123456789", "text/plain"))
+    await upload(http, group["address"], ("a.txt", b"0123456789", "text/plain"))
     att = sink.events[0].attachments[0]
     assert await adapter.fetch_attachment(att, 10) == b"0123456789"
     with pytest.raises(DeliveryError, match="limit"):
@@ -319,7 +319,7 @@ async def test_the_bots_files_are_stored_with_its_message_once_per_idempotency_k
     ref = await adapter.send(out)
     again = await adapter.send(out)  # a resend after a crash: stored once, files too
     assert again.message_id == ref.message_id and len(blobs(tmp_path)) == 1
-    listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
+    listed = await (await http.get(f"/api/groups/{group['address']}/messages")).json()
     [msg] = listed["messages"]
     assert msg["is_bot"] and [(f["name"], f["kind"]) for f in msg["files"]] == [("pic-grayscale.png", "image")]
     assert await (await http.get(msg["files"][0]["url"])).read() == png
@@ -340,14 +340,14 @@ async def test_a_poll_is_shown_with_its_options_and_how_to_vote(web):
     out = Outgoing(ChatRef("web", group["number"]), "📊 Poll #1: Where do we eat?\n1. Luigi's\n2. Sushi Go",
                    poll=Poll("Where do we eat?", ("Luigi's", "Sushi Go"), close_after_s=1800))  # fmt: skip
     ref = await adapter.send(out)
-    listed = await (await http.get(f"/api/groups/{group['number']}/messages")).json()
+    listed = await (await http.get(f"/api/groups/{group['address']}/messages")).json()
     [msg] = listed["messages"]
     assert msg["id"] == int(ref.message_id)
     poll = msg["poll"]
     assert poll["question"] == "Where do we eat?" and poll["options"] == ["Luigi's", "Sushi Go"]
     assert poll["closes_at"] and poll["vote_text"] == "vote {n}"
     # A vote is an ordinary reply, the channel the polls skill counts.
-    vote = await http.post(f"/api/groups/{group['number']}/messages",
+    vote = await http.post(f"/api/groups/{group['address']}/messages",
                            json={"text": poll["vote_text"].format(n=2), "reply_to": msg["id"]},
                            headers=await member_headers(http, "Bob"))
     assert vote.status == 200 and (await vote.json())["reply_to"]["is_bot"]
@@ -366,7 +366,7 @@ def test_temp_and_blob_paths_cannot_leave_the_files_directory(tmp_path):
 async def test_a_cross_site_upload_is_refused_and_nothing_is_stored(web, tmp_path):
     _, sink, http = web
     group = await new_group(http)
-    resp = await http.post(f"/api/groups/{group['number']}/messages",
+    resp = await http.post(f"/api/groups/{group['address']}/messages",
                            headers={"Origin": "http://evil.example", **await member_headers(http, "Mallory")},
                            data=form(("a.txt", b"x", "text/plain")))  # fmt: skip
     assert resp.status == 403
@@ -377,7 +377,7 @@ async def test_a_refused_message_keeps_none_of_its_files(web, tmp_path):
     _, sink, http = web
     group = await new_group(http)
     for status, fields in ((403, {"author_id": "bad id!"}), (400, {"reply_to": "999"}), (400, {"nonce": ""})):
-        await upload(http, group["number"], ("a.txt", b"x", "text/plain"), status=status, **fields)
+        await upload(http, group["address"], ("a.txt", b"x", "text/plain"), status=status, **fields)
     assert sink.events == [] and db_rows(tmp_path) == [] and blobs(tmp_path) == []
 
 

@@ -69,31 +69,31 @@ async def bot_after(app: App, http, group: str, after: int) -> list[dict]:
 
 
 async def new_group(http, name: str) -> str:
-    return (await (await http.post("/api/groups", json={"name": name})).json())["number"]
+    return (await (await http.post("/api/groups", json={"name": name})).json())["address"]
 
 
 async def test_a_posted_text_file_answers_questions_without_a_model(running):
     app, http = await running(None)
-    number = await new_group(http, "Cabin")
-    posted = await upload(http, number, "contract.txt", CONTRACT.encode(), "text/plain", "the cabin contract")
-    assert await bot_after(app, http, number, posted["id"]) == []  # read silently
-    asked = await post(http, number, "@Pai what does the contract say about the deposit?")
+    address = await new_group(http, "Cabin")
+    posted = await upload(http, address, "contract.txt", CONTRACT.encode(), "text/plain", "the cabin contract")
+    assert await bot_after(app, http, address, posted["id"]) == []  # read silently
+    asked = await post(http, address, "@Pai what does the contract say about the deposit?")
 
-    [reply] = await bot_after(app, http, number, asked["id"])
+    [reply] = await bot_after(app, http, address, asked["id"])
     assert "500 euros" in reply["text"] and "contract.txt" in reply["text"]
-    listing = await post(http, number, "/files")
-    [files] = await bot_after(app, http, number, listing["id"])
+    listing = await post(http, address, "/files")
+    [files] = await bot_after(app, http, address, listing["id"])
     assert "contract.txt" in files["text"] and "Bob" in files["text"]
 
 
 async def test_a_posted_pdf_is_in_the_models_prompt_when_asked_about_it(running):
     llm = ScriptedLLM(["The deposit is 500 euros, refunded within 30 days."])
     app, http = await running(llm)
-    number = await new_group(http, "Cabin")
-    await upload(http, number, "contract.pdf", make_pdf(CONTRACT.split("\n")), "application/pdf")
-    asked = await post(http, number, "@Pai what does the contract say about the deposit?")
+    address = await new_group(http, "Cabin")
+    await upload(http, address, "contract.pdf", make_pdf(CONTRACT.split("\n")), "application/pdf")
+    asked = await post(http, address, "@Pai what does the contract say about the deposit?")
 
-    [reply] = await bot_after(app, http, number, asked["id"])
+    [reply] = await bot_after(app, http, address, asked["id"])
     assert reply["text"] == "The deposit is 500 euros, refunded within 30 days."
     prompt = llm.prompts[-1]
     assert "contract.pdf" in prompt and "The deposit is 500 euros" in prompt
@@ -101,12 +101,12 @@ async def test_a_posted_pdf_is_in_the_models_prompt_when_asked_about_it(running)
 
 async def test_a_replied_image_comes_back_black_and_white(running):
     app, http = await running(None)
-    number = await new_group(http, "Photos")
-    photo = await upload(http, number, "beach.png", make_image(40, 20), "image/png", author="Alice")
+    address = await new_group(http, "Photos")
+    photo = await upload(http, address, "beach.png", make_image(40, 20), "image/png", author="Alice")
     assert photo["files"][0]["kind"] == "image"
-    asked = await post(http, number, "@Pai make this black and white", author="Bob", reply_to=photo["id"])
+    asked = await post(http, address, "@Pai make this black and white", author="Bob", reply_to=photo["id"])
 
-    [reply] = await bot_after(app, http, number, asked["id"])
+    [reply] = await bot_after(app, http, address, asked["id"])
     assert reply["reply_to"]["id"] == asked["id"]
     [edited] = reply["files"]
     assert edited["kind"] == "image" and edited["name"].startswith("beach")
@@ -121,14 +121,14 @@ async def test_a_replied_image_comes_back_black_and_white(running):
 
 async def test_a_poll_opens_natively_and_a_vote_by_reply_is_counted(running):
     app, http = await running(None)
-    number = await new_group(http, "Dinner")
-    asked = await post(http, number, "/poll Where do we eat? | Luigi's | Sushi Go for 30m")
-    [poll_msg] = await bot_after(app, http, number, asked["id"])
+    address = await new_group(http, "Dinner")
+    asked = await post(http, address, "/poll Where do we eat? | Luigi's | Sushi Go for 30m")
+    [poll_msg] = await bot_after(app, http, address, asked["id"])
     poll = poll_msg["poll"]
     assert poll["question"] == "Where do we eat?" and poll["options"] == ["Luigi's", "Sushi Go"]
 
-    vote = await post(http, number, poll["vote_text"].format(n=2), author="Bob", reply_to=poll_msg["id"])
-    assert await bot_after(app, http, number, vote["id"]) == []  # counted silently: no message per vote
-    listed = await (await http.get(f"/api/groups/{number}/messages")).json()
+    vote = await post(http, address, poll["vote_text"].format(n=2), author="Bob", reply_to=poll_msg["id"])
+    assert await bot_after(app, http, address, vote["id"]) == []  # counted silently: no message per vote
+    listed = await (await http.get(f"/api/groups/{address}/messages")).json()
     [tally] = [m for m in listed["messages"] if m["id"] == poll_msg["id"]]  # the poll message holds the tally
     assert "2. Sushi Go — 1" in tally["text"] and "1 vote so far" in tally["text"] and tally["poll"]

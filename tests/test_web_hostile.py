@@ -74,13 +74,13 @@ async def test_every_malformed_body_gets_a_json_4xx_and_stores_nothing(web, body
     adapter, sink, http = web
     group = await new_group(http)
     ann = await member_headers(http, "Ann")
-    for path in (f"/api/groups/{group['number']}/messages", "/api/groups", "/api/members"):
+    for path in (f"/api/groups/{group['address']}/messages", "/api/groups", "/api/members"):
         resp = await http.post(path, data=body, headers={"Content-Type": "application/json", **ann})
         assert 400 <= resp.status < 500, (resp.status, await resp.text())
         assert resp.content_type == "application/json" and "error" in await resp.json()
     assert sink.events == []
-    assert (await (await http.get(f"/api/groups/{group['number']}/messages")).json())["messages"] == []
-    ok = await http.post(f"/api/groups/{group['number']}/messages", json={"text": "still here"}, headers=ann)
+    assert (await (await http.get(f"/api/groups/{group['address']}/messages")).json())["messages"] == []
+    ok = await http.post(f"/api/groups/{group['address']}/messages", json={"text": "still here"}, headers=ann)
     assert ok.status == 200  # and the server goes on serving
 
 
@@ -88,9 +88,9 @@ async def test_garbage_on_a_socket_is_ignored_and_the_socket_lives_on(web):
     _, _, http = web
     group = await new_group(http)
     # typing is shown under the socket's member's nickname (a "name" it sends is not read)
-    ws = await http.ws_connect(f"/api/groups/{group['number']}/ws", headers=await member_headers(http, "Ann"))
-    listener = await http.ws_connect(f"/api/groups/{group['number']}/ws")
-    stranger = await http.ws_connect(f"/api/groups/{group['number']}/ws")  # no member key: nobody to show
+    ws = await http.ws_connect(f"/api/groups/{group['address']}/ws", headers=await member_headers(http, "Ann"))
+    listener = await http.ws_connect(f"/api/groups/{group['address']}/ws")
+    stranger = await http.ws_connect(f"/api/groups/{group['address']}/ws")  # no member key: nobody to show
     for sock in (ws, listener, stranger):
         assert (await sock.receive_json())["type"] == "hello"
     await stranger.send_str('{"type": "typing", "name": "Pai"}')
@@ -123,7 +123,7 @@ async def test_ordinary_nicknames_pass(web):
     _, sink, http = web
     group = await new_group(http)
     for nickname in ("Paige", "派大星", "Alice"):
-        resp = await http.post(f"/api/groups/{group['number']}/messages", json={"text": "hi"},
+        resp = await http.post(f"/api/groups/{group['address']}/messages", json={"text": "hi"},
                                headers=await member_headers(http, nickname))
         assert resp.status == 200
     assert len(sink.events) == 3
@@ -135,7 +135,7 @@ async def test_ordinary_nicknames_pass(web):
 async def test_one_client_cannot_hold_many_sockets_or_flood_typing(web):
     adapter, _, http = web
     group = await new_group(http)
-    path = f"/api/groups/{group['number']}/ws"
+    path = f"/api/groups/{group['address']}/ws"
     listener = await http.ws_connect(path)
     spammer = await http.ws_connect(path, headers=await member_headers(http, "Mallory"))
     third = await http.ws_connect(path)
@@ -157,7 +157,7 @@ async def test_one_client_cannot_hold_many_sockets_or_flood_typing(web):
     limits = adapter.guard.limits
     await until(lambda: limits._sockets.get("127.0.0.1", 0) <= 1)  # the spammer's socket handled all it sent
     # a message after the spam: pushes to one socket keep their order, so everything before it has arrived
-    await http.post(f"/api/groups/{group['number']}/messages", json={"text": "after"},
+    await http.post(f"/api/groups/{group['address']}/messages", json={"text": "after"},
                     headers=await member_headers(http, "Ann"))
     seen = 0
     while (msg := await listener.receive_json(timeout=30))["type"] != "message":
@@ -190,11 +190,13 @@ async def test_group_numbers_cannot_be_enumerated(tmp_path):
         async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
             group = await new_group(http)
             assert len(group["invite_url"].rsplit("/", 1)[1]) >= 22  # 128-bit invite (base64url)
-            probes = [str(n) for n in range(100000, 101001) if str(n) != group["number"]][:1000]
-            codes = [(await http.get(f"/api/groups/{number}")).status for number in probes]
+            assert len(group["address"]) >= 22 and group["address"] in group["url"]  # 128-bit address
+            probes = [str(n) for n in range(100000, 101001) if str(n) != group["number"]][:999]
+            probes.append(group["number"])  # exists, but does not let people join by number: a miss like the rest
+            codes = [(await http.get(f"/api/numbers/{number}")).status for number in probes]
             assert codes.count(404) == 60 and codes.count(429) == len(probes) - 60
-            # past the limit, the real group is refused too: a 429 tells nothing about which numbers exist
-            assert (await http.get(f"/api/groups/{group['number']}")).status == 429
+            # past the limit, the real group is refused too: a 429 tells nothing about which groups exist
+            assert (await http.get(f"/api/groups/{group['address']}")).status == 429
             resp = await http.get("/api/invites/guess")
             assert resp.status == 429 and "try again later" in (await resp.json())["error"]
             print(f"enumeration: {len(probes)} probes of group numbers -> 60 answered 404, the rest 429")
@@ -209,7 +211,7 @@ async def test_posts_per_client_are_limited(tmp_path):
         async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
             group = await new_group(http)
             ann = await member_headers(http, "Ann")  # making a member counts as a post
-            codes = [(await http.post(f"/api/groups/{group['number']}/messages",
+            codes = [(await http.post(f"/api/groups/{group['address']}/messages",
                                       json={"text": f"m{i}"}, headers=ann)).status for i in range(100)]
             made = [(await http.post("/api/members", json={"nickname": f"sock puppet {i}"})).status for i in range(5)]
         assert codes.count(200) == 29 and codes.count(429) == 71
@@ -230,7 +232,7 @@ async def test_storage_quotas_per_group_and_in_all(tmp_path):
             for group in groups:
                 n = 0
                 while True:
-                    resp = await http.post(f"/api/groups/{group['number']}/messages",
+                    resp = await http.post(f"/api/groups/{group['address']}/messages",
                                            json={"text": text}, headers=ann)
                     if resp.status != 200:
                         assert resp.status == 507
@@ -252,3 +254,118 @@ async def test_refusals_a_person_reads_come_in_their_language(web):
     assert resp.status == 400 and "看起来像它的名字" in (await resp.json())["error"]
     resp = await http.post("/api/members?lang=en", json={"nickname": "Рai"})
     assert "looks like its name" in (await resp.json())["error"]
+
+
+async def test_a_reconnect_storm_is_refused_before_any_lookup_and_reconnects_within_the_allowance_open(tmp_path):
+    adapter = guarded(tmp_path, ClientRules(sockets=3, socket_opens_per_minute=30))
+    await adapter.start(RecordingSink())
+    lookups = 0
+    find_group = adapter.find_group
+
+    async def counted(address: str):  # type: ignore[no-untyped-def]
+        nonlocal lookups
+        lookups += 1
+        return await find_group(address)
+
+    adapter.find_group = counted  # type: ignore[method-assign]
+    try:
+        async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+            group = await new_group(http)
+            path = f"/api/groups/{group['address']}/ws"
+            tabs = [await http.ws_connect(path) for _ in range(3)]  # three tabs of one browser
+            await tabs[0].close()  # one tab's member picked a nickname: it reopens its socket as her
+            tabs[0] = await http.ws_connect(path, headers=await member_headers(http, "Ann"))
+            for ws in tabs:
+                assert (await ws.receive_json())["type"] == "hello"
+                await ws.close()
+            await until(lambda: not adapter.guard.limits._sockets)
+            opened = 4
+            statuses = []
+            for _ in range(200):  # a storm: open, drop, open again as fast as it can
+                try:
+                    ws = await http.ws_connect(path)
+                except aiohttp.WSServerHandshakeError as exc:
+                    statuses.append(exc.status)
+                    continue
+                opened += 1
+                await ws.close()
+                await until(lambda: not adapter.guard.limits._sockets)
+            print(f"reconnect storm: 200 attempts -> {opened - 4} opened, {statuses.count(429)} refused (429)")
+            assert opened == 30 and statuses == [429] * 174
+            assert lookups == 30  # the refused ones cost no lookup of the group
+    finally:
+        await adapter.stop()
+
+
+async def test_join_by_number_answers_like_no_group_until_an_admin_allows_it(tmp_path):
+    adapter = guarded(tmp_path, ClientRules(misses_per_hour=60))
+    await adapter.start(RecordingSink())
+    try:
+        async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+            alice, bob = await member_headers(http, "Alice"), await member_headers(http, "Bob")
+            created = await http.post("/api/groups", json={"name": "Hikers"}, headers=alice)
+            group = await created.json()
+            assert group["admin"] is True and group["join_by_number"] is False
+            number = group["number"]
+            free = next(str(n) for n in range(100000, 999999) if str(n) != number)
+            closed, none = await http.get(f"/api/numbers/{number}"), await http.get(f"/api/numbers/{free}")
+            assert closed.status == none.status == 404
+            assert await closed.json() == await none.json()  # nothing tells an existing group from none
+            assert {k: v for k, v in closed.headers.items() if k not in ("Date", "Content-Length")} == \
+                   {k: v for k, v in none.headers.items() if k not in ("Date", "Content-Length")}
+            assert closed.headers["Content-Length"] == none.headers["Content-Length"]
+            assert (await http.get(f"/api/groups/{number}")).status == 404  # a number is no address
+
+            path = f"/api/groups/{group['address']}"
+            assert (await http.patch(path, json={"join_by_number": True})).status == 401  # no member key
+            refused = await http.patch(path, json={"join_by_number": True}, headers=bob)
+            assert refused.status == 403 and "admins" in (await refused.json())["error"]
+            assert (await http.patch(path, json={"join_by_number": "yes"}, headers=alice)).status == 400
+            assert (await (await http.get(path, headers=bob)).json())["admin"] is False
+
+            allowed = await http.patch(path, json={"join_by_number": True}, headers=alice)
+            assert allowed.status == 200 and (await allowed.json())["join_by_number"] is True
+            found = await (await http.get(f"/api/numbers/{number}")).json()
+            assert found == {"address": group["address"], "number": number, "name": "Hikers", "url": group["url"]}
+            joined = await (await http.get(f"/api/groups/{found['address']}", headers=bob)).json()
+            assert joined["invite_url"] == group["invite_url"] and joined["admin"] is False
+
+            await http.patch(path, json={"join_by_number": False}, headers=alice)
+            assert (await http.get(f"/api/numbers/{number}")).status == 404
+    finally:
+        await adapter.stop()
+
+
+async def test_concurrent_uploads_never_pass_a_small_quota(tmp_path):
+    adapter = guarded(tmp_path, ClientRules(post_burst=10_000), quota_mb=(1, 0))
+    await adapter.start(RecordingSink())
+    size = 200_000  # five fit in 1 MiB, six do not
+    try:
+        async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
+            group = await new_group(http)
+            ann = await member_headers(http, "Ann")
+
+            async def upload(i: int) -> int:
+                form = aiohttp.FormData()
+                form.add_field("text", f"file {i}")
+                form.add_field("file", bytes([i]) * size, filename=f"f{i}.bin", content_type="application/octet-stream")
+                resp = await http.post(f"/api/groups/{group['address']}/messages", data=form, headers=ann)
+                assert resp.status in (200, 507), await resp.text()
+                return resp.status
+
+            stored = 0
+            for _ in range(3):  # rounds of 12 at once: refused ones free what they reserved
+                statuses = await asyncio.gather(*(upload(i) for i in range(12)))
+                stored += statuses.count(200)
+                print(f"quota: 12 concurrent uploads of {size} bytes -> {statuses.count(200)} stored, "
+                      f"{statuses.count(507)} refused (507)")
+        store = adapter._store
+        assert store is not None and adapter._quota is not None
+        used = store.bytes_used(group["number"])
+        print(f"quota: {used} bytes stored of {2**20} allowed")
+        assert stored == 5 and 5 * size < used <= 2**20  # never over, and what fits is stored
+        assert adapter._quota.reserved() == 0  # every refused upload released what it had reserved
+        leftovers = [p for p in (tmp_path / "web_files").rglob("*") if p.name.startswith(".tmp-")]
+        assert leftovers == []
+    finally:
+        await adapter.stop()

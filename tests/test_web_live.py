@@ -34,11 +34,11 @@ async def test_a_page_sees_messages_the_bots_typing_replies_and_edits_live(web):
     adapter, http = web
     group = await new_group(http)
     number = group["number"]
-    ws = await http.ws_connect(f"/api/groups/{number}/ws")
+    ws = await http.ws_connect(f"/api/groups/{group['address']}/ws")
     hello = await next_event(ws, "hello")
     assert hello == {"type": "hello", "group": number, "bot_name": "Pai"}
 
-    asked = await post(http, number, "@Pai ping")
+    asked = await post(http, group["address"], "@Pai ping")
     pushed = await next_event(ws, "message")
     assert pushed["message"]["id"] == asked["id"] and pushed["message"]["text"] == "@Pai ping"
 
@@ -58,12 +58,12 @@ async def test_a_page_sees_messages_the_bots_typing_replies_and_edits_live(web):
 async def test_pushes_stay_inside_their_group(web):
     adapter, http = web
     a, b = await new_group(http, "A"), await new_group(http, "B")
-    ws_a = await http.ws_connect(f"/api/groups/{a['number']}/ws")
-    ws_b = await http.ws_connect(f"/api/groups/{b['number']}/ws")
+    ws_a = await http.ws_connect(f"/api/groups/{a['address']}/ws")
+    ws_b = await http.ws_connect(f"/api/groups/{b['address']}/ws")
     await next_event(ws_a, "hello")
     await next_event(ws_b, "hello")
-    await post(http, a["number"], "only for A")
-    await post(http, b["number"], "only for B")
+    await post(http, a["address"], "only for A")
+    await post(http, b["address"], "only for B")
     assert (await next_event(ws_a, "message"))["message"]["text"] == "only for A"
     assert (await next_event(ws_b, "message"))["message"]["text"] == "only for B"
     await ws_a.close()
@@ -73,7 +73,7 @@ async def test_pushes_stay_inside_their_group(web):
 async def test_a_persons_typing_reaches_the_others_but_not_themselves(web):
     _, http = web
     group = await new_group(http)
-    url = f"/api/groups/{group['number']}/ws"
+    url = f"/api/groups/{group['address']}/ws"
     alice = await http.ws_connect(url, headers=await member_headers(http, "Alice"))
     bob = await http.ws_connect(url)
     await next_event(alice, "hello")
@@ -83,7 +83,7 @@ async def test_a_persons_typing_reaches_the_others_but_not_themselves(web):
     await alice.send_json({"type": "typing", "name": "Mallory"})  # shown under her own nickname
     assert await next_event(bob, "typing") == {"type": "typing", "name": "Alice", "is_bot": False}
     # Alice's next event is the message, not her own typing.
-    await post(http, group["number"], "hi", author="Alice")
+    await post(http, group["address"], "hi", author="Alice")
     assert (await asyncio.wait_for(alice.receive_json(), 10))["type"] == "message"
     await alice.close()
     await bob.close()
@@ -92,11 +92,11 @@ async def test_a_persons_typing_reaches_the_others_but_not_themselves(web):
 async def test_a_closed_page_is_forgotten_and_does_not_hold_up_posting(web):
     adapter, http = web
     group = await new_group(http)
-    ws = await http.ws_connect(f"/api/groups/{group['number']}/ws")
+    ws = await http.ws_connect(f"/api/groups/{group['address']}/ws")
     await next_event(ws, "hello")
     assert adapter.hub.count(group["number"]) == 1
     await ws.close()
-    assert (await post(http, group["number"], "anyone there?"))["text"] == "anyone there?"
+    assert (await post(http, group["address"], "anyone there?"))["text"] == "anyone there?"
     for _ in range(100):  # the server notices the close on its own schedule
         if adapter.hub.count(group["number"]) == 0:
             break
@@ -109,7 +109,7 @@ async def test_stopping_the_adapter_closes_open_pages(tmp_path):
     await adapter.start(RecordingSink())
     async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
         group = await new_group(http)
-        ws = await http.ws_connect(f"/api/groups/{group['number']}/ws")
+        ws = await http.ws_connect(f"/api/groups/{group['address']}/ws")
         await next_event(ws, "hello")
         await adapter.stop()
         closing = await asyncio.wait_for(ws.receive(), 10)

@@ -76,9 +76,9 @@ async def test_the_websocket_needs_the_token_too(locked):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         group = await (await http.post("/api/groups", json={"name": "g"}, headers=headers)).json()
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(f"/api/groups/{group['number']}/ws")
+            await http.ws_connect(f"/api/groups/{group['address']}/ws")
         assert refused.value.status == 401
-        ws = await http.ws_connect(f"/api/groups/{group['number']}/ws?token={TOKEN}")
+        ws = await http.ws_connect(f"/api/groups/{group['address']}/ws?token={TOKEN}")
         assert (await ws.receive_json())["type"] == "hello"
         await ws.close()
 
@@ -128,17 +128,17 @@ async def test_cross_site_requests_are_refused(web):
     group = await new_group(http)
     key = await member_headers(http, "x")
     resp = await http.post(
-        f"/api/groups/{group['number']}/messages",
+        f"/api/groups/{group['address']}/messages",
         data='{"text": "csrf"}',
         headers={"Origin": "http://evil.example", "Content-Type": "text/plain", **key},
     )
     assert resp.status == 403 and sink.events == []
     sandboxed = await http.post(
-        f"/api/groups/{group['number']}/messages", json={"text": "hi"}, headers={"Origin": "null", **key}
+        f"/api/groups/{group['address']}/messages", json={"text": "hi"}, headers={"Origin": "null", **key}
     )
     assert sandboxed.status == 403 and sink.events == []
     same = await http.post(
-        f"/api/groups/{group['number']}/messages",
+        f"/api/groups/{group['address']}/messages",
         json={"text": "fine"},
         headers={"Origin": adapter.base_url, **key},
     )
@@ -153,7 +153,7 @@ async def test_behind_a_proxy_the_public_url_is_a_trusted_origin(tmp_path):
             group = await new_group(http)
             assert group["invite_url"].startswith("https://chat.example.org/join/")
             resp = await http.post(
-                f"/api/groups/{group['number']}/messages",
+                f"/api/groups/{group['address']}/messages",
                 json={"text": "via the proxy"},
                 headers={"Origin": "https://chat.example.org", **await member_headers(http, "x")},
             )
@@ -186,7 +186,7 @@ async def test_behind_a_proxy_the_public_url_is_a_trusted_origin(tmp_path):
 async def test_malformed_messages_get_a_clear_json_error_and_store_nothing(web, body, status, says):
     _, sink, http = web
     group = await new_group(http)
-    resp = await http.post(f"/api/groups/{group['number']}/messages", data=body,
+    resp = await http.post(f"/api/groups/{group['address']}/messages", data=body,
                            headers=await member_headers(http, "Al"))
     assert resp.status == status
     assert says in (await resp.json())["error"]
@@ -196,7 +196,7 @@ async def test_malformed_messages_get_a_clear_json_error_and_store_nothing(web, 
 async def test_over_long_text_is_413_and_an_oversized_body_is_413_too(web):
     adapter, sink, http = web
     group = await new_group(http)
-    url = f"/api/groups/{group['number']}/messages"
+    url = f"/api/groups/{group['address']}/messages"
     key = await member_headers(http, "Al")
     long_text = await http.post(url, json={"text": "x" * (adapter.max_text_length + 1)}, headers=key)
     assert long_text.status == 413 and "longer than" in (await long_text.json())["error"]
@@ -222,7 +222,7 @@ async def test_bad_group_names_and_query_parameters_are_400(web):
     for body in ({}, {"name": ""}, {"name": "n" * 81}, {"name": None}):
         assert (await http.post("/api/groups", json=body)).status == 400
     group = await new_group(http)
-    base = f"/api/groups/{group['number']}/messages"
+    base = f"/api/groups/{group['address']}/messages"
     for query in ("after=abc", "after=-1", "limit=0", "limit=501", "limit=x"):
         resp = await http.get(f"{base}?{query}")
         assert resp.status == 400, query
@@ -233,7 +233,7 @@ async def test_control_characters_are_stripped_from_names_and_text(web):
     _, sink, http = web
     group = await new_group(http)
     resp = await http.post(
-        f"/api/groups/{group['number']}/messages",
+        f"/api/groups/{group['address']}/messages",
         json={"text": "line one\r\nline\x07 two"},
         headers=await member_headers(http, "Al\x00ice\x1b"),
     )

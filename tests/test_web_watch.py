@@ -31,13 +31,13 @@ async def paibot(tmp_path):
         await app.stop()
 
 
-async def post_files(http: aiohttp.ClientSession, number: str, text: str, files: list[tuple[str, bytes, str]],
+async def post_files(http: aiohttp.ClientSession, address: str, text: str, files: list[tuple[str, bytes, str]],
                      author: str = "Alice") -> aiohttp.ClientResponse:  # fmt: skip
     form = aiohttp.FormData()
     form.add_field("text", text)
     for name, data, mime in files:
         form.add_field("file", data, filename=name, content_type=mime)
-    return await http.post(f"/api/groups/{number}/messages", data=form, headers=await member_headers(http, author))
+    return await http.post(f"/api/groups/{address}/messages", data=form, headers=await member_headers(http, author))
 
 
 async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
@@ -53,12 +53,12 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
     async with aiohttp.ClientSession(base_url=url) as http:
         alice_key = await member_headers(http, "Alice")
         group = await (await http.post("/api/groups", json={"name": "Movie night"}, headers=alice_key)).json()
-        number = group["number"]
-        current = await (await http.get(f"/api/groups/{number}/watch")).json()
+        address = group["address"]
+        current = await (await http.get(f"/api/groups/{address}/watch")).json()
         assert current == {"watch": None, "available": True}
         resp = await post_files(
             http,
-            number,
+            address,
             "/watch",
             [("harbour.webm", film, "video/webm"), ("harbour.vtt", make_vtt(), "text/vtt")],
         )
@@ -66,7 +66,7 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
         posted = await resp.json()
         assert [f["kind"] for f in posted["files"]] == ["video", "file"]
         await app.drain(30)
-        watch = (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"]
+        watch = (await (await http.get(f"/api/groups/{address}/watch")).json())["watch"]
         assert watch["title"] == "harbour.webm" and watch["cues"] == 10 and watch["kind"] == "video"
         assert watch["media_url"] == f"/api/media/{posted['files'][0]['id']}" and watch["control"] == "all"
 
@@ -80,11 +80,11 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
         vtt_id = posted["files"][1]["id"]
         assert (await http.get(f"/api/media/{vtt_id}")).status == 404  # not a media file: downloads only
 
-        cues = (await (await http.get(f"/api/groups/{number}/watch/{watch['session']}/cues")).json())["cues"]
+        cues = (await (await http.get(f"/api/groups/{address}/watch/{watch['session']}/cues")).json())["cues"]
         assert cues[3] == [13.0, 15.5, "我把钥匙放在灯塔里了。"]
 
         bob_key = await member_headers(http, "Bob")
-        ws_url = f"/api/groups/{number}/ws"
+        ws_url = f"/api/groups/{address}/ws"
         async with http.ws_connect(ws_url, headers=alice_key) as alice, \
                 http.ws_connect(ws_url, headers=bob_key) as bob, http.ws_connect(ws_url) as stranger:  # fmt: skip
             await alice.send_json({"type": "clock", "t": 123.5})
@@ -105,7 +105,7 @@ async def test_a_shared_video_is_a_session_its_media_seeks_and_commands_reach_ev
             await bob.send_json({"type": "watch", "action": "pause", "session": watch["session"],
                                  "author_id": author_id_of(http, "Alice")})  # fmt: skip
             assert (await next_of(bob, "watch_refused"))["reason"] == "member"
-            state = (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"]
+            state = (await (await http.get(f"/api/groups/{address}/watch")).json())["watch"]
             assert state["playback"] == seen_by_bob["playback"]  # neither refusal moved the player
 
 
@@ -115,15 +115,15 @@ async def test_media_uploads_have_their_own_limit_and_one_per_message(paibot, tm
     assert 200_000 < 3_000_000
     async with aiohttp.ClientSession(base_url=url) as http:
         created = await http.post("/api/groups", json={"name": "Limits"}, headers=await member_headers(http, "Alice"))
-        number = (await created.json())["number"]
+        address = (await created.json())["address"]
         big_doc = b"x" * 250_000  # over the file limit, under the media limit: still refused
-        assert (await post_files(http, number, "doc", [("notes.txt", big_doc, "text/plain")])).status == 413
+        assert (await post_files(http, address, "doc", [("notes.txt", big_doc, "text/plain")])).status == 413
         padded = film + b"\0" * (250_000 - len(film))  # a video over the file limit: fine
-        assert (await post_files(http, number, "film", [("small.webm", padded, "video/webm")])).status == 200
+        assert (await post_files(http, address, "film", [("small.webm", padded, "video/webm")])).status == 200
         huge = film + b"\0" * 3_100_000
-        assert (await post_files(http, number, "film", [("big.webm", huge, "video/webm")])).status == 413
+        assert (await post_files(http, address, "film", [("big.webm", huge, "video/webm")])).status == 413
         two = [("a.webm", film, "video/webm"), ("b.webm", film, "video/webm")]
-        assert (await post_files(http, number, "two", two)).status == 413
+        assert (await post_files(http, address, "two", two)).status == 413
 
 
 async def test_with_the_watch_skill_turned_off_the_page_is_told_there_is_nothing_to_start(tmp_path):
@@ -136,8 +136,8 @@ async def test_with_the_watch_skill_turned_off_the_page_is_told_there_is_nothing
     await app.start()
     try:
         async with aiohttp.ClientSession(base_url=app.services.adapters["web"].base_url) as http:
-            number = (await (await http.post("/api/groups", json={"name": "No films"})).json())["number"]
-            current = await (await http.get(f"/api/groups/{number}/watch")).json()
+            address = (await (await http.post("/api/groups", json={"name": "No films"})).json())["address"]
+            current = await (await http.get(f"/api/groups/{address}/watch")).json()
             assert current == {"watch": None, "available": False}
     finally:
         await app.stop()
@@ -165,18 +165,19 @@ async def test_forget_me_deletes_the_media_and_subtitles_a_member_uploaded_and_h
     film = make_video(tmp_path / "harbour.webm", 8).read_bytes()
     async with aiohttp.ClientSession(base_url=url) as http:
         alice = await member_headers(http, "Alice")
-        number = (await (await http.post("/api/groups", json={"name": "Film club"}, headers=alice)).json())["number"]
+        group = await (await http.post("/api/groups", json={"name": "Film club"}, headers=alice)).json()
+        number, address = group["number"], group["address"]
         files = [("harbour.webm", film, "video/webm"), ("harbour.vtt", make_vtt(), "text/vtt")]
-        posted = await (await post_files(http, number, "/watch", files)).json()
+        posted = await (await post_files(http, address, "/watch", files)).json()
         await app.drain(30)
-        watch = (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"]
+        watch = (await (await http.get(f"/api/groups/{address}/watch")).json())["watch"]
         assert watch is not None and (await http.get(watch["media_url"])).status == 200
         on_disk = sorted((tmp_path / "data" / "web_files").rglob("*"))
         assert any(p.is_file() and p.read_bytes() == film for p in on_disk)
         await app.services.memory.flush()
         assert await app.services.memory.search(f"web:{number}", "钥匙 灯塔", 10)  # the subtitles are in memory
 
-        forgot = await http.post(f"/api/groups/{number}/messages", json={"text": "/forget-me"}, headers=alice)
+        forgot = await http.post(f"/api/groups/{address}/messages", json={"text": "/forget-me"}, headers=alice)
         assert forgot.status == 200
         await app.drain(30)
         assert (await http.get(watch["media_url"])).status == 404
@@ -184,6 +185,6 @@ async def test_forget_me_deletes_the_media_and_subtitles_a_member_uploaded_and_h
             assert (await http.get(f"/api/files/{f['id']}")).status == 404
         left = [p for p in (tmp_path / "data" / "web_files").rglob("*") if p.is_file()]
         assert not any(p.read_bytes() in (film, make_vtt()) for p in left)
-        assert (await (await http.get(f"/api/groups/{number}/watch")).json())["watch"] is None
+        assert (await (await http.get(f"/api/groups/{address}/watch")).json())["watch"] is None
         lines = await app.services.memory.search(f"web:{number}", "钥匙 灯塔", 10)  # the subtitles' words
         assert [h.record.id for h in lines] == []

@@ -16,6 +16,7 @@ from adapters.wecom.crypto import CryptoError, WeComCrypto, aes_key
 from bot.errors import DeliveryError
 from bot.events import Attachment, ChatRef, Outgoing
 from bot.ports import AdapterEnv
+from bot.testing.inbox import MemoryKeyValueStore
 from tests.fake_wecom import FakeWeCom, new_aes_key
 from tests.fakes import ManualClock, RecordingInbox
 
@@ -73,13 +74,14 @@ class Kit:
 
 
 async def make_kit(inbox: RecordingInbox | None = None, clock: ManualClock | None = None,
-                   fake: FakeWeCom | None = None) -> Kit:  # fmt: skip
+                   fake: FakeWeCom | None = None, store: Any = None) -> Kit:  # fmt: skip
     fake = fake or FakeWeCom()
     clock = clock or ManualClock()
     cfg = WeComSettings(
         enabled=True, token=fake.token, encoding_aes_key=fake.aes, port=0, mention_name="AI助手"
     )
-    adapter = WeComAdapter(cfg, AdapterEnv("派", None, max_attachment_bytes=10_000), clock=clock)
+    env = AdapterEnv("派", None, max_attachment_bytes=10_000, store=store)
+    adapter = WeComAdapter(cfg, env, clock=clock)
     inbox = inbox or RecordingInbox()
     await adapter.start(inbox)
     if not fake.callback_url:
@@ -201,6 +203,27 @@ async def test_an_answer_after_a_restart_finds_its_stream() -> None:
         await k.adapter.send(reply_to(k, conv, "重启后答的。"))
         await asyncio.wait_for(conv.done.wait(), 10)
         assert conv.finished and conv.shown[-1] == "重启后答的。"
+    finally:
+        await k.adapter.stop()
+        await k.fake.close()
+
+
+async def test_an_answer_slot_is_kept_in_the_adapters_store_and_expires_with_its_response_url() -> None:
+    clock = ManualClock()
+    store = MemoryKeyValueStore(lambda: clock.now().timestamp())
+    k = await make_kit(clock=clock, store=store)
+    try:
+        conv = await k.fake.send(k.fake.message("重启前问的", user="wangwu"))
+        assert not [key for key in k.inbox.cursors if key.startswith("wecom:slot:")]  # no cursor row
+        (key,) = [key for key in store.entries if key.startswith("wecom:slot:")]
+        await k.adapter.stop()
+        k2 = await make_kit(inbox=k.inbox, clock=k.clock, fake=k.fake, store=store)
+        k.adapter = k2.adapter
+        await k.adapter.send(reply_to(k, conv, "重启后答的。"))  # found again after a restart
+        await asyncio.wait_for(conv.done.wait(), 10)
+        assert conv.finished and conv.shown[-1] == "重启后答的。"
+        clock.advance(3500 + 61)  # the response_url has expired: so has the slot
+        assert await store.get(key) is None
     finally:
         await k.adapter.stop()
         await k.fake.close()

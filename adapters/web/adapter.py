@@ -8,8 +8,11 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
   ``web:<group>:<message id>``), then made visible; only then does the poster get its 200. If the inbox
   refuses, the message is discarded and the poster gets a 503; after a crash, pending messages are handed
   to the inbox again at start-up (the inbox ignores ones it already has).
+* Groups: the core knows a group by its 6-digit number (``ChatRef.chat_id``, the key ``web:<number>``); people
+  reach it by its unguessable address (``/g/<address>``), its invite, or its number where the group allows
+  that (``join_by_number``, set by its admins; off for new groups). See ``adapters.web.store``.
 * ``send`` stores the bot's message (idempotent on ``Outgoing.idempotency_key``), pushes it live and
-  returns a ``SentRef`` whose url is ``<public_url or http://host:port>/g/<group>#m<id>``.
+  returns a ``SentRef`` whose url is ``<public_url or http://host:port>/g/<address>#m<id>``.
 * ``mentions_me`` is set when the text holds ``@<bot name>``; there are no direct messages here.
 * Files: uploads (multipart) are made durable under ``<data_dir>/web_files`` before the message is
   committed (``adapters.web.attachments``); they reach the core as ``Message.attachments`` whose ``source``
@@ -29,6 +32,7 @@ updates over WebSockets (``adapters.web.live``). Towards the core it is an ordin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -42,11 +46,12 @@ from adapters.web.attachments import StagedFile, WebAttachments, attachment
 from adapters.web.config import WebAdapterSettings
 from adapters.web.files import WebFileError, valid_file_id
 from adapters.web.forgetting import WebForgetting
-from adapters.web.guard import ClientLimits, ClientRules, StorageQuota, WebGuard
+from adapters.web.guard import ClientLimits, ClientRules, WebGuard
 from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.members import StoredMember
+from adapters.web.quota import QuotaExceeded, Reservation, StorageQuota
 from adapters.web.signin import SignedIn
 from adapters.web.store import NewFile, StoredFile, StoredGroup, StoredMessage, WebStore
 from adapters.web.watch import WebWatch
@@ -231,7 +236,7 @@ class WebAdapter(WebForgetting):
         return SentRef(
             chat=out.chat,
             message_id=str(first.id),
-            url=self.message_url(group.number, first.id),
+            url=self.message_url(group, first.id),
             part_ids=tuple(str(m.id) for m in stored),
             sent_at=first.sent_at,
         )
@@ -334,9 +339,14 @@ class WebAdapter(WebForgetting):
         return f"{self.base_url}/signin/{token}"
 
     async def redeem_sign_in(self, token: str) -> SignedIn | None:
+        """The member signed in, with ``group`` the address of the room to open (the token names its number)."""
         if self._store is None or not token or len(token) > 100:
             return None
-        return await asyncio.to_thread(self._store.redeem_sign_in, token)
+        signed = await asyncio.to_thread(self._store.redeem_sign_in, token)
+        if signed is None:
+            return None
+        room = await asyncio.to_thread(self._store.group, signed.group)
+        return dataclasses.replace(signed, group=room.address if room is not None else "")
 
     # ----------------------------------------------------------------- the page's side (GroupService)
 
@@ -378,9 +388,24 @@ class WebAdapter(WebForgetting):
         added = await asyncio.to_thread(store.add_admin, chat.chat_id, found[0])
         return Grant("granted" if added else "already", name)
 
-    async def find_group(self, number: str) -> StoredGroup | None:
+    async def find_group(self, address: str) -> StoredGroup | None:
         store = self._require_store()
-        return store.known_group(number) or await asyncio.to_thread(store.group, number)
+        return store.known_group("address", address) or await asyncio.to_thread(store.group_by_address, address)
+
+    async def find_by_number(self, number: str) -> StoredGroup | None:
+        """The group numbered ``number`` if it lets people join by number; None as for no group at all."""
+        group = await asyncio.to_thread(self._require_store().group, number)
+        return group if group is not None and group.join_by_number else None
+
+    async def is_group_admin(self, group: StoredGroup, member: StoredMember | None) -> bool:
+        if member is None:
+            return False
+        return await asyncio.to_thread(self._require_store().is_admin, group.number, member.author_id)
+
+    async def set_join_by_number(self, group: StoredGroup, allowed: bool) -> StoredGroup:
+        await asyncio.to_thread(self._require_store().set_join_by_number, group.number, allowed)
+        log.info("web group %s: joining by number %s", group.number, "allowed" if allowed else "off")
+        return dataclasses.replace(group, join_by_number=allowed)
 
     async def find_invite(self, invite: str) -> StoredGroup | None:
         return await asyncio.to_thread(self._require_store().group_by_invite, invite)
@@ -393,10 +418,27 @@ class WebAdapter(WebForgetting):
     def file_path(self, stored: StoredFile) -> Path:
         return self.attachments.path(stored)
 
+    async def reserve_space(self, group: StoredGroup, expected: int) -> Reservation | None:
+        """Space for a message of about ``expected`` bytes in the storage quota (None without a quota);
+        ``ApiError(507)`` when that would pass it."""
+        if self._quota is None:
+            return None
+        try:
+            if self._quota.counted(group.number, expected):  # the common case: far from full, nothing to measure
+                return self._quota.reserve(group.number, expected)
+            return await asyncio.to_thread(self._quota.reserve, group.number, expected)
+        except QuotaExceeded as exc:
+            log.info("refused a message in group %s: %s", group.number, exc)
+            raise ApiError(507, exc.why) from exc
+
     async def stage_upload(
-        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes]
+        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes],
+        space: Reservation | None = None,
     ) -> StagedFile:
-        return await self.attachments.stage_upload(group.number, name, mime, chunks)
+        """Write an upload aside, each chunk counted in ``space`` before it is written (507, nothing kept,
+        once the storage quota would be passed)."""
+        reserving = _reserving(chunks, space) if space is not None else chunks
+        return await self.attachments.stage_upload(group.number, name, mime, reserving)
 
     async def drop_uploads(self, staged: Sequence[StagedFile]) -> None:
         await self.attachments.drop(staged)
@@ -413,38 +455,68 @@ class WebAdapter(WebForgetting):
                 "max_media_bytes": self.attachments.max_media_bytes}  # fmt: skip
 
     def group_json(self, group: StoredGroup) -> dict[str, Any]:
+        """A group as those who hold its address or invite see it (they can read and post anyway)."""
         return {
-            "id": group.number,
+            "address": group.address,
             "number": group.number,
             "name": group.name,
             "invite": group.invite,
             "invite_url": f"{self.base_url}/join/{group.invite}",
-            "url": f"{self.base_url}/g/{group.number}",
+            "url": self.group_url(group),
             "key": f"{PLATFORM}:{group.number}",
+            "join_by_number": group.join_by_number,
             "created_at": group.created_at.isoformat(),
         }
 
+    def number_json(self, group: StoredGroup) -> dict[str, Any]:
+        """What a lookup by number answers (only for a group that allows it): where to go, nothing more."""
+        return {"address": group.address, "number": group.number, "name": group.name, "url": self.group_url(group)}
+
     async def post_message(
         self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
-        nonce: str | None, uploads: Sequence[StagedFile] = (),
+        nonce: str | None, uploads: Sequence[StagedFile] = (), space: Reservation | None = None,
     ) -> dict[str, Any]:
-        """Store a member's message (with its staged ``uploads``, which this call owns from now on) and
-        commit it to the inbox; returns it once both are durable."""
+        """Store a member's message (with its staged ``uploads`` and the quota ``space`` they were counted
+        in, which this call owns from now on) and commit it to the inbox; returns it once both are durable."""
         try:
-            return await self._post(group, author.author_id, author.nickname, text, reply_to, nonce, uploads)
+            if space is None:
+                space = await self.reserve_space(group, 0)
+            stored = await self._post(group, author.author_id, author.nickname, text, reply_to, nonce, uploads,
+                                      space)  # fmt: skip
         except BaseException:
-            await self.attachments.drop(uploads)
+            if space is not None:
+                space.release()
+            await self.drop_uploads(uploads)
             raise
+        return stored
 
     async def _post(
         self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
-        nonce: str | None, uploads: Sequence[StagedFile],
+        nonce: str | None, uploads: Sequence[StagedFile], space: Reservation | None,
     ) -> dict[str, Any]:
-        store = self._require_store()
         self.check_served(group)
         if len(uploads) > self.attachments.max_files:
             raise ApiError(413, f"at most {self.attachments.max_files} files per message")
-        await self._within_quota(group, len(text.encode("utf-8")) + sum(u.file.size for u in uploads))
+        if space is not None:  # the uploads' bytes are counted in it already; the text's before it is written
+            _use(space, len(text.encode("utf-8")))
+        msg, created, fresh = await self._store_post(group, author_id, author_name, text, reply_to, nonce, uploads)
+        if space is not None:  # a retry's bytes were counted with its first attempt
+            (space.keep if created else space.release)()
+        if created and not uploads and msg.reply_to is None:
+            rendered = message_json(msg, None, [], None)  # a new message without files, quote or poll: no reads
+        else:
+            rendered = await self._render(msg)
+        if fresh:
+            await self.hub.push(group.number, {"type": "message", "message": rendered})
+        return rendered
+
+    async def _store_post(
+        self, group: StoredGroup, author_id: str, author_name: str, text: str, reply_to: int | None,
+        nonce: str | None, uploads: Sequence[StagedFile],
+    ) -> tuple[StoredMessage, bool, bool]:
+        """Store and commit a member's message: ``(message, created, newly visible)``. A retry of a message
+        stored already (same nonce) writes nothing and drops its uploads: the first attempt's are kept."""
+        store = self._require_store()
         try:
             files = await self.attachments.commit(uploads)  # bytes durable before any row names them
         except WebFileError as exc:
@@ -462,30 +534,11 @@ class WebAdapter(WebForgetting):
             if not created:
                 await self.attachments.drop(uploads)  # a retry: the first attempt's files are the ones kept
             if msg.delivered:  # a retry with the same nonce: already safe, nothing to do
-                return await self._render(msg)
+                return msg, created, False
             # A new message without files has none to look up (the common case: no query per post).
-            known: list[StoredFile] | None = [] if created and not files else None
-            await self._commit(group, msg, target, known)
-        if known is not None and target is None:
-            rendered = message_json(msg, None, [], None)  # a person's new message has no poll
-        else:
-            rendered = await self._render(msg)
-        await self.hub.push(group.number, {"type": "message", "message": rendered})
-        return rendered
+            await self._commit(group, msg, target, [] if created and not files else None)
+        return msg, created, True
 
-    async def _within_quota(self, group: StoredGroup, size: int) -> None:
-        """Refuse (507) a message that would take its group, or the web group as a whole, past its storage."""
-        quota = self._quota
-        if quota is None:
-            return
-        if quota.counted(group.number, size):  # the common case: far from full, nothing to measure
-            problem = quota.problem(group.number, size)
-        else:
-            problem = await asyncio.to_thread(quota.problem, group.number, size)
-        if problem:
-            log.info("refused a message in group %s: %s", group.number, problem)
-            raise ApiError(507, problem)
-        quota.added(group.number, size)
 
     async def _commit(
         self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None,
@@ -510,8 +563,11 @@ class WebAdapter(WebForgetting):
 
     # ----------------------------------------------------------------- translation
 
-    def message_url(self, group: str, message_id: int) -> str:
-        return f"{self.base_url}/g/{group}#m{message_id}"
+    def group_url(self, group: StoredGroup) -> str:
+        return f"{self.base_url}/g/{group.address}"
+
+    def message_url(self, group: StoredGroup, message_id: int) -> str:
+        return f"{self.group_url(group)}#m{message_id}"
 
     def mentions_bot(self, text: str) -> bool:
         return bool(self._mention.search(text))
@@ -536,7 +592,7 @@ class WebAdapter(WebForgetting):
             mentions_me=self.mentions_bot(msg.text),
             is_direct=False,
             attachments=tuple(attachment(f) for f in files),
-            url=self.message_url(group.number, msg.id),
+            url=self.message_url(group, msg.id),
         )
 
     async def _render(self, msg: StoredMessage) -> dict[str, Any]:
@@ -558,6 +614,21 @@ class WebAdapter(WebForgetting):
         return out
 
 # --------------------------------------------------------------------------- helpers and factory
+
+
+async def _reserving(chunks: AsyncIterator[bytes], space: Reservation) -> AsyncIterator[bytes]:
+    """``chunks``, each counted in the storage quota before it is handed on to be written."""
+    async for chunk in chunks:
+        _use(space, len(chunk))
+        yield chunk
+
+
+def _use(space: Reservation, size: int) -> None:
+    try:
+        space.use(size)
+    except QuotaExceeded as exc:
+        log.info("refused a message in group %s: %s", space.group, exc)
+        raise ApiError(507, exc.why) from exc
 
 
 def check_exposure(host: str, access_token: str) -> None:
@@ -604,8 +675,9 @@ def create_adapter(cfg: WebAdapterSettings, env: AdapterEnv) -> WebAdapter:
         metrics=env.metrics,
         guard=WebGuard(
             ClientLimits(ClientRules(
-                sockets=cfg.sockets_per_client, socket_messages_per_s=cfg.socket_messages_per_s,
-                posts_per_s=cfg.posts_per_s, groups_per_hour=cfg.groups_per_client_per_hour,
+                sockets=cfg.sockets_per_client, socket_opens_per_minute=cfg.socket_opens_per_client_per_minute,
+                socket_messages_per_s=cfg.socket_messages_per_s, posts_per_s=cfg.posts_per_s,
+                groups_per_hour=cfg.groups_per_client_per_hour, members_per_hour=cfg.members_per_client_per_hour,
                 misses_per_hour=cfg.missed_lookups_per_client_per_hour,
             )),
             (env.bot_name, *env.bot_aliases), trust_forwarded_for=cfg.trust_forwarded_for,

@@ -18,11 +18,14 @@ class WebAdapterSettings:
     public_url: str = ""
     max_media_bytes: int = 2 * 1024 * 1024 * 1024  # a video or audio file to watch together
     # Per client (address; see adapters.web.guard), what a hostile page or script may do at most; 0: no limit.
-    trust_forwarded_for: bool = False  # behind a reverse proxy: the client is X-Forwarded-For's last address
+    # A client is an IP address (an IPv6 one: its /64). Behind a reverse proxy every request comes from the proxy:
+    trust_forwarded_for: bool = False  # then the client is X-Forwarded-For's last address (what the proxy saw)
     sockets_per_client: int = 20
+    socket_opens_per_client_per_minute: int = 30  # (re)connections: this many at once, then evenly over a minute
     socket_messages_per_s: float = 2.0  # typing notices, player commands and clock pings, all of a client's sockets
     posts_per_s: float = 1.0  # messages posted (and members made) per client (bursts of 30 allowed)
     groups_per_client_per_hour: int = 5
+    members_per_client_per_hour: int = 120  # nicknames picked (new members)
     missed_lookups_per_client_per_hour: int = 60  # group numbers or invites asked for that do not exist
     # Storage quotas (0: none): one group holds a film or two to watch together; all groups stay bounded.
     group_storage_mb: int = 5000
@@ -30,7 +33,8 @@ class WebAdapterSettings:
 
 
 _LIMITS = (  # keys that must not be negative
-    "sockets_per_client", "socket_messages_per_s", "posts_per_s", "groups_per_client_per_hour",
+    "sockets_per_client", "socket_opens_per_client_per_minute", "socket_messages_per_s", "posts_per_s",
+    "groups_per_client_per_hour", "members_per_client_per_hour",
     "missed_lookups_per_client_per_hour", "group_storage_mb", "storage_mb",
 )
 

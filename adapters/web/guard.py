@@ -1,15 +1,17 @@
 """The web group's defences against a hostile client: bot-name lookalikes, strict JSON bodies, per-client
-limits on posts, sockets, socket messages, new groups and lookups of groups that do not exist (so the
-6-digit numbers cannot be enumerated), storage quotas. Pure logic with an injected clock;
-``adapters.web.http`` calls it.
+limits on posts, new members, new groups, sockets (open at once and opened per minute), socket messages and
+lookups of groups that do not exist (storage quotas: ``adapters.web.quota``). Pure logic with an injected
+clock; ``adapters.web.http`` calls it.
 
-A *client* is the address a request comes from (``request.remote``), or, behind a reverse proxy the operator
-trusts (``adapters.web.trust_forwarded_for``), the last address in ``X-Forwarded-For`` (the one the proxy
-saw). Nicknames and member keys cost nothing to make, so they are not what is limited.
+A *client* is the IP address a request comes from (``request.remote``), or, behind a reverse proxy the
+operator trusts (``adapters.web.trust_forwarded_for``), the last address in ``X-Forwarded-For`` (the one the
+proxy saw); an IPv6 client is its /64 network (one host commonly holds a whole /64). Nicknames, member keys
+and browser state cost nothing to make, so they are not what is limited.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import time
@@ -175,11 +177,13 @@ class ClientRules:
     """What one client may do (the per-client keys of ``adapters.web``); 0 means no limit."""
 
     sockets: int = 20  # WebSockets open at once
+    socket_opens_per_minute: int = 30  # WebSockets opened (reconnects included; this many at once, then evenly)
     socket_messages_per_s: float = 2.0  # what a client's sockets send (typing included), together
     socket_burst: int = 20
     posts_per_s: float = 1.0  # messages posted (what a person can type, and a paste now and then)
     post_burst: int = 30
     groups_per_hour: int = 5  # groups created
+    members_per_hour: int = 120  # members made (nicknames picked)
     misses_per_hour: int = 60  # lookups of a group number or invite that does not exist
 
 
@@ -195,6 +199,8 @@ class ClientLimits:
         self._messages: OrderedDict[str, Bucket] = OrderedDict()
         self._groups: OrderedDict[str, Bucket] = OrderedDict()
         self._misses: OrderedDict[str, Bucket] = OrderedDict()
+        self._members: OrderedDict[str, Bucket] = OrderedDict()
+        self._opens: OrderedDict[str, Bucket] = OrderedDict()
         self._sockets: dict[str, int] = {}
 
     def _bucket(self, table: OrderedDict[str, Bucket], client: str, per_s: float, burst: float) -> Bucket:
@@ -222,6 +228,12 @@ class ClientLimits:
             return True
         return self._hourly(self._groups, client, r.groups_per_hour).take(self._clock())
 
+    def new_member(self, client: str) -> bool:
+        r = self.rules
+        if not r.members_per_hour:
+            return True
+        return self._hourly(self._members, client, r.members_per_hour).take(self._clock())
+
     def may_look_up(self, client: str) -> bool:
         """Whether the client may look a group up now: not while it has used up its misses. Checked before
         every lookup, found or not, so a refusal says nothing about whether the group exists."""
@@ -237,9 +249,15 @@ class ClientLimits:
             self._hourly(self._misses, client, r.misses_per_hour).take(self._clock())
 
     def open_socket(self, client: str) -> bool:
-        """Count a socket the client opens; False (and nothing counted) past ``sockets``."""
-        if self.rules.sockets and self._sockets.get(client, 0) >= self.rules.sockets:
+        """Count a socket the client opens; False (and nothing counted) past ``sockets`` open at once or
+        past ``socket_opens_per_minute`` (a reconnect storm costs a refusal each, never a lookup)."""
+        r = self.rules
+        if r.sockets and self._sockets.get(client, 0) >= r.sockets:
             return False
+        if r.socket_opens_per_minute:
+            per_minute = r.socket_opens_per_minute
+            if not self._bucket(self._opens, client, per_minute / 60, per_minute).take(self._clock()):
+                return False
         self._sockets[client] = self._sockets.get(client, 0) + 1
         return True
 
@@ -258,59 +276,22 @@ class ClientLimits:
         return bucket.take(self._clock())
 
 
-# --------------------------------------------------------------------------- storage quotas
-
-
-class StorageQuota:
-    """Bytes a group may keep (message text and files) and bytes all groups together may keep. Usage is
-    measured from the store the first time a group is seen (``measure(group)``; ``measure(None)`` for all)
-    and counted up as messages and files are added; a group close to its quota is measured again, so what
-    was deleted meanwhile (forgetting, retention) counts."""
-
-    def __init__(self, group_bytes: int, total_bytes: int, measure: Callable[[str | None], int]) -> None:
-        self.group_bytes = group_bytes
-        self.total_bytes = total_bytes
-        self._measure = measure
-        self._groups: dict[str, int] = {}
-        self._total: int | None = None
-
-    def _used(self, group: str) -> int:
-        if group not in self._groups:
-            self._groups[group] = self._measure(group)
-        return self._groups[group]
-
-    def _total_stale(self, adding: int) -> bool:
-        return self._total is None or bool(self.total_bytes and self._total + adding > 0.9 * self.total_bytes)
-
-    def _group_stale(self, used: int, adding: int) -> bool:
-        return bool(self.group_bytes and used + adding > 0.9 * self.group_bytes)
-
-    def counted(self, group: str, adding: int) -> bool:
-        """Whether ``problem`` can answer from its counts alone, without measuring (then it never blocks)."""
-        used = self._groups.get(group)
-        return used is not None and not self._total_stale(adding) and not self._group_stale(used, adding)
-
-    def problem(self, group: str, adding: int) -> Text | None:
-        """Why ``adding`` more bytes to ``group`` is refused, or None. Blocking unless ``counted``: run it
-        off the loop then."""
-        if self._total_stale(adding):
-            self._total = self._measure(None)
-        used = self._used(group)
-        if self._group_stale(used, adding):
-            used = self._groups[group] = self._measure(group)
-        if self.group_bytes and used + adding > self.group_bytes:
-            return Text(N_("This group has used its storage ({mb} MB)."), mb=self.group_bytes // 2**20)
-        if self.total_bytes and self._total + adding > self.total_bytes:
-            return Text(N_("The web group's storage is full ({mb} MB)."), mb=self.total_bytes // 2**20)
-        return None
-
-    def added(self, group: str, size: int) -> None:
-        self._groups[group] = self._used(group) + size
-        if self._total is not None:
-            self._total += size
-
-
 # --------------------------------------------------------------------------- what http.py consults
+
+
+def client_key(address: str) -> str:
+    """What limits count by: an IPv4 address as it is, an IPv6 address as its /64 network (one host or home
+    gets a whole /64, so counting single addresses would let it mint clients), anything else unchanged."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
 
 
 class WebGuard:
@@ -324,9 +305,10 @@ class WebGuard:
         self.trust_forwarded_for = trust_forwarded_for
 
     def client(self, remote: str | None, forwarded_for: str | None) -> str:
+        address = remote or ""
         if self.trust_forwarded_for and forwarded_for:
-            return forwarded_for.split(",")[-1].strip() or (remote or "")
-        return remote or ""
+            address = forwarded_for.split(",")[-1].strip() or address
+        return client_key(address)
 
     def nickname_problem(self, nickname: str) -> Text | None:
         name = looks_like(nickname, self.names)

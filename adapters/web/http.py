@@ -1,8 +1,9 @@
 """The web group's HTTP face: the single page, the JSON API and the live WebSocket (aiohttp).
 
-Routes (``{group}`` is a group's number):
+Routes (``{group}`` is a group's address: 128 random bits, URL-safe; its 6-digit number is for display, and
+for joining by number where the group allows it):
 
-    GET  /  /g/{group}  /join/{invite}     the page (index.html)
+    GET  /  /g/{group}  /join/{invite}     the page (index.html); /g/{number} for a group joinable by number
     GET  /static/{app.js,app.css}          its script and style
     GET  /api/info                         {"bot_name", "max_text_length", "max_file_bytes", "max_files"}
     GET  /api/i18n?lang=zh-CN              {"locale", "messages": {English: translation}} for the page
@@ -10,8 +11,11 @@ Routes (``{group}`` is a group's number):
     GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
     PATCH /api/members/me                  {"nickname"} -> the renamed member
     POST /api/groups                       {"name"} -> 201 group (a member creating it is its first admin)
-    GET  /api/groups/{group}               group
+    GET  /api/groups/{group}               group (+ "admin": whether the member key sent is the group's admin)
+    PATCH /api/groups/{group}              {"join_by_number": bool} -> group; only its admins (403)
     GET  /api/invites/{invite}             group
+    GET  /api/numbers/{number}             {"address", "number", "name", "url"} of a group that lets people
+                                           join by number; any other number: the same 404 as for none
     POST /api/groups/{group}/messages      {"text", "reply_to"?, "nonce"?, "author_id"?} -> message, as the
                                            member whose key is sent; or multipart/form-data: the same
                                            fields plus 1..max_files ``file`` parts (text may then be
@@ -58,6 +62,7 @@ from adapters.web.files import download_type, inline_type
 from adapters.web.guard import BadJson, WebGuard, strict_json
 from adapters.web.live import LiveHub
 from adapters.web.members import StoredMember
+from adapters.web.quota import Reservation
 from adapters.web.store import StoredFile, StoredGroup
 from adapters.web.watch import WebWatch
 from bot.i18n import N_, SOURCE_LOCALE, Catalogs, Text
@@ -87,6 +92,8 @@ _STATIC_TYPES = {
     "watch.js": "text/javascript", "watch.css": "text/css",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_ADDRESS = re.compile(r"^[A-Za-z0-9_-]{22,64}$")  # a group's address (adapters.web.store.new_address)
+_NUMBER = re.compile(r"^[0-9]{6}$")
 
 
 # A socket whose client keeps sending past its limit (a page sends a typing notice every few seconds) is
@@ -98,6 +105,11 @@ _HANG_UP_S = 0.05  # how long closing such a socket may take
 _TOO_MANY_GROUPS = Text(N_("This address has created its share of groups for now; try again later."))
 _TOO_MANY_MISSES = Text(N_("Too many addresses that lead to no group came from here; try again later."))
 _TOO_FAST = Text(N_("You are posting too fast; wait a moment."))
+_TOO_MANY_MEMBERS = Text(N_("This address has made its share of members for now; try again later."))
+_NO_SUCH_NUMBER = Text(N_("No group with this number lets people join by number."))
+_ADMINS_ONLY = Text(N_("Only the group's admins can change this."))
+_NO_SUCH_GROUP = Text(N_("There is no group at this address."))
+_NO_SUCH_INVITE = Text(N_("This invite link is not valid."))
 
 
 class ApiError(Exception):
@@ -130,7 +142,17 @@ class GroupService(Protocol):
 
     async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember: ...
 
-    async def find_group(self, number: str) -> StoredGroup | None: ...
+    async def find_group(self, address: str) -> StoredGroup | None: ...
+
+    async def find_by_number(self, number: str) -> StoredGroup | None:
+        """The numbered group only if it lets people join by number (else None, as for no group)."""
+        ...
+
+    async def is_group_admin(self, group: StoredGroup, member: StoredMember | None) -> bool: ...
+
+    async def set_join_by_number(self, group: StoredGroup, allowed: bool) -> StoredGroup: ...
+
+    def number_json(self, group: StoredGroup) -> dict[str, Any]: ...
 
     async def find_invite(self, invite: str) -> StoredGroup | None: ...
 
@@ -138,17 +160,25 @@ class GroupService(Protocol):
 
     async def post_message(
         self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
-        nonce: str | None, uploads: Sequence[StagedFile] = (),
+        nonce: str | None, uploads: Sequence[StagedFile] = (), space: Reservation | None = None,
     ) -> dict[str, Any]:
-        """Store and commit a message; owns ``uploads`` from the call on (removes them if it fails)."""
+        """Store and commit a message; owns ``uploads`` and ``space`` from the call on (removes the uploads
+        and releases the space if it fails)."""
         ...
 
     async def list_messages(self, group: StoredGroup, after: int | None, limit: int) -> dict[str, Any]: ...
 
+    async def reserve_space(self, group: StoredGroup, expected: int) -> Reservation | None:
+        """Storage quota space for a message of about ``expected`` bytes (``ApiError(507)`` past the quota;
+        None when there is no quota), reserved before anything is written."""
+        ...
+
     async def stage_upload(
-        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes]
+        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes],
+        space: Reservation | None = None,
     ) -> StagedFile:
-        """Write one uploaded file aside (``ApiError(413)`` past the size limit, nothing kept)."""
+        """Write one uploaded file aside, its bytes counted in ``space`` (``ApiError(413)`` past the size
+        limit, ``ApiError(507)`` past the storage quota; nothing kept)."""
         ...
 
     async def drop_uploads(self, staged: Sequence[StagedFile]) -> None: ...
@@ -160,8 +190,8 @@ class GroupService(Protocol):
     def limits_json(self) -> dict[str, int]: ...
 
     async def redeem_sign_in(self, token: str) -> SignedIn | None:
-        """Use a one-time sign-in token: the member (made, or given a new key) and its key, or None (used,
-        expired, unknown)."""
+        """Use a one-time sign-in token: the member (made, or given a new key), its key and the address of
+        the group to open, or None (used, expired, unknown)."""
         ...
 
     def check_served(self, group: StoredGroup) -> None:
@@ -294,13 +324,15 @@ class WebHttp:
         r.add_patch("/api/members/me", self.rename_me)
         r.add_post("/api/groups", self.create_group)
         r.add_get("/api/groups/{group}", self.get_group)
+        r.add_patch("/api/groups/{group}", self.change_group)
         r.add_get("/api/invites/{invite}", self.get_invite)
+        r.add_get("/api/numbers/{number}", self.get_number)
         r.add_post("/api/groups/{group}/messages", self.post_message)
         r.add_get("/api/groups/{group}/messages", self.get_messages)
         r.add_get("/api/groups/{group}/ws", self.socket)
         r.add_get("/api/files/{file_id}", self.get_file)
         r.add_get("/signin/{token}", self.sign_in)
-        self.service.watch.add_routes(r, self.service)
+        self.service.watch.add_routes(r, self.service, self._group)
         if getattr(self.service, "metrics", None) is not None:
             r.add_get("/metrics", self.metrics)
         return app
@@ -436,6 +468,7 @@ class WebHttp:
 
     async def create_member(self, request: web.Request) -> web.Response:
         self._limit(request, "post", _TOO_FAST)  # members cost a row each: no faster than posts
+        self._limit(request, "new_member", _TOO_MANY_MEMBERS)  # and only so many an hour from one address
         nickname = self._nickname(await read_json(request))
         member, key = await self.service.add_member(nickname)
         body = {"author_id": member.author_id, "nickname": member.nickname, "key": key}
@@ -451,7 +484,7 @@ class WebHttp:
             t = self._catalogs.translator(self._catalogs.resolve(lang) or SOURCE_LOCALE)
             text = t._("This sign-in link was used already or has expired. Ask me for a new one with /signin.")
             return web.Response(status=410, text=text, content_type="text/plain", charset="utf-8")
-        resp = web.Response(status=303, headers={"Location": f"/g/{signed.group}"})
+        resp = web.Response(status=303, headers={"Location": f"/g/{signed.group}" if signed.group else "/"})
         # Lax, not Strict: the link is opened from another app, and the page it leads to must be signed in.
         resp.set_cookie(MEMBER_COOKIE, signed.key, httponly=True, samesite="Lax", path="/",
                         max_age=MEMBER_COOKIE_MAX_AGE, secure=self.public_secure)  # fmt: skip
@@ -476,16 +509,23 @@ class WebHttp:
         self._limit(request, "new_group", _TOO_MANY_GROUPS)
         data = await read_json(request)
         name = clean_line(data.get("name"), "name", MAX_NAME_CHARS)
-        group = await self.service.create_group(name, await self._member(request))
-        return web.json_response(self.service.group_json(group), status=201)
+        creator = await self._member(request)
+        group = await self.service.create_group(name, creator)
+        return web.json_response({**self.service.group_json(group), "admin": creator is not None}, status=201)
+
+    async def _group_view(self, request: web.Request, group: StoredGroup) -> web.Response:
+        """A group as its page needs it, with whether the request's member is one of its admins."""
+        admin = await self.service.is_group_admin(group, await self._member(request))
+        return web.json_response({**self.service.group_json(group), "admin": admin})
 
     async def _group(self, request: web.Request) -> StoredGroup:
-        number = request.match_info["group"]
+        """The group whose address the path names; a 404 (a miss, counted) for anything else, numbers too."""
+        address = request.match_info["group"]
         client = self._may_look_up(request)
-        group = await self.service.find_group(number) if number.isdigit() else None
+        group = await self.service.find_group(address) if _ADDRESS.match(address) else None
         if group is None:
             self._missed(client)
-            raise ApiError(404, f"there is no group {number[:20]!r}")
+            raise ApiError(404, _NO_SUCH_GROUP)
         return group
 
     def _may_look_up(self, request: web.Request) -> str:
@@ -501,35 +541,63 @@ class WebHttp:
             self.guard.limits.missed(client)
 
     async def get_group(self, request: web.Request) -> web.Response:
-        return web.json_response(self.service.group_json(await self._group(request)))
+        return await self._group_view(request, await self._group(request))
+
+    async def change_group(self, request: web.Request) -> web.Response:
+        """A group's admins decide whether people may join it by its number."""
+        group = await self._group(request)
+        member = await self._required_member(request)
+        data = await read_json(request)
+        allowed = data.get("join_by_number")
+        if not isinstance(allowed, bool) or set(data) - {"join_by_number"}:
+            raise ApiError(400, "send {\"join_by_number\": true|false}")
+        if not await self.service.is_group_admin(group, member):
+            raise ApiError(403, _ADMINS_ONLY)
+        changed = await self.service.set_join_by_number(group, allowed)
+        return web.json_response({**self.service.group_json(changed), "admin": True})
+
+    async def get_number(self, request: web.Request) -> web.Response:
+        """Join by number: only a group that allows it is found. Any other number (none, or a group that
+        does not allow it) gets the same 404 and counts as a miss, so numbers tell nothing."""
+        number = request.match_info["number"]
+        client = self._may_look_up(request)
+        group = await self.service.find_by_number(number) if _NUMBER.match(number) else None
+        if group is None:
+            self._missed(client)
+            raise ApiError(404, _NO_SUCH_NUMBER)
+        return web.json_response(self.service.number_json(group))
 
     async def get_invite(self, request: web.Request) -> web.Response:
         client = self._may_look_up(request)
         group = await self.service.find_invite(request.match_info["invite"][:64])
         if group is None:
             self._missed(client)
-            raise ApiError(404, "this invite link is not valid")
-        return web.json_response(self.service.group_json(group))
+            raise ApiError(404, _NO_SUCH_INVITE)
+        return await self._group_view(request, group)
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
         self._limit(request, "post", _TOO_FAST)  # before reading the body
         member = await self._required_member(request)
         self.service.check_served(group)
+        space = None
         if request.content_type == "multipart/form-data":
-            data, uploads = await self._read_upload(request, group)
+            data, uploads, space = await self._read_upload(request, group)
         elif request.content_type == "application/x-www-form-urlencoded":  # a form without files
             data, uploads = await read_form(request), []
         else:
             data, uploads = await read_json(request), []
         try:
-            return await self._post(group, member, data, uploads)
+            return await self._post(group, member, data, uploads, space)
         except BaseException:
+            if space is not None:
+                space.release()
             await self.service.drop_uploads(uploads)
             raise
 
     async def _post(
-        self, group: StoredGroup, member: StoredMember, data: dict[str, Any], uploads: list[StagedFile]
+        self, group: StoredGroup, member: StoredMember, data: dict[str, Any], uploads: list[StagedFile],
+        space: Reservation | None = None,
     ) -> web.Response:
         claimed = data.get("author_id")
         if claimed not in (None, "", member.author_id):
@@ -539,13 +607,15 @@ class WebHttp:
         nonce = data.get("nonce")
         if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= 64):
             raise ApiError(400, "'nonce' must be text of 1-64 characters")
-        message = await self.service.post_message(group, member, text, reply_to, nonce, uploads)
+        message = await self.service.post_message(group, member, text, reply_to, nonce, uploads, space)
         return web.json_response(message)
 
     async def _read_upload(
         self, request: web.Request, group: StoredGroup
-    ) -> tuple[dict[str, Any], list[StagedFile]]:
-        """The fields and staged files of a multipart message; on any refusal nothing staged is kept."""
+    ) -> tuple[dict[str, Any], list[StagedFile], Reservation | None]:
+        """The fields and staged files of a multipart message and the storage quota space they were counted
+        in (what the request's length says, reserved before any byte is read); on any refusal nothing staged
+        is kept and the space is released."""
         limits = self.service.limits_json()
         max_files, max_bytes = limits["max_files"], limits["max_file_bytes"]
         max_media = limits.get("max_media_bytes", max_bytes)
@@ -555,6 +625,7 @@ class WebHttp:
             raise ApiError(413, f"the upload is too large (at most {max_files} files of {max_bytes} bytes)")
         fields: dict[str, Any] = {}
         uploads: list[StagedFile] = []
+        space = await self.service.reserve_space(group, request.content_length or 0)
         try:
             try:
                 reader = await request.multipart()
@@ -569,7 +640,7 @@ class WebHttp:
                     mime = part.headers.get("Content-Type")
                     # Browsers escape '"' and line breaks as %22/%0A, some clients every non-ASCII byte.
                     name = unquote(part.filename or "", errors="replace")
-                    uploads.append(await self.service.stage_upload(group, name, mime, _chunks(part)))
+                    uploads.append(await self.service.stage_upload(group, name, mime, _chunks(part), space))
                     if sum(u.file.kind in ("video", "audio") for u in uploads) > 1:
                         raise ApiError(413, "at most one video or audio file per message")
                 elif part.name in ("author", "author_id", "text", "reply_to", "nonce"):
@@ -577,9 +648,11 @@ class WebHttp:
                 else:
                     raise ApiError(400, f"unexpected form field {str(part.name)[:40]!r}")
         except BaseException:
+            if space is not None:
+                space.release()
             await self.service.drop_uploads(uploads)
             raise
-        return fields, uploads
+        return fields, uploads, space
 
     async def get_file(self, request: web.Request) -> web.StreamResponse:
         stored = await self.service.find_file(request.match_info["file_id"])
@@ -612,12 +685,14 @@ class WebHttp:
         return web.json_response(await self.service.list_messages(group, after_id, int(limit)))
 
     async def socket(self, request: web.Request) -> web.WebSocketResponse:
-        group = await self._group(request)
-        member = await self._member(request)  # the page's cookie (or a key): who steers a player from here
+        # The limits come first: a refused (re)connection costs no lookup of a group or member.
         client, limits = self._client(request), self.guard.limits
         if limits is not None and not limits.open_socket(client):
-            raise ApiError(429, Text(N_("At most {n} live connections per address."), n=limits.rules.sockets))
+            raise ApiError(429, Text(N_("Too many live connections from this address (at most {n} at once); "
+                                        "try again in a minute."), n=limits.rules.sockets))
         try:
+            group = await self._group(request)
+            member = await self._member(request)  # the page's cookie (or a key): who steers a player from here
             ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
             await ws.prepare(request)
             hub = self.service.hub

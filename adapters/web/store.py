@@ -10,6 +10,10 @@ core's memory. Contract:
 * A user message is written ``pending`` first and becomes visible (``list_messages``) only once
   ``mark_delivered`` says the core's inbox committed it. After a crash, ``pending`` returns what still has to
   be handed to the inbox; ``discard`` removes a message the inbox refused.
+* A group has a 6-digit ``number`` (shown to people; the core's chat id, so its memory key ``web:<number>``)
+  and an ``address`` (128 random bits) that its page, API and socket paths use. Looking a group up by
+  number is for groups that allow it (``join_by_number``, off for new groups). A store from before addresses
+  is upgraded when opened: every group gets one and keeps its number (and everything keyed by it).
 * Bot messages are written visible at once and are unique per idempotency key.
 * Message ids grow monotonically across the whole store, so ``after=<id>`` paging is exact.
 * Members (``adapters.web.members``): a person gets an ``author_id`` and a secret key when they first pick a nickname
@@ -45,10 +49,12 @@ from bot.errors import PaibotError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
-    number TEXT PRIMARY KEY,
+    number TEXT PRIMARY KEY,                 -- 6 digits, shown to people; the group's key is web:<number>
     name TEXT NOT NULL,
     invite TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    address TEXT,                            -- the unguessable token of its page and API paths (unique index)
+    join_by_number INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -111,10 +117,16 @@ class WebStoreError(PaibotError):
 
 @dataclass(frozen=True, slots=True)
 class StoredGroup:
+    """A group. ``number`` (six digits) is what people see and what the core keys it by (``web:<number>``);
+    ``address`` (128 random bits) is the only way to reach it over HTTP, besides the ``invite`` and, where
+    ``join_by_number`` allows it, the number."""
+
     number: str
     name: str
     invite: str
     created_at: datetime
+    address: str = ""
+    join_by_number: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +188,16 @@ def _poll(row: tuple) -> StoredPoll:
                       datetime.fromisoformat(row[4]) if row[4] else None)  # fmt: skip
 
 
+_GROUP_COLUMNS = "number, name, invite, created_at, address, join_by_number"
+
+
+def new_address() -> str:
+    """A group's address: 128 random bits, URL-safe (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
 def _group(row: tuple) -> StoredGroup:
-    return StoredGroup(row[0], row[1], row[2], datetime.fromisoformat(row[3]))
+    return StoredGroup(row[0], row[1], row[2], datetime.fromisoformat(row[3]), row[4], bool(row[5]))
 
 
 def _message(row: tuple) -> StoredMessage:
@@ -229,7 +249,8 @@ class WebStore(MemberTables, SignInTables):
         self._members = {}
         self._queue_lock = threading.Lock()
         self._queued: list[_Write] = []  # writes waiting for the next shared commit (see _shared_commit)
-        self._groups: dict[str, StoredGroup] = {}  # groups never change once made: kept after the first read
+        # groups found by number, address or invite; only set_join_by_number changes one (it drops them all)
+        self._groups: dict[tuple[str, str], StoredGroup] = {}
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -242,8 +263,30 @@ class WebStore(MemberTables, SignInTables):
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
             if "removed" not in columns:  # a store from before messages could be forgotten
                 self._db.execute("ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
+            self._give_addresses()
         except sqlite3.Error as exc:
             raise WebStoreError(f"cannot open the web group store at {path}: {exc}") from exc
+
+    def _give_addresses(self) -> None:
+        """Upgrade a store from before group addresses: every group gets one, in one transaction. Its number
+        (and so its key, memory, reminders) stays; such a group keeps admitting people by number (the way in
+        its members knew until now) until an admin turns that off."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(groups)")}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if "address" not in columns:
+                self._db.execute("ALTER TABLE groups ADD COLUMN address TEXT")
+            if "join_by_number" not in columns:
+                self._db.execute("ALTER TABLE groups ADD COLUMN join_by_number INTEGER NOT NULL DEFAULT 0")
+            old = [r[0] for r in self._db.execute("SELECT number FROM groups WHERE address IS NULL")]
+            for number in old:
+                self._db.execute("UPDATE groups SET address = ?, join_by_number = 1 WHERE number = ?",
+                                 (new_address(), number))  # fmt: skip
+            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS groups_address ON groups (address)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.rollback()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -260,42 +303,52 @@ class WebStore(MemberTables, SignInTables):
     # ----------------------------------------------------------------- groups
 
     def create_group(self, name: str, now: datetime | None = None) -> StoredGroup:
-        """A new group with a fresh 6-digit number and invite token."""
+        """A new group with a fresh 6-digit number, address and invite token; joining by number is off."""
         created = now or datetime.now(timezone.utc)
         with self._lock:
             for _ in range(50):
                 number = str(100000 + secrets.randbelow(900000))
                 invite = secrets.token_urlsafe(16)  # 128 bits
+                address = new_address()
                 try:
                     self._run(
-                        "INSERT INTO groups (number, name, invite, created_at) VALUES (?, ?, ?, ?)",
-                        (number, name, invite, created.isoformat()),
-                    )
+                        "INSERT INTO groups (number, name, invite, created_at, address, join_by_number)"
+                        " VALUES (?, ?, ?, ?, ?, 0)", (number, name, invite, created.isoformat(), address),
+                    )  # fmt: skip
                 except sqlite3.IntegrityError:
-                    continue  # number or invite already taken: draw again
-                return StoredGroup(number, name, invite, created)
+                    continue  # number, address or invite already taken: draw again
+                return StoredGroup(number, name, invite, created, address, False)
         raise WebStoreError("could not find a free group number")
 
-    def known_group(self, number: str) -> StoredGroup | None:
-        """The group if ``group`` read it before (never blocks; None: ask ``group``)."""
-        return self._groups.get(number)
+    def known_group(self, column: str, value: str) -> StoredGroup | None:
+        """The group whose ``column`` ("number", "address", "invite") is ``value``, if a lookup found it before
+        (never blocks; None: look it up)."""
+        return self._groups.get((column, value))
 
-    def group(self, number: str) -> StoredGroup | None:
+    def _group_where(self, column: str, value: str) -> StoredGroup | None:
         with self._lock:
-            row = self._run("SELECT number, name, invite, created_at FROM groups WHERE number = ?", (number,))
-            found = row.fetchone()
+            found = self._run(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE {column} = ?", (value,)).fetchone()
             if found is None:
                 return None
             if len(self._groups) >= GROUPS_KEPT:
                 self._groups.pop(next(iter(self._groups)))
-            group = self._groups[number] = _group(found)
+            group = self._groups[(column, value)] = _group(found)
         return group
 
+    def group(self, number: str) -> StoredGroup | None:
+        """The group numbered ``number`` (the core's chat id), whether or not it admits people by number."""
+        return self._group_where("number", number)
+
+    def group_by_address(self, address: str) -> StoredGroup | None:
+        return self._group_where("address", address)
+
     def group_by_invite(self, invite: str) -> StoredGroup | None:
+        return self._group_where("invite", invite)
+
+    def set_join_by_number(self, number: str, allowed: bool) -> None:
         with self._lock:
-            row = self._run("SELECT number, name, invite, created_at FROM groups WHERE invite = ?", (invite,))
-            found = row.fetchone()
-        return _group(found) if found else None
+            self._run("UPDATE groups SET join_by_number = ? WHERE number = ?", (int(allowed), number))
+            self._groups.clear()  # rare: every kept copy of the group is dropped
 
     # ----------------------------------------------------------------- messages
 

@@ -28,7 +28,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -42,6 +42,7 @@ from bot.ports import WatchCommand, WatchControl, WatchView
 
 if TYPE_CHECKING:
     from adapters.web.http import GroupService
+    from adapters.web.store import StoredGroup
 
 log = logging.getLogger("paibot.web")
 
@@ -106,16 +107,21 @@ class WebWatch:
 
     # ----------------------------------------------------------------- routes
 
-    def add_routes(self, router: web.UrlDispatcher, service: GroupService) -> None:
+    def add_routes(
+        self, router: web.UrlDispatcher, service: GroupService,
+        find: Callable[[web.Request], Awaitable[StoredGroup]],
+    ) -> None:
+        """``find``: the group the request's path names (the HTTP layer's lookup, misses counted and limited)."""
+
         async def current(request: web.Request) -> web.Response:
-            group = await _group(service, request)
+            group = await find(request)
             view = await self.control.current(_chat(self.platform, group)) if self.control else None
             # "available" is false when no watch skill runs (skills.watch.enabled: false): the page hides its button.
             available = self.control is not None
             return web.json_response({"watch": view_json(view) if view else None, "available": available})
 
         async def cues(request: web.Request) -> web.Response:
-            group = await _group(service, request)
+            group = await find(request)
             session = request.match_info["session"]
             if self.control is None or not _SESSION.match(session):
                 raise web.HTTPNotFound()
@@ -196,10 +202,3 @@ def _command(data: dict[str, Any]) -> WatchCommand | None:
 def _chat(platform: str, group: Any) -> ChatRef:
     return ChatRef(platform, group.number, title=group.name)
 
-
-async def _group(service: GroupService, request: web.Request) -> Any:
-    number = request.match_info["group"]
-    group = await service.find_group(number) if number.isdigit() else None
-    if group is None:
-        raise web.HTTPNotFound()
-    return group

@@ -45,7 +45,9 @@ from bot.ports import AdapterEnv, Capabilities, Clock, Erasure, IntakeSink
 
 log = logging.getLogger("paibot.wecom")
 
-SLOT_KEY = "wecom:slot:"  # + stream id -> {"msgid", "chat", "title", "response_url", "at"}
+# + stream id -> {"msgid", "chat", "title", "response_url", "at"}: in the adapter's key-value store, expiring
+# with the response_url (older versions kept it as an intake cursor, never pruned; still read back).
+SLOT_KEY = "wecom:slot:"
 MAX_BODY = 1024 * 1024
 
 
@@ -204,7 +206,14 @@ class WeComAdapter:
         url = str(payload.get("response_url") or "")
         record = json.dumps({"msgid": event.id, "chat": event.chat.chat_id, "title": event.chat.title,
                              "response_url": url, "at": self._now()})  # fmt: skip
-        await self._sink.submit([event], cursor_key=SLOT_KEY + stream_id_for(event.id), cursor=record)
+        key = SLOT_KEY + stream_id_for(event.id)
+        if self._env.store is not None:
+            # Written before the event is committed: a crash in between leaves a slot that expires unused,
+            # and WeCom's retried callback writes it again.
+            await self._env.store.put(key, record, ttl_s=self._s.response_url_ttl_s + 60)
+            await self._sink.submit([event])
+        else:
+            await self._sink.submit([event], cursor_key=key, cursor=record)
         return self._board.open(event.id, event.chat, url, self._now(), event.author.user_id)
 
     async def _restore(self, stream_id: str) -> Slot | None:
@@ -212,7 +221,9 @@ class WeComAdapter:
         slot = self._board.by_stream(stream_id)
         if slot is not None or self._sink is None:
             return slot
-        raw = await self._sink.cursor(SLOT_KEY + stream_id)
+        raw = await self._env.store.get(SLOT_KEY + stream_id) if self._env.store is not None else None
+        if raw is None:
+            raw = await self._sink.cursor(SLOT_KEY + stream_id)
         try:
             rec = json.loads(raw) if raw else None
             if not isinstance(rec, dict):

@@ -31,7 +31,7 @@ class Chains:
 
 def default_chains(services: Services, limiter: RateLimiter) -> Chains:
     return Chains(
-        gates=(QuietHours(services), RateLimits(limiter, services.people.person_of), DailyBudget(limiter)),
+        gates=(QuietHours(services), RateLimits(limiter, services.people.person_of), DailyBudget(limiter, services.people.person_of, services.people.identities)),
         answering=(Typing(services.adapters),),
         replies=(Welcome(services),),
     )

@@ -8,7 +8,7 @@ turns where the member would speak."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.limits import RateLimiter, Verdict
 from bot.middleware import Handler, Refusal, Turn
@@ -49,17 +49,28 @@ class RateLimits:
 
 class DailyBudget:
     """The daily budgets: the group's, the member's across groups, the whole bot's (``bot.limits``). An
-    answer it lets through holds its reservation against them until everything inside has run."""
+    answer it lets through holds its reservation against them until everything inside has run. A person's
+    linked accounts (``bot.people``: ``person_of``, ``identities``) share one member budget."""
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        person_of: Callable[[str], str] = lambda key: key,
+        identities: Callable[[str], Sequence[str]] = lambda key: (key,),
+    ) -> None:
         self._limiter = limiter
+        self._person_of = person_of
+        self._identities = identities
 
     async def __call__(self, turn: Turn, call_next: Handler[Turn]) -> None:
         if not turn.decision.speak or turn.refusal is not None:
             await call_next(turn)
             return
-        member = turn.message.author.key
-        verdict = await self._limiter.check_budget(turn.message.chat.key, member, self._limiter.now())
+        account = turn.message.author.key
+        member = self._person_of(account)
+        verdict = await self._limiter.check_budget(
+            turn.message.chat.key, member, self._limiter.now(), accounts=self._identities(account)
+        )
         if not verdict.allowed:
             turn.refusal = _refusal(verdict)
             await call_next(turn)

@@ -18,6 +18,7 @@ import random
 from bot.errors import PlatformUnavailable
 from bot.relay.jobs import Job, RelayJobs
 from bot.relay.sender import RelaySender
+from bot.supervisor import backoff_delay
 
 log = logging.getLogger("paibot.relay")
 
@@ -126,7 +127,7 @@ class RelayWorker:
             except asyncio.CancelledError:
                 raise
             except PlatformUnavailable as exc:
-                wait = min(self._outage_cap_s, self._outage_base_s * 2**outage) * self._rng.uniform(0.5, 1.0)
+                wait = backoff_delay(outage, self._outage_base_s, self._outage_cap_s, self._rng)
                 log.warning("relay to %s: platform unreachable (%s); trying again in %.1fs", job.target, exc, wait)
                 return wait
             except Exception:  # one bad job must never stop the group's relay

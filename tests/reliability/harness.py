@@ -124,8 +124,9 @@ def write_config(tmp_path: Path, body: str) -> Path:
 # The harness is one client posting for many members and groups: the web group's per-client limits are off
 # (tests/test_web_hostile.py tests them).
 WEB_UNLIMITED = (
-    "sockets_per_client: 0, socket_messages_per_s: 0, posts_per_s: 0, groups_per_client_per_hour: 0, "
-    "missed_lookups_per_client_per_hour: 0, group_storage_mb: 0, storage_mb: 0"
+    "sockets_per_client: 0, socket_opens_per_client_per_minute: 0, socket_messages_per_s: 0, posts_per_s: 0, "
+    "groups_per_client_per_hour: 0, members_per_client_per_hour: 0, missed_lookups_per_client_per_hour: 0, "
+    "group_storage_mb: 0, storage_mb: 0"
 )
 
 

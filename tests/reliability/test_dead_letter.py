@@ -68,15 +68,17 @@ async def test_a_message_failing_every_time_is_dead_lettered_after_3_attempts_an
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             await bot.spawn()
             await wait_for(lambda: web_ready(http, base), 90)
-            groups = []
+            groups, address_of = [], {}  # numbers (the core's chat ids); their addresses (the API's paths)
             for name in ("travel", "books"):
                 async with http.post(f"{base}/api/groups", json={"name": name}) as resp:
-                    groups.append((await resp.json())["number"])
+                    created = await resp.json()
+                    groups.append(created["number"])
+                    address_of[created["number"]] = created["address"]
             travel, books = groups
             ann = await member_headers(http, "Ann", base)
 
             async def post(group: str, text: str) -> int:
-                async with http.post(f"{base}/api/groups/{group}/messages", json={"text": text}, headers=ann) as r:
+                async with http.post(f"{base}/api/groups/{address_of[group]}/messages", json={"text": text}, headers=ann) as r:
                     assert r.status == 200, await r.text()
                     mid = int((await r.json())["id"])
                 posted.append((group, mid, text.startswith("@Pai")))

@@ -31,7 +31,7 @@ from tests.reliability.harness import (
     wait_for,
     write_config,
 )
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.synapse]
 

@@ -41,7 +41,7 @@ from tests.reliability.harness import (
 )
 from tests.reliability.test_kill_matrix import whole_history
 from tests.reliability.test_kill_web import list_all
-from tests.synapse_server import SynapseServer, synapse  # noqa: F401 - the session fixture
+from tests.synapse_server import SynapseServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.synapse]
 
@@ -81,6 +81,7 @@ def queued_relay_jobs(data: Path) -> int:
 
 
 _members: dict[tuple[str, str], dict[str, str]] = {}  # (server, nickname) -> headers
+_addresses: dict[str, str] = {}  # a web group's number -> its address (what its API paths use)
 
 
 async def web_member(http: aiohttp.ClientSession, base: str, nickname: str) -> dict[str, str]:
@@ -108,7 +109,7 @@ async def post_web(http: aiohttp.ClientSession, base: str, msg: Said) -> None:
     delay = 0.05
     while True:
         try:
-            async with http.post(f"{base}/api/groups/{group}/messages", json=body, headers=headers) as resp:
+            async with http.post(f"{base}/api/groups/{_addresses[group]}/messages", json=body, headers=headers) as resp:
                 if resp.status == 200:
                     msg.event_id = f"web:{group}:{(await resp.json())['id']}"
                     return
@@ -137,7 +138,7 @@ async def read_groups(http: aiohttp.ClientSession, base: str, human: Human, room
     listed: dict[str, list[tuple[str, str, str, bool]]] = {}
     for n in webs:
         listed[f"web:{n}"] = [(str(m["id"]), m["text"], str((m["reply_to"] or {}).get("id", "")), m["is_bot"])
-                              for m in await list_all(http, base, n)]
+                              for m in await list_all(http, base, _addresses[n])]
     events: list[tuple[str, str, str, bool]] = []
     for e in await whole_history(human, room):
         if e.get("type") != "m.room.message" or "m.new_content" in (e.get("content") or {}):
@@ -158,8 +159,10 @@ async def run_scenario(tmp_path: Path, server: SynapseServer, *, messages: int, 
     data = tmp_path / "data"
     data.mkdir()
     store = WebStore(data / "web.db")
-    webs = [store.create_group(f"burst web {g}").number for g in range(2)]
+    made = [store.create_group(f"burst web {g}") for g in range(2)]
     store.close()
+    webs = [g.number for g in made]
+    _addresses.update((g.number, g.address) for g in made)
     groups = [f"web:{n}" for n in webs] + [f"matrix:{room}"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -49,6 +49,7 @@ class Planned:
     mention: bool
     acked_id: int | None = None
     attempts: int = 0
+    address: str = ""  # the group's address (its API path); ``group`` is its number, the core's chat id
 
 
 @dataclass
@@ -81,7 +82,7 @@ async def post_until_acked(http: aiohttp.ClientSession, base: str, msg: Planned,
     while True:
         msg.attempts += 1
         try:
-            async with http.post(f"{base}/api/groups/{msg.group}/messages", json=body, headers=headers) as resp:
+            async with http.post(f"{base}/api/groups/{msg.address}/messages", json=body, headers=headers) as resp:
                 if resp.status == 200:
                     msg.acked_id = int((await resp.json())["id"])
                     stream.acked += 1
@@ -120,11 +121,16 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
         await bot.spawn()
         await wait_for(lambda: web_ready(http, base), 90)
         numbers = []
+        addresses: dict[str, str] = {}
         for g in range(groups):
             async with http.post(f"{base}/api/groups", json={"name": f"crash group {g}"}) as resp:
                 assert resp.status == 201, await resp.text()
-                numbers.append((await resp.json())["number"])
+                created = await resp.json()
+                numbers.append(created["number"])
+                addresses[created["number"]] = created["address"]
         stream = Stream(plan(rng, numbers, messages))
+        for m in stream.planned:
+            m.address = addresses[m.group]
         for author in sorted({m.author for m in stream.planned}):
             await member_headers(http, author, base)
         # Kill points: after a random number of acknowledged messages, plus a random delay.
@@ -160,14 +166,14 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
                     return False
                 replied = set()
                 for n in numbers:
-                    replied |= {(m["reply_to"] or {}).get("id") for m in await list_all(http, base, n) if m["is_bot"]}
+                    replied |= {(m["reply_to"] or {}).get("id") for m in await list_all(http, base, addresses[n]) if m["is_bot"]}
                 return mentions <= replied
 
             try:
                 await bot.guard(wait_for(settled, 120 + messages * 0.05, every=1.0), 150 + messages * 0.05)
             except TimeoutError:
                 pytest.fail("the bot did not catch up after the kills\n" + bot.log_tail())
-            listed = {n: await list_all(http, base, n) for n in numbers}
+            listed = {n: await list_all(http, base, addresses[n]) for n in numbers}
         finally:
             kill_task.cancel()
             await asyncio.gather(kill_task, return_exceptions=True)

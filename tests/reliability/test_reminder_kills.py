@@ -125,7 +125,7 @@ async def run_scenario(
             await wait_for(lambda: web_ready(http, base), 90)
             async with http.post(f"{base}/api/groups", json={"name": "reminder crash group"}) as resp:
                 assert resp.status == 201, await resp.text()
-                group = (await resp.json())["number"]
+                group = (await resp.json())["address"]
             members = [await member_headers(http, f"member{i}", base) for i in range(4)]
 
             async def scenario() -> None:

@@ -61,15 +61,17 @@ async def test_sigterm_finishes_work_in_flight_refuses_new_messages_and_exits_0(
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             await bot.spawn()
             await wait_for(lambda: web_ready(http, base), 90)
-            groups = []
+            groups, address_of = [], {}  # numbers (the core's chat ids); their addresses (the API's paths)
             for name in ("north", "south", "east"):
                 async with http.post(f"{base}/api/groups", json={"name": name}) as resp:
-                    groups.append((await resp.json())["number"])
+                    created = await resp.json()
+                    groups.append(created["number"])
+                    address_of[created["number"]] = created["address"]
             ann = await member_headers(http, "Ann", base)
 
             async def post(group: str, text: str) -> int | None:
                 try:
-                    async with http.post(f"{base}/api/groups/{group}/messages",
+                    async with http.post(f"{base}/api/groups/{address_of[group]}/messages",
                                          json={"text": text}, headers=ann) as resp:  # fmt: skip
                         if resp.status != 200:
                             return None

@@ -81,7 +81,7 @@ async def test_every_table_and_file_is_in_the_data_map_and_content_is_marked_as_
         web = app.services.adapters["web"]  # type: ignore[union-attr]
         async with aiohttp.ClientSession(base_url=web.base_url) as http:
             created = await http.post("/api/groups", json={"name": "Sailing"}, headers=await member_headers(http, "Alice"))
-            site = Site(app, http, (await created.json())["number"])
+            site = Site(app, http, await created.json())
             await feed_her_content(site, m)
             await import_her_history(app, author_id_of(http, "Alice"), site.group, m["imported"], tmp_path)
             await app.services.memory.flush()  # type: ignore[union-attr]

@@ -194,10 +194,10 @@ async def test_web_api_answers_malformed_bodies_without_a_server_error(tmp_path)
                     data, ctype = bytes(rng.randrange(256) for _ in range(rng.randrange(200))), "application/json"
                 else:
                     data, ctype = json.dumps(body, allow_nan=True).encode(), "application/json"
-                resp = await http.post(f"/api/groups/{group.number}/messages", data=data,
+                resp = await http.post(f"/api/groups/{group.address}/messages", data=data,
                                        headers={"Content-Type": ctype, **alice})
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
-            ok = await http.post(f"/api/groups/{group.number}/messages", json={"text": "fine"},
+            ok = await http.post(f"/api/groups/{group.address}/messages", json={"text": "fine"},
                                  headers=await member_headers(http, "Bob"))
             assert ok.status == 200
         print(f"web: 300 malformed bodies -> statuses {dict(sorted(statuses.items()))}; no 5xx")

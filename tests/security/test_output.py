@@ -149,7 +149,7 @@ async def test_the_web_group_stores_and_serves_text_verbatim_as_json(tmp_path):
         async with aiohttp.ClientSession(base_url=adapter.base_url) as http:
             for i, text in enumerate([*HOSTILE, LONG]):
                 await adapter.send(Outgoing(ChatRef("web", group.number), text, idempotency_key=f"k{i}"))
-            resp = await http.get(f"/api/groups/{group.number}/messages?limit=500")
+            resp = await http.get(f"/api/groups/{group.address}/messages?limit=500")
             assert resp.status == 200 and resp.content_type == "application/json"
             assert resp.headers.get("X-Content-Type-Options") == "nosniff"
             listed = [m["text"] for m in (await resp.json())["messages"]]

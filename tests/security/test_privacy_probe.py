@@ -63,11 +63,12 @@ class ProbeModel(ScriptedLLM):
 
 
 class Site:
-    def __init__(self, app: App, http: aiohttp.ClientSession, group: str) -> None:
-        self.app, self.http, self.group = app, http, group
+    def __init__(self, app: App, http: aiohttp.ClientSession, group: dict) -> None:
+        self.app, self.http = app, http
+        self.group, self.address = group["number"], group["address"]  # the core's chat id; the API's path
 
     async def post(self, who: str, text: str = "", **extra: Any) -> dict[str, Any]:
-        resp = await self.http.post(f"/api/groups/{self.group}/messages", json={"text": text, **extra},
+        resp = await self.http.post(f"/api/groups/{self.address}/messages", json={"text": text, **extra},
                                     headers=await member_headers(self.http, who))  # fmt: skip
         assert resp.status == 200, await resp.text()
         await self.app.drain(60)
@@ -77,7 +78,7 @@ class Site:
         form = aiohttp.FormData()
         form.add_field("text", text)
         form.add_field("file", data, filename=name, content_type=mime)
-        resp = await self.http.post(f"/api/groups/{self.group}/messages", data=form,
+        resp = await self.http.post(f"/api/groups/{self.address}/messages", data=form,
                                     headers=await member_headers(self.http, who))  # fmt: skip
         assert resp.status == 200, await resp.text()
         await self.app.drain(60)
@@ -106,7 +107,7 @@ async def feed_her_content(site: Site, m: dict[str, str]) -> None:
     await site.post("Alice", f"/poll {m['poll']} where do we meet? | harbour | beach")
     theirs = await site.post("Alice", f"@Pai remember {m['quoted']}")
     asked = await site.post("Bob", "@Pai what did she ask you to remember?", reply_to=theirs["id"])
-    listed = await (await site.http.get(f"/api/groups/{site.group}/messages?after={asked['id']}")).json()
+    listed = await (await site.http.get(f"/api/groups/{site.address}/messages?after={asked['id']}")).json()
     answer = [x["text"] for x in listed["messages"] if x["is_bot"]]
     assert answer and m["quoted"] in answer[0]  # the bot's answer to Bob quotes her
 
@@ -148,14 +149,14 @@ async def test_forget_me_leaves_zero_bytes_of_her_anywhere(tmp_path, info_logs):
         web = app.services.adapters["web"]  # type: ignore[union-attr]
         async with aiohttp.ClientSession(base_url=web.base_url) as http:
             created = await http.post("/api/groups", json={"name": "Sailing"}, headers=await member_headers(http, "Alice"))
-            site = Site(app, http, (await created.json())["number"])
+            site = Site(app, http, await created.json())
             await feed_her_content(site, m)
             await import_her_history(app, author_id_of(http, "Alice"), site.group, m["imported"], tmp_path)
             await app.services.memory.flush()  # type: ignore[union-attr]
             before = [p for p in paths if disk.find(data, [m[p]])]
             assert len(before) == len(paths), f"not every path reached the disk: {set(paths) - set(before)}"
             done = await site.post("Alice", "/forget-me")
-            listed = await (await http.get(f"/api/groups/{site.group}/messages?after={done['id']}")).json()
+            listed = await (await http.get(f"/api/groups/{site.address}/messages?after={done['id']}")).json()
             reply = [x["text"] for x in listed["messages"] if x["is_bot"]]
             assert reply and reply[0].startswith("Done: I removed"), reply
             await app.services.memory.flush()  # type: ignore[union-attr]
@@ -193,7 +194,7 @@ async def test_paibot_memory_forget_with_the_bot_stopped_reaches_the_same_copies
         web = app.services.adapters["web"]  # type: ignore[union-attr]
         async with aiohttp.ClientSession(base_url=web.base_url) as http:
             created = await http.post("/api/groups", json={"name": "Sailing"}, headers=await member_headers(http, "Alice"))
-            site = Site(app, http, (await created.json())["number"])
+            site = Site(app, http, await created.json())
             await feed_her_content(site, m)
             her = author_id_of(http, "Alice")
             await import_her_history(app, her, site.group, m["imported"], tmp_path)

@@ -3,7 +3,8 @@ author, so a post under someone else's author id is refused with 403 and one wit
 The creator of a web group is its admin and can make other members admins; only admins change settings.
 
 What this does not protect: whoever holds a member key (a stolen cookie, a shared browser) is that member;
-nicknames are not unique; anyone who can reach the server can read a group whose number or invite they know.
+nicknames are not unique; anyone who can reach the server can read a group whose address or invite they know (or its
+number, where the group lets people join by number).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ async def say(app: App, http: aiohttp.ClientSession, group: str, who: str, text:
 async def test_a_post_under_someone_elses_author_id_is_refused_with_403(site):
     app, http = site
     group = (await (await http.post("/api/groups", json={"name": "Club"}, headers=await member_headers(http, "Alice")))
-             .json())["number"]
+             .json())["address"]
     await say(app, http, group, "Alice", "/remind in 2h call the florist")
     alice = author_id_of(http, "Alice")
     url = f"/api/groups/{group}/messages"
@@ -63,7 +64,7 @@ async def test_a_post_under_someone_elses_author_id_is_refused_with_403(site):
 async def test_the_creator_is_admin_and_can_make_others_admins(site):
     app, http = site
     created = await http.post("/api/groups", json={"name": "Book club"}, headers=await member_headers(http, "Alice"))
-    group = (await created.json())["number"]
+    group = (await created.json())["address"]
     await say(app, http, group, "Bob", "hello everyone")
     (refused,) = await say(app, http, group, "Bob", "/settings name Bookworm")
     assert "Only admins" in refused

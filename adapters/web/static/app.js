@@ -13,12 +13,13 @@
     botName: "Pai",
     me: null,           // {author_id, nickname}: who this browser's member key says we are
     maxText: 8000,
-    group: null,        // {number, name, invite_url, ...}
+    group: null,        // {address, number, name, invite_url, join_by_number, admin, ...}
     lastId: 0,
     rendered: new Map(), // message id -> <li>
     replyTo: null,      // message object
     ws: null,
     wsRetry: 0,
+    wsQueue: [],        // socket messages waiting for a connecting socket to open
     pollTimer: null,
     typingTimers: new Map(),
     lastTypingSent: 0,
@@ -222,7 +223,7 @@
     let recent = [];
     try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
     recent = recent.filter((g) => g && g.number !== group.number);
-    recent.unshift({ number: group.number, name: group.name });
+    recent.unshift({ address: group.address, number: group.number, name: group.name });
     store.set("recent", JSON.stringify(recent.slice(0, 8)));
   }
 
@@ -235,7 +236,8 @@
       if (!g || !/^\d+$/.test(String(g.number))) continue;
       const li = el("li");
       const a = el("a", "recent-item");
-      a.href = "/g/" + g.number;
+      // Groups remembered before they had addresses open by number (where the group still allows it).
+      a.href = "/g/" + (ADDRESS_RE.test(String(g.address || "")) ? g.address : g.number);
       a.append(el("span", "recent-name", String(g.name || _("Group"))), el("span", "recent-number", "#" + g.number));
       li.append(a);
       list.append(li);
@@ -250,6 +252,7 @@
 
   // Text with links made clickable and @mentions of the bot highlighted; built from text nodes only.
   // A link to a message of this group (what the bot cites) jumps to it and highlights it.
+  const ADDRESS_RE = /^[A-Za-z0-9_-]{22,64}$/;
   const URL_RE = /https?:\/\/[^\s<>"'()（）【】，。！？、]+/g;
   function fillText(node, text) {
     node.replaceChildren();
@@ -279,7 +282,7 @@
     let target = null;
     try { target = new URL(url); } catch (e) { return document.createTextNode(url); }
     if (!/^https?:$/.test(target.protocol)) return document.createTextNode(url);
-    const here = target.origin === location.origin && state.group && target.pathname === "/g/" + state.group.number;
+    const here = target.origin === location.origin && state.group && target.pathname === "/g/" + state.group.address;
     const cited = here && /^#m(\d+)$/.exec(target.hash);
     a.href = target.href;
     if (cited) {
@@ -430,7 +433,7 @@
     store.set(voteKey(m), String(n));
     try {
       const body = { text, reply_to: m.id, nonce: nonce() };
-      const msg = await api("POST", `/api/groups/${state.group.number}/messages`, body);
+      const msg = await api("POST", `/api/groups/${state.group.address}/messages`, body);
       addMessages([msg]);
       return true;
     } catch (e) {
@@ -476,9 +479,9 @@
     if (!state.group) return;
     let more = true;
     while (more && state.group) {
-      const number = state.group.number;
-      const data = await api("GET", `/api/groups/${number}/messages?after=${state.lastId}&limit=200`);
-      if (!state.group || state.group.number !== number) return;
+      const address = state.group.address;
+      const data = await api("GET", `/api/groups/${address}/messages?after=${state.lastId}&limit=200`);
+      if (!state.group || state.group.address !== address) return;
       addMessages(data.messages);
       more = data.has_more && data.messages.length > 0;
     }
@@ -486,12 +489,14 @@
 
   function connect() {
     if (!state.group) return;
-    const number = state.group.number;
+    const address = state.group.address;
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const ws = new WebSocket(`${scheme}${location.host}/api/groups/${number}/ws`);
+    const ws = new WebSocket(`${scheme}${location.host}/api/groups/${address}/ws`);
     state.ws = ws;
     ws.addEventListener("open", () => {
       state.wsRetry = 0;
+      // What was asked while the socket was still connecting (a Play pressed right after joining) goes now.
+      for (const data of state.wsQueue.splice(0)) ws.send(JSON.stringify(data));
       document.body.classList.remove("offline");
       emit("connected", state.group);
       catchUp().catch((e) => toast(e.message));
@@ -510,7 +515,7 @@
       document.body.classList.add("offline");
       const delay = Math.min(15000, 1000 * 2 ** state.wsRetry) * (0.7 + Math.random() * 0.6);
       state.wsRetry = Math.min(state.wsRetry + 1, 5);
-      setTimeout(() => { if (state.group && state.group.number === number && !state.ws) connect(); }, delay);
+      setTimeout(() => { if (state.group && state.group.address === address && !state.ws) connect(); }, delay);
     });
   }
 
@@ -527,19 +532,19 @@
     leaveGroup();
     state.group = group;
     rememberGroup(group);
-    if (location.pathname !== "/g/" + group.number) history.pushState({}, "", "/g/" + group.number);
+    if (location.pathname !== "/g/" + group.address) history.pushState({}, "", "/g/" + group.address);
     document.title = `${group.name} · pai`;
     $("lang-switch").hidden = true;
     $("group-name").textContent = group.name;
     $("group-number").textContent = group.number;
-    $("banner-number").textContent = group.number;
     $("banner-link").textContent = group.invite_url;
     $("invite-banner").hidden = !fresh;
+    showNumberJoining(group);
     showScreen("chat");
     emit("open", group);
     if (!nickname()) askNickname(group.name);
     try {
-      const data = await api("GET", `/api/groups/${group.number}/messages?limit=200`);
+      const data = await api("GET", `/api/groups/${group.address}/messages?limit=200`);
       addMessages(data.messages);
     } catch (e) {
       toast(e.message);
@@ -552,10 +557,36 @@
     if ($("nick-modal").hidden) $("text").focus();
   }
 
+  // A group's admins decide whether its number lets people in (off for new groups: only links do).
+  function showNumberJoining(group) {
+    $("number-toggle").hidden = !group.admin;
+    $("number-joining").checked = !!group.join_by_number;
+  }
+
+  async function onNumberJoining() {
+    const box = $("number-joining");
+    const group = state.group;
+    if (!group) return;
+    box.disabled = true;
+    try {
+      const changed = await api("PATCH", "/api/groups/" + group.address, { join_by_number: box.checked });
+      if (state.group === group) state.group = Object.assign(group, changed);
+      toast(changed.join_by_number
+        ? _("Anyone who knows the number {number} can join now.", { number: changed.number })
+        : _("The number no longer lets people join: share the invite link."));
+    } catch (e) {
+      box.checked = !box.checked;
+      toast(e.message);
+    } finally {
+      box.disabled = false;
+    }
+  }
+
   function leaveGroup() {
     if (state.group) emit("leave", state.group);
     const ws = state.ws;
     state.ws = null;
+    state.wsQueue.length = 0;
     if (ws) ws.close();
     clearInterval(state.pollTimer);
     state.group = null;
@@ -584,15 +615,25 @@
     renderRecent();
   }
 
+  // A group joinable by number: where it lives (its address), then the group itself.
+  async function groupByNumber(number) {
+    const found = await api("GET", "/api/numbers/" + encodeURIComponent(number));
+    return api("GET", "/api/groups/" + found.address);
+  }
+
   async function route() {
     const path = location.pathname;
     let m;
     try {
-      if ((m = path.match(/^\/g\/(\d+)\/?$/))) {
+      if ((m = path.match(/^\/g\/([A-Za-z0-9_-]{22,64})\/?$/))) {
         await openGroup(await api("GET", "/api/groups/" + m[1]));
+      } else if ((m = path.match(/^\/g\/(\d{6})\/?$/))) {  // an address from before groups had addresses
+        const group = await groupByNumber(m[1]);
+        history.replaceState({}, "", "/g/" + group.address);
+        await openGroup(group);
       } else if ((m = path.match(/^\/join\/([A-Za-z0-9_-]+)\/?$/))) {
         const group = await api("GET", "/api/invites/" + m[1]);
-        history.replaceState({}, "", "/g/" + group.number);
+        history.replaceState({}, "", "/g/" + group.address);
         await openGroup(group);
       } else {
         goHome();
@@ -608,6 +649,8 @@
     const text = value.trim();
     let m = text.match(/\/join\/([A-Za-z0-9_-]+)/);
     if (m) return { invite: m[1] };
+    m = text.match(/\/g\/([A-Za-z0-9_-]{22,64})/);
+    if (m) return { address: m[1] };
     m = text.match(/\/g\/(\d+)/) || text.replace(/[\s#-]/g, "").match(/^(\d{4,10})$/);
     if (m) return { number: m[1] };
     if (/^[A-Za-z0-9_-]{8,64}$/.test(text)) return { invite: text };
@@ -653,18 +696,21 @@
       const target = parseJoin($("join-input").value);
       if (!target) { toast(_("That is neither a group number nor an invite link.")); return; }
       try {
-        const group = target.invite
-          ? await api("GET", "/api/invites/" + target.invite)
-          : await api("GET", "/api/groups/" + target.number);
+        const group = target.invite ? await api("GET", "/api/invites/" + target.invite)
+          : target.address ? await api("GET", "/api/groups/" + target.address)
+          : await groupByNumber(target.number);
         $("join-input").value = "";
         await openGroup(group);
       } catch (e) {
-        toast(e.status === 404 ? _("No group found with that number or link.") : e.message);
+        toast(e.status === 404 && target.number
+          ? _("No group lets people join with that number. Ask its members for the invite link.")
+          : e.status === 404 ? _("No group found with that number or link.") : e.message);
       }
     });
     $("invite-button").addEventListener("click", () => state.group && copy(state.group.invite_url));
     $("banner-copy").addEventListener("click", () => state.group && copy(state.group.invite_url));
     $("banner-close").addEventListener("click", () => { $("invite-banner").hidden = true; });
+    $("number-joining").addEventListener("change", onNumberJoining);
     $("reply-cancel").addEventListener("click", cancelReply);
     $("lang-switch").addEventListener("click", () => {
       store.set("lang", window.PaiI18n.locale.startsWith("zh") ? "en" : "zh-CN");
@@ -739,7 +785,7 @@
 
   // One attempt at posting; resolves the stored message or throws ApiError (status 0: network).
   async function postOnce(body, files) {
-    const path = `/api/groups/${state.group.number}/messages`;
+    const path = `/api/groups/${state.group.address}/messages`;
     if (!files.length) return api("POST", path, body);
     const form = new FormData();
     for (const [k, v] of Object.entries(body)) form.append(k, String(v));
@@ -810,8 +856,13 @@
     api,
     get group() { return state.group; },
     askNickname: () => askNickname(state.group && state.group.name),
-    // Send a JSON message over the group's socket; false when it is not open.
-    sendSocket(data) {
+    // Send a JSON message over the group's socket; false when it is not open. With `queue`, a message sent
+    // while the socket is (re)connecting waits for it to open instead (a few at most; never stale clock pings).
+    sendSocket(data, queue = false) {
+      if (queue && state.ws && state.ws.readyState === WebSocket.CONNECTING) {
+        if (state.wsQueue.length < 8) state.wsQueue.push(data);
+        return true;
+      }
       if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
       state.ws.send(JSON.stringify(data));
       return true;

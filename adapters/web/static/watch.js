@@ -116,17 +116,19 @@ window.PaiWatch = (() => {
       app().toast(_("Only {name}, who started it, controls playback.", { name: view.starter_name }));
       return;
     }
-    app().sendSocket({
+    // Queued while the socket reconnects (it does once right after joining): a Play pressed then still plays.
+    const sent = app().sendSocket({
       type: "watch", action, value: value === undefined ? null : value, session: view.session,
       author_id: app().userId(), author: app().nickname(),
-    });
+    }, true);
+    if (!sent && action !== "duration") app().toast(_("Not connected; try again in a moment."));
   }
 
   async function refresh() {
     const group = st.group;
     if (!group) return;
     try {
-      const data = await app().api("GET", `/api/groups/${group.number}/watch`);
+      const data = await app().api("GET", `/api/groups/${group.address}/watch`);
       $("watch-button").hidden = data.available === false; // watching together is turned off
       if (st.group === group) show(data.watch);
     } catch (e) { /* the socket's next update brings it */ }
@@ -136,7 +138,7 @@ window.PaiWatch = (() => {
     st.cueCount = view.cues;
     if (!view.cues) { st.cues = []; renderLyrics(); return; }
     try {
-      const data = await app().api("GET", `/api/groups/${st.group.number}/watch/${encodeURIComponent(view.session)}/cues`);
+      const data = await app().api("GET", `/api/groups/${st.group.address}/watch/${encodeURIComponent(view.session)}/cues`);
       if (st.view && st.view.session === view.session) {
         st.cues = Array.isArray(data.cues) ? data.cues.filter((c) => Array.isArray(c) && c.length === 3) : [];
         st.activeCue = -1;

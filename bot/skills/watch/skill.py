@@ -57,7 +57,6 @@ log = logging.getLogger("paibot.skills.watch")
 END_GRACE_S = 120.0
 IDLE_END_S = 6 * 3600.0
 FOLLOW_HOURS = 12  # a question with a time refers to the last session for this long after it ended
-PURGE_EVERY = timedelta(hours=1)
 _END_WORDS = {"end", "stop", "off", "done", "结束", "停止", "停"}
 _ONLY_ME = {"only-me", "onlyme", "only_me", "solo", "host", "仅我", "只有我", "我来控制"}
 
@@ -112,7 +111,6 @@ class WatchSkill:
         self.answers = Answers(services)
         self._attachments = attachments
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_purge: datetime | None = None
         self.loop = DueLoop("watch", self.run_due, services.clock, poll_s=poll_s, rng=services.rng)
         sessions.on_end = self._post_digest
 
@@ -501,7 +499,7 @@ class WatchSkill:
 
     async def run_due(self, now: datetime) -> int:
         """End player sessions that stood at their end or paused too long (and, silently, player-less ones
-        after ``FOLLOW_HOURS``); apply retention hourly."""
+        after ``FOLLOW_HOURS``). Retention reaches sessions through ``erase`` (the privacy skill's pass)."""
         ended = 0
         stamp = now.timestamp()
         for session in await self.sessions.store.all_running():
@@ -528,17 +526,7 @@ class WatchSkill:
                 await self.sessions.show(await self.sessions.view(done))
                 await self._post_digest(done, "")
                 ended += 1
-        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
-            self._last_purge = now
-            await self._purge(now)
         return ended
-
-    async def _purge(self, now: datetime) -> None:
-        for key in await self.sessions.store.groups():
-            await self.s.load_group(key)
-            days = int(self.s.group_setting(key, "retention_days") or 0)
-            if days > 0:
-                await self.sessions.store.purge_before(key, now - timedelta(days=days))
 
     # ----------------------------------------------------------------- forgetting (bot.ports.ContentEraser)
 

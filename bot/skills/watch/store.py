@@ -267,12 +267,6 @@ class WatchStore:
 
         return await self.db.tx(body)
 
-    async def groups(self) -> list[str]:
-        rows = await self.db.run(
-            lambda c: c.execute("SELECT DISTINCT group_key FROM watch_sessions").fetchall()
-        )
-        return [r[0] for r in rows]
-
 
 def ended(s: Session, at: datetime) -> Session:
     return replace(s, ended_at=at)
