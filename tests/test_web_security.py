@@ -297,3 +297,15 @@ def test_posts_from_many_threads_share_commits_and_each_gets_its_own_answer(tmp_
     stored, more = store.list_messages(group.number, None, 100)
     assert not more and sorted(m.id for m in stored) == sorted(by_text.values()) and store.pending() == []
     store.close()
+
+
+def test_a_group_kept_in_memory_follows_a_change_of_joining_by_number(tmp_path: Path) -> None:
+    from adapters.web.store import WebStore
+
+    store = WebStore(tmp_path / "web.db")
+    made = store.create_group("g")
+    assert store.group_by_address(made.address) == store.known_group("address", made.address) == made
+    store.set_join_by_number(made.number, True)
+    assert store.known_group("address", made.address) is None
+    assert store.group_by_address(made.address).join_by_number  # type: ignore[union-attr]
+    store.close()
