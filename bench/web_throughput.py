@@ -57,7 +57,8 @@ async def run(args: argparse.Namespace, data: Path) -> None:
     config = data / "config.yaml"
     config.write_text(
         f"bot: {{data_dir: '{data}', welcome: false}}\n"
-        f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0, members_per_client_per_hour: 0}}}}\n"
+        f"adapters: {{web: {{port: {port}, posts_per_s: 0, groups_per_client_per_hour: 0,"
+        " members_per_client_per_hour: 0}}\n"
         "limits: {member_per_minute: 100000, group_per_minute: 100000, new_groups_per_hour: 100000}\n",
         encoding="utf-8",
     )
@@ -96,7 +97,8 @@ async def run(args: argparse.Namespace, data: Path) -> None:
                 for n in range(i, args.messages, args.clients):
                     group = groups[n % len(groups)]
                     body = {"text": f"message {n}: the plan for lunch is tacos at noon"}
-                    async with http.post(f"{base}/api/groups/{group}/messages", json=body, headers=keys[n % 7]) as r:
+                    url = f"{base}/api/groups/{group}/messages"
+                    async with http.post(url, json=body, headers=keys[n % 7]) as r:
                         assert r.status in (200, 201), await r.text()
                     acked += 1
 
@@ -121,7 +123,8 @@ async def run(args: argparse.Namespace, data: Path) -> None:
         behind_index = max(a - (n - p) for _, a, n, p in samples)
         print(f"{args.messages} messages, {args.clients} clients, {args.groups} groups")
         print(f"acknowledged: {args.messages / posted:.0f} msg/s ({posted:.1f} s); bot CPU while posting "
-              f"{100 * cpu_posting / posted:.0f}% of one core, {1000 * cpu_posting / args.messages:.1f} ms a message")  # fmt: skip
+              f"{100 * cpu_posting / posted:.0f}% of one core, {1000 * cpu_posting / args.messages:.1f} ms a "
+              "message")  # fmt: skip
         print(f"memory lag: at most {behind_record} acknowledged messages not yet recorded, {behind_index} not yet "
               f"indexed; all recorded and indexed {drained - posted:.1f} s after the last acknowledgement")  # fmt: skip
     finally:

@@ -229,7 +229,8 @@ class StateDB:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._submits.append(_Submit(events, cursor_key, cursor, done))
         if self._submitter is None or self._submitter.done():
-            self._submitter = asyncio.get_running_loop().create_task(self._commit_submits(), name="paibot-inbox-commit")
+            loop = asyncio.get_running_loop()
+            self._submitter = loop.create_task(self._commit_submits(), name="paibot-inbox-commit")
         return await asyncio.shield(done)
 
     async def _commit_submits(self) -> None:

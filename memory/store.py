@@ -168,7 +168,8 @@ class HybridMemoryStore:
             groups: dict[str, list[int]] = {}
             for i, r in enumerate(rows):
                 groups.setdefault(r.pai, []).append(i)
-            self.index.upsert_many([(pai, [rows[i].id for i in idx], vectors[idx]) for pai, idx in groups.items()])
+            # every group's vectors of this batch in one write (chromadb pays a fixed cost per write)
+            self.index.upsert_many([(p, [rows[i].id for i in ix], vectors[ix]) for p, ix in groups.items()])
             self.transcript.mark_indexed([r.seq for r in rows], {r.seq: r.text for r in rows})
         return len(stones) == INDEX_BATCH or len(rows) == INDEX_BATCH
 

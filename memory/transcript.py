@@ -439,7 +439,8 @@ class Transcript:
         if missing:
             if len(known) + len(missing) > COUNTS_KEPT:
                 known.clear()
-            known.update(((table, t, cap), n) for t, n in zip(missing, fts.term_counts(db, table, missing, cap)))
+            counted = fts.term_counts(db, table, missing, cap)
+            known.update(((table, t, cap), n) for t, n in zip(missing, counted))
         return [known[(table, t, cap)] for t in terms]
 
     def _counts(self, db: sqlite3.Connection) -> dict[tuple[str, str, int], int]:

@@ -105,7 +105,8 @@ def test_the_vector_index_never_answers_with_another_groups_vector(vectors: Any,
     vec = np.ones(512, dtype=np.float32) / np.sqrt(512)
     for g in groups:
         vectors.drop(g)
-    vectors.upsert_many([(g, [f"{rid}{i}" for i in range(n)], np.stack([vec] * n)) for g, n in zip(groups, sizes)])
+    vectors.upsert_many([(g, [f"{rid}{i}" for i in range(n)], np.stack([vec] * n))
+                         for g, n in zip(groups, sizes)])  # fmt: skip
     for g, n in zip(groups, sizes):
         assert vectors.count(g) == n
     for g, n in zip(groups, sizes):

@@ -390,7 +390,8 @@ class WebAdapter(WebForgetting):
 
     async def find_group(self, address: str) -> StoredGroup | None:
         store = self._require_store()
-        return store.known_group("address", address) or await asyncio.to_thread(store.group_by_address, address)
+        known = store.known_group("address", address)
+        return known or await asyncio.to_thread(store.group_by_address, address)
 
     async def find_by_number(self, number: str) -> StoredGroup | None:
         """The group numbered ``number`` if it lets people join by number; None as for no group at all."""
@@ -424,7 +425,7 @@ class WebAdapter(WebForgetting):
         if self._quota is None:
             return None
         try:
-            if self._quota.counted(group.number, expected):  # the common case: far from full, nothing to measure
+            if self._quota.counted(group.number, expected):  # the common case: far from full, no measuring
                 return self._quota.reserve(group.number, expected)
             return await asyncio.to_thread(self._quota.reserve, group.number, expected)
         except QuotaExceeded as exc:
@@ -503,7 +504,7 @@ class WebAdapter(WebForgetting):
         if space is not None:  # a retry's bytes were counted with its first attempt
             (space.keep if created else space.release)()
         if created and not uploads and msg.reply_to is None:
-            rendered = message_json(msg, None, [], None)  # a new message without files, quote or poll: no reads
+            rendered = message_json(msg, None, [], None)  # new, without files, quote or poll: nothing to read
         else:
             rendered = await self._render(msg)
         if fresh:

@@ -62,7 +62,8 @@ class MemberTables:
     def member_by_key(self, key: str) -> StoredMember | None:
         digest = key_hash(key)
         with self._lock:
-            row = self._run("SELECT author_id, nickname FROM members WHERE key_hash = ?", (digest,)).fetchone()
+            row = self._run("SELECT author_id, nickname FROM members WHERE key_hash = ?", (digest,))
+            row = row.fetchone()
             if row is None:
                 return None
             member = StoredMember(*row)

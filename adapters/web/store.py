@@ -321,8 +321,8 @@ class WebStore(MemberTables, SignInTables):
         raise WebStoreError("could not find a free group number")
 
     def known_group(self, column: str, value: str) -> StoredGroup | None:
-        """The group whose ``column`` ("number", "address", "invite") is ``value``, if a lookup found it before
-        (never blocks; None: look it up)."""
+        """The group whose ``column`` ("number", "address", "invite") is ``value``, if a lookup found it
+        before (never blocks; None: look it up)."""
         return self._groups.get((column, value))
 
     def _group_where(self, column: str, value: str) -> StoredGroup | None:
@@ -461,7 +461,8 @@ class WebStore(MemberTables, SignInTables):
         return _message(row) if row else None
 
     def mark_delivered(self, message_id: int) -> None:
-        self._shared_commit(lambda: self._run("UPDATE messages SET delivered = 1 WHERE id = ?", (message_id,)))
+        sql = "UPDATE messages SET delivered = 1 WHERE id = ?"
+        self._shared_commit(lambda: self._run(sql, (message_id,)))
 
     def discard(self, message_id: int) -> list[StoredFile]:
         """Remove a pending message the core's inbox refused (never a delivered one) with its file rows;
