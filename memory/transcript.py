@@ -447,7 +447,8 @@ class Transcript:
         """This thread's term counts, kept while the database is unchanged: common terms recur in query after
         query, and counting one costs as much as reading ``cap`` postings. Any commit (of another connection:
         ``data_version``; of this one: ``total_changes``) drops them."""
-        version = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        # read to the end: an unfinished statement would hold up this connection's commits (bot.state.checkpoint)
+        version = (db.execute("PRAGMA data_version").fetchall()[0][0], db.total_changes)
         if getattr(self._local, "counts_version", None) != version:
             self._local.counts = {}
             self._local.counts_version = version
