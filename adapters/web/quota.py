@@ -34,25 +34,27 @@ class StorageQuota:
         self._kept: dict[str, int] = {}  # bytes ever kept per group, and in all: what a measurement may miss
         self._kept_total = 0
 
+    def _near(self, group: str, size: int) -> tuple[bool, bool]:
+        """Whether ``size`` more bytes would bring the group, and all groups together, within a tenth of their
+        quota (or their usage is not counted yet): then the store is measured again before reserving."""
+        used, total = self._stored.get(group), self._total
+        near_group = bool(self.group_bytes) and (used is None or used + self._pending.get(group, 0) + size
+                                                 > 0.9 * self.group_bytes)  # fmt: skip
+        near_total = bool(self.total_bytes) and (total is None or total + self._pending_total + size
+                                                 > 0.9 * self.total_bytes)  # fmt: skip
+        return near_group, near_total
+
     def counted(self, group: str, size: int) -> bool:
         """Whether ``reserve`` can answer from its counts alone, without measuring the store (then it never
         blocks: the common case, a group far from full)."""
-        used, total = self._stored.get(group), self._total
-        near_group = self.group_bytes and (used is None or used + self._pending.get(group, 0) + size
-                                           > 0.9 * self.group_bytes)  # fmt: skip
-        near_total = self.total_bytes and (total is None or total + self._pending_total + size
-                                           > 0.9 * self.total_bytes)  # fmt: skip
-        return used is not None and total is not None and not near_group and not near_total
+        near_group, near_total = self._near(group, size)
+        return group in self._stored and self._total is not None and not near_group and not near_total
 
     def reserve(self, group: str, size: int) -> Reservation:
         """A reservation of ``size`` bytes in ``group``; ``QuotaExceeded`` (nothing reserved) past a quota.
         Blocking (it may measure the store) unless ``counted``: run it off the loop then."""
-        used = self._stored.get(group)
-        total = self._total
-        near_group = self.group_bytes and (used is None or used + self._pending.get(group, 0) + size
-                                           > 0.9 * self.group_bytes)  # fmt: skip
-        near_total = self.total_bytes and (total is None or total + self._pending_total + size
-                                           > 0.9 * self.total_bytes)  # fmt: skip
+        used, total = self._stored.get(group), self._total
+        near_group, near_total = self._near(group, size)
         # A message kept while the store is measured may be missing from the measurement: what was kept
         # meanwhile is added (counted twice at worst, until the next measurement; never missed).
         kept_before, kept_total_before = self._kept.get(group, 0), self._kept_total
