@@ -293,7 +293,6 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
-
 class WebGuard:
     """The HTTP layer's view of the defences above: who the client is, and what it may do now."""
 

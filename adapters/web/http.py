@@ -51,6 +51,7 @@ import hmac
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
@@ -521,24 +522,24 @@ class WebHttp:
     async def _group(self, request: web.Request) -> StoredGroup:
         """The group whose address the path names; a 404 (a miss, counted) for anything else, numbers too."""
         address = request.match_info["group"]
-        client = self._may_look_up(request)
-        group = await self.service.find_group(address) if _ADDRESS.match(address) else None
-        if group is None:
-            self._missed(client)
-            raise ApiError(404, _NO_SUCH_GROUP)
-        return group
+        find = partial(self.service.find_group, address) if _ADDRESS.match(address) else None
+        return await self._look_up(request, find, _NO_SUCH_GROUP)
 
-    def _may_look_up(self, request: web.Request) -> str:
-        """The client, once it is known not to have used up its lookups of groups that do not exist
-        (otherwise a 429, whether or not the group asked for exists: probing numbers learns nothing)."""
+    async def _look_up(
+        self, request: web.Request, find: Callable[[], Awaitable[StoredGroup | None]] | None, missing: Text
+    ) -> StoredGroup:
+        """The group ``find`` finds (None: a malformed key, nothing to look up), once the client is known not
+        to have used up its lookups of groups that do not exist (else a 429, whether or not the group exists:
+        probing learns nothing); a 404 saying ``missing`` for no group, counted as one of those misses."""
         client, limits = self._client(request), self.guard.limits
         if limits is not None and not limits.may_look_up(client):
             raise ApiError(429, _TOO_MANY_MISSES)
-        return client
-
-    def _missed(self, client: str) -> None:
-        if self.guard.limits is not None:
-            self.guard.limits.missed(client)
+        group = await find() if find is not None else None
+        if group is None:
+            if limits is not None:
+                limits.missed(client)
+            raise ApiError(404, missing)
+        return group
 
     async def get_group(self, request: web.Request) -> web.Response:
         return await self._group_view(request, await self._group(request))
@@ -560,20 +561,13 @@ class WebHttp:
         """Join by number: only a group that allows it is found. Any other number (none, or a group that
         does not allow it) gets the same 404 and counts as a miss, so numbers tell nothing."""
         number = request.match_info["number"]
-        client = self._may_look_up(request)
-        group = await self.service.find_by_number(number) if _NUMBER.match(number) else None
-        if group is None:
-            self._missed(client)
-            raise ApiError(404, _NO_SUCH_NUMBER)
+        find = partial(self.service.find_by_number, number) if _NUMBER.match(number) else None
+        group = await self._look_up(request, find, _NO_SUCH_NUMBER)
         return web.json_response(self.service.number_json(group))
 
     async def get_invite(self, request: web.Request) -> web.Response:
-        client = self._may_look_up(request)
-        group = await self.service.find_invite(request.match_info["invite"][:64])
-        if group is None:
-            self._missed(client)
-            raise ApiError(404, _NO_SUCH_INVITE)
-        return await self._group_view(request, group)
+        find = partial(self.service.find_invite, request.match_info["invite"][:64])
+        return await self._group_view(request, await self._look_up(request, find, _NO_SUCH_INVITE))
 
     async def post_message(self, request: web.Request) -> web.Response:
         group = await self._group(request)
