@@ -540,7 +540,6 @@ class WebAdapter(WebForgetting):
             await self._commit(group, msg, target, [] if created and not files else None)
         return msg, created, True
 
-
     async def _commit(
         self, group: StoredGroup, msg: StoredMessage, target: StoredMessage | None,
         files: Sequence[StoredFile] | None = None,
