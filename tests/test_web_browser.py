@@ -491,3 +491,52 @@ async def test_the_typing_line_clears_when_the_message_arrives(browser, paibot):
             await http.post(f"/api/groups/{group['address']}/messages", json={"text": "here I am"}, headers=carol)
             await page.wait_for_selector("text=here I am")
             assert (await page.text_content("#typing") or "").strip() == ""  # at once, not after a timeout
+
+
+async def test_an_admin_makes_new_links_and_pages_on_the_old_address_are_shut_out(browser, paibot, tmp_path):
+    """The admin's "New links" (a phone, in Chinese): her page moves to the new address with the new invite
+    link shown; a page open on the old address is told and sent home; the old invite finds nothing."""
+    _, url, _ = paibot
+    phone = await browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    admin = await phone.new_page()
+    await admin.goto(url + "/")
+    await admin.fill("#nick-input", "小王")
+    await admin.click("#nick-form button[type=submit]")
+    await admin.fill("#create-name", "周末徒步群")
+    await admin.click("#create-button")
+    await admin.wait_for_selector("#chat-screen:not([hidden])")
+    old = admin.url.rsplit("/g/", 1)[1]
+    old_invite = (await admin.text_content("#banner-link") or "").strip()
+    await post(url, old, "小李", "集合地点在蓝色大厅")
+    button = admin.locator("#new-links")
+    assert "换新链接" in (await button.text_content() or "")
+    box = await button.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390, f"the button is cut off: {box}"
+    assert await admin.evaluate("document.documentElement.scrollWidth") <= 390
+
+    bob = await browser.new_page()
+    await bob.goto(f"{url}/g/{old}")
+    await bob.fill("#nick-modal-input", "Bob")
+    await bob.click("#nick-modal-form button[type=submit]")
+    await bob.wait_for_selector("text=集合地点在蓝色大厅")
+    assert not await bob.locator("#new-links").is_visible()  # admins only
+
+    admin.once("dialog", lambda dialog: dialog.accept())
+    await button.click()
+    await admin.wait_for_selector("text=已换新链接：旧的群地址和邀请链接不再有效。")
+    new = admin.url.rsplit("/g/", 1)[1]
+    assert new != old and len(new) >= 22
+    new_invite = (await admin.text_content("#banner-link") or "").strip()
+    assert "/join/" in new_invite and new_invite != old_invite
+    await admin.wait_for_selector("text=集合地点在蓝色大厅")  # the history moved with the group
+    await admin.screenshot(path=f"{shots(tmp_path)}/new-links-390.png")
+
+    await bob.wait_for_selector("text=An admin made new links for this group: this address no longer works.")
+    assert await bob.locator("#home-screen").is_visible() and bob.url == url + "/"
+    assert f"/g/{old}" not in (await bob.inner_html("#recent-list"))  # the dead address is forgotten
+    await bob.goto(old_invite)
+    await bob.wait_for_selector("#home-screen:not([hidden])")
+    await bob.goto(new_invite)
+    await bob.wait_for_selector("text=集合地点在蓝色大厅")
+    assert bob.url.endswith(f"/g/{new}")
+    await phone.close()

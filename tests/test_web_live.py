@@ -114,3 +114,61 @@ async def test_stopping_the_adapter_closes_open_pages(tmp_path):
         await adapter.stop()
         closing = await asyncio.wait_for(ws.receive(), 10)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+
+
+async def test_new_links_shut_out_whoever_holds_the_old_ones_and_keep_the_group(web, tmp_path):
+    """An admin's "new links": the old address and invite find nothing, pages open on the group are told and
+    disconnected, and the group keeps its number, history and chat key."""
+    adapter, http = web
+    alice, bob = await member_headers(http, "Alice"), await member_headers(http, "Bob")
+    group = await (await http.post("/api/groups", json={"name": "Hikers"}, headers=alice)).json()
+    old, path = group["address"], f"/api/groups/{group['address']}"
+    said = await post(http, old, "the venue is the Blue Hall", author="Bob")
+    watching = await http.ws_connect(f"{path}/ws", headers=bob)
+    await next_event(watching, "hello")
+
+    for bad in ({}, {"new_links": False}, {"new_links": "yes"}, {"new_links": True, "colour": "red"}):
+        assert (await http.patch(path, json=bad, headers=alice)).status == 400, bad
+    assert (await http.patch(path, json={"new_links": True})).status == 401
+    refused = await http.patch(path, json={"new_links": True}, headers=bob)
+    assert refused.status == 403 and "admins" in (await refused.json())["error"]
+    assert (await http.get(path)).status == 200  # nothing changed for a refused request
+
+    renewed = await http.patch(path, json={"new_links": True}, headers=alice)
+    assert renewed.status == 200
+    fresh = await renewed.json()
+    assert fresh["address"] != old and fresh["invite"] != group["invite"] and fresh["admin"] is True
+    assert (fresh["number"], fresh["key"], fresh["name"]) == (group["number"], group["key"], "Hikers")
+    assert fresh["url"].endswith("/g/" + fresh["address"]) and fresh["invite_url"].endswith(fresh["invite"])
+
+    assert await next_event(watching, "moved") == {"type": "moved"}  # no new address in it
+    closing = await watching.receive()
+    assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 4001
+
+    for gone in (path, f"{path}/messages", f"/api/invites/{group['invite']}"):
+        assert (await http.get(gone)).status == 404, gone
+    late = await http.post(f"{path}/messages", json={"text": "still here?"}, headers=bob)
+    assert late.status == 404
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await http.ws_connect(f"{path}/ws", headers=bob)
+
+    by_invite = await (await http.get(f"/api/invites/{fresh['invite']}")).json()
+    assert by_invite["address"] == fresh["address"] and by_invite["admin"] is False
+    history = await (await http.get(f"/api/groups/{fresh['address']}/messages")).json()
+    assert [m["id"] for m in history["messages"]] == [said["id"]]
+    back = await http.ws_connect(f"/api/groups/{fresh['address']}/ws", headers=bob)
+    assert (await next_event(back, "hello"))["group"] == group["number"]
+    await post(http, fresh["address"], "@Pai ping", author="Bob")
+    assert (await next_event(back, "message"))["message"]["text"] == "@Pai ping"
+    await back.close()
+
+    from adapters.web.store import WebStore  # written to disk: a restarted bot knows only the new links
+
+    await adapter.stop()
+    reopened = WebStore(tmp_path / "web.db")
+    try:
+        assert reopened.group_by_address(old) is None and reopened.group_by_invite(group["invite"]) is None
+        moved = reopened.group_by_address(fresh["address"])
+        assert moved is not None and moved.number == group["number"]
+    finally:
+        reopened.close()

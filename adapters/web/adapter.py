@@ -408,6 +408,16 @@ class WebAdapter(WebForgetting):
         log.info("web group %s: joining by number %s", group.number, "allowed" if allowed else "off")
         return dataclasses.replace(group, join_by_number=allowed)
 
+    async def new_links(self, group: StoredGroup) -> StoredGroup:
+        """A new address and invite for ``group`` (an admin asked: a link went where it should not). The old
+        ones find nothing from now on, and every page open on the group is told and disconnected: holding the
+        old address no longer lets anyone read along. The group's number, history and memory stay."""
+        self.hub.moves += 1  # before the change: a socket opening meanwhile checks its address again
+        changed = await asyncio.to_thread(self._require_store().new_links, group.number)
+        log.info("web group %s: new address and invite link; the old ones no longer work", group.number)
+        await self.hub.close_group(group.number, {"type": "moved"})
+        return changed
+
     async def find_invite(self, invite: str) -> StoredGroup | None:
         return await asyncio.to_thread(self._require_store().group_by_invite, invite)
 

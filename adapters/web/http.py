@@ -12,7 +12,9 @@ for joining by number where the group allows it):
     PATCH /api/members/me                  {"nickname"} -> the renamed member
     POST /api/groups                       {"name"} -> 201 group (a member creating it is its first admin)
     GET  /api/groups/{group}               group (+ "admin": whether the member key sent is the group's admin)
-    PATCH /api/groups/{group}              {"join_by_number": bool} -> group; only its admins (403)
+    PATCH /api/groups/{group}              {"join_by_number": bool, "new_links": true} (either or both) ->
+                                           group; only its admins (403). new_links: a new address and
+                                           invite, the old ones 404 and its open sockets are closed
     GET  /api/invites/{invite}             group
     GET  /api/numbers/{number}             {"address", "number", "name", "url"} of a group that lets people
                                            join by number; any other number: the same 404 as for none
@@ -61,7 +63,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
 from adapters.web.guard import BadJson, WebGuard, strict_json
-from adapters.web.live import LiveHub
+from adapters.web.live import MOVED, LiveHub
 from adapters.web.members import StoredMember
 from adapters.web.quota import Reservation
 from adapters.web.store import StoredFile, StoredGroup
@@ -156,6 +158,8 @@ class GroupService(Protocol):
     def number_json(self, group: StoredGroup) -> dict[str, Any]: ...
 
     async def find_invite(self, invite: str) -> StoredGroup | None: ...
+
+    async def new_links(self, group: StoredGroup) -> StoredGroup: ...
 
     def group_json(self, group: StoredGroup) -> dict[str, Any]: ...
 
@@ -545,17 +549,22 @@ class WebHttp:
         return await self._group_view(request, await self._group(request))
 
     async def change_group(self, request: web.Request) -> web.Response:
-        """A group's admins decide whether people may join it by its number."""
+        """A group's admins decide whether people may join it by its number, and give it new links (a new
+        address and invite) when one went where it should not."""
         group = await self._group(request)
         member = await self._required_member(request)
         data = await read_json(request)
-        allowed = data.get("join_by_number")
-        if not isinstance(allowed, bool) or set(data) - {"join_by_number"}:
-            raise ApiError(400, "send {\"join_by_number\": true|false}")
+        allowed, renew = data.get("join_by_number"), data.get("new_links")
+        if (not data or set(data) - {"join_by_number", "new_links"} or "join_by_number" in data
+                and not isinstance(allowed, bool) or "new_links" in data and renew is not True):  # fmt: skip
+            raise ApiError(400, "send {\"join_by_number\": true|false} and/or {\"new_links\": true}")
         if not await self.service.is_group_admin(group, member):
             raise ApiError(403, _ADMINS_ONLY)
-        changed = await self.service.set_join_by_number(group, allowed)
-        return web.json_response({**self.service.group_json(changed), "admin": True})
+        if isinstance(allowed, bool):
+            group = await self.service.set_join_by_number(group, allowed)
+        if renew:
+            group = await self.service.new_links(group)
+        return web.json_response({**self.service.group_json(group), "admin": True})
 
     async def get_number(self, request: web.Request) -> web.Response:
         """Join by number: only a group that allows it is found. Any other number (none, or a group that
@@ -685,13 +694,19 @@ class WebHttp:
             raise ApiError(429, Text(N_("Too many live connections from this address (at most {n} at once); "
                                         "try again in a minute."), n=limits.rules.sockets))
         try:
+            hub = self.service.hub
+            moves = hub.moves
             group = await self._group(request)
             member = await self._member(request)  # the page's cookie (or a key): who steers a player from here
             ws = web.WebSocketResponse(heartbeat=25, max_msg_size=4096)
             await ws.prepare(request)
-            hub = self.service.hub
             hub.join(group.number, ws)
             try:
+                # an admin gave the group new links while this socket opened: its address no longer holds
+                if hub.moves != moves and await self.service.find_group(group.address) is None:
+                    await ws.send_json({"type": "moved"})
+                    await ws.close(code=MOVED, message=b"group moved")
+                    return ws
                 await ws.send_json({"type": "hello", "group": group.number, "bot_name": self.service.bot_name})
                 dropped = 0  # messages past the client's limit in a row
                 async for msg in ws:

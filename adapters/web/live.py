@@ -11,11 +11,12 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 log = logging.getLogger("paibot.web")
 
 _SEND_TIMEOUT_S = 5.0
+MOVED = 4001  # the close code of a socket whose group was given new links (an application code: 4000-4999)
 
 
 class LiveHub:
@@ -23,6 +24,9 @@ class LiveHub:
 
     def __init__(self) -> None:
         self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        # How many times a group was given new links (the adapter bumps it before the address changes): a
+        # socket that sees it change while it opens checks that its group's address still holds.
+        self.moves = 0
 
     def join(self, group: str, ws: web.WebSocketResponse) -> None:
         self._sockets.setdefault(group, set()).add(ws)
@@ -51,14 +55,23 @@ class LiveHub:
                 self.leave(group, ws)
                 await _close_quietly(ws)
 
+    async def close_group(self, group: str, event: dict[str, Any]) -> None:
+        """Tell every socket of ``group`` ``event``, then close them all (the group's address changed: a page
+        must not keep receiving what its address no longer lets it read)."""
+        await self.push(group, event)
+        sockets = self._sockets.pop(group, set())
+        await asyncio.gather(*(_close_quietly(ws, MOVED, b"group moved") for ws in sockets))
+
     async def close_all(self) -> None:
         sockets = [ws for members in self._sockets.values() for ws in members]
         self._sockets.clear()
         await asyncio.gather(*(_close_quietly(ws) for ws in sockets))
 
 
-async def _close_quietly(ws: web.WebSocketResponse) -> None:
+async def _close_quietly(
+    ws: web.WebSocketResponse, code: int = WSCloseCode.GOING_AWAY, why: bytes = b"server going away"
+) -> None:
     try:
-        await asyncio.wait_for(ws.close(code=1001, message=b"server going away"), _SEND_TIMEOUT_S)
+        await asyncio.wait_for(ws.close(code=code, message=why), _SEND_TIMEOUT_S)
     except (asyncio.TimeoutError, ConnectionError, RuntimeError) as exc:
         log.debug("web socket close failed: %s", exc)

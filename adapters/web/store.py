@@ -350,6 +350,25 @@ class WebStore(MemberTables, SignInTables):
             self._run("UPDATE groups SET join_by_number = ? WHERE number = ?", (int(allowed), number))
             self._groups.clear()  # rare: every kept copy of the group is dropped
 
+    def new_links(self, number: str) -> StoredGroup:
+        """Give the group a new address and a new invite (128 random bits each): from now on its old page
+        address and invite link find nothing. Its number, and so its key, history and memory, stay."""
+        with self._lock:
+            for _ in range(50):
+                try:
+                    changed = self._run(
+                        "UPDATE groups SET address = ?, invite = ? WHERE number = ?",
+                        (new_address(), secrets.token_urlsafe(16), number),
+                    ).rowcount
+                except sqlite3.IntegrityError:
+                    continue  # drawn before by another group (never in practice): draw again
+                if not changed:
+                    raise WebStoreError(f"no web group numbered {number}")
+                self._groups.clear()  # every kept copy of the group, old address and invite included
+                row = self._run(f"SELECT {_GROUP_COLUMNS} FROM groups WHERE number = ?", (number,)).fetchone()
+                return _group(row)
+        raise WebStoreError("could not draw a free group address")
+
     # ----------------------------------------------------------------- messages
 
     def add_message(

@@ -26,6 +26,7 @@
     limits: { max_files: 10, max_file_bytes: 20 * 1024 * 1024 },
     tray: null,         // PaiMedia.Tray: files chosen but not sent yet
     sending: false,
+    renewing: null,     // the group this page is giving new links (its own "moved" is expected)
   };
   const media = window.PaiMedia;
   const { _, ngettext } = window.PaiI18n;
@@ -225,6 +226,12 @@
     recent = recent.filter((g) => g && g.number !== group.number);
     recent.unshift({ address: group.address, number: group.number, name: group.name });
     store.set("recent", JSON.stringify(recent.slice(0, 8)));
+  }
+
+  function forgetRecent(number) {
+    let recent = [];
+    try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
+    store.set("recent", JSON.stringify(recent.filter((g) => g && g.number !== number)));
   }
 
   function renderRecent() {
@@ -479,8 +486,15 @@
     if (!state.group) return;
     let more = true;
     while (more && state.group) {
-      const address = state.group.address;
-      const data = await api("GET", `/api/groups/${address}/messages?after=${state.lastId}&limit=200`);
+      const group = state.group;
+      const address = group.address;
+      let data;
+      try {
+        data = await api("GET", `/api/groups/${address}/messages?after=${state.lastId}&limit=200`);
+      } catch (e) {
+        if (e.status === 404) return groupMoved(group);  // the address stopped working while away
+        throw e;
+      }
       if (!state.group || state.group.address !== address) return;
       addMessages(data.messages);
       more = data.has_more && data.messages.length > 0;
@@ -507,6 +521,7 @@
       if (data.type === "message" && data.message) addMessages([data.message]);
       else if (data.type === "edit" && data.message) replaceMessage(data.message);
       else if (data.type === "typing" && typeof data.name === "string") showTyping(data.name);
+      else if (data.type === "moved") groupMoved(state.group);
       else emit("socket", data);
     });
     ws.addEventListener("close", () => {
@@ -560,7 +575,39 @@
   // A group's admins decide whether its number lets people in (off for new groups: only links do).
   function showNumberJoining(group) {
     $("number-toggle").hidden = !group.admin;
+    $("new-links").hidden = !group.admin;
     $("number-joining").checked = !!group.join_by_number;
+  }
+
+  // An admin gives the group a new address and invite link when one went where it should not: the old
+  // ones stop working for everyone, open pages included; this page moves to the new address.
+  async function onNewLinks() {
+    const group = state.group;
+    if (!group || !confirm(_("Make new links for this group? Its current address and invite link stop working for everyone, and open pages are disconnected. Share the new invite link with the people who should stay."))) return;
+    const button = $("new-links");
+    button.disabled = true;
+    state.renewing = group;  // this page's own socket is told "moved" before the answer arrives
+    try {
+      const changed = await api("PATCH", "/api/groups/" + group.address, { new_links: true });
+      if (state.group !== group) return;
+      history.replaceState({}, "", "/g/" + changed.address);
+      await openGroup(changed, { fresh: true });
+      toast(_("New links made: the old address and invite link no longer work."));
+    } catch (e) {
+      toast(e.message);
+    } finally {
+      state.renewing = null;
+      button.disabled = false;
+    }
+  }
+
+  // This page's address stopped working (an admin made new links): say so, forget it, go home.
+  function groupMoved(group) {
+    if (!state.group || state.group !== group || state.renewing === group) return;
+    forgetRecent(group.number);
+    history.replaceState({}, "", "/");
+    goHome();
+    toast(_("An admin made new links for this group: this address no longer works. Ask a member for the new invite link."));
   }
 
   async function onNumberJoining() {
@@ -711,6 +758,7 @@
     $("banner-copy").addEventListener("click", () => state.group && copy(state.group.invite_url));
     $("banner-close").addEventListener("click", () => { $("invite-banner").hidden = true; });
     $("number-joining").addEventListener("change", onNumberJoining);
+    $("new-links").addEventListener("click", onNewLinks);
     $("reply-cancel").addEventListener("click", cancelReply);
     $("lang-switch").addEventListener("click", () => {
       store.set("lang", window.PaiI18n.locale.startsWith("zh") ? "en" : "zh-CN");
