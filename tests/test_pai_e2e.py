@@ -276,16 +276,23 @@ async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
                                 json={"author_id": me["author_id"], "text": "it's me"},
                                 headers=await member_headers(pai.web, "Alice"))  # another "Alice"
     assert forged.status == 403
-    # a new link gives her a new key; the old one no longer posts
+    # a new link (another browser) gives that browser its own key; this one stays signed in until she
+    # signs the others out from the new one
     await pai.tg.message(TG_GROUP, ALICE, "/signin")
     dm = await until(lambda: [m["text"] for m in pai.tg.sent if m["chat"]["id"] == ALICE["id"]][1:], "a new link")
     path = re.search(r"(http://\S+/signin/\S+)", dm[-1]).group(1).split("/", 3)[3]  # type: ignore[union-attr]
     async with pai.web.get(f"/{path}", allow_redirects=False) as resp:
         assert resp.status == 303
         new_key = resp.cookies["paibot_member"].value
-    again = await (await pai.web.get("/api/members/me", headers={"Authorization": f"Member {new_key}"})).json()
+    new_headers = {"Authorization": f"Member {new_key}"}
+    again = await (await pai.web.get("/api/members/me", headers=new_headers)).json()
     assert again["author_id"] == me["author_id"]
+    assert (await (await pai.web.get("/api/members/me", headers=headers)).json())["author_id"] == me["author_id"]
+    assert (await pai.web.delete("/api/members/me/keys")).status == 401
+    out = await pai.web.delete("/api/members/me/keys", headers=new_headers)
+    assert out.status == 200 and await out.json() == {"signed_out": 1}
     assert (await pai.web.get("/api/members/me", headers=headers)).status == 204
+    assert (await pai.web.get("/api/members/me", headers=new_headers)).status == 200
 
 
 def _still_there(pai: Pai, text: str) -> bool:

@@ -540,3 +540,30 @@ async def test_an_admin_makes_new_links_and_pages_on_the_old_address_are_shut_ou
     await bob.wait_for_selector("text=集合地点在蓝色大厅")
     assert bob.url.endswith(f"/g/{new}")
     await phone.close()
+
+
+async def test_a_member_signs_her_other_browsers_out(browser, paibot):
+    """Signed in on two browsers (the second by a one-time link), she signs the other one out from this page;
+    this browser stays signed in."""
+    app, url, _ = paibot
+    page = await browser.new_page()
+    await page.goto(url + "/")
+    await page.fill("#nick-input", "Alice")
+    await page.click("#nick-form button[type=submit]")
+    await page.fill("#create-name", "Book club")
+    await page.click("#create-button")
+    await page.wait_for_selector("#chat-screen:not([hidden])")
+    me = await page.evaluate("fetch('/api/members/me').then((r) => r.json())")
+    store = app.services.adapters["web"]._store  # type: ignore[union-attr]
+    phone = store.redeem_sign_in(store.issue_sign_in(me["author_id"], "Alice", "000000", 60))
+    phone_key = {"Authorization": f"Member {phone.key}"}
+    async with aiohttp.ClientSession(base_url=url) as http:
+        assert (await http.get("/api/members/me", headers=phone_key)).status == 200
+
+        await page.click("#change-nick")
+        await page.click("#sign-out-others")
+        await page.wait_for_selector("text=1 other browser signed out.")
+        assert (await http.get("/api/members/me", headers=phone_key)).status == 204
+    assert (await page.evaluate("fetch('/api/members/me').then((r) => r.json())"))["author_id"] == me["author_id"]
+    await page.click("#sign-out-others")
+    await page.wait_for_selector("text=No other browser was signed in as you.")

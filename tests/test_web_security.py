@@ -11,6 +11,7 @@ import pytest
 
 from adapters.web.adapter import WebAdapter, create_adapter
 from adapters.web.http import MAX_BODY_BYTES
+from adapters.web.members import StoredMember
 from bot.config import parse_settings
 from bot.errors import AdapterConfigError
 from bot.ports import AdapterEnv
@@ -254,23 +255,48 @@ def test_the_page_never_builds_html_from_strings():
     assert "https://" not in page  # no CDN: the page works offline
 
 
-def test_a_member_key_stops_proving_her_once_a_sign_in_gives_her_a_new_one(tmp_path: Path) -> None:
-    """Members found by key are kept in memory for the posts that follow: a new key (a sign-in link) or a
-    new nickname is seen at once all the same."""
+def test_each_browser_signed_in_has_its_own_key_until_she_signs_the_others_out(tmp_path: Path) -> None:
+    """Members found by key are kept in memory for the posts that follow, yet a rename, a retired key or a
+    sign-out is seen at once. A sign-in link gives its browser a key of its own: the browsers signed in
+    before stay signed in, up to KEYS_PER_MEMBER (a new one retires the oldest), until she signs the
+    others out."""
+    from adapters.web.members import KEYS_PER_MEMBER
     from adapters.web.store import WebStore
 
     store = WebStore(tmp_path / "web.db")
-    member, old_key = store.add_member("Alice")
-    assert store.member_by_key(old_key) == store.known_member(old_key) == member
+    member, first = store.add_member("Alice")
+    assert store.member_by_key(first) == store.known_member(first) == member
     store.rename_member(member.author_id, "Alicia")
-    assert store.known_member(old_key) is None
-    assert store.member_by_key(old_key).nickname == "Alicia"
+    assert store.known_member(first) is None
+    assert store.member_by_key(first).nickname == "Alicia"  # type: ignore[union-attr]
     group = store.create_group("g")
-    signed = store.redeem_sign_in(store.issue_sign_in(member.author_id, "Alicia", group.number, 60))
-    assert signed is not None and signed.author_id == member.author_id
-    assert store.known_member(old_key) is None and store.member_by_key(old_key) is None
-    assert store.member_by_key(signed.key).author_id == member.author_id
+
+    def sign_in() -> str:
+        signed = store.redeem_sign_in(store.issue_sign_in(member.author_id, "ignored", group.number, 60))
+        assert signed is not None and (signed.author_id, signed.nickname) == (member.author_id, "Alicia")
+        return signed.key
+
+    keys = [first] + [sign_in() for _ in range(KEYS_PER_MEMBER - 1)]
+    assert all(store.member_by_key(k) == StoredMember(member.author_id, "Alicia") for k in keys)
+    newest = sign_in()  # one browser too many: the oldest extra key retires, the first one stays
+    assert store.known_member(keys[1]) is None and store.member_by_key(keys[1]) is None
+    assert all(store.member_by_key(k) is not None for k in [first, *keys[2:], newest])
+
+    assert store.sign_out_others(member.author_id, keys[2]) == KEYS_PER_MEMBER - 1
+    assert store.member_by_key(keys[2]) == StoredMember(member.author_id, "Alicia")
+    assert all(store.member_by_key(k) is None for k in [first, *keys[3:], newest])
+    assert store.sign_out_others(member.author_id, keys[2]) == 0
+    other, other_key = store.add_member("Mallory")
+    with pytest.raises(LookupError):  # a key of someone else signs nobody out
+        store.sign_out_others(member.author_id, other_key)
+    assert store.member_by_key(keys[2]) is not None and store.member_by_key(other_key) == other
+
+    lone = store.redeem_sign_in(store.issue_sign_in("w-new", "Zoe", group.number, 60))  # a first sign-in
+    assert lone is not None and store.member_by_key(lone.key) == StoredMember("w-new", "Zoe")
     store.close()
+    reopened = WebStore(tmp_path / "web.db")  # on disk, not only in memory
+    assert reopened.member_by_key(keys[2]) is not None and reopened.member_by_key(newest) is None
+    reopened.close()
 
 
 def test_posts_from_many_threads_share_commits_and_each_gets_its_own_answer(tmp_path: Path) -> None:

@@ -366,6 +366,9 @@ class WebAdapter(WebForgetting):
         store = self._require_store()
         return store.known_member(key) or await asyncio.to_thread(store.member_by_key, key)
 
+    async def sign_out_others(self, member: StoredMember, key: str) -> int:
+        return await asyncio.to_thread(self._require_store().sign_out_others, member.author_id, key)
+
     async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember:
         await asyncio.to_thread(self._require_store().rename_member, member.author_id, nickname)
         return StoredMember(member.author_id, nickname)

@@ -10,6 +10,7 @@ for joining by number where the group allows it):
     POST /api/members                      {"nickname"} -> 201 {"author_id", "nickname", "key"} (+ cookie)
     GET  /api/members/me                   {"author_id", "nickname"} of the member key sent (204: none)
     PATCH /api/members/me                  {"nickname"} -> the renamed member
+    DELETE /api/members/me/keys            {"signed_out": n}: the member's other browsers must sign in again
     POST /api/groups                       {"name"} -> 201 group (a member creating it is its first admin)
     GET  /api/groups/{group}               group (+ "admin": whether the member key sent is the group's admin)
     PATCH /api/groups/{group}              {"join_by_number": bool, "new_links": true} (either or both) ->
@@ -144,6 +145,8 @@ class GroupService(Protocol):
     async def member_by_key(self, key: str) -> StoredMember | None: ...
 
     async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember: ...
+
+    async def sign_out_others(self, member: StoredMember, key: str) -> int: ...
 
     async def find_group(self, address: str) -> StoredGroup | None: ...
 
@@ -327,6 +330,7 @@ class WebHttp:
         r.add_post("/api/members", self.create_member)
         r.add_get("/api/members/me", self.get_me)
         r.add_patch("/api/members/me", self.rename_me)
+        r.add_delete("/api/members/me/keys", self.sign_out_others)
         r.add_post("/api/groups", self.create_group)
         r.add_get("/api/groups/{group}", self.get_group)
         r.add_patch("/api/groups/{group}", self.change_group)
@@ -448,14 +452,18 @@ class WebHttp:
 
     # ----------------------------------------------------------------- members
 
-    async def _member(self, request: web.Request) -> StoredMember | None:
-        """The member whose key the request carries (``Authorization: Member <key>``, else the cookie)."""
+    @staticmethod
+    def _key(request: web.Request) -> str:
+        """The member key the request carries (``Authorization: Member <key>``, else the cookie); "" for none."""
         auth = request.headers.get("Authorization", "")
         key = auth[7:].strip() if auth.lower().startswith("member ") else ""
         key = key or request.cookies.get(MEMBER_COOKIE, "")
-        if not key or len(key) > 200:
-            return None
-        return await self.service.member_by_key(key)
+        return key if len(key) <= 200 else ""
+
+    async def _member(self, request: web.Request) -> StoredMember | None:
+        """The member whose key the request carries."""
+        key = self._key(request)
+        return await self.service.member_by_key(key) if key else None
 
     async def _required_member(self, request: web.Request) -> StoredMember:
         member = await self._member(request)
@@ -502,6 +510,12 @@ class WebHttp:
         if member is None:
             return web.Response(status=204)
         return web.json_response({"author_id": member.author_id, "nickname": member.nickname})
+
+    async def sign_out_others(self, request: web.Request) -> web.Response:
+        """Every other browser signed in as this member must sign in again; this one stays signed in."""
+        member = await self._required_member(request)
+        gone = await self.service.sign_out_others(member, self._key(request))
+        return web.json_response({"signed_out": gone})
 
     async def rename_me(self, request: web.Request) -> web.Response:
         member = await self._required_member(request)

@@ -2,8 +2,11 @@
 
 A person becomes a member when they first pick a nickname: a public ``author_id`` (shown with their
 messages) and a secret key (``secrets.token_urlsafe(32)``) that proves it on every post. Only the key's
-SHA-256 is stored, so the file alone lets nobody post as anyone. A group's creator is its first admin;
-admins can name others (``add_admin``).
+SHA-256 is stored, so the file alone lets nobody post as anyone. A member signed in by one-time links
+(``adapters.web.signin``) on several browsers has a key for each: the first in ``members``, the others in
+``member_keys``, at most ``KEYS_PER_MEMBER`` in all (a new one retires the oldest), and
+``sign_out_others`` keeps only the key it is asked with. A group's creator is its first admin; admins can
+name others (``add_admin``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class StoredMember:
 
 
 MEMBERS_KEPT = 10_000  # members kept in memory by key (the oldest entry goes first)
+KEYS_PER_MEMBER = 5  # browsers a member can be signed in on at once (the first key included)
 
 
 def key_hash(key: str) -> str:
@@ -62,8 +66,11 @@ class MemberTables:
     def member_by_key(self, key: str) -> StoredMember | None:
         digest = key_hash(key)
         with self._lock:
-            row = self._run("SELECT author_id, nickname FROM members WHERE key_hash = ?", (digest,))
-            row = row.fetchone()
+            row = self._run(
+                "SELECT author_id, nickname FROM members WHERE key_hash = ? UNION ALL SELECT m.author_id,"
+                " m.nickname FROM member_keys k JOIN members m USING (author_id) WHERE k.key_hash = ?",
+                (digest, digest),
+            ).fetchone()
             if row is None:
                 return None
             member = StoredMember(*row)
@@ -71,6 +78,41 @@ class MemberTables:
                 self._members.pop(next(iter(self._members)))
             self._members[digest] = member
         return member
+
+    def add_key(self, author_id: str, key: str, now: str) -> None:
+        """One more key for an existing member (under ``_lock``, in the caller's transaction); past
+        ``KEYS_PER_MEMBER`` the oldest extra key stops working."""
+        self._run("INSERT INTO member_keys (key_hash, author_id, created_at) VALUES (?, ?, ?)",
+                  (key_hash(key), author_id, now))  # fmt: skip
+        self._run(
+            "DELETE FROM member_keys WHERE author_id = ? AND key_hash NOT IN (SELECT key_hash FROM"
+            " member_keys WHERE author_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+            (author_id, author_id, KEYS_PER_MEMBER - 1),
+        )
+        self._forget_member(author_id)
+
+    def sign_out_others(self, author_id: str, key: str) -> int:
+        """Make ``key`` the member's only key (every other browser signed in as her must sign in again);
+        returns how many keys stopped working."""
+        digest = key_hash(key)
+        with self._lock:
+            self._run("BEGIN IMMEDIATE")
+            try:
+                main = self._run("SELECT key_hash FROM members WHERE author_id = ?", (author_id,)).fetchone()
+                extra = {r[0] for r in self._run("SELECT key_hash FROM member_keys WHERE author_id = ?",
+                                                 (author_id,))}  # fmt: skip
+                if main is None or (main[0] != digest and digest not in extra):
+                    raise LookupError(f"not a key of member {author_id}")
+                self._run("DELETE FROM member_keys WHERE author_id = ?", (author_id,))
+                if main[0] != digest:  # this key becomes the first one, and the first one stops working
+                    self._run("UPDATE members SET key_hash = ? WHERE author_id = ?", (digest, author_id))
+                gone = len(extra)  # every other key: the extra ones, or the first one in place of this one
+                self._forget_member(author_id)
+                self._run("COMMIT")
+            except BaseException:
+                self._run("ROLLBACK")
+                raise
+        return gone
 
     def _forget_member(self, author_id: str) -> None:
         """Drop the kept entries of ``author_id`` (under ``_lock``, in the transaction that changes her)."""

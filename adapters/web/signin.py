@@ -6,8 +6,9 @@ makes that web id a web member (``adapters.web.members``: a row of ``members``, 
 nickname on the page) and gives the browser its member key (the HttpOnly cookie; ``Authorization: Member
 <key>`` for scripts). From then on that id posts, like every web member, only with its key: nobody else can
 speak as the member the core links to another account. Opening a new link for a web id that is a member
-already gives it a new key (the key is the only proof, and only its SHA-256 is kept): a browser signed in
-before with that id must sign in again.
+already gives that browser a key of its own (the key is the only proof, and only its SHA-256 is kept): the
+browsers signed in before stay signed in, up to ``adapters.web.members.KEYS_PER_MEMBER`` of them (a new one
+retires the oldest), until the member signs the others out (``DELETE /api/members/me/keys``).
 
 Kept in ``web.db`` beside the members, on the store's connection (a part of ``adapters.web.store.WebStore``):
 ``signin_tokens`` (a token's SHA-256, never the token, with the web id, name, room and expiry; deleted when
@@ -59,6 +60,9 @@ class SignInTables:
     def _forget_member(self, author_id: str) -> None:
         raise NotImplementedError
 
+    def add_key(self, author_id: str, key: str, now: str) -> None:
+        raise NotImplementedError
+
     def issue_sign_in(self, author_id: str, nickname: str, group: str, ttl_s: float) -> str:
         """A one-time sign-in token for ``author_id`` into ``group``."""
         token = secrets.token_urlsafe(24)
@@ -69,6 +73,17 @@ class SignInTables:
                 "INSERT INTO signin_tokens(token_hash, author_id, nickname, grp, expires_at) VALUES (?,?,?,?,?)",
                 (digest(token), author_id, nickname, group, (now + timedelta(seconds=ttl_s)).isoformat()))
         return token
+
+    def _admit(self, author_id: str, nickname: str, key: str, now: str) -> str:
+        """Make ``author_id`` a member proven by ``key`` (in the caller's transaction); returns her nickname.
+        Signed in elsewhere already, she keeps that nickname and the other browsers keep their keys."""
+        known = self._run("SELECT nickname FROM members WHERE author_id = ?", (author_id,)).fetchone()
+        if known is not None:
+            self.add_key(author_id, key, now)
+            return str(known[0])
+        self._run("INSERT INTO members (author_id, nickname, key_hash, created_at) VALUES (?, ?, ?, ?)",
+                  (author_id, nickname, key_hash(key), now))  # fmt: skip
+        return nickname
 
     def redeem_sign_in(self, token: str) -> SignedIn | None:
         """Use a token (once): its web id becomes a member (or keeps its nickname and gets a new key), or
@@ -82,15 +97,7 @@ class SignInTables:
                     "SELECT author_id, nickname, grp FROM signin_tokens WHERE token_hash=? AND expires_at >= ?",
                     (digest(token), now)).fetchone()
                 self._run("DELETE FROM signin_tokens WHERE token_hash=?", (digest(token),))
-                nickname = ""
-                if row is not None:
-                    self._run(
-                        "INSERT INTO members (author_id, nickname, key_hash, created_at) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT(author_id) DO UPDATE SET key_hash = excluded.key_hash",
-                        (row[0], row[1], key_hash(key), now))
-                    self._forget_member(row[0])  # her old key no longer proves her
-                    nickname = self._run("SELECT nickname FROM members WHERE author_id = ?",
-                                         (row[0],)).fetchone()[0]
+                nickname = self._admit(row[0], row[1], key, now) if row is not None else ""
                 self._run("COMMIT")
             except BaseException:
                 self._run("ROLLBACK")

@@ -91,6 +91,12 @@ CREATE TABLE IF NOT EXISTS members (
     key_hash TEXT NOT NULL UNIQUE,          -- sha256 of the member key: the key itself is never stored
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS member_keys (     -- a member's other keys: one per browser signed in by a link
+    key_hash TEXT PRIMARY KEY,
+    author_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS member_keys_author ON member_keys (author_id, created_at);
 CREATE TABLE IF NOT EXISTS group_admins (
     grp TEXT NOT NULL,
     author_id TEXT NOT NULL,

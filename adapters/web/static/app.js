@@ -650,8 +650,25 @@
       ? _("Choose how the people in “{group}” will see you.", { group: groupName })
       : _("Choose how the group will see you.");
     $("nick-modal-input").value = nickname();
+    $("sign-out-others").hidden = !state.me;
     $("nick-modal").hidden = false;
     $("nick-modal-input").focus();
+  }
+
+  // Browsers signed in as this member by other links keep their own keys until she signs them out here.
+  async function onSignOutOthers() {
+    const button = $("sign-out-others");
+    button.disabled = true;
+    try {
+      const done = await api("DELETE", "/api/members/me/keys");
+      toast(done.signed_out
+        ? ngettext("{n} other browser signed out.", "{n} other browsers signed out.", done.signed_out)
+        : _("No other browser was signed in as you."));
+    } catch (e) {
+      toast(e.message);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   function goHome() {
@@ -759,6 +776,7 @@
     $("banner-close").addEventListener("click", () => { $("invite-banner").hidden = true; });
     $("number-joining").addEventListener("change", onNumberJoining);
     $("new-links").addEventListener("click", onNewLinks);
+    $("sign-out-others").addEventListener("click", onSignOutOthers);
     $("reply-cancel").addEventListener("click", cancelReply);
     $("lang-switch").addEventListener("click", () => {
       store.set("lang", window.PaiI18n.locale.startsWith("zh") ? "en" : "zh-CN");
