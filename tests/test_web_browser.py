@@ -90,16 +90,20 @@ async def paibot(tmp_path):
         await app.stop()
 
 
+async def create_on_page(page, url: str, nickname: str, name: str) -> None:
+    """Pick a nickname and create a group the way a person does on the home page; wait for its chat."""
+    await page.goto(url + "/")
+    await page.fill("#nick-input", nickname)
+    await page.click("#nick-form button[type=submit]")
+    await page.fill("#create-name", name)
+    await page.click("#create-button")
+    await page.wait_for_selector("#chat-screen:not([hidden])")
+
+
 async def test_create_a_group_say_hello_to_pai_and_see_the_reply(browser, paibot, tmp_path):
     _, url, llm = paibot
     page = await browser.new_page(viewport={"width": 1200, "height": 800})
-    await page.goto(url + "/")
-    await page.fill("#nick-input", "Alice")
-    await page.click("#nick-form button[type=submit]")
-    await page.fill("#create-name", "Weekend hikers")
-    await page.click("#create-button")
-
-    await page.wait_for_selector("#chat-screen:not([hidden])")
+    await create_on_page(page, url, "Alice", "Weekend hikers")
     number = (await page.text_content("#group-number") or "").strip()
     assert number.isdigit() and len(number) == 6
     address = page.url.rsplit("/g/", 1)[1]
@@ -499,12 +503,7 @@ async def test_an_admin_makes_new_links_and_pages_on_the_old_address_are_shut_ou
     _, url, _ = paibot
     phone = await browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
     admin = await phone.new_page()
-    await admin.goto(url + "/")
-    await admin.fill("#nick-input", "小王")
-    await admin.click("#nick-form button[type=submit]")
-    await admin.fill("#create-name", "周末徒步群")
-    await admin.click("#create-button")
-    await admin.wait_for_selector("#chat-screen:not([hidden])")
+    await create_on_page(admin, url, "小王", "周末徒步群")
     old = admin.url.rsplit("/g/", 1)[1]
     old_invite = (await admin.text_content("#banner-link") or "").strip()
     await post(url, old, "小李", "集合地点在蓝色大厅")
@@ -547,12 +546,7 @@ async def test_a_member_signs_her_other_browsers_out(browser, paibot):
     this browser stays signed in."""
     app, url, _ = paibot
     page = await browser.new_page()
-    await page.goto(url + "/")
-    await page.fill("#nick-input", "Alice")
-    await page.click("#nick-form button[type=submit]")
-    await page.fill("#create-name", "Book club")
-    await page.click("#create-button")
-    await page.wait_for_selector("#chat-screen:not([hidden])")
+    await create_on_page(page, url, "Alice", "Book club")
     me = await page.evaluate("fetch('/api/members/me').then((r) => r.json())")
     store = app.services.adapters["web"]._store  # type: ignore[union-attr]
     phone = store.redeem_sign_in(store.issue_sign_in(me["author_id"], "Alice", "000000", 60))
