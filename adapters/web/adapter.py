@@ -47,7 +47,8 @@ from adapters.web.config import WebAdapterSettings
 from adapters.web.files import WebFileError, valid_file_id
 from adapters.web.forgetting import WebForgetting
 from adapters.web.guard import ClientLimits, ClientRules, WebGuard
-from adapters.web.http import LOOPBACK_HOSTS, ApiError, WebHttp
+from adapters.web.api import ApiError
+from adapters.web.http import LOOPBACK_HOSTS, WebHttp
 from adapters.web.live import LiveHub
 from adapters.web.render import message_json, poll_row
 from adapters.web.members import StoredMember

@@ -29,7 +29,7 @@ from adapters.web.files import (
     sniff,
     sniff_media,
 )
-from adapters.web.http import ApiError
+from adapters.web.api import ApiError
 from adapters.web.store import NewFile, StoredFile, WebStore
 from bot.errors import DeliveryError
 from bot.events import Attachment, OutgoingFile

@@ -42,6 +42,9 @@ key's member; naming another ``author_id`` is refused with 403, posting without 
 Files are served with ``nosniff``, a sandboxing CSP, and ``Content-Disposition: attachment`` unless they are
 one of the four sniffed image types; HTML and SVG are never rendered by this origin.
 
+What the API refuses and how it reads bodies is ``adapters.web.api``; what it needs of the adapter is
+``adapters.web.service.GroupService``.
+
 A member of another platform signed in by a one-time link (``adapters.web.signin``, ``/signin/{token}``) is
 a member like the others: the link gives the browser a key (the same cookie) for the web id linked to her.
 """
@@ -53,36 +56,33 @@ import contextlib
 import hmac
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from adapters.web.config import LOOPBACK
 from adapters.web.files import download_type, inline_type
+from adapters.web.api import (
+    MAX_BODY_BYTES, ApiError, chunks, clean_line, clean_text, content_disposition, parse_id, read_field, read_form,
+    read_json,
+)
 from adapters.web.guard import BadJson, WebGuard, strict_json
-from adapters.web.live import MOVED, LiveHub
+from adapters.web.live import MOVED
 from adapters.web.members import StoredMember
 from adapters.web.quota import Reservation
-from adapters.web.store import StoredFile, StoredGroup
-from adapters.web.watch import WebWatch
+from adapters.web.service import GroupService
+from adapters.web.store import StoredGroup
 from bot.i18n import N_, SOURCE_LOCALE, Catalogs, Text
-from bot.ports import MetricsSource
 
 if TYPE_CHECKING:
-    from aiohttp import BodyPartReader
-
     from adapters.web.attachments import StagedFile
-    from adapters.web.signin import SignedIn
 
 log = logging.getLogger("paibot.web")
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_FIELD_BYTES = 64 * 1024  # one non-file field of a multipart upload
-_CHUNK = 64 * 1024
 FILE_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
 MAX_NAME_CHARS = 80
 MAX_NICK_CHARS = 40
@@ -95,7 +95,6 @@ _STATIC_TYPES = {
     "app.js": "text/javascript", "media.js": "text/javascript", "i18n.js": "text/javascript", "app.css": "text/css",
     "watch.js": "text/javascript", "watch.css": "text/css",
 }
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _ADDRESS = re.compile(r"^[A-Za-z0-9_-]{22,64}$")  # a group's address (adapters.web.store.new_address)
 _NUMBER = re.compile(r"^[0-9]{6}$")
 
@@ -114,184 +113,6 @@ _NO_SUCH_NUMBER = Text(N_("No group with this number lets people join by number.
 _ADMINS_ONLY = Text(N_("Only the group's admins can change this."))
 _NO_SUCH_GROUP = Text(N_("There is no group at this address."))
 _NO_SUCH_INVITE = Text(N_("This invite link is not valid."))
-
-
-class ApiError(Exception):
-    """A request the API refuses; becomes ``{"error": message}`` with ``status``. A ``Text`` message (one a
-    person may read on the page) is translated into the request's language (``?lang=`` or
-    ``Accept-Language``)."""
-
-    def __init__(self, status: int, message: str | Text) -> None:
-        super().__init__(str(message))
-        self.status = status
-        self.message = message
-
-
-class GroupService(Protocol):
-    """What the HTTP layer needs from the adapter (``adapters.web.WebAdapter`` implements it)."""
-
-    bot_name: str
-    max_text_length: int
-    hub: LiveHub
-    watch: WebWatch
-    metrics: MetricsSource | None
-
-    async def create_group(self, name: str, creator: StoredMember | None = None) -> StoredGroup: ...
-
-    async def add_member(self, nickname: str) -> tuple[StoredMember, str]:
-        """A new member and its secret key."""
-        ...
-
-    async def member_by_key(self, key: str) -> StoredMember | None: ...
-
-    async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember: ...
-
-    async def sign_out_others(self, member: StoredMember, key: str) -> int: ...
-
-    async def find_group(self, address: str) -> StoredGroup | None: ...
-
-    async def find_by_number(self, number: str) -> StoredGroup | None:
-        """The numbered group only if it lets people join by number (else None, as for no group)."""
-        ...
-
-    async def is_group_admin(self, group: StoredGroup, member: StoredMember | None) -> bool: ...
-
-    async def set_join_by_number(self, group: StoredGroup, allowed: bool) -> StoredGroup: ...
-
-    def number_json(self, group: StoredGroup) -> dict[str, Any]: ...
-
-    async def find_invite(self, invite: str) -> StoredGroup | None: ...
-
-    async def new_links(self, group: StoredGroup) -> StoredGroup: ...
-
-    def group_json(self, group: StoredGroup) -> dict[str, Any]: ...
-
-    async def post_message(
-        self, group: StoredGroup, author: StoredMember, text: str, reply_to: int | None,
-        nonce: str | None, uploads: Sequence[StagedFile] = (), space: Reservation | None = None,
-    ) -> dict[str, Any]:
-        """Store and commit a message; owns ``uploads`` and ``space`` from the call on (removes the uploads
-        and releases the space if it fails)."""
-        ...
-
-    async def list_messages(self, group: StoredGroup, after: int | None, limit: int) -> dict[str, Any]: ...
-
-    async def reserve_space(self, group: StoredGroup, expected: int) -> Reservation | None:
-        """Storage quota space for a message of about ``expected`` bytes (``ApiError(507)`` past the quota;
-        None when there is no quota), reserved before anything is written."""
-        ...
-
-    async def stage_upload(
-        self, group: StoredGroup, name: str | None, mime: str | None, chunks: AsyncIterator[bytes],
-        space: Reservation | None = None,
-    ) -> StagedFile:
-        """Write one uploaded file aside, its bytes counted in ``space`` (``ApiError(413)`` past the size
-        limit, ``ApiError(507)`` past the storage quota; nothing kept)."""
-        ...
-
-    async def drop_uploads(self, staged: Sequence[StagedFile]) -> None: ...
-
-    async def find_file(self, file_id: str) -> StoredFile | None: ...
-
-    def file_path(self, stored: StoredFile) -> Path: ...
-
-    def limits_json(self) -> dict[str, int]: ...
-
-    async def redeem_sign_in(self, token: str) -> SignedIn | None:
-        """Use a one-time sign-in token: the member (made, or given a new key), its key and the address of
-        the group to open, or None (used, expired, unknown)."""
-        ...
-
-    def check_served(self, group: StoredGroup) -> None:
-        """Raise ``ApiError(403)`` for a group the bot does not serve (nothing of it may be stored)."""
-        ...
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def clean_line(value: Any, field: str, max_chars: int) -> str:
-    """A one-line name: text, control characters removed, whitespace collapsed, 1..max_chars long."""
-    if not isinstance(value, str):
-        raise ApiError(400, f"'{field}' must be text")
-    line = " ".join(_CONTROL.sub("", value).split())
-    if not line:
-        raise ApiError(400, f"'{field}' must not be empty")
-    if len(line) > max_chars:
-        raise ApiError(400, f"'{field}' is longer than {max_chars} characters")
-    return line
-
-
-def clean_text(value: Any, max_chars: int, *, allow_empty: bool = False) -> str:
-    if value is None and allow_empty:
-        return ""
-    if not isinstance(value, str):
-        raise ApiError(400, "'text' must be text")
-    text = _CONTROL.sub("", value.replace("\r\n", "\n")).strip()
-    if not text and not allow_empty:
-        raise ApiError(400, "'text' must not be empty")
-    if len(text) > max_chars:
-        raise ApiError(413, f"'text' is longer than {max_chars} characters")
-    return text
-
-
-def parse_id(value: Any, field: str) -> int:
-    if isinstance(value, bool):
-        raise ApiError(400, f"'{field}' must be a message id")
-    if isinstance(value, str) and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if not isinstance(value, int) or not 0 <= value < 2**63:  # SQLite integers are 64-bit
-        raise ApiError(400, f"'{field}' must be a message id (a whole number)")
-    return value
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
-    except (ConnectionError, EOFError) as exc:
-        raise ApiError(400, "the request body was cut short") from exc
-    try:
-        data = strict_json(raw)
-    except BadJson as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    return data
-
-
-async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(_CHUNK):
-        yield chunk
-
-
-async def _field(part: BodyPartReader) -> str:
-    raw = bytearray()
-    while chunk := await part.read_chunk(_CHUNK):
-        raw += chunk
-        if len(raw) > MAX_FIELD_BYTES:
-            raise ApiError(413, f"the field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"the field {part.name!r} is not UTF-8 text") from exc
-
-
-def content_disposition(disposition: str, name: str) -> str:
-    """``inline``/``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266)."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_" for c in name)
-    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
-
-
-async def read_form(request: web.Request) -> dict[str, Any]:
-    try:
-        posted = await request.post()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise ApiError(413, f"request body is larger than {MAX_BODY_BYTES} bytes") from exc
-    except ValueError as exc:
-        raise ApiError(400, f"not a valid form: {exc}") from exc
-    return {k: v for k, v in posted.items() if isinstance(v, str)}
 
 
 # --------------------------------------------------------------------------- the application
@@ -657,11 +478,11 @@ class WebHttp:
                     mime = part.headers.get("Content-Type")
                     # Browsers escape '"' and line breaks as %22/%0A, some clients every non-ASCII byte.
                     name = unquote(part.filename or "", errors="replace")
-                    uploads.append(await self.service.stage_upload(group, name, mime, _chunks(part), space))
+                    uploads.append(await self.service.stage_upload(group, name, mime, chunks(part), space))
                     if sum(u.file.kind in ("video", "audio") for u in uploads) > 1:
                         raise ApiError(413, "at most one video or audio file per message")
                 elif part.name in ("author", "author_id", "text", "reply_to", "nonce"):
-                    fields[part.name] = await _field(part)
+                    fields[part.name] = await read_field(part)
                 else:
                     raise ApiError(400, f"unexpected form field {str(part.name)[:40]!r}")
         except BaseException:

@@ -41,7 +41,7 @@ from bot.events import ChatRef, PersonRef
 from bot.ports import WatchCommand, WatchControl, WatchView
 
 if TYPE_CHECKING:
-    from adapters.web.http import GroupService
+    from adapters.web.service import GroupService
     from adapters.web.store import StoredGroup
 
 log = logging.getLogger("paibot.web")
