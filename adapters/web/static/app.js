@@ -592,7 +592,9 @@
       if (state.group !== group) return;
       history.replaceState({}, "", "/g/" + changed.address);
       await openGroup(changed, { fresh: true });
-      toast(_("New links made: the old address and invite link no longer work."));
+      toast(changed.join_by_number
+        ? _("New links made. The number {number} still lets people join: turn Join by number off if it should not.", { number: changed.number })
+        : _("New links made: the old address and invite link no longer work."));
     } catch (e) {
       toast(e.message);
     } finally {
