@@ -368,7 +368,10 @@ class WebAdapter(WebForgetting):
         return store.known_member(key) or await asyncio.to_thread(store.member_by_key, key)
 
     async def sign_out_others(self, member: StoredMember, key: str) -> int:
-        return await asyncio.to_thread(self._require_store().sign_out_others, member.author_id, key)
+        try:
+            return await asyncio.to_thread(self._require_store().sign_out_others, member.author_id, key)
+        except LookupError as exc:  # the key was retired by another request meanwhile
+            raise ApiError(401, "this member key no longer signs anyone in: sign in again") from exc
 
     async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember:
         await asyncio.to_thread(self._require_store().rename_member, member.author_id, nickname)

@@ -390,8 +390,12 @@ class WebHttp:
         member = await self._required_member(request)
         data = await read_json(request)
         allowed, renew = data.get("join_by_number"), data.get("new_links")
-        if (not data or set(data) - {"join_by_number", "new_links"} or "join_by_number" in data
-                and not isinstance(allowed, bool) or "new_links" in data and renew is not True):  # fmt: skip
+        well_formed = (
+            bool(data) and set(data) <= {"join_by_number", "new_links"}
+            and ("join_by_number" not in data or isinstance(allowed, bool))
+            and ("new_links" not in data or renew is True)
+        )  # fmt: skip
+        if not well_formed:
             raise ApiError(400, "send {\"join_by_number\": true|false} and/or {\"new_links\": true}")
         if not await self.service.is_group_admin(group, member):
             raise ApiError(403, _ADMINS_ONLY)
