@@ -14,11 +14,14 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +97,43 @@ class KillOutcome:
         if self.posted is not None:
             assert self.posted == self.replies, self.line  # nothing but the replies was posted
         assert self.exit_code == 0, why
+
+
+PARALLEL_CHATS = 8  # bot.runtime's default: chats handled at once, so replies in flight at one kill
+
+
+def check_at_most_once(
+    name: str, *, bot: BotProcess, kills: int, groups: int, seed: int, started: float, exit_code: int | None,
+    interrupted: re.Pattern[str], acknowledged: int, mentions: set[Any], event_of: Callable[[Any], str],
+    replies: Counter[Any], attempted: set[Any], lost: Sequence[object], not_handled: Sequence[object],
+    stray_inbox: Sequence[object], status: dict[str, str], posted: int, never_sent: str, **more: Any,
+) -> None:
+    """Score a kill scenario on a platform whose sends are not idempotent (Telegram, QQ), print its figures
+    and check them (``KillOutcome``): a reply cut by a kill is not repeated, so a mention may go unanswered,
+    but only when the bot logged that reply as interrupted (``interrupted`` finds the event ids it names),
+    and at most one per chat being handled at each kill. ``mentions`` and the keys of ``replies`` and
+    ``attempted`` (sends that reached the platform at all) name messages the same way; ``event_of`` gives
+    a mention's event id. ``more`` adds figures after ``acknowledged``; ``never_sent`` names the figure of
+    unanswered mentions whose reply never left the bot (a kill while it waited for a send slot)."""
+    duplicated = sum(n - 1 for n in replies.values() if n > 1)
+    unanswered = [m for m in mentions if replies.get(m, 0) == 0]
+    uncertain = set(interrupted.findall(bot.log_text()))
+    unexplained = [m for m in unanswered if event_of(m) not in uncertain]
+    allowed = bot.kills * min(groups, PARALLEL_CHATS)
+    stray = [m for m in replies if m not in mentions]
+    line = figure(
+        name, seed=seed, kills=bot.kills, restarts=bot.runs - 1, acknowledged=acknowledged, **more,
+        lost=len(lost), not_handled=len(not_handled), mentions=len(mentions), replies=sum(replies.values()),
+        duplicated_replies=duplicated, unanswered=len(unanswered), unanswered_unexplained=len(unexplained),
+        **{never_sent: len([m for m in unanswered if m not in attempted])}, unanswered_allowed=allowed,
+        dead_letters=sum(1 for s in status.values() if s == "dead"), sigterm_exit=exit_code,
+        seconds=round(time.monotonic() - started),
+    )  # fmt: skip
+    KillOutcome(
+        line, bot.log_tail(), bot.kills, kills, lost, duplicated, stray, unanswered, exit_code,
+        not_handled=not_handled, stray_inbox=stray_inbox, allowed_unanswered=allowed, unexplained=unexplained,
+        posted=posted, replies=sum(replies.values()),
+    ).check()
 
 
 def free_port() -> int:

@@ -31,8 +31,7 @@ from adapters.onebot.cqcode import normalize
 from tests.fake_onebot import FakeOneBot, Stored
 from tests.reliability.harness import (
     BotProcess,
-    KillOutcome,
-    figure,
+    check_at_most_once,
     inbox_status,
     run_seed,
     soak,
@@ -43,7 +42,6 @@ from tests.reliability.harness import (
 
 pytestmark = pytest.mark.slow
 
-PARALLEL_CHATS = 8  # bot.runtime's default: chats handled at once, so replies in flight at one kill
 INTERRUPTED = re.compile(
     r"the reply to (onebot:\S+) (?:was interrupted by a restart and )?may not have arrived"
 )
@@ -170,32 +168,18 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
 
     status = inbox_status(data)
     kept = transcript_ids(data)
-    mentions = {(s.peer, s.message_id) for s, is_m in sent if is_m}
-    lost = [s.message_id for s, _ in sent if str(s.message_id) not in kept.get(f"onebot:{s.peer}", set())]
-    not_done = [e for e in expected if status.get(e) != "done"]
-    stray_inbox = [e for e in status if e.startswith("onebot:") and e not in expected | own]
-    duplicated = sum(n - 1 for n in replies.values() if n > 1)
-    unanswered = [m for m in mentions if replies.get(m, 0) == 0]
     by_event = {(s.peer, s.message_id): event_id(s) for s, _ in sent}
-    uncertain = set(INTERRUPTED.findall(bot.log_text()))
-    unexplained = [m for m in unanswered if by_event[m] not in uncertain]
-    allowed = bot.kills * min(groups, PARALLEL_CHATS)
-    never_attempted = [m for m in unanswered if m not in attempted]
-    stray = [m for m in replies if m not in mentions]
-    caught_up = sum(int(n) for n in re.findall(r"caught up on (\d+) message", bot.log_text()))
-    line = figure(
-        "onebot kill", seed=seed, kills=bot.kills, restarts=bot.runs - 1, acknowledged=len(sent),
-        caught_up_from_history=caught_up, lost=len(lost), not_handled=len(not_done), mentions=len(mentions),
-        replies=sum(replies.values()), duplicated_replies=duplicated, unanswered=len(unanswered),
-        unanswered_unexplained=len(unexplained), unanswered_never_sent_to_qq=len(never_attempted),
-        unanswered_allowed=allowed, dead_letters=sum(1 for s in status.values() if s == "dead"),
-        sigterm_exit=exit_code, seconds=round(time.monotonic() - started),
-    )  # fmt: skip
-    KillOutcome(
-        line, bot.log_tail(), bot.kills, kills, lost, duplicated, stray, unanswered, exit_code, not_handled=not_done,
-        stray_inbox=stray_inbox, allowed_unanswered=allowed, unexplained=unexplained, posted=all_bot_messages,
-        replies=sum(replies.values()),
-    ).check()
+    check_at_most_once(
+        "onebot kill", bot=bot, kills=kills, groups=groups, seed=seed, started=started, exit_code=exit_code,
+        interrupted=INTERRUPTED, acknowledged=len(sent),
+        caught_up_from_history=sum(int(n) for n in re.findall(r"caught up on (\d+) message", bot.log_text())),
+        mentions={(s.peer, s.message_id) for s, is_m in sent if is_m}, event_of=by_event.__getitem__,
+        replies=replies, attempted=attempted,
+        lost=[s.message_id for s, _ in sent if str(s.message_id) not in kept.get(f"onebot:{s.peer}", set())],
+        not_handled=[e for e in expected if status.get(e) != "done"],
+        stray_inbox=[e for e in status if e.startswith("onebot:") and e not in expected | own], status=status,
+        posted=all_bot_messages, never_sent="unanswered_never_sent_to_qq",
+    )
 
 
 async def test_random_sigkills_on_qq_lose_nothing_and_answer_at_most_once(tmp_path: Path) -> None:

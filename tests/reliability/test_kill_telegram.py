@@ -27,8 +27,7 @@ import pytest
 from tests.fake_telegram import FakeTelegram
 from tests.reliability.harness import (
     BotProcess,
-    KillOutcome,
-    figure,
+    check_at_most_once,
     inbox_status,
     run_seed,
     soak,
@@ -40,7 +39,6 @@ from tests.reliability.harness import (
 pytestmark = pytest.mark.slow
 
 MENTION = "@pai_test_bot"
-PARALLEL_CHATS = 8  # bot.runtime's default: chats handled at once, so replies in flight at one kill
 INTERRUPTED = re.compile(
     r"the reply to (telegram:\S+) (?:was interrupted by a restart and )?may not have arrived"
 )
@@ -151,31 +149,15 @@ async def run_scenario(tmp_path: Path, *, messages: int, groups: int, kills: int
     status = inbox_status(data)
     kept = transcript_ids(data)
     mentions = {(c, mid) for c, mid, is_m in sent if is_m}
-    lost = [(c, mid) for c, mid, _ in sent if str(mid) not in kept.get(f"telegram:{c}", set())]
-    not_done = [e for e in expected if status.get(e) != "done"]
-    stray_inbox = [e for e in status if e.startswith("telegram:") and e not in expected]
-    duplicated = sum(n - 1 for n in replies.values() if n > 1)
-    unanswered = [m for m in mentions if replies.get(m, 0) == 0]
-    # The bot's own account of replies whose send a kill cut (it does not repeat them: no idempotent send).
-    uncertain = set(INTERRUPTED.findall(bot.log_text()))
-    unexplained = [m for m in unanswered if f"telegram:{m[0]}:{m[1]}" not in uncertain]
-    allowed = bot.kills * min(groups, PARALLEL_CHATS)
-    # Of the lost replies, those that never left the bot (a kill while they waited for a send slot).
-    never_attempted = [m for m in unanswered if m not in attempted]
-    stray = [m for m in replies if m not in mentions]
-    line = figure(
-        "telegram kill", seed=seed, kills=bot.kills, restarts=bot.runs - 1, acknowledged=len(sent),
-        lost=len(lost), not_handled=len(not_done), mentions=len(mentions), replies=sum(replies.values()),
-        duplicated_replies=duplicated, unanswered=len(unanswered), unanswered_unexplained=len(unexplained),
-        unanswered_never_sent_to_telegram=len(never_attempted), unanswered_allowed=allowed,
-        dead_letters=sum(1 for s in status.values() if s == "dead"), sigterm_exit=exit_code,
-        seconds=round(time.monotonic() - started),
-    )  # fmt: skip
-    KillOutcome(
-        line, bot.log_tail(), bot.kills, kills, lost, duplicated, stray, unanswered, exit_code, not_handled=not_done,
-        stray_inbox=stray_inbox, allowed_unanswered=allowed, unexplained=unexplained, posted=all_bot_messages,
-        replies=sum(replies.values()),
-    ).check()
+    check_at_most_once(
+        "telegram kill", bot=bot, kills=kills, groups=groups, seed=seed, started=started, exit_code=exit_code,
+        interrupted=INTERRUPTED, acknowledged=len(sent), mentions=mentions,
+        event_of=lambda m: f"telegram:{m[0]}:{m[1]}", replies=replies, attempted=attempted,
+        lost=[(c, mid) for c, mid, _ in sent if str(mid) not in kept.get(f"telegram:{c}", set())],
+        not_handled=[e for e in expected if status.get(e) != "done"],
+        stray_inbox=[e for e in status if e.startswith("telegram:") and e not in expected], status=status,
+        posted=all_bot_messages, never_sent="unanswered_never_sent_to_telegram",
+    )
 
 
 async def test_random_sigkills_on_telegram_lose_nothing_and_answer_at_most_once(tmp_path: Path) -> None:
