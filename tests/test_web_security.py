@@ -258,8 +258,8 @@ def test_the_page_never_builds_html_from_strings():
 def test_each_browser_signed_in_has_its_own_key_until_she_signs_the_others_out(tmp_path: Path) -> None:
     """Members found by key are kept in memory for the posts that follow, yet a rename, a retired key or a
     sign-out is seen at once. A sign-in link gives its browser a key of its own: the browsers signed in
-    before stay signed in, up to KEYS_PER_MEMBER (a new one retires the oldest), until she signs the
-    others out."""
+    before stay signed in, up to KEYS_PER_MEMBER (a new one retires the oldest but the first), until she
+    signs the others out."""
     from adapters.web.members import KEYS_PER_MEMBER
     from adapters.web.store import WebStore
 

@@ -4,7 +4,7 @@ A person becomes a member when they first pick a nickname: a public ``author_id`
 messages) and a secret key (``secrets.token_urlsafe(32)``) that proves it on every post. Only the key's
 SHA-256 is stored, so the file alone lets nobody post as anyone. A member signed in by one-time links
 (``adapters.web.signin``) on several browsers has a key for each: the first in ``members``, the others in
-``member_keys``, at most ``KEYS_PER_MEMBER`` in all (a new one retires the oldest), and
+``member_keys``, at most ``KEYS_PER_MEMBER`` in all (a new one retires the oldest of the others), and
 ``sign_out_others`` keeps only the key it is asked with. A group's creator is its first admin; admins can
 name others (``add_admin``).
 """

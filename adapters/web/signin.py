@@ -7,8 +7,9 @@ nickname on the page) and gives the browser its member key (the HttpOnly cookie;
 <key>`` for scripts). From then on that id posts, like every web member, only with its key: nobody else can
 speak as the member the core links to another account. Opening a new link for a web id that is a member
 already gives that browser a key of its own (the key is the only proof, and only its SHA-256 is kept): the
-browsers signed in before stay signed in, up to ``adapters.web.members.KEYS_PER_MEMBER`` of them (a new one
-retires the oldest), until the member signs the others out (``DELETE /api/members/me/keys``).
+browsers signed in before stay signed in, up to ``adapters.web.members.KEYS_PER_MEMBER`` of them (a new
+one retires the oldest but the first), until the member signs the others out (``DELETE
+/api/members/me/keys``).
 
 Kept in ``web.db`` beside the members, on the store's connection (a part of ``adapters.web.store.WebStore``):
 ``signin_tokens`` (a token's SHA-256, never the token, with the web id, name, room and expiry; deleted when
