@@ -288,10 +288,14 @@ async def test_a_member_joins_the_pais_web_group_as_themself(pai: Pai) -> None:
     again = await (await pai.web.get("/api/members/me", headers=new_headers)).json()
     assert again["author_id"] == me["author_id"]
     assert (await (await pai.web.get("/api/members/me", headers=headers)).json())["author_id"] == me["author_id"]
-    assert (await pai.web.delete("/api/members/me/keys")).status == 401
+    keyless = await pai.web.delete("/api/members/me/keys")
+    assert keyless.status == 401 and (await keyless.json())["need"] == "member"  # a key, not the access token
     out = await pai.web.delete("/api/members/me/keys", headers=new_headers)
     assert out.status == 200 and await out.json() == {"signed_out": 1}
     assert (await pai.web.get("/api/members/me", headers=headers)).status == 204
+    retired = await pai.web.post(f"/api/groups/{pai.web_address}/messages", json={"text": "still me?"},
+                                 headers=headers)
+    assert retired.status == 401 and (await retired.json())["need"] == "member"
     assert (await pai.web.get("/api/members/me", headers=new_headers)).status == 200
 
 

@@ -550,14 +550,23 @@ async def test_a_member_signs_her_other_browsers_out(browser, paibot):
     me = await page.evaluate("fetch('/api/members/me').then((r) => r.json())")
     store = app.services.adapters["web"]._store  # type: ignore[union-attr]
     phone = store.redeem_sign_in(store.issue_sign_in(me["author_id"], "Alice", "000000", 60))
-    phone_key = {"Authorization": f"Member {phone.key}"}
-    async with aiohttp.ClientSession(base_url=url) as http:
-        assert (await http.get("/api/members/me", headers=phone_key)).status == 200
+    other = await browser.new_context()  # the other browser, signed in with the key its link gave it
+    await other.add_cookies([{"name": "paibot_member", "value": phone.key, "url": url}])
+    there = await other.new_page()
+    await there.goto(page.url)
+    await there.wait_for_selector("#me-name:text('Alice')")
 
-        await page.click("#change-nick")
-        await page.click("#sign-out-others")
-        await page.wait_for_selector("text=1 other browser signed out.")
-        assert (await http.get("/api/members/me", headers=phone_key)).status == 204
+    await page.click("#change-nick")
+    await page.click("#sign-out-others")
+    await page.wait_for_selector("text=1 other browser signed out.")
     assert (await page.evaluate("fetch('/api/members/me').then((r) => r.json())"))["author_id"] == me["author_id"]
+
+    # The signed-out browser says so when it next posts, asks for a nickname, and keeps the unsent text.
+    await there.fill("#text", "still here?")
+    await there.press("#text", "Enter")
+    await there.wait_for_selector("text=This browser is no longer signed in")
+    assert await there.locator("#nick-modal").is_visible() and not await there.locator("#token-screen").is_visible()
+    assert await there.input_value("#text") == "still here?"
+    await other.close()
     await page.click("#sign-out-others")
     await page.wait_for_selector("text=No other browser was signed in as you.")

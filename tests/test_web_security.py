@@ -48,7 +48,8 @@ async def test_with_a_token_configured_the_api_refuses_requests_without_it(locke
         for method, path in (("GET", "/api/info"), ("POST", "/api/groups"), ("GET", "/api/groups/123456")):
             resp = await http.request(method, path, json={"name": "x"})
             assert resp.status == 401, path
-            assert "token" in (await resp.json())["error"]
+            refused = await resp.json()
+            assert "token" in refused["error"] and refused["need"] == "token"  # the page shows its token screen
         wrong = await http.get("/api/info", headers={"Authorization": "Bearer nope"})
         assert wrong.status == 401
 

@@ -371,7 +371,8 @@ class WebAdapter(WebForgetting):
         try:
             return await asyncio.to_thread(self._require_store().sign_out_others, member.author_id, key)
         except LookupError as exc:  # the key was retired by another request meanwhile
-            raise ApiError(401, "this member key no longer signs anyone in: sign in again") from exc
+            raise ApiError(401, "this member key no longer signs anyone in: sign in again",
+                           need="member") from exc
 
     async def rename_member(self, member: StoredMember, nickname: str) -> StoredMember:
         await asyncio.to_thread(self._require_store().rename_member, member.author_id, nickname)

@@ -26,12 +26,18 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 class ApiError(Exception):
     """A request the API refuses; becomes ``{"error": message}`` with ``status``. A ``Text`` message (one a
     person may read on the page) is translated into the request's language (``?lang=`` or
-    ``Accept-Language``)."""
+    ``Accept-Language``). A 401 says what it needs in ``need``: ``"token"`` (the server's access token) or
+    ``"member"`` (a member key: none was sent, or the one sent no longer signs anyone in)."""
 
-    def __init__(self, status: int, message: str | Text) -> None:
+    def __init__(self, status: int, message: str | Text, *, need: str = "") -> None:
         super().__init__(str(message))
         self.status = status
         self.message = message
+        self.need = need
+
+    def body(self, said: str) -> dict[str, str]:
+        """The JSON answer, with ``said`` the message as the request's reader gets it."""
+        return {"error": said, "need": self.need} if self.need else {"error": said}
 
 
 def clean_line(value: Any, field: str, max_chars: int) -> str:

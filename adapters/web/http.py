@@ -174,7 +174,7 @@ class WebHttp:
         try:
             return await handler(request)
         except ApiError as exc:
-            return web.json_response({"error": self._say(request, exc.message)}, status=exc.status)
+            return web.json_response(exc.body(self._say(request, exc.message)), status=exc.status)
         except web.HTTPException as exc:
             if not request.path.startswith("/api/") or exc.status < 400:
                 raise
@@ -206,7 +206,8 @@ class WebHttp:
             raise ApiError(403, "cross-site requests are not allowed")
         guarded = request.path.startswith("/api/") or request.path == "/metrics"
         if guarded and self.access_token and not self._authorised(request):
-            raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)")
+            raise ApiError(401, "an access token is required (Authorization: Bearer <token> or ?token=)",
+                           need="token")
         if request.path.startswith(("/g/", "/join/")) or request.path == "/":
             token = request.query.get("token")
             if token and self.access_token and hmac.compare_digest(token.encode(), self.access_token.encode()):
@@ -290,7 +291,7 @@ class WebHttp:
         member = await self._member(request)
         if member is None:
             raise ApiError(401, "a member key is required: get one with POST /api/members {\"nickname\": ...} "
-                                "and send it as 'Authorization: Member <key>'")
+                                "and send it as 'Authorization: Member <key>'", need="member")
         return member
 
     def _nickname(self, data: dict[str, Any]) -> str:

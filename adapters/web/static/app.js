@@ -152,11 +152,21 @@
     }
     let data = null;
     try { data = await resp.json(); } catch (e) { data = null; }
-    if (!resp.ok) {
-      if (resp.status === 401) showScreen("token");
-      throw new ApiError(resp.status, (data && data.error) || _("The server said {status}.", { status: resp.status }));
-    }
+    if (!resp.ok) throw refusal(resp.status, data);
     return data;
+  }
+
+  // The error for a refused request. A 401 says what it needs: the server's access token (its screen), or
+  // a member key: this browser's was signed out from another one, so it picks a nickname or signs in again.
+  function refusal(status, data) {
+    if (status === 401 && data && data.need === "member" && state.me) {
+      state.me = null;
+      showMe();
+      if (state.group) askNickname(state.group.name);
+      return new ApiError(401, _("This browser is no longer signed in (it was signed out from another one). Pick a nickname, or ask the bot for a new sign-in link with /signin."));
+    }
+    if (status === 401 && !(data && data.need === "member")) showScreen("token");
+    return new ApiError(status, (data && data.error) || _("The server said {status}.", { status }));
   }
 
   // ------------------------------------------------------------------ small UI helpers
@@ -865,10 +875,7 @@
     } catch (e) {
       throw new ApiError(0, _("Cannot reach the server. Is paibot running?"));
     }
-    if (resp.status === 401) showScreen("token");
-    if (resp.status < 200 || resp.status >= 300) {
-      throw new ApiError(resp.status, (resp.data && resp.data.error) || _("The server said {status}.", { status: resp.status }));
-    }
+    if (resp.status < 200 || resp.status >= 300) throw refusal(resp.status, resp.data);
     return resp.data;
   }
 
@@ -906,7 +913,7 @@
     $("composer").classList.remove("pending");
     state.sending = false;
     $("send-button").disabled = false;
-    box.focus();
+    if ($("nick-modal").hidden) box.focus();  // not while the nickname dialog asks (a signed-out browser)
   }
 
   // ------------------------------------------------------------------ what other scripts of the page use
