@@ -159,13 +159,16 @@
   // The error for a refused request. A 401 says what it needs: the server's access token (its screen), or
   // a member key: this browser's was signed out from another one, so it picks a nickname or signs in again.
   function refusal(status, data) {
-    if (status === 401 && data && data.need === "member" && state.me) {
+    if (status === 401 && data && data.need === "member") {
+      const wasMember = !!state.me;
       state.me = null;
       showMe();
       if (state.group) askNickname(state.group.name);
-      return new ApiError(401, _("This browser is no longer signed in (it was signed out from another one). Pick a nickname, or ask the bot for a new sign-in link with /signin."));
+      return new ApiError(401, wasMember
+        ? _("This browser is no longer signed in (it was signed out from another one). Pick a nickname, or ask the bot for a new sign-in link with /signin.")
+        : _("Choose how the group will see you."));
     }
-    if (status === 401 && !(data && data.need === "member")) showScreen("token");
+    if (status === 401) showScreen("token");
     return new ApiError(status, (data && data.error) || _("The server said {status}.", { status }));
   }
 
