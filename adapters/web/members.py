@@ -15,6 +15,7 @@ import hashlib
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -36,7 +37,8 @@ def key_hash(key: str) -> str:
 
 
 class MemberTables:
-    """Members and admins, on the store's connection (``_lock`` and ``_run`` come from ``WebStore``).
+    """Members and admins, on the store's connection (``_lock``, ``_run`` and ``_shared_commit`` come from
+    ``WebStore``).
 
     Every post proves its member key: the members found by key are kept in memory (``known_member``, no
     query), and a rename or a new key for the same member (``redeem_sign_in``) drops the entry."""
@@ -45,6 +47,9 @@ class MemberTables:
     _members: dict[str, StoredMember]  # key hash -> member, filled by member_by_key
 
     def _run(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        raise NotImplementedError
+
+    def _shared_commit(self, work: Callable[[], int]) -> int:
         raise NotImplementedError
 
     def add_member(self, nickname: str, now: datetime | None = None) -> tuple[StoredMember, str]:
@@ -93,26 +98,22 @@ class MemberTables:
 
     def sign_out_others(self, author_id: str, key: str) -> int:
         """Make ``key`` the member's only key (every other browser signed in as her must sign in again);
-        returns how many keys stopped working."""
+        returns how many keys stopped working. ``LookupError`` when ``key`` is not hers (nothing changes)."""
         digest = key_hash(key)
-        with self._lock:
-            self._run("BEGIN IMMEDIATE")
-            try:
-                main = self._run("SELECT key_hash FROM members WHERE author_id = ?", (author_id,)).fetchone()
-                extra = {r[0] for r in self._run("SELECT key_hash FROM member_keys WHERE author_id = ?",
-                                                 (author_id,))}  # fmt: skip
-                if main is None or (main[0] != digest and digest not in extra):
-                    raise LookupError(f"not a key of member {author_id}")
-                self._run("DELETE FROM member_keys WHERE author_id = ?", (author_id,))
-                if main[0] != digest:  # this key becomes the first one, and the first one stops working
-                    self._run("UPDATE members SET key_hash = ? WHERE author_id = ?", (digest, author_id))
-                gone = len(extra)  # every other key: the extra ones, or the first one in place of this one
-                self._forget_member(author_id)
-                self._run("COMMIT")
-            except BaseException:
-                self._run("ROLLBACK")
-                raise
-        return gone
+
+        def write() -> int:
+            main = self._run("SELECT key_hash FROM members WHERE author_id = ?", (author_id,)).fetchone()
+            rows = self._run("SELECT key_hash FROM member_keys WHERE author_id = ?", (author_id,))
+            extra = {r[0] for r in rows}
+            if main is None or (main[0] != digest and digest not in extra):
+                raise LookupError(f"not a key of member {author_id}")
+            self._run("DELETE FROM member_keys WHERE author_id = ?", (author_id,))
+            if main[0] != digest:  # this key becomes the first one, and the first one stops working
+                self._run("UPDATE members SET key_hash = ? WHERE author_id = ?", (digest, author_id))
+            self._forget_member(author_id)
+            return len(extra)  # every other key: the extra ones, or the first one in place of this one
+
+        return self._shared_commit(write)
 
     def _forget_member(self, author_id: str) -> None:
         """Drop the kept entries of ``author_id`` (under ``_lock``, in the transaction that changes her)."""

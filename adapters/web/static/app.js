@@ -233,23 +233,23 @@
     }
   }
 
+  // The groups this browser opened lately, newest first (kept in the browser's storage).
+  function recentGroups() {
+    try { return JSON.parse(store.get("recent") || "[]"); } catch (e) { return []; }
+  }
+
   function rememberGroup(group) {
-    let recent = [];
-    try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
-    recent = recent.filter((g) => g && g.number !== group.number);
+    const recent = recentGroups().filter((g) => g && g.number !== group.number);
     recent.unshift({ address: group.address, number: group.number, name: group.name });
     store.set("recent", JSON.stringify(recent.slice(0, 8)));
   }
 
   function forgetRecent(number) {
-    let recent = [];
-    try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
-    store.set("recent", JSON.stringify(recent.filter((g) => g && g.number !== number)));
+    store.set("recent", JSON.stringify(recentGroups().filter((g) => g && g.number !== number)));
   }
 
   function renderRecent() {
-    let recent = [];
-    try { recent = JSON.parse(store.get("recent") || "[]"); } catch (e) { recent = []; }
+    const recent = recentGroups();
     const list = $("recent-list");
     list.replaceChildren();
     for (const g of recent) {
